@@ -1,0 +1,204 @@
+//! API-key authentication, per-key rate limiting and request ids.
+
+use crate::error::{ApiError, ApiResult};
+use crate::service::hash_key;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use easm_domain::{Permission, Plan, Role};
+use easm_events::{Actor, ActorKind, EventMeta};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub key_id: String,
+    pub org_id: String,
+    pub role: Role,
+    pub plan: Plan,
+    pub request_id: String,
+}
+
+impl Caller {
+    pub fn require(&self, p: Permission) -> ApiResult<()> {
+        if self.role.can(p) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "the {} role may not do this",
+                self.role.as_str()
+            )))
+        }
+    }
+
+    pub fn meta(&self) -> EventMeta {
+        EventMeta::new(
+            Actor {
+                kind: ActorKind::ApiKey,
+                id: self.key_id.clone(),
+                role: Some(self.role.as_str().into()),
+            },
+            self.request_id.clone(),
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Echo a well-formed incoming `X-Request-Id`, or make one; it is stamped on every event.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(crate::service::new_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let presented = presented_key(req.headers()).map(str::to_string);
+    match identify(&app, presented).await {
+        Ok(mut caller) => {
+            let rate = app.limiter.hit(&caller.key_id, caller.plan.limits().requests_per_minute);
+            if rate.remaining.is_none() {
+                let mut err = ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    format!("rate limit of {} requests per minute exceeded", rate.limit),
+                );
+                err.retry_after = Some(rate.reset_in.max(1));
+                let mut res = err.into_response();
+                rate.write(res.headers_mut());
+                return res;
+            }
+            if rate.touch {
+                if let Err(e) = app.service.read().touch_key(&caller.key_id, easm_store::now_micros()).await {
+                    tracing::warn!(error = %e, "could not record key use");
+                }
+            }
+            if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+                caller.request_id = id.clone();
+            }
+            req.extensions_mut().insert(caller);
+            let mut res = next.run(req).await;
+            rate.write(res.headers_mut());
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn identify(app: &AppState, presented: Option<String>) -> ApiResult<Caller> {
+    let secret = presented
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer"))?;
+    if !secret.starts_with("ag_sk_") || secret.len() > 200 {
+        return Err(ApiError::unauthorized("invalid or expired API key"));
+    }
+    let hash = hash_key(&secret);
+    let read = app.service.read();
+    let mut found = read.key_by_hash(&hash).await?;
+    if found.is_none() {
+        // A key just created by another process may not be projected here yet.
+        app.service.projector().catch_up().await?;
+        found = read.key_by_hash(&hash).await?;
+    }
+    let key = found
+        .filter(|k| !k.revoked)
+        .ok_or_else(|| ApiError::unauthorized("invalid or expired API key"))?;
+    Ok(Caller {
+        role: Role::parse(&key.role).unwrap_or(Role::Viewer),
+        plan: Plan::parse(&key.plan).unwrap_or(Plan::Free),
+        key_id: key.key_id,
+        org_id: key.org_id,
+        request_id: String::new(),
+    })
+}
+
+/// Fixed one-minute windows per key, in this process.
+#[derive(Default)]
+pub struct RateLimiter {
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+struct Window {
+    minute: i64,
+    count: u32,
+    last_touch: i64,
+}
+
+pub struct RateState {
+    limit: u32,
+    /// `None` when the request is over the limit.
+    remaining: Option<u32>,
+    reset_at: i64,
+    reset_in: u64,
+    /// Whether to record the key's last use now (at most once a minute per key).
+    touch: bool,
+}
+
+impl RateState {
+    fn write(&self, h: &mut HeaderMap) {
+        let set = |h: &mut HeaderMap, name: &'static str, v: String| {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set(h, "x-ratelimit-limit", self.limit.to_string());
+        set(h, "x-ratelimit-remaining", self.remaining.unwrap_or(0).to_string());
+        set(h, "x-ratelimit-reset", self.reset_at.to_string());
+    }
+}
+
+impl RateLimiter {
+    pub fn hit(&self, key_id: &str, limit: u32) -> RateState {
+        let now = chrono::Utc::now().timestamp();
+        let minute = now / 60;
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, w| w.minute == minute);
+        }
+        let w = map.entry(key_id.to_string()).or_insert(Window {
+            minute,
+            count: 0,
+            last_touch: 0,
+        });
+        if w.minute != minute {
+            w.minute = minute;
+            w.count = 0;
+        }
+        let touch = now - w.last_touch >= 60;
+        if touch {
+            w.last_touch = now;
+        }
+        w.count += 1;
+        let reset_at = (minute + 1) * 60;
+        RateState {
+            limit,
+            remaining: (w.count <= limit).then(|| limit - w.count),
+            reset_at,
+            reset_in: (reset_at - now) as u64,
+            touch,
+        }
+    }
+}

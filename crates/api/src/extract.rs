@@ -1,0 +1,123 @@
+//! Extractors that turn bad input into our JSON errors naming the field, instead of axum's
+//! plain-text rejections.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use easm_projections::read::PageRequest;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// The most a request body may hold.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A JSON body. Errors name the path of the offending field (`assets[2].type`).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::too_large())?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            "request body must be a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "INVALID_JSON",
+                format!("malformed JSON: {inner}"),
+            )
+        } else if path == "." {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                strip_position(&inner.to_string()),
+            )
+        } else {
+            ApiError::bad_request(&path, format!("{path}: {}", strip_position(&inner.to_string())))
+        }
+    })
+}
+
+/// serde_json appends "at line 1 column 17", which means nothing to an API client.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Query parameters, with errors naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::bad_request(&path, format!("query parameter {path}: {}", e.into_inner()))
+            })
+    }
+}
+
+fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(q.as_bytes())
+}
+
+/// `page` (1-based) and `perPage` (1 to 100; larger asks get 100).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// Items per page (default 50, at most 100).
+    pub per_page: Option<i64>,
+}
+
+impl PageParams {
+    pub fn resolve(&self) -> Result<PageRequest, ApiError> {
+        page_request(self.page, self.per_page)
+    }
+}
+
+/// Shared by every list query (serde's `flatten` loses number parsing in query strings).
+pub fn page_request(page: Option<i64>, per_page: Option<i64>) -> Result<PageRequest, ApiError> {
+    {
+        let page = page.unwrap_or(1);
+        if page < 1 {
+            return Err(ApiError::bad_request("page", "page: must be 1 or more"));
+        }
+        let per_page = per_page.unwrap_or(50);
+        if per_page < 1 {
+            return Err(ApiError::bad_request("perPage", "perPage: must be 1 or more"));
+        }
+        Ok(PageRequest {
+            page,
+            per_page: per_page.min(100),
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The easm HTTP API. `router` builds every route together with its OpenAPI description, so the
+//! document served at `/api/openapi.json` cannot leave a route out.
+
+mod auth;
+pub mod error;
+mod extract;
+mod idempotency;
+mod routes;
+pub mod service;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{middleware, Json, Router};
+use easm_projections::Projector;
+use easm_store::{Db, IdempotencyStore};
+use error::ApiError;
+use routes::{assets, groups, health, keys, org};
+use service::Service;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub service: Service,
+    pub idempotency: IdempotencyStore,
+    limiter: Arc<auth::RateLimiter>,
+}
+
+impl AppState {
+    pub fn new(db: Db) -> Self {
+        let projector = Arc::new(Projector::new(db.clone()));
+        AppState {
+            service: Service::new(db.clone(), projector),
+            idempotency: IdempotencyStore::new(db.clone()),
+            limiter: Arc::default(),
+            db,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
+    modifiers(&Security),
+    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "health"))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "health",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi_json() -> impl IntoResponse {
+    Json(openapi())
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(org::get_org, org::delete_org))
+        .routes(routes!(org::invite_member))
+        .routes(routes!(org::change_plan))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(groups::list_groups, groups::create_group))
+        .routes(routes!(groups::get_group, groups::rename_group, groups::delete_group))
+        .routes(routes!(groups::group_summary))
+        .routes(routes!(groups::group_assets, groups::add_asset))
+        .routes(routes!(groups::add_assets_bulk))
+        .routes(routes!(assets::list_assets))
+        .routes(routes!(assets::get_asset, assets::update_asset, assets::delete_asset))
+        .routes(routes!(assets::asset_timeline))
+}
+
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi_json))
+}
+
+/// The full document: public routes and authenticated ones.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(public_routes())
+        .merge(api_routes())
+        .split_for_parts();
+    doc
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    let api = api
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let (public, _) = public_routes().split_for_parts();
+    public
+        .merge(api)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(middleware::from_fn(auth::request_id))
+        .with_state(state)
+}
+
+/// Keep the read models following the log for events appended by other processes (the CLI,
+/// other servers); this process's own writes catch up inline.
+pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let projector = state.service.projector().clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = projector.catch_up().await {
+                tracing::warn!(error = %e, "projector catch-up failed; retrying");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let projector = spawn_projector(&state);
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    projector.abort();
+    result
+}

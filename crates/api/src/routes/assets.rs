@@ -1,0 +1,212 @@
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{page_request, ApiJson, ApiQuery, PageParams};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use easm_domain::{AssetPatch, AssetType, Criticality, NewAsset, Permission};
+use easm_events::{format_timestamp, Actor};
+use easm_projections::read::{AssetFilter, AssetView, Page};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetInput {
+    /// Normalized per type: lowercase IDNA hostnames, canonical IPs and CIDRs.
+    pub value: String,
+    /// domain, subdomain, ip, cidr, url or cloud_resource.
+    #[serde(rename = "type")]
+    pub asset_type: String,
+    pub tags: Option<Vec<String>>,
+    /// low, medium (default), high or critical.
+    pub criticality: Option<String>,
+}
+
+impl From<AssetInput> for NewAsset {
+    fn from(a: AssetInput) -> Self {
+        NewAsset {
+            value: a.value,
+            asset_type: a.asset_type,
+            tags: a.tags,
+            criticality: a.criticality,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkAdded {
+    pub added: usize,
+    pub items: Vec<AssetView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AssetPatchBody {
+    /// Move the asset to this group.
+    #[serde(default, deserialize_with = "super::id_string")]
+    #[schema(value_type = Option<String>)]
+    pub group_id: Option<String>,
+    /// Replaces the asset's tags.
+    pub tags: Option<Vec<String>>,
+    pub criticality: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AssetQuery {
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+    /// Asset type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub asset_type: Option<String>,
+    pub group_id: Option<String>,
+    pub tag: Option<String>,
+    pub criticality: Option<String>,
+    /// Case-insensitive substring of the value.
+    pub q: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    pub event_id: String,
+    pub position: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: i32,
+    pub occurred_at: String,
+    #[schema(value_type = Object)]
+    pub actor: Actor,
+    pub request_id: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// Assets of the organization. Filters: type, groupId, tag, criticality, q.
+#[utoipa::path(get, path = "/api/assets", tag = "assets", params(AssetQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<AssetView>), (status = 400, body = ErrorBody)))]
+pub async fn list_assets(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiQuery(q): ApiQuery<AssetQuery>,
+) -> ApiResult<Json<Page<AssetView>>> {
+    c.require(Permission::Read)?;
+    let page = page_request(q.page, q.per_page)?;
+    if let Some(t) = &q.asset_type {
+        AssetType::parse(t).ok_or_else(|| ApiError::bad_request("type", format!("type: unknown asset type '{t}'")))?;
+    }
+    if let Some(cr) = &q.criticality {
+        Criticality::parse(cr)
+            .ok_or_else(|| ApiError::bad_request("criticality", format!("criticality: unknown level '{cr}'")))?;
+    }
+    let filter = AssetFilter {
+        asset_type: q.asset_type,
+        group_id: q.group_id,
+        tag: q.tag,
+        criticality: q.criticality,
+        q: q.q.filter(|s| !s.is_empty()),
+    };
+    Ok(Json(app.service.read().assets(&c.org_id, &filter, page).await?))
+}
+
+async fn asset_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AssetView> {
+    app.service
+        .read()
+        .asset(&c.org_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("asset"))
+}
+
+/// One asset.
+#[utoipa::path(get, path = "/api/assets/{id}", tag = "assets", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = AssetView), (status = 404, body = ErrorBody)))]
+pub async fn get_asset(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AssetView>> {
+    c.require(Permission::Read)?;
+    Ok(Json(asset_view(&app, &c, &id).await?))
+}
+
+/// Change an asset's group, tags or criticality.
+#[utoipa::path(patch, path = "/api/assets/{id}", tag = "assets", params(("id" = String, Path)),
+    request_body = AssetPatchBody, security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = AssetView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_asset(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssetPatchBody>,
+) -> ApiResult<Json<AssetView>> {
+    c.require(Permission::Write)?;
+    let patch = AssetPatch {
+        group_id: body.group_id,
+        tags: body.tags,
+        criticality: body.criticality,
+    };
+    app.service.update_asset(&c.meta(), &c.org_id, &id, &patch).await?;
+    Ok(Json(asset_view(&app, &c, &id).await?))
+}
+
+/// Remove an asset. Its history stays in the log.
+#[utoipa::path(delete, path = "/api/assets/{id}", tag = "assets", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_asset(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.require(Permission::Write)?;
+    app.service.remove_asset(&c.meta(), &c.org_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every event about the asset, oldest first, read from the event log.
+#[utoipa::path(get, path = "/api/assets/{id}/timeline", tag = "assets", params(("id" = String, Path), PageParams),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<TimelineEntry>), (status = 404, body = ErrorBody)))]
+pub async fn asset_timeline(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<TimelineEntry>>> {
+    c.require(Permission::Read)?;
+    let p = q.resolve()?;
+    let stream = crate::service::asset_stream(&id);
+    let (events, total) = app
+        .service
+        .log()
+        .stream_page(&c.org_id, &stream, (p.page - 1) * p.per_page, p.per_page)
+        .await?;
+    if total == 0 {
+        return Err(ApiError::not_found("asset"));
+    }
+    let items = events
+        .into_iter()
+        .map(|e| TimelineEntry {
+            event_id: e.event_id.to_string(),
+            position: e.position,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            occurred_at: format_timestamp(&e.occurred_at),
+            actor: e.actor,
+            request_id: e.request_id,
+            data: e.data,
+        })
+        .collect();
+    Ok(Json(Page {
+        items,
+        total,
+        page: p.page,
+        per_page: p.per_page,
+    }))
+}

@@ -1,0 +1,25 @@
+//! HTTP handlers, one file per resource. Each parses, authorizes, calls the service or the read
+//! models, and maps the result.
+
+pub mod assets;
+pub mod groups;
+pub mod health;
+pub mod keys;
+pub mod org;
+
+use serde::{Deserialize, Deserializer};
+
+/// Ids are strings, but clients of the reference API send numbers too (`"groupId": 2`).
+pub fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(u64),
+    }
+    Ok(match Option::<Id>::deserialize(d)? {
+        None => None,
+        Some(Id::S(s)) => Some(s),
+        Some(Id::N(n)) => Some(n.to_string()),
+    })
+}

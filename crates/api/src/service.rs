@@ -1,0 +1,410 @@
+//! The command side: load the aggregates a command needs, let the domain decide, append with the
+//! expected versions and constraints, and on a conflict load and decide again (bounded). Once
+//! committed, the read models are brought up to the new position so the caller reads its writes.
+
+use base64::Engine;
+use easm_domain::{
+    add_assets, create_org, Aggregate, Asset, AssetPatch, DomainError, Group, Inventory, NewAsset,
+    Organization, Plan, Role,
+};
+use easm_events::{Event, EventMeta, RecordedEvent};
+use easm_projections::{Projector, ReadModels};
+use easm_store::{AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How many times a command is decided again after losing a race, before answering 409.
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the resource changed concurrently {0} times; retry the request")]
+    Contention(u32),
+}
+
+pub fn org_stream(id: &str) -> String {
+    format!("org-{id}")
+}
+pub fn group_stream(id: &str) -> String {
+    format!("group-{id}")
+}
+pub fn asset_stream(id: &str) -> String {
+    format!("asset-{id}")
+}
+fn value_key(value: &str) -> String {
+    format!("asset:{value}")
+}
+fn member_prefix(group_id: &str) -> String {
+    format!("member:{group_id}:")
+}
+fn member_key(group_id: &str, asset_id: &str) -> String {
+    format!("member:{group_id}:{asset_id}")
+}
+
+pub fn new_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+/// A new API key: `ag_sk_` + base64url of 32 random bytes. Only its SHA-256 is kept.
+pub struct IssuedKey {
+    pub key_id: String,
+    pub secret: String,
+}
+
+pub fn hash_key(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn issue_key() -> IssuedKey {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    IssuedKey {
+        key_id: new_id(),
+        secret: format!(
+            "ag_sk_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        ),
+    }
+}
+
+fn key_prefix(secret: &str) -> String {
+    secret.chars().take(12).collect()
+}
+
+/// One decision ready to append.
+struct Decision {
+    streams: Vec<StreamAppend>,
+    constraints: Vec<Constraint>,
+}
+
+impl Decision {
+    fn one(stream_id: String, expected_version: i64, events: Vec<Event>) -> Self {
+        Decision {
+            streams: vec![StreamAppend {
+                stream_id,
+                expected_version,
+                events,
+            }],
+            constraints: vec![],
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.streams.iter().all(|s| s.events.is_empty())
+    }
+}
+
+#[derive(Clone)]
+pub struct Service {
+    log: EventLog,
+    projector: Arc<Projector>,
+    read: ReadModels,
+}
+
+impl Service {
+    pub fn new(db: Db, projector: Arc<Projector>) -> Self {
+        Service {
+            log: EventLog::new(db.clone()),
+            projector,
+            read: ReadModels::new(db),
+        }
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn read(&self) -> &ReadModels {
+        &self.read
+    }
+
+    pub fn projector(&self) -> &Arc<Projector> {
+        &self.projector
+    }
+
+    /// Decide and append, deciding again when the state moved underneath, then wait for the
+    /// read models. `decide` is re-run from scratch on every attempt.
+    async fn execute<F, Fut>(
+        &self,
+        org_id: &str,
+        meta: &EventMeta,
+        mut decide: F,
+    ) -> Result<Vec<RecordedEvent>, ServiceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Decision, ServiceError>>,
+    {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let d = decide().await?;
+            if d.is_empty() {
+                return Ok(vec![]);
+            }
+            let req = AppendRequest {
+                org_id: org_id.to_string(),
+                meta: meta.clone(),
+                streams: d.streams,
+                constraints: d.constraints,
+            };
+            match self.log.append(req).await {
+                Ok(events) => {
+                    if let Some(last) = events.last() {
+                        self.projector.wait_for(last.position).await?;
+                    }
+                    return Ok(events);
+                }
+                Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {}
+                Err(AppendError::Store(e)) if e.is_transient() => {}
+                Err(AppendError::Store(e)) => return Err(e.into()),
+                Err(AppendError::TooLarge(n)) => {
+                    return Err(DomainError::validation("assets", format!("{n} items is too many")).into())
+                }
+            }
+            let jitter = rand::random::<u64>() % (2 << attempt.min(6));
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+        }
+        Err(ServiceError::Contention(MAX_ATTEMPTS))
+    }
+
+    async fn load<A: Aggregate>(&self, org_id: &str, stream: &str) -> Result<(i64, A), ServiceError> {
+        let (version, events) = self.log.load(org_id, stream).await?;
+        Ok((version, A::from_events(&events)))
+    }
+
+    pub async fn create_org(
+        &self,
+        meta: &EventMeta,
+        name: &str,
+        plan: Plan,
+    ) -> Result<(String, IssuedKey), ServiceError> {
+        let org_id = new_id();
+        let key = issue_key();
+        let mut events = create_org(&org_id, name, plan)?;
+        let org = Organization::from_events(&events);
+        events.extend(org.create_key(
+            &key.key_id,
+            "owner key",
+            Role::Owner,
+            &hash_key(&key.secret),
+            &key_prefix(&key.secret),
+        )?);
+        let stream = org_stream(&org_id);
+        self.execute(&org_id, meta, || {
+            let events = events.clone();
+            let stream = stream.clone();
+            async move { Ok(Decision::one(stream, 0, events)) }
+        })
+        .await?;
+        Ok((org_id, key))
+    }
+
+    pub async fn create_key(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        role: Role,
+        name: &str,
+    ) -> Result<IssuedKey, ServiceError> {
+        let key = issue_key();
+        let stream = org_stream(org_id);
+        self.execute(org_id, meta, || async {
+            let (v, org) = self.load::<Organization>(org_id, &stream).await?;
+            let events = org.create_key(
+                &key.key_id,
+                name,
+                role,
+                &hash_key(&key.secret),
+                &key_prefix(&key.secret),
+            )?;
+            Ok(Decision::one(stream.clone(), v, events))
+        })
+        .await?;
+        Ok(key)
+    }
+
+    pub async fn revoke_key(&self, meta: &EventMeta, org_id: &str, key_id: &str) -> Result<(), ServiceError> {
+        let stream = org_stream(org_id);
+        self.execute(org_id, meta, || async {
+            let (v, org) = self.load::<Organization>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, org.revoke_key(key_id)?))
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn create_group(&self, meta: &EventMeta, org_id: &str, name: &str) -> Result<String, ServiceError> {
+        let id = new_id();
+        let events = Group::create(&id, name)?;
+        self.execute(org_id, meta, || {
+            let d = Decision::one(group_stream(&id), 0, events.clone());
+            async move { Ok(d) }
+        })
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn rename_group(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        group_id: &str,
+        name: &str,
+    ) -> Result<(), ServiceError> {
+        let stream = group_stream(group_id);
+        self.execute(org_id, meta, || async {
+            let (v, g) = self.load::<Group>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, g.rename(name)?))
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_group(&self, meta: &EventMeta, org_id: &str, group_id: &str) -> Result<(), ServiceError> {
+        let stream = group_stream(group_id);
+        self.execute(org_id, meta, || async {
+            let (v, g) = self.load::<Group>(org_id, &stream).await?;
+            let members = self.log.count_reservations(org_id, &member_prefix(group_id)).await?;
+            let mut d = Decision::one(stream.clone(), v, g.delete(members)?);
+            d.constraints.push(Constraint::NoneWithPrefix {
+                prefix: member_prefix(group_id),
+            });
+            Ok(d)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Add assets to a group, all or nothing. Returns the new asset ids in item order.
+    pub async fn add_assets(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        plan: Plan,
+        group_id: &str,
+        items: &[NewAsset],
+    ) -> Result<Vec<String>, ServiceError> {
+        let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
+        let gstream = group_stream(group_id);
+        let events = self
+            .execute(org_id, meta, || async {
+                let (gv, group) = self.load::<Group>(org_id, &gstream).await?;
+                let keys: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| i.normalized().ok())
+                    .map(|(_, v)| value_key(&v))
+                    .collect();
+                let existing = self
+                    .log
+                    .reservations(org_id, &keys)
+                    .await?
+                    .into_iter()
+                    .map(|(k, owner)| (k["asset:".len()..].to_string(), owner))
+                    .collect();
+                let inventory = Inventory {
+                    plan,
+                    live_assets: self.log.count_reservations(org_id, "asset:").await?,
+                    existing,
+                };
+                let events = add_assets(&group, items, &inventory, &ids)?;
+                let mut d = Decision {
+                    streams: vec![],
+                    constraints: vec![Constraint::StreamAt {
+                        stream_id: gstream.clone(),
+                        version: gv,
+                    }],
+                };
+                if let Some(max) = plan.limits().assets {
+                    d.constraints.push(Constraint::AtMost {
+                        prefix: "asset:".into(),
+                        max,
+                    });
+                }
+                for e in events {
+                    if let Event::AssetAdded(a) = &e {
+                        d.constraints.push(Constraint::Claim {
+                            key: value_key(&a.value),
+                            owner: a.asset_id.clone(),
+                        });
+                        d.constraints.push(Constraint::Claim {
+                            key: member_key(group_id, &a.asset_id),
+                            owner: a.asset_id.clone(),
+                        });
+                        d.streams.push(StreamAppend {
+                            stream_id: asset_stream(&a.asset_id),
+                            expected_version: 0,
+                            events: vec![e],
+                        });
+                    }
+                }
+                Ok(d)
+            })
+            .await?;
+        Ok(events.iter().map(|e| e.stream_id["asset-".len()..].to_string()).collect())
+    }
+
+    pub async fn update_asset(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        asset_id: &str,
+        patch: &AssetPatch,
+    ) -> Result<(), ServiceError> {
+        let stream = asset_stream(asset_id);
+        self.execute(org_id, meta, || async {
+            let (v, asset) = self.load::<Asset>(org_id, &stream).await?;
+            let target = match &patch.group_id {
+                Some(g) => Some(self.load::<Group>(org_id, &group_stream(g)).await?),
+                None => None,
+            };
+            let events = asset.update(patch, target.as_ref().map(|(_, g)| g))?;
+            let mut d = Decision::one(stream.clone(), v, events);
+            let moved = d.streams[0].events.iter().find_map(|e| match e {
+                Event::AssetUpdated(u) => u.group_id.clone(),
+                _ => None,
+            });
+            if let (Some(new_group), Some((gv, _))) = (moved, target) {
+                d.constraints.extend([
+                    Constraint::Release {
+                        key: member_key(&asset.group_id, asset_id),
+                    },
+                    Constraint::Claim {
+                        key: member_key(&new_group, asset_id),
+                        owner: asset_id.to_string(),
+                    },
+                    Constraint::StreamAt {
+                        stream_id: group_stream(&new_group),
+                        version: gv,
+                    },
+                ]);
+            }
+            Ok(d)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn remove_asset(&self, meta: &EventMeta, org_id: &str, asset_id: &str) -> Result<(), ServiceError> {
+        let stream = asset_stream(asset_id);
+        self.execute(org_id, meta, || async {
+            let (v, asset) = self.load::<Asset>(org_id, &stream).await?;
+            let mut d = Decision::one(stream.clone(), v, asset.remove()?);
+            d.constraints.extend([
+                Constraint::Release {
+                    key: value_key(&asset.value),
+                },
+                Constraint::Release {
+                    key: member_key(&asset.group_id, asset_id),
+                },
+            ]);
+            Ok(d)
+        })
+        .await?;
+        Ok(())
+    }
+}

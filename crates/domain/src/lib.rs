@@ -1,0 +1,31 @@
+//! The pure domain of easm: commands are decided into events, and events evolve aggregate state.
+//! Nothing here performs I/O; the store and the API supply whatever a decision needs to know.
+
+mod asset;
+mod asset_value;
+mod error;
+mod group;
+mod organization;
+mod plans;
+mod roles;
+
+pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
+pub use asset_value::{normalize_value, AssetType, Criticality};
+pub use error::{DomainError, ItemError};
+pub use group::{validate_group_name, Group};
+pub use organization::{create_org, validate_name, Organization};
+pub use plans::{Limits, Plan};
+pub use roles::{Permission, Role};
+
+/// State rebuilt from a stream: every aggregate starts empty and folds its events in order.
+pub trait Aggregate: Default {
+    fn apply(&mut self, event: &easm_events::Event);
+
+    fn from_events<'a>(events: impl IntoIterator<Item = &'a easm_events::Event>) -> Self {
+        let mut s = Self::default();
+        for e in events {
+            s.apply(e);
+        }
+        s
+    }
+}

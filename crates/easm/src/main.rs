@@ -1,0 +1,190 @@
+//! The `easm` binary: the server and the admin commands.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use easm_api::{service::Service, AppState};
+use easm_domain::{Plan, Role};
+use easm_events::{Actor, ActorKind, EventMeta};
+use easm_store::{Db, DbConfig};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "easm", version, about = "External Attack Surface Management backend")]
+struct Cli {
+    /// Directory of the embedded SQLite database.
+    #[arg(long, global = true, env = "EASM_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://...). When set, it is used instead of the embedded SQLite file.
+    #[arg(long, global = true, env = "EASM_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve {
+        #[arg(long, env = "EASM_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Do not create the `default` organization on an empty store.
+        #[arg(long)]
+        no_bootstrap: bool,
+    },
+    /// Organizations and API keys.
+    Admin {
+        #[command(subcommand)]
+        command: Admin,
+    },
+    /// Read models.
+    Projections {
+        #[command(subcommand)]
+        command: Projections,
+    },
+}
+
+#[derive(Subcommand)]
+enum Admin {
+    /// Create an organization and its owner key; prints {"orgId","ownerKey"}.
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "free", value_parser = ["free", "pro", "enterprise"])]
+        plan: String,
+    },
+    /// Create an API key; prints {"keyId","key"}.
+    CreateKey {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = ["viewer", "analyst", "admin", "owner"])]
+        role: String,
+        #[arg(long, default_value = "cli key")]
+        name: String,
+    },
+    /// Revoke an API key.
+    RevokeKey {
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum Projections {
+    /// Drop the read models and rebuild them from the event log.
+    Rebuild,
+}
+
+fn cli_meta() -> EventMeta {
+    EventMeta::new(
+        Actor {
+            kind: ActorKind::System,
+            id: "cli".into(),
+            role: None,
+        },
+        easm_api::service::new_id(),
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = DbConfig::from_settings(cli.database_url.as_deref(), &cli.data_dir);
+    let db = Db::connect(&config).await.context("opening the database")?;
+    let state = AppState::new(db.clone());
+    let service = state.service.clone();
+    service.projector().catch_up().await?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            no_bootstrap,
+        } => {
+            if !no_bootstrap {
+                bootstrap(&service, &listen).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), "easm listening");
+            easm_api::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::Admin { command } => admin(&service, command).await?,
+        Command::Projections {
+            command: Projections::Rebuild,
+        } => {
+            let started = std::time::Instant::now();
+            let n = service.projector().rebuild().await?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({"rebuilt": true, "events": n, "seconds": secs, "eventsPerSecond": (n as f64 / secs.max(1e-9)).round()})
+            );
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// On an empty store, create organization `default` and print its owner key once.
+async fn bootstrap(service: &Service, listen: &str) -> Result<()> {
+    if service.read().org_count().await? > 0 {
+        return Ok(());
+    }
+    let (org_id, key) = service
+        .create_org(&cli_meta(), "default", Plan::Enterprise)
+        .await?;
+    println!("Created organization \"default\" ({org_id}). Its owner API key is shown only this once:");
+    println!("  {}", key.secret);
+    println!("Try it:");
+    println!("  curl -H \"X-API-Key: {}\" http://{listen}/api/assets", key.secret);
+    Ok(())
+}
+
+async fn admin(service: &Service, command: Admin) -> Result<()> {
+    match command {
+        Admin::CreateOrg { name, plan } => {
+            let plan = Plan::parse(&plan).context("unknown plan")?;
+            let (org_id, key) = service.create_org(&cli_meta(), &name, plan).await?;
+            println!("{}", json!({"orgId": org_id, "ownerKey": key.secret}));
+        }
+        Admin::CreateKey { org, role, name } => {
+            let role = Role::parse(&role).context("unknown role")?;
+            let key = service.create_key(&cli_meta(), &org, role, &name).await?;
+            println!("{}", json!({"keyId": key.key_id, "key": key.secret}));
+        }
+        Admin::RevokeKey { key_id } => {
+            let Some(org) = service.read().key_org(&key_id).await? else {
+                bail!("no API key with id {key_id}");
+            };
+            service.revoke_key(&cli_meta(), &org, &key_id).await?;
+            println!("{}", json!({"keyId": key_id, "revoked": true}));
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

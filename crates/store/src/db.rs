@@ -1,0 +1,128 @@
+use crate::error::StoreError;
+use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub enum DbConfig {
+    /// The embedded default: one SQLite file in WAL mode.
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+impl DbConfig {
+    /// `EASM_DATABASE_URL` wins; otherwise `easm.db` under the data directory.
+    pub fn from_settings(database_url: Option<&str>, data_dir: &std::path::Path) -> DbConfig {
+        match database_url {
+            Some(url) if !url.is_empty() => DbConfig::Postgres { url: url.into() },
+            _ => DbConfig::Sqlite {
+                path: data_dir.join("easm.db"),
+            },
+        }
+    }
+}
+
+/// Both backends are reached through sqlx's `Any` driver so that one SQL text serves both;
+/// ids are TEXT and timestamps epoch-microsecond BIGINTs, which `Any` carries. SQLite has a
+/// single writer, so writes go through a one-connection pool and never race each other for the
+/// write lock inside this process.
+#[derive(Clone, Debug)]
+pub struct Db {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+impl Db {
+    pub async fn connect(config: &DbConfig) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let db = match config {
+            DbConfig::Sqlite { path } => {
+                if let Some(dir) = path.parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            StoreError::Database(sqlx::Error::Io(e))
+                        })?;
+                    }
+                }
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+                let sqlite_pool = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute("PRAGMA journal_mode = WAL").await?;
+                                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let write = sqlite_pool(1).connect_with(opts.clone()).await?;
+                let read = sqlite_pool(8).connect_with(opts).await?;
+                Db {
+                    backend: Backend::Sqlite,
+                    read,
+                    write,
+                }
+            }
+            DbConfig::Postgres { url } => {
+                let opts = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(32)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await?;
+                Db {
+                    backend: Backend::Postgres,
+                    read: pool.clone(),
+                    write: pool,
+                }
+            }
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&self.write).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("../../migrations/postgres").run(&self.write).await?
+            }
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}

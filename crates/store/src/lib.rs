@@ -1,0 +1,19 @@
+//! Storage for easm: the database connection for either backend, and the event log with its
+//! optimistic concurrency, per-organization hash chain, transactional outbox, reservations and
+//! gap-free ordered reads.
+
+mod db;
+mod error;
+mod idempotency;
+mod log;
+
+pub use db::{Backend, Db, DbConfig};
+pub use error::{AppendError, StoreError};
+pub use idempotency::{Claim, IdempotencyStore};
+pub use log::{typed, AppendRequest, Constraint, EventLog, StreamAppend, POSITIONS_PER_TX};
+pub use sqlx::{any::AnyRow, AnyConnection, Row};
+
+/// Epoch microseconds: the portable timestamp of every table.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

@@ -1,0 +1,440 @@
+//! The event log. Appends are one transaction each: lock the organization's chain head, check
+//! expected stream versions and reservations, insert events and outbox rows, advance the chain.
+//!
+//! Global order. On SQLite the single writer makes `MAX(position) + 1` commit order. On PostgreSQL
+//! concurrent transactions commit in any order, so a plain sequence would let a tailing reader pass
+//! a position that a slower transaction later commits below. Instead `position` is the
+//! appending transaction's 64-bit id shifted left by 16 bits plus the event's index, and readers
+//! only take positions below `xmin(current snapshot) << 16`: every transaction with a smaller id
+//! has then ended, and every later one gets a larger id, so nothing can appear behind a reader.
+
+use crate::db::{Backend, Db};
+use crate::error::{AppendError, StoreError};
+use chrono::{DateTime, Utc};
+use easm_events::{
+    chain_hash, decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent,
+    GENESIS_HASH,
+};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+/// Events one append may hold (the low 16 bits of a PostgreSQL position).
+pub const POSITIONS_PER_TX: i64 = 1 << 16;
+
+pub struct StreamAppend {
+    pub stream_id: String,
+    /// The version the decision was based on: 0 for a new stream.
+    pub expected_version: i64,
+    pub events: Vec<Event>,
+}
+
+/// Conditions over an organization's reservations (a keyed set kept in step with the log) that
+/// must hold when the append commits. They enforce invariants that span streams, such as unique
+/// asset values and plan limits, without serializing those streams.
+#[derive(Clone, Debug)]
+pub enum Constraint {
+    /// Take `key` for `owner`; fails if someone else holds it.
+    Claim { key: String, owner: String },
+    Release { key: String },
+    /// After this append's claims, at most `max` keys start with `prefix`.
+    AtMost { prefix: String, max: u64 },
+    /// No key starts with `prefix`.
+    NoneWithPrefix { prefix: String },
+    /// A stream this decision read, but does not write, is still at `version`.
+    StreamAt { stream_id: String, version: i64 },
+}
+
+pub struct AppendRequest {
+    pub org_id: String,
+    pub meta: EventMeta,
+    pub streams: Vec<StreamAppend>,
+    pub constraints: Vec<Constraint>,
+}
+
+const COLUMNS: &str = "position, event_id, stream_id, stream_version, event_type, schema_version, \
+     occurred_at, org_id, actor_kind, actor_id, actor_role, request_id, correlation_id, \
+     causation_id, data, chain_seq, prev_hash, hash";
+
+#[derive(Clone, Debug)]
+pub struct EventLog {
+    db: Db,
+}
+
+fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = r.try_get("position")?;
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let event_id: String = r.try_get("event_id")?;
+    let kind: String = r.try_get("actor_kind")?;
+    let data: String = r.try_get("data")?;
+    Ok(RecordedEvent {
+        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(e.to_string()))?,
+        position,
+        stream_id: r.try_get("stream_id")?,
+        stream_version: r.try_get("stream_version")?,
+        event_type: r.try_get("event_type")?,
+        schema_version: r.try_get::<i64, _>("schema_version")? as i32,
+        occurred_at: from_micros(r.try_get("occurred_at")?),
+        org_id: r.try_get("org_id")?,
+        actor: Actor {
+            kind: ActorKind::parse(&kind).ok_or_else(|| corrupt(format!("actor kind {kind}")))?,
+            id: r.try_get("actor_id")?,
+            role: r.try_get("actor_role")?,
+        },
+        request_id: r.try_get("request_id")?,
+        correlation_id: r.try_get("correlation_id")?,
+        causation_id: r.try_get("causation_id")?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt(e.to_string()))?,
+        chain_seq: r.try_get("chain_seq")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// Decode a recorded event into its current typed form (upcasting old schema versions).
+pub fn typed(e: &RecordedEvent) -> Result<Event, StoreError> {
+    decode(&e.event_type, e.schema_version, &e.data).map_err(|err| StoreError::Corrupt {
+        position: e.position,
+        reason: err.to_string(),
+    })
+}
+
+impl EventLog {
+    pub fn new(db: Db) -> Self {
+        EventLog { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn append(&self, req: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
+        let count: usize = req.streams.iter().map(|s| s.events.len()).sum();
+        if count as i64 >= POSITIONS_PER_TX {
+            return Err(AppendError::TooLarge(count));
+        }
+        let mut tx = self.db.writer().begin().await?;
+        let conn: &mut AnyConnection = &mut tx;
+        if self.db.backend() == Backend::Postgres {
+            // Taken before the transaction writes anything, so its id (hence its positions) is
+            // assigned after the lock: chain order and position order agree within an org.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(&req.org_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        // On SQLite this write comes first so the transaction takes the write lock before it
+        // reads anything; on PostgreSQL it assigns the transaction id.
+        let head = sqlx::query(
+            "INSERT INTO chain_heads (org_id, last_seq, last_hash) VALUES ($1, 0, $2) \
+             ON CONFLICT (org_id) DO UPDATE SET last_seq = chain_heads.last_seq \
+             RETURNING last_seq, last_hash",
+        )
+        .bind(&req.org_id)
+        .bind(GENESIS_HASH)
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut seq: i64 = head.try_get("last_seq")?;
+        let mut prev_hash: String = head.try_get("last_hash")?;
+
+        for s in &req.streams {
+            let actual = stream_version(conn, &s.stream_id).await?;
+            if actual != s.expected_version {
+                return Err(AppendError::Conflict {
+                    stream_id: s.stream_id.clone(),
+                    expected: s.expected_version,
+                    actual,
+                });
+            }
+        }
+        check_constraints(conn, &req.org_id, &req.constraints).await?;
+
+        let first_position = match self.db.backend() {
+            Backend::Postgres => {
+                let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                xid * POSITIONS_PER_TX
+            }
+            Backend::Sqlite => {
+                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                max + 1
+            }
+        };
+
+        let occurred_at: DateTime<Utc> = from_micros(Utc::now().timestamp_micros());
+        let mut recorded = Vec::with_capacity(count);
+        for s in &req.streams {
+            for (i, event) in s.events.iter().enumerate() {
+                seq += 1;
+                let mut e = RecordedEvent {
+                    event_id: Uuid::now_v7(),
+                    position: first_position + recorded.len() as i64,
+                    stream_id: s.stream_id.clone(),
+                    stream_version: s.expected_version + 1 + i as i64,
+                    event_type: event.event_type().into(),
+                    schema_version: event.schema_version(),
+                    occurred_at,
+                    org_id: req.org_id.clone(),
+                    actor: req.meta.actor.clone(),
+                    request_id: req.meta.request_id.clone(),
+                    correlation_id: req.meta.correlation_id.clone(),
+                    causation_id: req.meta.causation_id.clone(),
+                    data: event.data(),
+                    chain_seq: seq,
+                    prev_hash: prev_hash.clone(),
+                    hash: String::new(),
+                };
+                e.hash = chain_hash(&prev_hash, &e);
+                prev_hash = e.hash.clone();
+                insert_event(conn, &e).await?;
+                recorded.push(e);
+            }
+        }
+        if !recorded.is_empty() {
+            sqlx::query("UPDATE chain_heads SET last_seq = $1, last_hash = $2 WHERE org_id = $3")
+                .bind(seq)
+                .bind(&prev_hash)
+                .bind(&req.org_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// The stream's current version and its events, decoded to current types. A stream of
+    /// another organization reads as empty.
+    pub async fn load(&self, org_id: &str, stream_id: &str) -> Result<(i64, Vec<Event>), StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND org_id = $2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(org_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut version = 0;
+        for r in &rows {
+            let e = row_to_event(r)?;
+            version = e.stream_version;
+            events.push(typed(&e)?);
+        }
+        Ok((version, events))
+    }
+
+    /// One page of a stream's events within an organization, oldest first, and the total.
+    pub async fn stream_page(
+        &self,
+        org_id: &str,
+        stream_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE stream_id = $1 AND org_id = $2",
+        )
+        .bind(stream_id)
+        .bind(org_id)
+        .fetch_one(self.db.reader())
+        .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND org_id = $2 \
+             ORDER BY stream_version LIMIT $3 OFFSET $4"
+        ))
+        .bind(stream_id)
+        .bind(org_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.reader())
+        .await?;
+        let events = rows.iter().map(row_to_event).collect::<Result<_, _>>()?;
+        Ok((events, total))
+    }
+
+    /// Up to `limit` events after `position` in global order, never past the point below which
+    /// every transaction has ended. Runs on the caller's connection so projectors can read and
+    /// apply in one transaction.
+    pub async fn read_after(
+        backend: Backend,
+        conn: &mut AnyConnection,
+        position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = match backend {
+            Backend::Sqlite => format!(
+                "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            ),
+            Backend::Postgres => format!(
+                "SELECT {COLUMNS} FROM events WHERE position > $1 \
+                 AND position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX} \
+                 ORDER BY position LIMIT $2"
+            ),
+        };
+        let rows = sqlx::query(&sql)
+            .bind(position)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    /// [`Self::read_after`] on a pooled connection.
+    pub async fn read_all_after(
+        &self,
+        position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut conn = self.db.reader().acquire().await?;
+        Self::read_after(self.db.backend(), &mut conn, position, limit).await
+    }
+
+    /// Which of `keys` are reserved in an organization, with their owners.
+    pub async fn reservations(
+        &self,
+        org_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        for key in keys {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT owner FROM reservations WHERE org_id = $1 AND key = $2")
+                    .bind(org_id)
+                    .bind(key)
+                    .fetch_optional(self.db.reader())
+                    .await?;
+            if let Some(o) = owner {
+                out.push((key.clone(), o));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn count_reservations(&self, org_id: &str, prefix: &str) -> Result<u64, StoreError> {
+        let mut conn = self.db.reader().acquire().await?;
+        count_prefix(&mut conn, org_id, prefix).await
+    }
+}
+
+async fn stream_version(conn: &mut AnyConnection, stream_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1")
+        .bind(stream_id)
+        .fetch_one(conn)
+        .await
+}
+
+async fn count_prefix(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    prefix: &str,
+) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM reservations WHERE org_id = $1 AND substr(key, 1, length($2)) = $2",
+    )
+    .bind(org_id)
+    .bind(prefix)
+    .fetch_one(conn)
+    .await?;
+    Ok(n as u64)
+}
+
+async fn check_constraints(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    constraints: &[Constraint],
+) -> Result<(), AppendError> {
+    // Claims and releases first, so the counting constraints see this append's effect.
+    for c in constraints {
+        match c {
+            Constraint::Claim { key, owner } => {
+                let done = sqlx::query(
+                    "INSERT INTO reservations (org_id, key, owner) VALUES ($1, $2, $3) \
+                     ON CONFLICT (org_id, key) DO NOTHING",
+                )
+                .bind(org_id)
+                .bind(key)
+                .bind(owner)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(AppendError::Constraint(format!("{key} is taken")));
+                }
+            }
+            Constraint::Release { key } => {
+                sqlx::query("DELETE FROM reservations WHERE org_id = $1 AND key = $2")
+                    .bind(org_id)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    for c in constraints {
+        match c {
+            Constraint::AtMost { prefix, max } => {
+                if count_prefix(conn, org_id, prefix).await? > *max {
+                    return Err(AppendError::Constraint(format!("more than {max} {prefix}*")));
+                }
+            }
+            Constraint::NoneWithPrefix { prefix } => {
+                if count_prefix(conn, org_id, prefix).await? > 0 {
+                    return Err(AppendError::Constraint(format!("{prefix}* is not empty")));
+                }
+            }
+            Constraint::StreamAt { stream_id, version } => {
+                let actual = stream_version(conn, stream_id).await?;
+                if actual != *version {
+                    return Err(AppendError::Conflict {
+                        stream_id: stream_id.clone(),
+                        expected: *version,
+                        actual,
+                    });
+                }
+            }
+            Constraint::Claim { .. } | Constraint::Release { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+async fn insert_event(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO events ({COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    ))
+    .bind(e.position)
+    .bind(e.event_id.to_string())
+    .bind(&e.stream_id)
+    .bind(e.stream_version)
+    .bind(&e.event_type)
+    .bind(e.schema_version as i64)
+    .bind(e.occurred_at.timestamp_micros())
+    .bind(&e.org_id)
+    .bind(e.actor.kind.as_str())
+    .bind(&e.actor.id)
+    .bind(&e.actor.role)
+    .bind(&e.request_id)
+    .bind(&e.correlation_id)
+    .bind(&e.causation_id)
+    .bind(e.data.to_string())
+    .bind(e.chain_seq)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outbox (position, event_id, org_id, event_type, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(e.position)
+    .bind(e.event_id.to_string())
+    .bind(&e.org_id)
+    .bind(&e.event_type)
+    .bind(e.occurred_at.timestamp_micros())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

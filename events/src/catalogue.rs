@@ -1,0 +1,153 @@
+//! Every event type easm can append, with the schema version it is written at. Field names are
+//! camelCase JSON; a type's JSON Schema is in `events/schemas/<type>.v<version>.json`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgCreated {
+    pub org_id: String,
+    pub name: String,
+    pub plan: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyCreated {
+    pub key_id: String,
+    pub name: String,
+    pub role: String,
+    /// Hex SHA-256 of the full key: the key itself is never stored.
+    pub key_hash: String,
+    /// The first characters of the key, so people can tell keys apart.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRevoked {
+    pub key_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupCreated {
+    pub group_id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRenamed {
+    pub group_id: String,
+    pub name: String,
+    pub previous_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupDeleted {
+    pub group_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetAdded {
+    pub asset_id: String,
+    pub group_id: String,
+    /// The normalized value (lowercase IDNA hostname, canonical IP or CIDR, ...).
+    pub value: String,
+    #[serde(rename = "type")]
+    pub asset_type: String,
+    pub tags: Vec<String>,
+    pub criticality: String,
+}
+
+/// Only the attributes that changed are present; each holds the value after the change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetUpdated {
+    pub asset_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criticality: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetRemoved {
+    pub asset_id: String,
+    pub value: String,
+    pub group_id: String,
+}
+
+/// The closed set of events. Adding a variant is a minor contract change; changing a variant's
+/// fields incompatibly means a new schema version and an upcaster in `upcast.rs`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    OrgCreated(OrgCreated),
+    ApiKeyCreated(ApiKeyCreated),
+    ApiKeyRevoked(ApiKeyRevoked),
+    GroupCreated(GroupCreated),
+    GroupRenamed(GroupRenamed),
+    GroupDeleted(GroupDeleted),
+    AssetAdded(AssetAdded),
+    AssetUpdated(AssetUpdated),
+    AssetRemoved(AssetRemoved),
+}
+
+/// `(type, current schema version)` of every event in the catalogue.
+pub const EVENT_TYPES: &[(&str, i32)] = &[
+    ("org.created", 1),
+    ("api_key.created", 1),
+    ("api_key.revoked", 1),
+    ("group.created", 1),
+    ("group.renamed", 1),
+    ("group.deleted", 1),
+    ("asset.added", 2),
+    ("asset.updated", 1),
+    ("asset.removed", 1),
+];
+
+impl Event {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::OrgCreated(_) => "org.created",
+            Event::ApiKeyCreated(_) => "api_key.created",
+            Event::ApiKeyRevoked(_) => "api_key.revoked",
+            Event::GroupCreated(_) => "group.created",
+            Event::GroupRenamed(_) => "group.renamed",
+            Event::GroupDeleted(_) => "group.deleted",
+            Event::AssetAdded(_) => "asset.added",
+            Event::AssetUpdated(_) => "asset.updated",
+            Event::AssetRemoved(_) => "asset.removed",
+        }
+    }
+
+    pub fn schema_version(&self) -> i32 {
+        let ty = self.event_type();
+        EVENT_TYPES
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, v)| *v)
+            .unwrap_or(1)
+    }
+
+    pub fn data(&self) -> serde_json::Value {
+        let v = match self {
+            Event::OrgCreated(e) => serde_json::to_value(e),
+            Event::ApiKeyCreated(e) => serde_json::to_value(e),
+            Event::ApiKeyRevoked(e) => serde_json::to_value(e),
+            Event::GroupCreated(e) => serde_json::to_value(e),
+            Event::GroupRenamed(e) => serde_json::to_value(e),
+            Event::GroupDeleted(e) => serde_json::to_value(e),
+            Event::AssetAdded(e) => serde_json::to_value(e),
+            Event::AssetUpdated(e) => serde_json::to_value(e),
+            Event::AssetRemoved(e) => serde_json::to_value(e),
+        };
+        v.expect("catalogue structs always serialize")
+    }
+}

@@ -1,0 +1,122 @@
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who caused an event. `role` is the role the actor held at the time, kept for audit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    ApiKey,
+    User,
+    System,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Actor {
+            kind: ActorKind::System,
+            id: "system".into(),
+            role: None,
+        }
+    }
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::ApiKey => "api_key",
+            ActorKind::User => "user",
+            ActorKind::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key" => Some(ActorKind::ApiKey),
+            "user" => Some(ActorKind::User),
+            "system" => Some(ActorKind::System),
+            _ => None,
+        }
+    }
+}
+
+/// Request-scoped metadata stamped on every event a command appends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventMeta {
+    pub actor: Actor,
+    pub request_id: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+}
+
+impl EventMeta {
+    pub fn new(actor: Actor, request_id: impl Into<String>) -> Self {
+        let request_id = request_id.into();
+        EventMeta {
+            actor,
+            correlation_id: request_id.clone(),
+            request_id,
+            causation_id: None,
+        }
+    }
+}
+
+/// An event as it stands in the log. `position` is global and only increases in the order in which
+/// readers can see events; `chain_seq`, `prev_hash` and `hash` form the organization's hash chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: i32,
+    #[serde(with = "micros")]
+    pub occurred_at: DateTime<Utc>,
+    pub org_id: String,
+    pub actor: Actor,
+    pub request_id: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub data: serde_json::Value,
+    pub chain_seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The one timestamp format of the contract: RFC 3339, UTC, microseconds, `Z`.
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Timestamps are stored as epoch microseconds so both databases keep them exactly.
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+mod micros {
+    use super::format_timestamp;
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_timestamp(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,13 @@
+//! The easm event catalogue: the public, versioned contract that the API, webhook receivers and
+//! audit/replay tooling all read. See `events/README.md` for the envelope, the canonical encoding
+//! used by the per-organization hash chain, and the schema-version policy.
+
+mod catalogue;
+mod chain;
+mod envelope;
+mod upcast;
+
+pub use catalogue::*;
+pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
+pub use envelope::{format_timestamp, from_micros, Actor, ActorKind, EventMeta, RecordedEvent};
+pub use upcast::{decode, DecodeError};

@@ -1,0 +1,123 @@
+//! Reading stored events: old schema versions are upcast to the current shape before they are
+//! decoded, so the rest of the code only ever sees current types.
+
+use crate::catalogue::*;
+use serde_json::Value;
+
+#[derive(Debug, PartialEq)]
+pub enum DecodeError {
+    UnknownType(String),
+    UnsupportedVersion(String, i32),
+    Invalid(String, String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::UnknownType(t) => write!(f, "unknown event type {t}"),
+            DecodeError::UnsupportedVersion(t, v) => write!(f, "{t} has no schema version {v}"),
+            DecodeError::Invalid(t, e) => write!(f, "{t}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// `asset.added` v1 (the first pre-release format) had no `tags` or `criticality`; v2 added both.
+fn upcast_asset_added_v1(mut data: Value) -> Value {
+    if let Value::Object(m) = &mut data {
+        m.entry("tags").or_insert_with(|| Value::Array(vec![]));
+        m.entry("criticality")
+            .or_insert_with(|| Value::String("medium".into()));
+    }
+    data
+}
+
+/// Bring `data` from `version` to the current version of `event_type`.
+fn upcast(event_type: &str, version: i32, data: Value) -> Result<Value, DecodeError> {
+    let current = EVENT_TYPES
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| DecodeError::UnknownType(event_type.to_string()))?;
+    let mut data = data;
+    let mut v = version;
+    while v < current {
+        data = match (event_type, v) {
+            ("asset.added", 1) => upcast_asset_added_v1(data),
+            _ => return Err(DecodeError::UnsupportedVersion(event_type.into(), version)),
+        };
+        v += 1;
+    }
+    if v != current || version < 1 {
+        return Err(DecodeError::UnsupportedVersion(event_type.into(), version));
+    }
+    Ok(data)
+}
+
+/// Decode a stored event into its current typed form.
+pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, DecodeError> {
+    let data = upcast(event_type, version, data.clone())?;
+    fn parse<T: serde::de::DeserializeOwned>(t: &str, d: Value) -> Result<T, DecodeError> {
+        serde_json::from_value(d).map_err(|e| DecodeError::Invalid(t.into(), e.to_string()))
+    }
+    Ok(match event_type {
+        "org.created" => Event::OrgCreated(parse(event_type, data)?),
+        "api_key.created" => Event::ApiKeyCreated(parse(event_type, data)?),
+        "api_key.revoked" => Event::ApiKeyRevoked(parse(event_type, data)?),
+        "group.created" => Event::GroupCreated(parse(event_type, data)?),
+        "group.renamed" => Event::GroupRenamed(parse(event_type, data)?),
+        "group.deleted" => Event::GroupDeleted(parse(event_type, data)?),
+        "asset.added" => Event::AssetAdded(parse(event_type, data)?),
+        "asset.updated" => Event::AssetUpdated(parse(event_type, data)?),
+        "asset.removed" => Event::AssetRemoved(parse(event_type, data)?),
+        other => return Err(DecodeError::UnknownType(other.into())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn asset_added_v1_is_upcast_to_current() {
+        let v1 = json!({"assetId": "a", "groupId": "g", "value": "x.com", "type": "domain"});
+        let e = decode("asset.added", 1, &v1).unwrap();
+        assert_eq!(
+            e,
+            Event::AssetAdded(AssetAdded {
+                asset_id: "a".into(),
+                group_id: "g".into(),
+                value: "x.com".into(),
+                asset_type: "domain".into(),
+                tags: vec![],
+                criticality: "medium".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn every_event_round_trips_at_its_current_version() {
+        let e = Event::AssetUpdated(AssetUpdated {
+            asset_id: "a".into(),
+            group_id: None,
+            tags: Some(vec!["prod".into()]),
+            criticality: None,
+        });
+        assert_eq!(decode(e.event_type(), e.schema_version(), &e.data()).unwrap(), e);
+        assert_eq!(e.data(), json!({"assetId": "a", "tags": ["prod"]}));
+    }
+
+    #[test]
+    fn unknown_and_future_versions_are_errors() {
+        assert_eq!(
+            decode("nope", 1, &json!({})),
+            Err(DecodeError::UnknownType("nope".into()))
+        );
+        assert!(matches!(
+            decode("group.created", 2, &json!({})),
+            Err(DecodeError::UnsupportedVersion(..))
+        ));
+    }
+}

@@ -1,0 +1,429 @@
+//! Queries over the read models, answering in the API's JSON shapes.
+
+use easm_events::{format_timestamp, from_micros};
+use easm_store::{AnyRow, Db, Row, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+fn iso(us: i64) -> String {
+    format_timestamp(&from_micros(us))
+}
+
+/// A page of a list endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl PageRequest {
+    fn offset(&self) -> i64 {
+        (self.page - 1) * self.per_page
+    }
+
+    fn wrap<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            total,
+            page: self.page,
+            per_page: self.per_page,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgView {
+    pub id: String,
+    pub name: String,
+    pub plan: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    /// The first characters of the key, to tell keys apart; the key itself is never stored.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    pub asset_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetView {
+    pub id: String,
+    pub value: String,
+    #[serde(rename = "type")]
+    pub asset_type: String,
+    pub group_id: String,
+    pub tags: Vec<String>,
+    pub criticality: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSummary {
+    pub id: String,
+    pub name: String,
+    pub total_assets: i64,
+    /// Asset count per type, every type present (zero where none).
+    pub by_type: BTreeMap<String, i64>,
+    /// Asset count per criticality, every level present.
+    pub by_criticality: BTreeMap<String, i64>,
+}
+
+/// An API key as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct KeyAuth {
+    pub key_id: String,
+    pub org_id: String,
+    pub role: String,
+    pub plan: String,
+    pub prefix: String,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AssetFilter {
+    pub asset_type: Option<String>,
+    pub group_id: Option<String>,
+    pub tag: Option<String>,
+    pub criticality: Option<String>,
+    pub q: Option<String>,
+}
+
+const ASSET_COLUMNS: &str =
+    "a.asset_id, a.value, a.asset_type, a.group_id, a.tags, a.criticality, a.created_at, a.updated_at";
+const GROUP_COLUMNS: &str = "g.group_id, g.name, g.created_at, g.updated_at, \
+     (SELECT COUNT(*) FROM rm_assets a WHERE a.group_id = g.group_id) AS asset_count";
+
+fn asset(r: &AnyRow) -> Result<AssetView, StoreError> {
+    let tags: String = r.try_get("tags")?;
+    Ok(AssetView {
+        id: r.try_get("asset_id")?,
+        value: r.try_get("value")?,
+        asset_type: r.try_get("asset_type")?,
+        group_id: r.try_get("group_id")?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        criticality: r.try_get("criticality")?,
+        created_at: iso(r.try_get("created_at")?),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
+fn group(r: &AnyRow) -> Result<GroupView, StoreError> {
+    Ok(GroupView {
+        id: r.try_get("group_id")?,
+        name: r.try_get("name")?,
+        asset_count: r.try_get("asset_count")?,
+        created_at: iso(r.try_get("created_at")?),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
+/// Escape `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_pattern(q: &str) -> String {
+    let mut s = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+/// Read-model queries of one database.
+#[derive(Clone, Debug)]
+pub struct ReadModels {
+    db: Db,
+}
+
+impl ReadModels {
+    pub fn new(db: Db) -> Self {
+        ReadModels { db }
+    }
+
+    pub async fn org(&self, org_id: &str) -> Result<Option<OrgView>, StoreError> {
+        let row = sqlx::query("SELECT org_id, name, plan, created_at FROM rm_orgs WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_optional(self.db.reader())
+            .await?;
+        row.map(|r| {
+            Ok(OrgView {
+                id: r.try_get("org_id")?,
+                name: r.try_get("name")?,
+                plan: r.try_get("plan")?,
+                created_at: iso(r.try_get("created_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn org_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rm_orgs")
+            .fetch_one(self.db.reader())
+            .await?)
+    }
+
+    pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyAuth>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.key_id, k.org_id, k.role, k.prefix, k.revoked_at, o.plan \
+             FROM rm_api_keys k JOIN rm_orgs o ON o.org_id = k.org_id WHERE k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.map(|r| {
+            Ok(KeyAuth {
+                key_id: r.try_get("key_id")?,
+                org_id: r.try_get("org_id")?,
+                role: r.try_get("role")?,
+                prefix: r.try_get("prefix")?,
+                plan: r.try_get("plan")?,
+                revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    /// The organization a key belongs to.
+    pub async fn key_org(&self, key_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT org_id FROM rm_api_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(self.db.reader())
+            .await?)
+    }
+
+    pub async fn touch_key(&self, key_id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_key_usage (key_id, last_used_at) VALUES ($1, $2) \
+             ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at",
+        )
+        .bind(key_id)
+        .bind(at)
+        .execute(self.db.writer())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn keys(&self, org_id: &str, p: PageRequest) -> Result<Page<ApiKeyView>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_api_keys WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_one(self.db.reader())
+            .await?;
+        let rows = sqlx::query(
+            "SELECT k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, u.last_used_at \
+             FROM rm_api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.key_id \
+             WHERE k.org_id = $1 ORDER BY k.created_at, k.key_id LIMIT $2 OFFSET $3",
+        )
+        .bind(org_id)
+        .bind(p.per_page)
+        .bind(p.offset())
+        .fetch_all(self.db.reader())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(ApiKeyView {
+                    id: r.try_get("key_id")?,
+                    name: r.try_get("name")?,
+                    role: r.try_get("role")?,
+                    prefix: r.try_get("prefix")?,
+                    created_at: iso(r.try_get("created_at")?),
+                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(iso),
+                    last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(iso),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(p.wrap(items, total))
+    }
+
+    pub async fn groups(&self, org_id: &str, p: PageRequest) -> Result<Page<GroupView>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_groups WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_one(self.db.reader())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM rm_groups g WHERE g.org_id = $1 \
+             ORDER BY g.created_at, g.group_id LIMIT $2 OFFSET $3"
+        ))
+        .bind(org_id)
+        .bind(p.per_page)
+        .bind(p.offset())
+        .fetch_all(self.db.reader())
+        .await?;
+        let items = rows.iter().map(group).collect::<Result<_, _>>()?;
+        Ok(p.wrap(items, total))
+    }
+
+    pub async fn group(&self, org_id: &str, group_id: &str) -> Result<Option<GroupView>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM rm_groups g WHERE g.org_id = $1 AND g.group_id = $2"
+        ))
+        .bind(org_id)
+        .bind(group_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(group).transpose()
+    }
+
+    pub async fn group_summary(
+        &self,
+        org_id: &str,
+        group_id: &str,
+    ) -> Result<Option<GroupSummary>, StoreError> {
+        let Some(g) = self.group(org_id, group_id).await? else {
+            return Ok(None);
+        };
+        let mut by_type: BTreeMap<String, i64> = easm_domain::AssetType::ALL
+            .iter()
+            .map(|t| (t.as_str().to_string(), 0))
+            .collect();
+        let mut by_criticality: BTreeMap<String, i64> = easm_domain::Criticality::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), 0))
+            .collect();
+        for (column, map) in [("asset_type", &mut by_type), ("criticality", &mut by_criticality)] {
+            let rows = sqlx::query(&format!(
+                "SELECT {column} AS k, COUNT(*) AS n FROM rm_assets WHERE group_id = $1 GROUP BY {column}"
+            ))
+            .bind(group_id)
+            .fetch_all(self.db.reader())
+            .await?;
+            for r in rows {
+                map.insert(r.try_get("k")?, r.try_get("n")?);
+            }
+        }
+        Ok(Some(GroupSummary {
+            id: g.id,
+            name: g.name,
+            total_assets: g.asset_count,
+            by_type,
+            by_criticality,
+        }))
+    }
+
+    pub async fn assets(
+        &self,
+        org_id: &str,
+        f: &AssetFilter,
+        p: PageRequest,
+    ) -> Result<Page<AssetView>, StoreError> {
+        let mut clauses = vec!["a.org_id = $1".to_string()];
+        let mut binds = vec![org_id.to_string()];
+        let mut add = |sql: &str, v: String| {
+            binds.push(v);
+            clauses.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(t) = &f.asset_type {
+            add("a.asset_type = ?", t.clone());
+        }
+        if let Some(g) = &f.group_id {
+            add("a.group_id = ?", g.clone());
+        }
+        if let Some(c) = &f.criticality {
+            add("a.criticality = ?", c.clone());
+        }
+        if let Some(t) = &f.tag {
+            add(
+                "EXISTS (SELECT 1 FROM rm_asset_tags t WHERE t.asset_id = a.asset_id AND t.tag = ?)",
+                t.clone(),
+            );
+        }
+        if let Some(q) = &f.q {
+            add("LOWER(a.value) LIKE ? ESCAPE '\\'", like_pattern(q));
+        }
+        let filter = clauses.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) FROM rm_assets a WHERE {filter}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        let total = count.fetch_one(self.db.reader()).await?;
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {ASSET_COLUMNS} FROM rm_assets a WHERE {filter} \
+             ORDER BY a.created_at, a.asset_id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q
+            .bind(p.per_page)
+            .bind(p.offset())
+            .fetch_all(self.db.reader())
+            .await?;
+        let items = rows.iter().map(asset).collect::<Result<_, _>>()?;
+        Ok(p.wrap(items, total))
+    }
+
+    pub async fn asset(&self, org_id: &str, asset_id: &str) -> Result<Option<AssetView>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ASSET_COLUMNS} FROM rm_assets a WHERE a.org_id = $1 AND a.asset_id = $2"
+        ))
+        .bind(org_id)
+        .bind(asset_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(asset).transpose()
+    }
+
+    /// Every read model row, in a stable order: what a rebuild must reproduce exactly.
+    pub async fn dump(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for (table, key) in [
+            ("rm_orgs", "org_id"),
+            ("rm_api_keys", "key_id"),
+            ("rm_groups", "group_id"),
+            ("rm_assets", "asset_id"),
+            ("rm_asset_tags", "asset_id, tag"),
+        ] {
+            let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
+                .fetch_all(self.db.reader())
+                .await?;
+            for r in rows {
+                let mut cells = vec![table.to_string()];
+                for i in 0..r.len() {
+                    let cell = r
+                        .try_get::<Option<String>, _>(i)
+                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))?;
+                    cells.push(cell.unwrap_or_else(|| "NULL".into()));
+                }
+                out.push(cells.join("|"));
+            }
+        }
+        Ok(out)
+    }
+}
