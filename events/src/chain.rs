@@ -95,7 +95,10 @@ mod tests {
         );
         let mut moved = sample();
         moved.position = 99;
-        assert_eq!(chain_hash(GENESIS_HASH, &moved), chain_hash(GENESIS_HASH, &sample()));
+        assert_eq!(
+            chain_hash(GENESIS_HASH, &moved),
+            chain_hash(GENESIS_HASH, &sample())
+        );
     }
 
     #[test]

@@ -105,7 +105,10 @@ mod tests {
             tags: Some(vec!["prod".into()]),
             criticality: None,
         });
-        assert_eq!(decode(e.event_type(), e.schema_version(), &e.data()).unwrap(), e);
+        assert_eq!(
+            decode(e.event_type(), e.schema_version(), &e.data()).unwrap(),
+            e
+        );
         assert_eq!(e.data(), json!({"assetId": "a", "tags": ["prod"]}));
     }
 

@@ -6,7 +6,13 @@ use tokio::sync::Mutex;
 const CHECKPOINT: &str = "read_models";
 const BATCH: i64 = 1000;
 /// Tables a rebuild empties, children first.
-const READ_MODEL_TABLES: &[&str] = &["rm_asset_tags", "rm_assets", "rm_groups", "rm_api_keys", "rm_orgs"];
+const READ_MODEL_TABLES: &[&str] = &[
+    "rm_asset_tags",
+    "rm_assets",
+    "rm_groups",
+    "rm_api_keys",
+    "rm_orgs",
+];
 
 /// Applies events to the read models. Each batch and its checkpoint commit in one transaction,
 /// so a crash can neither skip nor double-apply an event; a database lock keeps several
@@ -38,17 +44,21 @@ impl Projector {
                 .execute(&mut *conn)
                 .await?;
         }
-        Ok(sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-            .bind(CHECKPOINT)
-            .fetch_one(&mut *conn)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+                .bind(CHECKPOINT)
+                .fetch_one(&mut *conn)
+                .await?,
+        )
     }
 
     pub async fn checkpoint(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-            .bind(CHECKPOINT)
-            .fetch_one(self.db.reader())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+                .bind(CHECKPOINT)
+                .fetch_one(self.db.reader())
+                .await?,
+        )
     }
 
     /// Apply every readable event after the checkpoint; returns the new checkpoint.
@@ -68,7 +78,9 @@ impl Projector {
         let mut position = self.lock(&mut tx).await?;
         if reset {
             for table in READ_MODEL_TABLES {
-                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                sqlx::query(&format!("DELETE FROM {table}"))
+                    .execute(&mut *tx)
+                    .await?;
             }
             position = 0;
         }

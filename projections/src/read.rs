@@ -173,10 +173,11 @@ impl ReadModels {
     }
 
     pub async fn org(&self, org_id: &str) -> Result<Option<OrgView>, StoreError> {
-        let row = sqlx::query("SELECT org_id, name, plan, created_at FROM rm_orgs WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_optional(self.db.reader())
-            .await?;
+        let row =
+            sqlx::query("SELECT org_id, name, plan, created_at FROM rm_orgs WHERE org_id = $1")
+                .bind(org_id)
+                .fetch_optional(self.db.reader())
+                .await?;
         row.map(|r| {
             Ok(OrgView {
                 id: r.try_get("org_id")?,
@@ -217,10 +218,12 @@ impl ReadModels {
 
     /// The organization a key belongs to.
     pub async fn key_org(&self, key_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT org_id FROM rm_api_keys WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_optional(self.db.reader())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT org_id FROM rm_api_keys WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(self.db.reader())
+                .await?,
+        )
     }
 
     pub async fn touch_key(&self, key_id: &str, at: i64) -> Result<(), StoreError> {
@@ -267,7 +270,11 @@ impl ReadModels {
         Ok(p.wrap(items, total))
     }
 
-    pub async fn groups(&self, org_id: &str, p: PageRequest) -> Result<Page<GroupView>, StoreError> {
+    pub async fn groups(
+        &self,
+        org_id: &str,
+        p: PageRequest,
+    ) -> Result<Page<GroupView>, StoreError> {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_groups WHERE org_id = $1")
             .bind(org_id)
             .fetch_one(self.db.reader())
@@ -285,7 +292,11 @@ impl ReadModels {
         Ok(p.wrap(items, total))
     }
 
-    pub async fn group(&self, org_id: &str, group_id: &str) -> Result<Option<GroupView>, StoreError> {
+    pub async fn group(
+        &self,
+        org_id: &str,
+        group_id: &str,
+    ) -> Result<Option<GroupView>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {GROUP_COLUMNS} FROM rm_groups g WHERE g.org_id = $1 AND g.group_id = $2"
         ))
@@ -312,7 +323,10 @@ impl ReadModels {
             .iter()
             .map(|c| (c.as_str().to_string(), 0))
             .collect();
-        for (column, map) in [("asset_type", &mut by_type), ("criticality", &mut by_criticality)] {
+        for (column, map) in [
+            ("asset_type", &mut by_type),
+            ("criticality", &mut by_criticality),
+        ] {
             let rows = sqlx::query(&format!(
                 "SELECT {column} AS k, COUNT(*) AS n FROM rm_assets WHERE group_id = $1 GROUP BY {column}"
             ))
@@ -389,7 +403,11 @@ impl ReadModels {
         Ok(p.wrap(items, total))
     }
 
-    pub async fn asset(&self, org_id: &str, asset_id: &str) -> Result<Option<AssetView>, StoreError> {
+    pub async fn asset(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<Option<AssetView>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {ASSET_COLUMNS} FROM rm_assets a WHERE a.org_id = $1 AND a.asset_id = $2"
         ))
@@ -416,9 +434,10 @@ impl ReadModels {
             for r in rows {
                 let mut cells = vec![table.to_string()];
                 for i in 0..r.len() {
-                    let cell = r
-                        .try_get::<Option<String>, _>(i)
-                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))?;
+                    let cell = r.try_get::<Option<String>, _>(i).or_else(|_| {
+                        r.try_get::<Option<i64>, _>(i)
+                            .map(|v| v.map(|v| v.to_string()))
+                    })?;
                     cells.push(cell.unwrap_or_else(|| "NULL".into()));
                 }
                 out.push(cells.join("|"));

@@ -1,1 +1,12 @@
-fn main(){}
+//! Integration tests: the real server on a random port, spoken to over HTTP, on SQLite and on
+//! PostgreSQL (a fresh database per test). One test binary keeps link time down.
+
+mod helpers;
+
+mod assets;
+mod auth;
+mod cli;
+mod conventions;
+mod event_log;
+mod groups;
+mod rebuild;

@@ -79,7 +79,9 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
     let presented = presented_key(req.headers()).map(str::to_string);
     match identify(&app, presented).await {
         Ok(mut caller) => {
-            let rate = app.limiter.hit(&caller.key_id, caller.plan.limits().requests_per_minute);
+            let rate = app
+                .limiter
+                .hit(&caller.key_id, caller.plan.limits().requests_per_minute);
             if rate.remaining.is_none() {
                 let mut err = ApiError::new(
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -92,7 +94,12 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 return res;
             }
             if rate.touch {
-                if let Err(e) = app.service.read().touch_key(&caller.key_id, easm_store::now_micros()).await {
+                if let Err(e) = app
+                    .service
+                    .read()
+                    .touch_key(&caller.key_id, easm_store::now_micros())
+                    .await
+                {
                     tracing::warn!(error = %e, "could not record key use");
                 }
             }
@@ -109,9 +116,9 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
 }
 
 async fn identify(app: &AppState, presented: Option<String>) -> ApiResult<Caller> {
-    let secret = presented
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer"))?;
+    let secret = presented.filter(|k| !k.is_empty()).ok_or_else(|| {
+        ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
+    })?;
     if !secret.starts_with("ag_sk_") || secret.len() > 200 {
         return Err(ApiError::unauthorized("invalid or expired API key"));
     }
@@ -165,7 +172,11 @@ impl RateState {
             }
         };
         set(h, "x-ratelimit-limit", self.limit.to_string());
-        set(h, "x-ratelimit-remaining", self.remaining.unwrap_or(0).to_string());
+        set(
+            h,
+            "x-ratelimit-remaining",
+            self.remaining.unwrap_or(0).to_string(),
+        );
         set(h, "x-ratelimit-reset", self.reset_at.to_string());
     }
 }

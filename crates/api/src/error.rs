@@ -27,7 +27,8 @@ pub struct ErrorBody {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed: errors travel in every `Result` of the API and should stay small.
+    pub body: Box<ErrorBody>,
     pub retry_after: Option<u64>,
 }
 
@@ -35,13 +36,13 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, error: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 error: error.into(),
                 code: code.into(),
                 field: None,
                 existing_id: None,
                 items: None,
-            },
+            }),
             retry_after: None,
         }
     }
@@ -53,7 +54,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unauthorized(msg: &str) -> Self {
@@ -129,9 +134,11 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Domain(d) => d.into(),
             ServiceError::Store(s) => s.into(),
-            e @ ServiceError::Contention(_) => {
-                ApiError::new(StatusCode::CONFLICT, "CONCURRENT_MODIFICATION", e.to_string())
-            }
+            e @ ServiceError::Contention(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONCURRENT_MODIFICATION",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -52,7 +52,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 strip_position(&inner.to_string()),
             )
         } else {
-            ApiError::bad_request(&path, format!("{path}: {}", strip_position(&inner.to_string())))
+            ApiError::bad_request(
+                &path,
+                format!("{path}: {}", strip_position(&inner.to_string())),
+            )
         }
     })
 }
@@ -113,7 +116,10 @@ pub fn page_request(page: Option<i64>, per_page: Option<i64>) -> Result<PageRequ
         }
         let per_page = per_page.unwrap_or(50);
         if per_page < 1 {
-            return Err(ApiError::bad_request("perPage", "perPage: must be 1 or more"));
+            return Err(ApiError::bad_request(
+                "perPage",
+                "perPage: must be 1 or more",
+            ));
         }
         Ok(PageRequest {
             page,

@@ -40,8 +40,11 @@ async fn handle(
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible characters")
-                .into_response()
+            ApiError::bad_request(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )
+            .into_response()
         })?
         .to_string();
     let (parts, body) = req.into_parts();
@@ -57,7 +60,11 @@ async fn handle(
     let fingerprint = hex::encode(h.finalize());
     let store = &app.idempotency;
     let fail = |e: easm_store::StoreError| ApiError::from(e).into_response();
-    match store.claim(&caller.org_id, &key, &fingerprint).await.map_err(fail)? {
+    match store
+        .claim(&caller.org_id, &key, &fingerprint)
+        .await
+        .map_err(fail)?
+    {
         Claim::Replay { status, body } => {
             let mut res = (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
@@ -82,14 +89,18 @@ async fn handle(
         )
         .into_response()),
         Claim::New => {
-            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let res = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
             let (parts, body) = res.into_parts();
             let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
             let outcome = if parts.status.is_server_error() {
                 store.abandon(&caller.org_id, &key).await
             } else {
                 let text = String::from_utf8_lossy(&bytes);
-                store.complete(&caller.org_id, &key, parts.status.as_u16(), &text).await
+                store
+                    .complete(&caller.org_id, &key, parts.status.as_u16(), &text)
+                    .await
             };
             if let Err(e) = outcome {
                 tracing::error!(error = %e, "could not record idempotency key");

@@ -83,12 +83,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(groups::list_groups, groups::create_group))
-        .routes(routes!(groups::get_group, groups::rename_group, groups::delete_group))
+        .routes(routes!(
+            groups::get_group,
+            groups::rename_group,
+            groups::delete_group
+        ))
         .routes(routes!(groups::group_summary))
         .routes(routes!(groups::group_assets, groups::add_asset))
         .routes(routes!(groups::add_assets_bulk))
         .routes(routes!(assets::list_assets))
-        .routes(routes!(assets::get_asset, assets::update_asset, assets::delete_asset))
+        .routes(routes!(
+            assets::get_asset,
+            assets::update_asset,
+            assets::delete_asset
+        ))
         .routes(routes!(assets::asset_timeline))
 }
 
@@ -111,8 +119,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let api = api
-        .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     let (public, _) = public_routes().split_for_parts();
     public
         .merge(api)

@@ -163,7 +163,9 @@ impl Service {
                 Err(AppendError::Store(e)) if e.is_transient() => {}
                 Err(AppendError::Store(e)) => return Err(e.into()),
                 Err(AppendError::TooLarge(n)) => {
-                    return Err(DomainError::validation("assets", format!("{n} items is too many")).into())
+                    return Err(
+                        DomainError::validation("assets", format!("{n} items is too many")).into(),
+                    )
                 }
             }
             let jitter = rand::random::<u64>() % (2 << attempt.min(6));
@@ -172,7 +174,11 @@ impl Service {
         Err(ServiceError::Contention(MAX_ATTEMPTS))
     }
 
-    async fn load<A: Aggregate>(&self, org_id: &str, stream: &str) -> Result<(i64, A), ServiceError> {
+    async fn load<A: Aggregate>(
+        &self,
+        org_id: &str,
+        stream: &str,
+    ) -> Result<(i64, A), ServiceError> {
         let (version, events) = self.log.load(org_id, stream).await?;
         Ok((version, A::from_events(&events)))
     }
@@ -228,7 +234,12 @@ impl Service {
         Ok(key)
     }
 
-    pub async fn revoke_key(&self, meta: &EventMeta, org_id: &str, key_id: &str) -> Result<(), ServiceError> {
+    pub async fn revoke_key(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        key_id: &str,
+    ) -> Result<(), ServiceError> {
         let stream = org_stream(org_id);
         self.execute(org_id, meta, || async {
             let (v, org) = self.load::<Organization>(org_id, &stream).await?;
@@ -238,7 +249,12 @@ impl Service {
         Ok(())
     }
 
-    pub async fn create_group(&self, meta: &EventMeta, org_id: &str, name: &str) -> Result<String, ServiceError> {
+    pub async fn create_group(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        name: &str,
+    ) -> Result<String, ServiceError> {
         let id = new_id();
         let events = Group::create(&id, name)?;
         self.execute(org_id, meta, || {
@@ -265,11 +281,19 @@ impl Service {
         Ok(())
     }
 
-    pub async fn delete_group(&self, meta: &EventMeta, org_id: &str, group_id: &str) -> Result<(), ServiceError> {
+    pub async fn delete_group(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        group_id: &str,
+    ) -> Result<(), ServiceError> {
         let stream = group_stream(group_id);
         self.execute(org_id, meta, || async {
             let (v, g) = self.load::<Group>(org_id, &stream).await?;
-            let members = self.log.count_reservations(org_id, &member_prefix(group_id)).await?;
+            let members = self
+                .log
+                .count_reservations(org_id, &member_prefix(group_id))
+                .await?;
             let mut d = Decision::one(stream.clone(), v, g.delete(members)?);
             d.constraints.push(Constraint::NoneWithPrefix {
                 prefix: member_prefix(group_id),
@@ -345,7 +369,10 @@ impl Service {
                 Ok(d)
             })
             .await?;
-        Ok(events.iter().map(|e| e.stream_id["asset-".len()..].to_string()).collect())
+        Ok(events
+            .iter()
+            .map(|e| e.stream_id["asset-".len()..].to_string())
+            .collect())
     }
 
     pub async fn update_asset(
@@ -389,7 +416,12 @@ impl Service {
         Ok(())
     }
 
-    pub async fn remove_asset(&self, meta: &EventMeta, org_id: &str, asset_id: &str) -> Result<(), ServiceError> {
+    pub async fn remove_asset(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<(), ServiceError> {
         let stream = asset_stream(asset_id);
         self.execute(org_id, meta, || async {
             let (v, asset) = self.load::<Asset>(org_id, &stream).await?;

@@ -62,7 +62,9 @@ impl TagList {
         let mut out = Vec::new();
         for t in tags {
             let t = t.trim();
-            if t.is_empty() || t.chars().count() > Self::MAX_TAG_LEN || t.chars().any(char::is_control)
+            if t.is_empty()
+                || t.chars().count() > Self::MAX_TAG_LEN
+                || t.chars().any(char::is_control)
             {
                 return Err(format!(
                     "each tag must be 1 to {} printable characters",
@@ -117,13 +119,14 @@ pub fn add_assets(
     let mut events = Vec::new();
     let mut in_batch: HashMap<String, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
-        let fail = |code: &'static str, field: &str, msg: String, existing: Option<String>| ItemError {
-            index: i,
-            value: Some(item.value.clone()),
-            code,
-            error: format!("{field}: {msg}"),
-            existing_id: existing,
-        };
+        let fail =
+            |code: &'static str, field: &str, msg: String, existing: Option<String>| ItemError {
+                index: i,
+                value: Some(item.value.clone()),
+                code,
+                error: format!("{field}: {msg}"),
+                existing_id: existing,
+            };
         let (t, value) = match item.normalized() {
             Ok(v) => v,
             Err((field, msg)) => {
@@ -223,7 +226,8 @@ impl Asset {
             }
         }
         if let Some(c) = &patch.criticality {
-            let c = parse_criticality(Some(c)).map_err(|m| DomainError::validation("criticality", m))?;
+            let c = parse_criticality(Some(c))
+                .map_err(|m| DomainError::validation("criticality", m))?;
             if c != self.criticality {
                 change.criticality = Some(c);
             }
@@ -312,14 +316,19 @@ mod tests {
             item("A.com", "domain"),
             item("x", "planet"),
         ];
-        let Err(DomainError::Items(errs)) = add_assets(&group(), &items, &inv(Plan::Pro, 0), &ids(4))
+        let Err(DomainError::Items(errs)) =
+            add_assets(&group(), &items, &inv(Plan::Pro, 0), &ids(4))
         else {
             panic!("expected item errors")
         };
         let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.index, e.code)).collect();
         assert_eq!(
             got,
-            vec![(1, "VALIDATION_ERROR"), (2, "DUPLICATE_IN_REQUEST"), (3, "VALIDATION_ERROR")]
+            vec![
+                (1, "VALIDATION_ERROR"),
+                (2, "DUPLICATE_IN_REQUEST"),
+                (3, "VALIDATION_ERROR")
+            ]
         );
         assert!(errs[2].error.starts_with("type:"));
     }
@@ -331,7 +340,12 @@ mod tests {
             add_assets(&group(), &items, &inv(Plan::Free, 24), &ids(2)),
             Err(DomainError::PlanLimit { max: 25, .. })
         ));
-        assert_eq!(add_assets(&group(), &items, &inv(Plan::Free, 23), &ids(2)).unwrap().len(), 2);
+        assert_eq!(
+            add_assets(&group(), &items, &inv(Plan::Free, 23), &ids(2))
+                .unwrap()
+                .len(),
+            2
+        );
         let mut with_existing = inv(Plan::Free, 1);
         with_existing.existing.insert("a.com".into(), "old".into());
         let Err(DomainError::Items(errs)) = add_assets(&group(), &items, &with_existing, &ids(2))
@@ -343,7 +357,13 @@ mod tests {
 
     #[test]
     fn update_emits_only_real_changes() {
-        let added = add_assets(&group(), &[item("a.com", "domain")], &inv(Plan::Pro, 0), &ids(1)).unwrap();
+        let added = add_assets(
+            &group(),
+            &[item("a.com", "domain")],
+            &inv(Plan::Pro, 0),
+            &ids(1),
+        )
+        .unwrap();
         let a = Asset::from_events(&added);
         let same = AssetPatch {
             criticality: Some("medium".into()),
@@ -356,14 +376,19 @@ mod tests {
             ..Default::default()
         };
         let ev = a.update(&patch, None).unwrap();
-        let Event::AssetUpdated(u) = &ev[0] else { panic!() };
+        let Event::AssetUpdated(u) = &ev[0] else {
+            panic!()
+        };
         assert_eq!(u.tags.as_deref(), Some(&["prod".to_string()][..]));
         assert_eq!(u.criticality.as_deref(), Some("high"));
         let bad_group = AssetPatch {
             group_id: Some("nope".into()),
             ..Default::default()
         };
-        assert!(matches!(a.update(&bad_group, None), Err(DomainError::Validation { .. })));
+        assert!(matches!(
+            a.update(&bad_group, None),
+            Err(DomainError::Validation { .. })
+        ));
         let bad = AssetPatch {
             criticality: Some("extreme".into()),
             ..Default::default()

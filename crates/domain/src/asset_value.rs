@@ -132,7 +132,10 @@ fn hostname(v: &str, min_labels: usize) -> Result<String, String> {
             format!("'{v}' is not a subdomain (expected e.g. api.example.com)")
         });
     }
-    if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(format!("'{v}' is not a valid hostname"));
     }
     Ok(ascii)
@@ -151,7 +154,11 @@ fn cidr(v: &str) -> Result<String, String> {
             Ok(format!("{net}/{len}"))
         }
         IpAddr::V6(a) if len <= 128 => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             let net = std::net::Ipv6Addr::from(u128::from(a) & mask);
             Ok(format!("{net}/{len}"))
         }
@@ -194,8 +201,16 @@ mod tests {
             (Ip, "203.0.113.7", "203.0.113.7"),
             (Cidr, "10.1.2.3/8", "10.0.0.0/8"),
             (Cidr, "2001:db8::1/32", "2001:db8::/32"),
-            (Url, "HTTPS://Example.com:443/a#frag", "https://example.com/a"),
-            (CloudResource, "arn:aws:s3:::My-Bucket", "arn:aws:s3:::My-Bucket"),
+            (
+                Url,
+                "HTTPS://Example.com:443/a#frag",
+                "https://example.com/a",
+            ),
+            (
+                CloudResource,
+                "arn:aws:s3:::My-Bucket",
+                "arn:aws:s3:::My-Bucket",
+            ),
         ];
         for (t, raw, want) in ok {
             assert_eq!(normalize_value(t, raw).as_deref(), Ok(want), "{t:?} {raw}");
@@ -219,7 +234,10 @@ mod tests {
             (CloudResource, "has space"),
         ];
         for (t, raw) in bad {
-            assert!(normalize_value(t, raw).is_err(), "{t:?} {raw:?} should fail");
+            assert!(
+                normalize_value(t, raw).is_err(),
+                "{t:?} {raw:?} should fail"
+            );
         }
         assert!(normalize_value(Domain, &"a".repeat(3000)).is_err());
     }

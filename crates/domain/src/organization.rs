@@ -124,13 +124,18 @@ mod tests {
     #[test]
     fn keys_are_created_and_revoked_once() {
         let mut org = Organization::from_events(&create_org("o", "Acme", Plan::Free).unwrap());
-        let created = org.create_key("k", "ci", Role::Analyst, "h", "ag_sk_ab").unwrap();
+        let created = org
+            .create_key("k", "ci", Role::Analyst, "h", "ag_sk_ab")
+            .unwrap();
         org.apply(&created[0]);
         let revoked = org.revoke_key("k").unwrap();
         assert_eq!(revoked.len(), 1);
         org.apply(&revoked[0]);
         assert!(org.revoke_key("k").unwrap().is_empty());
-        assert!(matches!(org.revoke_key("x"), Err(DomainError::NotFound { .. })));
+        assert!(matches!(
+            org.revoke_key("x"),
+            Err(DomainError::NotFound { .. })
+        ));
         assert!(create_org("o", "  ", Plan::Free).is_err());
     }
 }

@@ -10,7 +10,11 @@ use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "easm", version, about = "External Attack Surface Management backend")]
+#[command(
+    name = "easm",
+    version,
+    about = "External Attack Surface Management backend"
+)]
 struct Cli {
     /// Directory of the embedded SQLite database.
     #[arg(long, global = true, env = "EASM_DATA_DIR", default_value = "./data")]
@@ -140,10 +144,15 @@ async fn bootstrap(service: &Service, listen: &str) -> Result<()> {
     let (org_id, key) = service
         .create_org(&cli_meta(), "default", Plan::Enterprise)
         .await?;
-    println!("Created organization \"default\" ({org_id}). Its owner API key is shown only this once:");
+    println!(
+        "Created organization \"default\" ({org_id}). Its owner API key is shown only this once:"
+    );
     println!("  {}", key.secret);
     println!("Try it:");
-    println!("  curl -H \"X-API-Key: {}\" http://{listen}/api/assets", key.secret);
+    println!(
+        "  curl -H \"X-API-Key: {}\" http://{listen}/api/assets",
+        key.secret
+    );
     Ok(())
 }
 
@@ -176,7 +185,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

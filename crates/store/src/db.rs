@@ -1,5 +1,5 @@
 use crate::error::StoreError;
-use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -14,8 +14,12 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub enum DbConfig {
     /// The embedded default: one SQLite file in WAL mode.
-    Sqlite { path: PathBuf },
-    Postgres { url: String },
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+    },
 }
 
 impl DbConfig {
@@ -48,9 +52,8 @@ impl Db {
             DbConfig::Sqlite { path } => {
                 if let Some(dir) = path.parent() {
                     if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            StoreError::Database(sqlx::Error::Io(e))
-                        })?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
                     }
                 }
                 let url = format!("sqlite://{}?mode=rwc", path.display());
@@ -96,9 +99,15 @@ impl Db {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&self.write).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("../../migrations/sqlite")
+                    .run(&self.write)
+                    .await?
+            }
             Backend::Postgres => {
-                sqlx::migrate!("../../migrations/postgres").run(&self.write).await?
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(&self.write)
+                    .await?
             }
         }
         Ok(())

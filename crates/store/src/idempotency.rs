@@ -30,7 +30,12 @@ impl IdempotencyStore {
         IdempotencyStore { db }
     }
 
-    pub async fn claim(&self, org_id: &str, key: &str, fingerprint: &str) -> Result<Claim, StoreError> {
+    pub async fn claim(
+        &self,
+        org_id: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Claim, StoreError> {
         let now = now_micros();
         let mut tx = self.db.writer().begin().await?;
         sqlx::query(
@@ -81,7 +86,13 @@ impl IdempotencyStore {
         Ok(claim)
     }
 
-    pub async fn complete(&self, org_id: &str, key: &str, status: u16, body: &str) -> Result<(), StoreError> {
+    pub async fn complete(
+        &self,
+        org_id: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE org_id = $3 AND idem_key = $4")
             .bind(status as i64)
             .bind(body)

@@ -35,14 +35,27 @@ pub struct StreamAppend {
 #[derive(Clone, Debug)]
 pub enum Constraint {
     /// Take `key` for `owner`; fails if someone else holds it.
-    Claim { key: String, owner: String },
-    Release { key: String },
+    Claim {
+        key: String,
+        owner: String,
+    },
+    Release {
+        key: String,
+    },
     /// After this append's claims, at most `max` keys start with `prefix`.
-    AtMost { prefix: String, max: u64 },
+    AtMost {
+        prefix: String,
+        max: u64,
+    },
     /// No key starts with `prefix`.
-    NoneWithPrefix { prefix: String },
+    NoneWithPrefix {
+        prefix: String,
+    },
     /// A stream this decision read, but does not write, is still at `version`.
-    StreamAt { stream_id: String, version: i64 },
+    StreamAt {
+        stream_id: String,
+        version: i64,
+    },
 }
 
 pub struct AppendRequest {
@@ -207,7 +220,11 @@ impl EventLog {
 
     /// The stream's current version and its events, decoded to current types. A stream of
     /// another organization reads as empty.
-    pub async fn load(&self, org_id: &str, stream_id: &str) -> Result<(i64, Vec<Event>), StoreError> {
+    pub async fn load(
+        &self,
+        org_id: &str,
+        stream_id: &str,
+    ) -> Result<(i64, Vec<Event>), StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND org_id = $2 ORDER BY stream_version"
         ))
@@ -233,13 +250,12 @@ impl EventLog {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE stream_id = $1 AND org_id = $2",
-        )
-        .bind(stream_id)
-        .bind(org_id)
-        .fetch_one(self.db.reader())
-        .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE stream_id = $1 AND org_id = $2")
+                .bind(stream_id)
+                .bind(org_id)
+                .fetch_one(self.db.reader())
+                .await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND org_id = $2 \
              ORDER BY stream_version LIMIT $3 OFFSET $4"
@@ -376,7 +392,9 @@ async fn check_constraints(
         match c {
             Constraint::AtMost { prefix, max } => {
                 if count_prefix(conn, org_id, prefix).await? > *max {
-                    return Err(AppendError::Constraint(format!("more than {max} {prefix}*")));
+                    return Err(AppendError::Constraint(format!(
+                        "more than {max} {prefix}*"
+                    )));
                 }
             }
             Constraint::NoneWithPrefix { prefix } => {

@@ -98,11 +98,14 @@ pub async fn list_assets(
     c.require(Permission::Read)?;
     let page = page_request(q.page, q.per_page)?;
     if let Some(t) = &q.asset_type {
-        AssetType::parse(t).ok_or_else(|| ApiError::bad_request("type", format!("type: unknown asset type '{t}'")))?;
+        AssetType::parse(t).ok_or_else(|| {
+            ApiError::bad_request("type", format!("type: unknown asset type '{t}'"))
+        })?;
     }
     if let Some(cr) = &q.criticality {
-        Criticality::parse(cr)
-            .ok_or_else(|| ApiError::bad_request("criticality", format!("criticality: unknown level '{cr}'")))?;
+        Criticality::parse(cr).ok_or_else(|| {
+            ApiError::bad_request("criticality", format!("criticality: unknown level '{cr}'"))
+        })?;
     }
     let filter = AssetFilter {
         asset_type: q.asset_type,
@@ -111,7 +114,9 @@ pub async fn list_assets(
         criticality: q.criticality,
         q: q.q.filter(|s| !s.is_empty()),
     };
-    Ok(Json(app.service.read().assets(&c.org_id, &filter, page).await?))
+    Ok(Json(
+        app.service.read().assets(&c.org_id, &filter, page).await?,
+    ))
 }
 
 async fn asset_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AssetView> {
@@ -151,7 +156,9 @@ pub async fn update_asset(
         tags: body.tags,
         criticality: body.criticality,
     };
-    app.service.update_asset(&c.meta(), &c.org_id, &id, &patch).await?;
+    app.service
+        .update_asset(&c.meta(), &c.org_id, &id, &patch)
+        .await?;
     Ok(Json(asset_view(&app, &c, &id).await?))
 }
 

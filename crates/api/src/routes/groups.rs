@@ -44,7 +44,9 @@ pub async fn list_groups(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<GroupView>>> {
     c.require(Permission::Read)?;
-    Ok(Json(app.service.read().groups(&c.org_id, q.resolve()?).await?))
+    Ok(Json(
+        app.service.read().groups(&c.org_id, q.resolve()?).await?,
+    ))
 }
 
 /// Create an asset group.
@@ -57,7 +59,10 @@ pub async fn create_group(
     ApiJson(body): ApiJson<GroupName>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
     c.require(Permission::Write)?;
-    let id = app.service.create_group(&c.meta(), &c.org_id, &body.name).await?;
+    let id = app
+        .service
+        .create_group(&c.meta(), &c.org_id, &body.name)
+        .await?;
     Ok((StatusCode::CREATED, Json(group_view(&app, &c, &id).await?)))
 }
 
@@ -85,7 +90,9 @@ pub async fn rename_group(
     ApiJson(body): ApiJson<GroupName>,
 ) -> ApiResult<Json<GroupView>> {
     c.require(Permission::Write)?;
-    app.service.rename_group(&c.meta(), &c.org_id, &id, &body.name).await?;
+    app.service
+        .rename_group(&c.meta(), &c.org_id, &id, &body.name)
+        .await?;
     Ok(Json(group_view(&app, &c, &id).await?))
 }
 
@@ -133,7 +140,12 @@ pub async fn group_assets(
         group_id: Some(id),
         ..Default::default()
     };
-    Ok(Json(app.service.read().assets(&c.org_id, &filter, q.resolve()?).await?))
+    Ok(Json(
+        app.service
+            .read()
+            .assets(&c.org_id, &filter, q.resolve()?)
+            .await?,
+    ))
 }
 
 /// Add an asset to a group. 409 with `existingId` if the value is already in the organization;
@@ -154,7 +166,10 @@ pub async fn add_asset(
         .add_assets(&c.meta(), &c.org_id, c.plan, &id, &[body.into()])
         .await?;
     let asset = app.service.read().asset(&c.org_id, &ids[0]).await?;
-    Ok((StatusCode::CREATED, Json(asset.ok_or_else(ApiError::internal)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(asset.ok_or_else(ApiError::internal)?),
+    ))
 }
 
 /// Add many assets to a group, all or nothing: on any invalid item (400), duplicate (409) or the
@@ -177,7 +192,10 @@ pub async fn add_assets_bulk(
         ));
     }
     let items: Vec<NewAsset> = body.assets.into_iter().map(Into::into).collect();
-    let ids = app.service.add_assets(&c.meta(), &c.org_id, c.plan, &id, &items).await?;
+    let ids = app
+        .service
+        .add_assets(&c.meta(), &c.org_id, c.plan, &id, &items)
+        .await?;
     let mut added = Vec::with_capacity(ids.len());
     for asset_id in &ids {
         if let Some(a) = app.service.read().asset(&c.org_id, asset_id).await? {

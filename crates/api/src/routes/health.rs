@@ -18,7 +18,11 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(app): State<AppState>) -> ApiResult<Json<Value>> {
     app.db.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "database unreachable")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "database unreachable",
+        )
     })?;
     Ok(Json(json!({"status": "ready"})))
 }

@@ -40,7 +40,9 @@ pub async fn list_keys(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<ApiKeyView>>> {
     c.require(Permission::Administer)?;
-    Ok(Json(app.service.read().keys(&c.org_id, q.resolve()?).await?))
+    Ok(Json(
+        app.service.read().keys(&c.org_id, q.resolve()?).await?,
+    ))
 }
 
 /// Create an API key. The answer holds the key once; only its hash is kept.
@@ -54,9 +56,14 @@ pub async fn create_key(
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     c.require(Permission::Administer)?;
     if body.role > c.role {
-        return Err(ApiError::forbidden("a key cannot have a higher role than the key creating it"));
+        return Err(ApiError::forbidden(
+            "a key cannot have a higher role than the key creating it",
+        ));
     }
-    let key = app.service.create_key(&c.meta(), &c.org_id, body.role, &body.name).await?;
+    let key = app
+        .service
+        .create_key(&c.meta(), &c.org_id, body.role, &body.name)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {

@@ -30,10 +30,22 @@ pub struct Usage {
 #[utoipa::path(get, path = "/api/org", tag = "organization",
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = OrgInfo), (status = 401, body = ErrorBody)))]
-pub async fn get_org(State(app): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult<Json<OrgInfo>> {
+pub async fn get_org(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<Json<OrgInfo>> {
     c.require(Permission::Read)?;
-    let org = app.service.read().org(&c.org_id).await?.ok_or_else(|| ApiError::not_found("organization"))?;
-    let assets = app.service.log().count_reservations(&c.org_id, "asset:").await?;
+    let org = app
+        .service
+        .read()
+        .org(&c.org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    let assets = app
+        .service
+        .log()
+        .count_reservations(&c.org_id, "asset:")
+        .await?;
     Ok(Json(OrgInfo {
         id: org.id,
         name: org.name,

@@ -1,0 +1,201 @@
+//! The command-line contract, run as a separate process, also while a server runs.
+
+use crate::helpers::*;
+use crate::on_both_backends;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+on_both_backends!(
+    admin_commands_print_json_and_work_while_the_server_runs,
+    serve_bootstraps_once
+);
+
+fn easm(store: &TestStore, args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(args)
+        .envs(store.env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "easm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_line(out: &std::process::Output) -> Value {
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line: {text}");
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+/// `easm serve` as a process, once it listens; returns it with its address.
+fn serve(store: &TestStore, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .envs(store.env())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = String::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(i) = line.find("addr=") {
+            addr = line[i + 5..].split_whitespace().next().unwrap().to_string();
+            break;
+        }
+    }
+    assert!(!addr.is_empty(), "server did not start");
+    (child, addr)
+}
+
+/// Stop a server and return everything it printed on stdout (bootstrap prints before listening).
+fn stop(mut child: Child) -> String {
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    out
+}
+
+async fn admin_commands_print_json_and_work_while_the_server_runs(b: Backend) {
+    let store = TestStore::new(b).await;
+    let (server, addr) = serve(&store, &["--no-bootstrap"]);
+    let http = reqwest::Client::new();
+    let get = |key: String, path: &'static str| {
+        let http = http.clone();
+        let url = format!("http://{addr}{path}");
+        async move { answer(http.get(url).header("X-API-Key", key).send().await.unwrap()).await }
+    };
+
+    let org = json_line(&easm(
+        &store,
+        &["admin", "create-org", "--name", "Acme", "--plan", "free"],
+    ));
+    let org_id = org["orgId"].as_str().unwrap().to_string();
+    let owner = org["ownerKey"].as_str().unwrap().to_string();
+    assert!(owner.starts_with("ag_sk_"));
+    let info = get(owner.clone(), "/api/org").await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    assert_eq!(info.body["plan"], "free");
+    assert_eq!(info.body["name"], "Acme");
+
+    let key = json_line(&easm(
+        &store,
+        &[
+            "admin",
+            "create-key",
+            "--org",
+            &org_id,
+            "--role",
+            "viewer",
+            "--name",
+            "ro",
+        ],
+    ));
+    let viewer = key["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(viewer.clone(), "/api/assets").await.status,
+        StatusCode::OK
+    );
+    let denied = http
+        .post(format!("http://{addr}/api/groups"))
+        .header("X-API-Key", &viewer)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+
+    easm(
+        &store,
+        &[
+            "admin",
+            "revoke-key",
+            "--key-id",
+            key["keyId"].as_str().unwrap(),
+        ],
+    );
+    // The server follows the log written by the other process.
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = get(viewer.clone(), "/api/assets").await.status;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let g = answer(
+        http.post(format!("http://{addr}/api/groups"))
+            .header("X-API-Key", &owner)
+            .json(&json!({"name": "G"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::CREATED);
+    let before = get(owner.clone(), "/api/groups").await.body;
+    let rebuilt = json_line(&easm(&store, &["projections", "rebuild"]));
+    assert_eq!(rebuilt["rebuilt"], true);
+    assert!(rebuilt["events"].as_u64().unwrap() >= 5);
+    assert_eq!(get(owner.clone(), "/api/groups").await.body, before);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["admin", "create-key", "--org", &org_id, "--role", "root"])
+        .envs(store.env())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert_eq!(stop(server), "", "--no-bootstrap prints no key");
+}
+
+async fn serve_bootstraps_once(b: Backend) {
+    let store = TestStore::new(b).await;
+    let (mut server, addr) = serve(&store, &[]);
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("curl") {
+        assert!(
+            stdout.read_line(&mut text).unwrap() > 0,
+            "bootstrap output: {text}"
+        );
+    }
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("ag_sk_"))
+        .expect("owner key printed")
+        .to_string();
+    assert!(
+        text.contains(&format!("curl -H \"X-API-Key: {key}\"")),
+        "{text}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/api/org"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    let info = answer(r).await;
+    assert_eq!(info.status, StatusCode::OK);
+    assert_eq!(info.body["name"], "default");
+    server.kill().unwrap();
+    let _ = server.wait();
+
+    // A second start finds the organization and prints no key.
+    let (server, _) = serve(&store, &[]);
+    let out = stop(server);
+    assert!(!out.contains("ag_sk_"), "{out}");
+}

@@ -1,0 +1,322 @@
+use crate::helpers::*;
+use crate::on_both_backends;
+use easm_domain::Plan;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    idempotency_key_replays_the_first_answer,
+    bad_input_is_a_clear_4xx_naming_the_field,
+    pagination_is_bounded,
+    health_and_readiness,
+);
+
+async fn idempotency_key_replays_the_first_answer(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let send = |body: Value, idem: &'static str| {
+        app.client
+            .post(app.url("/api/groups"))
+            .header("X-API-Key", &key)
+            .header("Idempotency-Key", idem)
+            .json(&body)
+            .send()
+    };
+    let first = answer(send(json!({"name": "Once"}), "k-1").await.unwrap()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let events = app.event_count().await;
+    let again = answer(send(json!({"name": "Once"}), "k-1").await.unwrap()).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "the replay appended nothing"
+    );
+    let other = answer(send(json!({"name": "Twice"}), "k-1").await.unwrap()).await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.code(), "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.get(&key, "/api/groups").await.body["total"], 1);
+    // A failed request's answer is replayed too, and a new key acts anew.
+    let bad1 = answer(send(json!({"name": ""}), "k-2").await.unwrap()).await;
+    let bad2 = answer(send(json!({"name": ""}), "k-2").await.unwrap()).await;
+    assert_eq!((bad1.status, &bad1.body), (bad2.status, &bad2.body));
+    assert_eq!(
+        answer(send(json!({"name": "Once"}), "k-3").await.unwrap())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // Keys are per organization.
+    let (_, key2) = app.org(Plan::Pro).await;
+    let r = app
+        .client
+        .post(app.url("/api/groups"))
+        .header("X-API-Key", &key2)
+        .header("Idempotency-Key", "k-1")
+        .json(&json!({"name": "Other org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+}
+
+async fn bad_input_is_a_clear_4xx_naming_the_field(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "G").await;
+    let events = app.event_count().await;
+    let raw = |path: String, body: &'static str| {
+        app.client
+            .post(app.url(&path))
+            .header("X-API-Key", &key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let malformed = answer(raw("/api/groups".into(), "{\"name\": ").await.unwrap()).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.code(), "INVALID_JSON");
+    let empty = answer(raw("/api/groups".into(), "").await.unwrap()).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+
+    let cases: Vec<(String, Value, &str)> = vec![
+        ("/api/groups".into(), json!({"name": 7}), "name"),
+        ("/api/groups".into(), json!({}), "."),
+        (
+            "/api/groups".into(),
+            json!({"name": "x".repeat(201)}),
+            "name",
+        ),
+        ("/api/groups".into(), json!({"name": "ok", "extra": 1}), "."),
+        (
+            format!("/api/groups/{g}/assets"),
+            json!({"value": "a.com", "type": "planet"}),
+            "type",
+        ),
+        (
+            format!("/api/groups/{g}/assets"),
+            json!({"value": "a.com", "type": "domain", "criticality": "extreme"}),
+            "criticality",
+        ),
+        (
+            format!("/api/groups/{g}/assets"),
+            json!({"value": "a.com", "type": "domain", "tags": "x"}),
+            "tags",
+        ),
+        (
+            format!("/api/groups/{g}/assets"),
+            json!({"value": "a.com", "type": "domain", "tags": ["x".repeat(65)]}),
+            "tags",
+        ),
+        (
+            format!("/api/groups/{g}/assets"),
+            json!({"value": format!("{}.com", "a".repeat(3000)), "type": "domain"}),
+            "value",
+        ),
+        (
+            format!("/api/groups/{g}/assets/bulk"),
+            json!({"assets": [{"value": "a.com", "type": 1}]}),
+            "assets[0].type",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let r = app.post(&key, &path, body.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {body}: {}",
+            r.body
+        );
+        assert!(r.body["error"].as_str().is_some_and(|e| !e.is_empty()));
+        if field != "." {
+            let named = r.body["field"] == field
+                || r.body["items"][0]["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(field);
+            assert!(named, "{path} {body}: should name {field}: {}", r.body);
+        }
+    }
+    let patch = app
+        .patch(&key, "/api/assets/x", json!({"criticality": 3}))
+        .await;
+    assert_eq!(patch.status, StatusCode::BAD_REQUEST);
+    assert_eq!(patch.body["field"], "criticality");
+
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(1_100_000));
+    let too_big = app
+        .client
+        .post(app.url("/api/groups"))
+        .header("X-API-Key", &key)
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    let too_big = answer(too_big).await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_big.code(), "PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "no bad request changed anything"
+    );
+
+    let unknown = app.get(&key, "/api/nothing-here").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.code(), "ROUTE_NOT_FOUND");
+    let wrong_method = app.call(Method::PUT, &key, "/api/assets", None).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        app.get(&key, "/api/assets?type=planet").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+async fn pagination_is_bounded(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "G").await;
+    let items: Vec<_> = (0..105)
+        .map(|i| json!({"value": format!("p{i}.example.com"), "type": "subdomain"}))
+        .collect();
+    assert_eq!(
+        app.post(
+            &key,
+            &format!("/api/groups/{g}/assets/bulk"),
+            json!({ "assets": items })
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let first = app.get(&key, "/api/assets").await;
+    assert_eq!(first.body["perPage"], 50);
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 50);
+    let max = app.get(&key, "/api/assets?perPage=500").await;
+    assert_eq!(max.body["perPage"], 100);
+    assert_eq!(max.body["items"].as_array().unwrap().len(), 100);
+    let last = app.get(&key, "/api/assets?page=2&perPage=100").await;
+    assert_eq!(last.body["items"].as_array().unwrap().len(), 5);
+    assert_eq!(last.body["total"], 105);
+    let mut seen: Vec<String> = vec![];
+    for page in 1..=3 {
+        let p = app
+            .get(&key, &format!("/api/assets?page={page}&perPage=40"))
+            .await;
+        seen.extend(
+            p.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_string()),
+        );
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 105, "pages neither repeat nor skip");
+    for q in ["page=0", "perPage=0", "page=abc", "perPage=-3"] {
+        let r = app.get(&key, &format!("/api/assets?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(!r.body["field"].as_str().unwrap().is_empty());
+    }
+}
+
+async fn health_and_readiness(b: Backend) {
+    let app = spawn_app(b).await;
+    for p in ["/healthz", "/readyz"] {
+        let r = app.client.get(app.url(p)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{p}");
+    }
+    app.db.close().await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn openapi_documents_every_served_route() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc: Value = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = vec![];
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    // Every documented operation is served: without a key it answers 401 (or 200 when public),
+    // never the router's own 404 or 405.
+    for op in &documented {
+        let (method, path) = op.split_once(' ').unwrap();
+        let url = app.url(&path.replace("{id}", "00000000-0000-0000-0000-000000000000"));
+        let r = answer(
+            app.client
+                .request(method.parse().unwrap(), url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            r.status == StatusCode::UNAUTHORIZED
+                || (r.status == StatusCode::OK && !path.starts_with("/api/")
+                    || path == "/api/openapi.json"),
+            "{op} answered {} {}",
+            r.status,
+            r.body
+        );
+        let op_doc = &paths[path][method.to_lowercase()];
+        assert!(
+            op_doc["responses"]
+                .as_object()
+                .is_some_and(|r| !r.is_empty()),
+            "{op} documents its answers"
+        );
+    }
+    // And the API's required surface is all in the document.
+    for op in [
+        "GET /api/groups",
+        "POST /api/groups",
+        "GET /api/groups/{id}",
+        "PATCH /api/groups/{id}",
+        "DELETE /api/groups/{id}",
+        "GET /api/groups/{id}/summary",
+        "GET /api/groups/{id}/assets",
+        "POST /api/groups/{id}/assets",
+        "POST /api/groups/{id}/assets/bulk",
+        "GET /api/assets",
+        "GET /api/assets/{id}",
+        "PATCH /api/assets/{id}",
+        "DELETE /api/assets/{id}",
+        "GET /api/assets/{id}/timeline",
+        "GET /api/keys",
+        "POST /api/keys",
+        "DELETE /api/keys/{id}",
+        "GET /api/org",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /api/openapi.json",
+    ] {
+        assert!(
+            documented.iter().any(|d| d == op),
+            "{op} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+}

@@ -1,0 +1,101 @@
+use crate::helpers::*;
+use crate::on_both_backends;
+use easm_domain::Plan;
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_backends!(groups_count_rename_summarize_and_delete_when_empty);
+
+async fn groups_count_rename_summarize_and_delete_when_empty(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "Production").await;
+    let h = app.group(&key, "Staging").await;
+    let a1 = app.asset(&key, &g, "a.example.com", "subdomain").await;
+    app.asset(&key, &g, "203.0.113.9", "ip").await;
+    app.patch(
+        &key,
+        &format!("/api/assets/{a1}"),
+        json!({"criticality": "critical"}),
+    )
+    .await;
+
+    let list = app.get(&key, "/api/groups").await;
+    assert_eq!(list.body["total"], 2);
+    assert_eq!(list.body["items"][0]["name"], "Production");
+    assert_eq!(list.body["items"][0]["assetCount"], 2);
+    assert_eq!(list.body["items"][1]["assetCount"], 0);
+
+    let renamed = app
+        .patch(
+            &key,
+            &format!("/api/groups/{g}"),
+            json!({"name": "  Prod  "}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    assert_eq!(renamed.body["name"], "Prod");
+    assert_eq!(
+        app.get(&key, &format!("/api/groups/{g}")).await.body["name"],
+        "Prod"
+    );
+    let empty_name = app
+        .patch(&key, &format!("/api/groups/{g}"), json!({"name": " "}))
+        .await;
+    assert_eq!(empty_name.status, StatusCode::BAD_REQUEST);
+    assert_eq!(empty_name.body["field"], "name");
+
+    let s = app.get(&key, &format!("/api/groups/{g}/summary")).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(s.body["totalAssets"], 2);
+    assert_eq!(s.body["byType"]["subdomain"], 1);
+    assert_eq!(s.body["byType"]["ip"], 1);
+    assert_eq!(s.body["byType"]["cidr"], 0);
+    assert_eq!(s.body["byCriticality"]["critical"], 1);
+    assert_eq!(s.body["byCriticality"]["medium"], 1);
+
+    let held = app.delete(&key, &format!("/api/groups/{g}")).await;
+    assert_eq!(held.status, StatusCode::CONFLICT);
+    let all: Vec<String> = app.get(&key, &format!("/api/groups/{g}/assets")).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    app.patch(
+        &key,
+        &format!("/api/assets/{}", all[0]),
+        json!({"groupId": h}),
+    )
+    .await;
+    app.delete(&key, &format!("/api/assets/{}", all[1])).await;
+    assert_eq!(
+        app.delete(&key, &format!("/api/groups/{g}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/groups/{g}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/groups/{g}/summary"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/groups/{g}/assets"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let into_deleted = app
+        .post(
+            &key,
+            &format!("/api/groups/{g}/assets"),
+            json!({"value": "z.com", "type": "domain"}),
+        )
+        .await;
+    assert_eq!(into_deleted.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&key, "/api/groups").await.body["total"], 1);
+}

@@ -1,0 +1,293 @@
+use easm_api::AppState;
+use easm_domain::Plan;
+use easm_events::{Actor, EventMeta};
+use easm_store::{Db, DbConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection};
+use std::net::SocketAddr;
+
+/// Generates one test per backend from `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_base_url() -> String {
+    std::env::var("EASM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh, empty store: a temporary SQLite file or a new PostgreSQL database.
+pub struct TestStore {
+    pub config: DbConfig,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => TestStore {
+                config: DbConfig::Sqlite {
+                    path: dir.path().join("easm.db"),
+                },
+                dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                let name = format!("easm_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::connect(&format!("{}/postgres", pg_base_url()))
+                    .await
+                    .expect("PostgreSQL must run on 127.0.0.1:5432 (see .ci/run)");
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .unwrap();
+                TestStore {
+                    config: DbConfig::Postgres {
+                        url: format!("{}/{name}", pg_base_url()),
+                    },
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Environment for running the `easm` binary against this store.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("EASM_DATA_DIR", self.dir.path().display().to_string())];
+        if let DbConfig::Postgres { url } = &self.config {
+            env.push(("EASM_DATABASE_URL", url.clone()));
+        }
+        env
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Best effort, on a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) =
+                        PgConnection::connect(&format!("{}/postgres", pg_base_url())).await
+                    {
+                        let _ = c
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub db: Db,
+    pub store: TestStore,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .expect("answer has an id")
+            .to_string()
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_on(TestStore::new(backend).await).await
+}
+
+/// Start the server on a random port over an existing store.
+pub async fn spawn_on(store: TestStore) -> TestApp {
+    let db = Db::connect(&store.config).await.unwrap();
+    let state = AppState::new(db.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let state = state.clone();
+        async move {
+            easm_api::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        }
+    });
+    TestApp {
+        addr,
+        state,
+        db,
+        store,
+        client: reqwest::Client::new(),
+        server,
+        stop: Some(tx),
+    }
+}
+
+pub fn system_meta() -> EventMeta {
+    EventMeta::new(Actor::system(), "test")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A new organization; returns (org id, owner key).
+    pub async fn org(&self, plan: Plan) -> (String, String) {
+        let (id, key) = self
+            .state
+            .service
+            .create_org(&system_meta(), "Test org", plan)
+            .await
+            .unwrap();
+        (id, key.secret)
+    }
+
+    pub async fn key(&self, org: &str, role: easm_domain::Role) -> String {
+        self.state
+            .service
+            .create_key(&system_meta(), org, role, "test key")
+            .await
+            .unwrap()
+            .secret
+    }
+
+    pub async fn call(&self, method: Method, key: &str, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("X-API-Key", key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Answer {
+        self.call(Method::GET, key, path, None).await
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, key, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, key: &str, path: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, key, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> Answer {
+        self.call(Method::DELETE, key, path, None).await
+    }
+
+    /// Create a group and return its id.
+    pub async fn group(&self, key: &str, name: &str) -> String {
+        let a = self
+            .post(key, "/api/groups", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.id()
+    }
+
+    /// Add an asset and return its id.
+    pub async fn asset(&self, key: &str, group: &str, value: &str, ty: &str) -> String {
+        let a = self
+            .post(
+                key,
+                &format!("/api/groups/{group}/assets"),
+                serde_json::json!({"value": value, "type": ty}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.id()
+    }
+
+    /// Stop the server and give back its store, for a restart.
+    pub async fn stop(self) -> TestStore {
+        let TestApp {
+            store,
+            server,
+            stop,
+            db,
+            ..
+        } = self;
+        if let Some(tx) = stop {
+            let _ = tx.send(());
+        }
+        let _ = server.await;
+        db.close().await;
+        store
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(self.db.reader())
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn answer(res: reqwest::Response) -> Answer {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
