@@ -7,6 +7,9 @@ mod chain;
 mod envelope;
 mod upcast;
 
+#[cfg(test)]
+mod schema_check;
+
 pub use catalogue::*;
 pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
 pub use envelope::{format_timestamp, from_micros, Actor, ActorKind, EventMeta, RecordedEvent};

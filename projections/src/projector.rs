@@ -64,6 +64,16 @@ impl Projector {
     /// Apply every readable event after the checkpoint; returns the new checkpoint.
     pub async fn catch_up(&self) -> Result<i64, StoreError> {
         let _guard = self.running.lock().await;
+        // Idle polls stay read-only: no write transaction unless there is something to apply.
+        let checkpoint = self.checkpoint().await?;
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM events WHERE position > $1 LIMIT 1")
+                .bind(checkpoint)
+                .fetch_optional(self.db.reader())
+                .await?;
+        if pending.is_none() {
+            return Ok(checkpoint);
+        }
         loop {
             let (position, applied) = self.apply_batch(false).await?;
             if applied < BATCH as usize {

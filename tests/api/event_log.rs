@@ -152,6 +152,33 @@ async fn events_are_immutable_hash_chained_and_in_the_outbox(b: Backend) {
     let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
     assert_eq!(outbox, positions, "every event is recorded for publishing");
 
+    // A third party recomputes the chain from the documented encoding alone.
+    let ndjson: String = mine
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    let verify = |input: String| {
+        let mut child = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../events/verify_chain.py"
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(verify(ndjson.clone()), (true, "ok 5".to_string()));
+    let tampered = ndjson.replacen("c.example.com", "d.example.com", 1);
+    let (ok, msg) = verify(tampered);
+    assert!(!ok && msg.starts_with("line 4:"), "{msg}");
+
     for sql in ["UPDATE events SET data = '{}'", "DELETE FROM events"] {
         let r = sqlx::query(sql).execute(app.db.writer()).await;
         let err = r.expect_err(sql).to_string();

@@ -1,4 +1,6 @@
-//! The `easm` binary: the server and the admin commands.
+//! The `easm` binary: the server, the admin commands and the benchmark client.
+
+mod bench;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -46,6 +48,9 @@ enum Command {
         #[command(subcommand)]
         command: Projections,
     },
+    /// Load a running server over HTTP and report throughput, latency, lag and rebuild speed
+    /// (see BENCHMARKS.md). Reads the same store settings as the server.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,6 +125,7 @@ async fn main() -> Result<()> {
             easm_api::serve(listener, state, shutdown_signal()).await?;
         }
         Command::Admin { command } => admin(&service, command).await?,
+        Command::Bench(args) => bench::run(args, db.clone()).await?,
         Command::Projections {
             command: Projections::Rebuild,
         } => {

@@ -1,0 +1,255 @@
+//! `easm bench`: write throughput and latency of a running server over HTTP at several
+//! concurrencies, the raw single-row INSERT ceiling of the same PostgreSQL (pgbench), the lag from
+//! a commit by another process to the server's read models, and rebuild speed.
+
+use anyhow::{bail, Context, Result};
+use easm_api::service::Service;
+use easm_domain::Plan;
+use easm_events::{Actor, Event, EventMeta, GroupCreated};
+use easm_store::{AppendRequest, Backend, Db, EventLog, StreamAppend};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the running server (which must use the same store as this command).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent clients, one run per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    clients: Vec<usize>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Organizations the clients spread over (each has its own hash chain).
+    #[arg(long, default_value_t = 8)]
+    orgs: usize,
+    /// Samples for the commit-to-read-model lag.
+    #[arg(long, default_value_t = 50)]
+    lag_samples: usize,
+    /// Skip the pgbench ceiling (PostgreSQL only).
+    #[arg(long)]
+    no_pgbench: bool,
+}
+
+fn meta() -> EventMeta {
+    EventMeta::new(Actor::system(), "bench")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
+    let service = Service::new(
+        db.clone(),
+        std::sync::Arc::new(easm_projections::Projector::new(db.clone())),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let mut keys = vec![];
+    for i in 0..args.orgs.max(1) {
+        let (_, key) = service
+            .create_org(&meta(), &format!("bench {i}"), Plan::Enterprise)
+            .await?;
+        keys.push(key.secret);
+    }
+    let ready = http.get(format!("{}/readyz", args.url)).send().await;
+    if !ready.map(|r| r.status().is_success()).unwrap_or(false) {
+        bail!("no easm server answers at {}", args.url);
+    }
+    println!("backend: {:?}, server {}", db.backend(), args.url);
+    println!("| clients | writes/s | p50 ms | p99 ms | errors | pgbench tps | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut results = vec![];
+    for &clients in &args.clients {
+        let mut tasks = vec![];
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
+        for c in 0..clients {
+            let key = keys[c % keys.len()].clone();
+            let (http, url) = (http.clone(), args.url.clone());
+            tasks.push(tokio::spawn(async move {
+                let g: serde_json::Value = http
+                    .post(format!("{url}/api/groups"))
+                    .header("X-API-Key", &key)
+                    .json(&json!({"name": format!("bench client {c}")}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let gid = g["id"].as_str().context("group id")?.to_string();
+                let mut lat = vec![];
+                let mut errors = 0u64;
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    i += 1;
+                    let started = Instant::now();
+                    let r = http
+                        .post(format!("{url}/api/groups/{gid}/assets"))
+                        .header("X-API-Key", &key)
+                        .json(&json!({"value": format!("h{i}.c{c}.{}.bench.example", uuid::Uuid::now_v7().simple()), "type": "subdomain"}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().as_u16() == 201 => lat.push(started.elapsed()),
+                        _ => errors += 1,
+                    }
+                }
+                anyhow::Ok((lat, errors))
+            }));
+        }
+        let started = Instant::now();
+        let mut lat = vec![];
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await??;
+            lat.extend(l);
+            errors += e;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        lat.sort();
+        let rate = lat.len() as f64 / elapsed;
+        let ceiling = if db.backend() == Backend::Postgres && !args.no_pgbench {
+            Some(pgbench(&db, clients, args.seconds).await?)
+        } else {
+            None
+        };
+        let ratio = ceiling
+            .map(|c| format!("{:.0}%", 100.0 * rate / c))
+            .unwrap_or("-".into());
+        println!(
+            "| {clients} | {rate:.0} | {:.1} | {:.1} | {errors} | {} | {ratio} |",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            ceiling.map(|c| format!("{c:.0}")).unwrap_or("-".into()),
+        );
+        results.push(
+            json!({"clients": clients, "writesPerSecond": rate, "p50Ms": percentile(&lat, 0.5),
+            "p99Ms": percentile(&lat, 0.99), "errors": errors, "pgbenchTps": ceiling}),
+        );
+    }
+
+    let lag = commit_to_read_model_lag(&db, &args, &http, &keys[0]).await?;
+    println!(
+        "commit (another process) -> visible through the API: p50 {:.1} ms, p99 {:.1} ms over {} samples",
+        percentile(&lag, 0.5),
+        percentile(&lag, 0.99),
+        lag.len()
+    );
+
+    let started = Instant::now();
+    let n = service.projector().rebuild().await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "rebuild: {n} events in {secs:.2} s = {:.0} events/s",
+        n as f64 / secs
+    );
+    println!(
+        "{}",
+        json!({"runs": results, "lagP50Ms": percentile(&lag, 0.5), "lagP99Ms": percentile(&lag, 0.99),
+            "rebuildEvents": n, "rebuildEventsPerSecond": n as f64 / secs})
+    );
+    Ok(())
+}
+
+/// Append a group straight to the log, as another process would, and time until the server's
+/// API lists it.
+async fn commit_to_read_model_lag(
+    db: &Db,
+    args: &BenchArgs,
+    http: &reqwest::Client,
+    key: &str,
+) -> Result<Vec<Duration>> {
+    let org: serde_json::Value = http
+        .get(format!("{}/api/org", args.url))
+        .header("X-API-Key", key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let org_id = org["id"].as_str().context("org id")?.to_string();
+    let log = EventLog::new(db.clone());
+    let mut lags = vec![];
+    for _ in 0..args.lag_samples {
+        let id = uuid::Uuid::now_v7().to_string();
+        log.append(AppendRequest {
+            org_id: org_id.clone(),
+            meta: meta(),
+            streams: vec![StreamAppend {
+                stream_id: format!("group-{id}"),
+                expected_version: 0,
+                events: vec![Event::GroupCreated(GroupCreated {
+                    group_id: id.clone(),
+                    name: "lag probe".into(),
+                })],
+            }],
+            constraints: vec![],
+        })
+        .await?;
+        let committed = Instant::now();
+        loop {
+            let r = http
+                .get(format!("{}/api/groups/{id}", args.url))
+                .header("X-API-Key", key)
+                .send()
+                .await?;
+            if r.status().is_success() {
+                lags.push(committed.elapsed());
+                break;
+            }
+            if committed.elapsed() > Duration::from_secs(10) {
+                bail!("group {id} never became visible");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    lags.sort();
+    Ok(lags)
+}
+
+/// Transactions per second of one single-row INSERT per transaction, at `clients` concurrency,
+/// measured by pgbench against the same database.
+async fn pgbench(db: &Db, clients: usize, seconds: u64) -> Result<f64> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS bench_raw_insert (id BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)",
+    )
+    .execute(db.writer())
+    .await?;
+    let url = std::env::var("EASM_DATABASE_URL").context("pgbench needs EASM_DATABASE_URL")?;
+    let script = std::env::temp_dir().join(format!("easm-pgbench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_raw_insert (v) VALUES (md5(random()::text));\n",
+    )?;
+    let out = tokio::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+        ])
+        .args(["-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(&url)
+        .output()
+        .await
+        .context("running pgbench (apt-get install postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l["tps = ".len()..].split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| {
+            format!(
+                "pgbench said: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}

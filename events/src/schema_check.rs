@@ -1,0 +1,148 @@
+//! Every event the code can emit validates against its published JSON Schema in `events/schemas`.
+//! The schemas use a small subset of JSON Schema (object, string, array, enum, required, lengths,
+//! additionalProperties), which this test checks directly.
+
+use crate::catalogue::*;
+use serde_json::Value;
+
+fn samples() -> Vec<Event> {
+    vec![
+        Event::OrgCreated(OrgCreated {
+            org_id: "o".into(),
+            name: "Acme".into(),
+            plan: "free".into(),
+        }),
+        Event::ApiKeyCreated(ApiKeyCreated {
+            key_id: "k".into(),
+            name: "ci".into(),
+            role: "analyst".into(),
+            key_hash: "ab".repeat(32),
+            prefix: "ag_sk_abcdef".into(),
+        }),
+        Event::ApiKeyRevoked(ApiKeyRevoked { key_id: "k".into() }),
+        Event::GroupCreated(GroupCreated {
+            group_id: "g".into(),
+            name: "Prod".into(),
+        }),
+        Event::GroupRenamed(GroupRenamed {
+            group_id: "g".into(),
+            name: "P".into(),
+            previous_name: "Prod".into(),
+        }),
+        Event::GroupDeleted(GroupDeleted {
+            group_id: "g".into(),
+        }),
+        Event::AssetAdded(AssetAdded {
+            asset_id: "a".into(),
+            group_id: "g".into(),
+            value: "example.com".into(),
+            asset_type: "domain".into(),
+            tags: vec!["prod".into()],
+            criticality: "high".into(),
+        }),
+        Event::AssetUpdated(AssetUpdated {
+            asset_id: "a".into(),
+            group_id: Some("g2".into()),
+            tags: Some(vec![]),
+            criticality: Some("low".into()),
+        }),
+        Event::AssetUpdated(AssetUpdated {
+            asset_id: "a".into(),
+            group_id: None,
+            tags: None,
+            criticality: Some("critical".into()),
+        }),
+        Event::AssetRemoved(AssetRemoved {
+            asset_id: "a".into(),
+            value: "example.com".into(),
+            group_id: "g".into(),
+        }),
+    ]
+}
+
+fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
+    if let Some(options) = schema["enum"].as_array() {
+        if !options.contains(v) {
+            return Err(format!("{path}: {v} not in {options:?}"));
+        }
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let obj = v.as_object().ok_or(format!("{path}: not an object"))?;
+            let props = schema["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for r in schema["required"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap();
+                if !obj.contains_key(r) {
+                    return Err(format!("{path}: missing {r}"));
+                }
+            }
+            for (k, val) in obj {
+                match props.get(k) {
+                    Some(s) => validate(s, val, &format!("{path}.{k}"))?,
+                    None if schema["additionalProperties"] == Value::Bool(false) => {
+                        return Err(format!("{path}: unexpected {k}"))
+                    }
+                    None => {}
+                }
+            }
+        }
+        Some("string") => {
+            let s = v.as_str().ok_or(format!("{path}: not a string"))?;
+            let n = s.chars().count() as u64;
+            if schema["minLength"].as_u64().is_some_and(|m| n < m)
+                || schema["maxLength"].as_u64().is_some_and(|m| n > m)
+            {
+                return Err(format!("{path}: length {n} out of bounds"));
+            }
+        }
+        Some("array") => {
+            let a = v.as_array().ok_or(format!("{path}: not an array"))?;
+            for (i, item) in a.iter().enumerate() {
+                validate(&schema["items"], item, &format!("{path}[{i}]"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn schema(event_type: &str, version: i32) -> Value {
+    let path = format!(
+        "{}/schemas/{event_type}.v{version}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_event_type_has_a_schema_and_every_sample_validates() {
+    let samples = samples();
+    for (t, v) in EVENT_TYPES {
+        assert!(
+            samples.iter().any(|e| e.event_type() == *t),
+            "no sample of {t}"
+        );
+        for version in 1..=*v {
+            schema(t, version);
+        }
+    }
+    for e in samples {
+        let s = schema(e.event_type(), e.schema_version());
+        validate(&s, &e.data(), e.event_type()).unwrap();
+    }
+}
+
+#[test]
+fn the_checker_rejects_what_a_schema_forbids() {
+    let s = schema("asset.added", 2);
+    let mut bad = samples()[6].data();
+    bad["criticality"] = "extreme".into();
+    assert!(validate(&s, &bad, "x").is_err());
+    let mut extra = samples()[6].data();
+    extra["surprise"] = 1.into();
+    assert!(validate(&s, &extra, "x").is_err());
+}
