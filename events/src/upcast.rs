@@ -55,11 +55,18 @@ fn upcast(event_type: &str, version: i32, data: Value) -> Result<Value, DecodeEr
     Ok(data)
 }
 
-/// Decode a stored event into its current typed form.
+/// Decode a stored event into its current typed form. Current versions deserialize straight from
+/// the stored JSON; only old ones are copied to be upcast.
 pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, DecodeError> {
-    let data = upcast(event_type, version, data.clone())?;
-    fn parse<T: serde::de::DeserializeOwned>(t: &str, d: Value) -> Result<T, DecodeError> {
-        serde_json::from_value(d).map_err(|e| DecodeError::Invalid(t.into(), e.to_string()))
+    let upcasted;
+    let data = if EVENT_TYPES.contains(&(event_type, version)) {
+        data
+    } else {
+        upcasted = upcast(event_type, version, data.clone())?;
+        &upcasted
+    };
+    fn parse<T: serde::de::DeserializeOwned>(t: &str, d: &Value) -> Result<T, DecodeError> {
+        T::deserialize(d).map_err(|e| DecodeError::Invalid(t.into(), e.to_string()))
     }
     Ok(match event_type {
         "org.created" => Event::OrgCreated(parse(event_type, data)?),

@@ -3,6 +3,7 @@
 
 mod projector;
 pub mod read;
+mod state;
 
 pub use projector::Projector;
 pub use read::ReadModels;

@@ -1,10 +1,16 @@
-use easm_events::{Event, RecordedEvent};
-use easm_store::{typed, AnyConnection, Backend, Db, EventLog, StoreError};
+use crate::state::{touches, AssetRow, GroupRow, KeyRow, OrgRow, ReadState, Touch};
+use easm_store::{typed, AnyConnection, AnyRow, Backend, Db, EventLog, Row, StoreError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 const CHECKPOINT: &str = "read_models";
+/// Events per catch-up transaction, and per read during a rebuild.
 const BATCH: i64 = 1000;
+const REBUILD_READ: i64 = 20_000;
+/// Rows per multi-row statement: larger ones get slower again (sqlx binds SQLite parameters
+/// in time that grows with the statement), 20 to 50 measured best.
+const CHUNK: usize = 50;
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
     "rm_asset_tags",
@@ -20,6 +26,294 @@ const READ_MODEL_TABLES: &[&str] = &[
 pub struct Projector {
     db: Db,
     running: Mutex<()>,
+}
+
+enum Val {
+    Text(String),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+struct Table {
+    name: &'static str,
+    pk: &'static str,
+    columns: &'static [&'static str],
+}
+
+const ORGS: Table = Table {
+    name: "rm_orgs",
+    pk: "org_id",
+    columns: &["name", "plan", "created_at"],
+};
+const KEYS: Table = Table {
+    name: "rm_api_keys",
+    pk: "key_id",
+    columns: &[
+        "org_id",
+        "name",
+        "role",
+        "key_hash",
+        "prefix",
+        "created_at",
+        "revoked_at",
+    ],
+};
+const GROUPS: Table = Table {
+    name: "rm_groups",
+    pk: "group_id",
+    columns: &["org_id", "name", "created_at", "updated_at"],
+};
+const ASSETS: Table = Table {
+    name: "rm_assets",
+    pk: "asset_id",
+    columns: &[
+        "org_id",
+        "group_id",
+        "value",
+        "asset_type",
+        "tags",
+        "criticality",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+impl OrgRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.name.clone()),
+            Val::Text(self.plan.clone()),
+            Val::Int(self.created_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(OrgRow {
+            name: r.try_get("name")?,
+            plan: r.try_get("plan")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+impl KeyRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.name.clone()),
+            Val::Text(self.role.clone()),
+            Val::Text(self.key_hash.clone()),
+            Val::Text(self.prefix.clone()),
+            Val::Int(self.created_at),
+            Val::OptInt(self.revoked_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(KeyRow {
+            org_id: r.try_get("org_id")?,
+            name: r.try_get("name")?,
+            role: r.try_get("role")?,
+            key_hash: r.try_get("key_hash")?,
+            prefix: r.try_get("prefix")?,
+            created_at: r.try_get("created_at")?,
+            revoked_at: r.try_get("revoked_at")?,
+        })
+    }
+}
+
+impl GroupRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.name.clone()),
+            Val::Int(self.created_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(GroupRow {
+            org_id: r.try_get("org_id")?,
+            name: r.try_get("name")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+impl AssetRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.group_id.clone()),
+            Val::Text(self.value.clone()),
+            Val::Text(self.asset_type.clone()),
+            Val::Text(serde_json::to_string(&self.tags).unwrap_or_default()),
+            Val::Text(self.criticality.clone()),
+            Val::Int(self.created_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let tags: String = r.try_get("tags")?;
+        Ok(AssetRow {
+            org_id: r.try_get("org_id")?,
+            group_id: r.try_get("group_id")?,
+            value: r.try_get("value")?,
+            asset_type: r.try_get("asset_type")?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            criticality: r.try_get("criticality")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Load the rows with the given primary keys into `into`.
+async fn load<T>(
+    conn: &mut AnyConnection,
+    table: &Table,
+    ids: &BTreeSet<String>,
+    parse: fn(&AnyRow) -> Result<T, sqlx::Error>,
+    into: &mut BTreeMap<String, Option<T>>,
+) -> Result<(), StoreError> {
+    let ids: Vec<&String> = ids.iter().collect();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT {}, {} FROM {} WHERE {} IN ({})",
+            table.pk,
+            table.columns.join(", "),
+            table.name,
+            table.pk,
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            into.insert(r.try_get(table.pk)?, Some(parse(&r)?));
+        }
+    }
+    Ok(())
+}
+
+/// Upsert the live rows and delete the dead ones, in multi-row statements.
+async fn write<T>(
+    conn: &mut AnyConnection,
+    table: &Table,
+    rows: &BTreeMap<String, Option<T>>,
+    vals: fn(&T) -> Vec<Val>,
+) -> Result<(), StoreError> {
+    let (live, dead): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, r)| r.is_some());
+    for chunk in dead.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM {} WHERE {} IN ({})",
+            table.name,
+            table.pk,
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, _) in chunk {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let width = table.columns.len() + 1;
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    for chunk in live.chunks(CHUNK) {
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * width, width)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            table.name,
+            table.pk,
+            table.columns.join(", "),
+            tuples.join(", "),
+            table.pk,
+            updates.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, row) in chunk {
+            q = q.bind(id.as_str());
+            for v in vals(row.as_ref().expect("live rows only")) {
+                q = match v {
+                    Val::Text(s) => q.bind(s),
+                    Val::Int(i) => q.bind(i),
+                    Val::OptInt(i) => q.bind(i),
+                };
+            }
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Tags are a child table of assets: replaced wholesale for every asset written.
+async fn write_tags(
+    conn: &mut AnyConnection,
+    assets: &BTreeMap<String, Option<AssetRow>>,
+    replace: bool,
+) -> Result<(), StoreError> {
+    let ids: Vec<&String> = if replace {
+        assets.keys().collect()
+    } else {
+        vec![]
+    };
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM rm_asset_tags WHERE asset_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let tags: Vec<(&String, &String, &String)> = assets
+        .iter()
+        .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
+        .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
+        .collect();
+    for chunk in tags.chunks(CHUNK) {
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * 3, 3)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES {}",
+            tuples.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, org, tag) in chunk {
+            q = q.bind(id.as_str()).bind(org.as_str()).bind(tag.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `fresh`: the tables were emptied in this transaction, so there is nothing to replace.
+async fn write_state(
+    conn: &mut AnyConnection,
+    s: &ReadState,
+    fresh: bool,
+) -> Result<(), StoreError> {
+    write(conn, &ORGS, &s.orgs, OrgRow::vals).await?;
+    write(conn, &KEYS, &s.keys, KeyRow::vals).await?;
+    write(conn, &GROUPS, &s.groups, GroupRow::vals).await?;
+    write(conn, &ASSETS, &s.assets, AssetRow::vals).await?;
+    write_tags(conn, &s.assets, !fresh).await
 }
 
 impl Projector {
@@ -52,6 +346,15 @@ impl Projector {
         )
     }
 
+    async fn set_checkpoint(conn: &mut AnyConnection, position: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE name = $2")
+            .bind(position)
+            .bind(CHECKPOINT)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn checkpoint(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
@@ -75,39 +378,60 @@ impl Projector {
             return Ok(checkpoint);
         }
         loop {
-            let (position, applied) = self.apply_batch(false).await?;
+            let (position, applied) = self.apply_batch().await?;
             if applied < BATCH as usize {
                 return Ok(position);
             }
         }
     }
 
-    /// One transaction: lock, optionally empty the read models, apply up to a batch.
-    async fn apply_batch(&self, reset: bool) -> Result<(i64, usize), StoreError> {
+    /// One transaction: lock, load the rows the next batch touches, fold, write, checkpoint.
+    async fn apply_batch(&self) -> Result<(i64, usize), StoreError> {
         let mut tx = self.db.writer().begin().await?;
         let mut position = self.lock(&mut tx).await?;
-        if reset {
-            for table in READ_MODEL_TABLES {
-                sqlx::query(&format!("DELETE FROM {table}"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            position = 0;
+        let recorded = EventLog::read_after(self.db.backend(), &mut tx, position, BATCH).await?;
+        if recorded.is_empty() {
+            tx.commit().await?;
+            return Ok((position, 0));
         }
-        let events = EventLog::read_after(self.db.backend(), &mut tx, position, BATCH).await?;
+        let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
+        let mut ids: [BTreeSet<String>; 4] = Default::default();
         for e in &events {
-            apply(&mut tx, e).await?;
-            position = e.position;
+            let (i, id) = match touches(e) {
+                Touch::Org(id) => (0, id),
+                Touch::Key(id) => (1, id),
+                Touch::Group(id) => (2, id),
+                Touch::Asset(id) => (3, id),
+            };
+            ids[i].insert(id.to_string());
         }
-        if reset || !events.is_empty() {
-            sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE name = $2")
-                .bind(position)
-                .bind(CHECKPOINT)
-                .execute(&mut *tx)
-                .await?;
+        let mut state = ReadState::default();
+        load(&mut tx, &ORGS, &ids[0], OrgRow::parse, &mut state.orgs).await?;
+        load(&mut tx, &KEYS, &ids[1], KeyRow::parse, &mut state.keys).await?;
+        load(
+            &mut tx,
+            &GROUPS,
+            &ids[2],
+            GroupRow::parse,
+            &mut state.groups,
+        )
+        .await?;
+        load(
+            &mut tx,
+            &ASSETS,
+            &ids[3],
+            AssetRow::parse,
+            &mut state.assets,
+        )
+        .await?;
+        for (r, e) in recorded.iter().zip(&events) {
+            state.fold(r, e);
+            position = r.position;
         }
+        write_state(&mut tx, &state, false).await?;
+        Self::set_checkpoint(&mut tx, position).await?;
         tx.commit().await?;
-        Ok((position, events.len()))
+        Ok((position, recorded.len()))
     }
 
     /// Read-your-writes: return once the read models include `position`. Bounded, because a
@@ -123,165 +447,38 @@ impl Projector {
         }
     }
 
-    /// Empty the read models and apply the whole log again. The first batch empties the tables
-    /// in the same transaction that refills them, so readers see old or new, never nothing.
+    /// Empty the read models and fold the whole log into them again, in one transaction: readers
+    /// see the old models until the new ones commit. Returns the number of events replayed.
     pub async fn rebuild(&self) -> Result<u64, StoreError> {
         let _guard = self.running.lock().await;
-        let (_, mut applied) = self.apply_batch(true).await?;
-        let mut total = applied as u64;
-        while applied == BATCH as usize {
-            (_, applied) = self.apply_batch(false).await?;
-            total += applied as u64;
-        }
-        Ok(total)
-    }
-}
-
-fn ts(e: &RecordedEvent) -> i64 {
-    e.occurred_at.timestamp_micros()
-}
-
-async fn apply(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(), StoreError> {
-    let at = ts(e);
-    match typed(e)? {
-        Event::OrgCreated(o) => {
-            sqlx::query(
-                "INSERT INTO rm_orgs (org_id, name, plan, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (org_id) DO NOTHING",
-            )
-            .bind(&o.org_id)
-            .bind(&o.name)
-            .bind(&o.plan)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Event::ApiKeyCreated(k) => {
-            sqlx::query(
-                "INSERT INTO rm_api_keys (key_id, org_id, name, role, key_hash, prefix, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_id) DO NOTHING",
-            )
-            .bind(&k.key_id)
-            .bind(&e.org_id)
-            .bind(&k.name)
-            .bind(&k.role)
-            .bind(&k.key_hash)
-            .bind(&k.prefix)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Event::ApiKeyRevoked(k) => {
-            sqlx::query("UPDATE rm_api_keys SET revoked_at = $1 WHERE key_id = $2")
-                .bind(at)
-                .bind(&k.key_id)
-                .execute(&mut *conn)
+        let mut tx = self.db.writer().begin().await?;
+        self.lock(&mut tx).await?;
+        for table in READ_MODEL_TABLES {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
                 .await?;
         }
-        Event::GroupCreated(g) => {
-            sqlx::query(
-                "INSERT INTO rm_groups (group_id, org_id, name, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (group_id) DO NOTHING",
-            )
-            .bind(&g.group_id)
-            .bind(&e.org_id)
-            .bind(&g.name)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Event::GroupRenamed(g) => {
-            sqlx::query("UPDATE rm_groups SET name = $1, updated_at = $2 WHERE group_id = $3")
-                .bind(&g.name)
-                .bind(at)
-                .bind(&g.group_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Event::GroupDeleted(g) => {
-            sqlx::query("DELETE FROM rm_groups WHERE group_id = $1")
-                .bind(&g.group_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Event::AssetAdded(a) => {
-            sqlx::query(
-                "INSERT INTO rm_assets (asset_id, org_id, group_id, value, asset_type, tags, \
-                 criticality, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-                 ON CONFLICT (asset_id) DO NOTHING",
-            )
-            .bind(&a.asset_id)
-            .bind(&e.org_id)
-            .bind(&a.group_id)
-            .bind(&a.value)
-            .bind(&a.asset_type)
-            .bind(serde_json::to_string(&a.tags).unwrap_or_default())
-            .bind(&a.criticality)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            set_tags(conn, &a.asset_id, &e.org_id, &a.tags).await?;
-        }
-        Event::AssetUpdated(a) => {
-            if let Some(g) = &a.group_id {
-                update_asset(conn, "group_id", g, at, &a.asset_id).await?;
+        let mut state = ReadState::default();
+        let mut position = 0;
+        let mut count = 0u64;
+        loop {
+            let batch =
+                EventLog::read_after(self.db.backend(), &mut tx, position, REBUILD_READ).await?;
+            for r in &batch {
+                state.fold(r, &typed(r)?);
+                position = r.position;
             }
-            if let Some(c) = &a.criticality {
-                update_asset(conn, "criticality", c, at, &a.asset_id).await?;
-            }
-            if let Some(tags) = &a.tags {
-                let json = serde_json::to_string(tags).unwrap_or_default();
-                update_asset(conn, "tags", &json, at, &a.asset_id).await?;
-                set_tags(conn, &a.asset_id, &e.org_id, tags).await?;
+            count += batch.len() as u64;
+            if batch.len() < REBUILD_READ as usize {
+                break;
             }
         }
-        Event::AssetRemoved(a) => {
-            for table in ["rm_asset_tags", "rm_assets"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE asset_id = $1"))
-                    .bind(&a.asset_id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
+        // The tables are empty: rows deleted along the way need no statement.
+        state.groups.retain(|_, row| row.is_some());
+        state.assets.retain(|_, row| row.is_some());
+        write_state(&mut tx, &state, true).await?;
+        Self::set_checkpoint(&mut tx, position).await?;
+        tx.commit().await?;
+        Ok(count)
     }
-    Ok(())
-}
-
-async fn update_asset(
-    conn: &mut AnyConnection,
-    column: &'static str,
-    value: &str,
-    at: i64,
-    asset_id: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "UPDATE rm_assets SET {column} = $1, updated_at = $2 WHERE asset_id = $3"
-    ))
-    .bind(value)
-    .bind(at)
-    .bind(asset_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn set_tags(
-    conn: &mut AnyConnection,
-    asset_id: &str,
-    org_id: &str,
-    tags: &[String],
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM rm_asset_tags WHERE asset_id = $1")
-        .bind(asset_id)
-        .execute(&mut *conn)
-        .await?;
-    for t in tags {
-        sqlx::query("INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES ($1, $2, $3)")
-            .bind(asset_id)
-            .bind(org_id)
-            .bind(t)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
 }

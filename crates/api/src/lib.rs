@@ -146,7 +146,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Keep the read models following the log for events appended by other processes (the CLI,
-/// other servers); this process's own writes catch up inline.
+/// other servers); this process's own writes catch up inline. An idle poll is two indexed reads.
 pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
     let projector = state.service.projector().clone();
     tokio::spawn(async move {
@@ -154,7 +154,7 @@ pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
             if let Err(e) = projector.catch_up().await {
                 tracing::warn!(error = %e, "projector catch-up failed; retrying");
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
 }

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use easm_api::service::Service;
-use easm_domain::Plan;
+use easm_domain::{NewAsset, Plan};
 use easm_events::{Actor, Event, EventMeta, GroupCreated};
 use easm_store::{AppendRequest, Backend, Db, EventLog, StreamAppend};
 use serde_json::json;
@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// Samples for the commit-to-read-model lag.
     #[arg(long, default_value_t = 50)]
     lag_samples: usize,
+    /// Before measuring the rebuild, add this many assets (in bulk commands of 1,000) so the log
+    /// is large enough to measure.
+    #[arg(long, default_value_t = 0)]
+    seed_assets: usize,
     /// Skip the pgbench ceiling (PostgreSQL only).
     #[arg(long)]
     no_pgbench: bool,
@@ -142,6 +146,7 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
         lag.len()
     );
 
+    seed(&service, args.seed_assets).await?;
     let started = Instant::now();
     let n = service.projector().rebuild().await?;
     let secs = started.elapsed().as_secs_f64();
@@ -153,6 +158,36 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
         "{}",
         json!({"runs": results, "lagP50Ms": percentile(&lag, 0.5), "lagP99Ms": percentile(&lag, 0.99),
             "rebuildEvents": n, "rebuildEventsPerSecond": n as f64 / secs})
+    );
+    Ok(())
+}
+
+async fn seed(service: &Service, assets: usize) -> Result<()> {
+    if assets == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let (org, _) = service
+        .create_org(&meta(), "bench seed", Plan::Enterprise)
+        .await?;
+    let group = service.create_group(&meta(), &org, "seed").await?;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    for chunk in 0..assets.div_ceil(1000) {
+        let items: Vec<NewAsset> = (0..1000.min(assets - chunk * 1000))
+            .map(|i| NewAsset {
+                value: format!("s{i}.c{chunk}.{run}.seed.example"),
+                asset_type: "subdomain".into(),
+                tags: Some(vec!["seed".into()]),
+                criticality: None,
+            })
+            .collect();
+        service
+            .add_assets(&meta(), &org, Plan::Enterprise, &group, &items)
+            .await?;
+    }
+    println!(
+        "seeded {assets} assets in {:.1} s",
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

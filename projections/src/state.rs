@@ -1,0 +1,154 @@
+//! The read models as plain rows, and the pure fold of events into them. The projector loads the
+//! rows a batch of events touches, folds, and writes back what changed; a rebuild folds the whole
+//! log from empty and bulk-inserts the result. One fold serves both, so they cannot disagree.
+
+use easm_events::{Event, RecordedEvent};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgRow {
+    pub name: String,
+    pub plan: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRow {
+    pub org_id: String,
+    pub name: String,
+    pub role: String,
+    pub key_hash: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupRow {
+    pub org_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssetRow {
+    pub org_id: String,
+    pub group_id: String,
+    pub value: String,
+    pub asset_type: String,
+    pub tags: Vec<String>,
+    pub criticality: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Rows by primary key. `None` marks a row that a fold deleted, so the writer removes it.
+#[derive(Debug, Default)]
+pub struct ReadState {
+    pub orgs: BTreeMap<String, Option<OrgRow>>,
+    pub keys: BTreeMap<String, Option<KeyRow>>,
+    pub groups: BTreeMap<String, Option<GroupRow>>,
+    pub assets: BTreeMap<String, Option<AssetRow>>,
+}
+
+/// Which rows an event reads or writes, so the projector can load them first.
+pub enum Touch<'a> {
+    Org(&'a str),
+    Key(&'a str),
+    Group(&'a str),
+    Asset(&'a str),
+}
+
+pub fn touches(e: &Event) -> Touch<'_> {
+    match e {
+        Event::OrgCreated(o) => Touch::Org(&o.org_id),
+        Event::ApiKeyCreated(k) => Touch::Key(&k.key_id),
+        Event::ApiKeyRevoked(k) => Touch::Key(&k.key_id),
+        Event::GroupCreated(g) => Touch::Group(&g.group_id),
+        Event::GroupRenamed(g) => Touch::Group(&g.group_id),
+        Event::GroupDeleted(g) => Touch::Group(&g.group_id),
+        Event::AssetAdded(a) => Touch::Asset(&a.asset_id),
+        Event::AssetUpdated(a) => Touch::Asset(&a.asset_id),
+        Event::AssetRemoved(a) => Touch::Asset(&a.asset_id),
+    }
+}
+
+/// Insert unless a row (live or deleted) is already known: replaying a creation changes nothing.
+fn create<T>(map: &mut BTreeMap<String, Option<T>>, id: &str, row: impl FnOnce() -> T) {
+    map.entry(id.to_string()).or_insert_with(|| Some(row()));
+}
+
+fn live<'a, T>(map: &'a mut BTreeMap<String, Option<T>>, id: &str) -> Option<&'a mut T> {
+    map.get_mut(id).and_then(Option::as_mut)
+}
+
+impl ReadState {
+    pub fn fold(&mut self, recorded: &RecordedEvent, event: &Event) {
+        let at = recorded.occurred_at.timestamp_micros();
+        let org_id = &recorded.org_id;
+        match event {
+            Event::OrgCreated(o) => create(&mut self.orgs, &o.org_id, || OrgRow {
+                name: o.name.clone(),
+                plan: o.plan.clone(),
+                created_at: at,
+            }),
+            Event::ApiKeyCreated(k) => create(&mut self.keys, &k.key_id, || KeyRow {
+                org_id: org_id.clone(),
+                name: k.name.clone(),
+                role: k.role.clone(),
+                key_hash: k.key_hash.clone(),
+                prefix: k.prefix.clone(),
+                created_at: at,
+                revoked_at: None,
+            }),
+            Event::ApiKeyRevoked(k) => {
+                if let Some(row) = live(&mut self.keys, &k.key_id) {
+                    row.revoked_at = Some(at);
+                }
+            }
+            Event::GroupCreated(g) => create(&mut self.groups, &g.group_id, || GroupRow {
+                org_id: org_id.clone(),
+                name: g.name.clone(),
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::GroupRenamed(g) => {
+                if let Some(row) = live(&mut self.groups, &g.group_id) {
+                    row.name = g.name.clone();
+                    row.updated_at = at;
+                }
+            }
+            Event::GroupDeleted(g) => {
+                self.groups.insert(g.group_id.clone(), None);
+            }
+            Event::AssetAdded(a) => create(&mut self.assets, &a.asset_id, || AssetRow {
+                org_id: org_id.clone(),
+                group_id: a.group_id.clone(),
+                value: a.value.clone(),
+                asset_type: a.asset_type.clone(),
+                tags: a.tags.clone(),
+                criticality: a.criticality.clone(),
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::AssetUpdated(a) => {
+                if let Some(row) = live(&mut self.assets, &a.asset_id) {
+                    if let Some(g) = &a.group_id {
+                        row.group_id = g.clone();
+                    }
+                    if let Some(t) = &a.tags {
+                        row.tags = t.clone();
+                    }
+                    if let Some(c) = &a.criticality {
+                        row.criticality = c.clone();
+                    }
+                    row.updated_at = at;
+                }
+            }
+            Event::AssetRemoved(a) => {
+                self.assets.insert(a.asset_id.clone(), None);
+            }
+        }
+    }
+}
