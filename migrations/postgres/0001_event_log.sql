@@ -49,9 +49,19 @@ CREATE TABLE outbox (
     created_at BIGINT  NOT NULL
 );
 
+-- Reservations: named sets per organization (asset values, group members) kept in step with the
+-- log inside append transactions, with their sizes, for invariants that span streams.
 CREATE TABLE reservations (
     org_id TEXT NOT NULL,
+    scope  TEXT NOT NULL,
     key    TEXT NOT NULL,
     owner  TEXT NOT NULL,
-    PRIMARY KEY (org_id, key)
+    PRIMARY KEY (org_id, scope, key)
+);
+
+CREATE TABLE reservation_counts (
+    org_id TEXT   NOT NULL,
+    scope  TEXT   NOT NULL,
+    n      BIGINT NOT NULL,
+    PRIMARY KEY (org_id, scope)
 );

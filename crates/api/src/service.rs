@@ -38,14 +38,11 @@ pub fn group_stream(id: &str) -> String {
 pub fn asset_stream(id: &str) -> String {
     format!("asset-{id}")
 }
-fn value_key(value: &str) -> String {
-    format!("asset:{value}")
-}
-fn member_prefix(group_id: &str) -> String {
-    format!("member:{group_id}:")
-}
-fn member_key(group_id: &str, asset_id: &str) -> String {
-    format!("member:{group_id}:{asset_id}")
+/// Reservation scope of the organization's asset values: unique, and counted for the plan.
+pub const ASSET_VALUES: &str = "asset_values";
+/// Reservation scope of a group's members, so a group is deleted only when empty.
+fn members(group_id: &str) -> String {
+    format!("group_members:{group_id}")
 }
 
 pub fn new_id() -> String {
@@ -290,13 +287,13 @@ impl Service {
         let stream = group_stream(group_id);
         self.execute(org_id, meta, || async {
             let (v, g) = self.load::<Group>(org_id, &stream).await?;
-            let members = self
+            let held = self
                 .log
-                .count_reservations(org_id, &member_prefix(group_id))
+                .count_reservations(org_id, &members(group_id))
                 .await?;
-            let mut d = Decision::one(stream.clone(), v, g.delete(members)?);
-            d.constraints.push(Constraint::NoneWithPrefix {
-                prefix: member_prefix(group_id),
+            let mut d = Decision::one(stream.clone(), v, g.delete(held)?);
+            d.constraints.push(Constraint::Empty {
+                scope: members(group_id),
             });
             Ok(d)
         })
@@ -318,21 +315,20 @@ impl Service {
         let events = self
             .execute(org_id, meta, || async {
                 let (gv, group) = self.load::<Group>(org_id, &gstream).await?;
-                let keys: Vec<String> = items
+                let values: Vec<String> = items
                     .iter()
                     .filter_map(|i| i.normalized().ok())
-                    .map(|(_, v)| value_key(&v))
+                    .map(|(_, v)| v)
                     .collect();
                 let existing = self
                     .log
-                    .reservations(org_id, &keys)
+                    .reservations(org_id, ASSET_VALUES, &values)
                     .await?
                     .into_iter()
-                    .map(|(k, owner)| (k["asset:".len()..].to_string(), owner))
                     .collect();
                 let inventory = Inventory {
                     plan,
-                    live_assets: self.log.count_reservations(org_id, "asset:").await?,
+                    live_assets: self.log.count_reservations(org_id, ASSET_VALUES).await?,
                     existing,
                 };
                 let events = add_assets(&group, items, &inventory, &ids)?;
@@ -345,18 +341,20 @@ impl Service {
                 };
                 if let Some(max) = plan.limits().assets {
                     d.constraints.push(Constraint::AtMost {
-                        prefix: "asset:".into(),
+                        scope: ASSET_VALUES.into(),
                         max,
                     });
                 }
                 for e in events {
                     if let Event::AssetAdded(a) = &e {
                         d.constraints.push(Constraint::Claim {
-                            key: value_key(&a.value),
+                            scope: ASSET_VALUES.into(),
+                            key: a.value.clone(),
                             owner: a.asset_id.clone(),
                         });
                         d.constraints.push(Constraint::Claim {
-                            key: member_key(group_id, &a.asset_id),
+                            scope: members(group_id),
+                            key: a.asset_id.clone(),
                             owner: a.asset_id.clone(),
                         });
                         d.streams.push(StreamAppend {
@@ -398,10 +396,12 @@ impl Service {
             if let (Some(new_group), Some((gv, _))) = (moved, target) {
                 d.constraints.extend([
                     Constraint::Release {
-                        key: member_key(&asset.group_id, asset_id),
+                        scope: members(&asset.group_id),
+                        key: asset_id.to_string(),
                     },
                     Constraint::Claim {
-                        key: member_key(&new_group, asset_id),
+                        scope: members(&new_group),
+                        key: asset_id.to_string(),
                         owner: asset_id.to_string(),
                     },
                     Constraint::StreamAt {
@@ -428,10 +428,12 @@ impl Service {
             let mut d = Decision::one(stream.clone(), v, asset.remove()?);
             d.constraints.extend([
                 Constraint::Release {
-                    key: value_key(&asset.value),
+                    scope: ASSET_VALUES.into(),
+                    key: asset.value.clone(),
                 },
                 Constraint::Release {
-                    key: member_key(&asset.group_id, asset_id),
+                    scope: members(&asset.group_id),
+                    key: asset_id.to_string(),
                 },
             ]);
             Ok(d)

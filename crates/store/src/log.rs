@@ -29,27 +29,29 @@ pub struct StreamAppend {
     pub events: Vec<Event>,
 }
 
-/// Conditions over an organization's reservations (a keyed set kept in step with the log) that
-/// must hold when the append commits. They enforce invariants that span streams, such as unique
-/// asset values and plan limits, without serializing those streams.
+/// Conditions over an organization's reservations (named sets kept in step with the log, with
+/// their sizes) that must hold when the append commits. They enforce invariants that span streams,
+/// such as unique asset values, plan limits and empty groups, without serializing those streams.
 #[derive(Clone, Debug)]
 pub enum Constraint {
-    /// Take `key` for `owner`; fails if someone else holds it.
+    /// Add `key` to `scope` for `owner`; fails if someone holds it already.
     Claim {
+        scope: String,
         key: String,
         owner: String,
     },
     Release {
+        scope: String,
         key: String,
     },
-    /// After this append's claims, at most `max` keys start with `prefix`.
+    /// After this append's claims and releases, `scope` holds at most `max` keys.
     AtMost {
-        prefix: String,
+        scope: String,
         max: u64,
     },
-    /// No key starts with `prefix`.
-    NoneWithPrefix {
-        prefix: String,
+    /// `scope` holds no key.
+    Empty {
+        scope: String,
     },
     /// A stream this decision read, but does not write, is still at `version`.
     StreamAt {
@@ -307,20 +309,23 @@ impl EventLog {
         Self::read_after(self.db.backend(), &mut conn, position, limit).await
     }
 
-    /// Which of `keys` are reserved in an organization, with their owners.
+    /// Which of `keys` are reserved in an organization's `scope`, with their owners.
     pub async fn reservations(
         &self,
         org_id: &str,
+        scope: &str,
         keys: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();
         for key in keys {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT owner FROM reservations WHERE org_id = $1 AND key = $2")
-                    .bind(org_id)
-                    .bind(key)
-                    .fetch_optional(self.db.reader())
-                    .await?;
+            let owner: Option<String> = sqlx::query_scalar(
+                "SELECT owner FROM reservations WHERE org_id = $1 AND scope = $2 AND key = $3",
+            )
+            .bind(org_id)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(self.db.reader())
+            .await?;
             if let Some(o) = owner {
                 out.push((key.clone(), o));
             }
@@ -328,9 +333,10 @@ impl EventLog {
         Ok(out)
     }
 
-    pub async fn count_reservations(&self, org_id: &str, prefix: &str) -> Result<u64, StoreError> {
+    /// How many keys an organization's `scope` holds.
+    pub async fn count_reservations(&self, org_id: &str, scope: &str) -> Result<u64, StoreError> {
         let mut conn = self.db.reader().acquire().await?;
-        count_prefix(&mut conn, org_id, prefix).await
+        count_scope(&mut conn, org_id, scope).await
     }
 }
 
@@ -341,19 +347,36 @@ async fn stream_version(conn: &mut AnyConnection, stream_id: &str) -> Result<i64
         .await
 }
 
-async fn count_prefix(
+async fn count_scope(
     conn: &mut AnyConnection,
     org_id: &str,
-    prefix: &str,
+    scope: &str,
 ) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM reservations WHERE org_id = $1 AND substr(key, 1, length($2)) = $2",
+    let n: Option<i64> =
+        sqlx::query_scalar("SELECT n FROM reservation_counts WHERE org_id = $1 AND scope = $2")
+            .bind(org_id)
+            .bind(scope)
+            .fetch_optional(conn)
+            .await?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
+async fn add_to_count(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    scope: &str,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO reservation_counts (org_id, scope, n) VALUES ($1, $2, $3) \
+         ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n",
     )
     .bind(org_id)
-    .bind(prefix)
-    .fetch_one(conn)
+    .bind(scope)
+    .bind(delta)
+    .execute(conn)
     .await?;
-    Ok(n as u64)
+    Ok(())
 }
 
 async fn check_constraints(
@@ -364,42 +387,50 @@ async fn check_constraints(
     // Claims and releases first, so the counting constraints see this append's effect.
     for c in constraints {
         match c {
-            Constraint::Claim { key, owner } => {
+            Constraint::Claim { scope, key, owner } => {
                 let done = sqlx::query(
-                    "INSERT INTO reservations (org_id, key, owner) VALUES ($1, $2, $3) \
-                     ON CONFLICT (org_id, key) DO NOTHING",
+                    "INSERT INTO reservations (org_id, scope, key, owner) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (org_id, scope, key) DO NOTHING",
                 )
                 .bind(org_id)
+                .bind(scope)
                 .bind(key)
                 .bind(owner)
                 .execute(&mut *conn)
                 .await?;
                 if done.rows_affected() == 0 {
-                    return Err(AppendError::Constraint(format!("{key} is taken")));
+                    return Err(AppendError::Constraint(format!("{scope}/{key} is taken")));
                 }
+                add_to_count(conn, org_id, scope, 1).await?;
             }
-            Constraint::Release { key } => {
-                sqlx::query("DELETE FROM reservations WHERE org_id = $1 AND key = $2")
-                    .bind(org_id)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
+            Constraint::Release { scope, key } => {
+                let done = sqlx::query(
+                    "DELETE FROM reservations WHERE org_id = $1 AND scope = $2 AND key = $3",
+                )
+                .bind(org_id)
+                .bind(scope)
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() > 0 {
+                    add_to_count(conn, org_id, scope, -1).await?;
+                }
             }
             _ => {}
         }
     }
     for c in constraints {
         match c {
-            Constraint::AtMost { prefix, max } => {
-                if count_prefix(conn, org_id, prefix).await? > *max {
+            Constraint::AtMost { scope, max } => {
+                if count_scope(conn, org_id, scope).await? > *max {
                     return Err(AppendError::Constraint(format!(
-                        "more than {max} {prefix}*"
+                        "{scope} holds more than {max}"
                     )));
                 }
             }
-            Constraint::NoneWithPrefix { prefix } => {
-                if count_prefix(conn, org_id, prefix).await? > 0 {
-                    return Err(AppendError::Constraint(format!("{prefix}* is not empty")));
+            Constraint::Empty { scope } => {
+                if count_scope(conn, org_id, scope).await? > 0 {
+                    return Err(AppendError::Constraint(format!("{scope} is not empty")));
                 }
             }
             Constraint::StreamAt { stream_id, version } => {

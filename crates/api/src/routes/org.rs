@@ -44,7 +44,7 @@ pub async fn get_org(
     let assets = app
         .service
         .log()
-        .count_reservations(&c.org_id, "asset:")
+        .count_reservations(&c.org_id, crate::service::ASSET_VALUES)
         .await?;
     Ok(Json(OrgInfo {
         id: org.id,
