@@ -8,9 +8,14 @@ const CHECKPOINT: &str = "read_models";
 /// Events per catch-up transaction, and per read during a rebuild.
 const BATCH: i64 = 1000;
 const REBUILD_READ: i64 = 20_000;
-/// Rows per multi-row statement: larger ones get slower again (sqlx binds SQLite parameters
-/// in time that grows with the statement), 20 to 50 measured best.
-const CHUNK: usize = 50;
+/// Rows per multi-row statement. Measured: SQLite is fastest at 20 to 50 (sqlx binds SQLite
+/// parameters in time that grows with the statement), PostgreSQL keeps gaining up to about 500.
+fn chunk(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 50,
+        Backend::Postgres => 500,
+    }
+}
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
     "rm_asset_tags",
@@ -177,13 +182,14 @@ fn placeholders(start: usize, n: usize) -> String {
 /// Load the rows with the given primary keys into `into`.
 async fn load<T>(
     conn: &mut AnyConnection,
+    size: usize,
     table: &Table,
     ids: &BTreeSet<String>,
     parse: fn(&AnyRow) -> Result<T, sqlx::Error>,
     into: &mut BTreeMap<String, Option<T>>,
 ) -> Result<(), StoreError> {
     let ids: Vec<&String> = ids.iter().collect();
-    for chunk in ids.chunks(CHUNK) {
+    for chunk in ids.chunks(size) {
         let sql = format!(
             "SELECT {}, {} FROM {} WHERE {} IN ({})",
             table.pk,
@@ -206,12 +212,13 @@ async fn load<T>(
 /// Upsert the live rows and delete the dead ones, in multi-row statements.
 async fn write<T>(
     conn: &mut AnyConnection,
+    size: usize,
     table: &Table,
     rows: &BTreeMap<String, Option<T>>,
     vals: fn(&T) -> Vec<Val>,
 ) -> Result<(), StoreError> {
     let (live, dead): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, r)| r.is_some());
-    for chunk in dead.chunks(CHUNK) {
+    for chunk in dead.chunks(size) {
         let sql = format!(
             "DELETE FROM {} WHERE {} IN ({})",
             table.name,
@@ -230,7 +237,7 @@ async fn write<T>(
         .iter()
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    for chunk in live.chunks(CHUNK) {
+    for chunk in live.chunks(size) {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(1 + i * width, width)))
             .collect();
@@ -262,6 +269,7 @@ async fn write<T>(
 /// Tags are a child table of assets: replaced wholesale for every asset written.
 async fn write_tags(
     conn: &mut AnyConnection,
+    size: usize,
     assets: &BTreeMap<String, Option<AssetRow>>,
     replace: bool,
 ) -> Result<(), StoreError> {
@@ -270,7 +278,7 @@ async fn write_tags(
     } else {
         vec![]
     };
-    for chunk in ids.chunks(CHUNK) {
+    for chunk in ids.chunks(size) {
         let sql = format!(
             "DELETE FROM rm_asset_tags WHERE asset_id IN ({})",
             placeholders(1, chunk.len())
@@ -286,7 +294,7 @@ async fn write_tags(
         .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
         .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
         .collect();
-    for chunk in tags.chunks(CHUNK) {
+    for chunk in tags.chunks(size) {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(1 + i * 3, 3)))
             .collect();
@@ -306,14 +314,15 @@ async fn write_tags(
 /// `fresh`: the tables were emptied in this transaction, so there is nothing to replace.
 async fn write_state(
     conn: &mut AnyConnection,
+    size: usize,
     s: &ReadState,
     fresh: bool,
 ) -> Result<(), StoreError> {
-    write(conn, &ORGS, &s.orgs, OrgRow::vals).await?;
-    write(conn, &KEYS, &s.keys, KeyRow::vals).await?;
-    write(conn, &GROUPS, &s.groups, GroupRow::vals).await?;
-    write(conn, &ASSETS, &s.assets, AssetRow::vals).await?;
-    write_tags(conn, &s.assets, !fresh).await
+    write(conn, size, &ORGS, &s.orgs, OrgRow::vals).await?;
+    write(conn, size, &KEYS, &s.keys, KeyRow::vals).await?;
+    write(conn, size, &GROUPS, &s.groups, GroupRow::vals).await?;
+    write(conn, size, &ASSETS, &s.assets, AssetRow::vals).await?;
+    write_tags(conn, size, &s.assets, !fresh).await
 }
 
 impl Projector {
@@ -406,10 +415,28 @@ impl Projector {
             ids[i].insert(id.to_string());
         }
         let mut state = ReadState::default();
-        load(&mut tx, &ORGS, &ids[0], OrgRow::parse, &mut state.orgs).await?;
-        load(&mut tx, &KEYS, &ids[1], KeyRow::parse, &mut state.keys).await?;
+        let size = chunk(self.db.backend());
         load(
             &mut tx,
+            size,
+            &ORGS,
+            &ids[0],
+            OrgRow::parse,
+            &mut state.orgs,
+        )
+        .await?;
+        load(
+            &mut tx,
+            size,
+            &KEYS,
+            &ids[1],
+            KeyRow::parse,
+            &mut state.keys,
+        )
+        .await?;
+        load(
+            &mut tx,
+            size,
             &GROUPS,
             &ids[2],
             GroupRow::parse,
@@ -418,6 +445,7 @@ impl Projector {
         .await?;
         load(
             &mut tx,
+            size,
             &ASSETS,
             &ids[3],
             AssetRow::parse,
@@ -428,7 +456,7 @@ impl Projector {
             state.fold(r, e);
             position = r.position;
         }
-        write_state(&mut tx, &state, false).await?;
+        write_state(&mut tx, chunk(self.db.backend()), &state, false).await?;
         Self::set_checkpoint(&mut tx, position).await?;
         tx.commit().await?;
         Ok((position, recorded.len()))
@@ -476,7 +504,7 @@ impl Projector {
         // The tables are empty: rows deleted along the way need no statement.
         state.groups.retain(|_, row| row.is_some());
         state.assets.retain(|_, row| row.is_some());
-        write_state(&mut tx, &state, true).await?;
+        write_state(&mut tx, chunk(self.db.backend()), &state, true).await?;
         Self::set_checkpoint(&mut tx, position).await?;
         tx.commit().await?;
         Ok(count)
