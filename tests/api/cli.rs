@@ -35,7 +35,7 @@ fn json_line(out: &std::process::Output) -> Value {
 }
 
 /// `easm serve` as a process, once it listens; returns it with its address.
-fn serve(store: &TestStore, extra: &[&str]) -> (Child, String) {
+pub(crate) fn serve(store: &TestStore, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_easm"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -46,15 +46,17 @@ fn serve(store: &TestStore, extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut addr = String::new();
-    for line in stderr.lines() {
+    for line in stderr.by_ref() {
         let line = line.unwrap();
         if let Some(i) = line.find("addr=") {
             addr = line[i + 5..].split_whitespace().next().unwrap().to_string();
             break;
         }
     }
+    // Keep reading, so the server never writes its logs into a closed pipe.
+    std::thread::spawn(move || stderr.for_each(drop));
     assert!(!addr.is_empty(), "server did not start");
     (child, addr)
 }
@@ -162,17 +164,23 @@ async fn admin_commands_print_json_and_work_while_the_server_runs(b: Backend) {
     assert_eq!(stop(server), "", "--no-bootstrap prints no key");
 }
 
+/// Read a running server's stdout until `marker` appears; the server keeps running.
+pub(crate) fn read_until(server: &mut Child, marker: &str) -> String {
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains(marker) {
+        assert!(
+            stdout.read_line(&mut text).unwrap() > 0,
+            "server output: {text}"
+        );
+    }
+    text
+}
+
 async fn serve_bootstraps_once(b: Backend) {
     let store = TestStore::new(b).await;
     let (mut server, addr) = serve(&store, &[]);
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let mut text = String::new();
-    while !text.contains("curl") {
-        assert!(
-            stdout.read_line(&mut text).unwrap() > 0,
-            "bootstrap output: {text}"
-        );
-    }
+    let text = read_until(&mut server, "curl");
     let key = text
         .split_whitespace()
         .find(|w| w.starts_with("ag_sk_"))

@@ -5,6 +5,7 @@ mod helpers;
 
 mod assets;
 mod auth;
+mod bus;
 mod cli;
 mod conventions;
 mod event_log;

@@ -5,6 +5,7 @@ mod bench;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use easm_api::{service::Service, AppState};
+use easm_bus::{BusConfig, Relay};
 use easm_domain::{Plan, Role};
 use easm_events::{Actor, ActorKind, EventMeta};
 use easm_store::{Db, DbConfig};
@@ -37,6 +38,15 @@ enum Command {
         /// Do not create the `default` organization on an empty store.
         #[arg(long)]
         no_bootstrap: bool,
+        /// NATS server with JetStream; when set, committed events are published to it.
+        #[arg(long, env = "EASM_NATS_URL")]
+        nats_url: Option<String>,
+        /// JetStream stream of the events.
+        #[arg(long, env = "EASM_NATS_STREAM", default_value = "EASM_EVENTS")]
+        nats_stream: String,
+        /// Subjects are `<prefix>.<org id>.<event type>`.
+        #[arg(long, env = "EASM_NATS_SUBJECT_PREFIX", default_value = "easm.events")]
+        nats_subject_prefix: String,
     },
     /// Organizations and API keys.
     Admin {
@@ -114,6 +124,9 @@ async fn main() -> Result<()> {
         Command::Serve {
             listen,
             no_bootstrap,
+            nats_url,
+            nats_stream,
+            nats_subject_prefix,
         } => {
             if !no_bootstrap {
                 bootstrap(&service, &listen).await?;
@@ -121,8 +134,33 @@ async fn main() -> Result<()> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), "easm listening");
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let relay = match nats_url.filter(|u| !u.is_empty()) {
+                Some(url) => {
+                    let mut config = BusConfig::new(
+                        url,
+                        format!(
+                            "easm-{}-{}",
+                            std::process::id(),
+                            easm_api::service::new_id()
+                        ),
+                    );
+                    config.stream = nats_stream;
+                    config.subject_prefix = nats_subject_prefix;
+                    let relay = Relay::connect(db.clone(), config).await?;
+                    let mut stop = stop_rx.clone();
+                    Some(tokio::spawn(relay.run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })))
+                }
+                None => None,
+            };
+            tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), relay = relay.is_some(), "easm listening");
             easm_api::serve(listener, state, shutdown_signal()).await?;
+            let _ = stop_tx.send(true);
+            if let Some(relay) = relay {
+                let _ = relay.await;
+            }
         }
         Command::Admin { command } => admin(&service, command).await?,
         Command::Bench(args) => bench::run(args, db.clone()).await?,

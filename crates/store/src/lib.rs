@@ -5,11 +5,13 @@
 mod db;
 mod error;
 mod idempotency;
+mod lease;
 mod log;
 
 pub use db::{Backend, Db, DbConfig};
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
+pub use lease::Lease;
 pub use log::{typed, AppendRequest, Constraint, EventLog, StreamAppend, POSITIONS_PER_TX};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 

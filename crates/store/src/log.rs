@@ -299,6 +299,39 @@ impl EventLog {
         rows.iter().map(row_to_event).collect()
     }
 
+    /// The oldest events still waiting in the outbox, in global order and never past the readable
+    /// horizon, so they are published in log order.
+    pub async fn outbox(&self, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("e.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let horizon = match self.db.backend() {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => format!(
+                "WHERE o.position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
+            ),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM outbox o JOIN events e ON e.position = o.position {horizon} \
+             ORDER BY o.position LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    /// Mark everything up to `position` as published.
+    pub async fn outbox_done(&self, position: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM outbox WHERE position <= $1")
+            .bind(position)
+            .execute(self.db.writer())
+            .await?;
+        Ok(())
+    }
+
     /// [`Self::read_after`] on a pooled connection.
     pub async fn read_all_after(
         &self,

@@ -1,0 +1,159 @@
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use easm_events::RecordedEvent;
+use easm_store::{Db, EventLog, Lease, StoreError};
+use std::time::Duration;
+
+/// Events published per round; their acknowledgements are awaited together.
+const BATCH: i64 = 256;
+
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    pub url: String,
+    /// JetStream stream holding the events.
+    pub stream: String,
+    /// Subjects are `<prefix>.<org id>.<event type>`.
+    pub subject_prefix: String,
+    /// This process's name in the relay lease.
+    pub holder: String,
+    /// How long a silent holder keeps the lease; another process takes over after it.
+    pub lease_ttl: Duration,
+    /// Pause between rounds when the outbox is empty or NATS is unreachable.
+    pub idle: Duration,
+}
+
+impl BusConfig {
+    pub fn new(url: impl Into<String>, holder: impl Into<String>) -> Self {
+        BusConfig {
+            url: url.into(),
+            stream: "EASM_EVENTS".into(),
+            subject_prefix: "easm.events".into(),
+            holder: holder.into(),
+            lease_ttl: Duration::from_secs(5),
+            idle: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn nats<E: std::fmt::Display>(e: E) -> BusError {
+    BusError::Nats(e.to_string())
+}
+
+pub fn subject(prefix: &str, e: &RecordedEvent) -> String {
+    format!("{prefix}.{}.{}", e.org_id, e.event_type)
+}
+
+pub struct Relay {
+    log: EventLog,
+    lease: Lease,
+    config: BusConfig,
+    js: jetstream::Context,
+}
+
+impl Relay {
+    /// Connect to NATS (retrying in the background if it is not up yet); the stream is created
+    /// on the first round that reaches JetStream.
+    pub async fn connect(db: Db, config: BusConfig) -> Result<Relay, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(&config.url)
+            .await
+            .map_err(nats)?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        Ok(Relay {
+            lease: Lease::new(
+                db.clone(),
+                "outbox-relay",
+                config.holder.clone(),
+                config.lease_ttl,
+            ),
+            log: EventLog::new(db),
+            config,
+            js,
+        })
+    }
+
+    async fn ensure_stream(&self) -> Result<(), BusError> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: self.config.stream.clone(),
+                subjects: vec![format!("{}.>", self.config.subject_prefix)],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        Ok(())
+    }
+
+    /// Publish one batch from the outbox; returns how many events went out.
+    pub async fn round(&self) -> Result<usize, BusError> {
+        let events = self.log.outbox(BATCH).await?;
+        let Some(last) = events.last() else {
+            return Ok(0);
+        };
+        let mut acks = Vec::with_capacity(events.len());
+        for e in &events {
+            let payload = serde_json::to_vec(e).map_err(nats)?;
+            let publish = PublishMessage::build()
+                .message_id(e.event_id.to_string())
+                .payload(bytes::Bytes::from(payload));
+            acks.push(
+                self.js
+                    .send_publish(subject(&self.config.subject_prefix, e), publish)
+                    .await
+                    .map_err(nats)?,
+            );
+        }
+        for ack in acks {
+            ack.await.map_err(nats)?;
+        }
+        self.log.outbox_done(last.position).await?;
+        Ok(events.len())
+    }
+
+    async fn step(&self, stream_ready: &mut bool) -> Result<usize, BusError> {
+        if !self.lease.acquire().await? {
+            return Ok(0);
+        }
+        if !*stream_ready {
+            self.ensure_stream().await?;
+            *stream_ready = true;
+        }
+        self.round().await
+    }
+
+    /// Relay until `stop` resolves: while holding the lease, publish; otherwise wait and retry.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut stream_ready = false;
+        loop {
+            let pause = match self.step(&mut stream_ready).await {
+                Ok(0) => self.config.idle,
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: will retry");
+                    // A NATS server that restarted empty has lost the stream: check it again.
+                    stream_ready = false;
+                    self.config.idle * 5
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        if let Err(e) = self.lease.release().await {
+            tracing::warn!(error = %e, "outbox relay: could not release the lease");
+        }
+    }
+}
