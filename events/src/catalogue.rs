@@ -84,6 +84,64 @@ pub struct AssetRemoved {
     pub group_id: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCreated {
+    pub webhook_id: String,
+    pub url: String,
+    /// Event types or patterns (`finding.*`, `*`) the endpoint receives.
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+}
+
+/// Only the attributes that changed are present, with their new values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookUpdated {
+    pub webhook_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeleted {
+    pub webhook_id: String,
+}
+
+/// The signing secret was replaced. Secrets never enter the log; only the fact and the time
+/// until which the previous secret still signs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecretRotated {
+    pub webhook_id: String,
+    /// RFC 3339 UTC.
+    pub previous_valid_until: String,
+}
+
+/// Event types a webhook endpoint may subscribe to (the delivery contract). Some are emitted
+/// by capabilities still to come (scans, findings, alerts, audit).
+pub const SUBSCRIBABLE: &[&str] = &[
+    "finding.new",
+    "finding.resolved",
+    "finding.reopened",
+    "finding.status_changed",
+    "scan.completed",
+    "scan.failed",
+    "alert.created",
+    "risk.changed",
+    "asset.added",
+    "asset.removed",
+    "audit.*",
+];
+
 /// The closed set of events. Adding a variant is a minor contract change; changing a variant's
 /// fields incompatibly means a new schema version and an upcaster in `upcast.rs`.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +155,10 @@ pub enum Event {
     AssetAdded(AssetAdded),
     AssetUpdated(AssetUpdated),
     AssetRemoved(AssetRemoved),
+    WebhookCreated(WebhookCreated),
+    WebhookUpdated(WebhookUpdated),
+    WebhookDeleted(WebhookDeleted),
+    WebhookSecretRotated(WebhookSecretRotated),
 }
 
 /// `(type, current schema version)` of every event in the catalogue.
@@ -110,6 +172,10 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("asset.added", 2),
     ("asset.updated", 1),
     ("asset.removed", 1),
+    ("webhook.created", 1),
+    ("webhook.updated", 1),
+    ("webhook.deleted", 1),
+    ("webhook.secret_rotated", 1),
 ];
 
 impl Event {
@@ -124,6 +190,10 @@ impl Event {
             Event::AssetAdded(_) => "asset.added",
             Event::AssetUpdated(_) => "asset.updated",
             Event::AssetRemoved(_) => "asset.removed",
+            Event::WebhookCreated(_) => "webhook.created",
+            Event::WebhookUpdated(_) => "webhook.updated",
+            Event::WebhookDeleted(_) => "webhook.deleted",
+            Event::WebhookSecretRotated(_) => "webhook.secret_rotated",
         }
     }
 
@@ -147,6 +217,10 @@ impl Event {
             Event::AssetAdded(e) => serde_json::to_value(e),
             Event::AssetUpdated(e) => serde_json::to_value(e),
             Event::AssetRemoved(e) => serde_json::to_value(e),
+            Event::WebhookCreated(e) => serde_json::to_value(e),
+            Event::WebhookUpdated(e) => serde_json::to_value(e),
+            Event::WebhookDeleted(e) => serde_json::to_value(e),
+            Event::WebhookSecretRotated(e) => serde_json::to_value(e),
         };
         v.expect("catalogue structs always serialize")
     }

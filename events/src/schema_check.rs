@@ -57,6 +57,27 @@ fn samples() -> Vec<Event> {
             value: "example.com".into(),
             group_id: "g".into(),
         }),
+        Event::WebhookCreated(WebhookCreated {
+            webhook_id: "w".into(),
+            url: "https://siem.example.com/in".into(),
+            events: vec!["finding.*".into(), "scan.completed".into()],
+            description: "".into(),
+            enabled: true,
+        }),
+        Event::WebhookUpdated(WebhookUpdated {
+            webhook_id: "w".into(),
+            url: None,
+            events: None,
+            description: Some("SIEM".into()),
+            enabled: Some(false),
+        }),
+        Event::WebhookDeleted(WebhookDeleted {
+            webhook_id: "w".into(),
+        }),
+        Event::WebhookSecretRotated(WebhookSecretRotated {
+            webhook_id: "w".into(),
+            previous_valid_until: "2026-11-23T10:00:00.000000Z".into(),
+        }),
     ]
 }
 
@@ -98,6 +119,7 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
                 return Err(format!("{path}: length {n} out of bounds"));
             }
         }
+        Some("boolean") if !v.is_boolean() => return Err(format!("{path}: not a boolean")),
         Some("array") => {
             let a = v.as_array().ok_or(format!("{path}: not an array"))?;
             for (i, item) in a.iter().enumerate() {

@@ -78,6 +78,10 @@ pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, Dec
         "asset.added" => Event::AssetAdded(parse(event_type, data)?),
         "asset.updated" => Event::AssetUpdated(parse(event_type, data)?),
         "asset.removed" => Event::AssetRemoved(parse(event_type, data)?),
+        "webhook.created" => Event::WebhookCreated(parse(event_type, data)?),
+        "webhook.updated" => Event::WebhookUpdated(parse(event_type, data)?),
+        "webhook.deleted" => Event::WebhookDeleted(parse(event_type, data)?),
+        "webhook.secret_rotated" => Event::WebhookSecretRotated(parse(event_type, data)?),
         other => return Err(DecodeError::UnknownType(other.into())),
     })
 }

@@ -1,4 +1,4 @@
-use crate::state::{touches, AssetRow, GroupRow, KeyRow, OrgRow, ReadState, Touch};
+use crate::state::{touches, AssetRow, GroupRow, KeyRow, OrgRow, ReadState, Touch, WebhookRow};
 use easm_store::{typed, AnyConnection, AnyRow, Backend, Db, EventLog, Row, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ fn chunk(backend: Backend) -> usize {
 }
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
+    "rm_webhooks",
     "rm_asset_tags",
     "rm_assets",
     "rm_groups",
@@ -82,6 +83,49 @@ const ASSETS: Table = Table {
         "updated_at",
     ],
 };
+
+const WEBHOOKS: Table = Table {
+    name: "rm_webhooks",
+    pk: "webhook_id",
+    columns: &[
+        "org_id",
+        "url",
+        "events",
+        "description",
+        "enabled",
+        "rotated_at",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+impl WebhookRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.url.clone()),
+            Val::Text(serde_json::to_string(&self.events).unwrap_or_default()),
+            Val::Text(self.description.clone()),
+            Val::Int(self.enabled as i64),
+            Val::OptInt(self.rotated_at),
+            Val::Int(self.created_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let events: String = r.try_get("events")?;
+        Ok(WebhookRow {
+            org_id: r.try_get("org_id")?,
+            url: r.try_get("url")?,
+            events: serde_json::from_str(&events).unwrap_or_default(),
+            description: r.try_get("description")?,
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            rotated_at: r.try_get("rotated_at")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
 
 impl OrgRow {
     fn vals(&self) -> Vec<Val> {
@@ -322,6 +366,7 @@ async fn write_state(
     write(conn, size, &KEYS, &s.keys, KeyRow::vals).await?;
     write(conn, size, &GROUPS, &s.groups, GroupRow::vals).await?;
     write(conn, size, &ASSETS, &s.assets, AssetRow::vals).await?;
+    write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
     write_tags(conn, size, &s.assets, !fresh).await
 }
 
@@ -404,13 +449,14 @@ impl Projector {
             return Ok((position, 0));
         }
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
-        let mut ids: [BTreeSet<String>; 4] = Default::default();
+        let mut ids: [BTreeSet<String>; 5] = Default::default();
         for e in &events {
             let (i, id) = match touches(e) {
                 Touch::Org(id) => (0, id),
                 Touch::Key(id) => (1, id),
                 Touch::Group(id) => (2, id),
                 Touch::Asset(id) => (3, id),
+                Touch::Webhook(id) => (4, id),
             };
             ids[i].insert(id.to_string());
         }
@@ -450,6 +496,15 @@ impl Projector {
             &ids[3],
             AssetRow::parse,
             &mut state.assets,
+        )
+        .await?;
+        load(
+            &mut tx,
+            size,
+            &WEBHOOKS,
+            &ids[4],
+            WebhookRow::parse,
+            &mut state.webhooks,
         )
         .await?;
         for (r, e) in recorded.iter().zip(&events) {
@@ -504,6 +559,7 @@ impl Projector {
         // The tables are empty: rows deleted along the way need no statement.
         state.groups.retain(|_, row| row.is_some());
         state.assets.retain(|_, row| row.is_some());
+        state.webhooks.retain(|_, row| row.is_some());
         write_state(&mut tx, chunk(self.db.backend()), &state, true).await?;
         Self::set_checkpoint(&mut tx, position).await?;
         tx.commit().await?;

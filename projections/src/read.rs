@@ -99,6 +99,37 @@ pub struct GroupSummary {
     pub by_criticality: BTreeMap<String, i64>,
 }
 
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    /// When the signing secret was last rotated, if ever.
+    pub secret_rotated_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const WEBHOOK_COLUMNS: &str =
+    "webhook_id, url, events, description, enabled, rotated_at, created_at, updated_at";
+
+fn webhook(r: &AnyRow) -> Result<WebhookView, StoreError> {
+    let events: String = r.try_get("events")?;
+    Ok(WebhookView {
+        id: r.try_get("webhook_id")?,
+        url: r.try_get("url")?,
+        events: serde_json::from_str(&events).unwrap_or_default(),
+        description: r.try_get("description")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        secret_rotated_at: r.try_get::<Option<i64>, _>("rotated_at")?.map(iso),
+        created_at: iso(r.try_get("created_at")?),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
 /// An API key as authentication needs it.
 #[derive(Debug, Clone)]
 pub struct KeyAuth {
@@ -418,6 +449,39 @@ impl ReadModels {
         row.as_ref().map(asset).transpose()
     }
 
+    pub async fn webhooks(
+        &self,
+        org_id: &str,
+        p: PageRequest,
+    ) -> Result<Page<WebhookView>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_webhooks WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_one(self.db.reader())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks WHERE org_id = $1 \
+             ORDER BY created_at, webhook_id LIMIT $2 OFFSET $3"
+        ))
+        .bind(org_id)
+        .bind(p.per_page)
+        .bind(p.offset())
+        .fetch_all(self.db.reader())
+        .await?;
+        let items = rows.iter().map(webhook).collect::<Result<_, _>>()?;
+        Ok(p.wrap(items, total))
+    }
+
+    pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks WHERE org_id = $1 AND webhook_id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
     /// Every read model row, in a stable order: what a rebuild must reproduce exactly.
     pub async fn dump(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
@@ -427,6 +491,7 @@ impl ReadModels {
             ("rm_groups", "group_id"),
             ("rm_assets", "asset_id"),
             ("rm_asset_tags", "asset_id, tag"),
+            ("rm_webhooks", "webhook_id"),
         ] {
             let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
                 .fetch_all(self.db.reader())

@@ -43,6 +43,18 @@ pub struct AssetRow {
     pub updated_at: i64,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookRow {
+    pub org_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    pub rotated_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// Rows by primary key. `None` marks a row that a fold deleted, so the writer removes it.
 #[derive(Debug, Default)]
 pub struct ReadState {
@@ -50,6 +62,7 @@ pub struct ReadState {
     pub keys: BTreeMap<String, Option<KeyRow>>,
     pub groups: BTreeMap<String, Option<GroupRow>>,
     pub assets: BTreeMap<String, Option<AssetRow>>,
+    pub webhooks: BTreeMap<String, Option<WebhookRow>>,
 }
 
 /// Which rows an event reads or writes, so the projector can load them first.
@@ -58,6 +71,7 @@ pub enum Touch<'a> {
     Key(&'a str),
     Group(&'a str),
     Asset(&'a str),
+    Webhook(&'a str),
 }
 
 pub fn touches(e: &Event) -> Touch<'_> {
@@ -71,6 +85,10 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::AssetAdded(a) => Touch::Asset(&a.asset_id),
         Event::AssetUpdated(a) => Touch::Asset(&a.asset_id),
         Event::AssetRemoved(a) => Touch::Asset(&a.asset_id),
+        Event::WebhookCreated(w) => Touch::Webhook(&w.webhook_id),
+        Event::WebhookUpdated(w) => Touch::Webhook(&w.webhook_id),
+        Event::WebhookDeleted(w) => Touch::Webhook(&w.webhook_id),
+        Event::WebhookSecretRotated(w) => Touch::Webhook(&w.webhook_id),
     }
 }
 
@@ -148,6 +166,42 @@ impl ReadState {
             }
             Event::AssetRemoved(a) => {
                 self.assets.insert(a.asset_id.clone(), None);
+            }
+            Event::WebhookCreated(w) => create(&mut self.webhooks, &w.webhook_id, || WebhookRow {
+                org_id: org_id.clone(),
+                url: w.url.clone(),
+                events: w.events.clone(),
+                description: w.description.clone(),
+                enabled: w.enabled,
+                rotated_at: None,
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::WebhookUpdated(w) => {
+                if let Some(row) = live(&mut self.webhooks, &w.webhook_id) {
+                    if let Some(u) = &w.url {
+                        row.url = u.clone();
+                    }
+                    if let Some(e) = &w.events {
+                        row.events = e.clone();
+                    }
+                    if let Some(d) = &w.description {
+                        row.description = d.clone();
+                    }
+                    if let Some(en) = w.enabled {
+                        row.enabled = en;
+                    }
+                    row.updated_at = at;
+                }
+            }
+            Event::WebhookSecretRotated(w) => {
+                if let Some(row) = live(&mut self.webhooks, &w.webhook_id) {
+                    row.rotated_at = Some(at);
+                    row.updated_at = at;
+                }
+            }
+            Event::WebhookDeleted(w) => {
+                self.webhooks.insert(w.webhook_id.clone(), None);
             }
         }
     }

@@ -147,8 +147,14 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Start the server on a random port over an existing store.
 pub async fn spawn_on(store: TestStore) -> TestApp {
+    spawn_configured(store, |_| {}).await
+}
+
+/// Start the server with settings changed by `configure`.
+pub async fn spawn_configured(store: TestStore, configure: impl FnOnce(&mut AppState)) -> TestApp {
     let db = Db::connect(&store.config).await.unwrap();
-    let state = AppState::new(db.clone());
+    let mut state = AppState::new(db.clone());
+    configure(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

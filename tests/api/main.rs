@@ -11,3 +11,4 @@ mod conventions;
 mod event_log;
 mod groups;
 mod rebuild;
+mod webhooks;

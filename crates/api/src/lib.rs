@@ -15,7 +15,7 @@ use axum::{middleware, Json, Router};
 use easm_projections::Projector;
 use easm_store::{Db, IdempotencyStore};
 use error::ApiError;
-use routes::{assets, groups, health, keys, org};
+use routes::{assets, groups, health, keys, org, webhooks};
 use service::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub db: Db,
     pub service: Service,
     pub idempotency: IdempotencyStore,
+    /// `EASM_WEBHOOK_ALLOW_PRIVATE`: allow http and private addresses as webhook targets.
+    pub webhook_allow_private: bool,
     limiter: Arc<auth::RateLimiter>,
 }
 
@@ -38,6 +40,7 @@ impl AppState {
         AppState {
             service: Service::new(db.clone(), projector),
             idempotency: IdempotencyStore::new(db.clone()),
+            webhook_allow_private: false,
             limiter: Arc::default(),
             db,
         }
@@ -48,7 +51,7 @@ impl AppState {
 #[openapi(
     info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
     modifiers(&Security),
-    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "health"))
+    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "webhooks"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -98,6 +101,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
             assets::delete_asset
         ))
         .routes(routes!(assets::asset_timeline))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
 }
 
 fn public_routes() -> OpenApiRouter<AppState> {

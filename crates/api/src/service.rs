@@ -5,11 +5,13 @@
 use base64::Engine;
 use easm_domain::{
     add_assets, create_org, Aggregate, Asset, AssetPatch, DomainError, Group, Inventory, NewAsset,
-    Organization, Plan, Role,
+    Organization, Plan, Role, Webhook, WebhookSpec,
 };
 use easm_events::{Event, EventMeta, RecordedEvent};
 use easm_projections::{Projector, ReadModels};
-use easm_store::{AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend};
+use easm_store::{
+    AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend, WebhookSecrets,
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -43,6 +45,23 @@ pub const ASSET_VALUES: &str = "asset_values";
 /// Reservation scope of a group's members, so a group is deleted only when empty.
 fn members(group_id: &str) -> String {
     format!("group_members:{group_id}")
+}
+
+pub fn webhook_stream(id: &str) -> String {
+    format!("webhook-{id}")
+}
+
+/// How long a replaced signing secret keeps signing, so receivers can switch over.
+pub const SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// A webhook signing secret: `whsec_` + base64 of 32 random bytes (Standard Webhooks).
+fn issue_webhook_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 pub fn new_id() -> String {
@@ -101,6 +120,7 @@ impl Decision {
 #[derive(Clone)]
 pub struct Service {
     log: EventLog,
+    secrets: WebhookSecrets,
     projector: Arc<Projector>,
     read: ReadModels,
 }
@@ -109,6 +129,7 @@ impl Service {
     pub fn new(db: Db, projector: Arc<Projector>) -> Self {
         Service {
             log: EventLog::new(db.clone()),
+            secrets: WebhookSecrets::new(db.clone()),
             projector,
             read: ReadModels::new(db),
         }
@@ -440,5 +461,93 @@ impl Service {
         })
         .await?;
         Ok(())
+    }
+
+    /// Create a webhook endpoint; returns its id and signing secret (shown once).
+    pub async fn create_webhook(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        spec: &WebhookSpec,
+        allow_private: bool,
+    ) -> Result<(String, String), ServiceError> {
+        let id = new_id();
+        let events = Webhook::create(&id, spec, allow_private)?;
+        let secret = issue_webhook_secret();
+        // The secret is stored before the event: a failed append leaves only an unused secret.
+        self.secrets
+            .rotate_in(&id, &secret, easm_store::now_micros())
+            .await?;
+        self.execute(org_id, meta, || {
+            let d = Decision::one(webhook_stream(&id), 0, events.clone());
+            async move { Ok(d) }
+        })
+        .await?;
+        Ok((id, secret))
+    }
+
+    pub async fn update_webhook(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        spec: &WebhookSpec,
+        allow_private: bool,
+    ) -> Result<(), ServiceError> {
+        let stream = webhook_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
+            Ok(Decision::one(
+                stream.clone(),
+                v,
+                w.update(spec, allow_private)?,
+            ))
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_webhook(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        let stream = webhook_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, w.delete()?))
+        })
+        .await?;
+        self.secrets.forget(id).await?;
+        Ok(())
+    }
+
+    /// Replace the signing secret; the previous one keeps signing for [`SECRET_GRACE`].
+    pub async fn rotate_webhook_secret(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+    ) -> Result<String, ServiceError> {
+        let stream = webhook_stream(id);
+        let (_, w) = self.load::<Webhook>(org_id, &stream).await?;
+        w.rotate_secret("")?;
+        let until = chrono::Utc::now() + SECRET_GRACE;
+        let secret = issue_webhook_secret();
+        self.secrets
+            .rotate_in(id, &secret, until.timestamp_micros())
+            .await?;
+        let until = easm_events::format_timestamp(&until);
+        self.execute(org_id, meta, || async {
+            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, w.rotate_secret(&until)?))
+        })
+        .await?;
+        Ok(secret)
+    }
+
+    pub fn secrets(&self) -> &WebhookSecrets {
+        &self.secrets
     }
 }

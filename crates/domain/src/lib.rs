@@ -8,6 +8,7 @@ mod group;
 mod organization;
 mod plans;
 mod roles;
+mod webhook;
 
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
@@ -16,6 +17,9 @@ pub use group::{validate_group_name, Group};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
 pub use roles::{Permission, Role};
+pub use webhook::{
+    is_forbidden_address, validate_event_filters, validate_webhook_url, Webhook, WebhookSpec,
+};
 
 /// State rebuilt from a stream: every aggregate starts empty and folds its events in order.
 pub trait Aggregate: Default {

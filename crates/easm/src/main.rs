@@ -38,6 +38,10 @@ enum Command {
         /// Do not create the `default` organization on an empty store.
         #[arg(long)]
         no_bootstrap: bool,
+        /// Allow http and private, loopback or link-local addresses as webhook targets (tests,
+        /// receivers on the same network). Off by default: a tenant must not reach our network.
+        #[arg(long, env = "EASM_WEBHOOK_ALLOW_PRIVATE")]
+        webhook_allow_private: bool,
         /// NATS server with JetStream; when set, committed events are published to it.
         #[arg(long, env = "EASM_NATS_URL")]
         nats_url: Option<String>,
@@ -124,6 +128,7 @@ async fn main() -> Result<()> {
         Command::Serve {
             listen,
             no_bootstrap,
+            webhook_allow_private,
             nats_url,
             nats_stream,
             nats_subject_prefix,
@@ -134,6 +139,8 @@ async fn main() -> Result<()> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
+            let mut state = state;
+            state.webhook_allow_private = webhook_allow_private;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let relay = match nats_url.filter(|u| !u.is_empty()) {
                 Some(url) => {

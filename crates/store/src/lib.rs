@@ -7,12 +7,14 @@ mod error;
 mod idempotency;
 mod lease;
 mod log;
+mod secrets;
 
 pub use db::{Backend, Db, DbConfig};
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
 pub use log::{typed, AppendRequest, Constraint, EventLog, StreamAppend, POSITIONS_PER_TX};
+pub use secrets::WebhookSecrets;
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

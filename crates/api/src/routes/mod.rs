@@ -6,6 +6,7 @@ pub mod groups;
 pub mod health;
 pub mod keys;
 pub mod org;
+pub mod webhooks;
 
 use serde::{Deserialize, Deserializer};
 

@@ -1,0 +1,205 @@
+use crate::helpers::*;
+use crate::on_both_backends;
+use base64::Engine;
+use easm_domain::{Plan, Role};
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_backends!(
+    webhook_endpoints_are_managed_with_secrets_shown_once,
+    webhook_targets_are_guarded_against_ssrf
+);
+
+async fn webhook_endpoints_are_managed_with_secrets_shown_once(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, key) = app.org(Plan::Enterprise).await;
+    let created = app
+        .post(&key, "/api/webhooks", json!({"url": "https://93.184.216.34/hook", "events": ["finding.*", "scan.completed"], "description": "SIEM"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.id();
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    assert_eq!(raw.len(), 32);
+    assert_eq!(
+        created.body["events"],
+        json!(["finding.*", "scan.completed"])
+    );
+    assert_eq!(created.body["enabled"], true);
+
+    let got = app.get(&key, &format!("/api/webhooks/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.body.get("secret").is_none(), "the secret is shown once");
+    let list = app.get(&key, "/api/webhooks").await;
+    assert_eq!(list.body["total"], 1);
+    assert!(!list.body.to_string().contains(&secret));
+
+    let patched = app
+        .patch(
+            &key,
+            &format!("/api/webhooks/{id}"),
+            json!({"enabled": false, "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["enabled"], false);
+    assert_eq!(patched.body["events"], json!(["*"]));
+    assert_eq!(patched.body["description"], "SIEM");
+
+    let rotated = app
+        .post(
+            &key,
+            &format!("/api/webhooks/{id}/rotate-secret"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new_secret = rotated.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, secret);
+    assert!(rotated.body["secretRotatedAt"].is_string());
+    let active = app.state.service.secrets().active(&id).await.unwrap();
+    assert_eq!(
+        active,
+        vec![new_secret.clone(), secret.clone()],
+        "both sign during the grace period"
+    );
+    let in_log: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE data LIKE '%whsec_%'")
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(in_log, 0, "secrets never enter the event log");
+
+    // Roles and tenancy.
+    let analyst = app.key(&org, Role::Analyst).await;
+    assert_eq!(
+        app.get(&analyst, "/api/webhooks").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let (_, other) = app.org(Plan::Pro).await;
+    assert_eq!(
+        app.get(&other, &format!("/api/webhooks/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&other, &format!("/api/webhooks/{id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The read model rebuilds to the same rows.
+    let before = app.state.service.read().dump().await.unwrap();
+    app.state.service.projector().rebuild().await.unwrap();
+    assert_eq!(app.state.service.read().dump().await.unwrap(), before);
+
+    assert_eq!(
+        app.delete(&key, &format!("/api/webhooks/{id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/webhooks/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(app
+        .state
+        .service
+        .secrets()
+        .active(&id)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = app
+        .post(
+            &key,
+            &format!("/api/webhooks/{id}/rotate-secret"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+async fn webhook_targets_are_guarded_against_ssrf(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Enterprise).await;
+    let refused = [
+        (
+            json!({"url": "https://127.0.0.1/hook", "events": ["scan.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://10.1.2.3/hook", "events": ["scan.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://169.254.169.254/latest", "events": ["scan.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://[::1]/hook", "events": ["scan.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://localhost/hook", "events": ["scan.completed"]}),
+            "url",
+        ),
+        (
+            json!({"url": "http://93.184.216.34/hook", "events": ["scan.completed"]}),
+            "url",
+        ),
+        (json!({"events": ["scan.completed"]}), "url"),
+        (
+            json!({"url": "https://93.184.216.34/hook", "events": ["planet.exploded"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/hook", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/hook", "events": ["scan.*"], "enabled": "yes"}),
+            "enabled",
+        ),
+    ];
+    for (body, field) in refused {
+        let r = app.post(&key, "/api/webhooks", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.body["field"], field, "{body}: {}", r.body);
+    }
+    assert_eq!(app.get(&key, "/api/webhooks").await.body["total"], 0);
+    let ok = app
+        .post(
+            &key,
+            "/api/webhooks",
+            json!({"url": "https://93.184.216.34/hook", "events": ["scan.*"]}),
+        )
+        .await;
+    let id = ok.id();
+    let moved = app
+        .patch(
+            &key,
+            &format!("/api/webhooks/{id}"),
+            json!({"url": "https://192.168.0.10/"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get(&key, &format!("/api/webhooks/{id}")).await.body["url"],
+        "https://93.184.216.34/hook"
+    );
+
+    // EASM_WEBHOOK_ALLOW_PRIVATE lets tests and local receivers use http on 127.0.0.1.
+    let store = app.stop().await;
+    let app = spawn_configured(store, |s| s.webhook_allow_private = true).await;
+    let local = app
+        .post(
+            &key,
+            "/api/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["asset.added"]}),
+        )
+        .await;
+    assert_eq!(local.status, StatusCode::CREATED, "{}", local.body);
+}
