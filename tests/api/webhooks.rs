@@ -65,6 +65,29 @@ async fn webhook_endpoints_are_managed_with_secrets_shown_once(b: Backend) {
         vec![new_secret.clone(), secret.clone()],
         "both sign during the grace period"
     );
+    // Receivers verify with the Standard Webhooks library, with either secret while both sign.
+    let created_event = easm_store::EventLog::new(app.db.clone())
+        .read_all_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "webhook.created")
+        .unwrap();
+    let body = easm_delivery::payload(&created_event).to_string();
+    let msg_id = easm_delivery::message_id(&created_event, &id);
+    let ts = chrono::Utc::now().timestamp();
+    let header = easm_delivery::sign(&active, &msg_id, ts, body.as_bytes()).unwrap();
+    for s in [&secret, &new_secret] {
+        assert_eq!(
+            verify_with_standardwebhooks(s, &msg_id, ts, &header, &body),
+            "ok"
+        );
+    }
+    assert_ne!(
+        verify_with_standardwebhooks(&secret, &msg_id, ts, &header, &body.replace("SIEM", "x")),
+        "ok"
+    );
+
     let in_log: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE data LIKE '%whsec_%'")
         .fetch_one(app.db.reader())
         .await
@@ -202,4 +225,34 @@ async fn webhook_targets_are_guarded_against_ssrf(b: Backend) {
         )
         .await;
     assert_eq!(local.status, StatusCode::CREATED, "{}", local.body);
+}
+
+/// Run the `standardwebhooks` Python package (installed by .ci/run) as a receiver would.
+fn verify_with_standardwebhooks(
+    secret: &str,
+    id: &str,
+    ts: i64,
+    signature: &str,
+    body: &str,
+) -> String {
+    let script = r#"
+import sys
+from standardwebhooks import Webhook
+secret, id, ts, sig, body = sys.argv[1:6]
+try:
+    Webhook(secret).verify(body, {"webhook-id": id, "webhook-timestamp": ts, "webhook-signature": sig})
+    print("ok")
+except Exception as e:
+    print("rejected:", e)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, secret, id, &ts.to_string(), signature, body])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
