@@ -201,6 +201,22 @@ impl Service {
         Ok((version, A::from_events(&events)))
     }
 
+    /// A command on one stream that needs nothing but that stream's state.
+    async fn on_stream<A: Aggregate>(
+        &self,
+        org_id: &str,
+        meta: &EventMeta,
+        stream: String,
+        decide: impl Fn(&A) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<(), ServiceError> {
+        self.execute(org_id, meta, || async {
+            let (v, state) = self.load::<A>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, decide(&state)?))
+        })
+        .await?;
+        Ok(())
+    }
+
     pub async fn create_org(
         &self,
         meta: &EventMeta,
@@ -258,13 +274,10 @@ impl Service {
         org_id: &str,
         key_id: &str,
     ) -> Result<(), ServiceError> {
-        let stream = org_stream(org_id);
-        self.execute(org_id, meta, || async {
-            let (v, org) = self.load::<Organization>(org_id, &stream).await?;
-            Ok(Decision::one(stream.clone(), v, org.revoke_key(key_id)?))
+        self.on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
+            org.revoke_key(key_id)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn create_group(
@@ -290,13 +303,10 @@ impl Service {
         group_id: &str,
         name: &str,
     ) -> Result<(), ServiceError> {
-        let stream = group_stream(group_id);
-        self.execute(org_id, meta, || async {
-            let (v, g) = self.load::<Group>(org_id, &stream).await?;
-            Ok(Decision::one(stream.clone(), v, g.rename(name)?))
+        self.on_stream(org_id, meta, group_stream(group_id), |g: &Group| {
+            g.rename(name)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn delete_group(
@@ -494,17 +504,10 @@ impl Service {
         spec: &WebhookSpec,
         allow_private: bool,
     ) -> Result<(), ServiceError> {
-        let stream = webhook_stream(id);
-        self.execute(org_id, meta, || async {
-            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
-            Ok(Decision::one(
-                stream.clone(),
-                v,
-                w.update(spec, allow_private)?,
-            ))
+        self.on_stream(org_id, meta, webhook_stream(id), |w: &Webhook| {
+            w.update(spec, allow_private)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn delete_webhook(
@@ -513,12 +516,8 @@ impl Service {
         org_id: &str,
         id: &str,
     ) -> Result<(), ServiceError> {
-        let stream = webhook_stream(id);
-        self.execute(org_id, meta, || async {
-            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
-            Ok(Decision::one(stream.clone(), v, w.delete()?))
-        })
-        .await?;
+        self.on_stream(org_id, meta, webhook_stream(id), Webhook::delete)
+            .await?;
         self.secrets.forget(id).await?;
         Ok(())
     }
@@ -539,11 +538,8 @@ impl Service {
             .rotate_in(id, &secret, until.timestamp_micros())
             .await?;
         let until = easm_events::format_timestamp(&until);
-        self.execute(org_id, meta, || async {
-            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
-            Ok(Decision::one(stream.clone(), v, w.rotate_secret(&until)?))
-        })
-        .await?;
+        self.on_stream(org_id, meta, stream, |w: &Webhook| w.rotate_secret(&until))
+            .await?;
         Ok(secret)
     }
 
