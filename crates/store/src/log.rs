@@ -350,17 +350,19 @@ impl EventLog {
         keys: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();
-        for key in keys {
-            let owner: Option<String> = sqlx::query_scalar(
-                "SELECT owner FROM reservations WHERE org_id = $1 AND scope = $2 AND key = $3",
-            )
-            .bind(org_id)
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(self.db.reader())
-            .await?;
-            if let Some(o) = owner {
-                out.push((key.clone(), o));
+        // 50 keys a statement: SQLite binds parameters slower as statements grow.
+        for chunk in keys.chunks(50) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT key, owner FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(org_id).bind(scope);
+            for key in chunk {
+                q = q.bind(key);
+            }
+            for row in q.fetch_all(self.db.reader()).await? {
+                out.push((row.try_get("key")?, row.try_get("owner")?));
             }
         }
         Ok(out)
