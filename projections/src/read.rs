@@ -113,8 +113,8 @@ pub struct WebhookView {
     pub updated_at: String,
 }
 
-const WEBHOOK_COLUMNS: &str =
-    "webhook_id, url, events, description, enabled, rotated_at, created_at, updated_at";
+const WEBHOOK_COLUMNS: &str = "w.webhook_id, w.url, w.events, w.description, w.enabled, \
+     w.rotated_at, w.created_at, w.updated_at";
 
 fn webhook(r: &AnyRow) -> Result<WebhookView, StoreError> {
     let events: String = r.try_get("events")?;
@@ -169,6 +169,18 @@ fn asset(r: &AnyRow) -> Result<AssetView, StoreError> {
     })
 }
 
+fn api_key(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
+    Ok(ApiKeyView {
+        id: r.try_get("key_id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        prefix: r.try_get("prefix")?,
+        created_at: iso(r.try_get("created_at")?),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(iso),
+        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(iso),
+    })
+}
+
 fn group(r: &AnyRow) -> Result<GroupView, StoreError> {
     Ok(GroupView {
         id: r.try_get("group_id")?,
@@ -201,6 +213,35 @@ pub struct ReadModels {
 impl ReadModels {
     pub fn new(db: Db) -> Self {
         ReadModels { db }
+    }
+
+    /// One page of an organization's rows of `from`, whose `alias` table holds `org_id`.
+    #[allow(clippy::too_many_arguments)]
+    async fn org_page<T>(
+        &self,
+        columns: &str,
+        from: &str,
+        alias: &str,
+        order: &str,
+        org_id: &str,
+        p: PageRequest,
+        parse: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let filter = format!("{alias}.org_id = $1");
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {from} WHERE {filter}"))
+            .bind(org_id)
+            .fetch_one(self.db.reader())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM {from} WHERE {filter} ORDER BY {order} LIMIT $2 OFFSET $3"
+        ))
+        .bind(org_id)
+        .bind(p.per_page)
+        .bind(p.offset())
+        .fetch_all(self.db.reader())
+        .await?;
+        let items = rows.iter().map(parse).collect::<Result<_, _>>()?;
+        Ok(p.wrap(items, total))
     }
 
     pub async fn org(&self, org_id: &str) -> Result<Option<OrgView>, StoreError> {
@@ -270,35 +311,16 @@ impl ReadModels {
     }
 
     pub async fn keys(&self, org_id: &str, p: PageRequest) -> Result<Page<ApiKeyView>, StoreError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_api_keys WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_one(self.db.reader())
-            .await?;
-        let rows = sqlx::query(
-            "SELECT k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, u.last_used_at \
-             FROM rm_api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.key_id \
-             WHERE k.org_id = $1 ORDER BY k.created_at, k.key_id LIMIT $2 OFFSET $3",
+        self.org_page(
+            "k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, u.last_used_at",
+            "rm_api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.key_id",
+            "k",
+            "k.created_at, k.key_id",
+            org_id,
+            p,
+            api_key,
         )
-        .bind(org_id)
-        .bind(p.per_page)
-        .bind(p.offset())
-        .fetch_all(self.db.reader())
-        .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(ApiKeyView {
-                    id: r.try_get("key_id")?,
-                    name: r.try_get("name")?,
-                    role: r.try_get("role")?,
-                    prefix: r.try_get("prefix")?,
-                    created_at: iso(r.try_get("created_at")?),
-                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(iso),
-                    last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(iso),
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(p.wrap(items, total))
+        .await
     }
 
     pub async fn groups(
@@ -306,21 +328,9 @@ impl ReadModels {
         org_id: &str,
         p: PageRequest,
     ) -> Result<Page<GroupView>, StoreError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_groups WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_one(self.db.reader())
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM rm_groups g WHERE g.org_id = $1 \
-             ORDER BY g.created_at, g.group_id LIMIT $2 OFFSET $3"
-        ))
-        .bind(org_id)
-        .bind(p.per_page)
-        .bind(p.offset())
-        .fetch_all(self.db.reader())
-        .await?;
-        let items = rows.iter().map(group).collect::<Result<_, _>>()?;
-        Ok(p.wrap(items, total))
+        let order = "g.created_at, g.group_id";
+        self.org_page(GROUP_COLUMNS, "rm_groups g", "g", order, org_id, p, group)
+            .await
     }
 
     pub async fn group(
@@ -454,26 +464,22 @@ impl ReadModels {
         org_id: &str,
         p: PageRequest,
     ) -> Result<Page<WebhookView>, StoreError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_webhooks WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_one(self.db.reader())
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks WHERE org_id = $1 \
-             ORDER BY created_at, webhook_id LIMIT $2 OFFSET $3"
-        ))
-        .bind(org_id)
-        .bind(p.per_page)
-        .bind(p.offset())
-        .fetch_all(self.db.reader())
-        .await?;
-        let items = rows.iter().map(webhook).collect::<Result<_, _>>()?;
-        Ok(p.wrap(items, total))
+        let order = "w.created_at, w.webhook_id";
+        self.org_page(
+            WEBHOOK_COLUMNS,
+            "rm_webhooks w",
+            "w",
+            order,
+            org_id,
+            p,
+            webhook,
+        )
+        .await
     }
 
     pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks WHERE org_id = $1 AND webhook_id = $2"
+            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks w WHERE w.org_id = $1 AND w.webhook_id = $2"
         ))
         .bind(org_id)
         .bind(id)

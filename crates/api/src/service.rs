@@ -530,8 +530,14 @@ impl Service {
         id: &str,
     ) -> Result<String, ServiceError> {
         let stream = webhook_stream(id);
+        // Refuse before storing a secret for an endpoint that does not exist.
         let (_, w) = self.load::<Webhook>(org_id, &stream).await?;
-        w.rotate_secret("")?;
+        if !w.live() {
+            return Err(DomainError::NotFound {
+                resource: "webhook",
+            }
+            .into());
+        }
         let until = chrono::Utc::now() + SECRET_GRACE;
         let secret = issue_webhook_secret();
         self.secrets

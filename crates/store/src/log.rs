@@ -119,10 +119,6 @@ impl EventLog {
         EventLog { db }
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     pub async fn append(&self, req: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
         let count: usize = req.streams.iter().map(|s| s.events.len()).sum();
         if count as i64 >= POSITIONS_PER_TX {
