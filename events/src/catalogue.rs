@@ -126,6 +126,17 @@ pub struct WebhookSecretRotated {
     pub previous_valid_until: String,
 }
 
+/// Delivery gave up on an endpoint: every attempt failed for the configured period (5 days by
+/// default). The endpoint stays configured but receives nothing until it is enabled again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointDisabled {
+    pub webhook_id: String,
+    /// RFC 3339 UTC: the first failed attempt of the unbroken run of failures.
+    pub failing_since: String,
+    pub reason: String,
+}
+
 /// Event types a webhook endpoint may subscribe to (the delivery contract). Some are emitted
 /// by capabilities still to come (scans, findings, alerts, audit).
 pub const SUBSCRIBABLE: &[&str] = &[
@@ -139,6 +150,7 @@ pub const SUBSCRIBABLE: &[&str] = &[
     "risk.changed",
     "asset.added",
     "asset.removed",
+    "endpoint.disabled",
     "audit.*",
 ];
 
@@ -159,6 +171,7 @@ pub enum Event {
     WebhookUpdated(WebhookUpdated),
     WebhookDeleted(WebhookDeleted),
     WebhookSecretRotated(WebhookSecretRotated),
+    EndpointDisabled(EndpointDisabled),
 }
 
 /// `(type, current schema version)` of every event in the catalogue.
@@ -176,6 +189,7 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("webhook.updated", 1),
     ("webhook.deleted", 1),
     ("webhook.secret_rotated", 1),
+    ("endpoint.disabled", 1),
 ];
 
 impl Event {
@@ -194,6 +208,7 @@ impl Event {
             Event::WebhookUpdated(_) => "webhook.updated",
             Event::WebhookDeleted(_) => "webhook.deleted",
             Event::WebhookSecretRotated(_) => "webhook.secret_rotated",
+            Event::EndpointDisabled(_) => "endpoint.disabled",
         }
     }
 
@@ -221,6 +236,7 @@ impl Event {
             Event::WebhookUpdated(e) => serde_json::to_value(e),
             Event::WebhookDeleted(e) => serde_json::to_value(e),
             Event::WebhookSecretRotated(e) => serde_json::to_value(e),
+            Event::EndpointDisabled(e) => serde_json::to_value(e),
         };
         v.expect("catalogue structs always serialize")
     }

@@ -78,6 +78,11 @@ fn samples() -> Vec<Event> {
             webhook_id: "w".into(),
             previous_valid_until: "2026-11-23T10:00:00.000000Z".into(),
         }),
+        Event::EndpointDisabled(EndpointDisabled {
+            webhook_id: "w".into(),
+            failing_since: "2026-11-18T10:00:00.000000Z".into(),
+            reason: "every attempt failed for 5 days".into(),
+        }),
     ]
 }
 

@@ -82,6 +82,7 @@ pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, Dec
         "webhook.updated" => Event::WebhookUpdated(parse(event_type, data)?),
         "webhook.deleted" => Event::WebhookDeleted(parse(event_type, data)?),
         "webhook.secret_rotated" => Event::WebhookSecretRotated(parse(event_type, data)?),
+        "endpoint.disabled" => Event::EndpointDisabled(parse(event_type, data)?),
         other => return Err(DecodeError::UnknownType(other.into())),
     })
 }

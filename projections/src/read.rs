@@ -477,6 +477,17 @@ impl ReadModels {
         .await
     }
 
+    /// The endpoints of an organization that receive deliveries now (fan-out matches on them).
+    pub async fn enabled_webhooks(&self, org_id: &str) -> Result<Vec<WebhookView>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks w WHERE w.org_id = $1 AND w.enabled = 1"
+        ))
+        .bind(org_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter().map(webhook).collect()
+    }
+
     pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks w WHERE w.org_id = $1 AND w.webhook_id = $2"

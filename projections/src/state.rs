@@ -89,6 +89,7 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::WebhookUpdated(w) => Touch::Webhook(&w.webhook_id),
         Event::WebhookDeleted(w) => Touch::Webhook(&w.webhook_id),
         Event::WebhookSecretRotated(w) => Touch::Webhook(&w.webhook_id),
+        Event::EndpointDisabled(w) => Touch::Webhook(&w.webhook_id),
     }
 }
 
@@ -202,6 +203,12 @@ impl ReadState {
             }
             Event::WebhookDeleted(w) => {
                 self.webhooks.insert(w.webhook_id.clone(), None);
+            }
+            Event::EndpointDisabled(w) => {
+                if let Some(row) = live(&mut self.webhooks, &w.webhook_id) {
+                    row.enabled = false;
+                    row.updated_at = at;
+                }
             }
         }
     }

@@ -8,7 +8,6 @@ use easm_bus::{BusConfig, Relay};
 use easm_domain::Plan;
 use easm_events::RecordedEvent;
 use easm_store::{EventLog, Lease};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 on_both_backends!(
@@ -121,72 +120,6 @@ async fn relay_publishes_every_event_once_in_log_order(b: Backend) {
     assert_eq!(published(url, &cfg.stream).await.len(), all.len());
     stop.send(()).unwrap();
     handle.await.unwrap();
-}
-
-struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start_on(port: u16, dir: tempfile::TempDir) -> NatsServer {
-        let debian = std::path::Path::new("/usr/sbin/nats-server");
-        let binary = if debian.exists() {
-            debian
-        } else {
-            std::path::Path::new("nats-server")
-        };
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        NatsServer {
-            child: Some(child),
-            port,
-            dir,
-        }
-    }
-
-    fn start() -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        NatsServer::start_on(port, tempfile::tempdir().unwrap())
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(mut self) -> (u16, tempfile::TempDir) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let port = self.port;
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (port, dir)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 async fn relay_waits_out_a_nats_outage(b: Backend) {

@@ -5,7 +5,7 @@ use crate::on_both_backends;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 on_both_backends!(
     admin_commands_print_json_and_work_while_the_server_runs,
@@ -36,29 +36,11 @@ fn json_line(out: &std::process::Output) -> Value {
 
 /// `easm serve` as a process, once it listens; returns it with its address.
 pub(crate) fn serve(store: &TestStore, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_easm"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .envs(store.env())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = String::new();
-    for line in stderr.by_ref() {
-        let line = line.unwrap();
-        if let Some(i) = line.find("addr=") {
-            addr = line[i + 5..].split_whitespace().next().unwrap().to_string();
-            break;
-        }
-    }
-    // Keep reading, so the server never writes its logs into a closed pipe.
-    std::thread::spawn(move || stderr.for_each(drop));
-    assert!(!addr.is_empty(), "server did not start");
-    (child, addr)
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut p = start_easm(store, &args, &[]);
+    let addr = p.addr.take().expect("serve prints its address");
+    (p.into_child(), addr)
 }
 
 /// Stop a server and return everything it printed on stdout (bootstrap prints before listening).

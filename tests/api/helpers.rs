@@ -6,6 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Generates one test per backend from `async fn name(backend: Backend)`.
 #[macro_export]
@@ -295,5 +297,141 @@ pub async fn answer(res: reqwest::Response) -> Answer {
         status,
         headers,
         body,
+    }
+}
+
+/// A nats-server of the test's own, on its own port, that the test can stop and start again.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start_on(port: u16, dir: tempfile::TempDir) -> NatsServer {
+        let debian = std::path::Path::new("/usr/sbin/nats-server");
+        let binary = if debian.exists() {
+            debian
+        } else {
+            std::path::Path::new("nats-server")
+        };
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NatsServer {
+            child: Some(child),
+            port,
+            dir,
+        }
+    }
+
+    pub fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        NatsServer::start_on(port, tempfile::tempdir().unwrap())
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(mut self) -> (u16, tempfile::TempDir) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let port = self.port;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (port, dir)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An `easm` process (`serve` or `deliver`) on a test store, started and ready.
+pub struct EasmProcess {
+    child: Option<Child>,
+    /// Where `serve` listens.
+    pub addr: Option<String>,
+}
+
+/// Start `easm <args>` with extra environment and wait until it says it is listening or
+/// delivering.
+pub fn start_easm(store: &TestStore, args: &[&str], env: &[(&str, String)]) -> EasmProcess {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(args)
+        .envs(store.env())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info,easm_delivery=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    let mut ready = false;
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        if line.contains("easm listening") || line.contains("easm delivering") {
+            addr = line
+                .find("addr=")
+                .map(|i| line[i + 5..].split_whitespace().next().unwrap().to_string());
+            ready = true;
+            break;
+        }
+    }
+    // Keep reading, so the process never writes its logs into a closed pipe.
+    std::thread::spawn(move || stderr.for_each(drop));
+    assert!(ready, "easm {args:?} did not start");
+    EasmProcess {
+        child: Some(child),
+        addr,
+    }
+}
+
+impl EasmProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.addr.as_deref().expect("a serve process")
+        )
+    }
+
+    /// Kill at once, as a crash would.
+    pub fn kill(self) {}
+
+    /// The process itself, for a caller that stops it and reads its output.
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("running")
+    }
+}
+
+impl Drop for EasmProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{middleware, Json, Router};
 use easm_projections::Projector;
-use easm_store::{Db, IdempotencyStore};
+use easm_store::{Db, DeliveryQueue, IdempotencyStore};
 use error::ApiError;
-use routes::{assets, groups, health, keys, org, webhooks};
+use routes::{assets, deliveries, groups, health, keys, org, webhooks};
 use service::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,9 @@ pub struct AppState {
     pub idempotency: IdempotencyStore,
     /// `EASM_WEBHOOK_ALLOW_PRIVATE`: allow http and private addresses as webhook targets.
     pub webhook_allow_private: bool,
+    pub deliveries: DeliveryQueue,
+    /// Woken when this process queues a delivery (test messages), so local workers start at once.
+    pub delivery_wake: Arc<tokio::sync::Notify>,
     limiter: Arc<auth::RateLimiter>,
 }
 
@@ -41,6 +44,8 @@ impl AppState {
             service: Service::new(db.clone(), projector),
             idempotency: IdempotencyStore::new(db.clone()),
             webhook_allow_private: false,
+            deliveries: DeliveryQueue::new(db.clone()),
+            delivery_wake: Arc::default(),
             limiter: Arc::default(),
             db,
         }
@@ -108,6 +113,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
             webhooks::delete_webhook
         ))
         .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(deliveries::test_webhook))
+        .routes(routes!(deliveries::list_deliveries))
+        .routes(routes!(deliveries::get_delivery))
+        .routes(routes!(deliveries::retry_delivery))
+        .routes(routes!(deliveries::recover))
 }
 
 fn public_routes() -> OpenApiRouter<AppState> {

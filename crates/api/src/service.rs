@@ -16,6 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// How many times a command is decided again after losing a race, before answering 409.
@@ -123,6 +124,7 @@ pub struct Service {
     secrets: WebhookSecrets,
     projector: Arc<Projector>,
     read: ReadModels,
+    committed: Arc<Notify>,
 }
 
 impl Service {
@@ -132,6 +134,7 @@ impl Service {
             secrets: WebhookSecrets::new(db.clone()),
             projector,
             read: ReadModels::new(db),
+            committed: Arc::default(),
         }
     }
 
@@ -172,6 +175,7 @@ impl Service {
             };
             match self.log.append(req).await {
                 Ok(events) => {
+                    self.committed.notify_one();
                     if let Some(last) = events.last() {
                         self.projector.wait_for(last.position).await?;
                     }
@@ -549,7 +553,27 @@ impl Service {
         Ok(secret)
     }
 
+    /// Delivery gave up on an endpoint (`endpoint.disabled`); `failing_since` is RFC 3339.
+    pub async fn disable_webhook(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        failing_since: &str,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        self.on_stream(org_id, meta, webhook_stream(id), |w: &Webhook| {
+            w.disable(failing_since, reason)
+        })
+        .await
+    }
+
     pub fn secrets(&self) -> &WebhookSecrets {
         &self.secrets
+    }
+
+    /// Woken after every append of this process, so the embedded fan-out need not poll.
+    pub fn committed(&self) -> &Arc<Notify> {
+        &self.committed
     }
 }

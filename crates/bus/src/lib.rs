@@ -6,4 +6,4 @@
 
 mod relay;
 
-pub use relay::{subject, BusConfig, BusError, Relay};
+pub use relay::{ensure_stream, jetstream, nats, subject, BusConfig, BusError, Relay};

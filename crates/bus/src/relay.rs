@@ -42,12 +42,40 @@ pub enum BusError {
     Store(#[from] StoreError),
 }
 
-fn nats<E: std::fmt::Display>(e: E) -> BusError {
+pub fn nats<E: std::fmt::Display>(e: E) -> BusError {
     BusError::Nats(e.to_string())
 }
 
 pub fn subject(prefix: &str, e: &RecordedEvent) -> String {
     format!("{prefix}.{}.{}", e.org_id, e.event_type)
+}
+
+/// A JetStream context on a connection that keeps retrying in the background if NATS is not up.
+pub async fn jetstream(config: &BusConfig) -> Result<jetstream::Context, BusError> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(&config.url)
+        .await
+        .map_err(nats)?;
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_secs(5));
+    Ok(js)
+}
+
+/// The events stream, created if missing (also after a NATS server restarted empty).
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &BusConfig,
+) -> Result<stream::Stream, BusError> {
+    js.get_or_create_stream(stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(nats)
 }
 
 pub struct Relay {
@@ -61,14 +89,7 @@ impl Relay {
     /// Connect to NATS (retrying in the background if it is not up yet); the stream is created
     /// on the first round that reaches JetStream.
     pub async fn connect(db: Db, config: BusConfig) -> Result<Relay, BusError> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(2))
-            .connect(&config.url)
-            .await
-            .map_err(nats)?;
-        let mut js = jetstream::new(client);
-        js.set_timeout(Duration::from_secs(5));
+        let js = jetstream(&config).await?;
         Ok(Relay {
             lease: Lease::new(
                 db.clone(),
@@ -80,19 +101,6 @@ impl Relay {
             config,
             js,
         })
-    }
-
-    async fn ensure_stream(&self) -> Result<(), BusError> {
-        self.js
-            .get_or_create_stream(stream::Config {
-                name: self.config.stream.clone(),
-                subjects: vec![format!("{}.>", self.config.subject_prefix)],
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(nats)?;
-        Ok(())
     }
 
     /// Publish one batch from the outbox; returns how many events went out.
@@ -126,7 +134,7 @@ impl Relay {
             return Ok(0);
         }
         if !*stream_ready {
-            self.ensure_stream().await?;
+            ensure_stream(&self.js, &self.config).await?;
             *stream_ready = true;
         }
         self.round().await

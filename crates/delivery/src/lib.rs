@@ -1,8 +1,19 @@
-//! Webhook delivery. This part is what every request carries: the Standard Webhooks signature
-//! and the versioned payload, so receivers can verify with the existing libraries.
+//! Webhook delivery: committed events fan out into a persisted queue of (event, endpoint)
+//! deliveries, which workers in any number of processes send signed (Standard Webhooks), retry on
+//! a persisted schedule, and log attempt by attempt.
 
+mod fanout;
 mod payload;
+mod schedule;
+mod sender;
 mod signature;
+mod worker;
 
+pub use fanout::Fanout;
 pub use payload::{message_id, payload, PAYLOAD_VERSION};
+pub use schedule::{
+    classify, parse_duration, parse_retry_after, Outcome, RetrySchedule, Verdict, DEFAULT_SCHEDULE,
+};
+pub use sender::{Sender, Signed, USER_AGENT};
 pub use signature::{sign, SignError};
+pub use worker::{DeliveryConfig, DisableEndpoint, Worker};

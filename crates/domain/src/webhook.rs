@@ -1,6 +1,7 @@
 use crate::{error::DomainError, Aggregate};
 use easm_events::{
-    Event, WebhookCreated, WebhookDeleted, WebhookSecretRotated, WebhookUpdated, SUBSCRIBABLE,
+    EndpointDisabled, Event, WebhookCreated, WebhookDeleted, WebhookSecretRotated, WebhookUpdated,
+    SUBSCRIBABLE,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -251,6 +252,32 @@ impl Webhook {
     }
 }
 
+impl Webhook {
+    /// Delivery gives up on the endpoint; nothing to record if it is already off.
+    pub fn disable(&self, failing_since: &str, reason: &str) -> Result<Vec<Event>, DomainError> {
+        self.require_live()?;
+        if !self.enabled {
+            return Ok(vec![]);
+        }
+        Ok(vec![Event::EndpointDisabled(EndpointDisabled {
+            webhook_id: self.id.clone(),
+            failing_since: failing_since.into(),
+            reason: reason.into(),
+        })])
+    }
+}
+
+/// Whether an endpoint subscribed with `filters` receives messages of type `message_type`
+/// (an event type, or `audit.<event type>` for the audit form of an event).
+pub fn subscribed(filters: &[String], message_type: &str) -> bool {
+    filters.iter().any(|f| {
+        f == "*" && !message_type.starts_with("audit.")
+            || f == message_type
+            || f.strip_suffix('*')
+                .is_some_and(|prefix| prefix.ends_with('.') && message_type.starts_with(prefix))
+    })
+}
+
 impl Aggregate for Webhook {
     fn apply(&mut self, event: &Event) {
         match event {
@@ -280,6 +307,7 @@ impl Aggregate for Webhook {
                 }
             }
             Event::WebhookDeleted(_) => self.deleted = true,
+            Event::EndpointDisabled(_) => self.enabled = false,
             _ => {}
         }
     }
@@ -288,6 +316,21 @@ impl Aggregate for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscriptions_match_types_families_and_audit() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(subscribed(&f(&["finding.*"]), "finding.new"));
+        assert!(!subscribed(&f(&["finding.*"]), "findings.new"));
+        assert!(!subscribed(&f(&["finding.*"]), "scan.completed"));
+        assert!(subscribed(&f(&["scan.completed"]), "scan.completed"));
+        assert!(!subscribed(&f(&["scan.completed"]), "scan.failed"));
+        assert!(subscribed(&f(&["*"]), "asset.added"));
+        assert!(!subscribed(&f(&["*"]), "audit.asset.added"));
+        assert!(subscribed(&f(&["audit.*"]), "audit.group.created"));
+        assert!(subscribed(&f(&["audit.group.*"]), "audit.group.created"));
+        assert!(!subscribed(&f(&["audit.*"]), "group.created"));
+    }
 
     #[test]
     fn forbidden_addresses() {

@@ -1,8 +1,9 @@
 //! Storage for easm: the database connection for either backend, and the event log with its
 //! optimistic concurrency, per-organization hash chain, transactional outbox, reservations and
-//! gap-free ordered reads.
+//! gap-free ordered reads; and the webhook delivery queue.
 
 mod db;
+mod deliveries;
 mod error;
 mod idempotency;
 mod lease;
@@ -10,6 +11,10 @@ mod log;
 mod secrets;
 
 pub use db::{Backend, Db, DbConfig};
+pub use deliveries::{
+    Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, NewDelivery, NextStep,
+    FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
+};
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;

@@ -1,0 +1,268 @@
+//! What happened to the messages of an endpoint: deliveries with every attempt, hand-made
+//! retries, recovery of a failed period, and test messages.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{page_request, ApiQuery};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use easm_domain::Permission;
+use easm_events::{format_timestamp, from_micros};
+use easm_projections::read::Page;
+use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+fn iso(us: i64) -> String {
+    format_timestamp(&from_micros(us))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    pub at: String,
+    /// The receiver's HTTP status; absent when no answer came (connection error, timeout).
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    /// The first KiB of the response body.
+    pub response: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    /// Also the `webhook-id` and `Idempotency-Key` of every attempt.
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending` (waiting for its next attempt), `succeeded`, or `failed` (no attempt left;
+    /// retry by hand or recover).
+    pub status: String,
+    pub attempt_count: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub attempts: Vec<AttemptView>,
+}
+
+impl From<DeliveryRecord> for DeliveryView {
+    fn from(r: DeliveryRecord) -> Self {
+        DeliveryView {
+            id: r.delivery_id,
+            webhook_id: r.webhook_id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            status: r.status,
+            attempt_count: r.attempts,
+            next_attempt_at: r.next_attempt_at.map(iso),
+            last_status_code: r.last_status,
+            last_error: r.last_error,
+            created_at: iso(r.created_at),
+            updated_at: iso(r.updated_at),
+            attempts: r
+                .attempt_log
+                .into_iter()
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    at: iso(a.started_at),
+                    status_code: a.status_code,
+                    duration_ms: a.duration_ms,
+                    error: a.error,
+                    response: a.response,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// `pending`, `succeeded` or `failed`.
+    pub status: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecoverQuery {
+    /// RFC 3339 time: failed deliveries created at or after it are sent again.
+    pub since: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Recovered {
+    /// How many failed deliveries were queued again.
+    pub requeued: u64,
+}
+
+/// The endpoint must exist in the caller's organization.
+async fn endpoint(app: &AppState, c: &Caller, id: &str) -> ApiResult<()> {
+    c.require(Permission::Administer)?;
+    app.service
+        .read()
+        .webhook(&c.org_id, id)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+async fn delivery(app: &AppState, webhook_id: &str, id: &str) -> ApiResult<DeliveryView> {
+    app.deliveries
+        .get(webhook_id, id)
+        .await?
+        .map(DeliveryView::from)
+        .ok_or_else(|| ApiError::not_found("delivery"))
+}
+
+/// Deliveries to an endpoint, newest first, each with every attempt.
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path), DeliveryQuery), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<DeliveryView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_deliveries(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
+) -> ApiResult<Json<Page<DeliveryView>>> {
+    endpoint(&app, &c, &id).await?;
+    let p = page_request(q.page, q.per_page)?;
+    if let Some(s) = &q.status {
+        if !["pending", "succeeded", "failed"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(
+                "status",
+                "status: must be pending, succeeded or failed",
+            ));
+        }
+    }
+    let (items, total) = app
+        .deliveries
+        .list(&id, q.status.as_deref(), p.page, p.per_page)
+        .await?;
+    Ok(Json(Page {
+        items: items.into_iter().map(DeliveryView::from).collect(),
+        total,
+        page: p.page,
+        per_page: p.per_page,
+    }))
+}
+
+/// One delivery with its attempts.
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries/{deliveryId}", tag = "webhooks",
+    params(("id" = String, Path), ("deliveryId" = String, Path)), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = DeliveryView), (status = 404, body = ErrorBody)))]
+pub async fn get_delivery(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> ApiResult<Json<DeliveryView>> {
+    endpoint(&app, &c, &id).await?;
+    Ok(Json(delivery(&app, &id, &delivery_id).await?))
+}
+
+/// Send a delivery again now (one attempt, same `webhook-id`), whether it failed or succeeded.
+#[utoipa::path(post, path = "/api/webhooks/{id}/deliveries/{deliveryId}/retry", tag = "webhooks",
+    params(("id" = String, Path), ("deliveryId" = String, Path)), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry_delivery(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    endpoint(&app, &c, &id).await?;
+    delivery(&app, &id, &delivery_id).await?;
+    if !app.deliveries.resend(&id, &delivery_id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "DELIVERY_PENDING",
+            "the delivery is still pending: its next attempt is already scheduled",
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(delivery(&app, &id, &delivery_id).await?),
+    ))
+}
+
+/// Send every failed delivery created at or after `since` again (one attempt each).
+#[utoipa::path(post, path = "/api/webhooks/{id}/recover", tag = "webhooks",
+    params(("id" = String, Path), RecoverQuery), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 202, body = Recovered), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn recover(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RecoverQuery>,
+) -> ApiResult<(StatusCode, Json<Recovered>)> {
+    endpoint(&app, &c, &id).await?;
+    let since = q
+        .since
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "since",
+                "since: required, an RFC 3339 time such as 2026-11-01T00:00:00Z",
+            )
+        })?;
+    let requeued = app
+        .deliveries
+        .recover(&id, since.timestamp_micros())
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued })))
+}
+
+/// Queue a `webhook.test` message to the endpoint (one attempt, signed like any other); follow
+/// it in the deliveries.
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks",
+    params(("id" = String, Path)), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
+pub async fn test_webhook(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    endpoint(&app, &c, &id).await?;
+    let message = uuid::Uuid::now_v7();
+    let delivery_id = format!("tst_{}_{id}", message.simple());
+    let body = json!({
+        "type": "webhook.test",
+        "timestamp": format_timestamp(&chrono::Utc::now()),
+        "data": {
+            "webhookId": id,
+            "orgId": c.org_id,
+            "message": "This is a test message from easm.",
+            "payloadVersion": 1,
+        },
+    });
+    app.deliveries
+        .enqueue(
+            &[NewDelivery {
+                delivery_id: delivery_id.clone(),
+                org_id: c.org_id.clone(),
+                webhook_id: id.clone(),
+                event_id: message.to_string(),
+                event_type: "webhook.test".into(),
+                payload: body.to_string(),
+                schedule_step: ONE_ATTEMPT,
+            }],
+            None,
+        )
+        .await?;
+    app.delivery_wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(delivery(&app, &id, &delivery_id).await?),
+    ))
+}

@@ -1,0 +1,233 @@
+//! Fan-out: each committed event becomes one queued delivery per subscribed endpoint. Two
+//! sources feed it with the same guarantees: the outbox itself (embedded mode, the outbox row
+//! leaves in the transaction that queues the deliveries) and a durable JetStream consumer (NATS
+//! mode, acknowledged only after the deliveries are queued). Queuing is idempotent per
+//! (event, endpoint), so a redelivered event queues nothing twice.
+
+use crate::payload::{message_id, payload};
+use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
+use easm_domain::subscribed;
+use easm_events::{RecordedEvent, SUBSCRIBABLE};
+use easm_projections::{read::WebhookView, Projector, ReadModels};
+use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, StoreError};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Events taken per round from either source.
+const BATCH: usize = 256;
+
+#[derive(Clone)]
+pub struct Fanout {
+    read: ReadModels,
+    projector: Arc<Projector>,
+    queue: DeliveryQueue,
+    /// Woken when deliveries were queued, so local workers start at once.
+    queued: Arc<Notify>,
+}
+
+impl Fanout {
+    pub fn new(db: Db, projector: Arc<Projector>, queued: Arc<Notify>) -> Self {
+        Fanout {
+            read: ReadModels::new(db.clone()),
+            queue: DeliveryQueue::new(db),
+            projector,
+            queued,
+        }
+    }
+
+    /// The deliveries of a batch of events, matched against the endpoints as the read models
+    /// know them once they include the batch.
+    pub async fn deliveries(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<Vec<NewDelivery>, StoreError> {
+        let Some(last) = events.last() else {
+            return Ok(vec![]);
+        };
+        self.projector.wait_for(last.position).await?;
+        let mut endpoints: HashMap<&str, Vec<WebhookView>> = HashMap::new();
+        let mut out = Vec::new();
+        for e in events {
+            if !SUBSCRIBABLE.contains(&e.event_type.as_str()) {
+                continue;
+            }
+            if !endpoints.contains_key(e.org_id.as_str()) {
+                let hooks = self.read.enabled_webhooks(&e.org_id).await?;
+                endpoints.insert(&e.org_id, hooks);
+            }
+            for hook in &endpoints[e.org_id.as_str()] {
+                if subscribed(&hook.events, &e.event_type) {
+                    out.push(NewDelivery {
+                        delivery_id: message_id(e, &hook.id),
+                        org_id: e.org_id.clone(),
+                        webhook_id: hook.id.clone(),
+                        event_id: e.event_id.to_string(),
+                        event_type: e.event_type.clone(),
+                        payload: payload(e).to_string(),
+                        schedule_step: 0,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn queue(
+        &self,
+        events: &[RecordedEvent],
+        outbox_through: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let rows = self.deliveries(events).await?;
+        self.queue.enqueue(&rows, outbox_through).await?;
+        if !rows.is_empty() {
+            self.queued.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Embedded mode: drain the outbox into the queue while holding the outbox lease (the same
+    /// one the NATS relay takes, so only one of them ever drains it).
+    pub async fn run_outbox(
+        self,
+        db: Db,
+        holder: String,
+        committed: Arc<Notify>,
+        stop: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let log = EventLog::new(db.clone());
+        let ttl = Duration::from_secs(5);
+        let lease = Lease::new(db, "outbox-relay", holder, ttl);
+        let mut renewed: Option<Instant> = None;
+        loop {
+            let round = async {
+                if renewed.is_none_or(|at| at.elapsed() > ttl / 3) {
+                    if !lease.acquire().await? {
+                        renewed = None;
+                        return Ok::<_, StoreError>(0);
+                    }
+                    renewed = Some(Instant::now());
+                }
+                let events = log.outbox(BATCH as i64).await?;
+                if let Some(last) = events.last() {
+                    self.queue(&events, Some(last.position)).await?;
+                }
+                Ok(events.len())
+            };
+            let pause = match round.await {
+                Ok(n) if n == BATCH => continue,
+                Ok(_) => Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(error = %e, "fan-out: will retry");
+                    renewed = None;
+                    Duration::from_millis(500)
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = committed.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "fan-out: could not release the lease");
+        }
+    }
+
+    /// NATS mode: consume the events stream through one durable consumer shared by every
+    /// delivery process; a message is acknowledged once its deliveries are queued, so one that
+    /// was taken by a process that died is redelivered to another.
+    pub async fn run_jetstream(self, config: BusConfig, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let js = match jetstream(&config).await {
+            Ok(js) => js,
+            Err(e) => {
+                tracing::error!(error = %e, "fan-out: cannot reach NATS");
+                return;
+            }
+        };
+        let mut consumer = None;
+        loop {
+            let round = self.jetstream_round(&js, &config, &mut consumer);
+            let failed = tokio::select! {
+                _ = &mut stop => break,
+                r = round => match r {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fan-out from JetStream: will retry");
+                        consumer = None;
+                        true
+                    }
+                },
+            };
+            if failed {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+
+    async fn jetstream_round(
+        &self,
+        js: &async_nats::jetstream::Context,
+        config: &BusConfig,
+        consumer: &mut Option<async_nats::jetstream::consumer::PullConsumer>,
+    ) -> Result<(), BusError> {
+        use async_nats::jetstream::consumer::{pull, AckPolicy};
+        use futures_util::StreamExt;
+        if consumer.is_none() {
+            let stream = ensure_stream(js, config).await?;
+            let name = format!("{}_delivery", config.stream);
+            *consumer = Some(
+                stream
+                    .get_or_create_consumer(
+                        &name,
+                        pull::Config {
+                            durable_name: Some(name.clone()),
+                            ack_policy: AckPolicy::Explicit,
+                            ack_wait: Duration::from_secs(30),
+                            max_ack_pending: 10_000,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(nats)?,
+            );
+        }
+        let c = consumer.as_ref().expect("set above");
+        let mut batch = c
+            .fetch()
+            .max_messages(BATCH)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(nats)?;
+        let mut messages = Vec::new();
+        let mut events = Vec::new();
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(nats)?;
+            match serde_json::from_slice::<RecordedEvent>(&m.payload) {
+                Ok(e) => events.push(e),
+                Err(e) => {
+                    tracing::error!(error = %e, subject = %m.subject, "fan-out: not an event; dropped")
+                }
+            }
+            messages.push(m);
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Positions are in log order within the stream; the newest one bounds the wait.
+        events.sort_by_key(|e| e.position);
+        self.queue(&events, None).await?;
+        for m in messages {
+            m.ack().await.map_err(nats)?;
+        }
+        Ok(())
+    }
+}

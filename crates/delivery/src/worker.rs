@@ -1,0 +1,275 @@
+//! The delivery worker: claims due deliveries from the shared queue, sends each (signed, with
+//! per-endpoint concurrency and rate limits so one slow receiver holds up nobody else), logs the
+//! attempt and schedules the next one in the same transaction. Nothing waits in memory: a
+//! process that stops leaves every delivery in the queue, due at its persisted time.
+
+use crate::sender::{Sender, Signed};
+use crate::{classify, sign, RetrySchedule, Verdict};
+use easm_projections::ReadModels;
+use easm_store::{
+    now_micros, Attempt, Db, DeliveryQueue, DueDelivery, NextStep, StoreError, WebhookSecrets,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    pub schedule: RetrySchedule,
+    /// Attempts in flight to one endpoint from this process.
+    pub concurrency: usize,
+    /// Attempts per second to one endpoint from this process.
+    pub rate: f64,
+    /// Attempts in flight from this process in all.
+    pub max_in_flight: usize,
+    /// An endpoint whose every attempt failed for this long is disabled.
+    pub disable_after: Duration,
+    /// `EASM_WEBHOOK_ALLOW_PRIVATE`.
+    pub allow_private: bool,
+    /// How often other processes' work is looked for when nothing woke us.
+    pub poll: Duration,
+    /// This process's name on its claims.
+    pub holder: String,
+}
+
+impl DeliveryConfig {
+    pub fn new(holder: impl Into<String>) -> Self {
+        DeliveryConfig {
+            schedule: RetrySchedule::default(),
+            concurrency: 8,
+            rate: 50.0,
+            max_in_flight: 256,
+            disable_after: Duration::from_secs(5 * 86400),
+            allow_private: false,
+            poll: Duration::from_millis(100),
+            holder: holder.into(),
+        }
+    }
+}
+
+/// A claim outlives the longest attempt (15 s) with room to spare; a process that dies
+/// mid-attempt only delays that delivery by this much.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
+
+/// Disables an endpoint (appends `endpoint.disabled` through the command side, which lives in
+/// the API crate): called with the organization, the endpoint and since when it fails (epoch
+/// microseconds).
+pub type DisableEndpoint =
+    Arc<dyn Fn(String, String, i64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+#[derive(Default)]
+struct Slots {
+    in_flight: HashMap<String, usize>,
+    /// Earliest time the next attempt to an endpoint may start (rate limit).
+    next_start: HashMap<String, Instant>,
+    total: usize,
+}
+
+pub struct Worker {
+    config: DeliveryConfig,
+    queue: DeliveryQueue,
+    read: ReadModels,
+    secrets: WebhookSecrets,
+    sender: Sender,
+    disable: DisableEndpoint,
+    slots: Mutex<Slots>,
+    /// Woken by local fan-out and by finished attempts.
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        db: Db,
+        config: DeliveryConfig,
+        wake: Arc<Notify>,
+        disable: DisableEndpoint,
+    ) -> Result<Arc<Worker>, reqwest::Error> {
+        Ok(Arc::new(Worker {
+            sender: Sender::new(config.allow_private)?,
+            queue: DeliveryQueue::new(db.clone()),
+            read: ReadModels::new(db.clone()),
+            secrets: WebhookSecrets::new(db),
+            config,
+            disable,
+            slots: Mutex::default(),
+            wake,
+        }))
+    }
+
+    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let claimed = match self.round().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery: will retry");
+                    0
+                }
+            };
+            if claimed > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+        // Attempts under way finish (bounded by the send timeout) so their outcome is recorded.
+        while self.slots.lock().expect("slots").total > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Claim what fits and start it; returns how many attempts were started.
+    async fn round(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let (busy, room) = {
+            let s = self.slots.lock().expect("slots");
+            let busy: Vec<String> = s
+                .in_flight
+                .iter()
+                .filter(|(_, n)| **n >= self.config.concurrency)
+                .map(|(k, _)| k.clone())
+                .collect();
+            (busy, self.config.max_in_flight.saturating_sub(s.total))
+        };
+        if room == 0 {
+            return Ok(0);
+        }
+        let claimed = self
+            .queue
+            .claim(
+                &self.config.holder,
+                CLAIM_TTL,
+                self.config.concurrency as i64,
+                room as i64,
+                &busy,
+            )
+            .await?;
+        let mut extra = Vec::new();
+        let mut started = 0;
+        for d in claimed {
+            let start_at = {
+                let mut s = self.slots.lock().expect("slots");
+                let n = s.in_flight.entry(d.webhook_id.clone()).or_default();
+                if *n >= self.config.concurrency {
+                    None
+                } else {
+                    *n += 1;
+                    s.total += 1;
+                    let now = Instant::now();
+                    let slot = s.next_start.entry(d.webhook_id.clone()).or_insert(now);
+                    let at = (*slot).max(now);
+                    *slot = at + Duration::from_secs_f64(1.0 / self.config.rate.max(0.001));
+                    Some(at)
+                }
+            };
+            match start_at {
+                None => extra.push(d.delivery_id),
+                Some(at) => {
+                    started += 1;
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        let webhook = d.webhook_id.clone();
+                        if let Err(e) = me.attempt(&d).await {
+                            tracing::warn!(error = %e, delivery = %d.delivery_id, "delivery attempt not recorded; it will be retried when its claim expires");
+                        }
+                        me.release(&webhook);
+                    });
+                }
+            }
+        }
+        if !extra.is_empty() {
+            self.queue.unclaim(&self.config.holder, &extra).await?;
+        }
+        Ok(started)
+    }
+
+    fn release(&self, webhook_id: &str) {
+        let mut s = self.slots.lock().expect("slots");
+        s.total -= 1;
+        if let Some(n) = s.in_flight.get_mut(webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                s.in_flight.remove(webhook_id);
+                if s.next_start
+                    .get(webhook_id)
+                    .is_some_and(|t| *t <= Instant::now())
+                {
+                    s.next_start.remove(webhook_id);
+                }
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    async fn attempt(&self, d: &DueDelivery) -> Result<(), StoreError> {
+        let Some(hook) = self.read.webhook(&d.org_id, &d.webhook_id).await? else {
+            return self.queue.abandon(&d.delivery_id, "endpoint deleted").await;
+        };
+        if !hook.enabled {
+            return self
+                .queue
+                .abandon(&d.delivery_id, "endpoint disabled")
+                .await;
+        }
+        let secrets = self.secrets.active(&d.webhook_id).await?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = match sign(&secrets, &d.delivery_id, timestamp, d.payload.as_bytes()) {
+            Ok(s) if !secrets.is_empty() => s,
+            _ => {
+                return self
+                    .queue
+                    .abandon(&d.delivery_id, "endpoint has no valid signing secret")
+                    .await
+            }
+        };
+        let started_at = now_micros();
+        let sent = self
+            .sender
+            .send(
+                &hook.url,
+                &Signed {
+                    msg_id: &d.delivery_id,
+                    timestamp,
+                    signature: &signature,
+                },
+                &d.payload,
+            )
+            .await;
+        let next = match classify(&sent.outcome) {
+            Verdict::Delivered => NextStep::Succeeded,
+            Verdict::GiveUp => NextStep::Failed,
+            Verdict::Retry { at_least } => {
+                let jitter = rand::random::<f64>() * 2.0 - 1.0;
+                match self.config.schedule.delay(d.schedule_step, jitter) {
+                    None => NextStep::Failed,
+                    Some(delay) => NextStep::RetryAt {
+                        at: now_micros()
+                            + delay.max(at_least.unwrap_or_default()).as_micros() as i64,
+                        schedule_step: d.schedule_step + 1,
+                    },
+                }
+            }
+        };
+        let attempt = Attempt {
+            started_at,
+            duration_ms: sent.duration.as_millis() as i64,
+            status_code: sent.status_code.map(i64::from),
+            error: sent.error,
+            response: sent.response,
+        };
+        let failing_since = self.queue.finish(d, &attempt, next).await?;
+        if let Some(since) = failing_since {
+            if now_micros() - since >= self.config.disable_after.as_micros() as i64 {
+                (self.disable)(d.org_id.clone(), d.webhook_id.clone(), since).await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,441 @@
+//! The webhook delivery queue: one row per (event, endpoint) with its persisted schedule, claimed
+//! by delivery processes for a bounded time so that a process that dies mid-attempt only delays
+//! the delivery, and every attempt with what the receiver answered.
+
+use crate::{db::Db, error::StoreError, now_micros};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::time::Duration;
+
+pub const PENDING: &str = "pending";
+pub const SUCCEEDED: &str = "succeeded";
+pub const FAILED: &str = "failed";
+
+/// A schedule step past the end of any retry schedule: the delivery gets one attempt, no retries
+/// (hand-made retries and test messages).
+pub const ONE_ATTEMPT: i64 = 1 << 30;
+
+/// A message to queue: the body is fixed here, so every retry sends the same bytes.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub org_id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    /// 0 to follow the whole retry schedule, [`ONE_ATTEMPT`] for a single attempt.
+    pub schedule_step: i64,
+}
+
+/// A delivery this process has claimed and must attempt.
+#[derive(Clone, Debug)]
+pub struct DueDelivery {
+    pub delivery_id: String,
+    pub org_id: String,
+    pub webhook_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub schedule_step: i64,
+}
+
+/// What one attempt found.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    /// Try again at this time (epoch microseconds), having used this many schedule steps.
+    RetryAt {
+        at: i64,
+        schedule_step: i64,
+    },
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeliveryRecord {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+const RECORD_COLUMNS: &str = "delivery_id, webhook_id, event_id, event_type, status, attempts, \
+     next_attempt_at, last_status, last_error, created_at, updated_at";
+
+fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
+    let status: String = r.try_get("status")?;
+    let next: i64 = r.try_get("next_attempt_at")?;
+    Ok(DeliveryRecord {
+        delivery_id: r.try_get("delivery_id")?,
+        webhook_id: r.try_get("webhook_id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        next_attempt_at: (status == PENDING).then_some(next),
+        status,
+        attempts: r.try_get("attempts")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        attempt_log: vec![],
+    })
+}
+
+const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
+     schedule_step = $2, claimed_by = NULL, claimed_until = NULL, updated_at = $1";
+
+#[derive(Clone, Debug)]
+pub struct DeliveryQueue {
+    db: Db,
+}
+
+impl DeliveryQueue {
+    pub fn new(db: Db) -> Self {
+        DeliveryQueue { db }
+    }
+
+    /// Queue deliveries due now; one already queued (same id) is left as it is. With
+    /// `outbox_through`, the outbox up to that position is cleared in the same transaction, so
+    /// an event leaves the outbox exactly when its deliveries exist.
+    pub async fn enqueue(
+        &self,
+        rows: &[NewDelivery],
+        outbox_through: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let now = now_micros();
+        let mut tx = self.db.writer().begin().await?;
+        for chunk in rows.chunks(50) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 7;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, $1, $1, $1)",
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, payload, \
+                 status, attempts, schedule_step, next_attempt_at, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (delivery_id) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for d in chunk {
+                q = q
+                    .bind(&d.delivery_id)
+                    .bind(&d.org_id)
+                    .bind(&d.webhook_id)
+                    .bind(&d.event_id)
+                    .bind(&d.event_type)
+                    .bind(&d.payload)
+                    .bind(d.schedule_step);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if let Some(position) = outbox_through {
+            sqlx::query("DELETE FROM outbox WHERE position <= $1")
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claim up to `limit` due deliveries for `ttl`, at most `per_endpoint` of any one endpoint
+    /// and none of the endpoints in `skip` (already busy here), oldest due first. A claim that
+    /// expires (its process died) makes the delivery due again.
+    pub async fn claim(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        per_endpoint: i64,
+        limit: i64,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let now = now_micros();
+        let skip_sql = if skip.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 6)).collect();
+            format!(" AND webhook_id NOT IN ({})", list.join(", "))
+        };
+        let free = "status = 'pending' AND next_attempt_at <= $3 \
+                    AND (claimed_until IS NULL OR claimed_until < $3)";
+        // The outer condition is checked again on the row as another claimer left it (PostgreSQL
+        // re-evaluates it after waiting for that claimer), so no delivery is claimed twice.
+        let sql = format!(
+            "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE delivery_id IN ( \
+               SELECT delivery_id FROM ( \
+                 SELECT delivery_id, next_attempt_at, ROW_NUMBER() OVER \
+                   (PARTITION BY webhook_id ORDER BY next_attempt_at, delivery_id) AS rn \
+                 FROM deliveries WHERE {free}{skip_sql}) d \
+               WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $5) \
+             AND {free} \
+             RETURNING delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(holder)
+            .bind(now + ttl.as_micros() as i64)
+            .bind(now)
+            .bind(per_endpoint)
+            .bind(limit);
+        for s in skip {
+            q = q.bind(s);
+        }
+        let rows = q.fetch_all(self.db.writer()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueDelivery {
+                    delivery_id: r.try_get("delivery_id")?,
+                    org_id: r.try_get("org_id")?,
+                    webhook_id: r.try_get("webhook_id")?,
+                    event_type: r.try_get("event_type")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                    schedule_step: r.try_get("schedule_step")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Hand claimed deliveries back untouched (this process has no room for them now).
+    pub async fn unclaim(&self, holder: &str, ids: &[String]) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL \
+                 WHERE delivery_id = $1 AND claimed_by = $2",
+            )
+            .bind(id)
+            .bind(holder)
+            .execute(self.db.writer())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Log an attempt and move the delivery on, in one transaction. Returns since when every
+    /// attempt to the endpoint has failed (None after a success).
+    pub async fn finish(
+        &self,
+        d: &DueDelivery,
+        attempt: &Attempt,
+        next: NextStep,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = now_micros();
+        let number = d.attempts + 1;
+        let (status, at, step) = match next {
+            NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
+            NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
+            NextStep::Failed => (FAILED, now, d.schedule_step),
+        };
+        let mut tx = self.db.writer().begin().await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
+             duration_ms, status_code, error, response) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        )
+        .bind(&d.delivery_id)
+        .bind(number)
+        .bind(&d.webhook_id)
+        .bind(attempt.started_at)
+        .bind(attempt.duration_ms)
+        .bind(attempt.status_code)
+        .bind(&attempt.error)
+        .bind(&attempt.response)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = $1, attempts = $2, schedule_step = $3, \
+             next_attempt_at = $4, claimed_by = NULL, claimed_until = NULL, last_status = $5, \
+             last_error = $6, updated_at = $7 WHERE delivery_id = $8",
+        )
+        .bind(status)
+        .bind(number)
+        .bind(step)
+        .bind(at)
+        .bind(attempt.status_code)
+        .bind(&attempt.error)
+        .bind(now)
+        .bind(&d.delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        let failing_since: Option<i64> = if next == NextStep::Succeeded {
+            sqlx::query(
+                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, NULL) \
+                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = NULL",
+            )
+            .bind(&d.webhook_id)
+            .execute(&mut *tx)
+            .await?;
+            None
+        } else {
+            sqlx::query_scalar(
+                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, $2) \
+                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
+                 COALESCE(endpoint_health.failing_since, excluded.failing_since) \
+                 RETURNING failing_since",
+            )
+            .bind(&d.webhook_id)
+            .bind(attempt.started_at)
+            .fetch_one(&mut *tx)
+            .await?
+        };
+        tx.commit().await?;
+        Ok(failing_since)
+    }
+
+    /// End a delivery without an attempt (its endpoint was deleted or disabled meanwhile); it can
+    /// be retried by hand like any failed one.
+    pub async fn abandon(&self, delivery_id: &str, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', claimed_by = NULL, claimed_until = NULL, \
+             last_error = $1, updated_at = $2 WHERE delivery_id = $3",
+        )
+        .bind(reason)
+        .bind(now_micros())
+        .bind(delivery_id)
+        .execute(self.db.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Send one delivery again (one attempt), whether it failed or succeeded; false if it is
+    /// still pending.
+    pub async fn resend(&self, webhook_id: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE webhook_id = $3 AND delivery_id = $4 AND status <> 'pending'"
+        ))
+        .bind(now_micros())
+        .bind(ONE_ATTEMPT)
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .execute(self.db.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Send every failed delivery of an endpoint created at or after `since` again (one attempt
+    /// each); returns how many.
+    pub async fn recover(&self, webhook_id: &str, since: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE webhook_id = $3 AND status = 'failed' AND created_at >= $4"
+        ))
+        .bind(now_micros())
+        .bind(ONE_ATTEMPT)
+        .bind(webhook_id)
+        .bind(since)
+        .execute(self.db.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// One page of an endpoint's deliveries, newest first, each with its attempts.
+    pub async fn list(
+        &self,
+        webhook_id: &str,
+        status: Option<&str>,
+        page: i64,
+        per_page: i64,
+    ) -> Result<(Vec<DeliveryRecord>, i64), StoreError> {
+        let filter = "webhook_id = $1 AND ($2 IS NULL OR status = $2)";
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries WHERE {filter}"))
+                .bind(webhook_id)
+                .bind(status)
+                .fetch_one(self.db.reader())
+                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM deliveries WHERE {filter} \
+             ORDER BY created_at DESC, delivery_id DESC LIMIT $3 OFFSET $4"
+        ))
+        .bind(webhook_id)
+        .bind(status)
+        .bind(per_page)
+        .bind((page - 1) * per_page)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut out = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        self.attach_attempts(&mut out).await?;
+        Ok((out, total))
+    }
+
+    pub async fn get(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM deliveries WHERE webhook_id = $1 AND delivery_id = $2"
+        ))
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        let mut out: Vec<_> = row.as_ref().map(record).transpose()?.into_iter().collect();
+        self.attach_attempts(&mut out).await?;
+        Ok(out.pop())
+    }
+
+    async fn attach_attempts(&self, records: &mut [DeliveryRecord]) -> Result<(), StoreError> {
+        for r in records {
+            let rows = sqlx::query(
+                "SELECT attempt, started_at, duration_ms, status_code, error, response \
+                 FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+            )
+            .bind(&r.delivery_id)
+            .fetch_all(self.db.reader())
+            .await?;
+            r.attempt_log = rows
+                .iter()
+                .map(|a| {
+                    Ok(AttemptRecord {
+                        attempt: a.try_get("attempt")?,
+                        started_at: a.try_get("started_at")?,
+                        duration_ms: a.try_get("duration_ms")?,
+                        status_code: a.try_get("status_code")?,
+                        error: a.try_get("error")?,
+                        response: a.try_get("response")?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+        }
+        Ok(())
+    }
+}
