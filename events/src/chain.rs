@@ -75,6 +75,7 @@ mod tests {
                 kind: ActorKind::ApiKey,
                 id: "k1".into(),
                 role: Some("owner".into()),
+                source_ip: None,
             },
             request_id: "r".into(),
             correlation_id: "r".into(),

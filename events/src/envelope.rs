@@ -9,6 +9,10 @@ pub struct Actor {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The address the command came from (the TCP peer of the API request), for audit. Absent
+    /// for commands from the CLI or the system, and on events recorded before it was kept.
+    #[serde(rename = "sourceIp", default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,10 +25,16 @@ pub enum ActorKind {
 
 impl Actor {
     pub fn system() -> Self {
+        Actor::system_part("system")
+    }
+
+    /// A part of easm acting on its own (`cli`, `delivery`).
+    pub fn system_part(id: &str) -> Self {
         Actor {
             kind: ActorKind::System,
-            id: "system".into(),
+            id: id.into(),
             role: None,
+            source_ip: None,
         }
     }
 }

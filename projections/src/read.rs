@@ -467,7 +467,8 @@ impl ReadModels {
         let order = "w.created_at, w.webhook_id";
         self.org_page(
             WEBHOOK_COLUMNS,
-            "rm_webhooks w",
+            // The audit log webhook has its own settings API.
+            "(SELECT * FROM rm_webhooks WHERE webhook_id NOT LIKE 'audit-%') w",
             "w",
             order,
             org_id,

@@ -42,6 +42,7 @@ on_every_transport!(
     a_slow_receiver_does_not_delay_a_fast_one,
     an_endpoint_failing_for_the_period_is_disabled,
     addresses_are_checked_again_at_connection,
+    the_audit_webhook_forwards_every_accepted_command,
 );
 
 /// JetStream only: NATS stops while events are committed and starts again; every one arrives.
@@ -579,4 +580,128 @@ async fn addresses_are_checked_again_at_connection(b: Backend, nats: bool) {
     let error = items[0]["lastError"].as_str().unwrap();
     assert!(error.contains("not public"), "{error}");
     assert!(receiver.received().is_empty());
+}
+
+async fn the_audit_webhook_forwards_every_accepted_command(b: Backend, nats: bool) {
+    let s = Setup::start(b, nats, &[]).await;
+    let receiver = Receiver::start().await;
+    let path = "/api/settings/audit-webhook";
+    assert_eq!(s.get(path).await.status, StatusCode::NOT_FOUND);
+    let no_url = s
+        .call(Method::PUT, path, Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(no_url.status, StatusCode::BAD_REQUEST, "{}", no_url.body);
+    let created = s
+        .call(
+            Method::PUT,
+            path,
+            Some(json!({"url": receiver.url, "enabled": true})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_") && secret.len() > 40);
+    assert_eq!(created.body["events"], json!(["audit.*"]));
+    let shown = s.get(path).await;
+    assert_eq!(
+        shown.body["secret"],
+        format!("whsec_...{}", &secret[secret.len() - 4..])
+    );
+    // Not one of the regular endpoints.
+    assert_eq!(s.get("/api/webhooks").await.body["total"], 0);
+    let hidden = s.get(&format!("/api/webhooks/audit-{}", s.org)).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+
+    let url = s.server.as_ref().unwrap().url("/api/groups");
+    let g = answer(
+        s.http
+            .post(url)
+            .header("X-API-Key", &s.key)
+            .header("X-Request-Id", "audit-req-1")
+            .json(&json!({"name": "Audited"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::CREATED);
+    let deadline = Instant::now() + WAIT;
+    let audit = loop {
+        let found = receiver
+            .received()
+            .into_iter()
+            .find(|r| r.json()["type"] == "audit.group.created");
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no audit.group.created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let id = audit.header("webhook-id");
+    assert!(id.starts_with("aud_"));
+    let ts: i64 = audit.header("webhook-timestamp").parse().unwrap();
+    assert_eq!(
+        audit.header("webhook-signature"),
+        easm_delivery::sign(std::slice::from_ref(&secret), id, ts, audit.body.as_bytes()).unwrap()
+    );
+    let data = &audit.json()["data"];
+    assert_eq!(data["action"], "group.created");
+    assert_eq!(data["actor"]["kind"], "api_key");
+    assert_eq!(data["actor"]["role"], "owner");
+    assert_eq!(data["actor"]["sourceIp"], "127.0.0.1");
+    assert_eq!(data["requestId"], "audit-req-1");
+    assert_eq!(data["resource"], json!({"type": "group", "id": g.id()}));
+    assert_eq!(data["details"]["name"], "Audited");
+    assert_eq!(data["orgId"], s.org.as_str());
+
+    let rotated = s
+        .call(Method::PUT, path, Some(json!({"regenerateSecret": true})))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new_secret = rotated.body["secret"].as_str().unwrap();
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+    let test = s.post(&format!("{path}/test"), json!({})).await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.body);
+    let deliveries = s.get(&format!("{path}/deliveries?perPage=100")).await;
+    assert_eq!(deliveries.status, StatusCode::OK);
+    assert!(deliveries.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["eventType"] == "audit.group.created"));
+
+    // Owner only, and only on plans with the audit log.
+    let db = Db::connect(&s.store.config).await.unwrap();
+    let service = AppState::new(db.clone()).service;
+    let admin = service
+        .create_key(&system_meta(), &s.org, easm_domain::Role::Admin, "admin")
+        .await
+        .unwrap();
+    let (_, free_owner) = service
+        .create_org(&system_meta(), "Free", Plan::Free)
+        .await
+        .unwrap();
+    db.close().await;
+    for (key, status) in [
+        (admin.secret, StatusCode::FORBIDDEN),
+        (free_owner.secret, StatusCode::PAYMENT_REQUIRED),
+    ] {
+        let a = answer(
+            s.http
+                .get(s.server.as_ref().unwrap().url(path))
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, status, "{}", a.body);
+    }
+
+    let removed = s.call(Method::DELETE, path, None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.get(path).await.status, StatusCode::NOT_FOUND);
+    // Its delivery log stays.
+    let kept = s.get(&format!("{path}/deliveries")).await;
+    assert!(kept.body["total"].as_i64().unwrap() >= 2);
 }

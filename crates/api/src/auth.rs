@@ -3,13 +3,14 @@
 use crate::error::{ApiError, ApiResult};
 use crate::service::hash_key;
 use crate::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use easm_domain::{Permission, Plan, Role};
 use easm_events::{Actor, ActorKind, EventMeta};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 /// The authenticated caller of a request.
@@ -20,6 +21,7 @@ pub struct Caller {
     pub role: Role,
     pub plan: Plan,
     pub request_id: String,
+    pub source_ip: Option<String>,
 }
 
 impl Caller {
@@ -40,6 +42,7 @@ impl Caller {
                 kind: ActorKind::ApiKey,
                 id: self.key_id.clone(),
                 role: Some(self.role.as_str().into()),
+                source_ip: self.source_ip.clone(),
             },
             self.request_id.clone(),
         )
@@ -106,6 +109,10 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
                 caller.request_id = id.clone();
             }
+            caller.source_ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip().to_string());
             req.extensions_mut().insert(caller);
             let mut res = next.run(req).await;
             rate.write(res.headers_mut());
@@ -139,6 +146,7 @@ async fn identify(app: &AppState, presented: Option<String>) -> ApiResult<Caller
         key_id: key.key_id,
         org_id: key.org_id,
         request_id: String::new(),
+        source_ip: None,
     })
 }
 

@@ -15,7 +15,7 @@ use axum::{middleware, Json, Router};
 use easm_projections::Projector;
 use easm_store::{Db, DeliveryQueue, IdempotencyStore};
 use error::ApiError;
-use routes::{assets, deliveries, groups, health, keys, org, webhooks};
+use routes::{assets, audit_webhook, deliveries, groups, health, keys, org, webhooks};
 use service::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +118,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))
         .routes(routes!(deliveries::recover))
+        .routes(routes!(
+            audit_webhook::get_audit_webhook,
+            audit_webhook::put_audit_webhook,
+            audit_webhook::delete_audit_webhook
+        ))
+        .routes(routes!(audit_webhook::test_audit_webhook))
+        .routes(routes!(audit_webhook::audit_webhook_deliveries))
 }
 
 fn public_routes() -> OpenApiRouter<AppState> {
@@ -186,9 +193,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let projector = spawn_projector(&state);
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     projector.abort();
     result
 }

@@ -4,8 +4,8 @@
 
 use base64::Engine;
 use easm_domain::{
-    add_assets, create_org, Aggregate, Asset, AssetPatch, DomainError, Group, Inventory, NewAsset,
-    Organization, Plan, Role, Webhook, WebhookSpec,
+    add_assets, audit_webhook_id, create_org, Aggregate, Asset, AssetPatch, DomainError, Group,
+    Inventory, NewAsset, Organization, Plan, Role, Webhook, WebhookSpec,
 };
 use easm_events::{Event, EventMeta, RecordedEvent};
 use easm_projections::{Projector, ReadModels};
@@ -486,18 +486,75 @@ impl Service {
         allow_private: bool,
     ) -> Result<(String, String), ServiceError> {
         let id = new_id();
-        let events = Webhook::create(&id, spec, allow_private)?;
+        let secret = self
+            .create_webhook_as(meta, org_id, &id, spec, allow_private)
+            .await?;
+        Ok((id, secret))
+    }
+
+    /// Create endpoint `id` (a new one, or one deleted before); returns its signing secret.
+    async fn create_webhook_as(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        spec: &WebhookSpec,
+        allow_private: bool,
+    ) -> Result<String, ServiceError> {
+        let events = Webhook::create(id, spec, allow_private)?;
         let secret = issue_webhook_secret();
         // The secret is stored before the event: a failed append leaves only an unused secret.
         self.secrets
-            .rotate_in(&id, &secret, easm_store::now_micros())
+            .rotate_in(id, &secret, easm_store::now_micros())
             .await?;
-        self.execute(org_id, meta, || {
-            let d = Decision::one(webhook_stream(&id), 0, events.clone());
-            async move { Ok(d) }
+        let stream = webhook_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
+            if w.live() {
+                return Err(DomainError::Conflict {
+                    message: "the endpoint exists already".into(),
+                    existing_id: Some(id.to_string()),
+                }
+                .into());
+            }
+            Ok(Decision::one(stream.clone(), v, events.clone()))
         })
         .await?;
-        Ok((id, secret))
+        Ok(secret)
+    }
+
+    /// Configure the organization's audit log webhook: the first call creates it (and needs a
+    /// url); later calls change url or enabled, and rotate the secret on `regenerate`. Returns
+    /// the new signing secret when one was made.
+    pub async fn put_audit_webhook(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        url: Option<String>,
+        enabled: Option<bool>,
+        regenerate: bool,
+        allow_private: bool,
+    ) -> Result<Option<String>, ServiceError> {
+        let id = audit_webhook_id(org_id);
+        let (_, current) = self.load::<Webhook>(org_id, &webhook_stream(&id)).await?;
+        let spec = WebhookSpec {
+            url,
+            events: Some(vec!["audit.*".into()]),
+            description: Some("audit log".into()),
+            enabled,
+        };
+        if !current.live() {
+            let secret = self
+                .create_webhook_as(meta, org_id, &id, &spec, allow_private)
+                .await?;
+            return Ok(Some(secret));
+        }
+        self.update_webhook(meta, org_id, &id, &spec, allow_private)
+            .await?;
+        if regenerate {
+            return Ok(Some(self.rotate_webhook_secret(meta, org_id, &id).await?));
+        }
+        Ok(None)
     }
 
     pub async fn update_webhook(

@@ -1,15 +1,17 @@
-//! Fan-out: each committed event becomes one queued delivery per subscribed endpoint. Two
+//! Fan-out: each committed event becomes one queued delivery per subscribed endpoint, and one
+//! more per endpoint subscribed to its audit form (`audit.<type>`, which every event has). Two
 //! sources feed it with the same guarantees: the outbox itself (embedded mode, the outbox row
 //! leaves in the transaction that queues the deliveries) and a durable JetStream consumer (NATS
 //! mode, acknowledged only after the deliveries are queued). Queuing is idempotent per
 //! (event, endpoint), so a redelivered event queues nothing twice.
 
-use crate::payload::{message_id, payload};
+use crate::payload::{audit_message_id, audit_payload, message_id, payload};
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::subscribed;
 use easm_events::{RecordedEvent, SUBSCRIBABLE};
 use easm_projections::{read::WebhookView, Projector, ReadModels};
 use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, StoreError};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -51,24 +53,29 @@ impl Fanout {
         let mut endpoints: HashMap<&str, Vec<WebhookView>> = HashMap::new();
         let mut out = Vec::new();
         for e in events {
-            if !SUBSCRIBABLE.contains(&e.event_type.as_str()) {
-                continue;
-            }
             if !endpoints.contains_key(e.org_id.as_str()) {
                 let hooks = self.read.enabled_webhooks(&e.org_id).await?;
                 endpoints.insert(&e.org_id, hooks);
             }
+            let own = SUBSCRIBABLE.contains(&e.event_type.as_str());
+            let audit_type = format!("audit.{}", e.event_type);
             for hook in &endpoints[e.org_id.as_str()] {
-                if subscribed(&hook.events, &e.event_type) {
+                let mut push = |delivery_id: String, event_type: &str, body: Value| {
                     out.push(NewDelivery {
-                        delivery_id: message_id(e, &hook.id),
+                        delivery_id,
                         org_id: e.org_id.clone(),
                         webhook_id: hook.id.clone(),
                         event_id: e.event_id.to_string(),
-                        event_type: e.event_type.clone(),
-                        payload: payload(e).to_string(),
+                        event_type: event_type.to_string(),
+                        payload: body.to_string(),
                         schedule_step: 0,
-                    });
+                    })
+                };
+                if own && subscribed(&hook.events, &e.event_type) {
+                    push(message_id(e, &hook.id), &e.event_type, payload(e));
+                }
+                if subscribed(&hook.events, &audit_type) {
+                    push(audit_message_id(e, &hook.id), &audit_type, audit_payload(e));
                 }
             }
         }

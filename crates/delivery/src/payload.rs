@@ -32,3 +32,42 @@ pub fn payload(event: &RecordedEvent) -> Value {
         "data": data,
     })
 }
+
+/// `webhook-id` of an event's audit form: distinct from the event's own message to the same
+/// endpoint.
+pub fn audit_message_id(event: &RecordedEvent, webhook_id: &str) -> String {
+    format!("aud_{}_{}", event.event_id.simple(), webhook_id)
+}
+
+/// The audit form of any event (`audit.<type>`): who did what to which resource, when, from
+/// where, under which request. `details` is the event's data without key hashes.
+pub fn audit_payload(event: &RecordedEvent) -> Value {
+    let family = event
+        .event_type
+        .split_once('.')
+        .map_or(event.event_type.as_str(), |(f, _)| f);
+    let resource_id = ["keyId", "groupId", "assetId", "webhookId", "orgId"]
+        .iter()
+        .find_map(|k| event.data.get(*k).and_then(Value::as_str))
+        .unwrap_or(&event.stream_id);
+    let mut details = event.data.clone();
+    if let Value::Object(m) = &mut details {
+        m.remove("keyHash");
+    }
+    json!({
+        "type": format!("audit.{}", event.event_type),
+        "timestamp": format_timestamp(&event.occurred_at),
+        "data": {
+            "eventId": event.event_id.to_string(),
+            "orgId": event.org_id,
+            "action": event.event_type,
+            "actor": event.actor,
+            "resource": {"type": family, "id": resource_id},
+            "requestId": event.request_id,
+            "correlationId": event.correlation_id,
+            "position": event.position,
+            "details": details,
+            "payloadVersion": PAYLOAD_VERSION,
+        },
+    })
+}

@@ -18,8 +18,8 @@ pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
 pub use roles::{Permission, Role};
 pub use webhook::{
-    is_forbidden_address, subscribed, validate_event_filters, validate_webhook_url, Webhook,
-    WebhookSpec,
+    audit_webhook_id, is_audit_webhook, is_forbidden_address, subscribed, validate_event_filters,
+    validate_webhook_url, Webhook, WebhookSpec,
 };
 
 /// State rebuilt from a stream: every aggregate starts empty and folds its events in order.

@@ -267,6 +267,16 @@ impl Webhook {
     }
 }
 
+/// The organization's audit log webhook is an endpoint like the others, subscribed to `audit.*`,
+/// with an id of its own kind, managed under `/api/settings/audit-webhook` only.
+pub fn audit_webhook_id(org_id: &str) -> String {
+    format!("audit-{org_id}")
+}
+
+pub fn is_audit_webhook(id: &str) -> bool {
+    id.starts_with("audit-")
+}
+
 /// Whether an endpoint subscribed with `filters` receives messages of type `message_type`
 /// (an event type, or `audit.<event type>` for the audit form of an event).
 pub fn subscribed(filters: &[String], message_type: &str) -> bool {

@@ -8,7 +8,7 @@ use easm_api::{service::Service, AppState};
 use easm_bus::{BusConfig, Relay};
 use easm_delivery::{DeliveryConfig, DisableEndpoint, Fanout, RetrySchedule, Worker};
 use easm_domain::{Plan, Role};
-use easm_events::{Actor, ActorKind, EventMeta};
+use easm_events::{Actor, EventMeta};
 use easm_store::{Db, DbConfig};
 use serde_json::json;
 use std::path::PathBuf;
@@ -125,14 +125,7 @@ enum Projections {
 }
 
 fn cli_meta() -> EventMeta {
-    EventMeta::new(
-        Actor {
-            kind: ActorKind::System,
-            id: "cli".into(),
-            role: None,
-        },
-        easm_api::service::new_id(),
-    )
+    EventMeta::new(Actor::system_part("cli"), easm_api::service::new_id())
 }
 
 #[tokio::main]
@@ -234,14 +227,8 @@ impl Background {
             let service = service.clone();
             Box::pin(async move {
                 let since = easm_events::format_timestamp(&easm_events::from_micros(since));
-                let meta = EventMeta::new(
-                    Actor {
-                        kind: ActorKind::System,
-                        id: "delivery".into(),
-                        role: None,
-                    },
-                    easm_api::service::new_id(),
-                );
+                let meta =
+                    EventMeta::new(Actor::system_part("delivery"), easm_api::service::new_id());
                 let reason = "every delivery attempt failed for the configured period";
                 if let Err(e) = service
                     .disable_webhook(&meta, &org, &webhook, &since, reason)

@@ -68,7 +68,7 @@ pub struct AppendRequest {
 }
 
 const COLUMNS: &str = "position, event_id, stream_id, stream_version, event_type, schema_version, \
-     occurred_at, org_id, actor_kind, actor_id, actor_role, request_id, correlation_id, \
+     occurred_at, org_id, actor_kind, actor_id, actor_role, actor_ip, request_id, correlation_id, \
      causation_id, data, chain_seq, prev_hash, hash";
 
 #[derive(Clone, Debug)]
@@ -95,6 +95,7 @@ fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
             kind: ActorKind::parse(&kind).ok_or_else(|| corrupt(format!("actor kind {kind}")))?,
             id: r.try_get("actor_id")?,
             role: r.try_get("actor_role")?,
+            source_ip: r.try_get("actor_ip")?,
         },
         request_id: r.try_get("request_id")?,
         correlation_id: r.try_get("correlation_id")?,
@@ -483,7 +484,7 @@ async fn check_constraints(
 async fn insert_event(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO events ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(e.position)
     .bind(e.event_id.to_string())
@@ -496,6 +497,7 @@ async fn insert_event(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(),
     .bind(e.actor.kind.as_str())
     .bind(&e.actor.id)
     .bind(&e.actor.role)
+    .bind(&e.actor.source_ip)
     .bind(&e.request_id)
     .bind(&e.correlation_id)
     .bind(&e.causation_id)

@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_domain::Permission;
+use easm_domain::{is_audit_webhook, Permission};
 use easm_events::{format_timestamp, from_micros};
 use easm_projections::read::Page;
 use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
@@ -107,9 +107,13 @@ pub struct Recovered {
     pub requeued: u64,
 }
 
-/// The endpoint must exist in the caller's organization.
+/// The endpoint must exist in the caller's organization (the audit log webhook is reached
+/// through its settings routes only).
 async fn endpoint(app: &AppState, c: &Caller, id: &str) -> ApiResult<()> {
     c.require(Permission::Administer)?;
+    if is_audit_webhook(id) {
+        return Err(ApiError::not_found("webhook"));
+    }
     app.service
         .read()
         .webhook(&c.org_id, id)
@@ -137,6 +141,11 @@ pub async fn list_deliveries(
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
     endpoint(&app, &c, &id).await?;
+    Ok(Json(page(&app, &id, q).await?))
+}
+
+/// A page of an endpoint's deliveries.
+pub async fn page(app: &AppState, id: &str, q: DeliveryQuery) -> ApiResult<Page<DeliveryView>> {
     let p = page_request(q.page, q.per_page)?;
     if let Some(s) = &q.status {
         if !["pending", "succeeded", "failed"].contains(&s.as_str()) {
@@ -148,14 +157,14 @@ pub async fn list_deliveries(
     }
     let (items, total) = app
         .deliveries
-        .list(&id, q.status.as_deref(), p.page, p.per_page)
+        .list(id, q.status.as_deref(), p.page, p.per_page)
         .await?;
-    Ok(Json(Page {
+    Ok(Page {
         items: items.into_iter().map(DeliveryView::from).collect(),
         total,
         page: p.page,
         per_page: p.per_page,
-    }))
+    })
 }
 
 /// One delivery with its attempts.
@@ -234,6 +243,11 @@ pub async fn test_webhook(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     endpoint(&app, &c, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(queue_test(&app, &c, &id).await?)))
+}
+
+/// Queue a `webhook.test` message to endpoint `id` of the caller's organization.
+pub async fn queue_test(app: &AppState, c: &Caller, id: &str) -> ApiResult<DeliveryView> {
     let message = uuid::Uuid::now_v7();
     let delivery_id = format!("tst_{}_{id}", message.simple());
     let body = json!({
@@ -251,7 +265,7 @@ pub async fn test_webhook(
             &[NewDelivery {
                 delivery_id: delivery_id.clone(),
                 org_id: c.org_id.clone(),
-                webhook_id: id.clone(),
+                webhook_id: id.to_string(),
                 event_id: message.to_string(),
                 event_type: "webhook.test".into(),
                 payload: body.to_string(),
@@ -261,8 +275,5 @@ pub async fn test_webhook(
         )
         .await?;
     app.delivery_wake.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(delivery(&app, &id, &delivery_id).await?),
-    ))
+    delivery(app, id, &delivery_id).await
 }

@@ -2,6 +2,7 @@
 //! models, and maps the result.
 
 pub mod assets;
+pub mod audit_webhook;
 pub mod deliveries;
 pub mod groups;
 pub mod health;

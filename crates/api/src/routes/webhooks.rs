@@ -5,7 +5,9 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_domain::{is_forbidden_address, validate_webhook_url, Permission, WebhookSpec};
+use easm_domain::{
+    is_audit_webhook, is_forbidden_address, validate_webhook_url, Permission, WebhookSpec,
+};
 use easm_projections::read::{Page, WebhookView};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -45,7 +47,7 @@ pub struct WebhookWithSecret {
 
 /// Refuse URLs whose host resolves to an address inside the server's reach. The delivery checks
 /// the address again at every connection; this answers the mistake when it is made.
-async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
+pub async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
     let u = validate_webhook_url(url, allow_private)?;
     if allow_private {
         return Ok(());
@@ -86,12 +88,23 @@ async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
     Ok(())
 }
 
+/// A regular endpoint of the caller's organization; the audit log webhook is managed through
+/// `/api/settings/audit-webhook` only.
 async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<WebhookView> {
+    regular(id)?;
     app.service
         .read()
         .webhook(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+fn regular(id: &str) -> ApiResult<()> {
+    if is_audit_webhook(id) {
+        Err(ApiError::not_found("webhook"))
+    } else {
+        Ok(())
+    }
 }
 
 /// Webhook endpoints of the organization.
@@ -162,6 +175,7 @@ pub async fn update_webhook(
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> ApiResult<Json<WebhookView>> {
     c.require(Permission::Administer)?;
+    regular(&id)?;
     if let Some(u) = &body.url {
         check_destination(u, app.webhook_allow_private).await?;
     }
@@ -187,6 +201,7 @@ pub async fn delete_webhook(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
+    regular(&id)?;
     app.service
         .delete_webhook(&c.meta(), &c.org_id, &id)
         .await?;
@@ -203,6 +218,7 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookWithSecret>> {
     c.require(Permission::Administer)?;
+    regular(&id)?;
     let secret = app
         .service
         .rotate_webhook_secret(&c.meta(), &c.org_id, &id)
