@@ -440,6 +440,8 @@ async fn a_scheduled_retry_survives_a_restart(b: Backend, nats: bool) {
     let (hook, _) = s.webhook(&receiver.url, &["asset.added"]).await;
     s.assets(1).await;
     let first = receiver.wait_for(1, WAIT).await;
+    s.deliveries_when(&hook, |d| d.len() == 1 && d[0]["attemptCount"] == 1)
+        .await;
     // The process dies while the retry waits: it exists only in the database.
     s.server.take().unwrap().kill();
     tokio::time::sleep(Duration::from_secs(1)).await;

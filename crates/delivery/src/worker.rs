@@ -1,20 +1,23 @@
 //! The delivery worker: claims due deliveries from the shared queue, sends each (signed, with
-//! per-endpoint concurrency and rate limits so one slow receiver holds up nobody else), logs the
-//! attempt and schedules the next one in the same transaction. Nothing waits in memory: a
-//! process that stops leaves every delivery in the queue, due at its persisted time.
+//! per-endpoint concurrency and rate limits so one slow receiver holds up nobody else), then logs
+//! the attempt and schedules the next one; finished attempts are written in batches, one
+//! transaction each. Nothing waits in memory: a process that stops leaves every delivery in the
+//! queue, due at its persisted time (an attempt whose outcome was not written yet is made again
+//! once its claim expires: at least once).
 
 use crate::sender::{Sender, Signed};
 use crate::{classify, sign, RetrySchedule, Verdict};
 use easm_projections::ReadModels;
 use easm_store::{
-    now_micros, Attempt, Db, DeliveryQueue, DueDelivery, NextStep, StoreError, WebhookSecrets,
+    now_micros, Attempt, Db, DeliveryQueue, DueDelivery, Finished, NextStep, StoreError,
+    WebhookSecrets,
 };
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -50,6 +53,23 @@ impl DeliveryConfig {
     }
 }
 
+/// How long an endpoint's url, state and secrets are reused before they are read again: a
+/// change (disabled, deleted, new secret) reaches deliveries within this time.
+const ENDPOINT_TTL: Duration = Duration::from_secs(1);
+
+/// Attempts written per transaction at most.
+const FINISH_BATCH: usize = 512;
+
+/// What an attempt needs to know about its endpoint.
+struct Endpoint {
+    url: String,
+    enabled: bool,
+    secrets: Vec<String>,
+}
+
+/// An endpoint as read at a time (None: deleted).
+type CachedEndpoint = (Instant, Option<Arc<Endpoint>>);
+
 /// A claim outlives the longest attempt (15 s) with room to spare; a process that dies
 /// mid-attempt only delays that delivery by this much.
 const CLAIM_TTL: Duration = Duration::from_secs(60);
@@ -78,6 +98,9 @@ pub struct Worker {
     slots: Mutex<Slots>,
     /// Woken by local fan-out and by finished attempts.
     wake: Arc<Notify>,
+    endpoints: Mutex<HashMap<String, CachedEndpoint>>,
+    finished: mpsc::UnboundedSender<Finished>,
+    recorder: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
 }
 
 impl Worker {
@@ -87,7 +110,11 @@ impl Worker {
         wake: Arc<Notify>,
         disable: DisableEndpoint,
     ) -> Result<Arc<Worker>, reqwest::Error> {
+        let (finished, recorder) = mpsc::unbounded_channel();
         Ok(Arc::new(Worker {
+            endpoints: Mutex::default(),
+            finished,
+            recorder: Mutex::new(Some(recorder)),
             sender: Sender::new(config.allow_private)?,
             queue: DeliveryQueue::new(db.clone()),
             read: ReadModels::new(db.clone()),
@@ -101,6 +128,14 @@ impl Worker {
 
     pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
+        let records = self
+            .recorder
+            .lock()
+            .expect("recorder")
+            .take()
+            .expect("a worker runs once");
+        let stopping = Arc::new(Notify::new());
+        let recorder = tokio::spawn(self.clone().record(records, stopping.clone()));
         loop {
             let claimed = match self.round().await {
                 Ok(n) => n,
@@ -122,6 +157,80 @@ impl Worker {
         while self.slots.lock().expect("slots").total > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        stopping.notify_one();
+        let _ = recorder.await;
+    }
+
+    /// Write finished attempts in batches until `stopping`, then what is left.
+    async fn record(
+        self: Arc<Self>,
+        mut records: mpsc::UnboundedReceiver<Finished>,
+        stopping: Arc<Notify>,
+    ) {
+        let mut stop = false;
+        loop {
+            let mut batch = Vec::new();
+            if !stop {
+                tokio::select! {
+                    got = records.recv() => match got {
+                        Some(f) => batch.push(f),
+                        None => stop = true,
+                    },
+                    _ = stopping.notified() => stop = true,
+                }
+            }
+            while batch.len() < FINISH_BATCH {
+                match records.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() && stop {
+                return;
+            }
+            match self.queue.finish(&batch).await {
+                Ok(failing) => {
+                    for (webhook_id, since) in failing {
+                        if now_micros() - since >= self.config.disable_after.as_micros() as i64 {
+                            let org = batch
+                                .iter()
+                                .find(|f| f.delivery.webhook_id == webhook_id)
+                                .map(|f| f.delivery.org_id.clone())
+                                .unwrap_or_default();
+                            (self.disable)(org, webhook_id, since).await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempts = batch.len(), "delivery outcomes not recorded; those deliveries are attempted again when their claims expire")
+                }
+            }
+        }
+    }
+
+    /// The endpoint as of at most [`ENDPOINT_TTL`] ago; None once it is deleted.
+    async fn endpoint(
+        &self,
+        org_id: &str,
+        webhook_id: &str,
+    ) -> Result<Option<Arc<Endpoint>>, StoreError> {
+        if let Some((at, e)) = self.endpoints.lock().expect("endpoints").get(webhook_id) {
+            if at.elapsed() < ENDPOINT_TTL {
+                return Ok(e.clone());
+            }
+        }
+        let e = match self.read.webhook(org_id, webhook_id).await? {
+            None => None,
+            Some(hook) => Some(Arc::new(Endpoint {
+                url: hook.url,
+                enabled: hook.enabled,
+                secrets: self.secrets.active(webhook_id).await?,
+            })),
+        };
+        let mut cache = self.endpoints.lock().expect("endpoints");
+        cache.retain(|_, (at, _)| at.elapsed() < ENDPOINT_TTL);
+        cache.insert(webhook_id.to_string(), (Instant::now(), e.clone()));
+        Ok(e)
     }
 
     /// Claim what fits and start it; returns how many attempts were started.
@@ -175,8 +284,9 @@ impl Worker {
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at.into()).await;
                         let webhook = d.webhook_id.clone();
-                        if let Err(e) = me.attempt(&d).await {
-                            tracing::warn!(error = %e, delivery = %d.delivery_id, "delivery attempt not recorded; it will be retried when its claim expires");
+                        let id = d.delivery_id.clone();
+                        if let Err(e) = me.attempt(d).await {
+                            tracing::warn!(error = %e, delivery = %id, "delivery attempt not recorded; it will be retried when its claim expires");
                         }
                         me.release(&webhook);
                     });
@@ -208,8 +318,8 @@ impl Worker {
         self.wake.notify_one();
     }
 
-    async fn attempt(&self, d: &DueDelivery) -> Result<(), StoreError> {
-        let Some(hook) = self.read.webhook(&d.org_id, &d.webhook_id).await? else {
+    async fn attempt(&self, d: DueDelivery) -> Result<(), StoreError> {
+        let Some(hook) = self.endpoint(&d.org_id, &d.webhook_id).await? else {
             return self.queue.abandon(&d.delivery_id, "endpoint deleted").await;
         };
         if !hook.enabled {
@@ -218,9 +328,9 @@ impl Worker {
                 .abandon(&d.delivery_id, "endpoint disabled")
                 .await;
         }
-        let secrets = self.secrets.active(&d.webhook_id).await?;
+        let secrets = &hook.secrets;
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = match sign(&secrets, &d.delivery_id, timestamp, d.payload.as_bytes()) {
+        let signature = match sign(secrets, &d.delivery_id, timestamp, d.payload.as_bytes()) {
             Ok(s) if !secrets.is_empty() => s,
             _ => {
                 return self
@@ -264,12 +374,12 @@ impl Worker {
             error: sent.error,
             response: sent.response,
         };
-        let failing_since = self.queue.finish(d, &attempt, next).await?;
-        if let Some(since) = failing_since {
-            if now_micros() - since >= self.config.disable_after.as_micros() as i64 {
-                (self.disable)(d.org_id.clone(), d.webhook_id.clone(), since).await;
-            }
-        }
+        // The recorder lives as long as the worker runs.
+        let _ = self.finished.send(Finished {
+            delivery: d,
+            attempt,
+            next,
+        });
         Ok(())
     }
 }

@@ -1,18 +1,18 @@
 //! The `easm` binary: the server, the admin commands and the benchmark client.
 
+mod background;
 mod bench;
+mod bench_delivery;
 
 use anyhow::{bail, Context, Result};
+use background::{Background, DeliveryArgs};
 use clap::{Parser, Subcommand};
 use easm_api::{service::Service, AppState};
-use easm_bus::{BusConfig, Relay};
-use easm_delivery::{DeliveryConfig, DisableEndpoint, Fanout, RetrySchedule, Worker};
 use easm_domain::{Plan, Role};
 use easm_events::{Actor, EventMeta};
 use easm_store::{Db, DbConfig};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -62,35 +62,9 @@ enum Command {
     /// Load a running server over HTTP and report throughput, latency, lag and rebuild speed
     /// (see BENCHMARKS.md). Reads the same store settings as the server.
     Bench(bench::BenchArgs),
-}
-
-#[derive(clap::Args, Clone)]
-struct DeliveryArgs {
-    /// Allow http and private, loopback or link-local addresses as webhook targets (tests,
-    /// receivers on the same network). Off by default: a tenant must not reach our network.
-    #[arg(long, env = "EASM_WEBHOOK_ALLOW_PRIVATE")]
-    webhook_allow_private: bool,
-    /// Delays of the retries after the first attempt, comma-separated (units ms, s, m, h, d).
-    #[arg(long, env = "EASM_WEBHOOK_RETRY_SCHEDULE", default_value = easm_delivery::DEFAULT_SCHEDULE)]
-    webhook_retry_schedule: String,
-    /// Attempts in flight to one endpoint, per process.
-    #[arg(long, env = "EASM_WEBHOOK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    webhook_concurrency: u32,
-    /// Attempts per second to one endpoint, per process.
-    #[arg(long, env = "EASM_WEBHOOK_RATE", default_value_t = 50.0)]
-    webhook_rate: f64,
-    /// An endpoint whose every attempt failed for this long is disabled (`endpoint.disabled`).
-    #[arg(long, env = "EASM_WEBHOOK_DISABLE_AFTER", default_value = "5d")]
-    webhook_disable_after: String,
-    /// NATS server with JetStream; when set, committed events travel through it.
-    #[arg(long, env = "EASM_NATS_URL")]
-    nats_url: Option<String>,
-    /// JetStream stream of the events.
-    #[arg(long, env = "EASM_NATS_STREAM", default_value = "EASM_EVENTS")]
-    nats_stream: String,
-    /// Subjects are `<prefix>.<org id>.<event type>`.
-    #[arg(long, env = "EASM_NATS_SUBJECT_PREFIX", default_value = "easm.events")]
-    nats_subject_prefix: String,
+    /// Webhook delivery in one process (API, relay, fan-out, delivery and a local receiver):
+    /// deliveries per second and commit-to-receipt latency (see BENCHMARKS.md).
+    BenchDelivery(bench_delivery::BenchDeliveryArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +146,7 @@ async fn main() -> Result<()> {
         }
         Command::Admin { command } => admin(&service, command).await?,
         Command::Bench(args) => bench::run(args, db.clone()).await?,
+        Command::BenchDelivery(args) => bench_delivery::run(args, db.clone()).await?,
         Command::Projections {
             command: Projections::Rebuild,
         } => {
@@ -186,90 +161,6 @@ async fn main() -> Result<()> {
     }
     db.close().await;
     Ok(())
-}
-
-/// The work beside the API: the outbox relay (NATS mode; leased, so one process relays), fan-out
-/// of events into the delivery queue, and the delivery worker.
-struct Background {
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Background {
-    async fn start(state: &AppState, args: &DeliveryArgs) -> Result<Background> {
-        let db = state.db.clone();
-        let holder = format!(
-            "easm-{}-{}",
-            std::process::id(),
-            easm_api::service::new_id()
-        );
-        let mut config = DeliveryConfig::new(holder.clone());
-        config.schedule = RetrySchedule::parse(&args.webhook_retry_schedule)
-            .map_err(|e| anyhow::anyhow!("EASM_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
-        config.concurrency = args.webhook_concurrency as usize;
-        if !args.webhook_rate.is_finite() || args.webhook_rate <= 0.0 {
-            bail!("EASM_WEBHOOK_RATE must be above 0");
-        }
-        config.rate = args.webhook_rate;
-        config.disable_after = easm_delivery::parse_duration(&args.webhook_disable_after)
-            .map_err(|e| anyhow::anyhow!("EASM_WEBHOOK_DISABLE_AFTER: {e}"))?;
-        config.allow_private = args.webhook_allow_private;
-
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let until_stop = || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let service = state.service.clone();
-        let disable: DisableEndpoint = Arc::new(move |org, webhook, since| {
-            let service = service.clone();
-            Box::pin(async move {
-                let since = easm_events::format_timestamp(&easm_events::from_micros(since));
-                let meta =
-                    EventMeta::new(Actor::system_part("delivery"), easm_api::service::new_id());
-                let reason = "every delivery attempt failed for the configured period";
-                if let Err(e) = service
-                    .disable_webhook(&meta, &org, &webhook, &since, reason)
-                    .await
-                {
-                    tracing::warn!(error = %e, webhook = %webhook, "could not disable a failing endpoint");
-                }
-            })
-        });
-        let worker = Worker::new(db.clone(), config, state.delivery_wake.clone(), disable)?;
-        let fanout = Fanout::new(
-            db.clone(),
-            state.service.projector().clone(),
-            state.delivery_wake.clone(),
-        );
-        let mut tasks = vec![tokio::spawn(worker.run(until_stop()))];
-        match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
-            Some(url) => {
-                let mut bus = BusConfig::new(url, holder.clone());
-                bus.stream = args.nats_stream.clone();
-                bus.subject_prefix = args.nats_subject_prefix.clone();
-                let relay = Relay::connect(db.clone(), bus.clone()).await?;
-                tasks.push(tokio::spawn(relay.run(until_stop())));
-                tasks.push(tokio::spawn(fanout.run_jetstream(bus, until_stop())));
-            }
-            None => tasks.push(tokio::spawn(fanout.run_outbox(
-                db,
-                holder,
-                state.service.committed().clone(),
-                until_stop(),
-            ))),
-        }
-        Ok(Background { stop, tasks })
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
 }
 
 /// On an empty store, create organization `default` and print its owner key once.

@@ -2,9 +2,12 @@
 //! by delivery processes for a bounded time so that a process that dies mid-attempt only delays
 //! the delivery, and every attempt with what the receiver answered.
 
-use crate::{db::Db, error::StoreError, now_micros};
+use crate::db::{Backend, Db};
+use crate::{error::StoreError, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const PENDING: &str = "pending";
@@ -48,6 +51,44 @@ pub struct Attempt {
     pub status_code: Option<i64>,
     pub error: Option<String>,
     pub response: Option<String>,
+}
+
+/// A finished attempt on its way to the queue.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub delivery: DueDelivery,
+    pub attempt: Attempt,
+    pub next: NextStep,
+}
+
+enum FailureRun {
+    /// The endpoint answered in this batch; failing since this attempt after it, if any.
+    AfterSuccess(Option<i64>),
+    /// Only failures in this batch, the first at this time.
+    Continues(i64),
+}
+
+/// Per endpoint of a batch, what its attempts say about its run of failures.
+fn failure_runs(batch: &[Finished]) -> Vec<(String, FailureRun)> {
+    let mut by_endpoint: std::collections::BTreeMap<&str, Vec<(i64, bool)>> = Default::default();
+    for f in batch {
+        by_endpoint
+            .entry(&f.delivery.webhook_id)
+            .or_default()
+            .push((f.attempt.started_at, f.next == NextStep::Succeeded));
+    }
+    by_endpoint
+        .into_iter()
+        .map(|(id, mut attempts)| {
+            attempts.sort_unstable();
+            let last_success = attempts.iter().rposition(|(_, ok)| *ok);
+            let run = match last_success {
+                Some(i) => FailureRun::AfterSuccess(attempts.get(i + 1).map(|(at, _)| *at)),
+                None => FailureRun::Continues(attempts[0].0),
+            };
+            (id.to_string(), run)
+        })
+        .collect()
 }
 
 /// Where a delivery goes after an attempt.
@@ -113,14 +154,36 @@ fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
 const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
      schedule_step = $2, claimed_by = NULL, claimed_until = NULL, updated_at = $1";
 
+/// Rows queued by this process after which PostgreSQL's statistics of the queue are refreshed.
+const ANALYZE_EVERY: u64 = 10_000;
+
 #[derive(Clone, Debug)]
 pub struct DeliveryQueue {
     db: Db,
+    queued: Arc<AtomicU64>,
 }
 
 impl DeliveryQueue {
     pub fn new(db: Db) -> Self {
-        DeliveryQueue { db }
+        DeliveryQueue {
+            db,
+            queued: Arc::default(),
+        }
+    }
+
+    /// A burst of fan-out can grow the queue from nothing to many thousands of rows in seconds,
+    /// long before autovacuum notices; with stale statistics PostgreSQL sorts the whole queue on
+    /// every claim instead of reading the pending index in order. Refresh them as we go.
+    async fn refresh_statistics(&self, added: u64) -> Result<(), StoreError> {
+        let before = self.queued.fetch_add(added, Ordering::Relaxed);
+        if self.db.backend() == Backend::Postgres
+            && before / ANALYZE_EVERY != (before + added) / ANALYZE_EVERY
+        {
+            sqlx::query("ANALYZE deliveries")
+                .execute(self.db.writer())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Queue deliveries due now; one already queued (same id) is left as it is. With
@@ -175,7 +238,7 @@ impl DeliveryQueue {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        self.refresh_statistics(rows.len() as u64).await
     }
 
     /// Claim up to `limit` due deliveries for `ttl`, at most `per_endpoint` of any one endpoint
@@ -200,12 +263,15 @@ impl DeliveryQueue {
                     AND (claimed_until IS NULL OR claimed_until < $3)";
         // The outer condition is checked again on the row as another claimer left it (PostgreSQL
         // re-evaluates it after waiting for that claimer), so no delivery is claimed twice.
+        // Only the oldest due candidates are ranked, so a long backlog costs an index range,
+        // not a sort of the whole queue; busy endpoints are skipped before the range is cut.
         let sql = format!(
             "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE delivery_id IN ( \
                SELECT delivery_id FROM ( \
                  SELECT delivery_id, next_attempt_at, ROW_NUMBER() OVER \
                    (PARTITION BY webhook_id ORDER BY next_attempt_at, delivery_id) AS rn \
-                 FROM deliveries WHERE {free}{skip_sql}) d \
+                 FROM (SELECT delivery_id, webhook_id, next_attempt_at FROM deliveries \
+                       WHERE {free}{skip_sql} ORDER BY next_attempt_at LIMIT $5 * 4) c) d \
                WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $5) \
              AND {free} \
              RETURNING delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step"
@@ -250,75 +316,109 @@ impl DeliveryQueue {
         Ok(())
     }
 
-    /// Log an attempt and move the delivery on, in one transaction. Returns since when every
-    /// attempt to the endpoint has failed (None after a success).
-    pub async fn finish(
-        &self,
-        d: &DueDelivery,
-        attempt: &Attempt,
-        next: NextStep,
-    ) -> Result<Option<i64>, StoreError> {
+    /// Log attempts and move their deliveries on, all in one transaction (one commit for a whole
+    /// batch of attempts). Returns the endpoints whose every attempt failed since a time
+    /// (epoch microseconds), as that run now stands.
+    pub async fn finish(&self, batch: &[Finished]) -> Result<Vec<(String, i64)>, StoreError> {
+        if batch.is_empty() {
+            return Ok(vec![]);
+        }
         let now = now_micros();
-        let number = d.attempts + 1;
-        let (status, at, step) = match next {
-            NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
-            NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
-            NextStep::Failed => (FAILED, now, d.schedule_step),
-        };
         let mut tx = self.db.writer().begin().await?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
-             duration_ms, status_code, error, response) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        )
-        .bind(&d.delivery_id)
-        .bind(number)
-        .bind(&d.webhook_id)
-        .bind(attempt.started_at)
-        .bind(attempt.duration_ms)
-        .bind(attempt.status_code)
-        .bind(&attempt.error)
-        .bind(&attempt.response)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE deliveries SET status = $1, attempts = $2, schedule_step = $3, \
-             next_attempt_at = $4, claimed_by = NULL, claimed_until = NULL, last_status = $5, \
-             last_error = $6, updated_at = $7 WHERE delivery_id = $8",
-        )
-        .bind(status)
-        .bind(number)
-        .bind(step)
-        .bind(at)
-        .bind(attempt.status_code)
-        .bind(&attempt.error)
-        .bind(now)
-        .bind(&d.delivery_id)
-        .execute(&mut *tx)
-        .await?;
-        let failing_since: Option<i64> = if next == NextStep::Succeeded {
+        for chunk in batch.chunks(50) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 8;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
+                 duration_ms, status_code, error, response) VALUES {} \
+                 ON CONFLICT (delivery_id, attempt) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for f in chunk {
+                q = q
+                    .bind(&f.delivery.delivery_id)
+                    .bind(f.delivery.attempts + 1)
+                    .bind(&f.delivery.webhook_id)
+                    .bind(f.attempt.started_at)
+                    .bind(f.attempt.duration_ms)
+                    .bind(f.attempt.status_code)
+                    .bind(&f.attempt.error)
+                    .bind(&f.attempt.response);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for f in batch {
+            let d = &f.delivery;
+            let (status, at, step) = match f.next {
+                NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
+                NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
+                NextStep::Failed => (FAILED, now, d.schedule_step),
+            };
             sqlx::query(
-                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, NULL) \
-                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = NULL",
+                "UPDATE deliveries SET status = $1, attempts = $2, schedule_step = $3, \
+                 next_attempt_at = $4, claimed_by = NULL, claimed_until = NULL, last_status = $5, \
+                 last_error = $6, updated_at = $7 WHERE delivery_id = $8",
             )
-            .bind(&d.webhook_id)
+            .bind(status)
+            .bind(d.attempts + 1)
+            .bind(step)
+            .bind(at)
+            .bind(f.attempt.status_code)
+            .bind(&f.attempt.error)
+            .bind(now)
+            .bind(&d.delivery_id)
             .execute(&mut *tx)
             .await?;
-            None
-        } else {
-            sqlx::query_scalar(
-                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, $2) \
-                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
-                 COALESCE(endpoint_health.failing_since, excluded.failing_since) \
-                 RETURNING failing_since",
-            )
-            .bind(&d.webhook_id)
-            .bind(attempt.started_at)
-            .fetch_one(&mut *tx)
-            .await?
-        };
+        }
+        let mut failing = Vec::new();
+        for (webhook_id, run) in failure_runs(batch) {
+            let since: Option<i64> = match run {
+                // A success in the batch: the run is what failed after the last success.
+                FailureRun::AfterSuccess(since) => {
+                    sqlx::query(
+                        "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, $2) \
+                         ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
+                    )
+                    .bind(&webhook_id)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?;
+                    since
+                }
+                FailureRun::Continues(first) => {
+                    sqlx::query_scalar(
+                        "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, $2) \
+                     ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
+                     COALESCE(endpoint_health.failing_since, excluded.failing_since) \
+                     RETURNING failing_since",
+                    )
+                    .bind(&webhook_id)
+                    .bind(first)
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
+            if let Some(since) = since {
+                failing.push((webhook_id, since));
+            }
+        }
         tx.commit().await?;
-        Ok(failing_since)
+        Ok(failing)
     }
 
     /// End a delivery without an attempt (its endpoint was deleted or disabled meanwhile); it can

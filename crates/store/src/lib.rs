@@ -12,8 +12,8 @@ mod secrets;
 
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
-    Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, NewDelivery, NextStep,
-    FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
+    Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, Finished, NewDelivery,
+    NextStep, FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
 };
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};

@@ -1,0 +1,272 @@
+//! `easm bench-delivery`: webhook delivery measured end to end in one process: the API, relay,
+//! fan-out and delivery worker exactly as `easm serve` runs them, load clients writing over HTTP,
+//! and a receiver on 127.0.0.1 that records when each message arrives. Reports deliveries per
+//! second and the latency from commit to receipt, for API writes and for the fan-out of already
+//! committed events to many endpoints.
+
+use crate::background::{Background, DeliveryArgs};
+use anyhow::{bail, Result};
+use axum::extract::State;
+use easm_api::AppState;
+use easm_domain::{NewAsset, Plan, WebhookSpec};
+use easm_events::{Actor, EventMeta};
+use easm_store::Db;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchDeliveryArgs {
+    /// Concurrent HTTP clients of the throughput run.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of writing in the throughput and the paced runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Writes per second of the paced latency run.
+    #[arg(long, default_value_t = 250)]
+    rate: u64,
+    /// Events committed before delivery starts, for the fan-out run.
+    #[arg(long, default_value_t = 2_000)]
+    fanout_events: usize,
+    /// Endpoints each of those events goes to.
+    #[arg(long, default_value_t = 10)]
+    fanout_endpoints: usize,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+/// Arrival times and commit-to-receipt latencies, in microseconds.
+#[derive(Default)]
+struct Arrivals {
+    latencies: Vec<i64>,
+    last: Option<Instant>,
+}
+
+async fn receive(State(a): State<Arc<Mutex<Arrivals>>>, body: String) -> axum::http::StatusCode {
+    let now = chrono::Utc::now();
+    let committed = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok())
+        .map(|t| {
+            (now - t.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap_or(0)
+        });
+    let mut a = a.lock().expect("arrivals");
+    a.latencies.push(committed.unwrap_or(0));
+    a.last = Some(Instant::now());
+    axum::http::StatusCode::NO_CONTENT
+}
+
+fn meta() -> EventMeta {
+    EventMeta::new(Actor::system_part("bench"), "bench")
+}
+
+fn ms(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+}
+
+struct Bench {
+    state: AppState,
+    args: DeliveryArgs,
+    arrivals: Arc<Mutex<Arrivals>>,
+    receiver: String,
+    api: String,
+    http: reqwest::Client,
+}
+
+impl Bench {
+    fn reset(&self) {
+        *self.arrivals.lock().expect("arrivals") = Arrivals::default();
+    }
+
+    fn received(&self) -> usize {
+        self.arrivals.lock().expect("arrivals").latencies.len()
+    }
+
+    /// An organization with `endpoints` endpoints on the receiver; returns its owner key and a group.
+    async fn org(&self, endpoints: usize) -> Result<(String, String, String)> {
+        let service = &self.state.service;
+        let (org, key) = service
+            .create_org(&meta(), "bench", Plan::Enterprise)
+            .await?;
+        for _ in 0..endpoints {
+            let spec = WebhookSpec {
+                url: Some(self.receiver.clone()),
+                events: Some(vec!["asset.added".into()]),
+                description: None,
+                enabled: None,
+            };
+            service.create_webhook(&meta(), &org, &spec, true).await?;
+        }
+        let group = service.create_group(&meta(), &org, "bench").await?;
+        Ok((org, key.secret, group))
+    }
+
+    async fn write(&self, key: &str, group: &str, n: usize) -> bool {
+        let res = self
+            .http
+            .post(format!("{}/api/groups/{group}/assets", self.api))
+            .header("X-API-Key", key)
+            .json(&json!({"value": format!("a{n}-{}.example.com", uuid::Uuid::now_v7().simple()), "type": "domain"}))
+            .send()
+            .await;
+        matches!(res, Ok(r) if r.status().is_success())
+    }
+
+    /// Wait until `expected` messages arrived (or 120 s); returns (deliveries/s since `started`,
+    /// sorted latencies).
+    async fn collect(&self, expected: usize, started: Instant) -> Result<(f64, Vec<i64>)> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.received() < expected {
+            if Instant::now() > deadline {
+                bail!("only {} of {expected} deliveries arrived", self.received());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let a = self.arrivals.lock().expect("arrivals");
+        let secs = a
+            .last
+            .map_or(0.0, |l| l.duration_since(started).as_secs_f64());
+        let mut lat = a.latencies.clone();
+        lat.sort_unstable();
+        Ok((expected as f64 / secs.max(1e-9), lat))
+    }
+}
+
+pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
+    let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(receive))
+        .with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut state = AppState::new(db.clone());
+    state.webhook_allow_private = true;
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api = format!("http://{}", api_listener.local_addr()?);
+    let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(easm_api::serve(api_listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let mut delivery = args.delivery.clone();
+    delivery.webhook_allow_private = true;
+    let b = Bench {
+        state,
+        args: delivery,
+        arrivals,
+        receiver,
+        api,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+    };
+    println!(
+        "backend: {:?}, bus: {}, per-endpoint concurrency {}, rate {}/s",
+        db.backend(),
+        if b.args.nats_url.is_some() {
+            "NATS JetStream"
+        } else {
+            "database"
+        },
+        b.args.webhook_concurrency,
+        b.args.webhook_rate
+    );
+    println!("| run | deliveries | deliveries/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+
+    let background = Background::start(&b.state, &b.args).await?;
+    // End to end, as fast as the clients go.
+    let (_, key, group) = b.org(1).await?;
+    b.reset();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let b = Arc::new(b);
+    let mut tasks = vec![];
+    for c in 0..args.clients {
+        let (b, key, group) = (b.clone(), key.clone(), group.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            let mut n = c * 1_000_000;
+            while Instant::now() < deadline {
+                n += 1;
+                ok += usize::from(b.write(&key, &group, n).await);
+            }
+            ok
+        }));
+    }
+    let mut written = 0;
+    for t in tasks {
+        written += t.await?;
+    }
+    let (rate, lat) = b.collect(written, started).await?;
+    println!(
+        "| end to end, {} clients | {written} | {rate:.0} | {:.1} | {:.1} |",
+        args.clients,
+        ms(&lat, 0.5),
+        ms(&lat, 0.99)
+    );
+
+    // Latency at a steady rate.
+    b.reset();
+    let started = Instant::now();
+    let total = (args.rate * args.seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut tasks = vec![];
+    for i in 0..total {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        let (b, key, group) = (b.clone(), key.clone(), group.clone());
+        tasks.push(tokio::spawn(async move {
+            b.write(&key, &group, 9_000_000 + i).await
+        }));
+    }
+    let mut written = 0;
+    for t in tasks {
+        written += usize::from(t.await?);
+    }
+    let (_, lat) = b.collect(written, started).await?;
+    println!(
+        "| end to end at {}/s | {written} | {} | {:.1} | {:.1} |",
+        args.rate,
+        args.rate,
+        ms(&lat, 0.5),
+        ms(&lat, 0.99)
+    );
+    background.stop().await;
+
+    // Fan-out of events committed while no delivery ran.
+    let (org, _, group) = b.org(args.fanout_endpoints).await?;
+    let items: Vec<NewAsset> = (0..args.fanout_events)
+        .map(|i| NewAsset {
+            value: format!("f{i}-{}.example.com", uuid::Uuid::now_v7().simple()),
+            asset_type: "domain".into(),
+            tags: None,
+            criticality: None,
+        })
+        .collect();
+    for chunk in items.chunks(1_000) {
+        b.state
+            .service
+            .add_assets(&meta(), &org, Plan::Enterprise, &group, chunk)
+            .await?;
+    }
+    b.reset();
+    let started = Instant::now();
+    let background = Background::start(&b.state, &b.args).await?;
+    let expected = args.fanout_events * args.fanout_endpoints;
+    let (rate, _) = b.collect(expected, started).await?;
+    println!(
+        "| fan-out of {} committed events to {} endpoints | {expected} | {rate:.0} | | |",
+        args.fanout_events, args.fanout_endpoints
+    );
+    background.stop().await;
+    let _ = stop_api.send(());
+    let _ = server.await;
+    Ok(())
+}
