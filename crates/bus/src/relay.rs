@@ -1,7 +1,9 @@
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use easm_events::RecordedEvent;
 use easm_store::{Db, EventLog, Lease, StoreError};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Events published per round; their acknowledgements are awaited together.
 const BATCH: i64 = 256;
@@ -83,6 +85,7 @@ pub struct Relay {
     lease: Lease,
     config: BusConfig,
     js: jetstream::Context,
+    wake: Arc<Notify>,
 }
 
 impl Relay {
@@ -100,7 +103,15 @@ impl Relay {
             log: EventLog::new(db),
             config,
             js,
+            wake: Arc::default(),
         })
+    }
+
+    /// Start a round as soon as `wake` is notified (commits of this process) instead of
+    /// waiting out the idle pause.
+    pub fn wake_on(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// Publish one batch from the outbox; returns how many events went out.
@@ -157,6 +168,7 @@ impl Relay {
             };
             tokio::select! {
                 _ = &mut stop => break,
+                _ = self.wake.notified(), if pause == self.config.idle => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }

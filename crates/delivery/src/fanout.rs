@@ -148,6 +148,7 @@ impl Fanout {
     /// delivery process; a message is acknowledged once its deliveries are queued, so one that
     /// was taken by a process that died is redelivered to another.
     pub async fn run_jetstream(self, config: BusConfig, stop: impl Future<Output = ()>) {
+        use futures_util::{FutureExt, StreamExt};
         tokio::pin!(stop);
         let js = match jetstream(&config).await {
             Ok(js) => js,
@@ -156,67 +157,53 @@ impl Fanout {
                 return;
             }
         };
-        let mut consumer = None;
         loop {
-            let round = self.jetstream_round(&js, &config, &mut consumer);
-            let failed = tokio::select! {
-                _ = &mut stop => break,
-                r = round => match r {
-                    Ok(()) => false,
-                    Err(e) => {
+            let opened = tokio::select! {
+                _ = &mut stop => return,
+                r = consume(&js, &config) => r,
+            };
+            match opened {
+                Err(e) => tracing::warn!(error = %e, "fan-out from JetStream: will retry"),
+                Ok(mut messages) => loop {
+                    let first = tokio::select! {
+                        _ = &mut stop => return,
+                        m = messages.next() => m,
+                    };
+                    let Some(first) = first else { break };
+                    // Whatever else has arrived goes in the same batch.
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match messages.next().now_or_never() {
+                            Some(Some(m)) => batch.push(m),
+                            _ => break,
+                        }
+                    }
+                    if let Err(e) = self.take(batch).await {
                         tracing::warn!(error = %e, "fan-out from JetStream: will retry");
-                        consumer = None;
-                        true
+                        break;
                     }
                 },
-            };
-            if failed {
-                tokio::select! {
-                    _ = &mut stop => break,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
     }
 
-    async fn jetstream_round(
+    /// Queue the deliveries of a batch of stream messages, then acknowledge them.
+    async fn take(
         &self,
-        js: &async_nats::jetstream::Context,
-        config: &BusConfig,
-        consumer: &mut Option<async_nats::jetstream::consumer::PullConsumer>,
+        batch: Vec<
+            Result<
+                async_nats::jetstream::Message,
+                async_nats::jetstream::consumer::pull::MessagesError,
+            >,
+        >,
     ) -> Result<(), BusError> {
-        use async_nats::jetstream::consumer::{pull, AckPolicy};
-        use futures_util::StreamExt;
-        if consumer.is_none() {
-            let stream = ensure_stream(js, config).await?;
-            let name = format!("{}_delivery", config.stream);
-            *consumer = Some(
-                stream
-                    .get_or_create_consumer(
-                        &name,
-                        pull::Config {
-                            durable_name: Some(name.clone()),
-                            ack_policy: AckPolicy::Explicit,
-                            ack_wait: Duration::from_secs(30),
-                            max_ack_pending: 10_000,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(nats)?,
-            );
-        }
-        let c = consumer.as_ref().expect("set above");
-        let mut batch = c
-            .fetch()
-            .max_messages(BATCH)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(nats)?;
-        let mut messages = Vec::new();
-        let mut events = Vec::new();
-        while let Some(m) = batch.next().await {
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        for m in batch {
             let m = m.map_err(nats)?;
             match serde_json::from_slice::<RecordedEvent>(&m.payload) {
                 Ok(e) => events.push(e),
@@ -226,9 +213,6 @@ impl Fanout {
             }
             messages.push(m);
         }
-        if messages.is_empty() {
-            return Ok(());
-        }
         // Positions are in log order within the stream; the newest one bounds the wait.
         events.sort_by_key(|e| e.position);
         self.queue(&events, None).await?;
@@ -237,4 +221,35 @@ impl Fanout {
         }
         Ok(())
     }
+}
+
+/// The shared durable consumer of the events stream (created with the stream if missing, as
+/// after a NATS server restarted empty), as a stream of messages.
+async fn consume(
+    js: &async_nats::jetstream::Context,
+    config: &BusConfig,
+) -> Result<async_nats::jetstream::consumer::pull::Stream, BusError> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    let stream = ensure_stream(js, config).await?;
+    let name = format!("{}_delivery", config.stream);
+    let consumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(nats)?;
+    consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(nats)
 }

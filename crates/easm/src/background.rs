@@ -99,7 +99,9 @@ impl Background {
                 let mut bus = BusConfig::new(url, holder.clone());
                 bus.stream = args.nats_stream.clone();
                 bus.subject_prefix = args.nats_subject_prefix.clone();
-                let relay = Relay::connect(db.clone(), bus.clone()).await?;
+                let relay = Relay::connect(db.clone(), bus.clone())
+                    .await?
+                    .wake_on(state.service.committed().clone());
                 tasks.push(tokio::spawn(relay.run(until_stop())));
                 tasks.push(tokio::spawn(fanout.run_jetstream(bus, until_stop())));
             }

@@ -23,6 +23,10 @@ pub struct BenchDeliveryArgs {
     /// Seconds of writing in the throughput and the paced runs.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Organizations the writers spread over, one endpoint each (each organization's writes are
+    /// serialized by its hash chain).
+    #[arg(long, default_value_t = 8)]
+    orgs: usize,
     /// Writes per second of the paced latency run.
     #[arg(long, default_value_t = 250)]
     rate: u64,
@@ -183,14 +187,19 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
 
     let background = Background::start(&b.state, &b.args).await?;
     // End to end, as fast as the clients go.
-    let (_, key, group) = b.org(1).await?;
+    let mut orgs = vec![];
+    for _ in 0..args.orgs.max(1) {
+        let (_, key, group) = b.org(1).await?;
+        orgs.push((key, group));
+    }
     b.reset();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let b = Arc::new(b);
     let mut tasks = vec![];
     for c in 0..args.clients {
-        let (b, key, group) = (b.clone(), key.clone(), group.clone());
+        let (key, group) = orgs[c % orgs.len()].clone();
+        let b = b.clone();
         tasks.push(tokio::spawn(async move {
             let mut ok = 0usize;
             let mut n = c * 1_000_000;
@@ -207,8 +216,9 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
     }
     let (rate, lat) = b.collect(written, started).await?;
     println!(
-        "| end to end, {} clients | {written} | {rate:.0} | {:.1} | {:.1} |",
+        "| end to end, {} clients over {} organizations | {written} | {rate:.0} | {:.1} | {:.1} |",
         args.clients,
+        orgs.len(),
         ms(&lat, 0.5),
         ms(&lat, 0.99)
     );
@@ -221,7 +231,8 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
     let mut tasks = vec![];
     for i in 0..total {
         tokio::time::sleep_until((started + interval * i as u32).into()).await;
-        let (b, key, group) = (b.clone(), key.clone(), group.clone());
+        let (key, group) = orgs[i % orgs.len()].clone();
+        let b = b.clone();
         tasks.push(tokio::spawn(async move {
             b.write(&key, &group, 9_000_000 + i).await
         }));
