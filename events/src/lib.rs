@@ -5,6 +5,7 @@
 mod catalogue;
 mod chain;
 mod envelope;
+mod payload;
 mod upcast;
 
 #[cfg(test)]
@@ -13,4 +14,7 @@ mod schema_check;
 pub use catalogue::*;
 pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
 pub use envelope::{format_timestamp, from_micros, Actor, ActorKind, EventMeta, RecordedEvent};
+pub use payload::{
+    audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
+};
 pub use upcast::{decode, DecodeError};

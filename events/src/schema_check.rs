@@ -125,6 +125,7 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
             }
         }
         Some("boolean") if !v.is_boolean() => return Err(format!("{path}: not a boolean")),
+        Some("integer") if !v.is_i64() => return Err(format!("{path}: not an integer")),
         Some("array") => {
             let a = v.as_array().ok_or(format!("{path}: not an array"))?;
             for (i, item) in a.iter().enumerate() {
@@ -172,4 +173,44 @@ fn the_checker_rejects_what_a_schema_forbids() {
     let mut extra = samples()[6].data();
     extra["surprise"] = 1.into();
     assert!(validate(&s, &extra, "x").is_err());
+}
+
+#[test]
+fn delivered_bodies_validate_against_their_schemas() {
+    use crate::{audit_payload, payload, test_payload, Actor, RecordedEvent};
+    let mut actor = Actor::system_part("k");
+    actor.kind = crate::ActorKind::ApiKey;
+    actor.role = Some("owner".into());
+    actor.source_ip = Some("203.0.113.7".into());
+    for (i, e) in samples().into_iter().enumerate() {
+        let r = RecordedEvent {
+            event_id: uuid::Uuid::now_v7(),
+            position: 10 + i as i64,
+            stream_id: "s-1".into(),
+            stream_version: 1,
+            event_type: e.event_type().into(),
+            schema_version: e.schema_version(),
+            occurred_at: chrono::Utc::now(),
+            org_id: "o".into(),
+            actor: if i % 2 == 0 {
+                actor.clone()
+            } else {
+                Actor::system()
+            },
+            request_id: "r".into(),
+            correlation_id: "r".into(),
+            causation_id: None,
+            data: e.data(),
+            chain_seq: 1,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        validate(&schema("payload", 1), &payload(&r), "payload").unwrap();
+        let audit = audit_payload(&r);
+        validate(&schema("audit", 1), &audit, "audit").unwrap();
+        assert_eq!(audit["type"], format!("audit.{}", e.event_type()));
+        assert!(audit["data"]["details"].get("keyHash").is_none());
+    }
+    let t = test_payload("o", "w", &chrono::Utc::now());
+    validate(&schema("webhook.test", 1), &t, "test").unwrap();
 }

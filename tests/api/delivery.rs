@@ -43,6 +43,7 @@ on_every_transport!(
     an_endpoint_failing_for_the_period_is_disabled,
     addresses_are_checked_again_at_connection,
     the_audit_webhook_forwards_every_accepted_command,
+    retry_after_and_the_endpoint_rate_limit_are_honoured,
 );
 
 /// JetStream only: NATS stops while events are committed and starts again; every one arrives.
@@ -706,4 +707,37 @@ async fn the_audit_webhook_forwards_every_accepted_command(b: Backend, nats: boo
     // Its delivery log stays.
     let kept = s.get(&format!("{path}/deliveries")).await;
     assert!(kept.body["total"].as_i64().unwrap() >= 2);
+}
+
+async fn retry_after_and_the_endpoint_rate_limit_are_honoured(b: Backend, nats: bool) {
+    let s = Setup::start(b, nats, &[("EASM_WEBHOOK_RATE", "4")]).await;
+    // 429 with Retry-After: 3 outlasts the 1 s of the schedule.
+    let throttled = Receiver::start().await;
+    throttled.fail_first(1);
+    throttled.throttle_with("3");
+    let (hook, _) = s.webhook(&throttled.url, &["asset.added"]).await;
+    s.assets(1).await;
+    throttled.wait_for(2, WAIT).await;
+    let at = throttled.arrivals();
+    let gap = at[1] - at[0];
+    assert!(gap >= Duration::from_millis(2900), "retried after {gap:?}");
+    let items = s
+        .deliveries_when(&hook, |d| all_status(d, 1, "succeeded"))
+        .await;
+    assert_eq!(items[0]["attempts"][0]["statusCode"], 429);
+    s.call(Method::DELETE, &format!("/api/webhooks/{hook}"), None)
+        .await;
+
+    // At most 4 attempts a second start for one endpoint: 9 messages need 2 s or more.
+    let limited = Receiver::start().await;
+    s.webhook(&limited.url, &["asset.added"]).await;
+    s.assets(9).await;
+    let got = limited.wait_for(9, WAIT).await;
+    assert_eq!(got.len(), 9);
+    let at = limited.arrivals();
+    let span = at[8] - at[0];
+    assert!(
+        span >= Duration::from_millis(1900),
+        "9 attempts within {span:?}"
+    );
 }

@@ -33,6 +33,10 @@ struct Behaviour {
     fail_first: AtomicUsize,
     fail_always: AtomicBool,
     delay_ms: AtomicU64,
+    /// Failures answer 429 with this `Retry-After` instead of 503.
+    retry_after: Mutex<Option<String>>,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<Instant>>,
 }
 
 pub struct Receiver {
@@ -45,7 +49,9 @@ async fn receive(
     State(s): State<Arc<Behaviour>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, &'static str) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    s.arrivals.lock().unwrap().push(Instant::now());
     s.received.lock().unwrap().push(Received {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
@@ -58,10 +64,16 @@ async fn receive(
         || s.fail_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-    if failing {
-        (StatusCode::SERVICE_UNAVAILABLE, "try later")
-    } else {
-        (StatusCode::OK, "thanks")
+    let retry_after = s.retry_after.lock().unwrap().clone();
+    match (failing, retry_after) {
+        (true, Some(after)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", after)],
+            "slow down",
+        )
+            .into_response(),
+        (true, None) => (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response(),
+        (false, _) => (StatusCode::OK, "thanks").into_response(),
     }
 }
 
@@ -92,6 +104,15 @@ impl Receiver {
         self.state
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Failures answer 429 with `Retry-After: <value>`.
+    pub fn throttle_with(&self, retry_after: &str) {
+        *self.state.retry_after.lock().unwrap() = Some(retry_after.to_string());
+    }
+
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.state.arrivals.lock().unwrap().clone()
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -73,8 +73,8 @@ async fn webhook_endpoints_are_managed_with_secrets_shown_once(b: Backend) {
         .into_iter()
         .find(|e| e.event_type == "webhook.created")
         .unwrap();
-    let body = easm_delivery::payload(&created_event).to_string();
-    let msg_id = easm_delivery::message_id(&created_event, &id);
+    let body = easm_events::payload(&created_event).to_string();
+    let msg_id = easm_events::message_id(&created_event, &id);
     let ts = chrono::Utc::now().timestamp();
     let header = easm_delivery::sign(&active, &msg_id, ts, body.as_bytes()).unwrap();
     for s in [&secret, &new_secret] {

@@ -5,10 +5,11 @@
 //! mode, acknowledged only after the deliveries are queued). Queuing is idempotent per
 //! (event, endpoint), so a redelivered event queues nothing twice.
 
-use crate::payload::{audit_message_id, audit_payload, message_id, payload};
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::subscribed;
-use easm_events::{RecordedEvent, SUBSCRIBABLE};
+use easm_events::{
+    audit_message_id, audit_payload, message_id, payload, RecordedEvent, SUBSCRIBABLE,
+};
 use easm_projections::{read::WebhookView, Projector, ReadModels};
 use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, StoreError};
 use serde_json::Value;

@@ -3,14 +3,12 @@
 //! a persisted schedule, and log attempt by attempt.
 
 mod fanout;
-mod payload;
 mod schedule;
 mod sender;
 mod signature;
 mod worker;
 
 pub use fanout::Fanout;
-pub use payload::{audit_message_id, audit_payload, message_id, payload, PAYLOAD_VERSION};
 pub use schedule::{
     classify, parse_duration, parse_retry_after, Outcome, RetrySchedule, Verdict, DEFAULT_SCHEDULE,
 };

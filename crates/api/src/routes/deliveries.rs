@@ -9,11 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{is_audit_webhook, Permission};
-use easm_events::{format_timestamp, from_micros};
+use easm_events::{format_timestamp, from_micros, test_payload};
 use easm_projections::read::Page;
 use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 fn iso(us: i64) -> String {
@@ -250,16 +249,7 @@ pub async fn test_webhook(
 pub async fn queue_test(app: &AppState, c: &Caller, id: &str) -> ApiResult<DeliveryView> {
     let message = uuid::Uuid::now_v7();
     let delivery_id = format!("tst_{}_{id}", message.simple());
-    let body = json!({
-        "type": "webhook.test",
-        "timestamp": format_timestamp(&chrono::Utc::now()),
-        "data": {
-            "webhookId": id,
-            "orgId": c.org_id,
-            "message": "This is a test message from easm.",
-            "payloadVersion": 1,
-        },
-    });
+    let body = test_payload(&c.org_id, id, &chrono::Utc::now());
     app.deliveries
         .enqueue(
             &[NewDelivery {

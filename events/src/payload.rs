@@ -1,4 +1,9 @@
-use easm_events::{format_timestamp, RecordedEvent};
+//! What a webhook receiver gets: the JSON bodies of event messages, of their audit forms and of
+//! test messages, and their message ids. Versioned with `PAYLOAD_VERSION`; schemas in
+//! `events/schemas/payload.v1.json`, `audit.v1.json` and `webhook.test.v1.json`.
+
+use crate::{format_timestamp, RecordedEvent};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 /// Version of the delivered JSON body; bumped on any incompatible change.
@@ -67,6 +72,20 @@ pub fn audit_payload(event: &RecordedEvent) -> Value {
             "correlationId": event.correlation_id,
             "position": event.position,
             "details": details,
+            "payloadVersion": PAYLOAD_VERSION,
+        },
+    })
+}
+
+/// A `webhook.test` message to an endpoint, sent on request to check a receiver.
+pub fn test_payload(org_id: &str, webhook_id: &str, at: &DateTime<Utc>) -> Value {
+    json!({
+        "type": "webhook.test",
+        "timestamp": format_timestamp(at),
+        "data": {
+            "webhookId": webhook_id,
+            "orgId": org_id,
+            "message": "This is a test message from easm.",
             "payloadVersion": PAYLOAD_VERSION,
         },
     })
