@@ -1,6 +1,7 @@
 //! Every event type easm can append, with the schema version it is written at. Field names are
 //! camelCase JSON; a type's JSON Schema is in `events/schemas/<type>.v<version>.json`.
 
+pub use crate::scans::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,8 +138,9 @@ pub struct EndpointDisabled {
     pub reason: String,
 }
 
-/// Event types a webhook endpoint may subscribe to (the delivery contract). Some are emitted
-/// by capabilities still to come (scans, findings, alerts, audit).
+/// Event types a webhook endpoint may subscribe to (the delivery contract). Scan and finding
+/// events are in the catalogue (`scans.rs`), emitted once scanning lands (issue #4);
+/// `alert.created` and `risk.changed` belong to capabilities still to come.
 pub const SUBSCRIBABLE: &[&str] = &[
     "finding.new",
     "finding.resolved",
@@ -172,6 +174,19 @@ pub enum Event {
     WebhookDeleted(WebhookDeleted),
     WebhookSecretRotated(WebhookSecretRotated),
     EndpointDisabled(EndpointDisabled),
+    ScanRequested(ScanRequested),
+    ScanStarted(ScanStarted),
+    ScanProgressed(ScanProgressed),
+    ScanCompleted(ScanCompleted),
+    ScanFailed(ScanFailed),
+    ScanCancelled(ScanCancelled),
+    ScanDeleted(ScanDeleted),
+    FindingNew(FindingNew),
+    FindingRedetected(FindingRedetected),
+    FindingReopened(FindingReopened),
+    FindingResolved(FindingResolved),
+    FindingStatusChanged(FindingStatusChanged),
+    FindingUpdated(FindingUpdated),
 }
 
 /// `(type, current schema version)` of every event in the catalogue.
@@ -190,6 +205,19 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("webhook.deleted", 1),
     ("webhook.secret_rotated", 1),
     ("endpoint.disabled", 1),
+    ("scan.requested", 1),
+    ("scan.started", 1),
+    ("scan.progressed", 1),
+    ("scan.completed", 1),
+    ("scan.failed", 1),
+    ("scan.cancelled", 1),
+    ("scan.deleted", 1),
+    ("finding.new", 1),
+    ("finding.redetected", 1),
+    ("finding.reopened", 1),
+    ("finding.resolved", 1),
+    ("finding.status_changed", 1),
+    ("finding.updated", 1),
 ];
 
 impl Event {
@@ -209,6 +237,19 @@ impl Event {
             Event::WebhookDeleted(_) => "webhook.deleted",
             Event::WebhookSecretRotated(_) => "webhook.secret_rotated",
             Event::EndpointDisabled(_) => "endpoint.disabled",
+            Event::ScanRequested(_) => "scan.requested",
+            Event::ScanStarted(_) => "scan.started",
+            Event::ScanProgressed(_) => "scan.progressed",
+            Event::ScanCompleted(_) => "scan.completed",
+            Event::ScanFailed(_) => "scan.failed",
+            Event::ScanCancelled(_) => "scan.cancelled",
+            Event::ScanDeleted(_) => "scan.deleted",
+            Event::FindingNew(_) => "finding.new",
+            Event::FindingRedetected(_) => "finding.redetected",
+            Event::FindingReopened(_) => "finding.reopened",
+            Event::FindingResolved(_) => "finding.resolved",
+            Event::FindingStatusChanged(_) => "finding.status_changed",
+            Event::FindingUpdated(_) => "finding.updated",
         }
     }
 
@@ -237,6 +278,19 @@ impl Event {
             Event::WebhookDeleted(e) => serde_json::to_value(e),
             Event::WebhookSecretRotated(e) => serde_json::to_value(e),
             Event::EndpointDisabled(e) => serde_json::to_value(e),
+            Event::ScanRequested(e) => serde_json::to_value(e),
+            Event::ScanStarted(e) => serde_json::to_value(e),
+            Event::ScanProgressed(e) => serde_json::to_value(e),
+            Event::ScanCompleted(e) => serde_json::to_value(e),
+            Event::ScanFailed(e) => serde_json::to_value(e),
+            Event::ScanCancelled(e) => serde_json::to_value(e),
+            Event::ScanDeleted(e) => serde_json::to_value(e),
+            Event::FindingNew(e) => serde_json::to_value(e),
+            Event::FindingRedetected(e) => serde_json::to_value(e),
+            Event::FindingReopened(e) => serde_json::to_value(e),
+            Event::FindingResolved(e) => serde_json::to_value(e),
+            Event::FindingStatusChanged(e) => serde_json::to_value(e),
+            Event::FindingUpdated(e) => serde_json::to_value(e),
         };
         v.expect("catalogue structs always serialize")
     }

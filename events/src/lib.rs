@@ -6,6 +6,7 @@ mod catalogue;
 mod chain;
 mod envelope;
 mod payload;
+mod scans;
 mod upcast;
 
 #[cfg(test)]

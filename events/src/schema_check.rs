@@ -83,6 +83,94 @@ fn samples() -> Vec<Event> {
             failing_since: "2026-11-18T10:00:00.000000Z".into(),
             reason: "every attempt failed for 5 days".into(),
         }),
+        Event::ScanRequested(ScanRequested {
+            scan_job_id: "s".into(),
+            asset_id: "a".into(),
+            profile: "quick".into(),
+            ports: Some(vec![8443, 8080]),
+            rerun_of: None,
+        }),
+        Event::ScanStarted(ScanStarted {
+            scan_job_id: "s".into(),
+            worker_id: "w1".into(),
+            attempt: 1,
+        }),
+        Event::ScanProgressed(ScanProgressed {
+            scan_job_id: "s".into(),
+            progress: 40,
+            stage: "tls".into(),
+        }),
+        Event::ScanCompleted(ScanCompleted {
+            scan_job_id: "s".into(),
+            asset_id: "a".into(),
+            profile: "quick".into(),
+            counts: SeverityCounts {
+                high: 1,
+                info: 3,
+                ..Default::default()
+            },
+        }),
+        Event::ScanFailed(ScanFailed {
+            scan_job_id: "s".into(),
+            asset_id: "a".into(),
+            reason: "10.0.0.1 is not a public address".into(),
+        }),
+        Event::ScanCancelled(ScanCancelled {
+            scan_job_id: "s".into(),
+        }),
+        Event::ScanDeleted(ScanDeleted {
+            scan_job_id: "s".into(),
+        }),
+        Event::FindingNew(FindingNew {
+            finding_id: "f".into(),
+            asset_id: "a".into(),
+            scan_job_id: "s".into(),
+            profile: Some("quick".into()),
+            detection: Box::new(Detection {
+                template_id: "tls.expired-cert".into(),
+                title: "Expired TLS certificate".into(),
+                severity: "high".into(),
+                category: "tls".into(),
+                description: "The certificate expired.".into(),
+                evidence: "notAfter=2026-01-01T00:00:00Z".into(),
+                remediation: "Renew the certificate.".into(),
+                references: vec!["https://example.com/tls".into()],
+                cve: None,
+                cwe: Some("CWE-298".into()),
+                cvss_score: Some(7.5),
+                matched_at: "example.com:443".into(),
+                matcher_name: "".into(),
+                source: "easm".into(),
+            }),
+        }),
+        Event::FindingRedetected(FindingRedetected {
+            finding_id: "f".into(),
+            scan_job_id: "s2".into(),
+            profile: None,
+            evidence: "notAfter=2026-01-01T00:00:00Z".into(),
+        }),
+        Event::FindingReopened(FindingReopened {
+            finding_id: "f".into(),
+            scan_job_id: Some("s3".into()),
+            notes: None,
+        }),
+        Event::FindingResolved(FindingResolved {
+            finding_id: "f".into(),
+            from: "acknowledged".into(),
+            scan_job_id: None,
+            notes: Some("renewed".into()),
+        }),
+        Event::FindingStatusChanged(FindingStatusChanged {
+            finding_id: "f".into(),
+            from: "open".into(),
+            to: "ignored".into(),
+            notes: None,
+        }),
+        Event::FindingUpdated(FindingUpdated {
+            finding_id: "f".into(),
+            assignee: Some("alice@example.com".into()),
+            notes: None,
+        }),
     ]
 }
 
@@ -126,6 +214,7 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
         }
         Some("boolean") if !v.is_boolean() => return Err(format!("{path}: not a boolean")),
         Some("integer") if !v.is_i64() => return Err(format!("{path}: not an integer")),
+        Some("number") if !v.is_number() => return Err(format!("{path}: not a number")),
         Some("array") => {
             let a = v.as_array().ok_or(format!("{path}: not an array"))?;
             for (i, item) in a.iter().enumerate() {
@@ -213,4 +302,12 @@ fn delivered_bodies_validate_against_their_schemas() {
     }
     let t = test_payload("o", "w", &chrono::Utc::now());
     validate(&schema("webhook.test", 1), &t, "test").unwrap();
+}
+
+#[test]
+fn every_sample_decodes_back_to_itself() {
+    for e in samples() {
+        let back = crate::decode(e.event_type(), e.schema_version(), &e.data()).unwrap();
+        assert_eq!(back, e, "{}", e.event_type());
+    }
 }

@@ -457,6 +457,7 @@ impl Projector {
                 Touch::Group(id) => (2, id),
                 Touch::Asset(id) => (3, id),
                 Touch::Webhook(id) => (4, id),
+                Touch::Nothing => continue,
             };
             ids[i].insert(id.to_string());
         }

@@ -72,6 +72,9 @@ pub enum Touch<'a> {
     Group(&'a str),
     Asset(&'a str),
     Webhook(&'a str),
+    /// No read model reads the event: scan and finding events, whose read models arrive with the
+    /// scanning API (issue #4).
+    Nothing,
 }
 
 pub fn touches(e: &Event) -> Touch<'_> {
@@ -90,6 +93,19 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::WebhookDeleted(w) => Touch::Webhook(&w.webhook_id),
         Event::WebhookSecretRotated(w) => Touch::Webhook(&w.webhook_id),
         Event::EndpointDisabled(w) => Touch::Webhook(&w.webhook_id),
+        Event::ScanRequested(_)
+        | Event::ScanStarted(_)
+        | Event::ScanProgressed(_)
+        | Event::ScanCompleted(_)
+        | Event::ScanFailed(_)
+        | Event::ScanCancelled(_)
+        | Event::ScanDeleted(_)
+        | Event::FindingNew(_)
+        | Event::FindingRedetected(_)
+        | Event::FindingReopened(_)
+        | Event::FindingResolved(_)
+        | Event::FindingStatusChanged(_)
+        | Event::FindingUpdated(_) => Touch::Nothing,
     }
 }
 
@@ -210,6 +226,19 @@ impl ReadState {
                     row.updated_at = at;
                 }
             }
+            Event::ScanRequested(_)
+            | Event::ScanStarted(_)
+            | Event::ScanProgressed(_)
+            | Event::ScanCompleted(_)
+            | Event::ScanFailed(_)
+            | Event::ScanCancelled(_)
+            | Event::ScanDeleted(_)
+            | Event::FindingNew(_)
+            | Event::FindingRedetected(_)
+            | Event::FindingReopened(_)
+            | Event::FindingResolved(_)
+            | Event::FindingStatusChanged(_)
+            | Event::FindingUpdated(_) => {}
         }
     }
 }

@@ -4,19 +4,25 @@
 mod asset;
 mod asset_value;
 mod error;
+mod finding;
 mod group;
 mod organization;
 mod plans;
 mod roles;
+mod scan;
 mod webhook;
 
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
+pub use finding::{finding_id, validate_detection, Finding, SEVERITIES, STATUSES};
 pub use group::{validate_group_name, Group};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
 pub use roles::{Permission, Role};
+pub use scan::{
+    active_scan_key, validate_ports, validate_profile, ScanJob, ScanStatus, MAX_PORTS, PROFILES,
+};
 pub use webhook::{
     audit_webhook_id, is_audit_webhook, is_forbidden_address, subscribed, validate_event_filters,
     validate_webhook_url, Webhook, WebhookSpec,

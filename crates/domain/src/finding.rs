@@ -1,0 +1,432 @@
+//! Findings: one per (organization, asset, templateId, matchedAt, matcher name), whatever scan
+//! or import detects it again; triage statuses, reopening on re-detection, and auto-resolution
+//! when a completed scan of a profile that detected it no longer does.
+
+use crate::{Aggregate, DomainError};
+use easm_events::{
+    Detection, Event, FindingNew, FindingRedetected, FindingReopened, FindingResolved,
+    FindingStatusChanged, FindingUpdated,
+};
+use sha2::{Digest, Sha256};
+
+pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
+pub const STATUSES: [&str; 4] = ["open", "acknowledged", "resolved", "ignored"];
+const MAX_TEXT: usize = 16 * 1024;
+const MAX_SHORT: usize = 512;
+const MAX_NOTES: usize = 4096;
+
+/// The finding's id follows from what makes it the same finding, so a detection finds its
+/// stream without a look-up and two workers reporting it at once meet on one stream.
+pub fn finding_id(
+    org_id: &str,
+    asset_id: &str,
+    template_id: &str,
+    matched_at: &str,
+    matcher_name: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [org_id, asset_id, template_id, matched_at, matcher_name] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hex = hex_lower(&h.finalize()[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bounded(field: &str, value: &str, max: usize, required: bool) -> Result<String, DomainError> {
+    let v = value.trim();
+    if required && v.is_empty() {
+        return Err(DomainError::validation(field, "is required"));
+    }
+    if v.chars().count() > max {
+        return Err(DomainError::validation(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A detection as a scanner or an import reports it, checked and trimmed.
+pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
+    let severity = d.severity.trim().to_ascii_lowercase();
+    if !SEVERITIES.contains(&severity.as_str()) {
+        return Err(DomainError::validation(
+            "severity",
+            "must be critical, high, medium, low or info",
+        ));
+    }
+    if let Some(score) = d.cvss_score {
+        if !(0.0..=10.0).contains(&score) {
+            return Err(DomainError::validation(
+                "cvssScore",
+                "must be between 0 and 10",
+            ));
+        }
+    }
+    if !["easm", "nuclei"].contains(&d.source.as_str()) {
+        return Err(DomainError::validation("source", "must be easm or nuclei"));
+    }
+    Ok(Detection {
+        template_id: bounded("templateId", &d.template_id, MAX_SHORT, true)?,
+        title: bounded("title", &d.title, MAX_SHORT, true)?,
+        severity,
+        category: bounded("category", &d.category, MAX_SHORT, false)?,
+        description: bounded("description", &d.description, MAX_TEXT, false)?,
+        evidence: bounded("evidence", &d.evidence, MAX_TEXT, false)?,
+        remediation: bounded("remediation", &d.remediation, MAX_TEXT, false)?,
+        references: d
+            .references
+            .iter()
+            .map(|r| bounded("references", r, MAX_SHORT, true))
+            .collect::<Result<_, _>>()?,
+        cve: d
+            .cve
+            .as_deref()
+            .map(|c| bounded("cve", c, 64, true))
+            .transpose()?,
+        cwe: d
+            .cwe
+            .as_deref()
+            .map(|c| bounded("cwe", c, 64, true))
+            .transpose()?,
+        cvss_score: d.cvss_score,
+        matched_at: bounded("matchedAt", &d.matched_at, MAX_SHORT, true)?,
+        matcher_name: bounded("matcherName", &d.matcher_name, MAX_SHORT, false)?,
+        source: d.source.clone(),
+    })
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Finding {
+    pub id: String,
+    pub asset_id: String,
+    pub status: String,
+    /// Scan jobs (and imports) that detected it.
+    pub scan_job_ids: Vec<String>,
+    /// Profiles of the scans that detected it (auto-resolution only follows those).
+    pub profiles: Vec<String>,
+    pub source: String,
+}
+
+impl Finding {
+    pub fn exists(&self) -> bool {
+        !self.id.is_empty()
+    }
+
+    /// A detection by `scan_job_id` (of `profile`, None for imports). The same job reporting
+    /// again (a retried worker) records nothing.
+    pub fn detect(
+        &self,
+        id: &str,
+        asset_id: &str,
+        scan_job_id: &str,
+        profile: Option<&str>,
+        detection: &Detection,
+    ) -> Result<Vec<Event>, DomainError> {
+        let detection = validate_detection(detection)?;
+        if !self.exists() {
+            return Ok(vec![Event::FindingNew(FindingNew {
+                finding_id: id.into(),
+                asset_id: asset_id.into(),
+                scan_job_id: scan_job_id.into(),
+                profile: profile.map(str::to_string),
+                detection: Box::new(detection),
+            })]);
+        }
+        if self.scan_job_ids.iter().any(|s| s == scan_job_id) {
+            return Ok(vec![]);
+        }
+        let mut events = vec![];
+        if self.status == "resolved" {
+            events.push(Event::FindingReopened(FindingReopened {
+                finding_id: self.id.clone(),
+                scan_job_id: Some(scan_job_id.into()),
+                notes: None,
+            }));
+        }
+        events.push(Event::FindingRedetected(FindingRedetected {
+            finding_id: self.id.clone(),
+            scan_job_id: scan_job_id.into(),
+            profile: profile.map(str::to_string),
+            evidence: detection.evidence,
+        }));
+        Ok(events)
+    }
+
+    fn require(&self) -> Result<(), DomainError> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound {
+                resource: "finding",
+            })
+        }
+    }
+
+    /// Triage: one event per change, named after where it goes (`finding.resolved`,
+    /// `finding.reopened` from resolved to open, `finding.status_changed` otherwise).
+    pub fn change_status(&self, to: &str, notes: Option<&str>) -> Result<Vec<Event>, DomainError> {
+        self.require()?;
+        let to = to.trim().to_ascii_lowercase();
+        if !STATUSES.contains(&to.as_str()) {
+            return Err(DomainError::validation(
+                "status",
+                "must be open, acknowledged, resolved or ignored",
+            ));
+        }
+        let notes = notes
+            .map(|n| bounded("notes", n, MAX_NOTES, false))
+            .transpose()?
+            .filter(|n| !n.is_empty());
+        if to == self.status {
+            return Ok(vec![]);
+        }
+        let from = self.status.clone();
+        let id = self.id.clone();
+        Ok(vec![match (from.as_str(), to.as_str()) {
+            (_, "resolved") => Event::FindingResolved(FindingResolved {
+                finding_id: id,
+                from,
+                scan_job_id: None,
+                notes,
+            }),
+            ("resolved", "open") => Event::FindingReopened(FindingReopened {
+                finding_id: id,
+                scan_job_id: None,
+                notes,
+            }),
+            _ => Event::FindingStatusChanged(FindingStatusChanged {
+                finding_id: id,
+                from,
+                to,
+                notes,
+            }),
+        }])
+    }
+
+    /// A completed scan of `profile` did not detect it: resolve it if that profile ever did
+    /// and it is open or acknowledged (ignored findings stay ignored).
+    pub fn auto_resolve(&self, scan_job_id: &str, profile: &str) -> Vec<Event> {
+        let eligible = matches!(self.status.as_str(), "open" | "acknowledged")
+            && self.profiles.iter().any(|p| p == profile)
+            && !self.scan_job_ids.iter().any(|s| s == scan_job_id);
+        if !eligible {
+            return vec![];
+        }
+        vec![Event::FindingResolved(FindingResolved {
+            finding_id: self.id.clone(),
+            from: self.status.clone(),
+            scan_job_id: Some(scan_job_id.into()),
+            notes: Some(format!(
+                "not detected by the completed {profile} scan {scan_job_id}"
+            )),
+        })]
+    }
+
+    /// Assignee and notes; an empty assignee clears it.
+    pub fn update(
+        &self,
+        assignee: Option<&str>,
+        notes: Option<&str>,
+    ) -> Result<Vec<Event>, DomainError> {
+        self.require()?;
+        let assignee = assignee
+            .map(|a| bounded("assignee", a, MAX_SHORT, false))
+            .transpose()?;
+        let notes = notes
+            .map(|n| bounded("notes", n, MAX_NOTES, false))
+            .transpose()?;
+        if assignee.is_none() && notes.is_none() {
+            return Ok(vec![]);
+        }
+        Ok(vec![Event::FindingUpdated(FindingUpdated {
+            finding_id: self.id.clone(),
+            assignee,
+            notes,
+        })])
+    }
+}
+
+impl Aggregate for Finding {
+    fn apply(&mut self, event: &Event) {
+        let mut detected = |job: &str, profile: &Option<String>| {
+            if !self.scan_job_ids.iter().any(|s| s == job) {
+                self.scan_job_ids.push(job.to_string());
+            }
+            if let Some(p) = profile {
+                if !self.profiles.contains(p) {
+                    self.profiles.push(p.clone());
+                }
+            }
+        };
+        match event {
+            Event::FindingNew(e) => {
+                detected(&e.scan_job_id, &e.profile);
+                self.id = e.finding_id.clone();
+                self.asset_id = e.asset_id.clone();
+                self.status = "open".into();
+                self.source = e.detection.source.clone();
+            }
+            Event::FindingRedetected(e) => detected(&e.scan_job_id, &e.profile),
+            Event::FindingReopened(_) => self.status = "open".into(),
+            Event::FindingResolved(_) => self.status = "resolved".into(),
+            Event::FindingStatusChanged(e) => self.status = e.to.clone(),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detection() -> Detection {
+        Detection {
+            template_id: "tls.expired-cert".into(),
+            title: "Expired TLS certificate".into(),
+            severity: "HIGH".into(),
+            matched_at: "127.0.0.1:8443".into(),
+            source: "easm".into(),
+            ..Default::default()
+        }
+    }
+
+    fn fold(events: &[Event]) -> Finding {
+        Finding::from_events(events)
+    }
+
+    #[test]
+    fn ids_follow_the_deduplication_key() {
+        let a = finding_id("o", "a", "t", "h:1", "");
+        assert_eq!(a, finding_id("o", "a", "t", "h:1", ""));
+        assert_ne!(a, finding_id("o", "a", "t", "h:2", ""));
+        assert_ne!(a, finding_id("o", "a", "t", "h:1", "m"));
+        // Parts cannot run into each other.
+        assert_ne!(
+            finding_id("o", "ab", "c", "", ""),
+            finding_id("o", "a", "bc", "", "")
+        );
+        assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn detections_create_then_count_then_reopen() {
+        let f = Finding::default();
+        let mut events = f
+            .detect("f", "a", "s1", Some("quick"), &detection())
+            .unwrap();
+        let Event::FindingNew(n) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(n.detection.severity, "high");
+        let f = fold(&events);
+        assert_eq!(f.status, "open");
+        // The same job reporting twice records it once.
+        assert!(f
+            .detect("f", "a", "s1", Some("quick"), &detection())
+            .unwrap()
+            .is_empty());
+        events.extend(
+            f.detect("f", "a", "s2", Some("deep"), &detection())
+                .unwrap(),
+        );
+        let f = fold(&events);
+        assert_eq!(f.scan_job_ids, vec!["s1", "s2"]);
+        assert_eq!(f.profiles, vec!["quick", "deep"]);
+        events.extend(f.change_status("resolved", Some("fixed")).unwrap());
+        let f = fold(&events);
+        let again = f
+            .detect("f", "a", "s3", Some("quick"), &detection())
+            .unwrap();
+        assert!(matches!(again[0], Event::FindingReopened(_)));
+        assert!(matches!(again[1], Event::FindingRedetected(_)));
+        events.extend(again);
+        assert_eq!(fold(&events).status, "open");
+    }
+
+    #[test]
+    fn detections_are_validated() {
+        let mut d = detection();
+        d.severity = "severe".into();
+        assert!(Finding::default().detect("f", "a", "s", None, &d).is_err());
+        let mut d = detection();
+        d.cvss_score = Some(11.0);
+        assert!(Finding::default().detect("f", "a", "s", None, &d).is_err());
+        let mut d = detection();
+        d.title = "  ".into();
+        assert!(Finding::default().detect("f", "a", "s", None, &d).is_err());
+    }
+
+    #[test]
+    fn status_changes_are_named_after_their_target() {
+        let events = Finding::default()
+            .detect("f", "a", "s1", Some("quick"), &detection())
+            .unwrap();
+        let f = fold(&events);
+        assert!(f.change_status("open", None).unwrap().is_empty());
+        assert!(f.change_status("closed", None).is_err());
+        let ack = f.change_status("acknowledged", Some("on it")).unwrap();
+        assert!(
+            matches!(&ack[0], Event::FindingStatusChanged(c) if c.from == "open" && c.to == "acknowledged")
+        );
+        let resolved = f.change_status("resolved", None).unwrap();
+        assert!(matches!(&resolved[0], Event::FindingResolved(r) if r.from == "open"));
+        let mut all = events.clone();
+        all.extend(resolved);
+        let reopened = fold(&all).change_status("open", None).unwrap();
+        assert!(matches!(reopened[0], Event::FindingReopened(_)));
+        assert!(matches!(
+            Finding::default().change_status("open", None),
+            Err(DomainError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn auto_resolution_follows_the_profiles_that_detected_it() {
+        let events = Finding::default()
+            .detect("f", "a", "s1", Some("deep"), &detection())
+            .unwrap();
+        let f = fold(&events);
+        assert!(
+            f.auto_resolve("s2", "quick").is_empty(),
+            "quick never saw it"
+        );
+        assert!(
+            f.auto_resolve("s1", "deep").is_empty(),
+            "the detecting job itself"
+        );
+        let r = f.auto_resolve("s2", "deep");
+        assert!(
+            matches!(&r[0], Event::FindingResolved(x) if x.scan_job_id.as_deref() == Some("s2"))
+        );
+        let mut ignored = events.clone();
+        ignored.extend(f.change_status("ignored", None).unwrap());
+        assert!(fold(&ignored).auto_resolve("s2", "deep").is_empty());
+    }
+
+    #[test]
+    fn triage_fields() {
+        let events = Finding::default()
+            .detect("f", "a", "s1", None, &detection())
+            .unwrap();
+        let f = fold(&events);
+        assert!(f.update(None, None).unwrap().is_empty());
+        let u = f.update(Some("alice"), Some("see ticket 42")).unwrap();
+        assert!(
+            matches!(&u[0], Event::FindingUpdated(x) if x.assignee.as_deref() == Some("alice"))
+        );
+        assert!(f.update(Some(&"x".repeat(600)), None).is_err());
+    }
+}
