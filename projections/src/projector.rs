@@ -1,4 +1,6 @@
-use crate::state::{touches, AssetRow, GroupRow, KeyRow, OrgRow, ReadState, Touch, WebhookRow};
+use crate::state::{
+    touches, AssetRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch, WebhookRow,
+};
 use easm_store::{typed, AnyConnection, AnyRow, Backend, Db, EventLog, Row, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ fn chunk(backend: Backend) -> usize {
 }
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
+    "rm_scan_jobs",
     "rm_webhooks",
     "rm_asset_tags",
     "rm_assets",
@@ -38,6 +41,7 @@ enum Val {
     Text(String),
     Int(i64),
     OptInt(Option<i64>),
+    OptText(Option<String>),
 }
 
 struct Table {
@@ -98,6 +102,80 @@ const WEBHOOKS: Table = Table {
         "updated_at",
     ],
 };
+
+const SCAN_JOBS: Table = Table {
+    name: "rm_scan_jobs",
+    pk: "scan_job_id",
+    columns: &[
+        "org_id",
+        "asset_id",
+        "profile",
+        "ports",
+        "status",
+        "progress",
+        "stage",
+        "attempts",
+        "error",
+        "counts",
+        "rerun_of",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+    ],
+};
+
+impl ScanJobRow {
+    fn vals(&self) -> Vec<Val> {
+        let json = |v: Option<String>| Val::OptText(v);
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.asset_id.clone()),
+            Val::Text(self.profile.clone()),
+            json(
+                self.ports
+                    .as_ref()
+                    .and_then(|p| serde_json::to_string(p).ok()),
+            ),
+            Val::Text(self.status.clone()),
+            Val::Int(self.progress),
+            Val::OptText(self.stage.clone()),
+            Val::Int(self.attempts),
+            Val::OptText(self.error.clone()),
+            json(
+                self.counts
+                    .as_ref()
+                    .and_then(|c| serde_json::to_string(c).ok()),
+            ),
+            Val::OptText(self.rerun_of.clone()),
+            Val::Int(self.created_at),
+            Val::OptInt(self.started_at),
+            Val::OptInt(self.finished_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let ports: Option<String> = r.try_get("ports")?;
+        let counts: Option<String> = r.try_get("counts")?;
+        Ok(ScanJobRow {
+            org_id: r.try_get("org_id")?,
+            asset_id: r.try_get("asset_id")?,
+            profile: r.try_get("profile")?,
+            ports: ports.and_then(|p| serde_json::from_str(&p).ok()),
+            status: r.try_get("status")?,
+            progress: r.try_get("progress")?,
+            stage: r.try_get("stage")?,
+            attempts: r.try_get("attempts")?,
+            error: r.try_get("error")?,
+            counts: counts.and_then(|c| serde_json::from_str(&c).ok()),
+            rerun_of: r.try_get("rerun_of")?,
+            created_at: r.try_get("created_at")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
 
 impl WebhookRow {
     fn vals(&self) -> Vec<Val> {
@@ -302,6 +380,7 @@ async fn write<T>(
                     Val::Text(s) => q.bind(s),
                     Val::Int(i) => q.bind(i),
                     Val::OptInt(i) => q.bind(i),
+                    Val::OptText(s) => q.bind(s),
                 };
             }
         }
@@ -367,6 +446,7 @@ async fn write_state(
     write(conn, size, &GROUPS, &s.groups, GroupRow::vals).await?;
     write(conn, size, &ASSETS, &s.assets, AssetRow::vals).await?;
     write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
+    write(conn, size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals).await?;
     write_tags(conn, size, &s.assets, !fresh).await
 }
 
@@ -449,7 +529,7 @@ impl Projector {
             return Ok((position, 0));
         }
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
-        let mut ids: [BTreeSet<String>; 5] = Default::default();
+        let mut ids: [BTreeSet<String>; 6] = Default::default();
         for e in &events {
             let (i, id) = match touches(e) {
                 Touch::Org(id) => (0, id),
@@ -457,6 +537,7 @@ impl Projector {
                 Touch::Group(id) => (2, id),
                 Touch::Asset(id) => (3, id),
                 Touch::Webhook(id) => (4, id),
+                Touch::ScanJob(id) => (5, id),
                 Touch::Nothing => continue,
             };
             ids[i].insert(id.to_string());
@@ -506,6 +587,15 @@ impl Projector {
             &ids[4],
             WebhookRow::parse,
             &mut state.webhooks,
+        )
+        .await?;
+        load(
+            &mut tx,
+            size,
+            &SCAN_JOBS,
+            &ids[5],
+            ScanJobRow::parse,
+            &mut state.scan_jobs,
         )
         .await?;
         for (r, e) in recorded.iter().zip(&events) {
@@ -561,6 +651,7 @@ impl Projector {
         state.groups.retain(|_, row| row.is_some());
         state.assets.retain(|_, row| row.is_some());
         state.webhooks.retain(|_, row| row.is_some());
+        state.scan_jobs.retain(|_, row| row.is_some());
         write_state(&mut tx, chunk(self.db.backend()), &state, true).await?;
         Self::set_checkpoint(&mut tx, position).await?;
         tx.commit().await?;

@@ -150,6 +150,72 @@ pub struct AssetFilter {
     pub q: Option<String>,
 }
 
+#[derive(Debug, Default)]
+pub struct ScanJobFilter {
+    pub status: Option<String>,
+    pub asset_id: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// A scan job as the API shows it. `asset_id` is the reference API's spelling; `assetId` is the
+/// same value in this API's own.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanJobView {
+    pub id: String,
+    /// queued, running, completed, failed or cancelled.
+    pub status: String,
+    #[serde(rename = "asset_id")]
+    pub asset_id_ref: String,
+    pub asset_id: String,
+    pub profile: String,
+    /// Explicit ports, when given at creation.
+    pub ports: Option<Vec<u16>>,
+    /// 0 to 100.
+    pub progress: i64,
+    pub stage: Option<String>,
+    /// Workers that took the job.
+    pub attempts: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Findings per severity, once completed.
+    #[schema(value_type = Option<Object>)]
+    pub counts: Option<easm_events::SeverityCounts>,
+    pub rerun_of: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+}
+
+const SCAN_JOB_COLUMNS: &str = "s.scan_job_id, s.asset_id, s.profile, s.ports, s.status, \
+     s.progress, s.stage, s.attempts, s.error, s.counts, s.rerun_of, s.created_at, s.started_at, \
+     s.finished_at, s.updated_at";
+
+fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
+    let ports: Option<String> = r.try_get("ports")?;
+    let counts: Option<String> = r.try_get("counts")?;
+    let asset_id: String = r.try_get("asset_id")?;
+    Ok(ScanJobView {
+        id: r.try_get("scan_job_id")?,
+        status: r.try_get("status")?,
+        asset_id_ref: asset_id.clone(),
+        asset_id,
+        profile: r.try_get("profile")?,
+        ports: ports.and_then(|p| serde_json::from_str(&p).ok()),
+        progress: r.try_get("progress")?,
+        stage: r.try_get("stage")?,
+        attempts: r.try_get("attempts")?,
+        error: r.try_get("error")?,
+        counts: counts.and_then(|c| serde_json::from_str(&c).ok()),
+        rerun_of: r.try_get("rerun_of")?,
+        created_at: iso(r.try_get("created_at")?),
+        started_at: r.try_get::<Option<i64>, _>("started_at")?.map(iso),
+        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(iso),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
 const ASSET_COLUMNS: &str =
     "a.asset_id, a.value, a.asset_type, a.group_id, a.tags, a.criticality, a.created_at, a.updated_at";
 const GROUP_COLUMNS: &str = "g.group_id, g.name, g.created_at, g.updated_at, \
@@ -417,22 +483,42 @@ impl ReadModels {
         if let Some(q) = &f.q {
             add("LOWER(a.value) LIKE ? ESCAPE '\\'", like_pattern(q));
         }
+        self.filtered_page(
+            ASSET_COLUMNS,
+            "rm_assets a",
+            "a.created_at, a.asset_id",
+            (&clauses, &binds),
+            p,
+            asset,
+        )
+        .await
+    }
+
+    /// One page of `from` under `clauses` (`$n` placeholders numbered in `binds` order).
+    async fn filtered_page<T>(
+        &self,
+        columns: &str,
+        from: &str,
+        order: &str,
+        (clauses, binds): (&[String], &[String]),
+        p: PageRequest,
+        parse: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
         let filter = clauses.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) FROM rm_assets a WHERE {filter}");
+        let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {filter}");
         let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        for b in &binds {
+        for b in binds {
             count = count.bind(b);
         }
         let total = count.fetch_one(self.db.reader()).await?;
         let n = binds.len();
         let sql = format!(
-            "SELECT {ASSET_COLUMNS} FROM rm_assets a WHERE {filter} \
-             ORDER BY a.created_at, a.asset_id LIMIT ${} OFFSET ${}",
+            "SELECT {columns} FROM {from} WHERE {filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
         );
         let mut q = sqlx::query(&sql);
-        for b in &binds {
+        for b in binds {
             q = q.bind(b);
         }
         let rows = q
@@ -440,8 +526,52 @@ impl ReadModels {
             .bind(p.offset())
             .fetch_all(self.db.reader())
             .await?;
-        let items = rows.iter().map(asset).collect::<Result<_, _>>()?;
+        let items = rows.iter().map(parse).collect::<Result<_, _>>()?;
         Ok(p.wrap(items, total))
+    }
+
+    pub async fn scan_jobs(
+        &self,
+        org_id: &str,
+        f: &ScanJobFilter,
+        p: PageRequest,
+    ) -> Result<Page<ScanJobView>, StoreError> {
+        let mut clauses = vec!["s.org_id = $1".to_string()];
+        let mut binds = vec![org_id.to_string()];
+        for (column, value) in [
+            ("status", &f.status),
+            ("asset_id", &f.asset_id),
+            ("profile", &f.profile),
+        ] {
+            if let Some(v) = value {
+                binds.push(v.clone());
+                clauses.push(format!("s.{column} = ${}", binds.len()));
+            }
+        }
+        self.filtered_page(
+            SCAN_JOB_COLUMNS,
+            "rm_scan_jobs s",
+            "s.created_at DESC, s.scan_job_id DESC",
+            (&clauses, &binds),
+            p,
+            scan_job,
+        )
+        .await
+    }
+
+    pub async fn scan_job(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<ScanJobView>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SCAN_JOB_COLUMNS} FROM rm_scan_jobs s WHERE s.org_id = $1 AND s.scan_job_id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(scan_job).transpose()
     }
 
     pub async fn asset(
@@ -510,6 +640,7 @@ impl ReadModels {
             ("rm_assets", "asset_id"),
             ("rm_asset_tags", "asset_id, tag"),
             ("rm_webhooks", "webhook_id"),
+            ("rm_scan_jobs", "scan_job_id"),
         ] {
             let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
                 .fetch_all(self.db.reader())

@@ -2,7 +2,7 @@
 //! rows a batch of events touches, folds, and writes back what changed; a rebuild folds the whole
 //! log from empty and bulk-inserts the result. One fold serves both, so they cannot disagree.
 
-use easm_events::{Event, RecordedEvent};
+use easm_events::{Event, RecordedEvent, SeverityCounts};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +55,25 @@ pub struct WebhookRow {
     pub updated_at: i64,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanJobRow {
+    pub org_id: String,
+    pub asset_id: String,
+    pub profile: String,
+    pub ports: Option<Vec<u16>>,
+    pub status: String,
+    pub progress: i64,
+    pub stage: Option<String>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub counts: Option<SeverityCounts>,
+    pub rerun_of: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
 /// Rows by primary key. `None` marks a row that a fold deleted, so the writer removes it.
 #[derive(Debug, Default)]
 pub struct ReadState {
@@ -63,6 +82,7 @@ pub struct ReadState {
     pub groups: BTreeMap<String, Option<GroupRow>>,
     pub assets: BTreeMap<String, Option<AssetRow>>,
     pub webhooks: BTreeMap<String, Option<WebhookRow>>,
+    pub scan_jobs: BTreeMap<String, Option<ScanJobRow>>,
 }
 
 /// Which rows an event reads or writes, so the projector can load them first.
@@ -72,8 +92,9 @@ pub enum Touch<'a> {
     Group(&'a str),
     Asset(&'a str),
     Webhook(&'a str),
-    /// No read model reads the event: scan and finding events, whose read models arrive with the
-    /// scanning API (issue #4).
+    ScanJob(&'a str),
+    /// No read model reads the event yet: finding events, whose read model arrives with the
+    /// scanner (issue #4).
     Nothing,
 }
 
@@ -93,14 +114,14 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::WebhookDeleted(w) => Touch::Webhook(&w.webhook_id),
         Event::WebhookSecretRotated(w) => Touch::Webhook(&w.webhook_id),
         Event::EndpointDisabled(w) => Touch::Webhook(&w.webhook_id),
-        Event::ScanRequested(_)
-        | Event::ScanStarted(_)
-        | Event::ScanProgressed(_)
-        | Event::ScanCompleted(_)
-        | Event::ScanFailed(_)
-        | Event::ScanCancelled(_)
-        | Event::ScanDeleted(_)
-        | Event::FindingNew(_)
+        Event::ScanRequested(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::ScanStarted(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::ScanProgressed(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::ScanCompleted(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::ScanFailed(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::ScanCancelled(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::ScanDeleted(s) => Touch::ScanJob(&s.scan_job_id),
+        Event::FindingNew(_)
         | Event::FindingRedetected(_)
         | Event::FindingReopened(_)
         | Event::FindingResolved(_)
@@ -226,14 +247,66 @@ impl ReadState {
                     row.updated_at = at;
                 }
             }
-            Event::ScanRequested(_)
-            | Event::ScanStarted(_)
-            | Event::ScanProgressed(_)
-            | Event::ScanCompleted(_)
-            | Event::ScanFailed(_)
-            | Event::ScanCancelled(_)
-            | Event::ScanDeleted(_)
-            | Event::FindingNew(_)
+            Event::ScanRequested(s) => create(&mut self.scan_jobs, &s.scan_job_id, || ScanJobRow {
+                org_id: org_id.clone(),
+                asset_id: s.asset_id.clone(),
+                profile: s.profile.clone(),
+                ports: s.ports.clone(),
+                status: "queued".into(),
+                progress: 0,
+                stage: None,
+                attempts: 0,
+                error: None,
+                counts: None,
+                rerun_of: s.rerun_of.clone(),
+                created_at: at,
+                started_at: None,
+                finished_at: None,
+                updated_at: at,
+            }),
+            Event::ScanStarted(s) => {
+                if let Some(row) = live(&mut self.scan_jobs, &s.scan_job_id) {
+                    row.status = "running".into();
+                    row.attempts = i64::from(s.attempt);
+                    row.started_at.get_or_insert(at);
+                    row.updated_at = at;
+                }
+            }
+            Event::ScanProgressed(s) => {
+                if let Some(row) = live(&mut self.scan_jobs, &s.scan_job_id) {
+                    row.progress = i64::from(s.progress);
+                    row.stage = Some(s.stage.clone());
+                    row.updated_at = at;
+                }
+            }
+            Event::ScanCompleted(s) => {
+                if let Some(row) = live(&mut self.scan_jobs, &s.scan_job_id) {
+                    row.status = "completed".into();
+                    row.progress = 100;
+                    row.counts = Some(s.counts.clone());
+                    row.finished_at = Some(at);
+                    row.updated_at = at;
+                }
+            }
+            Event::ScanFailed(s) => {
+                if let Some(row) = live(&mut self.scan_jobs, &s.scan_job_id) {
+                    row.status = "failed".into();
+                    row.error = Some(s.reason.clone());
+                    row.finished_at = Some(at);
+                    row.updated_at = at;
+                }
+            }
+            Event::ScanCancelled(s) => {
+                if let Some(row) = live(&mut self.scan_jobs, &s.scan_job_id) {
+                    row.status = "cancelled".into();
+                    row.finished_at = Some(at);
+                    row.updated_at = at;
+                }
+            }
+            Event::ScanDeleted(s) => {
+                self.scan_jobs.insert(s.scan_job_id.clone(), None);
+            }
+            Event::FindingNew(_)
             | Event::FindingRedetected(_)
             | Event::FindingReopened(_)
             | Event::FindingResolved(_)

@@ -13,4 +13,5 @@ mod event_log;
 mod groups;
 mod rebuild;
 mod receiver;
+mod scans;
 mod webhooks;

@@ -43,10 +43,36 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
     .await;
     let empty = app.group(&key, "Gone").await;
     app.delete(&key, &format!("/api/groups/{empty}")).await;
+    let scan = app
+        .post(
+            &key,
+            "/api/scan-jobs",
+            json!({"asset_id": ids[3], "profile": "quick", "ports": [443]}),
+        )
+        .await
+        .id();
+    app.post(&key, &format!("/api/scan-jobs/{scan}/cancel"), json!({}))
+        .await;
+    let gone = app
+        .post(
+            &key,
+            "/api/scan-jobs",
+            json!({"asset_id": ids[4], "profile": "deep"}),
+        )
+        .await
+        .id();
+    app.delete(&key, &format!("/api/scan-jobs/{gone}")).await;
+    app.post(
+        &key,
+        "/api/scan-jobs",
+        json!({"asset_id": ids[5], "profile": "standard"}),
+    )
+    .await;
 
     let paths = [
         "/api/assets?perPage=100".to_string(),
         "/api/groups".to_string(),
+        "/api/scan-jobs".to_string(),
         format!("/api/groups/{g}/summary"),
         format!("/api/assets/{}", ids[0]),
         "/api/assets?tag=a".to_string(),

@@ -15,7 +15,7 @@ use axum::{middleware, Json, Router};
 use easm_projections::Projector;
 use easm_store::{Db, DeliveryQueue, IdempotencyStore};
 use error::ApiError;
-use routes::{assets, audit_webhook, deliveries, groups, health, keys, org, webhooks};
+use routes::{assets, audit_webhook, deliveries, groups, health, keys, org, scans, webhooks};
 use service::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ impl AppState {
 #[openapi(
     info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
     modifiers(&Security),
-    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "webhooks"), (name = "health"))
+    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "webhooks"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -106,6 +106,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
             assets::delete_asset
         ))
         .routes(routes!(assets::asset_timeline))
+        .routes(routes!(scans::list_scan_jobs, scans::create_scan_job))
+        .routes(routes!(scans::get_scan_job, scans::delete_scan_job))
+        .routes(routes!(scans::rerun_scan_job))
+        .routes(routes!(scans::cancel_scan_job))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,

@@ -4,8 +4,9 @@
 
 use base64::Engine;
 use easm_domain::{
-    add_assets, audit_webhook_id, create_org, Aggregate, Asset, AssetPatch, DomainError, Group,
-    Inventory, NewAsset, Organization, Plan, Role, Webhook, WebhookSpec,
+    active_scan_key, add_assets, audit_webhook_id, create_org, Aggregate, Asset, AssetPatch,
+    DomainError, Group, Inventory, NewAsset, Organization, Plan, Role, ScanJob, ScanStatus,
+    Webhook, WebhookSpec,
 };
 use easm_events::{Event, EventMeta, RecordedEvent};
 use easm_projections::{Projector, ReadModels};
@@ -46,6 +47,24 @@ pub const ASSET_VALUES: &str = "asset_values";
 /// Reservation scope of a group's members, so a group is deleted only when empty.
 fn members(group_id: &str) -> String {
     format!("group_members:{group_id}")
+}
+
+pub fn scan_stream(id: &str) -> String {
+    format!("scan-{id}")
+}
+/// What a scan is asked for.
+pub struct ScanRequest<'a> {
+    pub asset_id: &'a str,
+    pub profile: &'a str,
+    pub ports: Option<&'a [i64]>,
+    pub rerun_of: Option<&'a str>,
+}
+
+/// Reservation scope of active scan jobs: one per asset and profile.
+const ACTIVE_SCANS: &str = "active_scans";
+/// Reservation scope of the scans requested in a calendar month (UTC), for the plan's quota.
+fn month_scans(at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("scans:{}", at.format("%Y-%m"))
 }
 
 pub fn webhook_stream(id: &str) -> String {
@@ -608,6 +627,157 @@ impl Service {
         self.on_stream(org_id, meta, stream, |w: &Webhook| w.rotate_secret(&until))
             .await?;
         Ok(secret)
+    }
+
+    /// Queue a scan of a live asset: one active job per asset and profile (409 with the active
+    /// job's id), and the plan's scans per month (402).
+    pub async fn request_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        plan: Plan,
+        req: &ScanRequest<'_>,
+    ) -> Result<String, ServiceError> {
+        let id = new_id();
+        let asset_id = req.asset_id;
+        let events = ScanJob::request(&id, asset_id, req.profile, req.ports, req.rerun_of)?;
+        let Some(Event::ScanRequested(requested)) = events.first() else {
+            unreachable!("a request is one scan.requested")
+        };
+        let slot = active_scan_key(asset_id, &requested.profile);
+        let month = month_scans(chrono::Utc::now());
+        let limit = plan.limits().scans_per_month;
+        let asset = asset_stream(asset_id);
+        self.execute(org_id, meta, || async {
+            let (asset_version, a) = self.load::<Asset>(org_id, &asset).await?;
+            if !a.live() {
+                return Err(DomainError::NotFound { resource: "asset" }.into());
+            }
+            if let Some((_, owner)) = self
+                .log
+                .reservations(org_id, ACTIVE_SCANS, std::slice::from_ref(&slot))
+                .await?
+                .pop()
+            {
+                return Err(DomainError::Conflict {
+                    message: format!(
+                        "a {} scan of this asset is already queued or running",
+                        requested.profile
+                    ),
+                    existing_id: Some(owner),
+                }
+                .into());
+            }
+            let mut d = Decision::one(scan_stream(&id), 0, events.clone());
+            if let Some(max) = limit {
+                if self.log.count_reservations(org_id, &month).await? >= max {
+                    return Err(DomainError::PlanLimit {
+                        limit: "scans per month",
+                        max,
+                        plan: plan.as_str().into(),
+                    }
+                    .into());
+                }
+                d.constraints.push(Constraint::AtMost {
+                    scope: month.clone(),
+                    max,
+                });
+            }
+            d.constraints.extend([
+                Constraint::Claim {
+                    scope: month.clone(),
+                    key: id.clone(),
+                    owner: id.clone(),
+                },
+                Constraint::Claim {
+                    scope: ACTIVE_SCANS.into(),
+                    key: slot.clone(),
+                    owner: id.clone(),
+                },
+                Constraint::StreamAt {
+                    stream_id: asset.clone(),
+                    version: asset_version,
+                },
+            ]);
+            Ok(d)
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Run a job again: a new job with the same asset, profile and ports.
+    pub async fn rerun_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        plan: Plan,
+        id: &str,
+    ) -> Result<String, ServiceError> {
+        let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
+        if job.status == ScanStatus::None || job.deleted {
+            return Err(DomainError::NotFound {
+                resource: "scan job",
+            }
+            .into());
+        }
+        let ports: Option<Vec<i64>> = job
+            .ports
+            .as_ref()
+            .map(|p| p.iter().map(|&p| i64::from(p)).collect());
+        let req = ScanRequest {
+            asset_id: &job.asset_id,
+            profile: &job.profile,
+            ports: ports.as_deref(),
+            rerun_of: Some(id),
+        };
+        self.request_scan(meta, org_id, plan, &req).await
+    }
+
+    /// A change to a job; ending it frees its (asset, profile) slot in the same append.
+    async fn on_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        decide: impl Fn(&ScanJob) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<(), ServiceError> {
+        let stream = scan_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, job) = self.load::<ScanJob>(org_id, &stream).await?;
+            let events = decide(&job)?;
+            let mut after = job.clone();
+            for e in &events {
+                after.apply(e);
+            }
+            let mut d = Decision::one(stream.clone(), v, events);
+            if job.status.active() && !after.status.active() {
+                d.constraints.push(Constraint::Release {
+                    scope: ACTIVE_SCANS.into(),
+                    key: active_scan_key(&job.asset_id, &job.profile),
+                });
+            }
+            Ok(d)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn cancel_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        self.on_scan(meta, org_id, id, ScanJob::cancel).await
+    }
+
+    pub async fn delete_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        self.on_scan(meta, org_id, id, ScanJob::delete).await
     }
 
     /// Delivery gave up on an endpoint (`endpoint.disabled`); `failing_since` is RFC 3339.

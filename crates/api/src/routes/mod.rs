@@ -8,6 +8,7 @@ pub mod groups;
 pub mod health;
 pub mod keys;
 pub mod org;
+pub mod scans;
 pub mod webhooks;
 
 use serde::{Deserialize, Deserializer};

@@ -1,0 +1,166 @@
+//! Scan jobs: requested here, run by scan workers, followed through their events.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{page_request, ApiJson, ApiQuery};
+use crate::service::ScanRequest;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use easm_domain::Permission;
+use easm_projections::read::{Page, ScanJobFilter, ScanJobView};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanJobBody {
+    /// The asset to scan (`assetId` is accepted too).
+    #[serde(default, deserialize_with = "super::id_string")]
+    #[schema(value_type = Option<String>)]
+    pub asset_id: Option<String>,
+    #[serde(default, rename = "assetId", deserialize_with = "super::id_string")]
+    #[schema(value_type = Option<String>)]
+    pub asset_id_camel: Option<String>,
+    /// `quick` (top 20 ports), `standard` (top 100) or `deep` (top 1000).
+    pub profile: Option<String>,
+    /// Ports to probe instead of the profile's list (1 to 1000 of them).
+    pub ports: Option<Vec<i64>>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScanJobQuery {
+    /// queued, running, completed, failed or cancelled.
+    pub status: Option<String>,
+    pub asset_id: Option<String>,
+    /// quick, standard or deep.
+    pub profile: Option<String>,
+    pub page: Option<i64>,
+    #[serde(rename = "perPage")]
+    #[param(rename = "perPage")]
+    pub per_page: Option<i64>,
+}
+
+async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<ScanJobView> {
+    app.service
+        .read()
+        .scan_job(&c.org_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("scan job"))
+}
+
+/// Queue a scan of an asset. 409 while a scan of the same asset and profile is queued or
+/// running (`existingId` names it); 402 past the plan's scans per month.
+#[utoipa::path(post, path = "/api/scan-jobs", tag = "scans", request_body = ScanJobBody,
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, body = ScanJobView), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_scan_job(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiJson(body): ApiJson<ScanJobBody>,
+) -> ApiResult<(StatusCode, Json<ScanJobView>)> {
+    c.require(Permission::Write)?;
+    let asset_id = body
+        .asset_id
+        .or(body.asset_id_camel)
+        .ok_or_else(|| ApiError::bad_request("asset_id", "asset_id: is required"))?;
+    let profile = body
+        .profile
+        .ok_or_else(|| ApiError::bad_request("profile", "profile: is required"))?;
+    let id = app
+        .service
+        .request_scan(
+            &c.meta(),
+            &c.org_id,
+            c.plan,
+            &ScanRequest {
+                asset_id: &asset_id,
+                profile: &profile,
+                ports: body.ports.as_deref(),
+                rerun_of: None,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&app, &c, &id).await?)))
+}
+
+/// Scan jobs, newest first.
+#[utoipa::path(get, path = "/api/scan-jobs", tag = "scans", params(ScanJobQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<ScanJobView>), (status = 400, body = ErrorBody)))]
+pub async fn list_scan_jobs(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiQuery(q): ApiQuery<ScanJobQuery>,
+) -> ApiResult<Json<Page<ScanJobView>>> {
+    c.require(Permission::Read)?;
+    let p = page_request(q.page, q.per_page)?;
+    let filter = ScanJobFilter {
+        status: q.status,
+        asset_id: q.asset_id,
+        profile: q.profile,
+    };
+    Ok(Json(
+        app.service.read().scan_jobs(&c.org_id, &filter, p).await?,
+    ))
+}
+
+/// One scan job: status, progress, times, counts by severity, the error if it failed.
+#[utoipa::path(get, path = "/api/scan-jobs/{id}", tag = "scans", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = ScanJobView), (status = 404, body = ErrorBody)))]
+pub async fn get_scan_job(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScanJobView>> {
+    c.require(Permission::Read)?;
+    Ok(Json(view(&app, &c, &id).await?))
+}
+
+/// Run a job again: a new job with the same asset, profile and ports.
+#[utoipa::path(post, path = "/api/scan-jobs/{id}/run", tag = "scans", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, body = ScanJobView), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rerun_scan_job(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<ScanJobView>)> {
+    c.require(Permission::Write)?;
+    let new = app
+        .service
+        .rerun_scan(&c.meta(), &c.org_id, c.plan, &id)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&app, &c, &new).await?)))
+}
+
+/// Cancel a queued or running job (409 once it ended).
+#[utoipa::path(post, path = "/api/scan-jobs/{id}/cancel", tag = "scans", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = ScanJobView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_scan_job(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScanJobView>> {
+    c.require(Permission::Write)?;
+    app.service.cancel_scan(&c.meta(), &c.org_id, &id).await?;
+    Ok(Json(view(&app, &c, &id).await?))
+}
+
+/// Delete a job (cancelled first if it still runs): it leaves the API; the log keeps its history.
+#[utoipa::path(delete, path = "/api/scan-jobs/{id}", tag = "scans", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_scan_job(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.require(Permission::Administer)?;
+    app.service.delete_scan(&c.meta(), &c.org_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
