@@ -1,5 +1,6 @@
 use crate::state::{
-    touches, AssetRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch, WebhookRow,
+    touches, AssetRow, FindingRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch,
+    WebhookRow,
 };
 use easm_store::{typed, AnyConnection, AnyRow, Backend, Db, EventLog, Row, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ fn chunk(backend: Backend) -> usize {
 }
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
+    "rm_findings",
     "rm_scan_jobs",
     "rm_webhooks",
     "rm_asset_tags",
@@ -42,6 +44,7 @@ enum Val {
     Int(i64),
     OptInt(Option<i64>),
     OptText(Option<String>),
+    OptFloat(Option<f64>),
 }
 
 struct Table {
@@ -124,6 +127,101 @@ const SCAN_JOBS: Table = Table {
         "updated_at",
     ],
 };
+
+const FINDINGS: Table = Table {
+    name: "rm_findings",
+    pk: "finding_id",
+    columns: &[
+        "org_id",
+        "asset_id",
+        "template_id",
+        "title",
+        "severity",
+        "category",
+        "description",
+        "evidence",
+        "remediation",
+        "refs",
+        "cve",
+        "cwe",
+        "cvss_score",
+        "matched_at",
+        "matcher_name",
+        "source",
+        "status",
+        "assignee",
+        "notes",
+        "scan_job_ids",
+        "detection_count",
+        "first_detected",
+        "last_detected",
+        "updated_at",
+    ],
+};
+
+impl FindingRow {
+    fn vals(&self) -> Vec<Val> {
+        let d = &self.detection;
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.asset_id.clone()),
+            Val::Text(d.template_id.clone()),
+            Val::Text(d.title.clone()),
+            Val::Text(d.severity.clone()),
+            Val::Text(d.category.clone()),
+            Val::Text(d.description.clone()),
+            Val::Text(d.evidence.clone()),
+            Val::Text(d.remediation.clone()),
+            Val::Text(serde_json::to_string(&d.references).unwrap_or_default()),
+            Val::OptText(d.cve.clone()),
+            Val::OptText(d.cwe.clone()),
+            Val::OptFloat(d.cvss_score),
+            Val::Text(d.matched_at.clone()),
+            Val::Text(d.matcher_name.clone()),
+            Val::Text(d.source.clone()),
+            Val::Text(self.status.clone()),
+            Val::OptText(self.assignee.clone()),
+            Val::OptText(self.notes.clone()),
+            Val::Text(serde_json::to_string(&self.scan_job_ids).unwrap_or_default()),
+            Val::Int(self.detection_count),
+            Val::Int(self.first_detected),
+            Val::Int(self.last_detected),
+            Val::Int(self.updated_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let refs: String = r.try_get("refs")?;
+        let jobs: String = r.try_get("scan_job_ids")?;
+        Ok(FindingRow {
+            org_id: r.try_get("org_id")?,
+            asset_id: r.try_get("asset_id")?,
+            detection: easm_events::Detection {
+                template_id: r.try_get("template_id")?,
+                title: r.try_get("title")?,
+                severity: r.try_get("severity")?,
+                category: r.try_get("category")?,
+                description: r.try_get("description")?,
+                evidence: r.try_get("evidence")?,
+                remediation: r.try_get("remediation")?,
+                references: serde_json::from_str(&refs).unwrap_or_default(),
+                cve: r.try_get("cve")?,
+                cwe: r.try_get("cwe")?,
+                cvss_score: r.try_get("cvss_score")?,
+                matched_at: r.try_get("matched_at")?,
+                matcher_name: r.try_get("matcher_name")?,
+                source: r.try_get("source")?,
+            },
+            status: r.try_get("status")?,
+            assignee: r.try_get("assignee")?,
+            notes: r.try_get("notes")?,
+            scan_job_ids: serde_json::from_str(&jobs).unwrap_or_default(),
+            detection_count: r.try_get("detection_count")?,
+            first_detected: r.try_get("first_detected")?,
+            last_detected: r.try_get("last_detected")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
 
 impl ScanJobRow {
     fn vals(&self) -> Vec<Val> {
@@ -381,6 +479,7 @@ async fn write<T>(
                     Val::Int(i) => q.bind(i),
                     Val::OptInt(i) => q.bind(i),
                     Val::OptText(s) => q.bind(s),
+                    Val::OptFloat(f) => q.bind(f),
                 };
             }
         }
@@ -447,6 +546,7 @@ async fn write_state(
     write(conn, size, &ASSETS, &s.assets, AssetRow::vals).await?;
     write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
     write(conn, size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals).await?;
+    write(conn, size, &FINDINGS, &s.findings, FindingRow::vals).await?;
     write_tags(conn, size, &s.assets, !fresh).await
 }
 
@@ -529,7 +629,7 @@ impl Projector {
             return Ok((position, 0));
         }
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
-        let mut ids: [BTreeSet<String>; 6] = Default::default();
+        let mut ids: [BTreeSet<String>; 7] = Default::default();
         for e in &events {
             let (i, id) = match touches(e) {
                 Touch::Org(id) => (0, id),
@@ -538,7 +638,7 @@ impl Projector {
                 Touch::Asset(id) => (3, id),
                 Touch::Webhook(id) => (4, id),
                 Touch::ScanJob(id) => (5, id),
-                Touch::Nothing => continue,
+                Touch::Finding(id) => (6, id),
             };
             ids[i].insert(id.to_string());
         }
@@ -598,6 +698,15 @@ impl Projector {
             &mut state.scan_jobs,
         )
         .await?;
+        load(
+            &mut tx,
+            size,
+            &FINDINGS,
+            &ids[6],
+            FindingRow::parse,
+            &mut state.findings,
+        )
+        .await?;
         for (r, e) in recorded.iter().zip(&events) {
             state.fold(r, e);
             position = r.position;
@@ -652,6 +761,7 @@ impl Projector {
         state.assets.retain(|_, row| row.is_some());
         state.webhooks.retain(|_, row| row.is_some());
         state.scan_jobs.retain(|_, row| row.is_some());
+        state.findings.retain(|_, row| row.is_some());
         write_state(&mut tx, chunk(self.db.backend()), &state, true).await?;
         Self::set_checkpoint(&mut tx, position).await?;
         tx.commit().await?;

@@ -151,6 +151,93 @@ pub struct AssetFilter {
 }
 
 #[derive(Debug, Default)]
+pub struct FindingFilter {
+    /// Any of these severities.
+    pub severities: Vec<String>,
+    pub status: Option<String>,
+    pub asset_id: Option<String>,
+    pub scan_job_id: Option<String>,
+    pub template_id: Option<String>,
+    /// Last detected at or after / at or before (epoch microseconds).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Case-insensitive substring of title, templateId or matchedAt.
+    pub q: Option<String>,
+    /// `lastDetected` (default, newest first), `firstDetected` or `severity`.
+    pub sort: Option<String>,
+}
+
+const SEVERITY_ORDER: &str = "CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
+     WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, f.last_detected DESC, f.finding_id";
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingView {
+    pub id: String,
+    pub asset_id: String,
+    pub template_id: String,
+    pub title: String,
+    pub severity: String,
+    pub category: String,
+    pub description: String,
+    pub evidence: String,
+    pub remediation: String,
+    pub references: Vec<String>,
+    pub cve: Option<String>,
+    pub cwe: Option<String>,
+    pub cvss_score: Option<f64>,
+    pub matched_at: String,
+    pub matcher_name: String,
+    /// `easm` or `nuclei`.
+    pub source: String,
+    /// open, acknowledged, resolved or ignored.
+    pub status: String,
+    pub assignee: Option<String>,
+    pub notes: Option<String>,
+    pub scan_job_ids: Vec<String>,
+    pub detection_count: i64,
+    pub first_detected: String,
+    pub last_detected: String,
+    pub updated_at: String,
+}
+
+const FINDING_COLUMNS: &str = "f.finding_id, f.asset_id, f.template_id, f.title, f.severity, \
+     f.category, f.description, f.evidence, f.remediation, f.refs, f.cve, f.cwe, f.cvss_score, \
+     f.matched_at, f.matcher_name, f.source, f.status, f.assignee, f.notes, f.scan_job_ids, \
+     f.detection_count, f.first_detected, f.last_detected, f.updated_at";
+
+fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
+    let refs: String = r.try_get("refs")?;
+    let jobs: String = r.try_get("scan_job_ids")?;
+    Ok(FindingView {
+        id: r.try_get("finding_id")?,
+        asset_id: r.try_get("asset_id")?,
+        template_id: r.try_get("template_id")?,
+        title: r.try_get("title")?,
+        severity: r.try_get("severity")?,
+        category: r.try_get("category")?,
+        description: r.try_get("description")?,
+        evidence: r.try_get("evidence")?,
+        remediation: r.try_get("remediation")?,
+        references: serde_json::from_str(&refs).unwrap_or_default(),
+        cve: r.try_get("cve")?,
+        cwe: r.try_get("cwe")?,
+        cvss_score: r.try_get("cvss_score")?,
+        matched_at: r.try_get("matched_at")?,
+        matcher_name: r.try_get("matcher_name")?,
+        source: r.try_get("source")?,
+        status: r.try_get("status")?,
+        assignee: r.try_get("assignee")?,
+        notes: r.try_get("notes")?,
+        scan_job_ids: serde_json::from_str(&jobs).unwrap_or_default(),
+        detection_count: r.try_get("detection_count")?,
+        first_detected: iso(r.try_get("first_detected")?),
+        last_detected: iso(r.try_get("last_detected")?),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
+#[derive(Debug, Default)]
 pub struct ScanJobFilter {
     pub status: Option<String>,
     pub asset_id: Option<String>,
@@ -559,6 +646,77 @@ impl ReadModels {
         .await
     }
 
+    pub async fn findings(
+        &self,
+        org_id: &str,
+        f: &FindingFilter,
+        p: PageRequest,
+    ) -> Result<Page<FindingView>, StoreError> {
+        let mut clauses = vec!["f.org_id = $1".to_string()];
+        let mut binds = vec![org_id.to_string()];
+        let mut bind = |v: String| {
+            binds.push(v);
+            format!("${}", binds.len())
+        };
+        if !f.severities.is_empty() {
+            let list: Vec<String> = f.severities.iter().map(|s| bind(s.clone())).collect();
+            clauses.push(format!("f.severity IN ({})", list.join(", ")));
+        }
+        for (column, value) in [
+            ("f.status", &f.status),
+            ("f.asset_id", &f.asset_id),
+            ("f.template_id", &f.template_id),
+        ] {
+            if let Some(v) = value {
+                clauses.push(format!("{column} = {}", bind(v.clone())));
+            }
+        }
+        if let Some(job) = &f.scan_job_id {
+            let p = bind(like_pattern(&format!("\"{job}\"")));
+            clauses.push(format!("f.scan_job_ids LIKE {p} ESCAPE '\\'"));
+        }
+        if let Some(q) = &f.q {
+            let p = bind(like_pattern(q));
+            clauses.push(format!(
+                "(LOWER(f.title) LIKE {p} ESCAPE '\\' OR LOWER(f.template_id) LIKE {p} ESCAPE '\\' \
+                 OR LOWER(f.matched_at) LIKE {p} ESCAPE '\\')"
+            ));
+        }
+        for (op, at) in [(">=", f.since), ("<=", f.until)] {
+            if let Some(at) = at {
+                clauses.push(format!(
+                    "f.last_detected {op} CAST({} AS BIGINT)",
+                    bind(at.to_string())
+                ));
+            }
+        }
+        let order = match f.sort.as_deref() {
+            Some("severity") => SEVERITY_ORDER,
+            Some("firstDetected") => "f.first_detected DESC, f.finding_id",
+            _ => "f.last_detected DESC, f.finding_id",
+        };
+        self.filtered_page(
+            FINDING_COLUMNS,
+            "rm_findings f",
+            order,
+            (&clauses, &binds),
+            p,
+            finding,
+        )
+        .await
+    }
+
+    pub async fn finding(&self, org_id: &str, id: &str) -> Result<Option<FindingView>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM rm_findings f WHERE f.org_id = $1 AND f.finding_id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(finding).transpose()
+    }
+
     pub async fn scan_job(
         &self,
         org_id: &str,
@@ -641,6 +799,7 @@ impl ReadModels {
             ("rm_asset_tags", "asset_id, tag"),
             ("rm_webhooks", "webhook_id"),
             ("rm_scan_jobs", "scan_job_id"),
+            ("rm_findings", "finding_id"),
         ] {
             let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
                 .fetch_all(self.db.reader())
@@ -648,10 +807,16 @@ impl ReadModels {
             for r in rows {
                 let mut cells = vec![table.to_string()];
                 for i in 0..r.len() {
-                    let cell = r.try_get::<Option<String>, _>(i).or_else(|_| {
-                        r.try_get::<Option<i64>, _>(i)
-                            .map(|v| v.map(|v| v.to_string()))
-                    })?;
+                    let cell = r
+                        .try_get::<Option<String>, _>(i)
+                        .or_else(|_| {
+                            r.try_get::<Option<i64>, _>(i)
+                                .map(|v| v.map(|v| v.to_string()))
+                        })
+                        .or_else(|_| {
+                            r.try_get::<Option<f64>, _>(i)
+                                .map(|v| v.map(|v| v.to_string()))
+                        })?;
                     cells.push(cell.unwrap_or_else(|| "NULL".into()));
                 }
                 out.push(cells.join("|"));

@@ -2,7 +2,7 @@
 //! rows a batch of events touches, folds, and writes back what changed; a rebuild folds the whole
 //! log from empty and bulk-inserts the result. One fold serves both, so they cannot disagree.
 
-use easm_events::{Event, RecordedEvent, SeverityCounts};
+use easm_events::{Detection, Event, RecordedEvent, SeverityCounts};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +74,21 @@ pub struct ScanJobRow {
     pub updated_at: i64,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct FindingRow {
+    pub org_id: String,
+    pub asset_id: String,
+    pub detection: Detection,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub notes: Option<String>,
+    pub scan_job_ids: Vec<String>,
+    pub detection_count: i64,
+    pub first_detected: i64,
+    pub last_detected: i64,
+    pub updated_at: i64,
+}
+
 /// Rows by primary key. `None` marks a row that a fold deleted, so the writer removes it.
 #[derive(Debug, Default)]
 pub struct ReadState {
@@ -83,6 +98,7 @@ pub struct ReadState {
     pub assets: BTreeMap<String, Option<AssetRow>>,
     pub webhooks: BTreeMap<String, Option<WebhookRow>>,
     pub scan_jobs: BTreeMap<String, Option<ScanJobRow>>,
+    pub findings: BTreeMap<String, Option<FindingRow>>,
 }
 
 /// Which rows an event reads or writes, so the projector can load them first.
@@ -93,9 +109,7 @@ pub enum Touch<'a> {
     Asset(&'a str),
     Webhook(&'a str),
     ScanJob(&'a str),
-    /// No read model reads the event yet: finding events, whose read model arrives with the
-    /// scanner (issue #4).
-    Nothing,
+    Finding(&'a str),
 }
 
 pub fn touches(e: &Event) -> Touch<'_> {
@@ -121,12 +135,12 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::ScanFailed(s) => Touch::ScanJob(&s.scan_job_id),
         Event::ScanCancelled(s) => Touch::ScanJob(&s.scan_job_id),
         Event::ScanDeleted(s) => Touch::ScanJob(&s.scan_job_id),
-        Event::FindingNew(_)
-        | Event::FindingRedetected(_)
-        | Event::FindingReopened(_)
-        | Event::FindingResolved(_)
-        | Event::FindingStatusChanged(_)
-        | Event::FindingUpdated(_) => Touch::Nothing,
+        Event::FindingNew(f) => Touch::Finding(&f.finding_id),
+        Event::FindingRedetected(f) => Touch::Finding(&f.finding_id),
+        Event::FindingReopened(f) => Touch::Finding(&f.finding_id),
+        Event::FindingResolved(f) => Touch::Finding(&f.finding_id),
+        Event::FindingStatusChanged(f) => Touch::Finding(&f.finding_id),
+        Event::FindingUpdated(f) => Touch::Finding(&f.finding_id),
     }
 }
 
@@ -140,6 +154,16 @@ fn live<'a, T>(map: &'a mut BTreeMap<String, Option<T>>, id: &str) -> Option<&'a
 }
 
 impl ReadState {
+    fn finding_status(&mut self, id: &str, status: &str, notes: &Option<String>, at: i64) {
+        if let Some(row) = live(&mut self.findings, id) {
+            row.status = status.into();
+            if notes.is_some() {
+                row.notes = notes.clone();
+            }
+            row.updated_at = at;
+        }
+    }
+
     pub fn fold(&mut self, recorded: &RecordedEvent, event: &Event) {
         let at = recorded.occurred_at.timestamp_micros();
         let org_id = &recorded.org_id;
@@ -306,12 +330,48 @@ impl ReadState {
             Event::ScanDeleted(s) => {
                 self.scan_jobs.insert(s.scan_job_id.clone(), None);
             }
-            Event::FindingNew(_)
-            | Event::FindingRedetected(_)
-            | Event::FindingReopened(_)
-            | Event::FindingResolved(_)
-            | Event::FindingStatusChanged(_)
-            | Event::FindingUpdated(_) => {}
+            Event::FindingNew(f) => create(&mut self.findings, &f.finding_id, || FindingRow {
+                org_id: org_id.clone(),
+                asset_id: f.asset_id.clone(),
+                detection: (*f.detection).clone(),
+                status: "open".into(),
+                assignee: None,
+                notes: None,
+                scan_job_ids: vec![f.scan_job_id.clone()],
+                detection_count: 1,
+                first_detected: at,
+                last_detected: at,
+                updated_at: at,
+            }),
+            Event::FindingRedetected(f) => {
+                if let Some(row) = live(&mut self.findings, &f.finding_id) {
+                    if !row.scan_job_ids.contains(&f.scan_job_id) {
+                        row.scan_job_ids.push(f.scan_job_id.clone());
+                    }
+                    row.detection.evidence = f.evidence.clone();
+                    row.detection_count += 1;
+                    row.last_detected = at;
+                    row.updated_at = at;
+                }
+            }
+            Event::FindingReopened(f) => self.finding_status(&f.finding_id, "open", &f.notes, at),
+            Event::FindingResolved(f) => {
+                self.finding_status(&f.finding_id, "resolved", &f.notes, at)
+            }
+            Event::FindingStatusChanged(f) => {
+                self.finding_status(&f.finding_id, &f.to, &f.notes, at)
+            }
+            Event::FindingUpdated(f) => {
+                if let Some(row) = live(&mut self.findings, &f.finding_id) {
+                    if let Some(a) = &f.assignee {
+                        row.assignee = (!a.is_empty()).then(|| a.clone());
+                    }
+                    if f.notes.is_some() {
+                        row.notes = f.notes.clone();
+                    }
+                    row.updated_at = at;
+                }
+            }
         }
     }
 }

@@ -44,6 +44,7 @@ on_every_transport!(
     addresses_are_checked_again_at_connection,
     the_audit_webhook_forwards_every_accepted_command,
     retry_after_and_the_endpoint_rate_limit_are_honoured,
+    finding_events_reach_their_subscribers,
 );
 
 /// JetStream only: NATS stops while events are committed and starts again; every one arrives.
@@ -740,4 +741,61 @@ async fn retry_after_and_the_endpoint_rate_limit_are_honoured(b: Backend, nats: 
         span >= Duration::from_millis(1900),
         "9 attempts within {span:?}"
     );
+}
+
+async fn finding_events_reach_their_subscribers(b: Backend, nats: bool) {
+    let s = Setup::start(b, nats, &[]).await;
+    let receiver = Receiver::start().await;
+    s.webhook(&receiver.url, &["finding.*"]).await;
+    let g = s.post("/api/groups", json!({"name": "Scanned"})).await.id();
+    let asset = s
+        .post(
+            &format!("/api/groups/{g}/assets"),
+            json!({"value": "127.0.0.1", "type": "ip"}),
+        )
+        .await
+        .id();
+    let job = s
+        .post(
+            "/api/scan-jobs",
+            json!({"asset_id": asset, "profile": "quick"}),
+        )
+        .await
+        .id();
+    let url = s
+        .server
+        .as_ref()
+        .unwrap()
+        .url(&format!("/api/scan-jobs/{job}/results"));
+    let imported = s
+        .http
+        .post(url)
+        .header("X-API-Key", &s.key)
+        .body(crate::findings::NUCLEI)
+        .send()
+        .await
+        .unwrap();
+    assert!(imported.status().is_success());
+    let got = receiver.wait_for(2, WAIT).await;
+    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    assert!(bodies.iter().all(|b| b["type"] == "finding.new"));
+    let critical = bodies
+        .iter()
+        .find(|b| b["data"]["severity"] == "critical")
+        .expect("the critical finding");
+    assert_eq!(critical["data"]["templateId"], "CVE-2021-41773");
+    assert_eq!(critical["data"]["scanJobId"], job.as_str());
+    let id = critical["data"]["findingId"].as_str().unwrap();
+    let resolved = s
+        .call(
+            Method::PATCH,
+            &format!("/api/findings/{id}"),
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.body);
+    let got = receiver.wait_for(3, WAIT).await;
+    let last = got[2].json();
+    assert_eq!(last["type"], "finding.resolved");
+    assert_eq!(last["data"]["from"], "open");
 }

@@ -10,6 +10,7 @@ mod cli;
 mod conventions;
 mod delivery;
 mod event_log;
+mod findings;
 mod groups;
 mod rebuild;
 mod receiver;

@@ -62,14 +62,34 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         .await
         .id();
     app.delete(&key, &format!("/api/scan-jobs/{gone}")).await;
-    app.post(
+    let standard = app
+        .post(
+            &key,
+            "/api/scan-jobs",
+            json!({"asset_id": ids[5], "profile": "standard"}),
+        )
+        .await
+        .id();
+    let imported = app
+        .client
+        .post(app.url(&format!("/api/scan-jobs/{standard}/results")))
+        .header("X-API-Key", &key)
+        .body(crate::findings::NUCLEI)
+        .send()
+        .await
+        .unwrap();
+    assert!(imported.status().is_success());
+    let found = app.get(&key, "/api/findings?severity=critical").await;
+    let finding = found.body["items"][0]["id"].as_str().unwrap().to_string();
+    app.patch(
         &key,
-        "/api/scan-jobs",
-        json!({"asset_id": ids[5], "profile": "standard"}),
+        &format!("/api/findings/{finding}"),
+        json!({"status": "acknowledged", "assignee": "bob", "notes": "looking"}),
     )
     .await;
 
     let paths = [
+        "/api/findings".to_string(),
         "/api/assets?perPage=100".to_string(),
         "/api/groups".to_string(),
         "/api/scan-jobs".to_string(),

@@ -15,7 +15,9 @@ use axum::{middleware, Json, Router};
 use easm_projections::Projector;
 use easm_store::{Db, DeliveryQueue, IdempotencyStore};
 use error::ApiError;
-use routes::{assets, audit_webhook, deliveries, groups, health, keys, org, scans, webhooks};
+use routes::{
+    assets, audit_webhook, deliveries, findings, groups, health, keys, org, scans, webhooks,
+};
 use service::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +58,7 @@ impl AppState {
 #[openapi(
     info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
     modifiers(&Security),
-    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "webhooks"), (name = "health"))
+    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "webhooks"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -110,6 +112,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scans::get_scan_job, scans::delete_scan_job))
         .routes(routes!(scans::rerun_scan_job))
         .routes(routes!(scans::cancel_scan_job))
+        .routes(routes!(scans::import_results))
+        .routes(routes!(scans::scan_job_findings))
+        .routes(routes!(findings::list_findings))
+        .routes(routes!(findings::get_finding, findings::triage_finding))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,

@@ -4,11 +4,11 @@
 
 use base64::Engine;
 use easm_domain::{
-    active_scan_key, add_assets, audit_webhook_id, create_org, Aggregate, Asset, AssetPatch,
-    DomainError, Group, Inventory, NewAsset, Organization, Plan, Role, ScanJob, ScanStatus,
-    Webhook, WebhookSpec,
+    active_scan_key, add_assets, audit_webhook_id, create_org, finding_id, Aggregate, Asset,
+    AssetPatch, DomainError, Finding, Group, Inventory, NewAsset, Organization, Plan, Role,
+    ScanJob, ScanStatus, Webhook, WebhookSpec,
 };
-use easm_events::{Event, EventMeta, RecordedEvent};
+use easm_events::{Detection, Event, EventMeta, RecordedEvent};
 use easm_projections::{Projector, ReadModels};
 use easm_store::{
     AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend, WebhookSecrets,
@@ -65,6 +65,22 @@ const ACTIVE_SCANS: &str = "active_scans";
 /// Reservation scope of the scans requested in a calendar month (UTC), for the plan's quota.
 fn month_scans(at: chrono::DateTime<chrono::Utc>) -> String {
     format!("scans:{}", at.format("%Y-%m"))
+}
+
+pub fn finding_stream(id: &str) -> String {
+    format!("finding-{id}")
+}
+/// Findings decided and appended together when results are imported.
+const IMPORT_CHUNK: usize = 200;
+
+/// What an import of results did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub new: usize,
+    pub redetected: usize,
+    pub reopened: usize,
+    /// Already recorded for this scan job (a repeated import).
+    pub unchanged: usize,
 }
 
 pub fn webhook_stream(id: &str) -> String {
@@ -778,6 +794,103 @@ impl Service {
         id: &str,
     ) -> Result<(), ServiceError> {
         self.on_scan(meta, org_id, id, ScanJob::delete).await
+    }
+
+    /// Record results (of any scanner) under a scan job of the organization: one finding per
+    /// deduplication key, new, detected again, or reopened.
+    pub async fn import_results(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        scan_job_id: &str,
+        detections: &[Detection],
+    ) -> Result<Imported, ServiceError> {
+        let (_, job) = self
+            .load::<ScanJob>(org_id, &scan_stream(scan_job_id))
+            .await?;
+        if job.status == ScanStatus::None || job.deleted {
+            return Err(DomainError::NotFound {
+                resource: "scan job",
+            }
+            .into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<(String, &Detection)> = detections
+            .iter()
+            .map(|d| {
+                let id = finding_id(
+                    org_id,
+                    &job.asset_id,
+                    d.template_id.trim(),
+                    d.matched_at.trim(),
+                    d.matcher_name.trim(),
+                );
+                (id, d)
+            })
+            .filter(|(id, _)| seen.insert(id.clone()))
+            .collect();
+        let mut outcome = Imported::default();
+        for chunk in unique.chunks(IMPORT_CHUNK) {
+            // The decision of the attempt that commits is the one that counts.
+            let last = std::sync::Mutex::new(Imported::default());
+            self.execute(org_id, meta, || async {
+                let mut counted = Imported::default();
+                let mut d = Decision {
+                    streams: vec![],
+                    constraints: vec![],
+                };
+                for (id, detection) in chunk {
+                    let stream = finding_stream(id);
+                    let (v, f) = self.load::<Finding>(org_id, &stream).await?;
+                    let events = f.detect(id, &job.asset_id, scan_job_id, None, detection)?;
+                    match events.first() {
+                        Some(Event::FindingNew(_)) => counted.new += 1,
+                        Some(Event::FindingReopened(_)) => counted.reopened += 1,
+                        Some(_) => counted.redetected += 1,
+                        None => counted.unchanged += 1,
+                    }
+                    if !events.is_empty() {
+                        d.streams.push(StreamAppend {
+                            stream_id: stream,
+                            expected_version: v,
+                            events,
+                        });
+                    }
+                }
+                *last.lock().expect("counts") = counted;
+                Ok(d)
+            })
+            .await?;
+            let counted = last.into_inner().expect("counts");
+            outcome.new += counted.new;
+            outcome.redetected += counted.redetected;
+            outcome.reopened += counted.reopened;
+            outcome.unchanged += counted.unchanged;
+        }
+        Ok(outcome)
+    }
+
+    /// Triage a finding: status (with notes), assignee, notes.
+    pub async fn triage_finding(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        status: Option<&str>,
+        assignee: Option<&str>,
+        notes: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        self.on_stream(org_id, meta, finding_stream(id), |f: &Finding| {
+            let mut events = match status {
+                Some(s) => f.change_status(s, notes)?,
+                None => vec![],
+            };
+            // Notes travel with a status change; otherwise they are an update of their own.
+            let notes = if events.is_empty() { notes } else { None };
+            events.extend(f.update(assignee, notes)?);
+            Ok(events)
+        })
+        .await
     }
 
     /// Delivery gave up on an endpoint (`endpoint.disabled`); `failing_since` is RFC 3339.

@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod audit_webhook;
 pub mod deliveries;
+pub mod findings;
 pub mod groups;
 pub mod health;
 pub mod keys;

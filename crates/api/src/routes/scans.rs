@@ -3,14 +3,16 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery};
+use crate::routes::findings::{self, FindingQuery};
 use crate::service::ScanRequest;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use easm_domain::parse_nuclei;
 use easm_domain::Permission;
-use easm_projections::read::{Page, ScanJobFilter, ScanJobView};
-use serde::Deserialize;
+use easm_projections::read::{FindingView, Page, ScanJobFilter, ScanJobView};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -163,4 +165,77 @@ pub async fn delete_scan_job(
     c.require(Permission::Administer)?;
     app.service.delete_scan(&c.meta(), &c.org_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LineError {
+    /// 1-based line (or array position).
+    pub line: usize,
+    pub error: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    /// Results read (matcher-status false skipped).
+    pub imported: usize,
+    pub new: usize,
+    pub redetected: usize,
+    pub reopened: usize,
+    /// Already recorded for this scan job.
+    pub unchanged: usize,
+    /// Lines that could not be read; the others were imported.
+    pub errors: Vec<LineError>,
+}
+
+/// Import results of an external scanner (nuclei `-jsonl` output, or a JSON array of the same
+/// objects) into findings under this scan job. A bad line is reported by number and does not
+/// stop the others.
+#[utoipa::path(post, path = "/api/scan-jobs/{id}/results", tag = "scans", params(("id" = String, Path)),
+    request_body(content = String, content_type = "application/x-ndjson"),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn import_results(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<ImportReport>> {
+    c.require(Permission::Write)?;
+    view(&app, &c, &id).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("body", "the body must be UTF-8 text"))?;
+    let (found, errors) = parse_nuclei(text);
+    let detections: Vec<_> = found.into_iter().map(|(_, d)| d).collect();
+    let outcome = app
+        .service
+        .import_results(&c.meta(), &c.org_id, &id, &detections)
+        .await?;
+    Ok(Json(ImportReport {
+        imported: detections.len(),
+        new: outcome.new,
+        redetected: outcome.redetected,
+        reopened: outcome.reopened,
+        unchanged: outcome.unchanged,
+        errors: errors
+            .into_iter()
+            .map(|(line, error)| LineError { line, error })
+            .collect(),
+    }))
+}
+
+/// The findings a scan job detected (the filters of GET /api/findings apply).
+#[utoipa::path(get, path = "/api/scan-jobs/{id}/findings", tag = "scans", params(("id" = String, Path), FindingQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<FindingView>), (status = 404, body = ErrorBody)))]
+pub async fn scan_job_findings(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiQuery(mut q): ApiQuery<FindingQuery>,
+) -> ApiResult<Json<Page<FindingView>>> {
+    c.require(Permission::Read)?;
+    view(&app, &c, &id).await?;
+    q.scan_job_id = Some(id);
+    Ok(Json(findings::page(&app, &c, q).await?))
 }

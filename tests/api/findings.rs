@@ -1,0 +1,208 @@
+//! Findings from imported nuclei results: deduplicated, detected again, reopened, filtered and
+//! triaged.
+
+use crate::helpers::*;
+use crate::on_both_backends;
+use easm_domain::{Plan, Role};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+on_both_backends!(nuclei_results_become_findings_and_are_triaged);
+
+pub const NUCLEI: &str = r#"{"template-id":"CVE-2021-41773","info":{"name":"Apache 2.4.49 - Path Traversal","severity":"critical","description":"Path traversal.","remediation":"Upgrade Apache.","reference":["https://nvd.nist.gov/vuln/detail/CVE-2021-41773"],"classification":{"cve-id":["cve-2021-41773"],"cwe-id":["cwe-22"],"cvss-score":7.5}},"type":"http","host":"https://127.0.0.1","matched-at":"https://127.0.0.1/cgi-bin/.%2e/","ip":"127.0.0.1","port":"443","matcher-status":true,"timestamp":"2026-11-22T10:00:00Z"}
+{"templateID":"http-missing-security-headers","info":{"name":"HTTP Missing Security Headers","severity":"info","reference":null},"type":"http","matched":"https://127.0.0.1/","matcher-name":"strict-transport-security"}
+{"template-id":"CVE-2021-41773","info":{"name":"Apache 2.4.49 - Path Traversal","severity":"critical"},"matched-at":"https://127.0.0.1/cgi-bin/.%2e/"}
+{"template-id":"tech-detect","info":{"name":"Tech","severity":"info"},"host":"https://127.0.0.1","matcher-status":false}
+this is not json
+{"info":{"name":"no template"},"host":"x"}
+"#;
+
+async fn import(app: &TestApp, key: &str, job: &str, body: &str) -> Answer {
+    answer(
+        app.client
+            .post(app.url(&format!("/api/scan-jobs/{job}/results")))
+            .header("X-API-Key", key)
+            .header("content-type", "application/x-ndjson")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+fn titles(a: &Answer) -> Vec<String> {
+    a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f: &Value| f["templateId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "Web").await;
+    let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
+    let scan = |profile: &'static str| {
+        let app = &app;
+        let key = key.clone();
+        let asset = asset.clone();
+        async move {
+            app.post(
+                &key,
+                "/api/scan-jobs",
+                json!({"asset_id": asset, "profile": profile}),
+            )
+            .await
+            .id()
+        }
+    };
+    let job = scan("quick").await;
+
+    let report = import(&app, &key, &job, NUCLEI).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert_eq!(report.body["imported"], 3);
+    assert_eq!(report.body["new"], 2);
+    assert_eq!(
+        report.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["line"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![5, 6]
+    );
+
+    let all = app.get(&key, "/api/findings").await;
+    assert_eq!(all.body["total"], 2, "{}", all.body);
+    let critical = app.get(&key, "/api/findings?severity=critical").await;
+    assert_eq!(titles(&critical), vec!["CVE-2021-41773"]);
+    let f = &critical.body["items"][0];
+    assert_eq!(f["cve"], "CVE-2021-41773");
+    assert_eq!(f["cwe"], "CWE-22");
+    assert_eq!(f["cvssScore"], 7.5);
+    assert_eq!(f["source"], "nuclei");
+    assert_eq!(f["status"], "open");
+    assert_eq!(f["detectionCount"], 1);
+    assert_eq!(f["scanJobIds"], json!([job]));
+    let critical_id = f["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get(&key, "/api/findings?severity=critical,info")
+            .await
+            .body["total"],
+        2
+    );
+    assert_eq!(
+        titles(&app.get(&key, "/api/findings?q=TRAVERSAL").await),
+        vec!["CVE-2021-41773"]
+    );
+    assert_eq!(
+        titles(&app.get(&key, "/api/findings?sort=severity").await)[0],
+        "CVE-2021-41773"
+    );
+    assert_eq!(
+        app.get(
+            &key,
+            "/api/findings?templateId=http-missing-security-headers"
+        )
+        .await
+        .body["total"],
+        1
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/scan-jobs/{job}/findings"))
+            .await
+            .body["total"],
+        2
+    );
+    for (q, field) in [
+        ("severity=severe", "severity"),
+        ("status=closed", "status"),
+        ("since=yesterday", "since"),
+        ("sort=random", "sort"),
+    ] {
+        let bad = app.get(&key, &format!("/api/findings?{q}")).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(bad.body["field"], field);
+    }
+
+    // The same results again under the same job change nothing; under another job they are
+    // detections of the same findings.
+    let again = import(&app, &key, &job, NUCLEI).await;
+    assert_eq!(
+        (again.body["new"].clone(), again.body["unchanged"].clone()),
+        (json!(0), json!(2))
+    );
+    let job2 = scan("standard").await;
+    let second = import(&app, &key, &job2, NUCLEI).await;
+    assert_eq!(second.body["redetected"], 2);
+    let one = app.get(&key, &format!("/api/findings/{critical_id}")).await;
+    assert_eq!(one.body["detectionCount"], 2);
+    assert_eq!(one.body["scanJobIds"], json!([job, job2]));
+
+    // Triage, then a new detection reopens what was resolved.
+    let resolved = app
+        .patch(
+            &key,
+            &format!("/api/findings/{critical_id}"),
+            json!({"status": "resolved", "notes": "patched", "assignee": "alice"}),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.body);
+    assert_eq!(resolved.body["status"], "resolved");
+    assert_eq!(resolved.body["notes"], "patched");
+    assert_eq!(resolved.body["assignee"], "alice");
+    assert_eq!(
+        app.get(&key, "/api/findings?status=resolved").await.body["total"],
+        1
+    );
+    let job3 = scan("deep").await;
+    let third = import(&app, &key, &job3, NUCLEI).await;
+    assert_eq!(third.body["reopened"], 1);
+    assert_eq!(third.body["redetected"], 1);
+    let reopened = app.get(&key, &format!("/api/findings/{critical_id}")).await;
+    assert_eq!(reopened.body["status"], "open");
+
+    let bad = app
+        .patch(
+            &key,
+            &format!("/api/findings/{critical_id}"),
+            json!({"status": "closed"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["field"], "status");
+    let cleared = app
+        .patch(
+            &key,
+            &format!("/api/findings/{critical_id}"),
+            json!({"assignee": ""}),
+        )
+        .await;
+    assert!(cleared.body["assignee"].is_null());
+    assert_eq!(
+        app.patch(&key, "/api/findings/nope", json!({"status": "open"}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let viewer = app.key(&org, Role::Viewer).await;
+    assert_eq!(
+        app.patch(
+            &viewer,
+            &format!("/api/findings/{critical_id}"),
+            json!({"status": "ignored"})
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        import(&app, &key, "nope", NUCLEI).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let (_, stranger) = app.org(Plan::Pro).await;
+    assert_eq!(app.get(&stranger, "/api/findings").await.body["total"], 0);
+}
