@@ -150,7 +150,7 @@ pub struct AssetFilter {
     pub q: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct FindingFilter {
     /// Any of these severities.
     pub severities: Vec<String>,

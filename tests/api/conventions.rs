@@ -317,6 +317,8 @@ async fn openapi_documents_every_served_route() {
         "POST /api/scan-jobs/{id}/results",
         "GET /api/scan-jobs/{id}/findings",
         "GET /api/findings",
+        "GET /api/findings/export",
+        "POST /api/findings/bulk-status",
         "GET /api/findings/{id}",
         "PATCH /api/findings/{id}",
         "GET /api/webhooks",

@@ -205,4 +205,84 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     );
     let (_, stranger) = app.org(Plan::Pro).await;
     assert_eq!(app.get(&stranger, "/api/findings").await.body["total"], 0);
+
+    // Bulk status: all or nothing.
+    let ids: Vec<String> = app.get(&key, "/api/findings").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut with_unknown = ids.clone();
+    with_unknown.push("nope".into());
+    let refused = app
+        .post(
+            &key,
+            "/api/findings/bulk-status",
+            json!({"ids": with_unknown, "status": "ignored"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+    assert_eq!(refused.body["items"][0]["index"], 2);
+    assert_eq!(
+        app.get(&key, "/api/findings?status=ignored").await.body["total"],
+        0
+    );
+    for body in [
+        json!({"ids": [], "status": "ignored"}),
+        json!({"ids": ids, "status": "gone"}),
+    ] {
+        let bad = app.post(&key, "/api/findings/bulk-status", body).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    }
+    let done = app
+        .post(
+            &key,
+            "/api/findings/bulk-status",
+            json!({"ids": ids, "status": "ignored", "notes": "accepted risk"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["updated"], 2);
+    assert_eq!(
+        app.get(&key, "/api/findings?status=ignored").await.body["total"],
+        2
+    );
+
+    // Export: every matching row, in three formats.
+    let export = |q: &'static str| {
+        let req = app
+            .client
+            .get(app.url(&format!("/api/findings/export{q}")))
+            .header("X-API-Key", &key);
+        async move {
+            let r = req.send().await.unwrap();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (r.status(), ct, r.text().await.unwrap())
+        }
+    };
+    let (status, ct, csv) = export("").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/csv"));
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("id,assetId,templateId,title,severity,status"));
+    assert!(csv.contains(",CVE-2021-41773,Apache 2.4.49 - Path Traversal,critical,ignored,"));
+    let (_, _, ndjson) = export("?format=ndjson&severity=critical").await;
+    let rows: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["templateId"], "CVE-2021-41773");
+    let (_, ct, json_text) = export("?format=json").await;
+    assert_eq!(ct, "application/json");
+    let all: Vec<Value> = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(all.len(), 2);
+    let (status, _, _) = export("?format=xml").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

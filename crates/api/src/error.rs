@@ -105,17 +105,19 @@ impl From<DomainError> for ApiError {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "PLAN_LIMIT", e.to_string())
             }
             DomainError::Items(items) => {
-                let invalid = items.iter().any(|i| i.code == "VALIDATION_ERROR");
-                let (status, code) = if invalid {
+                let has = |code: &str| items.iter().any(|i| i.code == code);
+                let (status, code) = if has("VALIDATION_ERROR") {
                     (StatusCode::BAD_REQUEST, "VALIDATION_ERROR")
+                } else if has("NOT_FOUND") {
+                    (StatusCode::NOT_FOUND, "NOT_FOUND")
                 } else {
-                    (StatusCode::CONFLICT, "ASSET_EXISTS")
+                    (StatusCode::CONFLICT, items[0].code)
                 };
                 let first = &items[0];
                 let message = if items.len() == 1 {
                     first.error.clone()
                 } else {
-                    format!("{} items failed; nothing was added", items.len())
+                    format!("{} items failed; nothing was applied", items.len())
                 };
                 let mut e = ApiError::new(status, code, message);
                 if items.len() == 1 {

@@ -115,6 +115,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scans::import_results))
         .routes(routes!(scans::scan_job_findings))
         .routes(routes!(findings::list_findings))
+        .routes(routes!(findings::export_findings))
+        .routes(routes!(findings::bulk_status))
         .routes(routes!(findings::get_finding, findings::triage_finding))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(

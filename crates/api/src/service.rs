@@ -5,8 +5,8 @@
 use base64::Engine;
 use easm_domain::{
     active_scan_key, add_assets, audit_webhook_id, create_org, finding_id, Aggregate, Asset,
-    AssetPatch, DomainError, Finding, Group, Inventory, NewAsset, Organization, Plan, Role,
-    ScanJob, ScanStatus, Webhook, WebhookSpec,
+    AssetPatch, DomainError, Finding, Group, Inventory, ItemError, NewAsset, Organization, Plan,
+    Role, ScanJob, ScanStatus, Webhook, WebhookSpec,
 };
 use easm_events::{Detection, Event, EventMeta, RecordedEvent};
 use easm_projections::{Projector, ReadModels};
@@ -868,6 +868,56 @@ impl Service {
             outcome.unchanged += counted.unchanged;
         }
         Ok(outcome)
+    }
+
+    /// One status for many findings, all or nothing: one event per finding that changes, in one
+    /// append. Ids outside the organization are not found.
+    pub async fn bulk_finding_status(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        ids: &[String],
+        status: &str,
+        notes: Option<&str>,
+    ) -> Result<usize, ServiceError> {
+        let changed = std::sync::Mutex::new(0);
+        self.execute(org_id, meta, || async {
+            let mut d = Decision {
+                streams: vec![],
+                constraints: vec![],
+            };
+            let mut errors = vec![];
+            for (index, id) in ids.iter().enumerate() {
+                let stream = finding_stream(id);
+                let (v, f) = self.load::<Finding>(org_id, &stream).await?;
+                let fail = |code: &'static str, error: String| ItemError {
+                    index,
+                    value: Some(id.clone()),
+                    code,
+                    error,
+                    existing_id: None,
+                };
+                match f.change_status(status, notes) {
+                    Ok(events) if !events.is_empty() => d.streams.push(StreamAppend {
+                        stream_id: stream,
+                        expected_version: v,
+                        events,
+                    }),
+                    Ok(_) => {}
+                    Err(DomainError::NotFound { .. }) => {
+                        errors.push(fail("NOT_FOUND", format!("id: finding {id} not found")))
+                    }
+                    Err(e) => errors.push(fail("VALIDATION_ERROR", e.to_string())),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(DomainError::Items(errors).into());
+            }
+            *changed.lock().expect("count") = d.streams.len();
+            Ok(d)
+        })
+        .await?;
+        Ok(changed.into_inner().expect("count"))
     }
 
     /// Triage a finding: status (with notes), assignee, notes.

@@ -4,11 +4,14 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery};
 use crate::AppState;
+use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::Response;
 use axum::{Extension, Json};
 use easm_domain::{Permission, SEVERITIES, STATUSES};
-use easm_projections::read::{FindingFilter, FindingView, Page};
-use serde::Deserialize;
+use easm_projections::read::{FindingFilter, FindingView, Page, PageRequest};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -31,6 +34,8 @@ pub struct FindingQuery {
     pub q: Option<String>,
     /// lastDetected (default, newest first), firstDetected or severity.
     pub sort: Option<String>,
+    /// Export only: csv (default, RFC 4180), json (an array) or ndjson.
+    pub format: Option<String>,
     pub page: Option<i64>,
     #[serde(rename = "perPage")]
     #[param(rename = "perPage")]
@@ -174,4 +179,187 @@ pub async fn triage_finding(
         )
         .await?;
     Ok(Json(view(&app, &c, &id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkStatusBody {
+    /// 1 to 500 finding ids.
+    pub ids: Vec<String>,
+    /// open, acknowledged, resolved or ignored.
+    pub status: String,
+    pub notes: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkStatusDone {
+    /// Findings whose status changed (the others had it already).
+    pub updated: usize,
+}
+
+/// Set the status of up to 500 findings, all or nothing (an unknown id fails the whole request
+/// with `items` naming it); one event per finding.
+#[utoipa::path(post, path = "/api/findings/bulk-status", tag = "findings",
+    request_body = BulkStatusBody, security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = BulkStatusDone), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn bulk_status(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiJson(body): ApiJson<BulkStatusBody>,
+) -> ApiResult<Json<BulkStatusDone>> {
+    c.require(Permission::Write)?;
+    if body.ids.is_empty() || body.ids.len() > 500 {
+        return Err(ApiError::bad_request(
+            "ids",
+            "ids: must hold 1 to 500 finding ids",
+        ));
+    }
+    if !STATUSES.contains(&body.status.as_str()) {
+        return Err(ApiError::bad_request(
+            "status",
+            "status: must be open, acknowledged, resolved or ignored",
+        ));
+    }
+    let updated = app
+        .service
+        .bulk_finding_status(
+            &c.meta(),
+            &c.org_id,
+            &body.ids,
+            &body.status,
+            body.notes.as_deref(),
+        )
+        .await?;
+    Ok(Json(BulkStatusDone { updated }))
+}
+
+/// Rows read per query while exporting.
+const EXPORT_PAGE: i64 = 500;
+
+const CSV_HEADER: &str = "id,assetId,templateId,title,severity,status,category,matchedAt,cve,cwe,cvssScore,source,assignee,detectionCount,firstDetected,lastDetected\r\n";
+
+/// RFC 4180: quote a field holding a comma, quote, CR or LF, doubling quotes.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+fn csv_row(f: &FindingView) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let fields = [
+        f.id.clone(),
+        f.asset_id.clone(),
+        f.template_id.clone(),
+        f.title.clone(),
+        f.severity.clone(),
+        f.status.clone(),
+        f.category.clone(),
+        f.matched_at.clone(),
+        opt(&f.cve),
+        opt(&f.cwe),
+        f.cvss_score.map(|s| s.to_string()).unwrap_or_default(),
+        f.source.clone(),
+        opt(&f.assignee),
+        f.detection_count.to_string(),
+        f.first_detected.clone(),
+        f.last_detected.clone(),
+    ];
+    let mut line = fields
+        .iter()
+        .map(|v| csv_field(v))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// Every finding under the filters, not paginated, streamed page by page as it is read.
+#[utoipa::path(get, path = "/api/findings/export", tag = "findings", params(FindingQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "text/csv, application/json or application/x-ndjson"), (status = 400, body = ErrorBody)))]
+pub async fn export_findings(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiQuery(mut q): ApiQuery<FindingQuery>,
+) -> ApiResult<Response> {
+    c.require(Permission::Read)?;
+    let format = q.format.take().unwrap_or_else(|| "csv".into());
+    let content_type = match format.as_str() {
+        "csv" => "text/csv; charset=utf-8",
+        "json" => "application/json",
+        "ndjson" => "application/x-ndjson",
+        _ => {
+            return Err(ApiError::bad_request(
+                "format",
+                "format: must be csv, json or ndjson",
+            ))
+        }
+    };
+    let filter = q.filter()?;
+    let read = app.service.read().clone();
+    let org = c.org_id.clone();
+    // State: the next page to read, or None once the last one went out.
+    let pages = futures_util::stream::unfold(Some(1i64), move |next| {
+        let (read, org, format) = (read.clone(), org.clone(), format.clone());
+        let filter = filter.clone();
+        async move {
+            let page = next?;
+            let p = PageRequest {
+                page,
+                per_page: EXPORT_PAGE,
+            };
+            let items = match read.findings(&org, &filter, p).await {
+                Ok(found) => found.items,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+            };
+            let last = (items.len() as i64) < EXPORT_PAGE;
+            let mut chunk = String::new();
+            if page == 1 {
+                chunk.push_str(match format.as_str() {
+                    "csv" => CSV_HEADER,
+                    "json" => "[",
+                    _ => "",
+                });
+            }
+            for (i, f) in items.iter().enumerate() {
+                match format.as_str() {
+                    "csv" => chunk.push_str(&csv_row(f)),
+                    "json" => {
+                        if page > 1 || i > 0 {
+                            chunk.push(',');
+                        }
+                        chunk.push_str(&serde_json::to_string(f).unwrap_or_default());
+                    }
+                    _ => {
+                        chunk.push_str(&serde_json::to_string(f).unwrap_or_default());
+                        chunk.push('\n');
+                    }
+                }
+            }
+            if last && format == "json" {
+                chunk.push(']');
+            }
+            Some((Ok::<_, std::io::Error>(chunk), (!last).then_some(page + 1)))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(pages))
+        .map_err(|_| ApiError::internal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_as_rfc_4180_says() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
 }
