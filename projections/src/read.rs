@@ -717,6 +717,51 @@ impl ReadModels {
         row.as_ref().map(finding).transpose()
     }
 
+    /// Unresolved (open or acknowledged) findings of an asset per severity.
+    pub async fn unresolved_by_severity(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<easm_events::SeverityCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT severity, COUNT(*) AS n FROM rm_findings WHERE org_id = $1 AND asset_id = $2 \
+             AND status IN ('open', 'acknowledged') GROUP BY severity",
+        )
+        .bind(org_id)
+        .bind(asset_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut c = easm_events::SeverityCounts::default();
+        for r in rows {
+            let n = r.try_get::<i64, _>("n")? as u32;
+            match r.try_get::<String, _>("severity")?.as_str() {
+                "critical" => c.critical = n,
+                "high" => c.high = n,
+                "medium" => c.medium = n,
+                "low" => c.low = n,
+                _ => c.info += n,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Every scan job of an asset, newest first.
+    pub async fn asset_scan_jobs(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<Vec<ScanJobView>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SCAN_JOB_COLUMNS} FROM rm_scan_jobs s WHERE s.org_id = $1 AND s.asset_id = $2 \
+             ORDER BY s.created_at DESC, s.scan_job_id DESC"
+        ))
+        .bind(org_id)
+        .bind(asset_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter().map(scan_job).collect()
+    }
+
     pub async fn scan_job(
         &self,
         org_id: &str,

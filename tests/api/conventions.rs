@@ -304,6 +304,8 @@ async fn openapi_documents_every_served_route() {
         "PATCH /api/assets/{id}",
         "DELETE /api/assets/{id}",
         "GET /api/assets/{id}/timeline",
+        "GET /api/assets/{id}/risk",
+        "GET /api/assets/{id}/coverage",
         "GET /api/keys",
         "POST /api/keys",
         "DELETE /api/keys/{id}",

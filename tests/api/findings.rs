@@ -206,6 +206,43 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     let (_, stranger) = app.org(Plan::Pro).await;
     assert_eq!(app.get(&stranger, "/api/findings").await.body["total"], 0);
 
+    // Risk counts unresolved findings: one critical (40) and one info (0) now.
+    let risk = app.get(&key, &format!("/api/assets/{asset}/risk")).await;
+    assert_eq!(risk.status, StatusCode::OK, "{}", risk.body);
+    assert_eq!(risk.body["score"], 40);
+    assert_eq!(risk.body["grade"], "D");
+    assert_eq!(risk.body["breakdown"]["critical"], 1);
+    assert_eq!(risk.body["breakdown"]["info"], 1);
+    let coverage = app
+        .get(&key, &format!("/api/assets/{asset}/coverage"))
+        .await;
+    let profiles: Vec<(String, u64)> = coverage
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["profile"].as_str().unwrap().to_string(),
+                p["jobs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        profiles,
+        vec![
+            ("quick".into(), 1),
+            ("standard".into(), 1),
+            ("deep".into(), 1)
+        ]
+    );
+    assert_eq!(coverage.body[2]["lastJobId"], job3.as_str());
+    assert_eq!(coverage.body[0]["lastStatus"], "queued");
+    assert_eq!(
+        app.get(&key, "/api/assets/nope/risk").await.status,
+        StatusCode::NOT_FOUND
+    );
+
     // Bulk status: all or nothing.
     let ids: Vec<String> = app.get(&key, "/api/findings").await.body["items"]
         .as_array()
@@ -247,6 +284,11 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(
         app.get(&key, "/api/findings?status=ignored").await.body["total"],
         2
+    );
+    let calm = app.get(&key, &format!("/api/assets/{asset}/risk")).await;
+    assert_eq!(
+        (calm.body["score"].clone(), calm.body["grade"].clone()),
+        (json!(0), json!("A"))
     );
 
     // Export: every matching row, in three formats.

@@ -430,3 +430,45 @@ mod tests {
         assert!(f.update(Some(&"x".repeat(600)), None).is_err());
     }
 }
+
+/// An asset's risk from its unresolved (open or acknowledged) findings: 40 points per critical,
+/// 20 per high, 8 per medium, 2 per low, none for info, capped at 100; grade A at 0, B below 20,
+/// C below 40, D below 70, F from 70.
+pub fn risk_score(counts: &easm_events::SeverityCounts) -> (u32, char) {
+    let raw = 40 * u64::from(counts.critical)
+        + 20 * u64::from(counts.high)
+        + 8 * u64::from(counts.medium)
+        + 2 * u64::from(counts.low);
+    let score = raw.min(100) as u32;
+    let grade = match score {
+        0 => 'A',
+        1..=19 => 'B',
+        20..=39 => 'C',
+        40..=69 => 'D',
+        _ => 'F',
+    };
+    (score, grade)
+}
+
+#[cfg(test)]
+mod risk_tests {
+    use super::risk_score;
+    use easm_events::SeverityCounts;
+
+    #[test]
+    fn scores_and_grades() {
+        let c = |critical, high, medium, low, info| SeverityCounts {
+            critical,
+            high,
+            medium,
+            low,
+            info,
+        };
+        assert_eq!(risk_score(&c(0, 0, 0, 0, 9)), (0, 'A'));
+        assert_eq!(risk_score(&c(0, 0, 1, 1, 0)), (10, 'B'));
+        assert_eq!(risk_score(&c(0, 1, 0, 0, 0)), (20, 'C'));
+        assert_eq!(risk_score(&c(1, 0, 0, 0, 0)), (40, 'D'));
+        assert_eq!(risk_score(&c(1, 1, 1, 1, 0)), (70, 'F'));
+        assert_eq!(risk_score(&c(9, 0, 0, 0, 0)), (100, 'F'));
+    }
+}

@@ -16,7 +16,7 @@ mod webhook;
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
-pub use finding::{finding_id, validate_detection, Finding, SEVERITIES, STATUSES};
+pub use finding::{finding_id, risk_score, validate_detection, Finding, SEVERITIES, STATUSES};
 pub use group::{validate_group_name, Group};
 pub use nuclei::{nuclei_detection, parse_nuclei};
 pub use organization::{create_org, validate_name, Organization};

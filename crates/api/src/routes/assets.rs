@@ -217,3 +217,88 @@ pub async fn asset_timeline(
         per_page: p.per_page,
     }))
 }
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetRisk {
+    pub asset_id: String,
+    /// 0 (no unresolved finding) to 100; see the README for the formula.
+    pub score: u32,
+    /// A (0), B (1-19), C (20-39), D (40-69) or F (70-100).
+    pub grade: String,
+    /// Unresolved (open or acknowledged) findings per severity.
+    #[schema(value_type = Object)]
+    pub breakdown: easm_events::SeverityCounts,
+}
+
+/// The asset's risk from its unresolved findings.
+#[utoipa::path(get, path = "/api/assets/{id}/risk", tag = "assets", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = AssetRisk), (status = 404, body = ErrorBody)))]
+pub async fn asset_risk(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AssetRisk>> {
+    c.require(Permission::Read)?;
+    asset_view(&app, &c, &id).await?;
+    let breakdown = app
+        .service
+        .read()
+        .unresolved_by_severity(&c.org_id, &id)
+        .await?;
+    let (score, grade) = easm_domain::risk_score(&breakdown);
+    Ok(Json(AssetRisk {
+        asset_id: id,
+        score,
+        grade: grade.to_string(),
+        breakdown,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileCoverage {
+    pub profile: String,
+    /// The newest job of this profile.
+    pub last_job_id: Option<String>,
+    pub last_status: Option<String>,
+    pub last_requested_at: Option<String>,
+    /// When a job of this profile last completed.
+    pub last_completed_at: Option<String>,
+    pub jobs: usize,
+}
+
+/// Which scan profiles ran on the asset, when, and with what result.
+#[utoipa::path(get, path = "/api/assets/{id}/coverage", tag = "assets", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = [ProfileCoverage]), (status = 404, body = ErrorBody)))]
+pub async fn asset_coverage(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ProfileCoverage>>> {
+    c.require(Permission::Read)?;
+    asset_view(&app, &c, &id).await?;
+    let jobs = app.service.read().asset_scan_jobs(&c.org_id, &id).await?;
+    Ok(Json(
+        easm_domain::PROFILES
+            .iter()
+            .map(|profile| {
+                let mine: Vec<_> = jobs.iter().filter(|j| j.profile == *profile).collect();
+                let last = mine.first();
+                ProfileCoverage {
+                    profile: profile.to_string(),
+                    last_job_id: last.map(|j| j.id.clone()),
+                    last_status: last.map(|j| j.status.clone()),
+                    last_requested_at: last.map(|j| j.created_at.clone()),
+                    last_completed_at: mine
+                        .iter()
+                        .find(|j| j.status == "completed")
+                        .and_then(|j| j.finished_at.clone()),
+                    jobs: mine.len(),
+                }
+            })
+            .collect(),
+    ))
+}
