@@ -189,7 +189,7 @@ impl FindingRow {
             Val::Int(self.updated_at),
         ]
     }
-    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
         let refs: String = r.try_get("refs")?;
         let jobs: String = r.try_get("scan_job_ids")?;
         Ok(FindingRow {
@@ -252,7 +252,7 @@ impl ScanJobRow {
             Val::Int(self.updated_at),
         ]
     }
-    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
         let ports: Option<String> = r.try_get("ports")?;
         let counts: Option<String> = r.try_get("counts")?;
         Ok(ScanJobRow {

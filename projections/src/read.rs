@@ -1,5 +1,6 @@
 //! Queries over the read models, answering in the API's JSON shapes.
 
+use crate::state::{FindingRow, ScanJobRow};
 use easm_events::{format_timestamp, from_micros};
 use easm_store::{AnyRow, Db, Row, StoreError};
 use serde::Serialize;
@@ -201,39 +202,40 @@ pub struct FindingView {
     pub updated_at: String,
 }
 
-const FINDING_COLUMNS: &str = "f.finding_id, f.asset_id, f.template_id, f.title, f.severity, \
+const FINDING_COLUMNS: &str =
+    "f.finding_id, f.org_id, f.asset_id, f.template_id, f.title, f.severity, \
      f.category, f.description, f.evidence, f.remediation, f.refs, f.cve, f.cwe, f.cvss_score, \
      f.matched_at, f.matcher_name, f.source, f.status, f.assignee, f.notes, f.scan_job_ids, \
      f.detection_count, f.first_detected, f.last_detected, f.updated_at";
 
 fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
-    let refs: String = r.try_get("refs")?;
-    let jobs: String = r.try_get("scan_job_ids")?;
+    let row = FindingRow::parse(r)?;
+    let d = row.detection;
     Ok(FindingView {
         id: r.try_get("finding_id")?,
-        asset_id: r.try_get("asset_id")?,
-        template_id: r.try_get("template_id")?,
-        title: r.try_get("title")?,
-        severity: r.try_get("severity")?,
-        category: r.try_get("category")?,
-        description: r.try_get("description")?,
-        evidence: r.try_get("evidence")?,
-        remediation: r.try_get("remediation")?,
-        references: serde_json::from_str(&refs).unwrap_or_default(),
-        cve: r.try_get("cve")?,
-        cwe: r.try_get("cwe")?,
-        cvss_score: r.try_get("cvss_score")?,
-        matched_at: r.try_get("matched_at")?,
-        matcher_name: r.try_get("matcher_name")?,
-        source: r.try_get("source")?,
-        status: r.try_get("status")?,
-        assignee: r.try_get("assignee")?,
-        notes: r.try_get("notes")?,
-        scan_job_ids: serde_json::from_str(&jobs).unwrap_or_default(),
-        detection_count: r.try_get("detection_count")?,
-        first_detected: iso(r.try_get("first_detected")?),
-        last_detected: iso(r.try_get("last_detected")?),
-        updated_at: iso(r.try_get("updated_at")?),
+        asset_id: row.asset_id,
+        template_id: d.template_id,
+        title: d.title,
+        severity: d.severity,
+        category: d.category,
+        description: d.description,
+        evidence: d.evidence,
+        remediation: d.remediation,
+        references: d.references,
+        cve: d.cve,
+        cwe: d.cwe,
+        cvss_score: d.cvss_score,
+        matched_at: d.matched_at,
+        matcher_name: d.matcher_name,
+        source: d.source,
+        status: row.status,
+        assignee: row.assignee,
+        notes: row.notes,
+        scan_job_ids: row.scan_job_ids,
+        detection_count: row.detection_count,
+        first_detected: iso(row.first_detected),
+        last_detected: iso(row.last_detected),
+        updated_at: iso(row.updated_at),
     })
 }
 
@@ -275,31 +277,30 @@ pub struct ScanJobView {
     pub updated_at: String,
 }
 
-const SCAN_JOB_COLUMNS: &str = "s.scan_job_id, s.asset_id, s.profile, s.ports, s.status, \
+const SCAN_JOB_COLUMNS: &str =
+    "s.scan_job_id, s.org_id, s.asset_id, s.profile, s.ports, s.status, \
      s.progress, s.stage, s.attempts, s.error, s.counts, s.rerun_of, s.created_at, s.started_at, \
      s.finished_at, s.updated_at";
 
 fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
-    let ports: Option<String> = r.try_get("ports")?;
-    let counts: Option<String> = r.try_get("counts")?;
-    let asset_id: String = r.try_get("asset_id")?;
+    let row = ScanJobRow::parse(r)?;
     Ok(ScanJobView {
         id: r.try_get("scan_job_id")?,
-        status: r.try_get("status")?,
-        asset_id_ref: asset_id.clone(),
-        asset_id,
-        profile: r.try_get("profile")?,
-        ports: ports.and_then(|p| serde_json::from_str(&p).ok()),
-        progress: r.try_get("progress")?,
-        stage: r.try_get("stage")?,
-        attempts: r.try_get("attempts")?,
-        error: r.try_get("error")?,
-        counts: counts.and_then(|c| serde_json::from_str(&c).ok()),
-        rerun_of: r.try_get("rerun_of")?,
-        created_at: iso(r.try_get("created_at")?),
-        started_at: r.try_get::<Option<i64>, _>("started_at")?.map(iso),
-        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(iso),
-        updated_at: iso(r.try_get("updated_at")?),
+        status: row.status,
+        asset_id_ref: row.asset_id.clone(),
+        asset_id: row.asset_id,
+        profile: row.profile,
+        ports: row.ports,
+        progress: row.progress,
+        stage: row.stage,
+        attempts: row.attempts,
+        error: row.error,
+        counts: row.counts,
+        rerun_of: row.rerun_of,
+        created_at: iso(row.created_at),
+        started_at: row.started_at.map(iso),
+        finished_at: row.finished_at.map(iso),
+        updated_at: iso(row.updated_at),
     })
 }
 

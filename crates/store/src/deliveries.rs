@@ -151,6 +151,20 @@ fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
     })
 }
 
+/// `rows` tuples of `width` placeholders numbered from `$first`, each followed by `suffix`
+/// (literal values shared by every row).
+fn value_rows(rows: usize, width: usize, first: usize, suffix: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..width)
+                .map(|c| format!("${}", first + r * width + c))
+                .collect();
+            format!("({}{suffix})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
      schedule_step = $2, claimed_by = NULL, claimed_until = NULL, updated_at = $1";
 
@@ -197,26 +211,11 @@ impl DeliveryQueue {
         let now = now_micros();
         let mut tx = self.db.writer().begin().await?;
         for chunk in rows.chunks(50) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 7;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, $1, $1, $1)",
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, payload, \
-                 status, attempts, schedule_step, next_attempt_at, created_at, updated_at) VALUES {} \
+                 schedule_step, status, attempts, next_attempt_at, created_at, updated_at) VALUES {} \
                  ON CONFLICT (delivery_id) DO NOTHING",
-                values.join(", ")
+                value_rows(chunk.len(), 7, 2, ", 'pending', 0, $1, $1, $1")
             );
             let mut q = sqlx::query(&sql).bind(now);
             for d in chunk {
@@ -326,27 +325,11 @@ impl DeliveryQueue {
         let now = now_micros();
         let mut tx = self.db.writer().begin().await?;
         for chunk in batch.chunks(50) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 8;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
                  duration_ms, status_code, error, response) VALUES {} \
                  ON CONFLICT (delivery_id, attempt) DO NOTHING",
-                values.join(", ")
+                value_rows(chunk.len(), 8, 1, "")
             );
             let mut q = sqlx::query(&sql);
             for f in chunk {
