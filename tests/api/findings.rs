@@ -164,6 +164,24 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(third.body["redetected"], 1);
     let reopened = app.get(&key, &format!("/api/findings/{critical_id}")).await;
     assert_eq!(reopened.body["status"], "open");
+    let history: Vec<(Value, Value)> = reopened.body["statusHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["from"].clone(), h["to"].clone()))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            (Value::Null, json!("open")),
+            (json!("open"), json!("resolved")),
+            (json!("resolved"), json!("open")),
+        ]
+    );
+    let steps = &reopened.body["statusHistory"];
+    assert_eq!(steps[1]["notes"], "patched");
+    assert_eq!(steps[1]["actorKind"], "api_key");
+    assert_eq!(steps[2]["scanJobId"], job3.as_str());
 
     let bad = app
         .patch(

@@ -3,6 +3,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery};
+use crate::service::finding_stream;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -142,17 +143,76 @@ async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<FindingView> {
         .ok_or_else(|| ApiError::not_found("finding"))
 }
 
-/// One finding in full.
+/// One change of a finding's status, read from the log.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChange {
+    pub at: String,
+    /// Absent for the first detection.
+    pub from: Option<String>,
+    pub to: String,
+    pub notes: Option<String>,
+    /// api_key, user or system (automatic changes).
+    pub actor_kind: String,
+    pub actor_id: String,
+    /// The scan job whose detection or completion caused it, if any.
+    pub scan_job_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingDetail {
+    #[serde(flatten)]
+    pub finding: FindingView,
+    pub status_history: Vec<StatusChange>,
+}
+
+/// The status changes among a finding's events, oldest first.
+fn status_history(events: &[easm_events::RecordedEvent]) -> ApiResult<Vec<StatusChange>> {
+    use easm_events::Event;
+    let mut out = vec![];
+    let mut current: Option<String> = None;
+    for r in events {
+        let (to, notes, job) = match easm_store::typed(r)? {
+            Event::FindingNew(e) => ("open".to_string(), None, Some(e.scan_job_id)),
+            Event::FindingReopened(e) => ("open".to_string(), e.notes, e.scan_job_id),
+            Event::FindingResolved(e) => ("resolved".to_string(), e.notes, e.scan_job_id),
+            Event::FindingStatusChanged(e) => (e.to, e.notes, None),
+            _ => continue,
+        };
+        out.push(StatusChange {
+            at: easm_events::format_timestamp(&r.occurred_at),
+            from: current.replace(to.clone()),
+            to,
+            notes,
+            actor_kind: r.actor.kind.as_str().into(),
+            actor_id: r.actor.id.clone(),
+            scan_job_id: job,
+        });
+    }
+    Ok(out)
+}
+
+/// One finding in full, with its status history from the log.
 #[utoipa::path(get, path = "/api/findings/{id}", tag = "findings", params(("id" = String, Path)),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = FindingView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = FindingDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_finding(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<FindingView>> {
+) -> ApiResult<Json<FindingDetail>> {
     c.require(Permission::Read)?;
-    Ok(Json(view(&app, &c, &id).await?))
+    let finding = view(&app, &c, &id).await?;
+    let (events, _) = app
+        .service
+        .log()
+        .stream_page(&c.org_id, &finding_stream(&id), 0, i64::MAX)
+        .await?;
+    Ok(Json(FindingDetail {
+        finding,
+        status_history: status_history(&events)?,
+    }))
 }
 
 /// Triage: status (resolved emits finding.resolved, resolved to open finding.reopened, other
