@@ -343,6 +343,15 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(ct, "application/json");
     let all: Vec<Value> = serde_json::from_str(&json_text).unwrap();
     assert_eq!(all.len(), 2);
+    let (_, ct, sarif) = export("?format=sarif&sort=severity").await;
+    assert_eq!(ct, "application/sarif+json");
+    let sarif: Value = serde_json::from_str(&sarif).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["ruleId"], "CVE-2021-41773");
+    assert_eq!(results[0]["level"], "error");
+    assert_eq!(results[1]["level"], "note");
     let (status, _, _) = export("?format=xml").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -35,7 +35,7 @@ pub struct FindingQuery {
     pub q: Option<String>,
     /// lastDetected (default, newest first), firstDetected or severity.
     pub sort: Option<String>,
-    /// Export only: csv (default, RFC 4180), json (an array) or ndjson.
+    /// Export only: csv (default, RFC 4180), json (an array), ndjson or sarif (2.1.0).
     pub format: Option<String>,
     pub page: Option<i64>,
     #[serde(rename = "perPage")]
@@ -336,25 +336,26 @@ fn csv_row(f: &FindingView) -> String {
     line
 }
 
-/// Every finding under the filters, not paginated, streamed page by page as it is read.
+/// Every finding under the filters, not paginated, streamed page by page as it is read, as CSV,
+/// JSON, NDJSON or SARIF 2.1.0.
 #[utoipa::path(get, path = "/api/findings/export", tag = "findings", params(FindingQuery),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "text/csv, application/json or application/x-ndjson"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "text/csv, application/json, application/x-ndjson or application/sarif+json"), (status = 400, body = ErrorBody)))]
 pub async fn export_findings(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiQuery(mut q): ApiQuery<FindingQuery>,
 ) -> ApiResult<Response> {
     c.require(Permission::Read)?;
-    let format = q.format.take().unwrap_or_else(|| "csv".into());
-    let content_type = match format.as_str() {
-        "csv" => "text/csv; charset=utf-8",
-        "json" => "application/json",
-        "ndjson" => "application/x-ndjson",
+    let format = match q.format.take().as_deref().unwrap_or("csv") {
+        "csv" => Export::Csv,
+        "json" => Export::Json,
+        "ndjson" => Export::Ndjson,
+        "sarif" => Export::Sarif,
         _ => {
             return Err(ApiError::bad_request(
                 "format",
-                "format: must be csv, json or ndjson",
+                "format: must be csv, json, ndjson or sarif",
             ))
         }
     };
@@ -363,8 +364,7 @@ pub async fn export_findings(
     let org = c.org_id.clone();
     // State: the next page to read, or None once the last one went out.
     let pages = futures_util::stream::unfold(Some(1i64), move |next| {
-        let (read, org, format) = (read.clone(), org.clone(), format.clone());
-        let filter = filter.clone();
+        let (read, org, filter) = (read.clone(), org.clone(), filter.clone());
         async move {
             let page = next?;
             let p = PageRequest {
@@ -378,37 +378,97 @@ pub async fn export_findings(
             let last = (items.len() as i64) < EXPORT_PAGE;
             let mut chunk = String::new();
             if page == 1 {
-                chunk.push_str(match format.as_str() {
-                    "csv" => CSV_HEADER,
-                    "json" => "[",
-                    _ => "",
-                });
+                chunk.push_str(format.head());
             }
             for (i, f) in items.iter().enumerate() {
-                match format.as_str() {
-                    "csv" => chunk.push_str(&csv_row(f)),
-                    "json" => {
-                        if page > 1 || i > 0 {
-                            chunk.push(',');
-                        }
-                        chunk.push_str(&serde_json::to_string(f).unwrap_or_default());
-                    }
-                    _ => {
-                        chunk.push_str(&serde_json::to_string(f).unwrap_or_default());
-                        chunk.push('\n');
-                    }
-                }
+                chunk.push_str(&format.item(f, page == 1 && i == 0));
             }
-            if last && format == "json" {
-                chunk.push(']');
+            if last {
+                chunk.push_str(format.tail());
             }
             Some((Ok::<_, std::io::Error>(chunk), (!last).then_some(page + 1)))
         }
     });
     Response::builder()
-        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_TYPE, format.content_type())
         .body(Body::from_stream(pages))
         .map_err(|_| ApiError::internal())
+}
+
+#[derive(Clone, Copy)]
+enum Export {
+    Csv,
+    Json,
+    Ndjson,
+    /// SARIF 2.1.0, for code-scanning dashboards: one result per finding.
+    Sarif,
+}
+
+impl Export {
+    fn content_type(self) -> &'static str {
+        match self {
+            Export::Csv => "text/csv; charset=utf-8",
+            Export::Json => "application/json",
+            Export::Ndjson => "application/x-ndjson",
+            Export::Sarif => "application/sarif+json",
+        }
+    }
+
+    fn head(self) -> &'static str {
+        match self {
+            Export::Csv => CSV_HEADER,
+            Export::Json => "[",
+            Export::Ndjson => "",
+            Export::Sarif => concat!(
+                r#"{"version":"2.1.0","$schema":"https://json.schemastore.org/sarif-2.1.0.json","#,
+                r#""runs":[{"tool":{"driver":{"name":"easm","version":""#,
+                env!("CARGO_PKG_VERSION"),
+                r#""}},"results":["#
+            ),
+        }
+    }
+
+    fn tail(self) -> &'static str {
+        match self {
+            Export::Json => "]",
+            Export::Sarif => "]}]}",
+            Export::Csv | Export::Ndjson => "",
+        }
+    }
+
+    fn item(self, f: &FindingView, first: bool) -> String {
+        let comma = if first { "" } else { "," };
+        match self {
+            Export::Csv => csv_row(f),
+            Export::Json => format!("{comma}{}", serde_json::to_string(f).unwrap_or_default()),
+            Export::Ndjson => format!("{}\n", serde_json::to_string(f).unwrap_or_default()),
+            Export::Sarif => format!("{comma}{}", sarif_result(f)),
+        }
+    }
+}
+
+fn sarif_result(f: &FindingView) -> serde_json::Value {
+    let level = match f.severity.as_str() {
+        "critical" | "high" => "error",
+        "medium" => "warning",
+        _ => "note",
+    };
+    serde_json::json!({
+        "ruleId": f.template_id,
+        "level": level,
+        "message": {"text": f.title},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": f.matched_at}}}],
+        "partialFingerprints": {"easmFindingId": f.id},
+        "properties": {
+            "severity": f.severity,
+            "status": f.status,
+            "assetId": f.asset_id,
+            "cve": f.cve,
+            "cwe": f.cwe,
+            "cvssScore": f.cvss_score,
+            "lastDetected": f.last_detected,
+        },
+    })
 }
 
 #[cfg(test)]
