@@ -398,6 +398,28 @@ impl ReadModels {
         Ok(p.wrap(items, total))
     }
 
+    /// One row of an organization's `from` (alias `alias`) by its key column `pk`.
+    #[allow(clippy::too_many_arguments)]
+    async fn org_row<T>(
+        &self,
+        columns: &str,
+        from: &str,
+        alias: &str,
+        pk: &str,
+        org_id: &str,
+        id: &str,
+        parse: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {columns} FROM {from} WHERE {alias}.org_id = $1 AND {alias}.{pk} = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(parse).transpose()
+    }
+
     pub async fn org(&self, org_id: &str) -> Result<Option<OrgView>, StoreError> {
         let row =
             sqlx::query("SELECT org_id, name, plan, created_at FROM rm_orgs WHERE org_id = $1")
@@ -492,14 +514,16 @@ impl ReadModels {
         org_id: &str,
         group_id: &str,
     ) -> Result<Option<GroupView>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM rm_groups g WHERE g.org_id = $1 AND g.group_id = $2"
-        ))
-        .bind(org_id)
-        .bind(group_id)
-        .fetch_optional(self.db.reader())
-        .await?;
-        row.as_ref().map(group).transpose()
+        self.org_row(
+            GROUP_COLUMNS,
+            "rm_groups g",
+            "g",
+            "group_id",
+            org_id,
+            group_id,
+            group,
+        )
+        .await
     }
 
     pub async fn group_summary(
@@ -708,14 +732,16 @@ impl ReadModels {
     }
 
     pub async fn finding(&self, org_id: &str, id: &str) -> Result<Option<FindingView>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM rm_findings f WHERE f.org_id = $1 AND f.finding_id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(self.db.reader())
-        .await?;
-        row.as_ref().map(finding).transpose()
+        self.org_row(
+            FINDING_COLUMNS,
+            "rm_findings f",
+            "f",
+            "finding_id",
+            org_id,
+            id,
+            finding,
+        )
+        .await
     }
 
     /// Unresolved (open or acknowledged) findings of an asset per severity.
@@ -768,14 +794,16 @@ impl ReadModels {
         org_id: &str,
         id: &str,
     ) -> Result<Option<ScanJobView>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SCAN_JOB_COLUMNS} FROM rm_scan_jobs s WHERE s.org_id = $1 AND s.scan_job_id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(self.db.reader())
-        .await?;
-        row.as_ref().map(scan_job).transpose()
+        self.org_row(
+            SCAN_JOB_COLUMNS,
+            "rm_scan_jobs s",
+            "s",
+            "scan_job_id",
+            org_id,
+            id,
+            scan_job,
+        )
+        .await
     }
 
     pub async fn asset(
@@ -783,14 +811,16 @@ impl ReadModels {
         org_id: &str,
         asset_id: &str,
     ) -> Result<Option<AssetView>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ASSET_COLUMNS} FROM rm_assets a WHERE a.org_id = $1 AND a.asset_id = $2"
-        ))
-        .bind(org_id)
-        .bind(asset_id)
-        .fetch_optional(self.db.reader())
-        .await?;
-        row.as_ref().map(asset).transpose()
+        self.org_row(
+            ASSET_COLUMNS,
+            "rm_assets a",
+            "a",
+            "asset_id",
+            org_id,
+            asset_id,
+            asset,
+        )
+        .await
     }
 
     pub async fn webhooks(
@@ -824,14 +854,16 @@ impl ReadModels {
     }
 
     pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks w WHERE w.org_id = $1 AND w.webhook_id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(self.db.reader())
-        .await?;
-        row.as_ref().map(webhook).transpose()
+        self.org_row(
+            WEBHOOK_COLUMNS,
+            "rm_webhooks w",
+            "w",
+            "webhook_id",
+            org_id,
+            id,
+            webhook,
+        )
+        .await
     }
 
     /// Every read model row, in a stable order: what a rebuild must reproduce exactly.

@@ -6,7 +6,7 @@ use base64::Engine;
 use easm_domain::{
     active_scan_key, add_assets, audit_webhook_id, create_org, finding_id, Aggregate, Asset,
     AssetPatch, DomainError, Finding, Group, Inventory, ItemError, NewAsset, Organization, Plan,
-    Role, ScanJob, ScanStatus, Webhook, WebhookSpec,
+    Role, ScanJob, Webhook, WebhookSpec,
 };
 use easm_events::{Detection, Event, EventMeta, RecordedEvent};
 use easm_projections::{Projector, ReadModels};
@@ -730,12 +730,7 @@ impl Service {
         id: &str,
     ) -> Result<String, ServiceError> {
         let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
-        if job.status == ScanStatus::None || job.deleted {
-            return Err(DomainError::NotFound {
-                resource: "scan job",
-            }
-            .into());
-        }
+        job.require()?;
         let ports: Option<Vec<i64>> = job
             .ports
             .as_ref()
@@ -808,12 +803,7 @@ impl Service {
         let (_, job) = self
             .load::<ScanJob>(org_id, &scan_stream(scan_job_id))
             .await?;
-        if job.status == ScanStatus::None || job.deleted {
-            return Err(DomainError::NotFound {
-                resource: "scan job",
-            }
-            .into());
-        }
+        job.require()?;
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<(String, &Detection)> = detections
             .iter()

@@ -91,7 +91,8 @@ pub fn validate_ports(ports: &[i64]) -> Result<Vec<u16>, DomainError> {
 }
 
 impl ScanJob {
-    fn require(&self) -> Result<(), DomainError> {
+    /// The job exists and was not deleted.
+    pub fn require(&self) -> Result<(), DomainError> {
         if self.status == ScanStatus::None || self.deleted {
             Err(DomainError::NotFound {
                 resource: "scan job",

@@ -302,15 +302,18 @@ impl DeliveryQueue {
 
     /// Hand claimed deliveries back untouched (this process has no room for them now).
     pub async fn unclaim(&self, holder: &str, ids: &[String]) -> Result<(), StoreError> {
-        for id in ids {
-            sqlx::query(
+        for chunk in ids.chunks(50) {
+            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
                 "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL \
-                 WHERE delivery_id = $1 AND claimed_by = $2",
-            )
-            .bind(id)
-            .bind(holder)
-            .execute(self.db.writer())
-            .await?;
+                 WHERE claimed_by = $1 AND delivery_id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(holder);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(self.db.writer()).await?;
         }
         Ok(())
     }
@@ -496,28 +499,36 @@ impl DeliveryQueue {
         Ok(out.pop())
     }
 
+    /// Every attempt of the records, in one statement per 50 records.
     async fn attach_attempts(&self, records: &mut [DeliveryRecord]) -> Result<(), StoreError> {
-        for r in records {
-            let rows = sqlx::query(
-                "SELECT attempt, started_at, duration_ms, status_code, error, response \
-                 FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
-            )
-            .bind(&r.delivery_id)
-            .fetch_all(self.db.reader())
-            .await?;
-            r.attempt_log = rows
-                .iter()
-                .map(|a| {
-                    Ok(AttemptRecord {
+        let mut by_id: std::collections::HashMap<String, Vec<AttemptRecord>> = Default::default();
+        for chunk in records.chunks(50) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error, response \
+                 FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(&r.delivery_id);
+            }
+            for a in q.fetch_all(self.db.reader()).await? {
+                by_id
+                    .entry(a.try_get("delivery_id")?)
+                    .or_default()
+                    .push(AttemptRecord {
                         attempt: a.try_get("attempt")?,
                         started_at: a.try_get("started_at")?,
                         duration_ms: a.try_get("duration_ms")?,
                         status_code: a.try_get("status_code")?,
                         error: a.try_get("error")?,
                         response: a.try_get("response")?,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
+                    });
+            }
+        }
+        for r in records {
+            r.attempt_log = by_id.remove(&r.delivery_id).unwrap_or_default();
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_domain::{is_audit_webhook, Permission};
+use easm_domain::Permission;
 use easm_events::{format_timestamp, from_micros, test_payload};
 use easm_projections::read::Page;
 use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
@@ -110,15 +110,7 @@ pub struct Recovered {
 /// through its settings routes only).
 async fn endpoint(app: &AppState, c: &Caller, id: &str) -> ApiResult<()> {
     c.require(Permission::Administer)?;
-    if is_audit_webhook(id) {
-        return Err(ApiError::not_found("webhook"));
-    }
-    app.service
-        .read()
-        .webhook(&c.org_id, id)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("webhook"))
+    crate::routes::webhooks::view(app, c, id).await.map(|_| ())
 }
 
 async fn delivery(app: &AppState, webhook_id: &str, id: &str) -> ApiResult<DeliveryView> {

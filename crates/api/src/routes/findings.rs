@@ -227,7 +227,6 @@ pub async fn triage_finding(
     ApiJson(body): ApiJson<TriageBody>,
 ) -> ApiResult<Json<FindingView>> {
     c.require(Permission::Write)?;
-    view(&app, &c, &id).await?;
     app.service
         .triage_finding(
             &c.meta(),

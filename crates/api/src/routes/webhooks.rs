@@ -90,7 +90,7 @@ pub async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> 
 
 /// A regular endpoint of the caller's organization; the audit log webhook is managed through
 /// `/api/settings/audit-webhook` only.
-async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<WebhookView> {
+pub async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<WebhookView> {
     regular(id)?;
     app.service
         .read()
