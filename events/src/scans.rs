@@ -56,6 +56,37 @@ pub struct ScanCompleted {
     pub profile: String,
     /// What the scan detected, new or seen before.
     pub counts: SeverityCounts,
+    /// What the built-in scanner saw of the asset (empty for jobs completed by imports).
+    #[serde(flatten)]
+    pub observed: Observed,
+}
+
+/// What answered on an open port, found by probing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSeen {
+    pub port: u16,
+    /// `http`, `https`, `tls`, `ssh`, `smtp`, `redis`, `memcached`, `mongodb`,
+    /// `elasticsearch`, ... or `unknown`.
+    pub service: String,
+    pub tls: bool,
+    /// Version, banner line, page title or certificate subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The reachability of an asset at the end of a scan: its addresses and open services.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports_scanned: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSeen>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

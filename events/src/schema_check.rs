@@ -109,6 +109,17 @@ fn samples() -> Vec<Event> {
                 info: 3,
                 ..Default::default()
             },
+            observed: Observed {
+                addresses: vec!["127.0.0.1".into()],
+                cnames: vec![],
+                ports_scanned: Some(20),
+                services: vec![ServiceSeen {
+                    port: 443,
+                    service: "https".into(),
+                    tls: true,
+                    detail: Some("HTTP 200".into()),
+                }],
+            },
         }),
         Event::ScanFailed(ScanFailed {
             scan_job_id: "s".into(),

@@ -772,6 +772,42 @@ impl ReadModels {
         Ok(c)
     }
 
+    /// Jobs for the workers: queued or running, requested at or before `before` (micros),
+    /// oldest first, as (organization, job).
+    pub async fn active_scan_jobs(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT org_id, scan_job_id FROM rm_scan_jobs WHERE status IN ('queued', 'running') \
+             AND created_at <= $1 ORDER BY created_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("org_id")?, r.try_get("scan_job_id")?)))
+            .collect()
+    }
+
+    /// Open or acknowledged findings of an asset: those a completed scan may auto-resolve.
+    pub async fn unresolved_findings(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT finding_id FROM rm_findings WHERE org_id = $1 AND asset_id = $2 \
+             AND status IN ('open', 'acknowledged') ORDER BY finding_id",
+        )
+        .bind(org_id)
+        .bind(asset_id)
+        .fetch_all(self.db.reader())
+        .await?)
+    }
+
     /// Every scan job of an asset, newest first.
     pub async fn asset_scan_jobs(
         &self,

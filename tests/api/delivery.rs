@@ -71,22 +71,22 @@ async fn a_nats_outage_loses_nothing() {
     assert_eq!(unique.len(), 5);
 }
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-struct Setup {
-    store: TestStore,
-    nats: Option<NatsServer>,
-    server: Option<EasmProcess>,
-    org: String,
-    key: String,
-    http: reqwest::Client,
-    env: Vec<(&'static str, String)>,
+pub(crate) struct Setup {
+    pub(crate) store: TestStore,
+    pub(crate) nats: Option<NatsServer>,
+    pub(crate) server: Option<EasmProcess>,
+    pub(crate) org: String,
+    pub(crate) key: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 impl Setup {
     /// A store with an organization, and `easm serve` on it with `env` added to the defaults
     /// (private targets allowed, retries after 1 s and 1 s).
-    async fn start(b: Backend, nats: bool, env: &[(&'static str, &str)]) -> Setup {
+    pub(crate) async fn start(b: Backend, nats: bool, env: &[(&'static str, &str)]) -> Setup {
         let store = TestStore::new(b).await;
         let db = Db::connect(&store.config).await.unwrap();
         let (org, key) = AppState::new(db.clone())
@@ -121,7 +121,7 @@ impl Setup {
     }
 
     /// Start `easm serve` (again).
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.server = Some(start_easm(
             &self.store,
             &["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"],
@@ -133,7 +133,7 @@ impl Setup {
         start_easm(&self.store, &["deliver"], &self.env)
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let url = self.server.as_ref().expect("serve runs").url(path);
         let mut req = self
             .http
@@ -145,16 +145,16 @@ impl Setup {
         answer(req.send().await.unwrap()).await
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
     }
 
     /// A new endpoint; returns (id, secret).
-    async fn webhook(&self, url: &str, events: &[&str]) -> (String, String) {
+    pub(crate) async fn webhook(&self, url: &str, events: &[&str]) -> (String, String) {
         let a = self
             .post("/api/webhooks", json!({"url": url, "events": events}))
             .await;

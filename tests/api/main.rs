@@ -14,5 +14,7 @@ mod findings;
 mod groups;
 mod rebuild;
 mod receiver;
+mod scanner;
 mod scans;
+mod targets;
 mod webhooks;

@@ -110,6 +110,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::asset_timeline))
         .routes(routes!(assets::asset_risk))
         .routes(routes!(assets::asset_coverage))
+        .routes(routes!(assets::asset_health))
         .routes(routes!(scans::list_scan_jobs, scans::create_scan_job))
         .routes(routes!(scans::get_scan_job, scans::delete_scan_job))
         .routes(routes!(scans::rerun_scan_job))

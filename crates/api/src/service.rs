@@ -6,9 +6,9 @@ use base64::Engine;
 use easm_domain::{
     active_scan_key, add_assets, audit_webhook_id, create_org, finding_id, Aggregate, Asset,
     AssetPatch, DomainError, Finding, Group, Inventory, ItemError, NewAsset, Organization, Plan,
-    Role, ScanJob, Webhook, WebhookSpec,
+    Role, ScanJob, ScanStatus, Webhook, WebhookSpec,
 };
-use easm_events::{Detection, Event, EventMeta, RecordedEvent};
+use easm_events::{Detection, Event, EventMeta, Observed, RecordedEvent, SeverityCounts};
 use easm_projections::{Projector, ReadModels};
 use easm_store::{
     AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend, WebhookSecrets,
@@ -128,6 +128,25 @@ fn issue_key() -> IssuedKey {
 
 fn key_prefix(secret: &str) -> String {
     secret.chars().take(12).collect()
+}
+
+/// Findings per severity of what a scan reported (one per finding).
+fn count_severities(detections: &[Detection]) -> SeverityCounts {
+    let mut c = SeverityCounts::default();
+    let mut seen = std::collections::HashSet::new();
+    for d in detections {
+        if !seen.insert((&d.template_id, &d.matched_at, &d.matcher_name)) {
+            continue;
+        }
+        match d.severity.trim().to_ascii_lowercase().as_str() {
+            "critical" => c.critical += 1,
+            "high" => c.high += 1,
+            "medium" => c.medium += 1,
+            "low" => c.low += 1,
+            _ => c.info += 1,
+        }
+    }
+    c
 }
 
 /// One decision ready to append.
@@ -804,6 +823,134 @@ impl Service {
             .load::<ScanJob>(org_id, &scan_stream(scan_job_id))
             .await?;
         job.require()?;
+        self.record_detections(meta, org_id, scan_job_id, &job, None, detections)
+            .await
+    }
+
+    /// A worker takes a queued job, or a running one whose worker died: the job and its asset,
+    /// or None when there is nothing to run. A job whose asset was removed fails.
+    pub async fn start_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        worker_id: &str,
+    ) -> Result<Option<(ScanJob, Asset)>, ServiceError> {
+        let stream = scan_stream(id);
+        let (_, job) = self.load::<ScanJob>(org_id, &stream).await?;
+        if job.require().is_err() || !job.status.active() {
+            return Ok(None);
+        }
+        let (_, asset) = self
+            .load::<Asset>(org_id, &asset_stream(&job.asset_id))
+            .await?;
+        if !asset.live() {
+            self.fail_scan(meta, org_id, id, "the asset was removed")
+                .await?;
+            return Ok(None);
+        }
+        match self.on_scan(meta, org_id, id, |j| j.start(worker_id)).await {
+            Err(ServiceError::Domain(
+                DomainError::Conflict { .. } | DomainError::NotFound { .. },
+            )) => return Ok(None),
+            r => r?,
+        }
+        let (_, job) = self.load::<ScanJob>(org_id, &stream).await?;
+        Ok(Some((job, asset)))
+    }
+
+    /// Progress of a running job; false once it no longer runs (cancelled, deleted, ended), so
+    /// the worker stops.
+    pub async fn scan_progress(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        progress: u8,
+        stage: &str,
+    ) -> Result<bool, ServiceError> {
+        let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
+        if job.require().is_err() || job.status != ScanStatus::Running {
+            return Ok(false);
+        }
+        match self
+            .on_scan(meta, org_id, id, |j| j.progress(progress, stage))
+            .await
+        {
+            Err(ServiceError::Domain(DomainError::NotFound { .. })) => Ok(false),
+            r => r.map(|()| true),
+        }
+    }
+
+    pub async fn fail_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        self.on_scan(meta, org_id, id, |j| j.fail(reason)).await
+    }
+
+    /// The scanner finished: record its detections, then complete the job exactly once, in the
+    /// same append resolving the findings its profile detected before on the ports it tried
+    /// and did not detect now. A second report (a retried worker) records nothing.
+    pub async fn complete_scan(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        detections: &[Detection],
+        observed: Observed,
+        ports: &[u16],
+    ) -> Result<(), ServiceError> {
+        let stream = scan_stream(id);
+        let (_, job) = self.load::<ScanJob>(org_id, &stream).await?;
+        if job.require().is_err() || job.status != ScanStatus::Running {
+            return Ok(());
+        }
+        self.record_detections(meta, org_id, id, &job, Some(&job.profile), detections)
+            .await?;
+        let counts = count_severities(detections);
+        self.execute(org_id, meta, || async {
+            let (v, job) = self.load::<ScanJob>(org_id, &stream).await?;
+            let events = job.complete(counts.clone(), observed.clone())?;
+            let mut d = Decision::one(stream.clone(), v, events);
+            if d.is_empty() {
+                return Ok(d);
+            }
+            d.constraints.push(Constraint::Release {
+                scope: ACTIVE_SCANS.into(),
+                key: active_scan_key(&job.asset_id, &job.profile),
+            });
+            for finding in self.read.unresolved_findings(org_id, &job.asset_id).await? {
+                let fs = finding_stream(&finding);
+                let (fv, f) = self.load::<Finding>(org_id, &fs).await?;
+                let events = f.auto_resolve(id, &job.profile, ports);
+                if !events.is_empty() {
+                    d.streams.push(StreamAppend {
+                        stream_id: fs,
+                        expected_version: fv,
+                        events,
+                    });
+                }
+            }
+            Ok(d)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Detections of `job` (`profile` for the built-in scanner, None for imports).
+    async fn record_detections(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        scan_job_id: &str,
+        job: &ScanJob,
+        profile: Option<&str>,
+        detections: &[Detection],
+    ) -> Result<Imported, ServiceError> {
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<(String, &Detection)> = detections
             .iter()
@@ -832,7 +979,7 @@ impl Service {
                 for (id, detection) in chunk {
                     let stream = finding_stream(id);
                     let (v, f) = self.load::<Finding>(org_id, &stream).await?;
-                    let events = f.detect(id, &job.asset_id, scan_job_id, None, detection)?;
+                    let events = f.detect(id, &job.asset_id, scan_job_id, profile, detection)?;
                     match events.first() {
                         Some(Event::FindingNew(_)) => counted.new += 1,
                         Some(Event::FindingReopened(_)) => counted.reopened += 1,

@@ -118,6 +118,18 @@ pub struct Finding {
     /// Profiles of the scans that detected it (auto-resolution only follows those).
     pub profiles: Vec<String>,
     pub source: String,
+    pub matched_at: String,
+}
+
+/// The port of a `host:port` or URL `matchedAt`, None when it names no port.
+pub fn matched_port(matched_at: &str) -> Option<u16> {
+    if let Ok(u) = url::Url::parse(matched_at) {
+        if u.has_host() {
+            return u.port_or_known_default();
+        }
+    }
+    let (_, port) = matched_at.rsplit_once(':')?;
+    port.parse().ok()
 }
 
 impl Finding {
@@ -216,10 +228,13 @@ impl Finding {
         }])
     }
 
-    /// A completed scan of `profile` did not detect it: resolve it if that profile ever did
-    /// and it is open or acknowledged (ignored findings stay ignored).
-    pub fn auto_resolve(&self, scan_job_id: &str, profile: &str) -> Vec<Event> {
+    /// A completed scan of `profile` over `ports` did not detect it: resolve it if that profile
+    /// ever did, the scan tried its port, and it is open or acknowledged (ignored findings stay
+    /// ignored).
+    pub fn auto_resolve(&self, scan_job_id: &str, profile: &str, ports: &[u16]) -> Vec<Event> {
+        let covered = matched_port(&self.matched_at).is_none_or(|p| ports.contains(&p));
         let eligible = matches!(self.status.as_str(), "open" | "acknowledged")
+            && covered
             && self.profiles.iter().any(|p| p == profile)
             && !self.scan_job_ids.iter().any(|s| s == scan_job_id);
         if !eligible {
@@ -278,6 +293,7 @@ impl Aggregate for Finding {
                 self.asset_id = e.asset_id.clone();
                 self.status = "open".into();
                 self.source = e.detection.source.clone();
+                self.matched_at = e.detection.matched_at.clone();
             }
             Event::FindingRedetected(e) => detected(&e.scan_job_id, &e.profile),
             Event::FindingReopened(_) => self.status = "open".into(),
@@ -400,20 +416,35 @@ mod tests {
             .unwrap();
         let f = fold(&events);
         assert!(
-            f.auto_resolve("s2", "quick").is_empty(),
+            f.auto_resolve("s2", "quick", &[8443]).is_empty(),
             "quick never saw it"
         );
         assert!(
-            f.auto_resolve("s1", "deep").is_empty(),
+            f.auto_resolve("s1", "deep", &[8443]).is_empty(),
             "the detecting job itself"
         );
-        let r = f.auto_resolve("s2", "deep");
+        assert!(
+            f.auto_resolve("s2", "deep", &[80]).is_empty(),
+            "the scan did not try its port"
+        );
+        let r = f.auto_resolve("s2", "deep", &[80, 8443]);
         assert!(
             matches!(&r[0], Event::FindingResolved(x) if x.scan_job_id.as_deref() == Some("s2"))
         );
         let mut ignored = events.clone();
         ignored.extend(f.change_status("ignored", None).unwrap());
-        assert!(fold(&ignored).auto_resolve("s2", "deep").is_empty());
+        assert!(fold(&ignored)
+            .auto_resolve("s2", "deep", &[8443])
+            .is_empty());
+    }
+
+    #[test]
+    fn ports_of_matched_at() {
+        assert_eq!(matched_port("127.0.0.1:8443"), Some(8443));
+        assert_eq!(matched_port("[::1]:22"), Some(22));
+        assert_eq!(matched_port("https://a.example.com/.git/HEAD"), Some(443));
+        assert_eq!(matched_port("http://a.example.com:8080/"), Some(8080));
+        assert_eq!(matched_port("a.example.com"), None);
     }
 
     #[test]

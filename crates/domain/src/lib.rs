@@ -23,7 +23,8 @@ pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
 pub use roles::{Permission, Role};
 pub use scan::{
-    active_scan_key, validate_ports, validate_profile, ScanJob, ScanStatus, MAX_PORTS, PROFILES,
+    active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, ScanStatus, MAX_PORTS,
+    PROFILES,
 };
 pub use webhook::{
     audit_webhook_id, is_audit_webhook, is_forbidden_address, subscribed, validate_event_filters,

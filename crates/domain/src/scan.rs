@@ -3,8 +3,8 @@
 
 use crate::{Aggregate, DomainError};
 use easm_events::{
-    Event, ScanCancelled, ScanCompleted, ScanDeleted, ScanFailed, ScanProgressed, ScanRequested,
-    ScanStarted, SeverityCounts,
+    Event, Observed, ScanCancelled, ScanCompleted, ScanDeleted, ScanFailed, ScanProgressed,
+    ScanRequested, ScanStarted, SeverityCounts,
 };
 
 pub const PROFILES: [&str; 3] = ["quick", "standard", "deep"];
@@ -90,6 +90,21 @@ pub fn validate_ports(ports: &[i64]) -> Result<Vec<u16>, DomainError> {
     Ok(out)
 }
 
+/// The host the built-in scanner probes for an asset: the name or address itself, or a URL's
+/// host. A CIDR range is not one host.
+pub fn scan_host(asset_type: &str, value: &str) -> Result<String, String> {
+    match asset_type {
+        "cidr" => Err(format!(
+            "{value} is a CIDR range; the built-in scanner probes one host, so add the addresses to scan as ip assets"
+        )),
+        "url" => url::Url::parse(value)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .ok_or_else(|| format!("{value} has no host to scan")),
+        _ => Ok(value.to_string()),
+    }
+}
+
 impl ScanJob {
     /// The job exists and was not deleted.
     pub fn require(&self) -> Result<(), DomainError> {
@@ -154,7 +169,11 @@ impl ScanJob {
     }
 
     /// Completes once: a second report (a retried worker) records nothing.
-    pub fn complete(&self, counts: SeverityCounts) -> Result<Vec<Event>, DomainError> {
+    pub fn complete(
+        &self,
+        counts: SeverityCounts,
+        observed: Observed,
+    ) -> Result<Vec<Event>, DomainError> {
         self.require()?;
         match self.status {
             ScanStatus::Running => Ok(vec![Event::ScanCompleted(ScanCompleted {
@@ -162,6 +181,7 @@ impl ScanJob {
                 asset_id: self.asset_id.clone(),
                 profile: self.profile.clone(),
                 counts,
+                observed,
             })]),
             ScanStatus::Queued => Err(DomainError::Conflict {
                 message: "the scan job has not started".into(),
@@ -264,6 +284,14 @@ mod tests {
         let many: Vec<i64> = (1..=1001).collect();
         assert!(ScanJob::request("s", "a", "deep", Some(&many), None).is_err());
         assert_eq!(active_scan_key("a", "quick"), "a/quick");
+        assert_eq!(scan_host("ip", "127.0.0.1").unwrap(), "127.0.0.1");
+        assert_eq!(
+            scan_host("url", "https://app.example.com:8443/x").unwrap(),
+            "app.example.com"
+        );
+        assert!(scan_host("cidr", "10.0.0.0/24")
+            .unwrap_err()
+            .contains("CIDR"));
     }
 
     #[test]
@@ -271,7 +299,9 @@ mod tests {
         let mut events = requested();
         let j = job(&events);
         assert_eq!(j.status, ScanStatus::Queued);
-        assert!(j.complete(SeverityCounts::default()).is_err());
+        assert!(j
+            .complete(SeverityCounts::default(), Observed::default())
+            .is_err());
         events.extend(j.start("w1").unwrap());
         let j = job(&events);
         assert_eq!((j.status, j.attempts), (ScanStatus::Running, 1));
@@ -282,10 +312,16 @@ mod tests {
         events.extend(j.progress(40, "ports").unwrap());
         let j = job(&events);
         assert!(j.progress(30, "ports").unwrap().is_empty());
-        events.extend(j.complete(SeverityCounts::default()).unwrap());
+        events.extend(
+            j.complete(SeverityCounts::default(), Observed::default())
+                .unwrap(),
+        );
         let j = job(&events);
         assert_eq!((j.status, j.progress), (ScanStatus::Completed, 100));
-        assert!(j.complete(SeverityCounts::default()).unwrap().is_empty());
+        assert!(j
+            .complete(SeverityCounts::default(), Observed::default())
+            .unwrap()
+            .is_empty());
         assert!(j.fail("late").unwrap().is_empty());
         assert!(j.start("w3").is_err());
         assert!(j.cancel().is_err());

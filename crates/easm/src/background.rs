@@ -1,12 +1,15 @@
-//! What runs beside the API in `serve`, and alone in `deliver`: the outbox relay, fan-out and
-//! the delivery worker, with their settings.
+//! What runs beside the API in `serve`, and alone in `deliver`: the outbox relay, fan-out, the
+//! delivery worker and the scan workers, with their settings.
 
+use crate::scanning::{ScanArgs, ServiceJobs};
 use anyhow::{bail, Result};
 use easm_api::AppState;
 use easm_bus::{BusConfig, Relay};
 use easm_delivery::{DeliveryConfig, DisableEndpoint, Fanout, RetrySchedule, Worker};
 use easm_events::{Actor, EventMeta};
+use easm_scanner::worker::{ScanWorker, WorkerConfig};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(clap::Args, Clone)]
 pub struct DeliveryArgs {
@@ -38,14 +41,19 @@ pub struct DeliveryArgs {
 }
 
 /// The work beside the API: the outbox relay (NATS mode; leased, so one process relays), fan-out
-/// of events into the delivery queue, and the delivery worker.
+/// of events into the delivery queue, the delivery worker, and the scan workers.
 pub struct Background {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Background {
-    pub async fn start(state: &AppState, args: &DeliveryArgs) -> Result<Background> {
+    pub async fn start(
+        state: &AppState,
+        args: &DeliveryArgs,
+        scan: &ScanArgs,
+    ) -> Result<Background> {
+        let (scan_config, lease) = scan.config()?;
         let db = state.db.clone();
         let holder = format!(
             "easm-{}-{}",
@@ -94,6 +102,20 @@ impl Background {
             state.delivery_wake.clone(),
         );
         let mut tasks = vec![tokio::spawn(worker.run(until_stop()))];
+        let scanners = (scan.scan_workers > 0).then(|| {
+            let config = WorkerConfig {
+                holder: holder.clone(),
+                scan: scan_config,
+                jobs: scan.scan_workers,
+                lease,
+                poll: Duration::from_millis(500),
+            };
+            ScanWorker::new(
+                Arc::new(ServiceJobs(state.service.clone())),
+                db.clone(),
+                config,
+            )
+        });
         match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) => {
                 let mut bus = BusConfig::new(url, holder.clone());
@@ -103,14 +125,24 @@ impl Background {
                     .await?
                     .wake_on(state.service.committed().clone());
                 tasks.push(tokio::spawn(relay.run(until_stop())));
+                if let Some(s) = scanners {
+                    // The sweep only takes what the work queue left longer than a lease.
+                    tasks.push(tokio::spawn(s.clone().run_queue(lease * 4, until_stop())));
+                    tasks.push(tokio::spawn(s.run_jetstream(bus.clone(), until_stop())));
+                }
                 tasks.push(tokio::spawn(fanout.run_jetstream(bus, until_stop())));
             }
-            None => tasks.push(tokio::spawn(fanout.run_outbox(
-                db,
-                holder,
-                state.service.committed().clone(),
-                until_stop(),
-            ))),
+            None => {
+                if let Some(s) = scanners {
+                    tasks.push(tokio::spawn(s.run_queue(Duration::ZERO, until_stop())));
+                }
+                tasks.push(tokio::spawn(fanout.run_outbox(
+                    db,
+                    holder,
+                    state.service.committed().clone(),
+                    until_stop(),
+                )));
+            }
         }
         Ok(Background { stop, tasks })
     }

@@ -185,7 +185,8 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
     println!("| run | deliveries | deliveries/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
 
-    let background = Background::start(&b.state, &b.args).await?;
+    let background =
+        Background::start(&b.state, &b.args, &crate::scanning::ScanArgs::disabled()).await?;
     // End to end, as fast as the clients go.
     let mut orgs = vec![];
     for _ in 0..args.orgs.max(1) {
@@ -269,7 +270,8 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
     }
     b.reset();
     let started = Instant::now();
-    let background = Background::start(&b.state, &b.args).await?;
+    let background =
+        Background::start(&b.state, &b.args, &crate::scanning::ScanArgs::disabled()).await?;
     let expected = args.fanout_events * args.fanout_endpoints;
     let (rate, _) = b.collect(expected, started).await?;
     println!(

@@ -3,6 +3,7 @@
 mod background;
 mod bench;
 mod bench_delivery;
+mod scanning;
 
 use anyhow::{bail, Context, Result};
 use background::{Background, DeliveryArgs};
@@ -11,6 +12,7 @@ use easm_api::{service::Service, AppState};
 use easm_domain::{Plan, Role};
 use easm_events::{Actor, EventMeta};
 use easm_store::{Db, DbConfig};
+use scanning::ScanArgs;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -33,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP API, the outbox relay (with NATS) and delivery workers.
+    /// Run the HTTP API, the outbox relay (with NATS), delivery and scan workers.
     Serve {
         #[arg(long, env = "EASM_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
@@ -42,12 +44,16 @@ enum Command {
         no_bootstrap: bool,
         #[command(flatten)]
         delivery: DeliveryArgs,
+        #[command(flatten)]
+        scan: ScanArgs,
     },
-    /// Run only the delivery side (relay, fan-out and delivery workers), to scale delivery apart
-    /// from the API.
+    /// Run only the background side (relay, fan-out, delivery and scan workers), to scale it
+    /// apart from the API.
     Deliver {
         #[command(flatten)]
         delivery: DeliveryArgs,
+        #[command(flatten)]
+        scan: ScanArgs,
     },
     /// Organizations and API keys.
     Admin {
@@ -122,6 +128,7 @@ async fn main() -> Result<()> {
             listen,
             no_bootstrap,
             delivery,
+            scan,
         } => {
             if !no_bootstrap {
                 bootstrap(&service, &listen).await?;
@@ -131,14 +138,14 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let mut state = state;
             state.webhook_allow_private = delivery.webhook_allow_private;
-            let background = Background::start(&state, &delivery).await?;
+            let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");
             easm_api::serve(listener, state, shutdown_signal()).await?;
             background.stop().await;
         }
-        Command::Deliver { delivery } => {
+        Command::Deliver { delivery, scan } => {
             let projector = easm_api::spawn_projector(&state);
-            let background = Background::start(&state, &delivery).await?;
+            let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm delivering");
             shutdown_signal().await;
             background.stop().await;

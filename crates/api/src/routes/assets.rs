@@ -1,13 +1,14 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery, PageParams};
+use crate::service::scan_stream;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{AssetPatch, AssetType, Criticality, NewAsset, Permission};
 use easm_events::{format_timestamp, Actor};
-use easm_projections::read::{AssetFilter, AssetView, Page};
+use easm_projections::read::{AssetFilter, AssetView, Page, ScanJobView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -301,4 +302,95 @@ pub async fn asset_coverage(
             })
             .collect(),
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetHealth {
+    pub asset_id: String,
+    /// `up` (open services answered), `down` (nothing answered) or `unknown` (never scanned
+    /// to completion).
+    pub status: String,
+    /// The completed scan this is read from.
+    pub scan_job_id: Option<String>,
+    pub profile: Option<String>,
+    pub scanned_at: Option<String>,
+    pub addresses: Vec<String>,
+    pub cnames: Vec<String>,
+    pub ports_scanned: Option<u32>,
+    pub open_ports: Vec<u16>,
+    /// What answered on each open port, found by probing.
+    #[schema(value_type = Vec<Object>)]
+    pub services: Vec<easm_events::ServiceSeen>,
+    /// Why the newest scan failed, when it failed after the last completed one.
+    pub last_error: Option<String>,
+}
+
+/// Reachability and open services of the asset, from its latest completed scan.
+#[utoipa::path(get, path = "/api/assets/{id}/health", tag = "assets", params(("id" = String, Path)),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = AssetHealth), (status = 404, body = ErrorBody)))]
+pub async fn asset_health(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AssetHealth>> {
+    c.require(Permission::Read)?;
+    asset_view(&app, &c, &id).await?;
+    let jobs = app.service.read().asset_scan_jobs(&c.org_id, &id).await?;
+    let ended = |j: &&ScanJobView| j.finished_at.clone().unwrap_or_default();
+    let completed = jobs
+        .iter()
+        .filter(|j| j.status == "completed")
+        .max_by_key(ended);
+    let last_error = jobs
+        .iter()
+        .filter(|j| j.status == "failed")
+        .max_by_key(ended)
+        .filter(|f| completed.is_none_or(|c| ended(f) > ended(&c)))
+        .and_then(|f| f.error.clone());
+    let mut health = AssetHealth {
+        asset_id: id,
+        status: "unknown".into(),
+        scan_job_id: None,
+        profile: None,
+        scanned_at: None,
+        addresses: vec![],
+        cnames: vec![],
+        ports_scanned: None,
+        open_ports: vec![],
+        services: vec![],
+        last_error,
+    };
+    let Some(job) = completed else {
+        return Ok(Json(health));
+    };
+    let (events, _) = app
+        .service
+        .log()
+        .stream_page(&c.org_id, &scan_stream(&job.id), 0, i64::MAX)
+        .await?;
+    let done = events
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "scan.completed")
+        .and_then(|e| serde_json::from_value::<easm_events::ScanCompleted>(e.data.clone()).ok());
+    if let Some(done) = done {
+        let seen = done.observed;
+        health.status = if seen.services.is_empty() {
+            "down"
+        } else {
+            "up"
+        }
+        .into();
+        health.open_ports = seen.services.iter().map(|s| s.port).collect();
+        health.addresses = seen.addresses;
+        health.cnames = seen.cnames;
+        health.ports_scanned = seen.ports_scanned;
+        health.services = seen.services;
+    }
+    health.scan_job_id = Some(job.id.clone());
+    health.profile = Some(job.profile.clone());
+    health.scanned_at = job.finished_at.clone();
+    Ok(Json(health))
 }
