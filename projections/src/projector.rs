@@ -642,6 +642,18 @@ impl Projector {
             };
             ids[i].insert(id.to_string());
         }
+        // A deleted job changes every finding it detected: load them too.
+        for e in &events {
+            if let easm_events::Event::ScanDeleted(d) = e {
+                let detected: Vec<String> = sqlx::query_scalar(
+                    "SELECT finding_id FROM rm_findings WHERE scan_job_ids LIKE $1",
+                )
+                .bind(format!("%\"{}\"%", d.scan_job_id))
+                .fetch_all(&mut *tx)
+                .await?;
+                ids[6].extend(detected);
+            }
+        }
         let mut state = ReadState::default();
         let size = chunk(self.db.backend());
         load(

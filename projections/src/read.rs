@@ -1,6 +1,9 @@
 //! Queries over the read models, answering in the API's JSON shapes.
 
 use crate::state::{FindingRow, ScanJobRow};
+
+/// Findings some live scan job detected; the others left with their deleted jobs.
+const DETECTED: &str = "f.scan_job_ids <> '[]'";
 use easm_events::{format_timestamp, from_micros};
 use easm_store::{AnyRow, Db, Row, StoreError};
 use serde::Serialize;
@@ -677,7 +680,7 @@ impl ReadModels {
         f: &FindingFilter,
         p: PageRequest,
     ) -> Result<Page<FindingView>, StoreError> {
-        let mut clauses = vec!["f.org_id = $1".to_string()];
+        let mut clauses = vec![format!("f.org_id = $1 AND {DETECTED}")];
         let mut binds = vec![org_id.to_string()];
         let mut bind = |v: String| {
             binds.push(v);
@@ -732,16 +735,18 @@ impl ReadModels {
     }
 
     pub async fn finding(&self, org_id: &str, id: &str) -> Result<Option<FindingView>, StoreError> {
-        self.org_row(
-            FINDING_COLUMNS,
-            "rm_findings f",
-            "f",
-            "finding_id",
-            org_id,
-            id,
-            finding,
-        )
-        .await
+        let found = self
+            .org_row(
+                FINDING_COLUMNS,
+                "rm_findings f",
+                "f",
+                "finding_id",
+                org_id,
+                id,
+                finding,
+            )
+            .await?;
+        Ok(found.filter(|f| !f.scan_job_ids.is_empty()))
     }
 
     /// Unresolved (open or acknowledged) findings of an asset per severity.
@@ -751,8 +756,10 @@ impl ReadModels {
         asset_id: &str,
     ) -> Result<easm_events::SeverityCounts, StoreError> {
         let rows = sqlx::query(
-            "SELECT severity, COUNT(*) AS n FROM rm_findings WHERE org_id = $1 AND asset_id = $2 \
-             AND status IN ('open', 'acknowledged') GROUP BY severity",
+            &format!(
+                "SELECT severity, COUNT(*) AS n FROM rm_findings f WHERE org_id = $1 AND asset_id = $2 \
+                 AND status IN ('open', 'acknowledged') AND {DETECTED} GROUP BY severity"
+            ),
         )
         .bind(org_id)
         .bind(asset_id)
@@ -798,10 +805,10 @@ impl ReadModels {
         org_id: &str,
         asset_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT finding_id FROM rm_findings WHERE org_id = $1 AND asset_id = $2 \
-             AND status IN ('open', 'acknowledged') ORDER BY finding_id",
-        )
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT finding_id FROM rm_findings f WHERE org_id = $1 AND asset_id = $2 \
+                 AND status IN ('open', 'acknowledged') AND {DETECTED} ORDER BY finding_id"
+        ))
         .bind(org_id)
         .bind(asset_id)
         .fetch_all(self.db.reader())

@@ -329,6 +329,14 @@ impl ReadState {
             }
             Event::ScanDeleted(s) => {
                 self.scan_jobs.insert(s.scan_job_id.clone(), None);
+                // Its findings leave with it: a finding no live job detected is hidden (it
+                // keeps its row, so a later detection shows it again with its history).
+                for row in self.findings.values_mut().flatten() {
+                    if row.scan_job_ids.contains(&s.scan_job_id) {
+                        row.scan_job_ids.retain(|j| j != &s.scan_job_id);
+                        row.updated_at = at;
+                    }
+                }
             }
             Event::FindingNew(f) => create(&mut self.findings, &f.finding_id, || FindingRow {
                 org_id: org_id.clone(),

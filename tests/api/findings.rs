@@ -7,7 +7,11 @@ use easm_domain::{Plan, Role};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-on_both_backends!(nuclei_results_become_findings_and_are_triaged);
+on_both_backends!(
+    nuclei_results_become_findings_and_are_triaged,
+    a_deleted_job_takes_its_findings_out_of_the_read_models,
+    results_larger_than_a_request_body_stream_in,
+);
 
 pub const NUCLEI: &str = r#"{"template-id":"CVE-2021-41773","info":{"name":"Apache 2.4.49 - Path Traversal","severity":"critical","description":"Path traversal.","remediation":"Upgrade Apache.","reference":["https://nvd.nist.gov/vuln/detail/CVE-2021-41773"],"classification":{"cve-id":["cve-2021-41773"],"cwe-id":["cwe-22"],"cvss-score":7.5}},"type":"http","host":"https://127.0.0.1","matched-at":"https://127.0.0.1/cgi-bin/.%2e/","ip":"127.0.0.1","port":"443","matcher-status":true,"timestamp":"2026-11-22T10:00:00Z"}
 {"templateID":"http-missing-security-headers","info":{"name":"HTTP Missing Security Headers","severity":"info","reference":null},"type":"http","matched":"https://127.0.0.1/","matcher-name":"strict-transport-security"}
@@ -354,4 +358,93 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(results[1]["level"], "note");
     let (status, _, _) = export("?format=xml").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn a_deleted_job_takes_its_findings_out_of_the_read_models(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "Web").await;
+    let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
+    let job = |profile: &'static str| {
+        let (app, key, asset) = (&app, key.clone(), asset.clone());
+        async move {
+            app.post(
+                &key,
+                "/api/scan-jobs",
+                json!({"asset_id": asset, "profile": profile}),
+            )
+            .await
+            .id()
+        }
+    };
+    let (first, second) = (job("quick").await, job("deep").await);
+    import(&app, &key, &first, NUCLEI).await;
+    let cve_line = NUCLEI.lines().next().unwrap();
+    import(&app, &key, &second, cve_line).await;
+    let all = app.get(&key, "/api/findings").await;
+    assert_eq!(all.body["total"], 2);
+    let headers = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["templateId"] == "http-missing-security-headers")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let deleted = app.delete(&key, &format!("/api/scan-jobs/{first}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    let left = app.get(&key, "/api/findings").await;
+    assert_eq!(titles(&left), vec!["CVE-2021-41773"]);
+    assert_eq!(left.body["items"][0]["scanJobIds"], json!([second]));
+    let gone = app.get(&key, &format!("/api/findings/{headers}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let risk = app.get(&key, &format!("/api/assets/{asset}/risk")).await;
+    assert_eq!(risk.body["breakdown"]["info"], 0);
+    assert_eq!(risk.body["breakdown"]["critical"], 1);
+
+    // A later detection brings the finding back, with what the log knows of it.
+    let third = job("standard").await;
+    import(&app, &key, &third, NUCLEI).await;
+    let back = app.get(&key, &format!("/api/findings/{headers}")).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert_eq!(back.body["scanJobIds"], json!([third]));
+    assert_eq!(back.body["detectionCount"], 2);
+}
+
+async fn results_larger_than_a_request_body_stream_in(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "Web").await;
+    let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
+    let job = app
+        .post(
+            &key,
+            "/api/scan-jobs",
+            json!({"asset_id": asset, "profile": "deep"}),
+        )
+        .await
+        .id();
+    let padding = "x".repeat(1500);
+    let mut body = String::new();
+    for i in 0..1500 {
+        body.push_str(&format!(
+            "{{\"template-id\":\"t-{i}\",\"info\":{{\"name\":\"T {i}\",\"severity\":\"low\",\"description\":\"{padding}\"}},\"matched-at\":\"https://127.0.0.1/{i}\"}}\n"
+        ));
+        if i == 700 {
+            body.push_str("{broken\n");
+        }
+    }
+    // Twice the 1 MiB limit of other request bodies.
+    assert!(body.len() > 2 << 20);
+    let a = import(&app, &key, &job, &body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["imported"], 1500);
+    assert_eq!(a.body["new"], 1500);
+    assert_eq!(a.body["errors"][0]["line"], 702);
+    let found = app.get(&key, "/api/findings?perPage=1").await;
+    assert_eq!(found.body["total"], 1500);
+    let again = import(&app, &key, &job, &body).await;
+    assert_eq!(again.body["unchanged"], 1500, "{}", again.body);
 }

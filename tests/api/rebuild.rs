@@ -87,6 +87,26 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         json!({"status": "acknowledged", "assignee": "bob", "notes": "looking"}),
     )
     .await;
+    // A deleted job takes its findings out of the read models; the rebuild agrees.
+    let dropped = app
+        .post(
+            &key,
+            "/api/scan-jobs",
+            json!({"asset_id": ids[5], "profile": "deep"}),
+        )
+        .await
+        .id();
+    let only_dropped = r#"{"template-id":"only-dropped","info":{"name":"X","severity":"low"},"matched-at":"https://127.0.0.1/x"}"#;
+    let imported = app
+        .client
+        .post(app.url(&format!("/api/scan-jobs/{dropped}/results")))
+        .header("X-API-Key", &key)
+        .body(format!("{}{only_dropped}\n", crate::findings::NUCLEI))
+        .send()
+        .await
+        .unwrap();
+    assert!(imported.status().is_success());
+    app.delete(&key, &format!("/api/scan-jobs/{dropped}")).await;
 
     let paths = [
         "/api/findings".to_string(),

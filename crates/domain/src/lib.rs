@@ -18,7 +18,7 @@ pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
 pub use finding::{finding_id, risk_score, validate_detection, Finding, SEVERITIES, STATUSES};
 pub use group::{validate_group_name, Group};
-pub use nuclei::{nuclei_detection, parse_nuclei};
+pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
 pub use roles::{Permission, Role};

@@ -91,39 +91,102 @@ pub fn nuclei_detection(v: &Value) -> Result<Option<Detection>, String> {
 
 /// What a results body held: each result with its 1-based line (or array position), and the
 /// lines that could not be read with why.
-pub type ParsedResults = (Vec<(usize, Detection)>, Vec<(usize, String)>);
+/// Detections and errors by line (item, for an array); lines with nothing to record are left out.
+pub type Parsed = Vec<(usize, Result<Detection, String>)>;
 
-/// A results body: a JSON array, or one JSON object a line.
-pub fn parse_nuclei(body: &str) -> ParsedResults {
-    let mut found = vec![];
-    let mut errors = vec![];
-    let mut take = |n: usize, v: Result<Value, String>| match v.and_then(|v| nuclei_detection(&v)) {
-        Ok(Some(d)) => found.push((n, d)),
-        Ok(None) => {}
-        Err(e) => errors.push((n, e)),
+/// Reads nuclei output as it arrives, so a large upload never has to be held whole: JSON lines
+/// are read as each one completes; a JSON array (also accepted) is read once complete.
+#[derive(Default)]
+pub struct NucleiReader {
+    pending: Vec<u8>,
+    line: usize,
+    /// None until the first non-blank byte tells the form.
+    array: Option<bool>,
+}
+
+fn read_line(n: usize, bytes: &[u8], out: &mut Parsed) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        out.push((n, Err("not UTF-8 text".into())));
+        return;
     };
-    if body.trim_start().starts_with('[') {
-        match serde_json::from_str::<Vec<Value>>(body) {
+    if text.trim().is_empty() {
+        return;
+    }
+    let value = serde_json::from_str::<Value>(text).map_err(|e| e.to_string());
+    match value.and_then(|v| nuclei_detection(&v)) {
+        Ok(Some(d)) => out.push((n, Ok(d))),
+        Ok(None) => {}
+        Err(e) => out.push((n, Err(e))),
+    }
+}
+
+impl NucleiReader {
+    /// The next bytes of the body; returns what the lines completed by them hold.
+    pub fn push(&mut self, chunk: &[u8]) -> Parsed {
+        self.pending.extend_from_slice(chunk);
+        if self.array.is_none() {
+            let Some(b) = self.pending.iter().find(|b| !b.is_ascii_whitespace()) else {
+                return vec![];
+            };
+            self.array = Some(*b == b'[');
+        }
+        let mut out = vec![];
+        if self.array == Some(true) {
+            return out;
+        }
+        let mut start = 0;
+        while let Some(pos) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            self.line += 1;
+            read_line(self.line, &self.pending[start..start + pos], &mut out);
+            start += pos + 1;
+        }
+        self.pending.drain(..start);
+        out
+    }
+
+    /// The end of the body: the last line, or the whole array.
+    pub fn finish(self) -> Parsed {
+        let mut out = vec![];
+        if self.array != Some(true) {
+            read_line(self.line + 1, &self.pending, &mut out);
+            return out;
+        }
+        match serde_json::from_slice::<Vec<Value>>(&self.pending) {
             Ok(items) => {
-                for (i, v) in items.into_iter().enumerate() {
-                    take(i + 1, Ok(v));
+                for (i, v) in items.iter().enumerate() {
+                    match nuclei_detection(v) {
+                        Ok(Some(d)) => out.push((i + 1, Ok(d))),
+                        Ok(None) => {}
+                        Err(e) => out.push((i + 1, Err(e))),
+                    }
                 }
             }
-            Err(e) => take(1, Err(format!("not a JSON array: {e}"))),
+            Err(e) => out.push((1, Err(format!("not a JSON array: {e}")))),
         }
-    } else {
-        for (i, line) in body.lines().enumerate() {
-            if !line.trim().is_empty() {
-                take(i + 1, serde_json::from_str(line).map_err(|e| e.to_string()));
-            }
-        }
+        out
     }
-    (found, errors)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole body at once.
+    type Split = (Vec<(usize, Detection)>, Vec<(usize, String)>);
+
+    fn parse_nuclei(body: &str) -> Split {
+        let mut reader = NucleiReader::default();
+        let mut parsed = reader.push(body.as_bytes());
+        parsed.extend(reader.finish());
+        let (mut found, mut errors) = (vec![], vec![]);
+        for (n, r) in parsed {
+            match r {
+                Ok(d) => found.push((n, d)),
+                Err(e) => errors.push((n, e)),
+            }
+        }
+        (found, errors)
+    }
     use serde_json::json;
 
     #[test]
@@ -182,5 +245,20 @@ mod tests {
         assert_eq!((found.len(), errors.len()), (2, 0));
         let (found, errors) = parse_nuclei("[{");
         assert_eq!((found.len(), errors.len()), (0, 1));
+    }
+
+    #[test]
+    fn lines_split_across_chunks_read_the_same() {
+        let body = "{\"template-id\":\"a\",\"info\":{\"name\":\"A\",\"severity\":\"low\"},\"matched-at\":\"h:1\"}\nnot json\n\n{\"template-id\":\"b\",\"info\":{\"name\":\"B\",\"severity\":\"high\"},\"matched-at\":\"h:2\"}";
+        let mut reader = NucleiReader::default();
+        let mut parsed = vec![];
+        for chunk in body.as_bytes().chunks(7) {
+            parsed.extend(reader.push(chunk));
+        }
+        parsed.extend(reader.finish());
+        let lines: Vec<(usize, bool)> = parsed.iter().map(|(n, r)| (*n, r.is_ok())).collect();
+        assert_eq!(lines, vec![(1, true), (2, false), (4, true)]);
+        let mut bad = NucleiReader::default();
+        assert_eq!(bad.push(b"\xff\xfe\n")[0].1, Err("not UTF-8 text".into()));
     }
 }

@@ -9,8 +9,9 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_domain::parse_nuclei;
 use easm_domain::Permission;
+use easm_domain::{DomainError, NucleiReader, Parsed};
+use easm_events::Detection;
 use easm_projections::read::{FindingView, Page, ScanJobFilter, ScanJobView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -174,7 +175,7 @@ pub struct LineError {
     pub error: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportReport {
     /// Results read (matcher-status false skipped).
@@ -188,39 +189,90 @@ pub struct ImportReport {
     pub errors: Vec<LineError>,
 }
 
+/// Largest results body: it is read as it arrives, never held whole (but for the array form).
+pub const MAX_RESULTS: usize = 256 << 20;
+/// Detections recorded per batch while the body streams in.
+const IMPORT_BATCH: usize = 1000;
+
 /// Import results of an external scanner (nuclei `-jsonl` output, or a JSON array of the same
-/// objects) into findings under this scan job. A bad line is reported by number and does not
-/// stop the others.
+/// objects) into findings under this scan job, recorded in batches as the body streams in. A
+/// bad line is reported by number and does not stop the others; sending the same results
+/// again records nothing twice.
 #[utoipa::path(post, path = "/api/scan-jobs/{id}/results", tag = "scans", params(("id" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson"),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn import_results(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Json<ImportReport>> {
+    use futures_util::StreamExt;
     c.require(Permission::Write)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("body", "the body must be UTF-8 text"))?;
-    let (found, errors) = parse_nuclei(text);
-    let detections: Vec<_> = found.into_iter().map(|(_, d)| d).collect();
+    if app.service.read().scan_job(&c.org_id, &id).await?.is_none() {
+        return Err(DomainError::NotFound {
+            resource: "scan job",
+        }
+        .into());
+    }
+    let mut report = ImportReport::default();
+    let mut reader = NucleiReader::default();
+    let mut batch = vec![];
+    let mut size = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("body", format!("the body could not be read: {e}"))
+        })?;
+        size += chunk.len();
+        if size > MAX_RESULTS {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!(
+                    "results are limited to {} MiB per request; the batches read before were recorded",
+                    MAX_RESULTS >> 20
+                ),
+            ));
+        }
+        sort(reader.push(&chunk), &mut batch, &mut report);
+        if batch.len() >= IMPORT_BATCH {
+            record(&app, &c, &id, &mut batch, &mut report).await?;
+        }
+    }
+    sort(reader.finish(), &mut batch, &mut report);
+    record(&app, &c, &id, &mut batch, &mut report).await?;
+    Ok(Json(report))
+}
+
+fn sort(parsed: Parsed, batch: &mut Vec<Detection>, report: &mut ImportReport) {
+    for (line, r) in parsed {
+        match r {
+            Ok(d) => batch.push(d),
+            Err(error) => report.errors.push(LineError { line, error }),
+        }
+    }
+}
+
+async fn record(
+    app: &AppState,
+    c: &Caller,
+    id: &str,
+    batch: &mut Vec<Detection>,
+    report: &mut ImportReport,
+) -> ApiResult<()> {
     let outcome = app
         .service
-        .import_results(&c.meta(), &c.org_id, &id, &detections)
+        .import_results(&c.meta(), &c.org_id, id, batch)
         .await?;
-    Ok(Json(ImportReport {
-        imported: detections.len(),
-        new: outcome.new,
-        redetected: outcome.redetected,
-        reopened: outcome.reopened,
-        unchanged: outcome.unchanged,
-        errors: errors
-            .into_iter()
-            .map(|(line, error)| LineError { line, error })
-            .collect(),
-    }))
+    report.imported += batch.len();
+    report.new += outcome.new;
+    report.redetected += outcome.redetected;
+    report.reopened += outcome.reopened;
+    report.unchanged += outcome.unchanged;
+    batch.clear();
+    Ok(())
 }
 
 /// The findings a scan job detected (the filters of GET /api/findings apply).
