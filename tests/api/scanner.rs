@@ -122,16 +122,17 @@ fn by_key(findings: &[Value]) -> HashMap<(String, String), Value> {
 async fn a_scan_finds_what_local_servers_expose(b: Backend, nats: bool) {
     let s = Setup::start(b, nats, &[PRIVATE]).await;
     let receiver = Receiver::start().await;
-    s.webhook(
-        &receiver.url,
-        &[
-            "finding.new",
-            "finding.resolved",
-            "finding.reopened",
-            "scan.completed",
-        ],
-    )
-    .await;
+    let (_, secret) = s
+        .webhook(
+            &receiver.url,
+            &[
+                "finding.new",
+                "finding.resolved",
+                "finding.reopened",
+                "scan.completed",
+            ],
+        )
+        .await;
     // An HTTPS server with an expired, self-signed certificate for another name.
     let expired = cert(&["other.example"], (2020, 1, 1), (2021, 1, 1));
     let https = targets::http(
@@ -306,6 +307,16 @@ async fn a_scan_finds_what_local_servers_expose(b: Backend, nats: bool) {
 
     // Signed webhooks: every new finding and the completion.
     let got = receiver.wait_for(findings.len() + 1, WAIT).await;
+    for r in &got {
+        let (id, ts) = (r.header("webhook-id"), r.header("webhook-timestamp"));
+        let signed = easm_delivery::sign(
+            std::slice::from_ref(&secret),
+            id,
+            ts.parse().unwrap(),
+            r.body.as_bytes(),
+        );
+        assert_eq!(r.header("webhook-signature"), signed.unwrap());
+    }
     let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
     let completed: Vec<&Value> = bodies
         .iter()
@@ -591,4 +602,46 @@ async fn a_cancelled_scan_stops_and_never_completes() {
     // The slot is free again.
     let next = scan(&s, &local, "quick", &[slow.port]).await;
     assert_ne!(next, job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificate_chains_and_expiry_are_judged() {
+    use chrono::Datelike;
+    let soon = chrono::Utc::now() + chrono::Duration::days(10);
+    let until = (soon.year(), soon.month() as u8, soon.day() as u8);
+    // Issued by an unknown CA to this very address, expiring in ten days.
+    let issued = targets::issued_cert(&["127.0.0.1"], until);
+    let https = targets::http(
+        Some(&issued),
+        Arc::new(|_| {
+            page(
+                200,
+                &[
+                    ("Strict-Transport-Security", "max-age=31536000"),
+                    ("Content-Security-Policy", "default-src 'self'"),
+                    ("X-Frame-Options", "DENY"),
+                    ("X-Content-Type-Options", "nosniff"),
+                ],
+                "ok",
+            )
+        }),
+    )
+    .await;
+    let s = Setup::start(Backend::Sqlite, false, &[PRIVATE]).await;
+    let local = asset(&s, "127.0.0.1", "ip").await;
+    let job = scan(&s, &local, "quick", &[https.port]).await;
+    job_when(&s, &job, "completed").await;
+    let mut templates: Vec<String> = findings_of(&s, &job)
+        .await
+        .iter()
+        .map(|f| f["templateId"].as_str().unwrap().to_string())
+        .collect();
+    templates.sort();
+    assert_eq!(templates, vec!["tls.expiring-cert", "tls.untrusted-chain"]);
+    let health = s.get(&format!("/api/assets/{local}/health")).await;
+    let detail = health.body["services"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("HTTP 200") && detail.contains("TLSv1_3"),
+        "{detail}"
+    );
 }

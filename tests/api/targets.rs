@@ -21,7 +21,8 @@ impl Drop for Target {
 
 /// A certificate and its key, made by the test.
 pub struct Cert {
-    pub der: CertificateDer<'static>,
+    /// The certificate first, then the chain the server sends with it.
+    pub chain: Vec<CertificateDer<'static>>,
     pub key_der: Vec<u8>,
     pub pem: String,
     pub key_pem: String,
@@ -40,9 +41,32 @@ pub fn cert(names: &[&str], from: (i32, u8, u8), until: (i32, u8, u8)) -> Cert {
     let key = rcgen::KeyPair::generate().unwrap();
     let c = params.self_signed(&key).unwrap();
     Cert {
-        der: c.der().clone(),
+        chain: vec![c.der().clone()],
         key_der: key.serialize_der(),
         pem: c.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// A certificate for `names` valid until `until`, issued by a CA of the test's own (sent along).
+pub fn issued_cert(names: &[&str], until: (i32, u8, u8)) -> Cert {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "easm test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
+    Cert {
+        chain: vec![leaf.der().clone(), ca.der().clone()],
+        key_der: key.serialize_der(),
+        pem: leaf.pem(),
         key_pem: key.serialize_pem(),
     }
 }
@@ -101,7 +125,7 @@ pub async fn http(cert: Option<&Cert>, handler: Handler) -> Target {
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![c.der.clone()],
+                c.chain.clone(),
                 PrivateKeyDer::Pkcs8(c.key_der.clone().into()),
             )
             .unwrap();
