@@ -14,6 +14,11 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// `hash`, which the chain itself provides) with keys sorted, no insignificant white space, and
 /// strings escaped as serde_json does (`"`, `\` and control characters only; UTF-8 otherwise).
 pub fn canonical_encoding(e: &RecordedEvent) -> Vec<u8> {
+    canonical_value(e).to_string().into_bytes()
+}
+
+/// The hashed object itself, keys sorted.
+pub(crate) fn canonical_value(e: &RecordedEvent) -> Value {
     let v = json!({
         "actor": e.actor,
         "causationId": e.causation_id,
@@ -29,12 +34,12 @@ pub fn canonical_encoding(e: &RecordedEvent) -> Vec<u8> {
         "streamVersion": e.stream_version,
         "type": e.event_type,
     });
-    sorted(v).to_string().into_bytes()
+    sorted(v)
 }
 
 /// serde_json's default map is already ordered by key; rebuilding makes that independent of the
 /// crate's feature flags, which another crate in a build could change.
-fn sorted(v: Value) -> Value {
+pub(crate) fn sorted(v: Value) -> Value {
     match v {
         Value::Object(m) => {
             let mut entries: Vec<(String, Value)> = m.into_iter().collect();

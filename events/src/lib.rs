@@ -5,6 +5,7 @@
 mod catalogue;
 mod chain;
 mod envelope;
+mod export;
 mod payload;
 mod scans;
 mod upcast;
@@ -15,6 +16,9 @@ mod schema_check;
 pub use catalogue::*;
 pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
 pub use envelope::{format_timestamp, from_micros, Actor, ActorKind, EventMeta, RecordedEvent};
+pub use export::{
+    digest_line, export_line, public_key, verify, DigestFacts, Tampered, Verified, DIGEST_FORMAT,
+};
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
 };

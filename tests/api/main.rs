@@ -4,6 +4,7 @@
 mod helpers;
 
 mod assets;
+mod audit;
 mod auth;
 mod bus;
 mod cli;

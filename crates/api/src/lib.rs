@@ -1,6 +1,7 @@
 //! The easm HTTP API. `router` builds every route together with its OpenAPI description, so the
 //! document served at `/api/openapi.json` cannot leave a route out.
 
+pub mod audit_export;
 mod auth;
 pub mod error;
 mod extract;
@@ -16,7 +17,7 @@ use easm_projections::Projector;
 use easm_store::{Db, DeliveryQueue, IdempotencyStore};
 use error::ApiError;
 use routes::{
-    assets, audit_webhook, deliveries, findings, groups, health, keys, org, scans, webhooks,
+    assets, audit, audit_webhook, deliveries, findings, groups, health, keys, org, scans, webhooks,
 };
 use service::Service;
 use std::sync::Arc;
@@ -139,6 +140,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
             audit_webhook::delete_audit_webhook
         ))
         .routes(routes!(audit_webhook::test_audit_webhook))
+        .routes(routes!(audit::events))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::signing_key))
         .routes(routes!(audit_webhook::audit_webhook_deliveries))
 }
 

@@ -1,5 +1,6 @@
 //! The `easm` binary: the server, the admin commands and the benchmark client.
 
+mod audit;
 mod background;
 mod bench;
 mod bench_delivery;
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: Admin,
     },
+    /// The verifiable audit export: export, verify, public-key.
+    Audit {
+        #[command(subcommand)]
+        command: audit::Audit,
+    },
     /// Read models.
     Projections {
         #[command(subcommand)]
@@ -118,6 +124,14 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Audit {
+        command: audit::Audit::Verify { file, public_key },
+    } = &cli.command
+    {
+        // Offline: no database is opened.
+        let intact = audit::verify(file, public_key.as_deref())?;
+        std::process::exit(if intact { 0 } else { 1 });
+    }
     let config = DbConfig::from_settings(cli.database_url.as_deref(), &cli.data_dir);
     let db = Db::connect(&config).await.context("opening the database")?;
     let state = AppState::new(db.clone());
@@ -133,6 +147,8 @@ async fn main() -> Result<()> {
             if !no_bootstrap {
                 bootstrap(&service, &listen).await?;
             }
+            // Made on the first start, so the public key can be published before any export.
+            easm_store::audit_signing_secret(&db).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -152,6 +168,7 @@ async fn main() -> Result<()> {
             projector.abort();
         }
         Command::Admin { command } => admin(&service, command).await?,
+        Command::Audit { command } => audit::run(&db, command).await?,
         Command::Bench(args) => bench::run(args, db.clone()).await?,
         Command::BenchDelivery(args) => bench_delivery::run(args, db.clone()).await?,
         Command::Projections {

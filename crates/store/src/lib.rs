@@ -9,6 +9,7 @@ mod idempotency;
 mod lease;
 mod log;
 mod secrets;
+mod signing;
 
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
@@ -18,8 +19,11 @@ pub use deliveries::{
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
-pub use log::{typed, AppendRequest, Constraint, EventLog, StreamAppend, POSITIONS_PER_TX};
+pub use log::{
+    typed, AppendRequest, Constraint, EventLog, FeedFilter, StreamAppend, POSITIONS_PER_TX,
+};
 pub use secrets::WebhookSecrets;
+pub use signing::audit_signing_secret;
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

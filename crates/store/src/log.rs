@@ -60,6 +60,19 @@ pub enum Constraint {
     },
 }
 
+/// What an organization's event feed is narrowed to; times are epoch microseconds, `until`
+/// excluded.
+#[derive(Clone, Debug, Default)]
+pub struct FeedFilter {
+    pub types: Vec<String>,
+    pub stream_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Follow the organization's hash chain: order by `chainSeq` and read the cursor as one
+    /// (exports, which must list the chain without gaps).
+    pub chain_order: bool,
+}
+
 pub struct AppendRequest {
     pub org_id: String,
     pub meta: EventMeta,
@@ -327,6 +340,63 @@ impl EventLog {
             .execute(self.db.writer())
             .await?;
         Ok(())
+    }
+
+    /// An organization's events after `position` in global order, never past the point below
+    /// which every transaction has ended: a reader following the positions sees each event once
+    /// and in order, also while others commit. The event feed and audit exports read this.
+    pub async fn org_after(
+        &self,
+        org_id: &str,
+        after: i64,
+        limit: i64,
+        filter: &FeedFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let cursor = if filter.chain_order {
+            "chain_seq"
+        } else {
+            "position"
+        };
+        let mut clauses = vec!["org_id = $1".to_string(), format!("{cursor} > $2")];
+        let mut binds: Vec<String> = vec![];
+        let next = |v: String, binds: &mut Vec<String>| {
+            binds.push(v);
+            format!("${}", binds.len() + 3)
+        };
+        if !filter.types.is_empty() {
+            let list: Vec<String> = filter
+                .types
+                .iter()
+                .map(|t| next(t.clone(), &mut binds))
+                .collect();
+            clauses.push(format!("event_type IN ({})", list.join(", ")));
+        }
+        if let Some(stream) = &filter.stream_id {
+            clauses.push(format!("stream_id = {}", next(stream.clone(), &mut binds)));
+        }
+        for (op, at) in [(">=", filter.since), ("<", filter.until)] {
+            if let Some(at) = at {
+                clauses.push(format!(
+                    "occurred_at {op} CAST({} AS BIGINT)",
+                    next(at.to_string(), &mut binds)
+                ));
+            }
+        }
+        if self.db.backend() == Backend::Postgres {
+            clauses.push(format!(
+                "position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
+            ));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE {} ORDER BY {cursor} LIMIT $3",
+            clauses.join(" AND ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(after).bind(limit);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.db.reader()).await?;
+        rows.iter().map(row_to_event).collect()
     }
 
     /// [`Self::read_after`] on a pooled connection.

@@ -43,7 +43,7 @@ pub struct FindingQuery {
     pub per_page: Option<i64>,
 }
 
-fn time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+pub(crate) fn time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
         .map(|s| {
             chrono::DateTime::parse_from_rfc3339(s)

@@ -2,6 +2,7 @@
 //! models, and maps the result.
 
 pub mod assets;
+pub mod audit;
 pub mod audit_webhook;
 pub mod deliveries;
 pub mod findings;

@@ -1,0 +1,331 @@
+//! The log as auditors read it: the event feed (pages and a live stream, complete under
+//! concurrent writes) and the verifiable export, checked by `easm audit verify` and by the
+//! Python verifier of the docs, which must name the exact line of every kind of edit.
+
+use crate::helpers::*;
+use crate::on_both_backends;
+use easm_domain::{Plan, Role};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::process::Command;
+
+on_both_backends!(
+    the_feed_gives_every_event_once_in_order_under_concurrent_writes,
+    the_feed_streams_live_and_resumes_from_the_last_event_id,
+    exports_verify_and_every_edit_is_named_by_its_line,
+);
+
+/// Every event after `after`, following the cursor.
+async fn follow(app: &TestApp, key: &str, after: i64, query: &str) -> (Vec<Value>, i64) {
+    let mut cursor = after;
+    let mut all = vec![];
+    loop {
+        let a = app
+            .get(key, &format!("/api/events?after={cursor}&limit=7{query}"))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let items = a.body["items"].as_array().unwrap().clone();
+        cursor = a.body["nextAfter"].as_i64().unwrap();
+        if items.is_empty() {
+            return (all, cursor);
+        }
+        all.extend(items);
+    }
+}
+
+async fn the_feed_gives_every_event_once_in_order_under_concurrent_writes(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, owner) = app.org(Plan::Enterprise).await;
+    let (_, other_org_key) = app.org(Plan::Enterprise).await;
+    app.group(&other_org_key, "Not ours").await;
+    let viewer = {
+        let (org, _) = (app.get(&owner, "/api/org").await.body["id"].clone(), ());
+        app.key(org.as_str().unwrap(), Role::Viewer).await
+    };
+    assert_eq!(
+        app.get(&viewer, "/api/events").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get(&owner, "/api/events?limit=0").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Writers and a follower at the same time.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, url, key) = (app.client.clone(), app.url("/api/groups"), owner.clone());
+            tokio::spawn(async move {
+                for i in 0..12 {
+                    let r = client
+                        .post(&url)
+                        .header("X-API-Key", &key)
+                        .json(&json!({"name": format!("w{w}-{i}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::CREATED);
+                }
+            })
+        })
+        .collect();
+    let mut seen = vec![];
+    let mut cursor = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let (items, next) = follow(&app, &owner, cursor, "").await;
+        seen.extend(items);
+        cursor = next;
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (rest, _) = follow(&app, &owner, cursor, "").await;
+    seen.extend(rest);
+
+    let positions: Vec<i64> = seen
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "in order, once");
+    let (everything, _) = follow(&app, &owner, 0, "").await;
+    assert_eq!(
+        seen, everything,
+        "the follower saw exactly what the log holds"
+    );
+    let groups = seen.iter().filter(|e| e["type"] == "group.created").count();
+    assert_eq!(groups, 48);
+    assert!(seen.iter().all(|e| e["data"]["name"] != "Not ours"));
+    let chain: Vec<i64> = seen
+        .iter()
+        .map(|e| e["chainSeq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(chain.iter().collect::<HashSet<_>>().len(), chain.len());
+
+    let (only, _) = follow(&app, &owner, 0, "&type=group.created").await;
+    assert_eq!(only.len(), 48);
+    let stream = only[0]["streamId"].as_str().unwrap().to_string();
+    let (one, _) = follow(&app, &owner, 0, &format!("&stream={stream}")).await;
+    assert_eq!(one.len(), 1);
+}
+
+async fn the_feed_streams_live_and_resumes_from_the_last_event_id(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, owner) = app.org(Plan::Enterprise).await;
+    let (existing, _) = follow(&app, &owner, 0, "").await;
+    let res = app
+        .client
+        .get(app.url("/api/events"))
+        .header("X-API-Key", &owner)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    app.group(&owner, "Live one").await;
+    app.group(&owner, "Live two").await;
+    let want = existing.len() + 2;
+    let mut body = res;
+    let mut text = String::new();
+    let mut ids = vec![];
+    while ids.len() < want {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.chunk())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        ids = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id:"))
+            .map(|i| i.trim().parse::<i64>().unwrap())
+            .collect();
+    }
+    assert!(text.contains("event: group.created"));
+    assert!(text.contains("Live two"));
+    // Resume after the first event: the rest, and nothing before.
+    let res = app
+        .client
+        .get(app.url("/api/events"))
+        .header("X-API-Key", &owner)
+        .header("Accept", "text/event-stream")
+        .header("Last-Event-ID", ids[0].to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut body = res;
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first: i64 = String::from_utf8_lossy(&chunk)
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(first, ids[1]);
+}
+
+fn easm(store: &TestStore, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(args)
+        .envs(store.env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// (exit code, report) of both verifiers, which must agree.
+fn verify_both(store: &TestStore, lines: &[String], key: &str) -> (bool, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let path = file.to_str().unwrap();
+    let ours = easm(store, &["audit", "verify", path, "--public-key", key]);
+    let report: Value = serde_json::from_slice(&ours.stdout).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/verify_audit_export.py"
+    );
+    let theirs = Command::new("python3")
+        .args([script, path, key])
+        .output()
+        .unwrap();
+    let python: Value = serde_json::from_slice(&theirs.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&theirs.stderr)));
+    assert_eq!(
+        ours.status.success(),
+        theirs.status.success(),
+        "{report} {python}"
+    );
+    assert_eq!(report["valid"], python["valid"]);
+    assert_eq!(report["line"], python["line"], "{report} {python}");
+    (ours.status.success(), report)
+}
+
+async fn exports_verify_and_every_edit_is_named_by_its_line(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, owner) = app.org(Plan::Enterprise).await;
+    let g = app.group(&owner, "Équipe \"rouge\" ✓ \\ tab\t").await;
+    for v in ["a.example.com", "b.example.com", "10.0.0.0/24"] {
+        let ty = if v.contains('/') { "cidr" } else { "domain" };
+        app.asset(&owner, &g, v, ty).await;
+    }
+    let key = app.get(&owner, "/api/settings/audit-signing-key").await;
+    assert_eq!(key.body["algorithm"], "ed25519");
+    let public = key.body["publicKey"].as_str().unwrap().to_string();
+    let cli_key = easm(&app.store, &["audit", "public-key"]);
+    assert_eq!(String::from_utf8_lossy(&cli_key.stdout).trim(), public);
+
+    let analyst = app.key(&org, Role::Analyst).await;
+    let denied = app.get(&analyst, "/api/audit-log/export").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let res = app
+        .client
+        .get(app.url("/api/audit-log/export"))
+        .header("X-API-Key", &owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let text = res.text().await.unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (everything, _) = follow(&app, &owner, 0, "").await;
+    assert_eq!(
+        lines.len(),
+        everything.len() + 1,
+        "every event and the digest"
+    );
+    let digest: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(digest["count"], everything.len());
+    assert_eq!(digest["orgId"], org.as_str());
+
+    let (ok, report) = verify_both(&app.store, &lines, &public);
+    assert!(ok, "{report}");
+    assert_eq!(report["events"], everything.len());
+
+    let named = |edited: Vec<String>| verify_both(&app.store, &edited, &public);
+    // Whitespace is not an edit: the hashed form is canonical.
+    let mut spaced = lines.clone();
+    spaced[2] = spaced[2].replacen("\"chainSeq\":", "\"chainSeq\": ", 1);
+    assert!(named(spaced).0);
+    let mut modified = lines.clone();
+    let asset_line = lines
+        .iter()
+        .position(|l| l.contains("a.example.com"))
+        .unwrap();
+    modified[asset_line] = modified[asset_line].replace("a.example.com", "z.example.com");
+    let mut group_renamed = lines.clone();
+    let group_line = lines.iter().position(|l| l.contains("rouge")).unwrap();
+    group_renamed[group_line] = group_renamed[group_line].replace("rouge", "bleu");
+    let mut removed = lines.clone();
+    removed.remove(3);
+    let mut inserted = lines.clone();
+    inserted.insert(3, lines[1].clone());
+    let mut reordered = lines.clone();
+    reordered.swap(3, 4);
+    let mut resigned_count = lines.clone();
+    let n = resigned_count.len();
+    resigned_count[n - 1] = resigned_count[n - 1].replace(
+        &format!("\"count\":{}", everything.len()),
+        &format!("\"count\":{}", everything.len() - 1),
+    );
+    for (edited, line) in [
+        (modified, asset_line + 1),
+        (group_renamed, group_line + 1),
+        (removed, 4),
+        (inserted, 4),
+        (reordered, 4),
+        (resigned_count, n),
+    ] {
+        let (ok, report) = named(edited);
+        assert!(!ok);
+        assert_eq!(report["line"], line, "{report}");
+    }
+
+    // The CLI export of a time range verifies too, anchored where the range starts.
+    let since = everything[2]["occurredAt"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("range.ndjson");
+    let exported = easm(
+        &app.store,
+        &[
+            "audit",
+            "export",
+            "--org",
+            &org,
+            "--since",
+            &since,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let range: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(range.len() < lines.len());
+    let first: Value = serde_json::from_str(&range[0]).unwrap();
+    assert!(first["occurredAt"].as_str().unwrap() >= since.as_str());
+    let (ok, report) = verify_both(&app.store, &range, &public);
+    assert!(ok, "{report}");
+}
