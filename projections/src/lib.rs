@@ -5,5 +5,5 @@ mod projector;
 pub mod read;
 mod state;
 
-pub use projector::Projector;
+pub use projector::{Projector, Replay};
 pub use read::ReadModels;

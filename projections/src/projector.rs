@@ -748,35 +748,73 @@ impl Projector {
         let _guard = self.running.lock().await;
         let mut tx = self.db.writer().begin().await?;
         self.lock(&mut tx).await?;
-        for table in READ_MODEL_TABLES {
-            sqlx::query(&format!("DELETE FROM {table}"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let mut state = ReadState::default();
-        let mut position = 0;
-        let mut count = 0u64;
+        let mut replay = Replay::default();
         loop {
             let batch =
-                EventLog::read_after(self.db.backend(), &mut tx, position, REBUILD_READ).await?;
+                EventLog::read_after(self.db.backend(), &mut tx, replay.last, REBUILD_READ).await?;
             for r in &batch {
-                state.fold(r, &typed(r)?);
-                position = r.position;
+                replay.apply(r)?;
             }
-            count += batch.len() as u64;
             if batch.len() < REBUILD_READ as usize {
                 break;
             }
         }
-        // The tables are empty: rows deleted along the way need no statement.
-        state.groups.retain(|_, row| row.is_some());
-        state.assets.retain(|_, row| row.is_some());
-        state.webhooks.retain(|_, row| row.is_some());
-        state.scan_jobs.retain(|_, row| row.is_some());
-        state.findings.retain(|_, row| row.is_some());
-        write_state(&mut tx, chunk(self.db.backend()), &state, true).await?;
-        Self::set_checkpoint(&mut tx, position).await?;
+        let count = replay.count;
+        replay.write_in(&mut tx, self.db.backend()).await?;
         tx.commit().await?;
         Ok(count)
+    }
+}
+
+/// Read models folded from a sequence of events and written into empty tables: the rebuild, a
+/// point-in-time snapshot of one organization, and the shadow copy that verification compares.
+#[derive(Default)]
+pub struct Replay {
+    state: ReadState,
+    last: i64,
+    count: u64,
+}
+
+impl Replay {
+    pub fn apply(&mut self, r: &easm_events::RecordedEvent) -> Result<(), StoreError> {
+        self.state.fold(r, &typed(r)?);
+        self.last = r.position;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Events applied so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Replace the read models of `target` (another database) with this state.
+    pub async fn write(self, target: &Db) -> Result<u64, StoreError> {
+        let count = self.count;
+        let mut tx = target.writer().begin().await?;
+        self.write_in(&mut tx, target.backend()).await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    async fn write_in(
+        mut self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+    ) -> Result<(), StoreError> {
+        for table in READ_MODEL_TABLES {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        // The tables are empty: rows deleted along the way need no statement.
+        let s = &mut self.state;
+        s.groups.retain(|_, row| row.is_some());
+        s.assets.retain(|_, row| row.is_some());
+        s.webhooks.retain(|_, row| row.is_some());
+        s.scan_jobs.retain(|_, row| row.is_some());
+        s.findings.retain(|_, row| row.is_some());
+        write_state(conn, chunk(backend), &self.state, true).await?;
+        Projector::set_checkpoint(conn, self.last).await
     }
 }

@@ -8,6 +8,7 @@ mod extract;
 mod idempotency;
 mod routes;
 pub mod service;
+pub mod snapshot;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub deliveries: DeliveryQueue,
     /// Woken when this process queues a delivery (test messages), so local workers start at once.
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// Point-in-time read models for `asOf` queries.
+    pub snapshots: Arc<snapshot::Snapshots>,
     limiter: Arc<auth::RateLimiter>,
 }
 
@@ -49,6 +52,7 @@ impl AppState {
             webhook_allow_private: false,
             deliveries: DeliveryQueue::new(db.clone()),
             delivery_wake: Arc::default(),
+            snapshots: Arc::default(),
             limiter: Arc::default(),
             db,
         }

@@ -4,6 +4,7 @@ mod audit;
 mod background;
 mod bench;
 mod bench_delivery;
+mod replay;
 mod scanning;
 
 use anyhow::{bail, Context, Result};
@@ -66,6 +67,8 @@ enum Command {
         #[command(subcommand)]
         command: audit::Audit,
     },
+    /// Replay one organization's log up to a moment into a SQLite snapshot of its read models.
+    Replay(replay::ReplayArgs),
     /// Read models.
     Projections {
         #[command(subcommand)]
@@ -108,6 +111,9 @@ enum Admin {
 enum Projections {
     /// Drop the read models and rebuild them from the event log.
     Rebuild,
+    /// Replay the log into a shadow database and compare it row by row with the read models;
+    /// prints the differences and exits 1 on any.
+    Verify,
 }
 
 fn cli_meta() -> EventMeta {
@@ -169,6 +175,17 @@ async fn main() -> Result<()> {
         }
         Command::Admin { command } => admin(&service, command).await?,
         Command::Audit { command } => audit::run(&db, command).await?,
+        Command::Replay(args) => replay::replay(&service, args).await?,
+        Command::Projections {
+            command: Projections::Verify,
+        } => {
+            let agree = replay::verify(&service).await?;
+            db.close().await;
+            if !agree {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         Command::Bench(args) => bench::run(args, db.clone()).await?,
         Command::BenchDelivery(args) => bench_delivery::run(args, db.clone()).await?,
         Command::Projections {

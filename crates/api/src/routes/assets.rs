@@ -1,6 +1,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery, PageParams};
+use crate::routes::findings::read_as_of;
 use crate::service::scan_stream;
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -69,6 +70,8 @@ pub struct AssetQuery {
     pub criticality: Option<String>,
     /// Case-insensitive substring of the value.
     pub q: Option<String>,
+    /// RFC 3339: the assets as they were at that moment, replayed from the log.
+    pub as_of: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -115,9 +118,8 @@ pub async fn list_assets(
         criticality: q.criticality,
         q: q.q.filter(|s| !s.is_empty()),
     };
-    Ok(Json(
-        app.service.read().assets(&c.org_id, &filter, page).await?,
-    ))
+    let read = read_as_of(&app, &c, &q.as_of).await?;
+    Ok(Json(read.assets(&c.org_id, &filter, page).await?))
 }
 
 async fn asset_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AssetView> {

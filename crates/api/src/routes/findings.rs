@@ -12,6 +12,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use easm_domain::{Permission, SEVERITIES, STATUSES};
 use easm_projections::read::{FindingFilter, FindingView, Page, PageRequest};
+use easm_projections::ReadModels;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -37,6 +38,10 @@ pub struct FindingQuery {
     pub sort: Option<String>,
     /// Export only: csv (default, RFC 4180), json (an array), ndjson or sarif (2.1.0).
     pub format: Option<String>,
+    /// List only, RFC 3339: the findings as they were at that moment, replayed from the log.
+    #[serde(rename = "asOf")]
+    #[param(rename = "asOf")]
+    pub as_of: Option<String>,
     pub page: Option<i64>,
     #[serde(rename = "perPage")]
     #[param(rename = "perPage")]
@@ -116,10 +121,23 @@ pub struct TriageBody {
 }
 
 /// A page of findings under the filters.
+/// The read models now, or replayed as they were at `asOf`.
+pub(crate) async fn read_as_of(
+    app: &AppState,
+    c: &Caller,
+    as_of: &Option<String>,
+) -> ApiResult<ReadModels> {
+    Ok(match time("asOf", as_of)? {
+        Some(at) => app.snapshots.at(app.service.log(), &c.org_id, at).await?,
+        None => app.service.read().clone(),
+    })
+}
+
 pub async fn page(app: &AppState, c: &Caller, q: FindingQuery) -> ApiResult<Page<FindingView>> {
     let p = page_request(q.page, q.per_page)?;
+    let read = read_as_of(app, c, &q.as_of).await?;
     let filter = q.filter()?;
-    Ok(app.service.read().findings(&c.org_id, &filter, p).await?)
+    Ok(read.findings(&c.org_id, &filter, p).await?)
 }
 
 /// Findings, newest detection first unless sorted otherwise.
@@ -346,6 +364,12 @@ pub async fn export_findings(
     ApiQuery(mut q): ApiQuery<FindingQuery>,
 ) -> ApiResult<Response> {
     c.require(Permission::Read)?;
+    if q.as_of.is_some() {
+        return Err(ApiError::bad_request(
+            "asOf",
+            "asOf: lists answer it; exports read the current findings",
+        ));
+    }
     let format = match q.format.take().as_deref().unwrap_or("csv") {
         "csv" => Export::Csv,
         "json" => Export::Json,

@@ -1,0 +1,109 @@
+//! Point-in-time snapshots: one organization's events up to a moment, replayed into a fresh
+//! SQLite database that holds the read models as they were then. `easm replay` writes one to a
+//! file; `asOf` queries keep the newest few.
+
+use easm_projections::{ReadModels, Replay};
+use easm_store::{Db, DbConfig, EventLog, FeedFilter, StoreError};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
+
+const PAGE: i64 = 5000;
+const KEPT: usize = 16;
+
+/// Where a replay stops: events that occurred before a time (epoch microseconds), or up to a
+/// position (included).
+#[derive(Clone, Copy, Debug)]
+pub enum Until {
+    Time(i64),
+    Position(i64),
+}
+
+/// Replay `org_id`'s events up to `until` into a new SQLite file at `path` (replacing it);
+/// `progress` hears the number of events applied after each page.
+pub async fn replay_org(
+    log: &EventLog,
+    org_id: &str,
+    until: Until,
+    path: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<(Db, u64), StoreError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    let db = Db::connect(&DbConfig::Sqlite { path: path.into() }).await?;
+    let filter = FeedFilter {
+        until: match until {
+            Until::Time(t) => Some(t),
+            Until::Position(_) => None,
+        },
+        ..FeedFilter::default()
+    };
+    let mut replay = Replay::default();
+    let mut after = 0;
+    'pages: loop {
+        let events = log.org_after(org_id, after, PAGE, &filter).await?;
+        for e in &events {
+            if matches!(until, Until::Position(p) if e.position > p) {
+                break 'pages;
+            }
+            replay.apply(e)?;
+            after = e.position;
+        }
+        progress(replay.count());
+        if (events.len() as i64) < PAGE {
+            break;
+        }
+    }
+    let count = replay.write(&db).await?;
+    Ok((db, count))
+}
+
+struct Kept {
+    org_id: String,
+    at: i64,
+    db: Db,
+    path: PathBuf,
+}
+
+/// Snapshots for `asOf` queries, the newest 16. Only moments already past are reused (a later
+/// commit could still land before a moment in the future).
+#[derive(Default)]
+pub struct Snapshots {
+    kept: Mutex<VecDeque<Kept>>,
+}
+
+impl Snapshots {
+    /// The read models of `org_id` as they were at `at` (epoch microseconds).
+    pub async fn at(
+        &self,
+        log: &EventLog,
+        org_id: &str,
+        at: i64,
+    ) -> Result<ReadModels, StoreError> {
+        let mut kept = self.kept.lock().await;
+        if let Some(k) = kept.iter().find(|k| k.org_id == org_id && k.at == at) {
+            return Ok(ReadModels::new(k.db.clone()));
+        }
+        let dir = std::env::temp_dir().join(format!("easm-snapshots-{}", std::process::id()));
+        let path = dir.join(format!("{}.db", uuid::Uuid::new_v4()));
+        let (db, _) = replay_org(log, org_id, Until::Time(at), &path, |_| {}).await?;
+        // Unsettled ones are kept only to be closed and removed in turn, never reused.
+        let settled = at < easm_store::now_micros() - 5_000_000;
+        kept.push_back(Kept {
+            org_id: org_id.to_string(),
+            at: if settled { at } else { i64::MIN },
+            db: db.clone(),
+            path,
+        });
+        if kept.len() > KEPT {
+            if let Some(old) = kept.pop_front() {
+                old.db.close().await;
+                let _ = std::fs::remove_file(old.path);
+            }
+        }
+        Ok(ReadModels::new(db))
+    }
+}
