@@ -138,6 +138,20 @@ pub struct EndpointDisabled {
     pub reason: String,
 }
 
+/// A request by a known API key was refused: 401 for a revoked key, 403 for a role without the
+/// permission. Kept so that auditors see attempts, not only changes; the actor is the key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessDenied {
+    pub key_id: String,
+    /// The first characters of the key, as listed with the keys.
+    pub key_prefix: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub reason: String,
+}
+
 /// Event types a webhook endpoint may subscribe to (the delivery contract). Scan and finding
 /// events are in the catalogue (`scans.rs`), emitted once scanning lands (issue #4);
 /// `alert.created` and `risk.changed` belong to capabilities still to come.
@@ -187,6 +201,7 @@ pub enum Event {
     FindingResolved(FindingResolved),
     FindingStatusChanged(FindingStatusChanged),
     FindingUpdated(FindingUpdated),
+    AccessDenied(AccessDenied),
 }
 
 /// `(type, current schema version)` of every event in the catalogue.
@@ -218,6 +233,7 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("finding.resolved", 1),
     ("finding.status_changed", 1),
     ("finding.updated", 1),
+    ("access.denied", 1),
 ];
 
 impl Event {
@@ -250,6 +266,7 @@ impl Event {
             Event::FindingResolved(_) => "finding.resolved",
             Event::FindingStatusChanged(_) => "finding.status_changed",
             Event::FindingUpdated(_) => "finding.updated",
+            Event::AccessDenied(_) => "access.denied",
         }
     }
 
@@ -291,6 +308,7 @@ impl Event {
             Event::FindingResolved(e) => serde_json::to_value(e),
             Event::FindingStatusChanged(e) => serde_json::to_value(e),
             Event::FindingUpdated(e) => serde_json::to_value(e),
+            Event::AccessDenied(e) => serde_json::to_value(e),
         };
         v.expect("catalogue structs always serialize")
     }

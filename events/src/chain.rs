@@ -81,6 +81,7 @@ mod tests {
                 id: "k1".into(),
                 role: Some("owner".into()),
                 source_ip: None,
+                user_agent: None,
             },
             request_id: "r".into(),
             correlation_id: "r".into(),

@@ -13,6 +13,10 @@ pub struct Actor {
     /// for commands from the CLI or the system, and on events recorded before it was kept.
     #[serde(rename = "sourceIp", default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+    /// The `User-Agent` of the API request, for audit (at most 256 characters). Absent where
+    /// `sourceIp` is, and on events recorded before it was kept.
+    #[serde(rename = "userAgent", default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +39,7 @@ impl Actor {
             id: id.into(),
             role: None,
             source_ip: None,
+            user_agent: None,
         }
     }
 }

@@ -275,6 +275,7 @@ mod tests {
                 id: "k1".into(),
                 role: Some("owner".into()),
                 source_ip: Some("203.0.113.7".into()),
+                user_agent: Some("curl/8.5".into()),
             },
             request_id: "r".into(),
             correlation_id: "c".into(),

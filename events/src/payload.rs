@@ -51,9 +51,19 @@ pub fn audit_payload(event: &RecordedEvent) -> Value {
         .event_type
         .split_once('.')
         .map_or(event.event_type.as_str(), |(f, _)| f);
-    let resource_id = ["keyId", "groupId", "assetId", "webhookId", "orgId"]
-        .iter()
-        .find_map(|k| event.data.get(*k).and_then(Value::as_str))
+    let id_field = match family {
+        "api_key" | "access" => "keyId",
+        "group" => "groupId",
+        "asset" => "assetId",
+        "webhook" | "endpoint" => "webhookId",
+        "scan" => "scanJobId",
+        "finding" => "findingId",
+        _ => "orgId",
+    };
+    let resource_id = event
+        .data
+        .get(id_field)
+        .and_then(Value::as_str)
         .unwrap_or(&event.stream_id);
     let mut details = event.data.clone();
     if let Value::Object(m) = &mut details {

@@ -78,6 +78,14 @@ fn samples() -> Vec<Event> {
             webhook_id: "w".into(),
             previous_valid_until: "2026-11-23T10:00:00.000000Z".into(),
         }),
+        Event::AccessDenied(AccessDenied {
+            key_id: "k".into(),
+            key_prefix: "ag_sk_abcdef".into(),
+            method: "DELETE".into(),
+            path: "/api/groups/g".into(),
+            status: 403,
+            reason: "the viewer role may not do this".into(),
+        }),
         Event::EndpointDisabled(EndpointDisabled {
             webhook_id: "w".into(),
             failing_since: "2026-11-18T10:00:00.000000Z".into(),

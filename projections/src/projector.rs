@@ -632,6 +632,7 @@ impl Projector {
         let mut ids: [BTreeSet<String>; 7] = Default::default();
         for e in &events {
             let (i, id) = match touches(e) {
+                Touch::Nothing => continue,
                 Touch::Org(id) => (0, id),
                 Touch::Key(id) => (1, id),
                 Touch::Group(id) => (2, id),

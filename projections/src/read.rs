@@ -35,7 +35,7 @@ impl PageRequest {
         (self.page - 1) * self.per_page
     }
 
-    fn wrap<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+    pub fn wrap<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
         Page {
             items,
             total,
@@ -468,6 +468,20 @@ impl ReadModels {
     }
 
     /// The organization a key belongs to.
+    /// Every key of an organization (revoked too) with its prefix, for the audit trail.
+    pub async fn key_prefixes(
+        &self,
+        org_id: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT key_id, prefix FROM rm_api_keys WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key_id")?, r.try_get("prefix")?)))
+            .collect()
+    }
+
     pub async fn key_org(&self, key_id: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT org_id FROM rm_api_keys WHERE key_id = $1")

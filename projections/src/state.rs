@@ -110,6 +110,8 @@ pub enum Touch<'a> {
     Webhook(&'a str),
     ScanJob(&'a str),
     Finding(&'a str),
+    /// No read model changes.
+    Nothing,
 }
 
 pub fn touches(e: &Event) -> Touch<'_> {
@@ -141,6 +143,7 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::FindingResolved(f) => Touch::Finding(&f.finding_id),
         Event::FindingStatusChanged(f) => Touch::Finding(&f.finding_id),
         Event::FindingUpdated(f) => Touch::Finding(&f.finding_id),
+        Event::AccessDenied(_) => Touch::Nothing,
     }
 }
 
@@ -380,6 +383,7 @@ impl ReadState {
                     row.updated_at = at;
                 }
             }
+            Event::AccessDenied(_) => {}
         }
     }
 }

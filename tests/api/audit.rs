@@ -15,6 +15,7 @@ on_both_backends!(
     the_feed_streams_live_and_resumes_from_the_last_event_id,
     exports_verify_and_every_edit_is_named_by_its_line,
     replays_and_as_of_queries_show_the_past,
+    the_audit_trail_records_commands_and_refused_requests,
 );
 
 /// Every event after `after`, following the cursor.
@@ -474,4 +475,129 @@ async fn replays_and_as_of_queries_show_the_past(b: Backend) {
     assert!(diffs
         .iter()
         .all(|d| d["row"].as_str().unwrap().contains(&critical)));
+}
+
+async fn the_audit_trail_records_commands_and_refused_requests(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, owner) = app.org(Plan::Enterprise).await;
+    let send = |method: reqwest::Method, key: &str, path: &str, body: Option<Value>| {
+        let mut req = app
+            .client
+            .request(method, app.url(path))
+            .header("X-API-Key", key)
+            .header("User-Agent", "audit-test/1.0");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { answer(req.send().await.unwrap()).await }
+    };
+    let g = send(
+        reqwest::Method::POST,
+        &owner,
+        "/api/groups",
+        Some(json!({"name": "Before"})),
+    )
+    .await
+    .id();
+    let renamed = send(
+        reqwest::Method::PATCH,
+        &owner,
+        &format!("/api/groups/{g}"),
+        Some(json!({"name": "After"})),
+    )
+    .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+
+    let viewer = app.key(&org, Role::Viewer).await;
+    let refused = send(
+        reqwest::Method::DELETE,
+        &viewer,
+        &format!("/api/groups/{g}"),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let keys = app.get(&owner, "/api/keys").await;
+    let viewer_id = keys.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoked = app.delete(&owner, &format!("/api/keys/{viewer_id}")).await;
+    assert!(revoked.status.is_success(), "{}", revoked.body);
+    let after_revoke = send(reqwest::Method::GET, &viewer, "/api/assets", None).await;
+    assert_eq!(after_revoke.status, StatusCode::UNAUTHORIZED);
+    let unknown = send(reqwest::Method::GET, "ag_sk_unknown", "/api/assets", None).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+
+    let denied = app.get(&owner, "/api/audit-log?outcome=denied").await;
+    assert_eq!(denied.status, StatusCode::OK, "{}", denied.body);
+    assert_eq!(
+        denied.body["total"], 2,
+        "an unknown key is no one: {}",
+        denied.body
+    );
+    let items = denied.body["items"].as_array().unwrap();
+    let (revoked_try, forbidden) = (&items[0], &items[1]);
+    assert_eq!(forbidden["action"], "access.denied");
+    assert_eq!(forbidden["outcome"], "denied");
+    assert_eq!(forbidden["details"]["status"], 403);
+    assert_eq!(forbidden["details"]["method"], "DELETE");
+    assert_eq!(forbidden["details"]["path"], format!("/api/groups/{g}"));
+    assert_eq!(forbidden["actor"]["id"], viewer_id.as_str());
+    assert_eq!(forbidden["actor"]["role"], "viewer");
+    assert_eq!(forbidden["actor"]["userAgent"], "audit-test/1.0");
+    assert_eq!(forbidden["actor"]["sourceIp"], "127.0.0.1");
+    assert!(viewer.starts_with(forbidden["actor"]["keyPrefix"].as_str().unwrap()));
+    assert_eq!(revoked_try["details"]["status"], 401);
+    assert_eq!(revoked_try["details"]["path"], "/api/assets");
+
+    let rename = app
+        .get(&owner, "/api/audit-log?action=audit.group.renamed")
+        .await;
+    assert_eq!(rename.body["total"], 1);
+    let record = &rename.body["items"][0];
+    assert_eq!(
+        record["changes"]["name"],
+        json!({"before": "Before", "after": "After"})
+    );
+    assert_eq!(record["outcome"], "success");
+    assert_eq!(record["category"], "api");
+    assert_eq!(record["resource"], json!({"type": "group", "id": g}));
+    assert_eq!(record["actor"]["userAgent"], "audit-test/1.0");
+    let on_group = app
+        .get(
+            &owner,
+            &format!("/api/audit-log?resource=group&resourceId={g}"),
+        )
+        .await;
+    assert_eq!(on_group.body["total"], 2, "{}", on_group.body);
+    let by_viewer = app
+        .get(&owner, &format!("/api/audit-log?actor={viewer_id}"))
+        .await;
+    assert_eq!(by_viewer.body["total"], 2);
+    let system = app.get(&owner, "/api/audit-log?category=system").await;
+    assert!(system.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == "org.created"));
+    assert_eq!(
+        app.get(&owner, "/api/audit-log?outcome=maybe").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let analyst = app.key(&org, Role::Analyst).await;
+    assert_eq!(
+        app.get(&analyst, "/api/audit-log").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let denied_again = app.get(&owner, "/api/audit-log?outcome=denied").await;
+    assert_eq!(
+        denied_again.body["total"], 3,
+        "reading the trail without the role is refused too"
+    );
 }

@@ -17,11 +17,13 @@ use std::sync::Mutex;
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub key_id: String,
+    pub key_prefix: String,
     pub org_id: String,
     pub role: Role,
     pub plan: Plan,
     pub request_id: String,
     pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Caller {
@@ -43,6 +45,7 @@ impl Caller {
                 id: self.key_id.clone(),
                 role: Some(self.role.as_str().into()),
                 source_ip: self.source_ip.clone(),
+                user_agent: self.user_agent.clone(),
             },
             self.request_id.clone(),
         )
@@ -78,9 +81,61 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Request id, source address and user agent of the request, for the events it causes.
+fn stamp(caller: &mut Caller, req: &Request) {
+    if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+        caller.request_id = id.clone();
+    }
+    caller.source_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string());
+    caller.user_agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect());
+}
+
+/// Record a refused request of a known key; the answer goes out whether or not this works.
+async fn record_denial(
+    app: &AppState,
+    caller: &Caller,
+    req: (&str, &str),
+    status: u16,
+    reason: String,
+) {
+    let denied = easm_events::AccessDenied {
+        key_id: caller.key_id.clone(),
+        key_prefix: caller.key_prefix.clone(),
+        method: req.0.to_string(),
+        path: req.1.chars().take(512).collect(),
+        status,
+        reason,
+    };
+    if let Err(e) = app
+        .service
+        .record_denial(&caller.meta(), &caller.org_id, denied)
+        .await
+    {
+        tracing::warn!(error = %e, "could not record a denied request");
+    }
+}
+
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = presented_key(req.headers()).map(str::to_string);
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     match identify(&app, presented).await {
+        Err(Refused {
+            error,
+            revoked: Some(mut caller),
+        }) => {
+            stamp(&mut caller, &req);
+            let reason = "the API key is revoked".to_string();
+            record_denial(&app, &caller, (&method, &path), 401, reason).await;
+            error.into_response()
+        }
+        Err(Refused { error, .. }) => error.into_response(),
         Ok(mut caller) => {
             let rate = app
                 .limiter
@@ -106,48 +161,70 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                     tracing::warn!(error = %e, "could not record key use");
                 }
             }
-            if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
-                caller.request_id = id.clone();
-            }
-            caller.source_ip = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| peer.ip().to_string());
-            req.extensions_mut().insert(caller);
+            stamp(&mut caller, &req);
+            req.extensions_mut().insert(caller.clone());
             let mut res = next.run(req).await;
+            if res.status() == axum::http::StatusCode::FORBIDDEN {
+                let reason = format!("the {} role may not do this", caller.role.as_str());
+                record_denial(&app, &caller, (&method, &path), 403, reason).await;
+            }
             rate.write(res.headers_mut());
             res
         }
-        Err(e) => e.into_response(),
     }
 }
 
-async fn identify(app: &AppState, presented: Option<String>) -> ApiResult<Caller> {
+/// Why a request is not let in; `revoked` holds the caller when the key is known but revoked,
+/// so the attempt is recorded.
+struct Refused {
+    error: ApiError,
+    revoked: Option<Caller>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused {
+            error,
+            revoked: None,
+        }
+    }
+}
+
+async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, Refused> {
     let secret = presented.filter(|k| !k.is_empty()).ok_or_else(|| {
         ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
     })?;
     if !secret.starts_with("ag_sk_") || secret.len() > 200 {
-        return Err(ApiError::unauthorized("invalid or expired API key"));
+        return Err(ApiError::unauthorized("invalid or expired API key").into());
     }
     let hash = hash_key(&secret);
     let read = app.service.read();
-    let mut found = read.key_by_hash(&hash).await?;
+    let store = |e: easm_store::StoreError| Refused::from(ApiError::from(e));
+    let mut found = read.key_by_hash(&hash).await.map_err(store)?;
     if found.is_none() {
         // A key just created by another process may not be projected here yet.
-        app.service.projector().catch_up().await?;
-        found = read.key_by_hash(&hash).await?;
+        app.service.projector().catch_up().await.map_err(store)?;
+        found = read.key_by_hash(&hash).await.map_err(store)?;
     }
-    let key = found
-        .filter(|k| !k.revoked)
-        .ok_or_else(|| ApiError::unauthorized("invalid or expired API key"))?;
-    Ok(Caller {
+    let invalid = || ApiError::unauthorized("invalid or expired API key");
+    let key = found.ok_or_else(invalid)?;
+    let caller = Caller {
         role: Role::parse(&key.role).unwrap_or(Role::Viewer),
         plan: Plan::parse(&key.plan).unwrap_or(Plan::Free),
         key_id: key.key_id,
+        key_prefix: key.prefix,
         org_id: key.org_id,
         request_id: String::new(),
         source_ip: None,
-    })
+        user_agent: None,
+    };
+    if key.revoked {
+        return Err(Refused {
+            error: invalid(),
+            revoked: Some(caller),
+        });
+    }
+    Ok(caller)
 }
 
 /// Fixed one-minute windows per key, in this process.

@@ -145,6 +145,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(audit_webhook::test_audit_webhook))
         .routes(routes!(audit::events))
+        .routes(routes!(audit::audit_log))
         .routes(routes!(audit::export))
         .routes(routes!(audit::signing_key))
         .routes(routes!(audit_webhook::audit_webhook_deliveries))

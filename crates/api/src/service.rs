@@ -8,7 +8,9 @@ use easm_domain::{
     AssetPatch, DomainError, Finding, Group, Inventory, ItemError, NewAsset, Organization, Plan,
     Role, ScanJob, ScanStatus, Webhook, WebhookSpec,
 };
-use easm_events::{Detection, Event, EventMeta, Observed, RecordedEvent, SeverityCounts};
+use easm_events::{
+    AccessDenied, Detection, Event, EventMeta, Observed, RecordedEvent, SeverityCounts,
+};
 use easm_projections::{Projector, ReadModels};
 use easm_store::{
     AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend, WebhookSecrets,
@@ -1078,6 +1080,23 @@ impl Service {
             Ok(events)
         })
         .await
+    }
+
+    /// A request by a known key was refused (`access.denied`), on a stream of its own so that
+    /// denials never contend with each other.
+    pub async fn record_denial(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        denied: AccessDenied,
+    ) -> Result<(), ServiceError> {
+        let stream = format!("access-{}", new_id());
+        let events = vec![Event::AccessDenied(denied)];
+        self.execute(org_id, meta, || async {
+            Ok(Decision::one(stream.clone(), 0, events.clone()))
+        })
+        .await?;
+        Ok(())
     }
 
     /// Delivery gave up on an endpoint (`endpoint.disabled`); `failing_since` is RFC 3339.

@@ -20,7 +20,8 @@ pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
 pub use log::{
-    typed, AppendRequest, Constraint, EventLog, FeedFilter, StreamAppend, POSITIONS_PER_TX,
+    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, StreamAppend,
+    POSITIONS_PER_TX,
 };
 pub use secrets::WebhookSecrets;
 pub use signing::audit_signing_secret;

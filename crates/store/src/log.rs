@@ -60,6 +60,26 @@ pub enum Constraint {
     },
 }
 
+/// What an organization's audit trail is narrowed to; times are epoch microseconds (`until`
+/// included).
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// The actor's id (a key id, `cli`, `scanner`, ...).
+    pub actor: Option<String>,
+    /// Event types.
+    pub actions: Vec<String>,
+    /// A resource type: the family of the event type (`asset`, `finding`, `access`, ...).
+    pub resource: Option<String>,
+    /// A resource id: the event's stream or a value in its data.
+    pub resource_id: Option<String>,
+    /// `api` (keys and users), `cli`, or `system` (easm on its own).
+    pub category: Option<String>,
+    /// `success` (accepted commands) or `denied` (refused requests).
+    pub outcome: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
 /// What an organization's event feed is narrowed to; times are epoch microseconds, `until`
 /// excluded.
 #[derive(Clone, Debug, Default)]
@@ -82,7 +102,7 @@ pub struct AppendRequest {
 
 const COLUMNS: &str = "position, event_id, stream_id, stream_version, event_type, schema_version, \
      occurred_at, org_id, actor_kind, actor_id, actor_role, actor_ip, request_id, correlation_id, \
-     causation_id, data, chain_seq, prev_hash, hash";
+     causation_id, data, chain_seq, prev_hash, hash, actor_agent";
 
 #[derive(Clone, Debug)]
 pub struct EventLog {
@@ -109,6 +129,7 @@ fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
             id: r.try_get("actor_id")?,
             role: r.try_get("actor_role")?,
             source_ip: r.try_get("actor_ip")?,
+            user_agent: r.try_get("actor_agent")?,
         },
         request_id: r.try_get("request_id")?,
         correlation_id: r.try_get("correlation_id")?,
@@ -399,6 +420,73 @@ impl EventLog {
         rows.iter().map(row_to_event).collect()
     }
 
+    /// One page of an organization's audit trail, newest first, and the total.
+    pub async fn audit_page(
+        &self,
+        org_id: &str,
+        f: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
+        let mut clauses = vec!["org_id = $1".to_string()];
+        let mut binds = vec![org_id.to_string()];
+        let mut bind = |v: String| {
+            binds.push(v);
+            format!("${}", binds.len())
+        };
+        if let Some(a) = &f.actor {
+            clauses.push(format!("actor_id = {}", bind(a.clone())));
+        }
+        if !f.actions.is_empty() {
+            let list: Vec<String> = f.actions.iter().map(|a| bind(a.clone())).collect();
+            clauses.push(format!("event_type IN ({})", list.join(", ")));
+        }
+        if let Some(r) = &f.resource {
+            clauses.push(format!("event_type LIKE {}", bind(format!("{r}.%"))));
+        }
+        if let Some(id) = &f.resource_id {
+            let (stream, data) = (bind(format!("%-{id}")), bind(format!("%\"{id}\"%")));
+            clauses.push(format!("(stream_id LIKE {stream} OR data LIKE {data})"));
+        }
+        match f.category.as_deref() {
+            Some("api") => clauses.push("actor_kind IN ('api_key', 'user')".into()),
+            Some("cli") => clauses.push("actor_kind = 'system' AND actor_id = 'cli'".into()),
+            Some("system") => clauses.push("actor_kind = 'system' AND actor_id <> 'cli'".into()),
+            Some(_) => clauses.push("1 = 0".into()),
+            None => {}
+        }
+        match f.outcome.as_deref() {
+            Some("denied") => clauses.push("event_type = 'access.denied'".into()),
+            Some(_) => clauses.push("event_type <> 'access.denied'".into()),
+            None => {}
+        }
+        for (op, at) in [(">=", f.since), ("<=", f.until)] {
+            if let Some(at) = at {
+                clauses.push(format!(
+                    "occurred_at {op} CAST({} AS BIGINT)",
+                    bind(at.to_string())
+                ));
+            }
+        }
+        let filter = clauses.join(" AND ");
+        let count = format!("SELECT COUNT(*) FROM events WHERE {filter}");
+        let mut q = sqlx::query_scalar::<_, i64>(&count);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let total = q.fetch_one(self.db.reader()).await?;
+        let page = format!(
+            "SELECT {COLUMNS} FROM events WHERE {filter} ORDER BY position DESC LIMIT {limit} OFFSET {offset}"
+        );
+        let mut q = sqlx::query(&page);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.db.reader()).await?;
+        let events = rows.iter().map(row_to_event).collect::<Result<_, _>>()?;
+        Ok((events, total))
+    }
+
     /// [`Self::read_after`] on a pooled connection.
     pub async fn read_all_after(
         &self,
@@ -554,7 +642,7 @@ async fn check_constraints(
 async fn insert_event(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO events ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     ))
     .bind(e.position)
     .bind(e.event_id.to_string())
@@ -575,6 +663,7 @@ async fn insert_event(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(),
     .bind(e.chain_seq)
     .bind(&e.prev_hash)
     .bind(&e.hash)
+    .bind(&e.actor.user_agent)
     .execute(&mut *conn)
     .await?;
     sqlx::query(

@@ -4,7 +4,7 @@
 use crate::audit_export::{export_lines, Range};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{page_request, ApiQuery};
 use crate::routes::findings::time;
 use crate::AppState;
 use axum::body::Body;
@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use easm_domain::Permission;
 use easm_events::export_line;
-use easm_store::{audit_signing_secret, FeedFilter};
+use easm_projections::read::Page;
+use easm_store::{audit_signing_secret, AuditFilter, FeedFilter};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -212,4 +213,203 @@ pub async fn signing_key(
         algorithm: "ed25519".into(),
         public_key: easm_events::public_key(&secret),
     }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The actor's id: an API key id, `cli`, `scanner`, `delivery`, ...
+    pub actor: Option<String>,
+    /// Actions (event types, with or without `audit.`), comma-separated.
+    pub action: Option<String>,
+    /// Resource type: `asset`, `group`, `api_key`, `webhook`, `scan`, `finding`, `access`, `org`.
+    pub resource: Option<String>,
+    /// Resource id.
+    pub resource_id: Option<String>,
+    /// `api`, `cli`, `system` or `mcp`.
+    pub category: Option<String>,
+    /// `success` or `denied`.
+    pub outcome: Option<String>,
+    /// RFC 3339, included.
+    pub since: Option<String>,
+    /// RFC 3339, included.
+    pub until: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub id: String,
+    pub position: i64,
+    pub timestamp: String,
+    /// The event type, e.g. `asset.updated`, `access.denied`.
+    pub action: String,
+    /// `api`, `cli` or `system`.
+    pub category: String,
+    /// `success` or `denied`.
+    pub outcome: String,
+    /// kind, id, role, sourceIp, userAgent, and keyPrefix for API keys.
+    #[schema(value_type = Object)]
+    pub actor: serde_json::Value,
+    /// `{"type", "id"}`.
+    #[schema(value_type = Object)]
+    pub resource: serde_json::Value,
+    pub request_id: String,
+    pub correlation_id: String,
+    /// The event's fields (key hashes left out).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// For changes to an existing resource: `{field: {"before", "after"}}`.
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<serde_json::Value>,
+}
+
+fn category(e: &easm_events::RecordedEvent) -> &'static str {
+    match (e.actor.kind, e.actor.id.as_str()) {
+        (easm_events::ActorKind::System, "cli") => "cli",
+        (easm_events::ActorKind::System, _) => "system",
+        _ => "api",
+    }
+}
+
+/// Fields an event changed, before and after: `before` is what the earlier events of the same
+/// stream last said of each field (a status change says `from` and `to` itself).
+fn changes(
+    prior: &[easm_events::RecordedEvent],
+    e: &easm_events::RecordedEvent,
+) -> Option<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    let data = e.data.as_object()?;
+    if let Some(from) = data.get("from") {
+        let to = e.event_type.rsplit('.').next().unwrap_or_default();
+        let after = data.get("to").cloned().unwrap_or_else(|| json!(to));
+        return Some(json!({"status": {"before": from, "after": after}}));
+    }
+    let mut state = Map::new();
+    for p in prior {
+        if let Some(m) = p.data.as_object() {
+            for (k, v) in m {
+                state.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let ids = [
+        "orgId",
+        "keyId",
+        "groupId",
+        "assetId",
+        "webhookId",
+        "scanJobId",
+        "findingId",
+    ];
+    let mut out = Map::new();
+    for (k, after) in data {
+        if ids.contains(&k.as_str()) || k == "keyHash" {
+            continue;
+        }
+        let before = state.get(k).cloned().unwrap_or(Value::Null);
+        if &before != after {
+            out.insert(k.clone(), json!({"before": before, "after": after}));
+        }
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+/// The audit trail: every accepted command and every refused request of a known key, newest
+/// first. Admin or owner.
+#[utoipa::path(get, path = "/api/audit-log", tag = "audit", params(AuditQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<AuditRecord>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn audit_log(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Page<AuditRecord>>> {
+    c.require(Permission::Administer)?;
+    let p = page_request(q.page, q.per_page)?;
+    if let Some(cat) = q
+        .category
+        .as_deref()
+        .filter(|c| !["api", "cli", "system", "mcp"].contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "category",
+            format!("category: {cat} is not api, cli, system or mcp"),
+        ));
+    }
+    if let Some(o) = q
+        .outcome
+        .as_deref()
+        .filter(|o| !["success", "denied"].contains(o))
+    {
+        return Err(ApiError::bad_request(
+            "outcome",
+            format!("outcome: {o} is not success or denied"),
+        ));
+    }
+    let filter = AuditFilter {
+        actor: q.actor.clone().filter(|a| !a.is_empty()),
+        actions: q
+            .action
+            .as_deref()
+            .map(|a| {
+                a.split(',')
+                    .map(|x| x.trim().trim_start_matches("audit.").to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        resource: q.resource.clone().filter(|r| !r.is_empty()),
+        resource_id: q.resource_id.clone().filter(|r| !r.is_empty()),
+        category: q.category.clone(),
+        outcome: q.outcome.clone(),
+        since: time("since", &q.since)?,
+        until: time("until", &q.until)?,
+    };
+    let log = app.service.log();
+    let (events, total) = log
+        .audit_page(&c.org_id, &filter, (p.page - 1) * p.per_page, p.per_page)
+        .await?;
+    let prefixes = app.service.read().key_prefixes(&c.org_id).await?;
+    let mut items = Vec::with_capacity(events.len());
+    for e in &events {
+        let audit = easm_events::audit_payload(e);
+        let data = &audit["data"];
+        let mut actor = data["actor"].clone();
+        if let Some(prefix) = prefixes.get(&e.actor.id) {
+            actor["keyPrefix"] = serde_json::json!(prefix);
+        }
+        let changes = if e.stream_version > 1 && e.event_type != "access.denied" {
+            let (prior, _) = log
+                .stream_page(&c.org_id, &e.stream_id, 0, e.stream_version - 1)
+                .await?;
+            changes(&prior, e)
+        } else {
+            None
+        };
+        items.push(AuditRecord {
+            id: e.event_id.to_string(),
+            position: e.position,
+            timestamp: easm_events::format_timestamp(&e.occurred_at),
+            action: e.event_type.clone(),
+            category: category(e).into(),
+            outcome: if e.event_type == "access.denied" {
+                "denied"
+            } else {
+                "success"
+            }
+            .into(),
+            actor,
+            resource: data["resource"].clone(),
+            request_id: e.request_id.clone(),
+            correlation_id: e.correlation_id.clone(),
+            details: data["details"].clone(),
+            changes,
+        });
+    }
+    Ok(Json(p.wrap(items, total)))
 }
