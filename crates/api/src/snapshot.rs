@@ -20,13 +20,13 @@ pub enum Until {
 }
 
 /// Replay `org_id`'s events up to `until` into a new SQLite file at `path` (replacing it);
-/// `progress` hears the number of events applied after each page.
+/// `progress` hears the events applied and the total after each page.
 pub async fn replay_org(
     log: &EventLog,
     org_id: &str,
     until: Until,
     path: &Path,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64, u64),
 ) -> Result<(Db, u64), StoreError> {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
@@ -34,25 +34,26 @@ pub async fn replay_org(
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
     let db = Db::connect(&DbConfig::Sqlite { path: path.into() }).await?;
-    let filter = FeedFilter {
-        until: match until {
-            Until::Time(t) => Some(t),
-            Until::Position(_) => None,
+    let filter = match until {
+        Until::Time(t) => FeedFilter {
+            until: Some(t),
+            ..FeedFilter::default()
         },
-        ..FeedFilter::default()
+        Until::Position(p) => FeedFilter {
+            until_position: Some(p),
+            ..FeedFilter::default()
+        },
     };
+    let total = log.org_count(org_id, &filter).await? as u64;
     let mut replay = Replay::default();
     let mut after = 0;
-    'pages: loop {
+    loop {
         let events = log.org_after(org_id, after, PAGE, &filter).await?;
         for e in &events {
-            if matches!(until, Until::Position(p) if e.position > p) {
-                break 'pages;
-            }
             replay.apply(e)?;
             after = e.position;
         }
-        progress(replay.count());
+        progress(replay.count(), total);
         if (events.len() as i64) < PAGE {
             break;
         }
@@ -89,7 +90,7 @@ impl Snapshots {
         }
         let dir = std::env::temp_dir().join(format!("easm-snapshots-{}", std::process::id()));
         let path = dir.join(format!("{}.db", uuid::Uuid::new_v4()));
-        let (db, _) = replay_org(log, org_id, Until::Time(at), &path, |_| {}).await?;
+        let (db, _) = replay_org(log, org_id, Until::Time(at), &path, |_, _| {}).await?;
         // Unsettled ones are kept only to be closed and removed in turn, never reused.
         let settled = at < easm_store::now_micros() - 5_000_000;
         kept.push_back(Kept {

@@ -3,6 +3,7 @@
 mod audit;
 mod background;
 mod bench;
+mod bench_audit;
 mod bench_delivery;
 mod replay;
 mod scanning;
@@ -80,6 +81,9 @@ enum Command {
     /// Webhook delivery in one process (API, relay, fan-out, delivery and a local receiver):
     /// deliveries per second and commit-to-receipt latency (see BENCHMARKS.md).
     BenchDelivery(bench_delivery::BenchDeliveryArgs),
+    /// The audit side at scale: write N events, then time the export, its verification and a
+    /// replay of them (see BENCHMARKS.md).
+    BenchAudit(bench_audit::BenchAuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -188,6 +192,7 @@ async fn main() -> Result<()> {
         }
         Command::Bench(args) => bench::run(args, db.clone()).await?,
         Command::BenchDelivery(args) => bench_delivery::run(args, db.clone()).await?,
+        Command::BenchAudit(args) => bench_audit::run(args, db.clone()).await?,
         Command::Projections {
             command: Projections::Rebuild,
         } => {

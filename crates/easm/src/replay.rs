@@ -43,9 +43,11 @@ pub async fn replay(service: &Service, args: ReplayArgs) -> Result<()> {
     };
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let (db, events) = replay_org(service.log(), &args.org, until, &args.out, |n| {
+    let (db, events) = replay_org(service.log(), &args.org, until, &args.out, |n, total| {
         if tty {
-            eprint!("\rreplayed {n} events");
+            let done = (n * 40).checked_div(total).unwrap_or(40) as usize;
+            let bar = format!("{}{}", "#".repeat(done), ".".repeat(40 - done.min(40)));
+            eprint!("\r[{bar}] {n}/{total} events");
             let _ = std::io::stderr().flush();
         }
     })

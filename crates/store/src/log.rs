@@ -88,6 +88,8 @@ pub struct FeedFilter {
     pub stream_id: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    /// The last position included.
+    pub until_position: Option<i64>,
     /// Follow the organization's hash chain: order by `chainSeq` and read the cursor as one
     /// (exports, which must list the chain without gaps).
     pub chain_order: bool,
@@ -373,6 +375,31 @@ impl EventLog {
         limit: i64,
         filter: &FeedFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (sql, binds) = self.feed_sql(filter, COLUMNS);
+        let mut q = sqlx::query(&sql).bind(org_id).bind(after).bind(limit);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.db.reader()).await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    /// How many events [`Self::org_after`] would give from the start (for progress).
+    pub async fn org_count(&self, org_id: &str, filter: &FeedFilter) -> Result<i64, StoreError> {
+        let (inner, binds) = self.feed_sql(filter, "1");
+        let sql = format!("SELECT COUNT(*) FROM ({inner}) AS feed");
+        let mut q = sqlx::query_scalar(&sql)
+            .bind(org_id)
+            .bind(0i64)
+            .bind(i64::MAX);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_one(self.db.reader()).await?)
+    }
+
+    /// The feed's query: `$1` the organization, `$2` the cursor, `$3` the limit, then `binds`.
+    fn feed_sql(&self, filter: &FeedFilter, select: &str) -> (String, Vec<String>) {
         let cursor = if filter.chain_order {
             "chain_seq"
         } else {
@@ -403,21 +430,22 @@ impl EventLog {
                 ));
             }
         }
+        if let Some(p) = filter.until_position {
+            clauses.push(format!(
+                "position <= CAST({} AS BIGINT)",
+                next(p.to_string(), &mut binds)
+            ));
+        }
         if self.db.backend() == Backend::Postgres {
             clauses.push(format!(
                 "position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
             ));
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE {} ORDER BY {cursor} LIMIT $3",
+            "SELECT {select} FROM events WHERE {} ORDER BY {cursor} LIMIT $3",
             clauses.join(" AND ")
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(after).bind(limit);
-        for b in &binds {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(self.db.reader()).await?;
-        rows.iter().map(row_to_event).collect()
+        (sql, binds)
     }
 
     /// One page of an organization's audit trail, newest first, and the total.

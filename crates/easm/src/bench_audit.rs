@@ -1,0 +1,109 @@
+//! `easm bench-audit`: the audit side at scale. Writes an organization of N events (assets added
+//! in bulk through the service), then times the verifiable export, its offline verification and
+//! a point-in-time replay of the whole organization. See BENCHMARKS.md.
+
+use anyhow::Result;
+use easm_api::audit_export::{export_lines, Range};
+use easm_api::snapshot::{replay_org, Until};
+use easm_api::AppState;
+use easm_domain::{NewAsset, Plan};
+use easm_events::{Actor, EventMeta};
+use easm_store::{audit_signing_secret, Db};
+use futures_util::StreamExt;
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct BenchAuditArgs {
+    /// Events in the organization.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Assets added per command (one event each).
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+}
+
+fn rate(n: usize, secs: f64) -> f64 {
+    (n as f64 / secs.max(1e-9)).round()
+}
+
+pub async fn run(args: BenchAuditArgs, db: Db) -> Result<()> {
+    let state = AppState::new(db.clone());
+    let service = state.service.clone();
+    let meta = || EventMeta::new(Actor::system_part("bench"), easm_api::service::new_id());
+    let (org, _) = service
+        .create_org(&meta(), "bench-audit", Plan::Enterprise)
+        .await?;
+    let group = service.create_group(&meta(), &org, "bench").await?;
+    let started = Instant::now();
+    let mut written = 0;
+    while written < args.events {
+        let n = args.batch.min(args.events - written);
+        let items: Vec<NewAsset> = (written..written + n)
+            .map(|i| NewAsset {
+                value: format!("h{i}.bench-audit.example.com"),
+                asset_type: "domain".into(),
+                ..NewAsset::default()
+            })
+            .collect();
+        service
+            .add_assets(&meta(), &org, Plan::Enterprise, &group, &items)
+            .await?;
+        written += n;
+        eprint!("\rwritten {written} events");
+    }
+    eprintln!();
+    let write_secs = started.elapsed().as_secs_f64();
+    let total = written + 3; // org.created, api_key.created, group.created
+
+    let dir = std::env::temp_dir().join(format!("easm-bench-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("export.ndjson");
+    let secret = audit_signing_secret(&db).await?;
+    let started = Instant::now();
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let lines = export_lines(service.log().clone(), org.clone(), Range::default(), secret);
+        let mut lines = std::pin::pin!(lines);
+        while let Some(chunk) = lines.next().await {
+            out.write_all(chunk?.as_bytes())?;
+        }
+        out.flush()?;
+    }
+    let export_secs = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&file)?.len();
+
+    let started = Instant::now();
+    let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
+    let verified = easm_events::verify(reader.lines().map_while(|l| l.ok()), None)
+        .map_err(|t| anyhow::anyhow!("line {}: {}", t.line, t.reason))?;
+    let verify_secs = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let snapshot = dir.join("snapshot.db");
+    let (snap, replayed) = replay_org(
+        service.log(),
+        &org,
+        Until::Position(i64::MAX),
+        &snapshot,
+        |_, _| {},
+    )
+    .await?;
+    snap.close().await;
+    let replay_secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "{}",
+        json!({
+            "backend": format!("{:?}", db.backend()),
+            "events": total,
+            "write": {"seconds": write_secs, "eventsPerSecond": rate(written, write_secs)},
+            "export": {"seconds": export_secs, "eventsPerSecond": rate(total, export_secs), "bytes": bytes},
+            "verify": {"seconds": verify_secs, "eventsPerSecond": rate(verified.count as usize, verify_secs)},
+            "replay": {"seconds": replay_secs, "eventsPerSecond": rate(replayed as usize, replay_secs)},
+        })
+    );
+    Ok(())
+}
