@@ -368,15 +368,8 @@ async fn replays_and_as_of_queries_show_the_past(b: Backend) {
         )
         .await
         .id();
-    let imported = app
-        .client
-        .post(app.url(&format!("/api/scan-jobs/{job}/results")))
-        .header("X-API-Key", &key)
-        .body(crate::findings::NUCLEI)
-        .send()
-        .await
-        .unwrap();
-    assert!(imported.status().is_success());
+    let imported = crate::findings::import(&app, &key, &job, crate::findings::NUCLEI).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
     let while_open = moment().await;
     let critical = app.get(&key, "/api/findings?severity=critical").await.body["items"][0]["id"]
         .as_str()

@@ -129,7 +129,7 @@ impl Setup {
         ));
     }
 
-    fn deliver(&self) -> EasmProcess {
+    pub(crate) fn deliver(&self) -> EasmProcess {
         start_easm(&self.store, &["deliver"], &self.env)
     }
 

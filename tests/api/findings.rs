@@ -21,7 +21,7 @@ this is not json
 {"info":{"name":"no template"},"host":"x"}
 "#;
 
-async fn import(app: &TestApp, key: &str, job: &str, body: &str) -> Answer {
+pub(crate) async fn import(app: &TestApp, key: &str, job: &str, body: &str) -> Answer {
     answer(
         app.client
             .post(app.url(&format!("/api/scan-jobs/{job}/results")))

@@ -1,6 +1,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::Plan;
+use reqwest::StatusCode;
 use serde_json::json;
 
 on_both_backends!(rebuild_from_the_log_gives_the_same_answers);
@@ -70,15 +71,8 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         )
         .await
         .id();
-    let imported = app
-        .client
-        .post(app.url(&format!("/api/scan-jobs/{standard}/results")))
-        .header("X-API-Key", &key)
-        .body(crate::findings::NUCLEI)
-        .send()
-        .await
-        .unwrap();
-    assert!(imported.status().is_success());
+    let imported = crate::findings::import(&app, &key, &standard, crate::findings::NUCLEI).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
     let found = app.get(&key, "/api/findings?severity=critical").await;
     let finding = found.body["items"][0]["id"].as_str().unwrap().to_string();
     app.patch(
@@ -97,15 +91,14 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         .await
         .id();
     let only_dropped = r#"{"template-id":"only-dropped","info":{"name":"X","severity":"low"},"matched-at":"https://127.0.0.1/x"}"#;
-    let imported = app
-        .client
-        .post(app.url(&format!("/api/scan-jobs/{dropped}/results")))
-        .header("X-API-Key", &key)
-        .body(format!("{}{only_dropped}\n", crate::findings::NUCLEI))
-        .send()
-        .await
-        .unwrap();
-    assert!(imported.status().is_success());
+    let imported = crate::findings::import(
+        &app,
+        &key,
+        &dropped,
+        &format!("{}{only_dropped}\n", crate::findings::NUCLEI),
+    )
+    .await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
     app.delete(&key, &format!("/api/scan-jobs/{dropped}")).await;
 
     let paths = [

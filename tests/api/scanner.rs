@@ -36,6 +36,7 @@ macro_rules! on_sqlite_and_nats {
 on_sqlite_and_nats!(
     a_scan_finds_what_local_servers_expose,
     a_worker_killed_mid_scan_is_replaced_and_the_job_completes_once,
+    two_processes_share_the_scans,
 );
 
 /// An asset in a new group.
@@ -644,4 +645,31 @@ async fn certificate_chains_and_expiry_are_judged() {
         detail.contains("HTTP 200") && detail.contains("TLSv1_3"),
         "{detail}"
     );
+}
+
+async fn two_processes_share_the_scans(b: Backend, nats: bool) {
+    let s = Setup::start(b, nats, &[PRIVATE, ("EASM_SCAN_WORKERS", "1")]).await;
+    let _second = s.deliver();
+    let slow = targets::slow(Duration::from_secs(5)).await;
+    let ip = asset(&s, "127.0.0.1", "ip").await;
+    let url = asset(&s, &format!("http://127.0.0.1:{}/", slow.port), "url").await;
+    let mut jobs = vec![];
+    for a in [&ip, &url] {
+        for profile in ["quick", "standard"] {
+            jobs.push(scan(&s, a, profile, &[slow.port]).await);
+        }
+    }
+    for job in &jobs {
+        let done = job_when(&s, job, "completed").await;
+        assert_eq!(done["attempts"], 1, "{done}");
+    }
+    let started = s.get("/api/events?type=scan.started&limit=100").await;
+    let workers: std::collections::HashSet<String> = started.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["workerId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(started.body["items"].as_array().unwrap().len(), 4);
+    assert_eq!(workers.len(), 2, "both processes scanned: {workers:?}");
 }
