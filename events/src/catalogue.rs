@@ -152,9 +152,25 @@ pub struct AccessDenied {
     pub reason: String,
 }
 
+/// An asset's risk score or grade moved because its unresolved findings changed (score and
+/// grade as `GET /api/assets/{id}/risk` computes them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RiskChanged {
+    pub asset_id: String,
+    /// 0 to 100.
+    pub score: u32,
+    /// A to F.
+    pub grade: String,
+    pub previous_score: u32,
+    pub previous_grade: String,
+    /// Unresolved findings per severity.
+    pub breakdown: crate::SeverityCounts,
+}
+
 /// Event types a webhook endpoint may subscribe to (the delivery contract). Scan and finding
 /// events are in the catalogue (`scans.rs`), emitted once scanning lands (issue #4);
-/// `alert.created` and `risk.changed` belong to capabilities still to come.
+/// `alert.created` belongs to a capability still to come.
 pub const SUBSCRIBABLE: &[&str] = &[
     "finding.new",
     "finding.resolved",
@@ -202,6 +218,7 @@ pub enum Event {
     FindingStatusChanged(FindingStatusChanged),
     FindingUpdated(FindingUpdated),
     AccessDenied(AccessDenied),
+    RiskChanged(RiskChanged),
 }
 
 /// `(type, current schema version)` of every event in the catalogue.
@@ -234,6 +251,7 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("finding.status_changed", 1),
     ("finding.updated", 1),
     ("access.denied", 1),
+    ("risk.changed", 1),
 ];
 
 impl Event {
@@ -267,6 +285,7 @@ impl Event {
             Event::FindingStatusChanged(_) => "finding.status_changed",
             Event::FindingUpdated(_) => "finding.updated",
             Event::AccessDenied(_) => "access.denied",
+            Event::RiskChanged(_) => "risk.changed",
         }
     }
 
@@ -309,6 +328,7 @@ impl Event {
             Event::FindingStatusChanged(e) => serde_json::to_value(e),
             Event::FindingUpdated(e) => serde_json::to_value(e),
             Event::AccessDenied(e) => serde_json::to_value(e),
+            Event::RiskChanged(e) => serde_json::to_value(e),
         };
         v.expect("catalogue structs always serialize")
     }

@@ -78,6 +78,18 @@ fn samples() -> Vec<Event> {
             webhook_id: "w".into(),
             previous_valid_until: "2026-11-23T10:00:00.000000Z".into(),
         }),
+        Event::RiskChanged(RiskChanged {
+            asset_id: "a".into(),
+            score: 48,
+            grade: "D".into(),
+            previous_score: 8,
+            previous_grade: "B".into(),
+            breakdown: SeverityCounts {
+                critical: 1,
+                medium: 1,
+                ..Default::default()
+            },
+        }),
         Event::AccessDenied(AccessDenied {
             key_id: "k".into(),
             key_prefix: "ag_sk_abcdef".into(),

@@ -84,6 +84,7 @@ pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, Dec
         "webhook.secret_rotated" => Event::WebhookSecretRotated(parse(event_type, data)?),
         "endpoint.disabled" => Event::EndpointDisabled(parse(event_type, data)?),
         "access.denied" => Event::AccessDenied(parse(event_type, data)?),
+        "risk.changed" => Event::RiskChanged(parse(event_type, data)?),
         "scan.requested" => Event::ScanRequested(parse(event_type, data)?),
         "scan.started" => Event::ScanStarted(parse(event_type, data)?),
         "scan.progressed" => Event::ScanProgressed(parse(event_type, data)?),

@@ -143,7 +143,7 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::FindingResolved(f) => Touch::Finding(&f.finding_id),
         Event::FindingStatusChanged(f) => Touch::Finding(&f.finding_id),
         Event::FindingUpdated(f) => Touch::Finding(&f.finding_id),
-        Event::AccessDenied(_) => Touch::Nothing,
+        Event::AccessDenied(_) | Event::RiskChanged(_) => Touch::Nothing,
     }
 }
 
@@ -383,7 +383,7 @@ impl ReadState {
                     row.updated_at = at;
                 }
             }
-            Event::AccessDenied(_) => {}
+            Event::AccessDenied(_) | Event::RiskChanged(_) => {}
         }
     }
 }

@@ -45,6 +45,7 @@ on_every_transport!(
     the_audit_webhook_forwards_every_accepted_command,
     retry_after_and_the_endpoint_rate_limit_are_honoured,
     finding_events_reach_their_subscribers,
+    risk_changes_reach_their_subscribers,
 );
 
 /// JetStream only: NATS stops while events are committed and starts again; every one arrives.
@@ -798,4 +799,76 @@ async fn finding_events_reach_their_subscribers(b: Backend, nats: bool) {
     let last = got[2].json();
     assert_eq!(last["type"], "finding.resolved");
     assert_eq!(last["data"]["from"], "open");
+}
+
+async fn risk_changes_reach_their_subscribers(b: Backend, nats: bool) {
+    let s = Setup::start(b, nats, &[]).await;
+    let receiver = Receiver::start().await;
+    s.webhook(&receiver.url, &["risk.changed"]).await;
+    let g = s.post("/api/groups", json!({"name": "Risky"})).await.id();
+    let asset = s
+        .post(
+            &format!("/api/groups/{g}/assets"),
+            json!({"value": "127.0.0.1", "type": "ip"}),
+        )
+        .await
+        .id();
+    let job = s
+        .post(
+            "/api/scan-jobs",
+            json!({"asset_id": asset, "profile": "quick"}),
+        )
+        .await
+        .id();
+    let url = s
+        .server
+        .as_ref()
+        .unwrap()
+        .url(&format!("/api/scan-jobs/{job}/results"));
+    let imported = s
+        .http
+        .post(url)
+        .header("X-API-Key", &s.key)
+        .body(crate::findings::NUCLEI)
+        .send()
+        .await
+        .unwrap();
+    assert!(imported.status().is_success());
+    let got = receiver.wait_for(1, WAIT).await;
+    let first = got[0].json();
+    assert_eq!(first["type"], "risk.changed");
+    assert_eq!(first["data"]["assetId"], asset.as_str());
+    assert_eq!(first["data"]["score"], 40, "one critical finding: {first}");
+    assert_eq!(first["data"]["grade"], "D");
+    assert_eq!(first["data"]["previousGrade"], "A");
+    assert_eq!(first["data"]["breakdown"]["critical"], 1);
+    let risk = s.get(&format!("/api/assets/{asset}/risk")).await;
+    assert_eq!(risk.body["score"], 40);
+
+    let critical = s.get("/api/findings?severity=critical").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resolved = s
+        .call(
+            Method::PATCH,
+            &format!("/api/findings/{critical}"),
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK);
+    // Notes alone move nothing.
+    s.call(
+        Method::PATCH,
+        &format!("/api/findings/{critical}"),
+        Some(json!({"notes": "fixed upstream"})),
+    )
+    .await;
+    let got = receiver.wait_for(2, WAIT).await;
+    let second = got[1].json();
+    assert_eq!(second["data"]["score"], 0);
+    assert_eq!(second["data"]["grade"], "A");
+    assert_eq!(second["data"]["previousScore"], 40);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 2);
 }

@@ -5,8 +5,8 @@
 use base64::Engine;
 use easm_domain::{
     active_scan_key, add_assets, audit_webhook_id, create_org, finding_id, Aggregate, Asset,
-    AssetPatch, DomainError, Finding, Group, Inventory, ItemError, NewAsset, Organization, Plan,
-    Role, ScanJob, ScanStatus, Webhook, WebhookSpec,
+    AssetPatch, AssetRisk, DomainError, Finding, Group, Inventory, ItemError, NewAsset,
+    Organization, Plan, Role, ScanJob, ScanStatus, Webhook, WebhookSpec,
 };
 use easm_events::{
     AccessDenied, Detection, Event, EventMeta, Observed, RecordedEvent, SeverityCounts,
@@ -83,6 +83,11 @@ pub struct Imported {
     pub reopened: usize,
     /// Already recorded for this scan job (a repeated import).
     pub unchanged: usize,
+}
+
+/// The announced risk of an asset (`risk.changed`).
+pub fn risk_stream(asset_id: &str) -> String {
+    format!("risk-{asset_id}")
 }
 
 pub fn webhook_stream(id: &str) -> String {
@@ -809,7 +814,40 @@ impl Service {
         org_id: &str,
         id: &str,
     ) -> Result<(), ServiceError> {
-        self.on_scan(meta, org_id, id, ScanJob::delete).await
+        self.on_scan(meta, org_id, id, ScanJob::delete).await?;
+        // Its findings left the read models with it.
+        let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
+        self.refresh_risk(meta, org_id, [job.asset_id]).await;
+        Ok(())
+    }
+
+    /// Announce the risk of `assets` where their findings moved it (`risk.changed`). Runs once
+    /// the change committed, from the read models it updated; the change stands whatever
+    /// happens here, and the next change of the asset's findings announces the score anew.
+    async fn refresh_risk(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        assets: impl IntoIterator<Item = String>,
+    ) {
+        let assets: std::collections::BTreeSet<String> = assets.into_iter().collect();
+        for asset in assets {
+            let stream = risk_stream(&asset);
+            let announced = self
+                .execute(org_id, meta, || async {
+                    let (v, risk) = self.load::<AssetRisk>(org_id, &stream).await?;
+                    let breakdown = self.read.unresolved_by_severity(org_id, &asset).await?;
+                    Ok(Decision::one(
+                        stream.clone(),
+                        v,
+                        risk.observe(&asset, &breakdown),
+                    ))
+                })
+                .await;
+            if let Err(e) = announced {
+                tracing::warn!(error = %e, asset = %asset, "risk.changed not recorded");
+            }
+        }
     }
 
     /// Record results (of any scanner) under a scan job of the organization: one finding per
@@ -825,8 +863,11 @@ impl Service {
             .load::<ScanJob>(org_id, &scan_stream(scan_job_id))
             .await?;
         job.require()?;
-        self.record_detections(meta, org_id, scan_job_id, &job, None, detections)
-            .await
+        let imported = self
+            .record_detections(meta, org_id, scan_job_id, &job, None, detections)
+            .await?;
+        self.refresh_risk(meta, org_id, [job.asset_id]).await;
+        Ok(imported)
     }
 
     /// A worker takes a queued job, or a running one whose worker died: the job and its asset,
@@ -940,6 +981,7 @@ impl Service {
             Ok(d)
         })
         .await?;
+        self.refresh_risk(meta, org_id, [job.asset_id]).await;
         Ok(())
     }
 
@@ -1020,12 +1062,14 @@ impl Service {
         notes: Option<&str>,
     ) -> Result<usize, ServiceError> {
         let changed = std::sync::Mutex::new(0);
+        let assets = std::sync::Mutex::new(vec![]);
         self.execute(org_id, meta, || async {
             let mut d = Decision {
                 streams: vec![],
                 constraints: vec![],
             };
             let mut errors = vec![];
+            let mut touched = vec![];
             for (index, id) in ids.iter().enumerate() {
                 let stream = finding_stream(id);
                 let (v, f) = self.load::<Finding>(org_id, &stream).await?;
@@ -1037,11 +1081,14 @@ impl Service {
                     existing_id: None,
                 };
                 match f.change_status(status, notes) {
-                    Ok(events) if !events.is_empty() => d.streams.push(StreamAppend {
-                        stream_id: stream,
-                        expected_version: v,
-                        events,
-                    }),
+                    Ok(events) if !events.is_empty() => {
+                        touched.push(f.asset_id.clone());
+                        d.streams.push(StreamAppend {
+                            stream_id: stream,
+                            expected_version: v,
+                            events,
+                        })
+                    }
                     Ok(_) => {}
                     Err(DomainError::NotFound { .. }) => {
                         errors.push(fail("NOT_FOUND", format!("id: finding {id} not found")))
@@ -1053,9 +1100,12 @@ impl Service {
                 return Err(DomainError::Items(errors).into());
             }
             *changed.lock().expect("count") = d.streams.len();
+            *assets.lock().expect("assets") = touched;
             Ok(d)
         })
         .await?;
+        let assets = assets.into_inner().expect("assets");
+        self.refresh_risk(meta, org_id, assets).await;
         Ok(changed.into_inner().expect("count"))
     }
 
@@ -1069,7 +1119,8 @@ impl Service {
         assignee: Option<&str>,
         notes: Option<&str>,
     ) -> Result<(), ServiceError> {
-        self.on_stream(org_id, meta, finding_stream(id), |f: &Finding| {
+        let stream = finding_stream(id);
+        self.on_stream(org_id, meta, stream.clone(), |f: &Finding| {
             let mut events = match status {
                 Some(s) => f.change_status(s, notes)?,
                 None => vec![],
@@ -1079,7 +1130,12 @@ impl Service {
             events.extend(f.update(assignee, notes)?);
             Ok(events)
         })
-        .await
+        .await?;
+        if status.is_some() {
+            let (_, f) = self.load::<Finding>(org_id, &stream).await?;
+            self.refresh_risk(meta, org_id, [f.asset_id]).await;
+        }
+        Ok(())
     }
 
     /// A request by a known key was refused (`access.denied`), on a stream of its own so that

@@ -9,6 +9,7 @@ mod group;
 mod nuclei;
 mod organization;
 mod plans;
+mod risk;
 mod roles;
 mod scan;
 mod webhook;
@@ -16,11 +17,12 @@ mod webhook;
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
-pub use finding::{finding_id, risk_score, validate_detection, Finding, SEVERITIES, STATUSES};
+pub use finding::{finding_id, validate_detection, Finding, SEVERITIES, STATUSES};
 pub use group::{validate_group_name, Group};
 pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
+pub use risk::{risk_score, AssetRisk};
 pub use roles::{Permission, Role};
 pub use scan::{
     active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, ScanStatus, MAX_PORTS,
