@@ -602,7 +602,10 @@ async fn check_constraints(
     org_id: &str,
     constraints: &[Constraint],
 ) -> Result<(), AppendError> {
-    // Claims and releases first, so the counting constraints see this append's effect.
+    // Claims and releases first, so the counting constraints see this append's effect. Their
+    // counts change once per scope: a thousand updates of one counter row in one transaction
+    // would leave PostgreSQL a thousand row versions to walk.
+    let mut deltas: std::collections::BTreeMap<&str, i64> = Default::default();
     for c in constraints {
         match c {
             Constraint::Claim { scope, key, owner } => {
@@ -619,7 +622,7 @@ async fn check_constraints(
                 if done.rows_affected() == 0 {
                     return Err(AppendError::Constraint(format!("{scope}/{key} is taken")));
                 }
-                add_to_count(conn, org_id, scope, 1).await?;
+                *deltas.entry(scope).or_default() += 1;
             }
             Constraint::Release { scope, key } => {
                 let done = sqlx::query(
@@ -631,10 +634,15 @@ async fn check_constraints(
                 .execute(&mut *conn)
                 .await?;
                 if done.rows_affected() > 0 {
-                    add_to_count(conn, org_id, scope, -1).await?;
+                    *deltas.entry(scope).or_default() -= 1;
                 }
             }
             _ => {}
+        }
+    }
+    for (scope, delta) in deltas {
+        if delta != 0 {
+            add_to_count(conn, org_id, scope, delta).await?;
         }
     }
     for c in constraints {
