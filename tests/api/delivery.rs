@@ -163,6 +163,47 @@ impl Setup {
         (a.id(), a.body["secret"].as_str().unwrap().to_string())
     }
 
+    /// The asset `127.0.0.1` in a new group, a quick scan job of it, and `findings::NUCLEI`
+    /// imported under that job; returns (asset, job).
+    async fn nuclei_results(&self) -> (String, String) {
+        let g = self
+            .post(
+                "/api/groups",
+                json!({"name": uuid::Uuid::new_v4().to_string()}),
+            )
+            .await
+            .id();
+        let asset = self
+            .post(
+                &format!("/api/groups/{g}/assets"),
+                json!({"value": "127.0.0.1", "type": "ip"}),
+            )
+            .await
+            .id();
+        let job = self
+            .post(
+                "/api/scan-jobs",
+                json!({"asset_id": asset, "profile": "quick"}),
+            )
+            .await
+            .id();
+        let url = self
+            .server
+            .as_ref()
+            .unwrap()
+            .url(&format!("/api/scan-jobs/{job}/results"));
+        let imported = self
+            .http
+            .post(url)
+            .header("X-API-Key", &self.key)
+            .body(crate::findings::NUCLEI)
+            .send()
+            .await
+            .unwrap();
+        assert!(imported.status().is_success());
+        (asset, job)
+    }
+
     /// `n` new assets in a new group: `n` asset.added events (and one group.created).
     async fn assets(&self, n: usize) -> Vec<String> {
         let g = self
@@ -748,35 +789,7 @@ async fn finding_events_reach_their_subscribers(b: Backend, nats: bool) {
     let s = Setup::start(b, nats, &[]).await;
     let receiver = Receiver::start().await;
     s.webhook(&receiver.url, &["finding.*"]).await;
-    let g = s.post("/api/groups", json!({"name": "Scanned"})).await.id();
-    let asset = s
-        .post(
-            &format!("/api/groups/{g}/assets"),
-            json!({"value": "127.0.0.1", "type": "ip"}),
-        )
-        .await
-        .id();
-    let job = s
-        .post(
-            "/api/scan-jobs",
-            json!({"asset_id": asset, "profile": "quick"}),
-        )
-        .await
-        .id();
-    let url = s
-        .server
-        .as_ref()
-        .unwrap()
-        .url(&format!("/api/scan-jobs/{job}/results"));
-    let imported = s
-        .http
-        .post(url)
-        .header("X-API-Key", &s.key)
-        .body(crate::findings::NUCLEI)
-        .send()
-        .await
-        .unwrap();
-    assert!(imported.status().is_success());
+    let (_, job) = s.nuclei_results().await;
     let got = receiver.wait_for(2, WAIT).await;
     let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
     assert!(bodies.iter().all(|b| b["type"] == "finding.new"));
@@ -805,35 +818,7 @@ async fn risk_changes_reach_their_subscribers(b: Backend, nats: bool) {
     let s = Setup::start(b, nats, &[]).await;
     let receiver = Receiver::start().await;
     s.webhook(&receiver.url, &["risk.changed"]).await;
-    let g = s.post("/api/groups", json!({"name": "Risky"})).await.id();
-    let asset = s
-        .post(
-            &format!("/api/groups/{g}/assets"),
-            json!({"value": "127.0.0.1", "type": "ip"}),
-        )
-        .await
-        .id();
-    let job = s
-        .post(
-            "/api/scan-jobs",
-            json!({"asset_id": asset, "profile": "quick"}),
-        )
-        .await
-        .id();
-    let url = s
-        .server
-        .as_ref()
-        .unwrap()
-        .url(&format!("/api/scan-jobs/{job}/results"));
-    let imported = s
-        .http
-        .post(url)
-        .header("X-API-Key", &s.key)
-        .body(crate::findings::NUCLEI)
-        .send()
-        .await
-        .unwrap();
-    assert!(imported.status().is_success());
+    let (asset, _) = s.nuclei_results().await;
     let got = receiver.wait_for(1, WAIT).await;
     let first = got[0].json();
     assert_eq!(first["type"], "risk.changed");

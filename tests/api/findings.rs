@@ -21,6 +21,17 @@ this is not json
 {"info":{"name":"no template"},"host":"x"}
 "#;
 
+/// A new scan job of `asset` with `profile`; its id.
+async fn new_job(app: &TestApp, key: &str, asset: &str, profile: &str) -> String {
+    app.post(
+        key,
+        "/api/scan-jobs",
+        json!({"asset_id": asset, "profile": profile}),
+    )
+    .await
+    .id()
+}
+
 pub(crate) async fn import(app: &TestApp, key: &str, job: &str, body: &str) -> Answer {
     answer(
         app.client
@@ -49,20 +60,7 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     let (org, key) = app.org(Plan::Pro).await;
     let g = app.group(&key, "Web").await;
     let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
-    let scan = |profile: &'static str| {
-        let app = &app;
-        let key = key.clone();
-        let asset = asset.clone();
-        async move {
-            app.post(
-                &key,
-                "/api/scan-jobs",
-                json!({"asset_id": asset, "profile": profile}),
-            )
-            .await
-            .id()
-        }
-    };
+    let scan = |profile: &'static str| new_job(&app, &key, &asset, profile);
     let job = scan("quick").await;
 
     let report = import(&app, &key, &job, NUCLEI).await;
@@ -365,18 +363,7 @@ async fn a_deleted_job_takes_its_findings_out_of_the_read_models(b: Backend) {
     let (_, key) = app.org(Plan::Pro).await;
     let g = app.group(&key, "Web").await;
     let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
-    let job = |profile: &'static str| {
-        let (app, key, asset) = (&app, key.clone(), asset.clone());
-        async move {
-            app.post(
-                &key,
-                "/api/scan-jobs",
-                json!({"asset_id": asset, "profile": profile}),
-            )
-            .await
-            .id()
-        }
-    };
+    let job = |profile: &'static str| new_job(&app, &key, &asset, profile);
     let (first, second) = (job("quick").await, job("deep").await);
     import(&app, &key, &first, NUCLEI).await;
     let cve_line = NUCLEI.lines().next().unwrap();
