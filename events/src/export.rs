@@ -15,12 +15,17 @@ pub const DIGEST_FORMAT: &str = "easm-audit-export/v1";
 
 /// One exported event: its canonical object with its position and chain links.
 pub fn export_line(e: &RecordedEvent) -> String {
+    export_value(e).to_string()
+}
+
+/// [`export_line`] before serialization (the event feed answers it inside a JSON page).
+pub fn export_value(e: &RecordedEvent) -> Value {
     let mut v = canonical_value(e);
     let m = v.as_object_mut().expect("an object");
     m.insert("position".into(), json!(e.position));
     m.insert("prevHash".into(), json!(e.prev_hash));
     m.insert("hash".into(), json!(e.hash));
-    sorted(v).to_string()
+    sorted(v)
 }
 
 /// What the digest line states about the export; signed as its canonical JSON.

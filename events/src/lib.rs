@@ -17,7 +17,8 @@ pub use catalogue::*;
 pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
 pub use envelope::{format_timestamp, from_micros, Actor, ActorKind, EventMeta, RecordedEvent};
 pub use export::{
-    digest_line, export_line, public_key, verify, DigestFacts, Tampered, Verified, DIGEST_FORMAT,
+    digest_line, export_line, export_value, public_key, verify, DigestFacts, Tampered, Verified,
+    DIGEST_FORMAT,
 };
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,

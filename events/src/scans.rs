@@ -48,6 +48,19 @@ pub struct SeverityCounts {
     pub info: u32,
 }
 
+impl SeverityCounts {
+    /// Count `n` more findings of `severity`; an unknown severity counts as info.
+    pub fn add(&mut self, severity: &str, n: u32) {
+        match severity.trim().to_ascii_lowercase().as_str() {
+            "critical" => self.critical += n,
+            "high" => self.high += n,
+            "medium" => self.medium += n,
+            "low" => self.low += n,
+            _ => self.info += n,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanCompleted {

@@ -782,13 +782,7 @@ impl ReadModels {
         let mut c = easm_events::SeverityCounts::default();
         for r in rows {
             let n = r.try_get::<i64, _>("n")? as u32;
-            match r.try_get::<String, _>("severity")?.as_str() {
-                "critical" => c.critical = n,
-                "high" => c.high = n,
-                "medium" => c.medium = n,
-                "low" => c.low = n,
-                _ => c.info += n,
-            }
+            c.add(&r.try_get::<String, _>("severity")?, n);
         }
         Ok(c)
     }

@@ -17,6 +17,7 @@ use easm_store::{
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -142,15 +143,8 @@ fn count_severities(detections: &[Detection]) -> SeverityCounts {
     let mut c = SeverityCounts::default();
     let mut seen = std::collections::HashSet::new();
     for d in detections {
-        if !seen.insert((&d.template_id, &d.matched_at, &d.matcher_name)) {
-            continue;
-        }
-        match d.severity.trim().to_ascii_lowercase().as_str() {
-            "critical" => c.critical += 1,
-            "high" => c.high += 1,
-            "medium" => c.medium += 1,
-            "low" => c.low += 1,
-            _ => c.info += 1,
+        if seen.insert((&d.template_id, &d.matched_at, &d.matcher_name)) {
+            c.add(&d.severity, 1);
         }
     }
     c
@@ -912,16 +906,16 @@ impl Service {
         progress: u8,
         stage: &str,
     ) -> Result<bool, ServiceError> {
-        let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
-        if job.require().is_err() || job.status != ScanStatus::Running {
-            return Ok(false);
-        }
-        match self
-            .on_scan(meta, org_id, id, |j| j.progress(progress, stage))
-            .await
-        {
+        let running = std::sync::atomic::AtomicBool::new(false);
+        let recorded = self
+            .on_scan(meta, org_id, id, |j| {
+                running.store(j.status == ScanStatus::Running, Ordering::Relaxed);
+                j.progress(progress, stage)
+            })
+            .await;
+        match recorded {
             Err(ServiceError::Domain(DomainError::NotFound { .. })) => Ok(false),
-            r => r.map(|()| true),
+            r => r.map(|()| running.load(Ordering::Relaxed)),
         }
     }
 

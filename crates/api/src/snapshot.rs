@@ -2,13 +2,16 @@
 //! SQLite database that holds the read models as they were then. `easm replay` writes one to a
 //! file; `asOf` queries keep the newest few.
 
+use easm_events::RecordedEvent;
 use easm_projections::{ReadModels, Replay};
 use easm_store::{Db, DbConfig, EventLog, FeedFilter, StoreError};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
-const PAGE: i64 = 5000;
+/// Events a replay reads at a time; a shorter page is the last.
+pub const PAGE: i64 = 5000;
 const KEPT: usize = 16;
 
 /// Where a replay stops: events that occurred before a time (epoch microseconds), or up to a
@@ -28,12 +31,6 @@ pub async fn replay_org(
     path: &Path,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(Db, u64), StoreError> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-    let db = Db::connect(&DbConfig::Sqlite { path: path.into() }).await?;
     let filter = match until {
         Until::Time(t) => FeedFilter {
             until: Some(t),
@@ -45,15 +42,38 @@ pub async fn replay_org(
         },
     };
     let total = log.org_count(org_id, &filter).await? as u64;
+    let filter = &filter;
+    let pages = move |after| async move { log.org_after(org_id, after, PAGE, filter).await };
+    replay_into(path, pages, |n| progress(n, total)).await
+}
+
+/// A new SQLite database at `path` (replacing any there) holding the read models that the
+/// events of `pages` fold to: `pages(after)` gives up to [`PAGE`] events after a position, and
+/// a shorter page is the last. `progress` hears the events applied after each page.
+pub async fn replay_into<F, Fut>(
+    path: &Path,
+    mut pages: F,
+    mut progress: impl FnMut(u64),
+) -> Result<(Db, u64), StoreError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: Future<Output = Result<Vec<RecordedEvent>, StoreError>>,
+{
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    let db = Db::connect(&DbConfig::Sqlite { path: path.into() }).await?;
     let mut replay = Replay::default();
     let mut after = 0;
     loop {
-        let events = log.org_after(org_id, after, PAGE, &filter).await?;
+        let events = pages(after).await?;
         for e in &events {
             replay.apply(e)?;
             after = e.position;
         }
-        progress(replay.count(), total);
+        progress(replay.count());
         if (events.len() as i64) < PAGE {
             break;
         }

@@ -4,9 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use easm_api::service::Service;
-use easm_api::snapshot::{replay_org, Until};
-use easm_projections::{ReadModels, Replay};
-use easm_store::{Db, DbConfig};
+use easm_api::snapshot::{replay_into, replay_org, Until, PAGE};
+use easm_projections::ReadModels;
+use easm_store::Db;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -67,25 +67,14 @@ pub async fn replay(service: &Service, args: ReplayArgs) -> Result<()> {
 
 /// Every event up to the live checkpoint, replayed into a shadow database at `path`.
 async fn shadow(service: &Service, until: i64, path: &Path) -> Result<Db> {
-    let _ = std::fs::remove_file(path);
-    let db = Db::connect(&DbConfig::Sqlite { path: path.into() }).await?;
-    let mut replay = Replay::default();
-    let mut after = 0;
-    'pages: loop {
-        let events = service.log().read_all_after(after, 5000).await?;
-        for e in &events {
-            if e.position > until {
-                break 'pages;
-            }
-            replay.apply(e)?;
-            after = e.position;
-        }
-        if events.len() < 5000 {
-            break;
-        }
-    }
-    replay.write(&db).await?;
-    Ok(db)
+    let log = service.log();
+    // Cut at the checkpoint: the page comes up short, which ends the replay.
+    let pages = move |after| async move {
+        let mut events = log.read_all_after(after, PAGE).await?;
+        events.retain(|e| e.position <= until);
+        Ok(events)
+    };
+    Ok(replay_into(path, pages, |_| {}).await?.0)
 }
 
 /// Compare the live read models with a replay of the log; true when they agree.

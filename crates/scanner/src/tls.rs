@@ -320,8 +320,16 @@ async fn legacy_only(
 
 /// Expiry and names are reported by their own templates, not as an untrusted chain.
 fn time_or_name(e: &CertificateError) -> bool {
-    let kind = format!("{e:?}");
-    kind.starts_with("Expired") || kind.starts_with("NotValid")
+    use CertificateError::*;
+    matches!(
+        e,
+        Expired
+            | ExpiredContext { .. }
+            | NotValidYet
+            | NotValidYetContext { .. }
+            | NotValidForName
+            | NotValidForNameContext { .. }
+    )
 }
 
 /// A ClientHello offering only `version` (0x0301 TLS 1.0, 0x0302 TLS 1.1) with the CBC suites

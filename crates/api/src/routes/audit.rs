@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use easm_domain::Permission;
-use easm_events::export_line;
+use easm_events::{export_line, export_value};
 use easm_projections::read::Page;
 use easm_store::{audit_signing_secret, AuditFilter, FeedFilter};
 use serde::{Deserialize, Serialize};
@@ -104,10 +104,7 @@ pub async fn events(
             .org_after(&c.org_id, after, limit, &filter)
             .await?;
         let next_after = events.last().map_or(after, |e| e.position);
-        let items = events
-            .iter()
-            .map(|e| serde_json::from_str(&export_line(e)).expect("an exported line is JSON"))
-            .collect();
+        let items = events.iter().map(export_value).collect();
         return Ok(Json(FeedPage { items, next_after }).into_response());
     }
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
