@@ -2,23 +2,16 @@ use crate::state::{
     touches, AssetRow, FindingRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch,
     WebhookRow,
 };
-use easm_store::{typed, AnyConnection, AnyRow, Backend, Db, EventLog, Row, StoreError};
+use easm_events::RecordedEvent;
+use easm_store::{
+    chunk_rows, placeholders, typed, AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog,
+    InlineProjection, Row, StoreError,
+};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use std::sync::Arc;
 
-const CHECKPOINT: &str = "read_models";
-/// Events per catch-up transaction, and per read during a rebuild.
-const BATCH: i64 = 1000;
+/// Events per read during a rebuild.
 const REBUILD_READ: i64 = 20_000;
-/// Rows per multi-row statement. Measured: SQLite is fastest at 20 to 50 (sqlx binds SQLite
-/// parameters in time that grows with the statement), PostgreSQL keeps gaining up to about 500.
-fn chunk(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 50,
-        Backend::Postgres => 500,
-    }
-}
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
     "rm_findings",
@@ -31,12 +24,11 @@ const READ_MODEL_TABLES: &[&str] = &[
     "rm_orgs",
 ];
 
-/// Applies events to the read models. Each batch and its checkpoint commit in one transaction,
-/// so a crash can neither skip nor double-apply an event; a database lock keeps several
-/// processes from applying the same batch.
+/// Applies events to the read models inside the transactions that append them (see
+/// `InlineProjection`); each organization's chain head records how far its read models go, so a
+/// crash can neither skip nor double-apply an event.
 pub struct Projector {
     db: Db,
-    running: Mutex<()>,
 }
 
 enum Val {
@@ -392,13 +384,6 @@ impl AssetRow {
     }
 }
 
-fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Load the rows with the given primary keys into `into`.
 async fn load<T>(
     conn: &mut AnyConnection,
@@ -552,82 +537,25 @@ async fn write_state(
 
 impl Projector {
     pub fn new(db: Db) -> Self {
-        Projector {
-            db,
-            running: Mutex::new(()),
-        }
+        Projector { db }
     }
 
-    /// Lock the checkpoint for this transaction. On SQLite the write comes first so the
-    /// transaction holds the write lock before it reads.
-    async fn lock(&self, conn: &mut AnyConnection) -> Result<i64, StoreError> {
-        if self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
-                .bind(CHECKPOINT)
-                .execute(&mut *conn)
-                .await?;
-        } else {
-            sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1")
-                .bind(CHECKPOINT)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-                .bind(CHECKPOINT)
-                .fetch_one(&mut *conn)
-                .await?,
-        )
+    /// A log whose appends keep these read models in step.
+    pub fn log(self: &Arc<Self>) -> EventLog {
+        EventLog::with_projection(self.db.clone(), self.clone())
     }
 
-    async fn set_checkpoint(conn: &mut AnyConnection, position: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE name = $2")
-            .bind(position)
-            .bind(CHECKPOINT)
-            .execute(conn)
-            .await?;
-        Ok(())
+    /// Fold events appended without read models (by tools) into them; cheap when there are none.
+    pub async fn catch_up(self: &Arc<Self>) -> Result<usize, StoreError> {
+        self.log().project_lagging().await
     }
 
-    pub async fn checkpoint(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-                .bind(CHECKPOINT)
-                .fetch_one(self.db.reader())
-                .await?,
-        )
-    }
-
-    /// Apply every readable event after the checkpoint; returns the new checkpoint.
-    pub async fn catch_up(&self) -> Result<i64, StoreError> {
-        let _guard = self.running.lock().await;
-        // Idle polls stay read-only: no write transaction unless there is something to apply.
-        let checkpoint = self.checkpoint().await?;
-        let pending: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM events WHERE position > $1 LIMIT 1")
-                .bind(checkpoint)
-                .fetch_optional(self.db.reader())
-                .await?;
-        if pending.is_none() {
-            return Ok(checkpoint);
-        }
-        loop {
-            let (position, applied) = self.apply_batch().await?;
-            if applied < BATCH as usize {
-                return Ok(position);
-            }
-        }
-    }
-
-    /// One transaction: lock, load the rows the next batch touches, fold, write, checkpoint.
-    async fn apply_batch(&self) -> Result<(i64, usize), StoreError> {
-        let mut tx = self.db.writer().begin().await?;
-        let mut position = self.lock(&mut tx).await?;
-        let recorded = EventLog::read_after(self.db.backend(), &mut tx, position, BATCH).await?;
-        if recorded.is_empty() {
-            tx.commit().await?;
-            return Ok((position, 0));
-        }
+    /// Load the rows the events touch, fold, write them back: all on the append's connection.
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        recorded: &[RecordedEvent],
+    ) -> Result<(), StoreError> {
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
         let mut ids: [BTreeSet<String>; 7] = Default::default();
         for e in &events {
@@ -650,33 +578,17 @@ impl Projector {
                     "SELECT finding_id FROM rm_findings WHERE scan_job_ids LIKE $1",
                 )
                 .bind(format!("%\"{}\"%", d.scan_job_id))
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await?;
                 ids[6].extend(detected);
             }
         }
         let mut state = ReadState::default();
-        let size = chunk(self.db.backend());
+        let size = chunk_rows(self.db.backend());
+        load(conn, size, &ORGS, &ids[0], OrgRow::parse, &mut state.orgs).await?;
+        load(conn, size, &KEYS, &ids[1], KeyRow::parse, &mut state.keys).await?;
         load(
-            &mut tx,
-            size,
-            &ORGS,
-            &ids[0],
-            OrgRow::parse,
-            &mut state.orgs,
-        )
-        .await?;
-        load(
-            &mut tx,
-            size,
-            &KEYS,
-            &ids[1],
-            KeyRow::parse,
-            &mut state.keys,
-        )
-        .await?;
-        load(
-            &mut tx,
+            conn,
             size,
             &GROUPS,
             &ids[2],
@@ -685,7 +597,7 @@ impl Projector {
         )
         .await?;
         load(
-            &mut tx,
+            conn,
             size,
             &ASSETS,
             &ids[3],
@@ -693,66 +605,34 @@ impl Projector {
             &mut state.assets,
         )
         .await?;
-        load(
-            &mut tx,
-            size,
-            &WEBHOOKS,
-            &ids[4],
-            WebhookRow::parse,
-            &mut state.webhooks,
-        )
-        .await?;
-        load(
-            &mut tx,
-            size,
-            &SCAN_JOBS,
-            &ids[5],
-            ScanJobRow::parse,
-            &mut state.scan_jobs,
-        )
-        .await?;
-        load(
-            &mut tx,
-            size,
-            &FINDINGS,
-            &ids[6],
-            FindingRow::parse,
-            &mut state.findings,
-        )
-        .await?;
+        let webhooks = &mut state.webhooks;
+        load(conn, size, &WEBHOOKS, &ids[4], WebhookRow::parse, webhooks).await?;
+        let jobs = &mut state.scan_jobs;
+        load(conn, size, &SCAN_JOBS, &ids[5], ScanJobRow::parse, jobs).await?;
+        let findings = &mut state.findings;
+        load(conn, size, &FINDINGS, &ids[6], FindingRow::parse, findings).await?;
         for (r, e) in recorded.iter().zip(&events) {
             state.fold(r, e);
-            position = r.position;
         }
-        write_state(&mut tx, chunk(self.db.backend()), &state, false).await?;
-        Self::set_checkpoint(&mut tx, position).await?;
-        tx.commit().await?;
-        Ok((position, recorded.len()))
-    }
-
-    /// Read-your-writes: return once the read models include `position`. Bounded, because a
-    /// long transaction elsewhere can hold the readable horizon back; the write itself has
-    /// already committed either way.
-    pub async fn wait_for(&self, position: i64) -> Result<(), StoreError> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.catch_up().await? >= position || Instant::now() > deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        write_state(conn, size, &state, false).await
     }
 
     /// Empty the read models and fold the whole log into them again, in one transaction: readers
-    /// see the old models until the new ones commit. Returns the number of events replayed.
+    /// see the old models until the new ones commit, appends wait for it. Returns the number of
+    /// events replayed.
     pub async fn rebuild(&self) -> Result<u64, StoreError> {
-        let _guard = self.running.lock().await;
         let mut tx = self.db.writer().begin().await?;
-        self.lock(&mut tx).await?;
+        // Appends write their chain head, so holding the heads holds the log still.
+        let hold = match self.db.backend() {
+            Backend::Postgres => "LOCK TABLE chain_heads IN SHARE ROW EXCLUSIVE MODE",
+            Backend::Sqlite => "UPDATE chain_heads SET projected_seq = projected_seq",
+        };
+        sqlx::query(hold).execute(&mut *tx).await?;
         let mut replay = Replay::default();
         loop {
             let batch =
-                EventLog::read_after(self.db.backend(), &mut tx, replay.last, REBUILD_READ).await?;
+                EventLog::read_after(self.db.backend(), &mut tx, replay.last, REBUILD_READ, true)
+                    .await?;
             for r in &batch {
                 replay.apply(r)?;
             }
@@ -767,6 +647,16 @@ impl Projector {
     }
 }
 
+impl InlineProjection for Projector {
+    fn project<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.apply(conn, events))
+    }
+}
+
 /// Read models folded from a sequence of events and written into empty tables: the rebuild, a
 /// point-in-time snapshot of one organization, and the shadow copy that verification compares.
 #[derive(Default)]
@@ -774,6 +664,8 @@ pub struct Replay {
     state: ReadState,
     last: i64,
     count: u64,
+    /// Per organization, the last chain sequence folded.
+    heads: BTreeMap<String, i64>,
 }
 
 impl Replay {
@@ -781,6 +673,7 @@ impl Replay {
         self.state.fold(r, &typed(r)?);
         self.last = r.position;
         self.count += 1;
+        self.heads.insert(r.org_id.clone(), r.chain_seq);
         Ok(())
     }
 
@@ -815,7 +708,18 @@ impl Replay {
         s.webhooks.retain(|_, row| row.is_some());
         s.scan_jobs.retain(|_, row| row.is_some());
         s.findings.retain(|_, row| row.is_some());
-        write_state(conn, chunk(backend), &self.state, true).await?;
-        Projector::set_checkpoint(conn, self.last).await
+        write_state(conn, chunk_rows(backend), &self.state, true).await?;
+        // What the models now hold (a snapshot holds only some organizations).
+        sqlx::query("UPDATE chain_heads SET projected_seq = 0")
+            .execute(&mut *conn)
+            .await?;
+        for (org_id, seq) in &self.heads {
+            sqlx::query("UPDATE chain_heads SET projected_seq = $1 WHERE org_id = $2")
+                .bind(seq)
+                .bind(org_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -152,7 +152,7 @@ async fn the_feed_streams_live_and_resumes_from_the_last_event_id(b: Backend) {
             .map(|i| i.trim().parse::<i64>().unwrap())
             .collect();
     }
-    assert!(text.contains("event: group.created"));
+    assert!(text.contains("event: group.created"), "{text}");
     assert!(text.contains("Live two"));
     // Resume after the first event: the rest, and nothing before.
     let res = app

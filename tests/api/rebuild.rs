@@ -1,10 +1,15 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::Plan;
+use easm_events::{Event, GroupCreated};
+use easm_store::{AppendRequest, EventLog, StreamAppend};
 use reqwest::StatusCode;
 use serde_json::json;
 
-on_both_backends!(rebuild_from_the_log_gives_the_same_answers);
+on_both_backends!(
+    rebuild_from_the_log_gives_the_same_answers,
+    read_models_commit_with_concurrent_writes_and_catch_up_with_tools,
+);
 
 async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
     let app = spawn_app(b).await;
@@ -130,4 +135,112 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
     for (p, b) in paths.iter().zip(&before) {
         assert_eq!(&app.get(&key, p).await.body, b, "{p}");
     }
+}
+
+/// Events a tool appends without read models (a bare `EventLog`) for the next command of that
+/// organization to fold first, or for the server's sweep; every command's own write is readable
+/// the moment it answers, whichever process reads; a rebuild agrees with all of it.
+async fn read_models_commit_with_concurrent_writes_and_catch_up_with_tools(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut orgs = vec![];
+    for _ in 0..3 {
+        let (org, key) = app.org(Plan::Pro).await;
+        let group = app.group(&key, "G").await;
+        orgs.push((org, key, group));
+    }
+    let tool = EventLog::new(app.db.clone());
+    let tool_group = |org: &str, name: &str| {
+        let (org, name) = (org.to_string(), name.to_string());
+        let tool = tool.clone();
+        async move {
+            tool.append(AppendRequest {
+                org_id: org,
+                meta: system_meta(),
+                streams: vec![StreamAppend {
+                    stream_id: format!("group-{name}"),
+                    expected_version: 0,
+                    events: vec![Event::GroupCreated(GroupCreated {
+                        group_id: name.clone(),
+                        name,
+                    })],
+                }],
+                constraints: vec![],
+            })
+            .await
+            .unwrap();
+        }
+    };
+    // Org 0: a tool's group, then at once a command of the same organization.
+    tool_group(&orgs[0].0, "from-tool-0").await;
+    app.group(&orgs[0].1, "after the tool").await;
+    // Org 1: a tool's group and no command after it.
+    tool_group(&orgs[1].0, "from-tool-1").await;
+
+    let mut tasks = vec![];
+    for i in 0..24 {
+        let (_, key, group) = orgs[i % 3].clone();
+        let client = app.client.clone();
+        let base = app.url("");
+        tasks.push(tokio::spawn(async move {
+            let created = client
+                .post(format!("{base}/api/groups/{group}/assets"))
+                .header("X-API-Key", &key)
+                .json(&json!({"type": "subdomain", "value": format!("c{i}.example.com")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), StatusCode::CREATED);
+            let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let read = client
+                .get(format!("{base}/api/assets/{id}"))
+                .header("X-API-Key", &key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(read.status(), StatusCode::OK, "read your own write");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let names = |key: String| {
+        let app = &app;
+        async move {
+            let listed = app.get(&key, "/api/groups").await.body;
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(names(orgs[0].1.clone())
+        .await
+        .contains(&"from-tool-0".to_string()));
+    let mut swept = false;
+    for _ in 0..100 {
+        if names(orgs[1].1.clone())
+            .await
+            .contains(&"from-tool-1".to_string())
+        {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(swept, "the server folds a tool's events on its own");
+    for (_, key, group) in &orgs {
+        let summary = app.get(key, &format!("/api/groups/{group}/summary")).await;
+        assert_eq!(summary.body["totalAssets"], 8, "{}", summary.body);
+    }
+
+    let rows = app.state.service.read().dump().await.unwrap();
+    let applied = app.state.service.projector().rebuild().await.unwrap();
+    assert_eq!(applied as i64, app.event_count().await);
+    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
 }

@@ -200,12 +200,7 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
     let hash = hash_key(&secret);
     let read = app.service.read();
     let store = |e: easm_store::StoreError| Refused::from(ApiError::from(e));
-    let mut found = read.key_by_hash(&hash).await.map_err(store)?;
-    if found.is_none() {
-        // A key just created by another process may not be projected here yet.
-        app.service.projector().catch_up().await.map_err(store)?;
-        found = read.key_by_hash(&hash).await.map_err(store)?;
-    }
+    let found = read.key_by_hash(&hash).await.map_err(store)?;
     let invalid = || ApiError::unauthorized("invalid or expired API key");
     let key = found.ok_or_else(invalid)?;
     let caller = Caller {

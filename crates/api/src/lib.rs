@@ -196,8 +196,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Keep the read models following the log for events appended by other processes (the CLI,
-/// other servers); this process's own writes catch up inline. An idle poll is two indexed reads.
+/// Fold events that were appended without their read models (tools writing to a bare log) into
+/// them; every append through the service folds its own. An idle poll is one read of the chain
+/// heads.
 pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
     let projector = state.service.projector().clone();
     tokio::spawn(async move {

@@ -185,7 +185,7 @@ pub struct Service {
 impl Service {
     pub fn new(db: Db, projector: Arc<Projector>) -> Self {
         Service {
-            log: EventLog::new(db.clone()),
+            log: projector.log(),
             secrets: WebhookSecrets::new(db.clone()),
             projector,
             read: ReadModels::new(db),
@@ -231,9 +231,6 @@ impl Service {
             match self.log.append(req).await {
                 Ok(events) => {
                     self.committed.notify_one();
-                    if let Some(last) = events.last() {
-                        self.projector.wait_for(last.position).await?;
-                    }
                     return Ok(events);
                 }
                 Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {}

@@ -44,15 +44,16 @@ pub async fn replay_org(
     let total = log.org_count(org_id, &filter).await? as u64;
     let filter = &filter;
     let pages = move |after| async move { log.org_after(org_id, after, PAGE, filter).await };
-    replay_into(path, pages, |n| progress(n, total)).await
+    replay_into(path, pages, |_| true, |n| progress(n, total)).await
 }
 
 /// A new SQLite database at `path` (replacing any there) holding the read models that the
 /// events of `pages` fold to: `pages(after)` gives up to [`PAGE`] events after a position, and
-/// a shorter page is the last. `progress` hears the events applied after each page.
+/// a shorter page is the last. Events `keep` refuses are skipped. `progress` hears the events applied after each page.
 pub async fn replay_into<F, Fut>(
     path: &Path,
     mut pages: F,
+    keep: impl Fn(&RecordedEvent) -> bool,
     mut progress: impl FnMut(u64),
 ) -> Result<(Db, u64), StoreError>
 where
@@ -70,7 +71,9 @@ where
     loop {
         let events = pages(after).await?;
         for e in &events {
-            replay.apply(e)?;
+            if keep(e) {
+                replay.apply(e)?;
+            }
             after = e.position;
         }
         progress(replay.count());

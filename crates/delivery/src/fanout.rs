@@ -47,10 +47,12 @@ impl Fanout {
         &self,
         events: &[RecordedEvent],
     ) -> Result<Vec<NewDelivery>, StoreError> {
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             return Ok(vec![]);
-        };
-        self.projector.wait_for(last.position).await?;
+        }
+        // Appends fold their read models as they commit; this covers events a tool appended
+        // without them.
+        self.projector.catch_up().await?;
         let mut endpoints: HashMap<&str, Vec<WebhookView>> = HashMap::new();
         let mut out = Vec::new();
         for e in events {

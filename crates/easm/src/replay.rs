@@ -5,10 +5,11 @@
 use anyhow::{bail, Context, Result};
 use easm_api::service::Service;
 use easm_api::snapshot::{replay_into, replay_org, Until, PAGE};
+use easm_events::RecordedEvent;
 use easm_projections::ReadModels;
 use easm_store::Db;
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -65,29 +66,35 @@ pub async fn replay(service: &Service, args: ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every event up to the live checkpoint, replayed into a shadow database at `path`.
-async fn shadow(service: &Service, until: i64, path: &Path) -> Result<Db> {
+/// The events the live read models include (per organization, its chain up to `heads`),
+/// replayed into a shadow database at `path`; with the number of events replayed.
+async fn shadow(
+    service: &Service,
+    heads: &BTreeMap<String, i64>,
+    path: &Path,
+) -> Result<(Db, u64)> {
     let log = service.log();
-    // Cut at the checkpoint: the page comes up short, which ends the replay.
-    let pages = move |after| async move {
-        let mut events = log.read_all_after(after, PAGE).await?;
-        events.retain(|e| e.position <= until);
-        Ok(events)
-    };
-    Ok(replay_into(path, pages, |_| {}).await?.0)
+    let pages = move |after| async move { log.read_all_after(after, PAGE).await };
+    let included = |e: &RecordedEvent| heads.get(&e.org_id).is_some_and(|h| e.chain_seq <= *h);
+    Ok(replay_into(path, pages, included, |_| {}).await?)
 }
 
 /// Compare the live read models with a replay of the log; true when they agree.
 pub async fn verify(service: &Service) -> Result<bool> {
     let path = std::env::temp_dir().join(format!("easm-verify-{}.db", std::process::id()));
-    // The live models may move on while we read: compare at a checkpoint that held still.
+    // The live models may move on while we read: compare at chain heads that held still, once
+    // the replay has reached all of them (PostgreSQL reads stop at the oldest open transaction).
     for _ in 0..5 {
-        let checkpoint = service.projector().checkpoint().await?;
+        let heads = service.log().projected().await?;
         let live = service.read().dump().await?;
-        if service.projector().checkpoint().await? != checkpoint {
+        if service.log().projected().await? != heads {
             continue;
         }
-        let db = shadow(service, checkpoint, &path).await?;
+        let (db, replayed) = shadow(service, &heads, &path).await?;
+        if replayed != heads.values().sum::<i64>() as u64 {
+            db.close().await;
+            continue;
+        }
         let replayed = ReadModels::new(db.clone()).dump().await?;
         db.close().await;
         let _ = std::fs::remove_file(&path);
@@ -103,7 +110,7 @@ pub async fn verify(service: &Service) -> Result<bool> {
         let ok = differences.is_empty();
         println!(
             "{}",
-            json!({"verified": ok, "position": checkpoint, "rows": live.len(), "differences": differences})
+            json!({"verified": ok, "events": replayed, "rows": live.len(), "differences": differences})
         );
         return Ok(ok);
     }

@@ -2,6 +2,7 @@
 //! optimistic concurrency, per-organization hash chain, transactional outbox, reservations and
 //! gap-free ordered reads; and the webhook delivery queue.
 
+mod append;
 mod db;
 mod deliveries;
 mod error;
@@ -11,6 +12,7 @@ mod log;
 mod secrets;
 mod signing;
 
+pub use append::{chunk_rows, placeholders, BoxFuture, InlineProjection};
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, Finished, NewDelivery,

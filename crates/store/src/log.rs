@@ -1,5 +1,4 @@
-//! The event log. Appends are one transaction each: lock the organization's chain head, check
-//! expected stream versions and reservations, insert events and outbox rows, advance the chain.
+//! The event log: its types, and every read of it (appends live in `append.rs`).
 //!
 //! Global order. On SQLite the single writer makes `MAX(position) + 1` commit order. On PostgreSQL
 //! concurrent transactions commit in any order, so a plain sequence would let a tailing reader pass
@@ -7,16 +6,15 @@
 //! appending transaction's 64-bit id shifted left by 16 bits plus the event's index, and readers
 //! only take positions below `xmin(current snapshot) << 16`: every transaction with a smaller id
 //! has then ended, and every later one gets a larger id, so nothing can appear behind a reader.
+//! Readers of one organization need no horizon: its appends are serialized (see `org_after`).
 
+use crate::append::{count_scope, InlineProjection};
 use crate::db::{Backend, Db};
-use crate::error::{AppendError, StoreError};
-use chrono::{DateTime, Utc};
-use easm_events::{
-    chain_hash, decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent,
-    GENESIS_HASH,
-};
+use crate::error::StoreError;
+use easm_events::{decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Events one append may hold (the low 16 bits of a PostgreSQL position).
@@ -102,16 +100,19 @@ pub struct AppendRequest {
     pub constraints: Vec<Constraint>,
 }
 
-const COLUMNS: &str = "position, event_id, stream_id, stream_version, event_type, schema_version, \
+pub(crate) const COLUMNS: &str =
+    "position, event_id, stream_id, stream_version, event_type, schema_version, \
      occurred_at, org_id, actor_kind, actor_id, actor_role, actor_ip, request_id, correlation_id, \
      causation_id, data, chain_seq, prev_hash, hash, actor_agent";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EventLog {
-    db: Db,
+    pub(crate) db: Db,
+    /// Read models folded in every append; without them, `project_lagging` catches up later.
+    pub(crate) projection: Option<Arc<dyn InlineProjection>>,
 }
 
-fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
+pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
     let position: i64 = r.try_get("position")?;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
     let event_id: String = r.try_get("event_id")?;
@@ -152,105 +153,20 @@ pub fn typed(e: &RecordedEvent) -> Result<Event, StoreError> {
 }
 
 impl EventLog {
+    /// A log for reading, or for tools whose appends the server's read models pick up later.
     pub fn new(db: Db) -> Self {
-        EventLog { db }
+        EventLog {
+            db,
+            projection: None,
+        }
     }
 
-    pub async fn append(&self, req: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
-        let count: usize = req.streams.iter().map(|s| s.events.len()).sum();
-        if count as i64 >= POSITIONS_PER_TX {
-            return Err(AppendError::TooLarge(count));
+    /// A log whose appends update `projection` in the same transaction.
+    pub fn with_projection(db: Db, projection: Arc<dyn InlineProjection>) -> Self {
+        EventLog {
+            db,
+            projection: Some(projection),
         }
-        let mut tx = self.db.writer().begin().await?;
-        let conn: &mut AnyConnection = &mut tx;
-        if self.db.backend() == Backend::Postgres {
-            // Taken before the transaction writes anything, so its id (hence its positions) is
-            // assigned after the lock: chain order and position order agree within an org.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(&req.org_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        // On SQLite this write comes first so the transaction takes the write lock before it
-        // reads anything; on PostgreSQL it assigns the transaction id.
-        let head = sqlx::query(
-            "INSERT INTO chain_heads (org_id, last_seq, last_hash) VALUES ($1, 0, $2) \
-             ON CONFLICT (org_id) DO UPDATE SET last_seq = chain_heads.last_seq \
-             RETURNING last_seq, last_hash",
-        )
-        .bind(&req.org_id)
-        .bind(GENESIS_HASH)
-        .fetch_one(&mut *conn)
-        .await?;
-        let mut seq: i64 = head.try_get("last_seq")?;
-        let mut prev_hash: String = head.try_get("last_hash")?;
-
-        for s in &req.streams {
-            let actual = stream_version(conn, &s.stream_id).await?;
-            if actual != s.expected_version {
-                return Err(AppendError::Conflict {
-                    stream_id: s.stream_id.clone(),
-                    expected: s.expected_version,
-                    actual,
-                });
-            }
-        }
-        check_constraints(conn, &req.org_id, &req.constraints).await?;
-
-        let first_position = match self.db.backend() {
-            Backend::Postgres => {
-                let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                xid * POSITIONS_PER_TX
-            }
-            Backend::Sqlite => {
-                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                max + 1
-            }
-        };
-
-        let occurred_at: DateTime<Utc> = from_micros(Utc::now().timestamp_micros());
-        let mut recorded = Vec::with_capacity(count);
-        for s in &req.streams {
-            for (i, event) in s.events.iter().enumerate() {
-                seq += 1;
-                let mut e = RecordedEvent {
-                    event_id: Uuid::now_v7(),
-                    position: first_position + recorded.len() as i64,
-                    stream_id: s.stream_id.clone(),
-                    stream_version: s.expected_version + 1 + i as i64,
-                    event_type: event.event_type().into(),
-                    schema_version: event.schema_version(),
-                    occurred_at,
-                    org_id: req.org_id.clone(),
-                    actor: req.meta.actor.clone(),
-                    request_id: req.meta.request_id.clone(),
-                    correlation_id: req.meta.correlation_id.clone(),
-                    causation_id: req.meta.causation_id.clone(),
-                    data: event.data(),
-                    chain_seq: seq,
-                    prev_hash: prev_hash.clone(),
-                    hash: String::new(),
-                };
-                e.hash = chain_hash(&prev_hash, &e);
-                prev_hash = e.hash.clone();
-                insert_event(conn, &e).await?;
-                recorded.push(e);
-            }
-        }
-        if !recorded.is_empty() {
-            sqlx::query("UPDATE chain_heads SET last_seq = $1, last_hash = $2 WHERE org_id = $3")
-                .bind(seq)
-                .bind(&prev_hash)
-                .bind(&req.org_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(recorded)
     }
 
     /// The stream's current version and its events, decoded to current types. A stream of
@@ -306,16 +222,21 @@ impl EventLog {
     }
 
     /// Up to `limit` events after `position` in global order, never past the point below which
-    /// every transaction has ended. Runs on the caller's connection so projectors can read and
-    /// apply in one transaction.
+    /// every transaction has ended, unless `appends_held` (the caller's transaction keeps every
+    /// append out, so each committed event is final). Runs on the caller's connection so a rebuild
+    /// can read and write in one transaction.
     pub async fn read_after(
         backend: Backend,
         conn: &mut AnyConnection,
         position: i64,
         limit: i64,
+        appends_held: bool,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = match backend {
             Backend::Sqlite => format!(
+                "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            ),
+            Backend::Postgres if appends_held => format!(
                 "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
             ),
             Backend::Postgres => format!(
@@ -365,9 +286,9 @@ impl EventLog {
         Ok(())
     }
 
-    /// An organization's events after `position` in global order, never past the point below
-    /// which every transaction has ended: a reader following the positions sees each event once
-    /// and in order, also while others commit. The event feed and audit exports read this.
+    /// An organization's events after `position` in global order: a reader following the
+    /// positions sees each event once and in order, also while others commit, and sees its own
+    /// writes at once. The event feed and audit exports read this.
     pub async fn org_after(
         &self,
         org_id: &str,
@@ -436,11 +357,9 @@ impl EventLog {
                 next(p.to_string(), &mut binds)
             ));
         }
-        if self.db.backend() == Backend::Postgres {
-            clauses.push(format!(
-                "position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
-            ));
-        }
+        // No visibility horizon: one organization's appends take its lock before their
+        // transaction id, so they get positions, and commit, in lock order; an event of the
+        // organization that is not visible yet can only land after every one that is.
         let sql = format!(
             "SELECT {select} FROM events WHERE {} ORDER BY {cursor} LIMIT $3",
             clauses.join(" AND ")
@@ -522,7 +441,7 @@ impl EventLog {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut conn = self.db.reader().acquire().await?;
-        Self::read_after(self.db.backend(), &mut conn, position, limit).await
+        Self::read_after(self.db.backend(), &mut conn, position, limit, false).await
     }
 
     /// Which of `keys` are reserved in an organization's `scope`, with their owners.
@@ -554,164 +473,6 @@ impl EventLog {
     /// How many keys an organization's `scope` holds.
     pub async fn count_reservations(&self, org_id: &str, scope: &str) -> Result<u64, StoreError> {
         let mut conn = self.db.reader().acquire().await?;
-        count_scope(&mut conn, org_id, scope).await
+        Ok(count_scope(&mut conn, org_id, scope).await?.max(0) as u64)
     }
-}
-
-async fn stream_version(conn: &mut AnyConnection, stream_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1")
-        .bind(stream_id)
-        .fetch_one(conn)
-        .await
-}
-
-async fn count_scope(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    scope: &str,
-) -> Result<u64, StoreError> {
-    let n: Option<i64> =
-        sqlx::query_scalar("SELECT n FROM reservation_counts WHERE org_id = $1 AND scope = $2")
-            .bind(org_id)
-            .bind(scope)
-            .fetch_optional(conn)
-            .await?;
-    Ok(n.unwrap_or(0).max(0) as u64)
-}
-
-async fn add_to_count(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    scope: &str,
-    delta: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO reservation_counts (org_id, scope, n) VALUES ($1, $2, $3) \
-         ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n",
-    )
-    .bind(org_id)
-    .bind(scope)
-    .bind(delta)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn check_constraints(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    constraints: &[Constraint],
-) -> Result<(), AppendError> {
-    // Claims and releases first, so the counting constraints see this append's effect. Their
-    // counts change once per scope: a thousand updates of one counter row in one transaction
-    // would leave PostgreSQL a thousand row versions to walk.
-    let mut deltas: std::collections::BTreeMap<&str, i64> = Default::default();
-    for c in constraints {
-        match c {
-            Constraint::Claim { scope, key, owner } => {
-                let done = sqlx::query(
-                    "INSERT INTO reservations (org_id, scope, key, owner) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (org_id, scope, key) DO NOTHING",
-                )
-                .bind(org_id)
-                .bind(scope)
-                .bind(key)
-                .bind(owner)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(AppendError::Constraint(format!("{scope}/{key} is taken")));
-                }
-                *deltas.entry(scope).or_default() += 1;
-            }
-            Constraint::Release { scope, key } => {
-                let done = sqlx::query(
-                    "DELETE FROM reservations WHERE org_id = $1 AND scope = $2 AND key = $3",
-                )
-                .bind(org_id)
-                .bind(scope)
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() > 0 {
-                    *deltas.entry(scope).or_default() -= 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    for (scope, delta) in deltas {
-        if delta != 0 {
-            add_to_count(conn, org_id, scope, delta).await?;
-        }
-    }
-    for c in constraints {
-        match c {
-            Constraint::AtMost { scope, max } => {
-                if count_scope(conn, org_id, scope).await? > *max {
-                    return Err(AppendError::Constraint(format!(
-                        "{scope} holds more than {max}"
-                    )));
-                }
-            }
-            Constraint::Empty { scope } => {
-                if count_scope(conn, org_id, scope).await? > 0 {
-                    return Err(AppendError::Constraint(format!("{scope} is not empty")));
-                }
-            }
-            Constraint::StreamAt { stream_id, version } => {
-                let actual = stream_version(conn, stream_id).await?;
-                if actual != *version {
-                    return Err(AppendError::Conflict {
-                        stream_id: stream_id.clone(),
-                        expected: *version,
-                        actual,
-                    });
-                }
-            }
-            Constraint::Claim { .. } | Constraint::Release { .. } => {}
-        }
-    }
-    Ok(())
-}
-
-async fn insert_event(conn: &mut AnyConnection, e: &RecordedEvent) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO events ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-    ))
-    .bind(e.position)
-    .bind(e.event_id.to_string())
-    .bind(&e.stream_id)
-    .bind(e.stream_version)
-    .bind(&e.event_type)
-    .bind(e.schema_version as i64)
-    .bind(e.occurred_at.timestamp_micros())
-    .bind(&e.org_id)
-    .bind(e.actor.kind.as_str())
-    .bind(&e.actor.id)
-    .bind(&e.actor.role)
-    .bind(&e.actor.source_ip)
-    .bind(&e.request_id)
-    .bind(&e.correlation_id)
-    .bind(&e.causation_id)
-    .bind(e.data.to_string())
-    .bind(e.chain_seq)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .bind(&e.actor.user_agent)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO outbox (position, event_id, org_id, event_type, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(e.position)
-    .bind(e.event_id.to_string())
-    .bind(&e.org_id)
-    .bind(&e.event_type)
-    .bind(e.occurred_at.timestamp_micros())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
