@@ -473,18 +473,15 @@ async fn write<T>(
     Ok(())
 }
 
-/// Tags are a child table of assets: replaced wholesale for every asset written.
+/// Tags are a child table of assets: replaced wholesale for every asset written; `stored` are
+/// the assets that may have tags in the table already.
 async fn write_tags(
     conn: &mut AnyConnection,
     size: usize,
     assets: &BTreeMap<String, Option<AssetRow>>,
-    replace: bool,
+    stored: &BTreeSet<String>,
 ) -> Result<(), StoreError> {
-    let ids: Vec<&String> = if replace {
-        assets.keys().collect()
-    } else {
-        vec![]
-    };
+    let ids: Vec<&String> = stored.iter().collect();
     for chunk in ids.chunks(size) {
         let sql = format!(
             "DELETE FROM rm_asset_tags WHERE asset_id IN ({})",
@@ -518,12 +515,12 @@ async fn write_tags(
     Ok(())
 }
 
-/// `fresh`: the tables were emptied in this transaction, so there is nothing to replace.
+/// `stored_assets`: the assets whose rows were in the tables before (none after emptying them).
 async fn write_state(
     conn: &mut AnyConnection,
     size: usize,
     s: &ReadState,
-    fresh: bool,
+    stored_assets: &BTreeSet<String>,
 ) -> Result<(), StoreError> {
     write(conn, size, &ORGS, &s.orgs, OrgRow::vals).await?;
     write(conn, size, &KEYS, &s.keys, KeyRow::vals).await?;
@@ -532,7 +529,7 @@ async fn write_state(
     write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
     write(conn, size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals).await?;
     write(conn, size, &FINDINGS, &s.findings, FindingRow::vals).await?;
-    write_tags(conn, size, &s.assets, !fresh).await
+    write_tags(conn, size, &s.assets, stored_assets).await
 }
 
 impl Projector {
@@ -558,7 +555,9 @@ impl Projector {
     ) -> Result<(), StoreError> {
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
         let mut ids: [BTreeSet<String>; 7] = Default::default();
-        for e in &events {
+        // Rows opened by the first event of their own stream cannot exist yet: not loaded.
+        let mut new: BTreeSet<&str> = BTreeSet::new();
+        for (r, e) in recorded.iter().zip(&events) {
             let (i, id) = match touches(e) {
                 Touch::Nothing => continue,
                 Touch::Org(id) => (0, id),
@@ -569,7 +568,14 @@ impl Projector {
                 Touch::ScanJob(id) => (5, id),
                 Touch::Finding(id) => (6, id),
             };
-            ids[i].insert(id.to_string());
+            if new.contains(id) || ids[i].contains(id) {
+                continue;
+            }
+            if r.stream_version == 1 && r.stream_id.ends_with(id) {
+                new.insert(id);
+            } else {
+                ids[i].insert(id.to_string());
+            }
         }
         // A deleted job changes every finding it detected: load them too.
         for e in &events {
@@ -614,7 +620,7 @@ impl Projector {
         for (r, e) in recorded.iter().zip(&events) {
             state.fold(r, e);
         }
-        write_state(conn, size, &state, false).await
+        write_state(conn, size, &state, &ids[3]).await
     }
 
     /// Empty the read models and fold the whole log into them again, in one transaction: readers
@@ -708,7 +714,7 @@ impl Replay {
         s.webhooks.retain(|_, row| row.is_some());
         s.scan_jobs.retain(|_, row| row.is_some());
         s.findings.retain(|_, row| row.is_some());
-        write_state(conn, chunk_rows(backend), &self.state, true).await?;
+        write_state(conn, chunk_rows(backend), &self.state, &BTreeSet::new()).await?;
         // What the models now hold (a snapshot holds only some organizations).
         sqlx::query("UPDATE chain_heads SET projected_seq = 0")
             .execute(&mut *conn)

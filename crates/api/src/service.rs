@@ -398,66 +398,91 @@ impl Service {
         items: &[NewAsset],
     ) -> Result<Vec<String>, ServiceError> {
         let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
-        let gstream = group_stream(group_id);
+        let gstream = &group_stream(group_id);
+        let ids = &ids;
+        // The first decision assumes every value is new and the plan has room, which the append's
+        // claims and limit enforce anyway; only when they refuse is the inventory read, to say why.
+        let mut informed = false;
         let events = self
-            .execute(org_id, meta, || async {
-                let (gv, group) = self.load::<Group>(org_id, &gstream).await?;
-                let values: Vec<String> = items
-                    .iter()
-                    .filter_map(|i| i.normalized().ok())
-                    .map(|(_, v)| v)
-                    .collect();
-                let existing = self
-                    .log
-                    .reservations(org_id, ASSET_VALUES, &values)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let inventory = Inventory {
-                    plan,
-                    live_assets: self.log.count_reservations(org_id, ASSET_VALUES).await?,
-                    existing,
-                };
-                let events = add_assets(&group, items, &inventory, &ids)?;
-                let mut d = Decision {
-                    streams: vec![],
-                    constraints: vec![Constraint::StreamAt {
-                        stream_id: gstream.clone(),
-                        version: gv,
-                    }],
-                };
-                if let Some(max) = plan.limits().assets {
-                    d.constraints.push(Constraint::AtMost {
-                        scope: ASSET_VALUES.into(),
-                        max,
-                    });
-                }
-                for e in events {
-                    if let Event::AssetAdded(a) = &e {
-                        d.constraints.push(Constraint::Claim {
+            .execute(org_id, meta, || {
+                let inform = std::mem::replace(&mut informed, true);
+                async move {
+                    let (gv, group) = self.load::<Group>(org_id, gstream).await?;
+                    let guess = Inventory::assumed_fresh(plan);
+                    let events = match add_assets(&group, items, &guess, ids) {
+                        Ok(events) if !inform => events,
+                        // Refused here or by the append: decide on what is stored, so that the
+                        // answer names every failing item, existing values too.
+                        _ => {
+                            let stored = self.inventory(org_id, plan, items).await?;
+                            add_assets(&group, items, &stored, ids)?
+                        }
+                    };
+                    let mut d = Decision {
+                        streams: vec![],
+                        constraints: vec![Constraint::StreamAt {
+                            stream_id: gstream.clone(),
+                            version: gv,
+                        }],
+                    };
+                    if let Some(max) = plan.limits().assets {
+                        d.constraints.push(Constraint::AtMost {
                             scope: ASSET_VALUES.into(),
-                            key: a.value.clone(),
-                            owner: a.asset_id.clone(),
-                        });
-                        d.constraints.push(Constraint::Claim {
-                            scope: members(group_id),
-                            key: a.asset_id.clone(),
-                            owner: a.asset_id.clone(),
-                        });
-                        d.streams.push(StreamAppend {
-                            stream_id: asset_stream(&a.asset_id),
-                            expected_version: 0,
-                            events: vec![e],
+                            max,
                         });
                     }
+                    for e in events {
+                        if let Event::AssetAdded(a) = &e {
+                            d.constraints.push(Constraint::Claim {
+                                scope: ASSET_VALUES.into(),
+                                key: a.value.clone(),
+                                owner: a.asset_id.clone(),
+                            });
+                            d.constraints.push(Constraint::Claim {
+                                scope: members(group_id),
+                                key: a.asset_id.clone(),
+                                owner: a.asset_id.clone(),
+                            });
+                            d.streams.push(StreamAppend {
+                                stream_id: asset_stream(&a.asset_id),
+                                expected_version: 0,
+                                events: vec![e],
+                            });
+                        }
+                    }
+                    Ok(d)
                 }
-                Ok(d)
             })
             .await?;
         Ok(events
             .iter()
             .map(|e| e.stream_id["asset-".len()..].to_string())
             .collect())
+    }
+
+    /// What an organization holds of the values being added, and how many assets it has.
+    async fn inventory(
+        &self,
+        org_id: &str,
+        plan: Plan,
+        items: &[NewAsset],
+    ) -> Result<Inventory, ServiceError> {
+        let values: Vec<String> = items
+            .iter()
+            .filter_map(|i| i.normalized().ok())
+            .map(|(_, v)| v)
+            .collect();
+        let existing = self
+            .log
+            .reservations(org_id, ASSET_VALUES, &values)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Inventory {
+            plan,
+            live_assets: self.log.count_reservations(org_id, ASSET_VALUES).await?,
+            existing,
+        })
     }
 
     pub async fn update_asset(

@@ -39,6 +39,17 @@ pub struct Inventory {
     pub existing: HashMap<String, String>,
 }
 
+impl Inventory {
+    /// No value taken and no asset yet: a first guess that the append's reservations verify.
+    pub fn assumed_fresh(plan: Plan) -> Self {
+        Inventory {
+            plan,
+            live_assets: 0,
+            existing: HashMap::new(),
+        }
+    }
+}
+
 /// Requested changes; `None` leaves an attribute as it is.
 #[derive(Debug, Clone, Default)]
 pub struct AssetPatch {

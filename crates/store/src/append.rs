@@ -7,6 +7,7 @@ use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -201,9 +202,20 @@ async fn lock_head(
             .bind(org_id)
             .execute(&mut *conn)
             .await?;
+        // Held by the lock, the head needs no row lock (nor a new row version per append).
+        let found = sqlx::query(
+            "SELECT last_seq, last_hash, projected_seq, pg_current_xact_id()::text::bigint AS xid \
+             FROM chain_heads WHERE org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = found {
+            return head(&row);
+        }
     }
     // On SQLite this write comes first so the transaction takes the write lock before it reads
-    // anything; on PostgreSQL it assigns the transaction id, returned with the head.
+    // anything; on PostgreSQL it creates the head and assigns the transaction id.
     let xid = match backend {
         Backend::Postgres => "pg_current_xact_id()::text::bigint",
         Backend::Sqlite => "0",
@@ -217,6 +229,10 @@ async fn lock_head(
     .bind(GENESIS_HASH)
     .fetch_one(&mut *conn)
     .await?;
+    head(&row)
+}
+
+fn head(row: &AnyRow) -> Result<Head, StoreError> {
     Ok(Head {
         seq: row.try_get("last_seq")?,
         hash: row.try_get("last_hash")?,
