@@ -22,12 +22,44 @@ pub struct ApiKeyCreated {
     pub key_hash: String,
     /// The first characters of the key, so people can tell keys apart.
     pub prefix: String,
+    /// The member the key belongs to: it then acts with that member's current role. Absent for
+    /// keys of the organization itself (made with the command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyRevoked {
     pub key_id: String,
+}
+
+/// A person became a member of the organization. Members are managed from the command line:
+/// account actions are not callable with API keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAdded {
+    pub user_id: String,
+    /// Lowercase; unique within the organization.
+    pub email: String,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRoleChanged {
+    pub user_id: String,
+    pub role: String,
+    pub previous_role: String,
+}
+
+/// A member left; their keys are revoked in the same append.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRemoved {
+    pub user_id: String,
+    pub email: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,6 +225,9 @@ pub enum Event {
     OrgCreated(OrgCreated),
     ApiKeyCreated(ApiKeyCreated),
     ApiKeyRevoked(ApiKeyRevoked),
+    UserAdded(UserAdded),
+    UserRoleChanged(UserRoleChanged),
+    UserRemoved(UserRemoved),
     GroupCreated(GroupCreated),
     GroupRenamed(GroupRenamed),
     GroupDeleted(GroupDeleted),
@@ -226,6 +261,9 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("org.created", 1),
     ("api_key.created", 1),
     ("api_key.revoked", 1),
+    ("user.added", 1),
+    ("user.role_changed", 1),
+    ("user.removed", 1),
     ("group.created", 1),
     ("group.renamed", 1),
     ("group.deleted", 1),
@@ -260,6 +298,9 @@ impl Event {
             Event::OrgCreated(_) => "org.created",
             Event::ApiKeyCreated(_) => "api_key.created",
             Event::ApiKeyRevoked(_) => "api_key.revoked",
+            Event::UserAdded(_) => "user.added",
+            Event::UserRoleChanged(_) => "user.role_changed",
+            Event::UserRemoved(_) => "user.removed",
             Event::GroupCreated(_) => "group.created",
             Event::GroupRenamed(_) => "group.renamed",
             Event::GroupDeleted(_) => "group.deleted",
@@ -303,6 +344,9 @@ impl Event {
             Event::OrgCreated(e) => serde_json::to_value(e),
             Event::ApiKeyCreated(e) => serde_json::to_value(e),
             Event::ApiKeyRevoked(e) => serde_json::to_value(e),
+            Event::UserAdded(e) => serde_json::to_value(e),
+            Event::UserRoleChanged(e) => serde_json::to_value(e),
+            Event::UserRemoved(e) => serde_json::to_value(e),
             Event::GroupCreated(e) => serde_json::to_value(e),
             Event::GroupRenamed(e) => serde_json::to_value(e),
             Event::GroupDeleted(e) => serde_json::to_value(e),

@@ -53,6 +53,7 @@ pub fn audit_payload(event: &RecordedEvent) -> Value {
         .map_or(event.event_type.as_str(), |(f, _)| f);
     let id_field = match family {
         "api_key" | "access" => "keyId",
+        "user" => "userId",
         "group" => "groupId",
         "asset" => "assetId",
         "webhook" | "endpoint" => "webhookId",

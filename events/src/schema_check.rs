@@ -18,8 +18,32 @@ fn samples() -> Vec<Event> {
             role: "analyst".into(),
             key_hash: "ab".repeat(32),
             prefix: "ag_sk_abcdef".into(),
+            user_id: None,
+        }),
+        Event::ApiKeyCreated(ApiKeyCreated {
+            key_id: "k2".into(),
+            name: "laptop".into(),
+            role: "viewer".into(),
+            key_hash: "cd".repeat(32),
+            prefix: "ag_sk_ghijkl".into(),
+            user_id: Some("u".into()),
         }),
         Event::ApiKeyRevoked(ApiKeyRevoked { key_id: "k".into() }),
+        Event::UserAdded(UserAdded {
+            user_id: "u".into(),
+            email: "ana@example.com".into(),
+            name: "Ana".into(),
+            role: "analyst".into(),
+        }),
+        Event::UserRoleChanged(UserRoleChanged {
+            user_id: "u".into(),
+            role: "admin".into(),
+            previous_role: "analyst".into(),
+        }),
+        Event::UserRemoved(UserRemoved {
+            user_id: "u".into(),
+            email: "ana@example.com".into(),
+        }),
         Event::GroupCreated(GroupCreated {
             group_id: "g".into(),
             name: "Prod".into(),

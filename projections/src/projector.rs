@@ -1,5 +1,5 @@
 use crate::state::{
-    touches, AssetRow, FindingRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch,
+    touches, AssetRow, FindingRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch, UserRow,
     WebhookRow,
 };
 use easm_events::RecordedEvent;
@@ -21,6 +21,7 @@ const READ_MODEL_TABLES: &[&str] = &[
     "rm_assets",
     "rm_groups",
     "rm_api_keys",
+    "rm_users",
     "rm_orgs",
 ];
 
@@ -61,6 +62,19 @@ const KEYS: Table = Table {
         "prefix",
         "created_at",
         "revoked_at",
+        "user_id",
+    ],
+};
+const USERS: Table = Table {
+    name: "rm_users",
+    pk: "user_id",
+    columns: &[
+        "org_id",
+        "email",
+        "name",
+        "role",
+        "created_at",
+        "updated_at",
     ],
 };
 const GROUPS: Table = Table {
@@ -322,6 +336,7 @@ impl KeyRow {
             Val::Text(self.prefix.clone()),
             Val::Int(self.created_at),
             Val::OptInt(self.revoked_at),
+            Val::OptText(self.user_id.clone()),
         ]
     }
     fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -333,6 +348,30 @@ impl KeyRow {
             prefix: r.try_get("prefix")?,
             created_at: r.try_get("created_at")?,
             revoked_at: r.try_get("revoked_at")?,
+            user_id: r.try_get("user_id")?,
+        })
+    }
+}
+
+impl UserRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.email.clone()),
+            Val::Text(self.name.clone()),
+            Val::Text(self.role.clone()),
+            Val::Int(self.created_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(UserRow {
+            org_id: r.try_get("org_id")?,
+            email: r.try_get("email")?,
+            name: r.try_get("name")?,
+            role: r.try_get("role")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
         })
     }
 }
@@ -524,6 +563,7 @@ async fn write_state(
 ) -> Result<(), StoreError> {
     write(conn, size, &ORGS, &s.orgs, OrgRow::vals).await?;
     write(conn, size, &KEYS, &s.keys, KeyRow::vals).await?;
+    write(conn, size, &USERS, &s.users, UserRow::vals).await?;
     write(conn, size, &GROUPS, &s.groups, GroupRow::vals).await?;
     write(conn, size, &ASSETS, &s.assets, AssetRow::vals).await?;
     write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
@@ -554,7 +594,7 @@ impl Projector {
         recorded: &[RecordedEvent],
     ) -> Result<(), StoreError> {
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
-        let mut ids: [BTreeSet<String>; 7] = Default::default();
+        let mut ids: [BTreeSet<String>; 8] = Default::default();
         // Rows opened by the first event of their own stream cannot exist yet: not loaded.
         let mut new: BTreeSet<&str> = BTreeSet::new();
         for (r, e) in recorded.iter().zip(&events) {
@@ -567,6 +607,7 @@ impl Projector {
                 Touch::Webhook(id) => (4, id),
                 Touch::ScanJob(id) => (5, id),
                 Touch::Finding(id) => (6, id),
+                Touch::User(id) => (7, id),
             };
             if new.contains(id) || ids[i].contains(id) {
                 continue;
@@ -593,6 +634,15 @@ impl Projector {
         let size = chunk_rows(self.db.backend());
         load(conn, size, &ORGS, &ids[0], OrgRow::parse, &mut state.orgs).await?;
         load(conn, size, &KEYS, &ids[1], KeyRow::parse, &mut state.keys).await?;
+        load(
+            conn,
+            size,
+            &USERS,
+            &ids[7],
+            UserRow::parse,
+            &mut state.users,
+        )
+        .await?;
         load(
             conn,
             size,
@@ -709,6 +759,7 @@ impl Replay {
         }
         // The tables are empty: rows deleted along the way need no statement.
         let s = &mut self.state;
+        s.users.retain(|_, row| row.is_some());
         s.groups.retain(|_, row| row.is_some());
         s.assets.retain(|_, row| row.is_some());
         s.webhooks.retain(|_, row| row.is_some());

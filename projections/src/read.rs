@@ -65,6 +65,19 @@ pub struct ApiKeyView {
     pub created_at: String,
     pub revoked_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// The member the key belongs to; it acts with at most the member's current role.
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
@@ -143,6 +156,9 @@ pub struct KeyAuth {
     pub plan: String,
     pub prefix: String,
     pub revoked: bool,
+    /// The role of the member the key belongs to, if it belongs to one.
+    pub user_role: Option<String>,
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -335,6 +351,18 @@ fn api_key(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
         created_at: iso(r.try_get("created_at")?),
         revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(iso),
         last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(iso),
+        user_id: r.try_get("user_id")?,
+    })
+}
+
+fn user(r: &AnyRow) -> Result<UserView, StoreError> {
+    Ok(UserView {
+        id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        created_at: iso(r.try_get("created_at")?),
+        updated_at: iso(r.try_get("updated_at")?),
     })
 }
 
@@ -448,8 +476,10 @@ impl ReadModels {
 
     pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyAuth>, StoreError> {
         let row = sqlx::query(
-            "SELECT k.key_id, k.org_id, k.role, k.prefix, k.revoked_at, o.plan \
-             FROM rm_api_keys k JOIN rm_orgs o ON o.org_id = k.org_id WHERE k.key_hash = $1",
+            "SELECT k.key_id, k.org_id, k.role, k.prefix, k.revoked_at, k.user_id, o.plan, \
+             m.role AS user_role \
+             FROM rm_api_keys k JOIN rm_orgs o ON o.org_id = k.org_id \
+             LEFT JOIN rm_users m ON m.user_id = k.user_id WHERE k.key_hash = $1",
         )
         .bind(key_hash)
         .fetch_optional(self.db.reader())
@@ -462,12 +492,13 @@ impl ReadModels {
                 prefix: r.try_get("prefix")?,
                 plan: r.try_get("plan")?,
                 revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+                user_role: r.try_get("user_role")?,
+                user_id: r.try_get("user_id")?,
             })
         })
         .transpose()
     }
 
-    /// The organization a key belongs to.
     /// Every key of an organization (revoked too) with its prefix, for the audit trail.
     pub async fn key_prefixes(
         &self,
@@ -482,6 +513,7 @@ impl ReadModels {
             .collect()
     }
 
+    /// The organization a key belongs to.
     pub async fn key_org(&self, key_id: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT org_id FROM rm_api_keys WHERE key_id = $1")
@@ -505,7 +537,8 @@ impl ReadModels {
 
     pub async fn keys(&self, org_id: &str, p: PageRequest) -> Result<Page<ApiKeyView>, StoreError> {
         self.org_page(
-            "k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, u.last_used_at",
+            "k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, k.user_id, \
+             u.last_used_at",
             "rm_api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.key_id",
             "k",
             "k.created_at, k.key_id",
@@ -514,6 +547,30 @@ impl ReadModels {
             api_key,
         )
         .await
+    }
+
+    /// The organization's members, oldest first.
+    pub async fn users(&self, org_id: &str, p: PageRequest) -> Result<Page<UserView>, StoreError> {
+        self.org_page(
+            "m.user_id, m.email, m.name, m.role, m.created_at, m.updated_at",
+            "rm_users m",
+            "m",
+            "m.created_at, m.user_id",
+            org_id,
+            p,
+            user,
+        )
+        .await
+    }
+
+    /// The organization a member belongs to.
+    pub async fn user_org(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT org_id FROM rm_users WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(self.db.reader())
+                .await?,
+        )
     }
 
     pub async fn groups(
@@ -923,6 +980,7 @@ impl ReadModels {
         for (table, key) in [
             ("rm_orgs", "org_id"),
             ("rm_api_keys", "key_id"),
+            ("rm_users", "user_id"),
             ("rm_groups", "group_id"),
             ("rm_assets", "asset_id"),
             ("rm_asset_tags", "asset_id, tag"),

@@ -21,6 +21,17 @@ pub struct KeyRow {
     pub prefix: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub user_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRow {
+    pub org_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +105,7 @@ pub struct FindingRow {
 pub struct ReadState {
     pub orgs: BTreeMap<String, Option<OrgRow>>,
     pub keys: BTreeMap<String, Option<KeyRow>>,
+    pub users: BTreeMap<String, Option<UserRow>>,
     pub groups: BTreeMap<String, Option<GroupRow>>,
     pub assets: BTreeMap<String, Option<AssetRow>>,
     pub webhooks: BTreeMap<String, Option<WebhookRow>>,
@@ -105,6 +117,7 @@ pub struct ReadState {
 pub enum Touch<'a> {
     Org(&'a str),
     Key(&'a str),
+    User(&'a str),
     Group(&'a str),
     Asset(&'a str),
     Webhook(&'a str),
@@ -119,6 +132,9 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::OrgCreated(o) => Touch::Org(&o.org_id),
         Event::ApiKeyCreated(k) => Touch::Key(&k.key_id),
         Event::ApiKeyRevoked(k) => Touch::Key(&k.key_id),
+        Event::UserAdded(u) => Touch::User(&u.user_id),
+        Event::UserRoleChanged(u) => Touch::User(&u.user_id),
+        Event::UserRemoved(u) => Touch::User(&u.user_id),
         Event::GroupCreated(g) => Touch::Group(&g.group_id),
         Event::GroupRenamed(g) => Touch::Group(&g.group_id),
         Event::GroupDeleted(g) => Touch::Group(&g.group_id),
@@ -184,11 +200,29 @@ impl ReadState {
                 prefix: k.prefix.clone(),
                 created_at: at,
                 revoked_at: None,
+                user_id: k.user_id.clone(),
             }),
             Event::ApiKeyRevoked(k) => {
                 if let Some(row) = live(&mut self.keys, &k.key_id) {
                     row.revoked_at = Some(at);
                 }
+            }
+            Event::UserAdded(u) => create(&mut self.users, &u.user_id, || UserRow {
+                org_id: org_id.clone(),
+                email: u.email.clone(),
+                name: u.name.clone(),
+                role: u.role.clone(),
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::UserRoleChanged(u) => {
+                if let Some(row) = live(&mut self.users, &u.user_id) {
+                    row.role = u.role.clone();
+                    row.updated_at = at;
+                }
+            }
+            Event::UserRemoved(u) => {
+                self.users.insert(u.user_id.clone(), None);
             }
             Event::GroupCreated(g) => create(&mut self.groups, &g.group_id, || GroupRow {
                 org_id: org_id.clone(),

@@ -12,7 +12,7 @@ on_both_backends!(
     serve_bootstraps_once
 );
 
-fn easm(store: &TestStore, args: &[&str]) -> std::process::Output {
+pub(crate) fn easm(store: &TestStore, args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_easm"))
         .args(args)
         .envs(store.env())
@@ -27,7 +27,7 @@ fn easm(store: &TestStore, args: &[&str]) -> std::process::Output {
     out
 }
 
-fn json_line(out: &std::process::Output) -> Value {
+pub(crate) fn json_line(out: &std::process::Output) -> Value {
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON line: {text}");

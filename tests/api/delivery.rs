@@ -720,7 +720,13 @@ async fn the_audit_webhook_forwards_every_accepted_command(b: Backend, nats: boo
     let db = Db::connect(&s.store.config).await.unwrap();
     let service = AppState::new(db.clone()).service;
     let admin = service
-        .create_key(&system_meta(), &s.org, easm_domain::Role::Admin, "admin")
+        .create_key(
+            &system_meta(),
+            &s.org,
+            Some(easm_domain::Role::Admin),
+            "admin",
+            None,
+        )
         .await
         .unwrap();
     let (_, free_owner) = service

@@ -204,7 +204,7 @@ impl TestApp {
     pub async fn key(&self, org: &str, role: easm_domain::Role) -> String {
         self.state
             .service
-            .create_key(&system_meta(), org, role, "test key")
+            .create_key(&system_meta(), org, Some(role), "test key", None)
             .await
             .unwrap()
             .secret

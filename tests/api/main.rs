@@ -13,6 +13,7 @@ mod delivery;
 mod event_log;
 mod findings;
 mod groups;
+mod members;
 mod rebuild;
 mod receiver;
 mod scanner;

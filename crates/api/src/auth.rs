@@ -19,7 +19,10 @@ pub struct Caller {
     pub key_id: String,
     pub key_prefix: String,
     pub org_id: String,
+    /// The key's role, capped by its member's current role when it belongs to one.
     pub role: Role,
+    /// The member the key belongs to: keys it creates belong to the member too.
+    pub user_id: Option<String>,
     pub plan: Plan,
     pub request_id: String,
     pub source_ip: Option<String>,
@@ -203,8 +206,11 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
     let found = read.key_by_hash(&hash).await.map_err(store)?;
     let invalid = || ApiError::unauthorized("invalid or expired API key");
     let key = found.ok_or_else(invalid)?;
+    let role = Role::parse(&key.role).unwrap_or(Role::Viewer);
+    let member = key.user_role.as_deref().and_then(Role::parse);
     let caller = Caller {
-        role: Role::parse(&key.role).unwrap_or(Role::Viewer),
+        role: member.map_or(role, |m| m.min(role)),
+        user_id: key.user_id,
         plan: Plan::parse(&key.plan).unwrap_or(Plan::Free),
         key_id: key.key_id,
         key_prefix: key.prefix,

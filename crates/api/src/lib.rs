@@ -93,7 +93,8 @@ async fn openapi_json() -> impl IntoResponse {
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(org::get_org, org::delete_org))
-        .routes(routes!(org::invite_member))
+        .routes(routes!(org::list_members, org::invite_member))
+        .routes(routes!(org::change_member_role, org::remove_member))
         .routes(routes!(org::change_plan))
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::revoke_key))

@@ -289,6 +289,7 @@ impl Service {
             Role::Owner,
             &hash_key(&key.secret),
             &key_prefix(&key.secret),
+            None,
         )?);
         let stream = org_stream(&org_id);
         self.execute(&org_id, meta, || {
@@ -300,28 +301,87 @@ impl Service {
         Ok((org_id, key))
     }
 
+    /// A key of the organization, or of a member (`user_id`); `role` defaults to the member's.
     pub async fn create_key(
         &self,
         meta: &EventMeta,
         org_id: &str,
-        role: Role,
+        role: Option<Role>,
         name: &str,
+        user_id: Option<&str>,
     ) -> Result<IssuedKey, ServiceError> {
         let key = issue_key();
         let stream = org_stream(org_id);
         self.execute(org_id, meta, || async {
             let (v, org) = self.load::<Organization>(org_id, &stream).await?;
+            let role = match (role, user_id) {
+                (Some(role), _) => role,
+                (None, Some(user)) => org.user(user)?.role,
+                (None, None) => return Err(DomainError::validation("role", "is required").into()),
+            };
             let events = org.create_key(
                 &key.key_id,
                 name,
                 role,
                 &hash_key(&key.secret),
                 &key_prefix(&key.secret),
+                user_id,
             )?;
             Ok(Decision::one(stream.clone(), v, events))
         })
         .await?;
         Ok(key)
+    }
+
+    /// Add a member; answers the member's id.
+    pub async fn add_user(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        email: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<String, ServiceError> {
+        let user_id = new_id();
+        self.on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
+            org.add_user(&user_id, email, name, role)
+        })
+        .await?;
+        Ok(user_id)
+    }
+
+    pub async fn change_role(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> Result<(), ServiceError> {
+        self.on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
+            org.change_role(user_id, role)
+        })
+        .await
+    }
+
+    /// Remove a member and revoke their keys; answers the revoked key ids.
+    pub async fn remove_user(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        let stream = org_stream(org_id);
+        let events = self
+            .execute(org_id, meta, || async {
+                let (v, org) = self.load::<Organization>(org_id, &stream).await?;
+                Ok(Decision::one(stream.clone(), v, org.remove_user(user_id)?))
+            })
+            .await?;
+        Ok(events
+            .iter()
+            .filter(|e| e.event_type == "api_key.revoked")
+            .filter_map(|e| e.data["keyId"].as_str().map(str::to_string))
+            .collect())
     }
 
     pub async fn revoke_key(

@@ -1,20 +1,54 @@
 use crate::{error::DomainError, plans::Plan, roles::Role, Aggregate};
-use easm_events::{ApiKeyCreated, ApiKeyRevoked, Event, OrgCreated};
-use std::collections::HashMap;
+use easm_events::{
+    ApiKeyCreated, ApiKeyRevoked, Event, OrgCreated, UserAdded, UserRemoved, UserRoleChanged,
+};
+use std::collections::{BTreeMap, HashMap};
 
-/// An organization and its API keys (stream `org-<id>`).
+/// An organization, its members and its API keys (stream `org-<id>`).
 #[derive(Debug, Default, Clone)]
 pub struct Organization {
     pub id: String,
     pub name: String,
     pub plan: Option<Plan>,
     pub keys: HashMap<String, KeyState>,
+    /// Current members by id (ordered, so a removal revokes keys in a stable order).
+    pub users: BTreeMap<String, UserState>,
 }
 
 #[derive(Debug, Clone)]
 pub struct KeyState {
     pub role: Role,
     pub revoked: bool,
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserState {
+    pub email: String,
+    pub role: Role,
+}
+
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// Member e-mail addresses: trimmed, lowercase, one `@` between a local part and a dotted domain.
+pub fn validate_email(raw: &str) -> Result<String, DomainError> {
+    let email = raw.trim().to_lowercase();
+    let bad = |m: &str| Err(DomainError::validation("email", m));
+    if email.len() > MAX_EMAIL_LEN {
+        return bad("must be at most 254 characters");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return bad("must be an e-mail address");
+    };
+    let labels_ok = domain.split('.').count() >= 2 && domain.split('.').all(|l| !l.is_empty());
+    if local.is_empty()
+        || !labels_ok
+        || domain.contains('@')
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return bad("must be an e-mail address");
+    }
+    Ok(email)
 }
 
 pub const MAX_NAME_LEN: usize = 200;
@@ -53,6 +87,8 @@ impl Organization {
         self.plan.is_some()
     }
 
+    /// A key for the organization, or for one of its members (`user_id`): a member's key never
+    /// holds more than the member's role, now or after the member's role changes.
     pub fn create_key(
         &self,
         key_id: &str,
@@ -60,11 +96,25 @@ impl Organization {
         role: Role,
         key_hash: &str,
         prefix: &str,
+        user_id: Option<&str>,
     ) -> Result<Vec<Event>, DomainError> {
         if !self.exists() {
             return Err(DomainError::NotFound {
                 resource: "organization",
             });
+        }
+        if let Some(user_id) = user_id {
+            let user = self.user(user_id)?;
+            if role > user.role {
+                return Err(DomainError::validation(
+                    "role",
+                    format!(
+                        "a key of a {} cannot be {}",
+                        user.role.as_str(),
+                        role.as_str()
+                    ),
+                ));
+            }
         }
         Ok(vec![Event::ApiKeyCreated(ApiKeyCreated {
             key_id: key_id.into(),
@@ -72,7 +122,98 @@ impl Organization {
             role: role.as_str().into(),
             key_hash: key_hash.into(),
             prefix: prefix.into(),
+            user_id: user_id.map(str::to_string),
         })])
+    }
+
+    pub fn user(&self, user_id: &str) -> Result<&UserState, DomainError> {
+        self.users
+            .get(user_id)
+            .ok_or(DomainError::NotFound { resource: "user" })
+    }
+
+    pub fn add_user(
+        &self,
+        user_id: &str,
+        email: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<Vec<Event>, DomainError> {
+        if !self.exists() {
+            return Err(DomainError::NotFound {
+                resource: "organization",
+            });
+        }
+        let email = validate_email(email)?;
+        if let Some((id, _)) = self.users.iter().find(|(_, u)| u.email == email) {
+            return Err(DomainError::Conflict {
+                message: format!("{email} is already a member"),
+                existing_id: Some(id.clone()),
+            });
+        }
+        let name = match name.trim() {
+            "" => email.split('@').next().unwrap_or_default().to_string(),
+            n => validate_name("name", n)?,
+        };
+        Ok(vec![Event::UserAdded(UserAdded {
+            user_id: user_id.into(),
+            email,
+            name,
+            role: role.as_str().into(),
+        })])
+    }
+
+    /// The last owner among the members stays an owner: someone must be able to hold the
+    /// organization's settings.
+    fn keeps_an_owner(&self, user_id: &str) -> Result<(), DomainError> {
+        let owners = self
+            .users
+            .values()
+            .filter(|u| u.role == Role::Owner)
+            .count();
+        if self.user(user_id)?.role == Role::Owner && owners == 1 {
+            return Err(DomainError::Conflict {
+                message: "the organization's last owner cannot be demoted or removed".into(),
+                existing_id: None,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn change_role(&self, user_id: &str, role: Role) -> Result<Vec<Event>, DomainError> {
+        let previous = self.user(user_id)?.role;
+        if previous == role {
+            return Ok(vec![]);
+        }
+        self.keeps_an_owner(user_id)?;
+        Ok(vec![Event::UserRoleChanged(UserRoleChanged {
+            user_id: user_id.into(),
+            role: role.as_str().into(),
+            previous_role: previous.as_str().into(),
+        })])
+    }
+
+    /// The member leaves and every live key of theirs is revoked with them.
+    pub fn remove_user(&self, user_id: &str) -> Result<Vec<Event>, DomainError> {
+        let user = self.user(user_id)?;
+        self.keeps_an_owner(user_id)?;
+        let mut events = vec![Event::UserRemoved(UserRemoved {
+            user_id: user_id.into(),
+            email: user.email.clone(),
+        })];
+        let mut keys: Vec<&String> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| !k.revoked && k.user_id.as_deref() == Some(user_id))
+            .map(|(id, _)| id)
+            .collect();
+        keys.sort();
+        events.extend(keys.into_iter().map(|key_id| {
+            Event::ApiKeyRevoked(ApiKeyRevoked {
+                key_id: key_id.clone(),
+            })
+        }));
+        Ok(events)
     }
 
     /// Revoking a revoked key changes nothing and succeeds: the caller's intent already holds.
@@ -104,6 +245,7 @@ impl Aggregate for Organization {
                     KeyState {
                         role,
                         revoked: false,
+                        user_id: e.user_id.clone(),
                     },
                 );
             }
@@ -111,6 +253,23 @@ impl Aggregate for Organization {
                 if let Some(k) = self.keys.get_mut(&e.key_id) {
                     k.revoked = true;
                 }
+            }
+            Event::UserAdded(e) => {
+                self.users.insert(
+                    e.user_id.clone(),
+                    UserState {
+                        email: e.email.clone(),
+                        role: Role::parse(&e.role).unwrap_or(Role::Viewer),
+                    },
+                );
+            }
+            Event::UserRoleChanged(e) => {
+                if let Some(u) = self.users.get_mut(&e.user_id) {
+                    u.role = Role::parse(&e.role).unwrap_or(Role::Viewer);
+                }
+            }
+            Event::UserRemoved(e) => {
+                self.users.remove(&e.user_id);
             }
             _ => {}
         }
@@ -125,7 +284,7 @@ mod tests {
     fn keys_are_created_and_revoked_once() {
         let mut org = Organization::from_events(&create_org("o", "Acme", Plan::Free).unwrap());
         let created = org
-            .create_key("k", "ci", Role::Analyst, "h", "ag_sk_ab")
+            .create_key("k", "ci", Role::Analyst, "h", "ag_sk_ab", None)
             .unwrap();
         org.apply(&created[0]);
         let revoked = org.revoke_key("k").unwrap();
@@ -137,5 +296,69 @@ mod tests {
             Err(DomainError::NotFound { .. })
         ));
         assert!(create_org("o", "  ", Plan::Free).is_err());
+    }
+
+    #[test]
+    fn members_keep_an_owner_and_take_their_keys_with_them() {
+        let mut org = Organization::from_events(&create_org("o", "Acme", Plan::Free).unwrap());
+        let apply = |org: &mut Organization, events: Vec<Event>| {
+            for e in &events {
+                org.apply(e);
+            }
+            events
+        };
+        let added = org
+            .add_user("u1", " Ana@Example.COM ", "", Role::Owner)
+            .unwrap();
+        assert!(
+            matches!(&added[0], Event::UserAdded(u) if u.email == "ana@example.com" && u.name == "ana")
+        );
+        apply(&mut org, added);
+        assert!(matches!(
+            org.add_user("u2", "ana@example.com", "Other", Role::Viewer),
+            Err(DomainError::Conflict { existing_id: Some(id), .. }) if id == "u1"
+        ));
+        for bad in [
+            "ana",
+            "@example.com",
+            "ana@example",
+            "a b@example.com",
+            "ana@@example.com",
+        ] {
+            assert!(org.add_user("u2", bad, "", Role::Viewer).is_err(), "{bad}");
+        }
+        let bob = org
+            .add_user("u2", "bob@example.com", "Bob", Role::Analyst)
+            .unwrap();
+        apply(&mut org, bob);
+        // Keys of a member never exceed the member's role.
+        assert!(org
+            .create_key("k0", "x", Role::Admin, "h", "p", Some("u2"))
+            .is_err());
+        assert!(org
+            .create_key("k0", "x", Role::Viewer, "h", "p", Some("nobody"))
+            .is_err());
+        let key = org
+            .create_key("k1", "ci", Role::Analyst, "h", "p", Some("u2"))
+            .unwrap();
+        apply(&mut org, key);
+        let other = org
+            .create_key("k2", "ci", Role::Viewer, "h", "p", None)
+            .unwrap();
+        apply(&mut org, other);
+
+        assert!(org.change_role("u1", Role::Admin).is_err(), "last owner");
+        assert!(org.remove_user("u1").is_err(), "last owner");
+        assert!(org.change_role("u2", Role::Analyst).unwrap().is_empty());
+        let promoted = org.change_role("u2", Role::Owner).unwrap();
+        apply(&mut org, promoted);
+        assert_eq!(org.change_role("u1", Role::Admin).unwrap().len(), 1);
+
+        let removed = org.remove_user("u2").unwrap();
+        assert_eq!(removed.len(), 2, "the member and their one live key");
+        assert!(matches!(&removed[1], Event::ApiKeyRevoked(k) if k.key_id == "k1"));
+        apply(&mut org, removed);
+        assert!(org.user("u2").is_err());
+        assert!(!org.keys["k2"].revoked, "other keys stay");
     }
 }

@@ -95,14 +95,41 @@ enum Admin {
         #[arg(long, default_value = "free", value_parser = ["free", "pro", "enterprise"])]
         plan: String,
     },
-    /// Create an API key; prints {"keyId","key"}.
+    /// Create an API key; prints {"keyId","key"}. With --user the key is the member's: it acts
+    /// with at most the member's current role (their role when --role is left out).
     CreateKey {
         #[arg(long)]
         org: String,
-        #[arg(long, value_parser = ["viewer", "analyst", "admin", "owner"])]
-        role: String,
+        #[arg(long, value_parser = ["viewer", "analyst", "admin", "owner"], required_unless_present = "user")]
+        role: Option<String>,
         #[arg(long, default_value = "cli key")]
         name: String,
+        /// The member (user id) the key belongs to.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Add a member to an organization; prints {"userId","email","role"}.
+    AddUser {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["viewer", "analyst", "admin", "owner"])]
+        role: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Change a member's role (their keys follow); prints {"userId","role"}.
+    SetRole {
+        #[arg(long)]
+        user_id: String,
+        #[arg(long, value_parser = ["viewer", "analyst", "admin", "owner"])]
+        role: String,
+    },
+    /// Remove a member and revoke their keys; prints {"userId","removed","revokedKeys"}.
+    RemoveUser {
+        #[arg(long)]
+        user_id: String,
     },
     /// Revoke an API key.
     RevokeKey {
@@ -229,6 +256,14 @@ async fn bootstrap(service: &Service, listen: &str) -> Result<()> {
     Ok(())
 }
 
+async fn member_org(service: &Service, user_id: &str) -> Result<String> {
+    service
+        .read()
+        .user_org(user_id)
+        .await?
+        .with_context(|| format!("no member with id {user_id}"))
+}
+
 async fn admin(service: &Service, command: Admin) -> Result<()> {
     match command {
         Admin::CreateOrg { name, plan } => {
@@ -236,10 +271,51 @@ async fn admin(service: &Service, command: Admin) -> Result<()> {
             let (org_id, key) = service.create_org(&cli_meta(), &name, plan).await?;
             println!("{}", json!({"orgId": org_id, "ownerKey": key.secret}));
         }
-        Admin::CreateKey { org, role, name } => {
-            let role = Role::parse(&role).context("unknown role")?;
-            let key = service.create_key(&cli_meta(), &org, role, &name).await?;
+        Admin::CreateKey {
+            org,
+            role,
+            name,
+            user,
+        } => {
+            let role = role
+                .map(|r| Role::parse(&r).context("unknown role"))
+                .transpose()?;
+            let key = service
+                .create_key(&cli_meta(), &org, role, &name, user.as_deref())
+                .await?;
             println!("{}", json!({"keyId": key.key_id, "key": key.secret}));
+        }
+        Admin::AddUser {
+            org,
+            email,
+            role,
+            name,
+        } => {
+            let role = Role::parse(&role).context("unknown role")?;
+            let user_id = service
+                .add_user(&cli_meta(), &org, &email, &name, role)
+                .await?;
+            let email = email.trim().to_lowercase();
+            println!(
+                "{}",
+                json!({"userId": user_id, "email": email, "role": role.as_str()})
+            );
+        }
+        Admin::SetRole { user_id, role } => {
+            let role = Role::parse(&role).context("unknown role")?;
+            let org = member_org(service, &user_id).await?;
+            service
+                .change_role(&cli_meta(), &org, &user_id, role)
+                .await?;
+            println!("{}", json!({"userId": user_id, "role": role.as_str()}));
+        }
+        Admin::RemoveUser { user_id } => {
+            let org = member_org(service, &user_id).await?;
+            let revoked = service.remove_user(&cli_meta(), &org, &user_id).await?;
+            println!(
+                "{}",
+                json!({"userId": user_id, "removed": true, "revokedKeys": revoked})
+            );
         }
         Admin::RevokeKey { key_id } => {
             let Some(org) = service.read().key_org(&key_id).await? else {

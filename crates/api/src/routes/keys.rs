@@ -62,7 +62,13 @@ pub async fn create_key(
     }
     let key = app
         .service
-        .create_key(&c.meta(), &c.org_id, body.role, &body.name)
+        .create_key(
+            &c.meta(),
+            &c.org_id,
+            Some(body.role),
+            &body.name,
+            c.user_id.as_deref(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

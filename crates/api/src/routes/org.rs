@@ -1,10 +1,12 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiQuery, PageParams};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{Limits, Permission};
+use easm_projections::read::{Page, UserView};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -62,6 +64,38 @@ fn not_with_api_key() -> ApiError {
         "API_KEY_NOT_ALLOWED",
         "account actions (members, roles, plan, deleting the organization) are not callable with API keys",
     )
+}
+
+/// The organization's members and their roles. Members are managed with `easm admin add-user`,
+/// `set-role` and `remove-user`: account actions are not callable with API keys.
+#[utoipa::path(get, path = "/api/org/members", tag = "organization", params(PageParams),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<UserView>), (status = 403, body = ErrorBody)))]
+pub async fn list_members(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<UserView>>> {
+    c.require(Permission::Administer)?;
+    Ok(Json(
+        app.service.read().users(&c.org_id, q.resolve()?).await?,
+    ))
+}
+
+/// Change a member's role: an account action, never callable with an API key.
+#[utoipa::path(patch, path = "/api/org/members/{id}", tag = "organization",
+    params(("id" = String, Path)), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 403, description = "API_KEY_NOT_ALLOWED", body = ErrorBody)))]
+pub async fn change_member_role(Extension(_c): Extension<Caller>) -> ApiError {
+    not_with_api_key()
+}
+
+/// Remove a member: an account action, never callable with an API key.
+#[utoipa::path(delete, path = "/api/org/members/{id}", tag = "organization",
+    params(("id" = String, Path)), security(("api_key" = []), ("bearer" = [])),
+    responses((status = 403, description = "API_KEY_NOT_ALLOWED", body = ErrorBody)))]
+pub async fn remove_member(Extension(_c): Extension<Caller>) -> ApiError {
+    not_with_api_key()
 }
 
 /// Invite a member: an account action, never callable with an API key.
