@@ -5,7 +5,7 @@ use crate::state::{
 use easm_events::RecordedEvent;
 use easm_store::{
     chunk_rows, placeholders, typed, AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog,
-    InlineProjection, Row, StoreError,
+    InlineProjection, Row, StoreError, APPENDS_LOCK,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -678,12 +678,13 @@ impl Projector {
     /// events replayed.
     pub async fn rebuild(&self) -> Result<u64, StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        // Appends write their chain head, so holding the heads holds the log still.
+        // Hold every append out (each holds the PostgreSQL lock shared from its first statement;
+        // SQLite has one writer), so the log stands still and no append waits on a row here.
         let hold = match self.db.backend() {
-            Backend::Postgres => "LOCK TABLE chain_heads IN SHARE ROW EXCLUSIVE MODE",
-            Backend::Sqlite => "UPDATE chain_heads SET projected_seq = projected_seq",
+            Backend::Postgres => format!("SELECT pg_advisory_xact_lock({APPENDS_LOCK})"),
+            Backend::Sqlite => "UPDATE chain_heads SET projected_seq = projected_seq".into(),
         };
-        sqlx::query(hold).execute(&mut *tx).await?;
+        sqlx::query(&hold).execute(&mut *tx).await?;
         let mut replay = Replay::default();
         loop {
             let batch =

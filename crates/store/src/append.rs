@@ -45,6 +45,9 @@ pub fn chunk_rows(backend: Backend) -> usize {
     }
 }
 
+/// PostgreSQL advisory lock every append holds shared and a rebuild exclusively.
+pub const APPENDS_LOCK: i64 = 0x6561_736d_6170_7064;
+
 /// The chain head as the append found it, locked for the rest of the transaction.
 struct Head {
     seq: i64,
@@ -197,11 +200,15 @@ async fn lock_head(
 ) -> Result<Head, StoreError> {
     if backend == Backend::Postgres {
         // Taken before the transaction writes anything, so its id (hence its positions) is
-        // assigned after the lock: chain order and position order agree within an org.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(org_id)
-            .execute(&mut *conn)
-            .await?;
+        // assigned after the lock: chain order and position order agree within an org. The
+        // shared lock lets a rebuild hold every append out before any of them locks a row.
+        sqlx::query(&format!(
+            "SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
+             pg_advisory_xact_lock(hashtextextended($1, 0))"
+        ))
+        .bind(org_id)
+        .execute(&mut *conn)
+        .await?;
         // Held by the lock, the head needs no row lock (nor a new row version per append).
         let found = sqlx::query(
             "SELECT last_seq, last_hash, projected_seq, pg_current_xact_id()::text::bigint AS xid \

@@ -12,7 +12,7 @@ mod log;
 mod secrets;
 mod signing;
 
-pub use append::{chunk_rows, placeholders, BoxFuture, InlineProjection};
+pub use append::{chunk_rows, placeholders, BoxFuture, InlineProjection, APPENDS_LOCK};
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, Finished, NewDelivery,
