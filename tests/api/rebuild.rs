@@ -10,6 +10,7 @@ on_both_backends!(
     rebuild_from_the_log_gives_the_same_answers,
     read_models_commit_with_concurrent_writes_and_catch_up_with_tools,
     rebuild_runs_while_commands_change_the_rows_it_rewrites,
+    a_tools_bulk_import_is_folded_by_the_sweep_in_batches,
 );
 
 async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
@@ -292,6 +293,63 @@ async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
             "{statuses:?}"
         );
     }
+    let rows = app.state.service.read().dump().await.unwrap();
+    app.state.service.projector().rebuild().await.unwrap();
+    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+}
+
+/// A tool's bulk import is folded by the server's sweep in bounded batches, or by the next command
+/// of the organization, which still reads its own write at once.
+async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
+    let app = spawn_app(b).await;
+    let import = |org: String| {
+        let streams = (0..6_000)
+            .map(|i| StreamAppend {
+                stream_id: format!("group-bulk-{org}-{i}"),
+                expected_version: 0,
+                events: vec![Event::GroupCreated(GroupCreated {
+                    group_id: format!("bulk-{org}-{i}"),
+                    name: format!("bulk {i}"),
+                })],
+            })
+            .collect();
+        let log = EventLog::new(app.db.clone());
+        async move {
+            log.append(AppendRequest {
+                org_id: org,
+                meta: system_meta(),
+                streams,
+                constraints: vec![],
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let groups = |key: String| {
+        let app = &app;
+        async move {
+            app.get(&key, "/api/groups?perPage=1").await.body["total"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    // Org 1: a command right after the import folds the backlog and reads its own write.
+    let (org, key) = app.org(Plan::Enterprise).await;
+    import(org).await;
+    app.group(&key, "during the import").await;
+    assert_eq!(groups(key.clone()).await, 6_001);
+    // Org 2: nobody writes after the import; the sweep folds it, 5,000 events a transaction.
+    let (quiet, quiet_key) = app.org(Plan::Enterprise).await;
+    import(quiet).await;
+    let mut total = 0;
+    for _ in 0..200 {
+        total = groups(quiet_key.clone()).await;
+        if total == 6_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, 6_000);
     let rows = app.state.service.read().dump().await.unwrap();
     app.state.service.projector().rebuild().await.unwrap();
     assert_eq!(app.state.service.read().dump().await.unwrap(), rows);

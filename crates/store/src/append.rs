@@ -45,6 +45,10 @@ pub fn chunk_rows(backend: Backend) -> usize {
     }
 }
 
+/// Events the sweep folds per transaction, so a tool's bulk import is not one huge transaction.
+/// (An append folds whatever backlog it finds: its caller reads its own write at once.)
+const CATCH_UP_BATCH: i64 = 5_000;
+
 /// PostgreSQL advisory lock every append holds shared and a rebuild exclusively.
 pub const APPENDS_LOCK: i64 = 0x6561_736d_6170_7064;
 
@@ -175,18 +179,24 @@ impl EventLog {
                 .fetch_all(self.db.reader())
                 .await?;
         for org_id in &orgs {
-            let mut tx = self.db.writer().begin().await?;
-            let head = lock_head(&mut tx, backend, org_id).await?;
-            if head.projected < head.seq {
-                let events = org_chain_after(&mut tx, org_id, head.projected, head.seq).await?;
-                projection.project(&mut tx, &events).await?;
-                sqlx::query("UPDATE chain_heads SET projected_seq = $1 WHERE org_id = $2")
-                    .bind(head.seq)
-                    .bind(org_id)
-                    .execute(&mut *tx)
-                    .await?;
+            loop {
+                let mut tx = self.db.writer().begin().await?;
+                let head = lock_head(&mut tx, backend, org_id).await?;
+                let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
+                if head.projected < upto {
+                    let events = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
+                    projection.project(&mut tx, &events).await?;
+                    sqlx::query("UPDATE chain_heads SET projected_seq = $1 WHERE org_id = $2")
+                        .bind(upto)
+                        .bind(org_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                if upto >= head.seq {
+                    break;
+                }
             }
-            tx.commit().await?;
         }
         Ok(orgs.len())
     }
