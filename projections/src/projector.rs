@@ -4,8 +4,8 @@ use crate::state::{
 };
 use easm_events::RecordedEvent;
 use easm_store::{
-    chunk_rows, placeholders, typed, AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog,
-    InlineProjection, Row, StoreError, APPENDS_LOCK,
+    chunk_rows, placeholders, typed, value_rows, AnyConnection, AnyRow, Backend, BoxFuture, Db,
+    EventLog, InlineProjection, Row, StoreError, APPENDS_LOCK,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -482,15 +482,12 @@ async fn write<T>(
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     for chunk in live.chunks(size) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(1 + i * width, width)))
-            .collect();
         let sql = format!(
             "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
             table.name,
             table.pk,
             table.columns.join(", "),
-            tuples.join(", "),
+            value_rows(chunk.len(), width, 1, ""),
             table.pk,
             updates.join(", ")
         );
@@ -538,12 +535,9 @@ async fn write_tags(
         .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
         .collect();
     for chunk in tags.chunks(size) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(1 + i * 3, 3)))
-            .collect();
         let sql = format!(
             "INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES {}",
-            tuples.join(", ")
+            value_rows(chunk.len(), 3, 1, "")
         );
         let mut q = sqlx::query(&sql);
         for (id, org, tag) in chunk {

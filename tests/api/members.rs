@@ -25,53 +25,33 @@ async fn members_are_managed_from_the_cli_and_cap_their_keys(b: Backend) {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
 
-    let ana = admin(&[
-        "admin",
-        "add-user",
-        "--org",
-        &org,
-        "--email",
-        " Ana@Example.com ",
-        "--role",
-        "admin",
-    ]);
+    // `easm admin add-user --org ORG --email EMAIL --role ROLE [more]`.
+    let add_user = |email: &str, role: &str, more: &[&str]| -> Vec<String> {
+        let mut args = [
+            "admin", "add-user", "--org", &org, "--email", email, "--role", role,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.extend(more.iter().map(|a| a.to_string()));
+        args
+    };
+    fn strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+
+    let ana = admin(&strs(&add_user(" Ana@Example.com ", "admin", &[])));
     assert_eq!(ana["email"], "ana@example.com");
     let ana = ana["userId"].as_str().unwrap().to_string();
-    let bob = admin(&[
-        "admin",
-        "add-user",
-        "--org",
-        &org,
-        "--email",
+    let bob = admin(&strs(&add_user(
         "bob@example.com",
-        "--role",
         "analyst",
-        "--name",
-        "Bob",
-    ]);
+        &["--name", "Bob"],
+    )));
     let bob = bob["userId"].as_str().unwrap().to_string();
-    assert!(refused(&[
-        "admin",
-        "add-user",
-        "--org",
-        &org,
-        "--email",
-        "ana@example.com",
-        "--role",
-        "viewer"
-    ])
-    .contains("already a member"));
-    assert!(refused(&[
-        "admin",
-        "add-user",
-        "--org",
-        &org,
-        "--email",
-        "not-an-email",
-        "--role",
-        "viewer"
-    ])
-    .contains("email"));
+    assert!(
+        refused(&strs(&add_user("ana@example.com", "viewer", &[]))).contains("already a member")
+    );
+    assert!(refused(&strs(&add_user("not-an-email", "viewer", &[]))).contains("email"));
 
     // Bob's key takes Bob's role; Ana's analyst key stays an analyst although Ana is an admin.
     let bob_key = admin(&["admin", "create-key", "--org", &org, "--user", &bob]);

@@ -150,33 +150,11 @@ async fn read_models_commit_with_concurrent_writes_and_catch_up_with_tools(b: Ba
         let group = app.group(&key, "G").await;
         orgs.push((org, key, group));
     }
-    let tool = EventLog::new(app.db.clone());
-    let tool_group = |org: &str, name: &str| {
-        let (org, name) = (org.to_string(), name.to_string());
-        let tool = tool.clone();
-        async move {
-            tool.append(AppendRequest {
-                org_id: org,
-                meta: system_meta(),
-                streams: vec![StreamAppend {
-                    stream_id: format!("group-{name}"),
-                    expected_version: 0,
-                    events: vec![Event::GroupCreated(GroupCreated {
-                        group_id: name.clone(),
-                        name,
-                    })],
-                }],
-                constraints: vec![],
-            })
-            .await
-            .unwrap();
-        }
-    };
     // Org 0: a tool's group, then at once a command of the same organization.
-    tool_group(&orgs[0].0, "from-tool-0").await;
+    tool_groups(&app, &orgs[0].0, ["from-tool-0".to_string()]).await;
     app.group(&orgs[0].1, "after the tool").await;
     // Org 1: a tool's group and no command after it.
-    tool_group(&orgs[1].0, "from-tool-1").await;
+    tool_groups(&app, &orgs[1].0, ["from-tool-1".to_string()]).await;
 
     let mut tasks = vec![];
     for i in 0..24 {
@@ -302,29 +280,6 @@ async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
 /// of the organization, which still reads its own write at once.
 async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
     let app = spawn_app(b).await;
-    let import = |org: String| {
-        let streams = (0..6_000)
-            .map(|i| StreamAppend {
-                stream_id: format!("group-bulk-{org}-{i}"),
-                expected_version: 0,
-                events: vec![Event::GroupCreated(GroupCreated {
-                    group_id: format!("bulk-{org}-{i}"),
-                    name: format!("bulk {i}"),
-                })],
-            })
-            .collect();
-        let log = EventLog::new(app.db.clone());
-        async move {
-            log.append(AppendRequest {
-                org_id: org,
-                meta: system_meta(),
-                streams,
-                constraints: vec![],
-            })
-            .await
-            .unwrap();
-        }
-    };
     let groups = |key: String| {
         let app = &app;
         async move {
@@ -335,12 +290,17 @@ async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
     };
     // Org 1: a command right after the import folds the backlog and reads its own write.
     let (org, key) = app.org(Plan::Enterprise).await;
-    import(org).await;
+    tool_groups(&app, &org, (0..6_000).map(|i| format!("bulk-{org}-{i}"))).await;
     app.group(&key, "during the import").await;
     assert_eq!(groups(key.clone()).await, 6_001);
     // Org 2: nobody writes after the import; the sweep folds it, 5,000 events a transaction.
     let (quiet, quiet_key) = app.org(Plan::Enterprise).await;
-    import(quiet).await;
+    tool_groups(
+        &app,
+        &quiet,
+        (0..6_000).map(|i| format!("bulk-{quiet}-{i}")),
+    )
+    .await;
     let mut total = 0;
     for _ in 0..200 {
         total = groups(quiet_key.clone()).await;
@@ -353,4 +313,28 @@ async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
     let rows = app.state.service.read().dump().await.unwrap();
     app.state.service.projector().rebuild().await.unwrap();
     assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+}
+
+/// Groups appended the way a tool would: through a bare log, without read models, in one append.
+async fn tool_groups(app: &TestApp, org: &str, names: impl IntoIterator<Item = String>) {
+    let streams = names
+        .into_iter()
+        .map(|name| StreamAppend {
+            stream_id: format!("group-{name}"),
+            expected_version: 0,
+            events: vec![Event::GroupCreated(GroupCreated {
+                group_id: name.clone(),
+                name,
+            })],
+        })
+        .collect();
+    EventLog::new(app.db.clone())
+        .append(AppendRequest {
+            org_id: org.to_string(),
+            meta: system_meta(),
+            streams,
+            constraints: vec![],
+        })
+        .await
+        .unwrap();
 }

@@ -265,12 +265,24 @@ impl Service {
         stream: String,
         decide: impl Fn(&A) -> Result<Vec<Event>, DomainError>,
     ) -> Result<(), ServiceError> {
+        self.recorded_on_stream(org_id, meta, stream, decide)
+            .await
+            .map(drop)
+    }
+
+    /// `on_stream`, answering the events it recorded.
+    async fn recorded_on_stream<A: Aggregate>(
+        &self,
+        org_id: &str,
+        meta: &EventMeta,
+        stream: String,
+        decide: impl Fn(&A) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<Vec<RecordedEvent>, ServiceError> {
         self.execute(org_id, meta, || async {
             let (v, state) = self.load::<A>(org_id, &stream).await?;
             Ok(Decision::one(stream.clone(), v, decide(&state)?))
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn create_org(
@@ -333,7 +345,7 @@ impl Service {
         Ok(key)
     }
 
-    /// Add a member; answers the member's id.
+    /// Add a member; answers the member's id and e-mail address as recorded (normalized).
     pub async fn add_user(
         &self,
         meta: &EventMeta,
@@ -341,13 +353,19 @@ impl Service {
         email: &str,
         name: &str,
         role: Role,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<(String, String), ServiceError> {
         let user_id = new_id();
-        self.on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
-            org.add_user(&user_id, email, name, role)
-        })
-        .await?;
-        Ok(user_id)
+        let events = self
+            .recorded_on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
+                org.add_user(&user_id, email, name, role)
+            })
+            .await?;
+        let recorded = events
+            .first()
+            .and_then(|e| e.data["email"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok((user_id, recorded))
     }
 
     pub async fn change_role(
@@ -370,11 +388,9 @@ impl Service {
         org_id: &str,
         user_id: &str,
     ) -> Result<Vec<String>, ServiceError> {
-        let stream = org_stream(org_id);
         let events = self
-            .execute(org_id, meta, || async {
-                let (v, org) = self.load::<Organization>(org_id, &stream).await?;
-                Ok(Decision::one(stream.clone(), v, org.remove_user(user_id)?))
+            .recorded_on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
+                org.remove_user(user_id)
             })
             .await?;
         Ok(events

@@ -49,7 +49,8 @@ pub async fn replay_org(
 
 /// A new SQLite database at `path` (replacing any there) holding the read models that the
 /// events of `pages` fold to: `pages(after)` gives up to [`PAGE`] events after a position, and
-/// a shorter page is the last. Events `keep` refuses are skipped. `progress` hears the events applied after each page.
+/// a shorter page is the last. Events `keep` refuses are skipped. `progress` hears the events
+/// applied after each page.
 pub async fn replay_into<F, Fut>(
     path: &Path,
     mut pages: F,

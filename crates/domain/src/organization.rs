@@ -35,7 +35,7 @@ pub fn validate_email(raw: &str) -> Result<String, DomainError> {
     let email = raw.trim().to_lowercase();
     let bad = |m: &str| Err(DomainError::validation("email", m));
     if email.len() > MAX_EMAIL_LEN {
-        return bad("must be at most 254 characters");
+        return bad(&format!("must be at most {MAX_EMAIL_LEN} characters"));
     }
     let Some((local, domain)) = email.split_once('@') else {
         return bad("must be an e-mail address");

@@ -292,10 +292,9 @@ async fn admin(service: &Service, command: Admin) -> Result<()> {
             name,
         } => {
             let role = Role::parse(&role).context("unknown role")?;
-            let user_id = service
+            let (user_id, email) = service
                 .add_user(&cli_meta(), &org, &email, &name, role)
                 .await?;
-            let email = email.trim().to_lowercase();
             println!(
                 "{}",
                 json!({"userId": user_id, "email": email, "role": role.as_str()})

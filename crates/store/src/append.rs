@@ -6,6 +6,7 @@
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
+use crate::sql::{chunk_rows, placeholders, value_rows};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -26,23 +27,6 @@ pub trait InlineProjection: Send + Sync {
         conn: &'a mut AnyConnection,
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
-}
-
-/// `$start, $start+1, ...`: `n` numbered placeholders.
-pub fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Rows per multi-row statement. Measured: SQLite is fastest at 20 to 50 (sqlx binds SQLite
-/// parameters in time that grows with the statement), PostgreSQL keeps gaining up to about 500.
-pub fn chunk_rows(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 50,
-        Backend::Postgres => 500,
-    }
 }
 
 /// Events the sweep folds per transaction, so a tool's bulk import is not one huge transaction.
@@ -314,13 +298,10 @@ async fn check_reservations(
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
     let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
     for chunk in claims.chunks(chunk_rows(backend)) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, {})", placeholders(2 + i * 3, 3)))
-            .collect();
         let sql = format!(
-            "INSERT INTO reservations (org_id, scope, key, owner) VALUES {} \
+            "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
              ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key",
-            tuples.join(", ")
+            value_rows(chunk.len(), 3, 2, ", $1")
         );
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, key, owner) in chunk {
@@ -353,14 +334,11 @@ async fn check_reservations(
     deltas.retain(|_, d| *d != 0);
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     if !deltas.is_empty() {
-        let tuples: Vec<String> = (0..deltas.len())
-            .map(|i| format!("($1, {})", placeholders(2 + i * 2, 2)))
-            .collect();
         let sql = format!(
-            "INSERT INTO reservation_counts (org_id, scope, n) VALUES {} \
+            "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
              ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
              RETURNING scope, n",
-            tuples.join(", ")
+            value_rows(deltas.len(), 2, 2, ", $1")
         );
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, delta) in &deltas {
@@ -411,12 +389,9 @@ async fn insert_events(
 ) -> Result<(), sqlx::Error> {
     const WIDTH: usize = 20;
     for chunk in events.chunks(chunk_rows(backend)) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(1 + i * WIDTH, WIDTH)))
-            .collect();
         let sql = format!(
             "INSERT INTO events ({COLUMNS}) VALUES {}",
-            tuples.join(", ")
+            value_rows(chunk.len(), WIDTH, 1, "")
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {

@@ -3,6 +3,7 @@
 //! the delivery, and every attempt with what the receiver answered.
 
 use crate::db::{Backend, Db};
+use crate::sql::value_rows;
 use crate::{error::StoreError, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -149,20 +150,6 @@ fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
         updated_at: r.try_get("updated_at")?,
         attempt_log: vec![],
     })
-}
-
-/// `rows` tuples of `width` placeholders numbered from `$first`, each followed by `suffix`
-/// (literal values shared by every row).
-fn value_rows(rows: usize, width: usize, first: usize, suffix: &str) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..width)
-                .map(|c| format!("${}", first + r * width + c))
-                .collect();
-            format!("({}{suffix})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \

@@ -11,8 +11,9 @@ mod lease;
 mod log;
 mod secrets;
 mod signing;
+mod sql;
 
-pub use append::{chunk_rows, placeholders, BoxFuture, InlineProjection, APPENDS_LOCK};
+pub use append::{BoxFuture, InlineProjection, APPENDS_LOCK};
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, Finished, NewDelivery,
@@ -27,6 +28,7 @@ pub use log::{
 };
 pub use secrets::WebhookSecrets;
 pub use signing::audit_signing_secret;
+pub use sql::{chunk_rows, placeholders, value_rows};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

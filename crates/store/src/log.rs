@@ -11,6 +11,7 @@
 use crate::append::{count_scope, InlineProjection};
 use crate::db::{Backend, Db};
 use crate::error::StoreError;
+use crate::sql::{chunk_rows, placeholders};
 use easm_events::{decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -452,12 +453,10 @@ impl EventLog {
         keys: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();
-        // 50 keys a statement: SQLite binds parameters slower as statements grow.
-        for chunk in keys.chunks(50) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        for chunk in keys.chunks(chunk_rows(self.db.backend())) {
             let sql = format!(
                 "SELECT key, owner FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
-                list.join(", ")
+                placeholders(3, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(org_id).bind(scope);
             for key in chunk {
