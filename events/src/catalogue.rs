@@ -1,6 +1,7 @@
 //! Every event type easm can append, with the schema version it is written at. Field names are
 //! camelCase JSON; a type's JSON Schema is in `events/schemas/<type>.v<version>.json`.
 
+pub use crate::monitors::*;
 pub use crate::scans::*;
 use serde::{Deserialize, Serialize};
 
@@ -201,8 +202,7 @@ pub struct RiskChanged {
 }
 
 /// Event types a webhook endpoint may subscribe to (the delivery contract). Scan and finding
-/// events are in the catalogue (`scans.rs`), emitted once scanning lands (issue #4);
-/// `alert.created` belongs to a capability still to come.
+/// events are in `scans.rs`, monitor and alert events in `monitors.rs`.
 pub const SUBSCRIBABLE: &[&str] = &[
     "finding.new",
     "finding.resolved",
@@ -254,6 +254,13 @@ pub enum Event {
     FindingUpdated(FindingUpdated),
     AccessDenied(AccessDenied),
     RiskChanged(RiskChanged),
+    MonitorCreated(MonitorCreated),
+    MonitorUpdated(MonitorUpdated),
+    MonitorDeleted(MonitorDeleted),
+    MonitorTriggered(MonitorTriggered),
+    AlertCreated(AlertCreated),
+    AlertAcknowledged(AlertAcknowledged),
+    AlertResolved(AlertResolved),
 }
 
 /// `(type, current schema version)` of every event in the catalogue.
@@ -290,6 +297,13 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("finding.updated", 1),
     ("access.denied", 1),
     ("risk.changed", 1),
+    ("monitor.created", 1),
+    ("monitor.updated", 1),
+    ("monitor.deleted", 1),
+    ("monitor.triggered", 1),
+    ("alert.created", 1),
+    ("alert.acknowledged", 1),
+    ("alert.resolved", 1),
 ];
 
 impl Event {
@@ -327,6 +341,13 @@ impl Event {
             Event::FindingUpdated(_) => "finding.updated",
             Event::AccessDenied(_) => "access.denied",
             Event::RiskChanged(_) => "risk.changed",
+            Event::MonitorCreated(_) => "monitor.created",
+            Event::MonitorUpdated(_) => "monitor.updated",
+            Event::MonitorDeleted(_) => "monitor.deleted",
+            Event::MonitorTriggered(_) => "monitor.triggered",
+            Event::AlertCreated(_) => "alert.created",
+            Event::AlertAcknowledged(_) => "alert.acknowledged",
+            Event::AlertResolved(_) => "alert.resolved",
         }
     }
 
@@ -373,6 +394,13 @@ impl Event {
             Event::FindingUpdated(e) => serde_json::to_value(e),
             Event::AccessDenied(e) => serde_json::to_value(e),
             Event::RiskChanged(e) => serde_json::to_value(e),
+            Event::MonitorCreated(e) => serde_json::to_value(e),
+            Event::MonitorUpdated(e) => serde_json::to_value(e),
+            Event::MonitorDeleted(e) => serde_json::to_value(e),
+            Event::MonitorTriggered(e) => serde_json::to_value(e),
+            Event::AlertCreated(e) => serde_json::to_value(e),
+            Event::AlertAcknowledged(e) => serde_json::to_value(e),
+            Event::AlertResolved(e) => serde_json::to_value(e),
         };
         v.expect("catalogue structs always serialize")
     }

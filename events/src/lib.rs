@@ -6,6 +6,7 @@ mod catalogue;
 mod chain;
 mod envelope;
 mod export;
+mod monitors;
 mod payload;
 mod scans;
 mod upcast;

@@ -59,6 +59,8 @@ pub fn audit_payload(event: &RecordedEvent) -> Value {
         "webhook" | "endpoint" => "webhookId",
         "scan" => "scanJobId",
         "finding" => "findingId",
+        "monitor" => "monitorId",
+        "alert" => "alertId",
         _ => "orgId",
     };
     let resource_id = event

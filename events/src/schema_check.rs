@@ -226,6 +226,53 @@ fn samples() -> Vec<Event> {
             assignee: Some("alice@example.com".into()),
             notes: None,
         }),
+        Event::MonitorCreated(MonitorCreated {
+            monitor_id: "m".into(),
+            asset_id: None,
+            group_id: Some("g".into()),
+            frequency_hours: 24,
+            profile: "quick".into(),
+            ports: Some(vec![443]),
+            enabled: true,
+        }),
+        Event::MonitorUpdated(MonitorUpdated {
+            monitor_id: "m".into(),
+            frequency_hours: Some(6),
+            profile: None,
+            enabled: Some(false),
+        }),
+        Event::MonitorDeleted(MonitorDeleted {
+            monitor_id: "m".into(),
+        }),
+        Event::MonitorTriggered(MonitorTriggered {
+            monitor_id: "m".into(),
+            ran_at: "2026-11-30T10:00:00.000000Z".into(),
+            manual: false,
+            scan_job_ids: vec!["s".into()],
+            skipped: vec![SkippedAsset {
+                asset_id: "a2".into(),
+                reason: "a quick scan of this asset is already queued or running".into(),
+            }],
+        }),
+        Event::AlertCreated(AlertCreated {
+            alert_id: "al".into(),
+            monitor_id: "m".into(),
+            asset_id: "a".into(),
+            scan_job_id: "s".into(),
+            alert_type: "new_port".into(),
+            severity: "medium".into(),
+            title: "New open port 8443 (https) on example.com".into(),
+            details: serde_json::json!({"port": 8443, "service": "https"}),
+        }),
+        Event::AlertAcknowledged(AlertAcknowledged {
+            alert_id: "al".into(),
+            notes: Some("expected".into()),
+        }),
+        Event::AlertResolved(AlertResolved {
+            alert_id: "al".into(),
+            from: "acknowledged".into(),
+            notes: None,
+        }),
     ]
 }
 

@@ -101,6 +101,13 @@ pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, Dec
         "finding.resolved" => Event::FindingResolved(parse(event_type, data)?),
         "finding.status_changed" => Event::FindingStatusChanged(parse(event_type, data)?),
         "finding.updated" => Event::FindingUpdated(parse(event_type, data)?),
+        "monitor.created" => Event::MonitorCreated(parse(event_type, data)?),
+        "monitor.updated" => Event::MonitorUpdated(parse(event_type, data)?),
+        "monitor.deleted" => Event::MonitorDeleted(parse(event_type, data)?),
+        "monitor.triggered" => Event::MonitorTriggered(parse(event_type, data)?),
+        "alert.created" => Event::AlertCreated(parse(event_type, data)?),
+        "alert.acknowledged" => Event::AlertAcknowledged(parse(event_type, data)?),
+        "alert.resolved" => Event::AlertResolved(parse(event_type, data)?),
         other => return Err(DecodeError::UnknownType(other.into())),
     })
 }

@@ -1,6 +1,6 @@
 use crate::state::{
-    touches, AssetRow, FindingRow, GroupRow, KeyRow, OrgRow, ReadState, ScanJobRow, Touch, UserRow,
-    WebhookRow,
+    touches, AlertRow, AssetRow, FindingRow, GroupRow, KeyRow, MonitorRow, OrgRow, ReadState,
+    ScanJobRow, Touch, UserRow, WebhookRow,
 };
 use easm_events::RecordedEvent;
 use easm_store::{
@@ -14,6 +14,8 @@ use std::sync::Arc;
 const REBUILD_READ: i64 = 20_000;
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
+    "rm_alerts",
+    "rm_monitors",
     "rm_findings",
     "rm_scan_jobs",
     "rm_webhooks",
@@ -164,6 +166,136 @@ const FINDINGS: Table = Table {
         "updated_at",
     ],
 };
+
+const MONITORS: Table = Table {
+    name: "rm_monitors",
+    pk: "monitor_id",
+    columns: &[
+        "org_id",
+        "asset_id",
+        "group_id",
+        "frequency_hours",
+        "profile",
+        "ports",
+        "enabled",
+        "last_run_at",
+        "next_run_at",
+        "run_count",
+        "last_scan_job_ids",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+const ALERTS: Table = Table {
+    name: "rm_alerts",
+    pk: "alert_id",
+    columns: &[
+        "org_id",
+        "monitor_id",
+        "asset_id",
+        "scan_job_id",
+        "alert_type",
+        "severity",
+        "title",
+        "details",
+        "status",
+        "notes",
+        "acknowledged_at",
+        "acknowledged_by",
+        "resolved_at",
+        "resolved_by",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+impl MonitorRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::OptText(self.asset_id.clone()),
+            Val::OptText(self.group_id.clone()),
+            Val::Int(self.frequency_hours),
+            Val::Text(self.profile.clone()),
+            Val::OptText(
+                self.ports
+                    .as_ref()
+                    .and_then(|p| serde_json::to_string(p).ok()),
+            ),
+            Val::Int(self.enabled as i64),
+            Val::OptInt(self.last_run_at),
+            Val::OptInt(self.next_run_at),
+            Val::Int(self.run_count),
+            Val::Text(serde_json::to_string(&self.last_scan_job_ids).unwrap_or_default()),
+            Val::Int(self.created_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    pub(crate) fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let ports: Option<String> = r.try_get("ports")?;
+        let jobs: String = r.try_get("last_scan_job_ids")?;
+        Ok(MonitorRow {
+            org_id: r.try_get("org_id")?,
+            asset_id: r.try_get("asset_id")?,
+            group_id: r.try_get("group_id")?,
+            frequency_hours: r.try_get("frequency_hours")?,
+            profile: r.try_get("profile")?,
+            ports: ports.and_then(|p| serde_json::from_str(&p).ok()),
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            last_run_at: r.try_get("last_run_at")?,
+            next_run_at: r.try_get("next_run_at")?,
+            run_count: r.try_get("run_count")?,
+            last_scan_job_ids: serde_json::from_str(&jobs).unwrap_or_default(),
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+impl AlertRow {
+    fn vals(&self) -> Vec<Val> {
+        vec![
+            Val::Text(self.org_id.clone()),
+            Val::Text(self.monitor_id.clone()),
+            Val::Text(self.asset_id.clone()),
+            Val::Text(self.scan_job_id.clone()),
+            Val::Text(self.alert_type.clone()),
+            Val::Text(self.severity.clone()),
+            Val::Text(self.title.clone()),
+            Val::Text(self.details.to_string()),
+            Val::Text(self.status.clone()),
+            Val::OptText(self.notes.clone()),
+            Val::OptInt(self.acknowledged_at),
+            Val::OptText(self.acknowledged_by.clone()),
+            Val::OptInt(self.resolved_at),
+            Val::OptText(self.resolved_by.clone()),
+            Val::Int(self.created_at),
+            Val::Int(self.updated_at),
+        ]
+    }
+    pub(crate) fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let details: String = r.try_get("details")?;
+        Ok(AlertRow {
+            org_id: r.try_get("org_id")?,
+            monitor_id: r.try_get("monitor_id")?,
+            asset_id: r.try_get("asset_id")?,
+            scan_job_id: r.try_get("scan_job_id")?,
+            alert_type: r.try_get("alert_type")?,
+            severity: r.try_get("severity")?,
+            title: r.try_get("title")?,
+            details: serde_json::from_str(&details).unwrap_or_default(),
+            status: r.try_get("status")?,
+            notes: r.try_get("notes")?,
+            acknowledged_at: r.try_get("acknowledged_at")?,
+            acknowledged_by: r.try_get("acknowledged_by")?,
+            resolved_at: r.try_get("resolved_at")?,
+            resolved_by: r.try_get("resolved_by")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
 
 impl FindingRow {
     fn vals(&self) -> Vec<Val> {
@@ -563,6 +695,8 @@ async fn write_state(
     write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
     write(conn, size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals).await?;
     write(conn, size, &FINDINGS, &s.findings, FindingRow::vals).await?;
+    write(conn, size, &MONITORS, &s.monitors, MonitorRow::vals).await?;
+    write(conn, size, &ALERTS, &s.alerts, AlertRow::vals).await?;
     write_tags(conn, size, &s.assets, stored_assets).await
 }
 
@@ -588,7 +722,7 @@ impl Projector {
         recorded: &[RecordedEvent],
     ) -> Result<(), StoreError> {
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
-        let mut ids: [BTreeSet<String>; 8] = Default::default();
+        let mut ids: [BTreeSet<String>; 10] = Default::default();
         // Rows opened by the first event of their own stream cannot exist yet: not loaded.
         let mut new: BTreeSet<&str> = BTreeSet::new();
         for (r, e) in recorded.iter().zip(&events) {
@@ -602,6 +736,8 @@ impl Projector {
                 Touch::ScanJob(id) => (5, id),
                 Touch::Finding(id) => (6, id),
                 Touch::User(id) => (7, id),
+                Touch::Monitor(id) => (8, id),
+                Touch::Alert(id) => (9, id),
             };
             if new.contains(id) || ids[i].contains(id) {
                 continue;
@@ -661,6 +797,10 @@ impl Projector {
         load(conn, size, &SCAN_JOBS, &ids[5], ScanJobRow::parse, jobs).await?;
         let findings = &mut state.findings;
         load(conn, size, &FINDINGS, &ids[6], FindingRow::parse, findings).await?;
+        let monitors = &mut state.monitors;
+        load(conn, size, &MONITORS, &ids[8], MonitorRow::parse, monitors).await?;
+        let alerts = &mut state.alerts;
+        load(conn, size, &ALERTS, &ids[9], AlertRow::parse, alerts).await?;
         for (r, e) in recorded.iter().zip(&events) {
             state.fold(r, e);
         }
@@ -760,6 +900,8 @@ impl Replay {
         s.webhooks.retain(|_, row| row.is_some());
         s.scan_jobs.retain(|_, row| row.is_some());
         s.findings.retain(|_, row| row.is_some());
+        s.monitors.retain(|_, row| row.is_some());
+        s.alerts.retain(|_, row| row.is_some());
         write_state(conn, chunk_rows(backend), &self.state, &BTreeSet::new()).await?;
         // What the models now hold (a snapshot holds only some organizations).
         sqlx::query("UPDATE chain_heads SET projected_seq = 0")

@@ -1,5 +1,9 @@
 //! Queries over the read models, answering in the API's JSON shapes.
 
+mod monitors;
+
+pub use monitors::{AlertFilter, AlertView, DueMonitor, MonitorView};
+
 use crate::state::{FindingRow, ScanJobRow};
 
 /// Findings some live scan job detected; the others left with their deleted jobs.
@@ -987,6 +991,8 @@ impl ReadModels {
             ("rm_webhooks", "webhook_id"),
             ("rm_scan_jobs", "scan_job_id"),
             ("rm_findings", "finding_id"),
+            ("rm_monitors", "monitor_id"),
+            ("rm_alerts", "alert_id"),
         ] {
             let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
                 .fetch_all(self.db.reader())

@@ -100,6 +100,54 @@ pub struct FindingRow {
     pub updated_at: i64,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorRow {
+    pub org_id: String,
+    pub asset_id: Option<String>,
+    pub group_id: Option<String>,
+    pub frequency_hours: i64,
+    pub profile: String,
+    pub ports: Option<Vec<u16>>,
+    pub enabled: bool,
+    pub last_run_at: Option<i64>,
+    pub next_run_at: Option<i64>,
+    pub run_count: i64,
+    pub last_scan_job_ids: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl MonitorRow {
+    /// At once if it never ran, else `frequency_hours` after the last run; None while disabled.
+    fn schedule(&mut self) {
+        self.next_run_at = self.enabled.then(|| {
+            self.last_run_at.map_or(self.created_at, |t| {
+                t + self.frequency_hours * 3_600_000_000
+            })
+        });
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRow {
+    pub org_id: String,
+    pub monitor_id: String,
+    pub asset_id: String,
+    pub scan_job_id: String,
+    pub alert_type: String,
+    pub severity: String,
+    pub title: String,
+    pub details: serde_json::Value,
+    pub status: String,
+    pub notes: Option<String>,
+    pub acknowledged_at: Option<i64>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub resolved_by: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// Rows by primary key. `None` marks a row that a fold deleted, so the writer removes it.
 #[derive(Debug, Default)]
 pub struct ReadState {
@@ -111,6 +159,8 @@ pub struct ReadState {
     pub webhooks: BTreeMap<String, Option<WebhookRow>>,
     pub scan_jobs: BTreeMap<String, Option<ScanJobRow>>,
     pub findings: BTreeMap<String, Option<FindingRow>>,
+    pub monitors: BTreeMap<String, Option<MonitorRow>>,
+    pub alerts: BTreeMap<String, Option<AlertRow>>,
 }
 
 /// Which rows an event reads or writes, so the projector can load them first.
@@ -123,6 +173,8 @@ pub enum Touch<'a> {
     Webhook(&'a str),
     ScanJob(&'a str),
     Finding(&'a str),
+    Monitor(&'a str),
+    Alert(&'a str),
     /// No read model changes.
     Nothing,
 }
@@ -159,6 +211,13 @@ pub fn touches(e: &Event) -> Touch<'_> {
         Event::FindingResolved(f) => Touch::Finding(&f.finding_id),
         Event::FindingStatusChanged(f) => Touch::Finding(&f.finding_id),
         Event::FindingUpdated(f) => Touch::Finding(&f.finding_id),
+        Event::MonitorCreated(m) => Touch::Monitor(&m.monitor_id),
+        Event::MonitorUpdated(m) => Touch::Monitor(&m.monitor_id),
+        Event::MonitorDeleted(m) => Touch::Monitor(&m.monitor_id),
+        Event::MonitorTriggered(m) => Touch::Monitor(&m.monitor_id),
+        Event::AlertCreated(a) => Touch::Alert(&a.alert_id),
+        Event::AlertAcknowledged(a) => Touch::Alert(&a.alert_id),
+        Event::AlertResolved(a) => Touch::Alert(&a.alert_id),
         Event::AccessDenied(_) | Event::RiskChanged(_) => Touch::Nothing,
     }
 }
@@ -413,6 +472,94 @@ impl ReadState {
                     }
                     if f.notes.is_some() {
                         row.notes = f.notes.clone();
+                    }
+                    row.updated_at = at;
+                }
+            }
+            Event::MonitorCreated(m) => create(&mut self.monitors, &m.monitor_id, || {
+                let mut row = MonitorRow {
+                    org_id: org_id.clone(),
+                    asset_id: m.asset_id.clone(),
+                    group_id: m.group_id.clone(),
+                    frequency_hours: i64::from(m.frequency_hours),
+                    profile: m.profile.clone(),
+                    ports: m.ports.clone(),
+                    enabled: m.enabled,
+                    last_run_at: None,
+                    next_run_at: None,
+                    run_count: 0,
+                    last_scan_job_ids: vec![],
+                    created_at: at,
+                    updated_at: at,
+                };
+                row.schedule();
+                row
+            }),
+            Event::MonitorUpdated(m) => {
+                if let Some(row) = live(&mut self.monitors, &m.monitor_id) {
+                    if let Some(f) = m.frequency_hours {
+                        row.frequency_hours = i64::from(f);
+                    }
+                    if let Some(p) = &m.profile {
+                        row.profile = p.clone();
+                    }
+                    if let Some(e) = m.enabled {
+                        row.enabled = e;
+                    }
+                    row.schedule();
+                    row.updated_at = at;
+                }
+            }
+            Event::MonitorTriggered(m) => {
+                if let Some(row) = live(&mut self.monitors, &m.monitor_id) {
+                    let ran = chrono::DateTime::parse_from_rfc3339(&m.ran_at)
+                        .map_or(at, |t| t.timestamp_micros());
+                    row.last_run_at = Some(ran);
+                    row.run_count += 1;
+                    row.last_scan_job_ids = m.scan_job_ids.clone();
+                    row.schedule();
+                    row.updated_at = at;
+                }
+            }
+            Event::MonitorDeleted(m) => {
+                self.monitors.insert(m.monitor_id.clone(), None);
+            }
+            Event::AlertCreated(a) => create(&mut self.alerts, &a.alert_id, || AlertRow {
+                org_id: org_id.clone(),
+                monitor_id: a.monitor_id.clone(),
+                asset_id: a.asset_id.clone(),
+                scan_job_id: a.scan_job_id.clone(),
+                alert_type: a.alert_type.clone(),
+                severity: a.severity.clone(),
+                title: a.title.clone(),
+                details: a.details.clone(),
+                status: "open".into(),
+                notes: None,
+                acknowledged_at: None,
+                acknowledged_by: None,
+                resolved_at: None,
+                resolved_by: None,
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::AlertAcknowledged(a) => {
+                if let Some(row) = live(&mut self.alerts, &a.alert_id) {
+                    row.status = "acknowledged".into();
+                    row.acknowledged_at = Some(at);
+                    row.acknowledged_by = Some(recorded.actor.id.clone());
+                    if a.notes.is_some() {
+                        row.notes = a.notes.clone();
+                    }
+                    row.updated_at = at;
+                }
+            }
+            Event::AlertResolved(a) => {
+                if let Some(row) = live(&mut self.alerts, &a.alert_id) {
+                    row.status = "resolved".into();
+                    row.resolved_at = Some(at);
+                    row.resolved_by = Some(recorded.actor.id.clone());
+                    if a.notes.is_some() {
+                        row.notes = a.notes.clone();
                     }
                     row.updated_at = at;
                 }

@@ -18,7 +18,8 @@ use easm_projections::Projector;
 use easm_store::{Db, DeliveryQueue, IdempotencyStore};
 use error::ApiError;
 use routes::{
-    assets, audit, audit_webhook, deliveries, findings, groups, health, keys, org, scans, webhooks,
+    assets, audit, audit_webhook, deliveries, findings, groups, health, keys, monitors, org, scans,
+    webhooks,
 };
 use service::Service;
 use std::sync::Arc;
@@ -63,7 +64,7 @@ impl AppState {
 #[openapi(
     info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
     modifiers(&Security),
-    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "webhooks"), (name = "health"))
+    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "monitors"), (name = "webhooks"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -127,6 +128,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::export_findings))
         .routes(routes!(findings::bulk_status))
         .routes(routes!(findings::get_finding, findings::triage_finding))
+        .routes(routes!(monitors::list_monitors, monitors::create_monitor))
+        .routes(routes!(monitors::list_alerts))
+        .routes(routes!(monitors::get_alert))
+        .routes(routes!(monitors::acknowledge_alert))
+        .routes(routes!(monitors::resolve_alert))
+        .routes(routes!(
+            monitors::get_monitor,
+            monitors::update_monitor,
+            monitors::delete_monitor
+        ))
+        .routes(routes!(monitors::run_monitor))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,

@@ -23,6 +23,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+mod monitors;
+
+pub use monitors::{alert_stream, monitor_stream, MonitorRun};
+
 /// How many times a command is decided again after losing a race, before answering 409.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -1029,7 +1033,7 @@ impl Service {
 
     /// The scanner finished: record its detections, then complete the job exactly once, in the
     /// same append resolving the findings its profile detected before on the ports it tried
-    /// and did not detect now. A second report (a retried worker) records nothing.
+    /// and did not detect now, and raising the alerts of the asset's monitor. A second report (a retried worker) records nothing.
     pub async fn complete_scan(
         &self,
         meta: &EventMeta,
@@ -1070,6 +1074,8 @@ impl Service {
                     });
                 }
             }
+            d.streams
+                .extend(self.alerts_for(org_id, &job, &observed).await?);
             Ok(d)
         })
         .await?;

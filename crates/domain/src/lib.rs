@@ -6,6 +6,7 @@ mod asset_value;
 mod error;
 mod finding;
 mod group;
+mod monitor;
 mod nuclei;
 mod organization;
 mod plans;
@@ -19,6 +20,9 @@ pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
 pub use finding::{finding_id, validate_detection, Finding, SEVERITIES, STATUSES};
 pub use group::{validate_group_name, Group};
+pub use monitor::{
+    changes, Alert, AlertStatus, Change, Monitor, MonitorScope, MonitorSpec, ALERT_STATUSES,
+};
 pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};

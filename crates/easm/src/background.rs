@@ -1,13 +1,14 @@
 //! What runs beside the API in `serve`, and alone in `deliver`: the outbox relay, fan-out, the
-//! delivery worker and the scan workers, with their settings.
+//! delivery worker, the scan workers and the monitor scheduler, with their settings.
 
-use crate::scanning::{ScanArgs, ServiceJobs};
+use crate::scanning::{run_monitors, ScanArgs, ServiceJobs};
 use anyhow::{bail, Result};
 use easm_api::AppState;
 use easm_bus::{BusConfig, Relay};
 use easm_delivery::{DeliveryConfig, DisableEndpoint, Fanout, RetrySchedule, Worker};
 use easm_events::{Actor, EventMeta};
 use easm_scanner::worker::{ScanWorker, WorkerConfig};
+use easm_store::Lease;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,7 +102,22 @@ impl Background {
             state.service.projector().clone(),
             state.delivery_wake.clone(),
         );
-        let mut tasks = vec![tokio::spawn(worker.run(until_stop()))];
+        let every = scan.monitor_interval()?;
+        let scheduler = Lease::new(
+            db.clone(),
+            "monitor-scheduler",
+            holder.clone(),
+            (every * 3).max(Duration::from_secs(10)),
+        );
+        let mut tasks = vec![
+            tokio::spawn(worker.run(until_stop())),
+            tokio::spawn(run_monitors(
+                state.service.clone(),
+                scheduler,
+                every,
+                until_stop(),
+            )),
+        ];
         let scanners = (scan.scan_workers > 0).then(|| {
             let config = WorkerConfig {
                 holder: holder.clone(),

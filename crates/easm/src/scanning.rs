@@ -5,6 +5,7 @@ use easm_api::service::{new_id, Service, ServiceError};
 use easm_events::{Actor, EventMeta, Observed};
 use easm_scanner::worker::{JobHost, JobSpec};
 use easm_scanner::{Progress, Report, ScanConfig};
+use easm_store::Lease;
 use std::time::Duration;
 
 #[derive(clap::Args, Clone)]
@@ -23,6 +24,9 @@ pub struct ScanArgs {
     /// over after it (units ms, s, m, h).
     #[arg(long, env = "EASM_SCAN_LEASE", default_value = "30s")]
     pub scan_lease: String,
+    /// How often monitors are checked for a due run (units ms, s, m, h).
+    #[arg(long, env = "EASM_MONITOR_INTERVAL", default_value = "30s")]
+    pub monitor_interval: String,
 }
 
 impl ScanArgs {
@@ -33,7 +37,17 @@ impl ScanArgs {
             scan_resolver: None,
             scan_workers: 0,
             scan_lease: "30s".into(),
+            monitor_interval: "30s".into(),
         }
+    }
+
+    pub fn monitor_interval(&self) -> anyhow::Result<Duration> {
+        let every = easm_delivery::parse_duration(&self.monitor_interval)
+            .map_err(|e| anyhow::anyhow!("EASM_MONITOR_INTERVAL: {e}"))?;
+        if every < Duration::from_millis(100) {
+            anyhow::bail!("EASM_MONITOR_INTERVAL must be at least 100ms");
+        }
+        Ok(every)
     }
 
     pub fn config(&self) -> anyhow::Result<(ScanConfig, Duration)> {
@@ -117,4 +131,33 @@ impl JobHost for ServiceJobs {
             .await
             .map_err(text)
     }
+}
+
+/// Run the monitors that are due, every `every`, as the system actor `scheduler`. One process
+/// at a time holds the scheduler's lease (another takes over when it dies); even without it, a
+/// run is recorded on the monitor's stream, so one due run is never recorded twice.
+pub async fn run_monitors(
+    service: Service,
+    lease: Lease,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match lease.acquire().await {
+            Ok(true) => {
+                let meta = EventMeta::new(Actor::system_part("scheduler"), new_id());
+                if let Err(e) = service.run_due_monitors(&meta).await {
+                    tracing::warn!(error = %e, "monitor scheduling failed; retrying");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "monitor scheduler lease unavailable"),
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+    let _ = lease.release().await;
 }

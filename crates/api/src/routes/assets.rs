@@ -2,7 +2,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery, PageParams};
 use crate::routes::findings::read_as_of;
-use crate::service::scan_stream;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -367,17 +366,7 @@ pub async fn asset_health(
     let Some(job) = completed else {
         return Ok(Json(health));
     };
-    let (events, _) = app
-        .service
-        .log()
-        .stream_page(&c.org_id, &scan_stream(&job.id), 0, i64::MAX)
-        .await?;
-    let done = events
-        .iter()
-        .rev()
-        .find(|e| e.event_type == "scan.completed")
-        .and_then(|e| serde_json::from_value::<easm_events::ScanCompleted>(e.data.clone()).ok());
-    if let Some(done) = done {
+    if let Some(done) = app.service.observation(&c.org_id, &job.id).await? {
         let seen = done.observed;
         health.status = if seen.services.is_empty() {
             "down"

@@ -9,6 +9,7 @@ pub mod findings;
 pub mod groups;
 pub mod health;
 pub mod keys;
+pub mod monitors;
 pub mod org;
 pub mod scans;
 pub mod webhooks;

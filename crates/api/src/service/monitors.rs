@@ -1,0 +1,341 @@
+//! Monitors and alerts on the command side: monitors request scans on their schedule (or by
+//! hand); a completed scan of a monitored asset records its alerts in the same append that
+//! completes it, so no change seen is lost between the two.
+
+use super::{
+    asset_stream, group_stream, new_id, scan_stream, Decision, ScanRequest, Service, ServiceError,
+};
+use easm_domain::{
+    changes, Alert, Asset, DomainError, Group, Monitor, MonitorScope, MonitorSpec, Plan, ScanJob,
+};
+use easm_events::{EventMeta, Observed, ScanCompleted, SkippedAsset};
+use easm_projections::read::{AssetFilter, PageRequest};
+use easm_store::{Constraint, StreamAppend};
+
+pub fn monitor_stream(id: &str) -> String {
+    format!("monitor-{id}")
+}
+
+pub fn alert_stream(id: &str) -> String {
+    format!("alert-{id}")
+}
+
+/// Reservation scope of the organization's monitors, counted for the plan's scheduled scans.
+const MONITORS: &str = "monitors";
+
+/// What one run of a monitor did.
+#[derive(Debug, Default)]
+pub struct MonitorRun {
+    pub scan_job_ids: Vec<String>,
+    pub skipped: Vec<SkippedAsset>,
+}
+
+impl Service {
+    /// A monitor of a live asset or an existing group; each one counts against the plan's
+    /// scheduled scans (402).
+    pub async fn create_monitor(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        plan: Plan,
+        scope: MonitorScope,
+        spec: &MonitorSpec<'_>,
+    ) -> Result<String, ServiceError> {
+        let id = new_id();
+        let events = Monitor::create(&id, scope.clone(), spec)?;
+        let limit = plan.limits().scheduled_scans;
+        self.execute(org_id, meta, || async {
+            let (target, version) = match &scope {
+                MonitorScope::Asset(a) => {
+                    let stream = asset_stream(a);
+                    let (v, asset) = self.load::<Asset>(org_id, &stream).await?;
+                    if !asset.live() {
+                        return Err(DomainError::NotFound { resource: "asset" }.into());
+                    }
+                    (stream, v)
+                }
+                MonitorScope::Group(g) => {
+                    let stream = group_stream(g);
+                    let (v, group) = self.load::<Group>(org_id, &stream).await?;
+                    if !group.live() {
+                        return Err(DomainError::NotFound {
+                            resource: "asset group",
+                        }
+                        .into());
+                    }
+                    (stream, v)
+                }
+            };
+            let mut d = Decision::one(monitor_stream(&id), 0, events.clone());
+            if let Some(max) = limit {
+                if self.log.count_reservations(org_id, MONITORS).await? >= max {
+                    return Err(DomainError::PlanLimit {
+                        limit: "scheduled scans",
+                        max,
+                        plan: plan.as_str().into(),
+                    }
+                    .into());
+                }
+                d.constraints.push(Constraint::AtMost {
+                    scope: MONITORS.into(),
+                    max,
+                });
+            }
+            d.constraints.extend([
+                Constraint::Claim {
+                    scope: MONITORS.into(),
+                    key: id.clone(),
+                    owner: id.clone(),
+                },
+                Constraint::StreamAt {
+                    stream_id: target,
+                    version,
+                },
+            ]);
+            Ok(d)
+        })
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn update_monitor(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        spec: &MonitorSpec<'_>,
+    ) -> Result<(), ServiceError> {
+        self.on_stream(org_id, meta, monitor_stream(id), |m: &Monitor| {
+            m.update(spec)
+        })
+        .await
+    }
+
+    /// Its alerts stay; its slot of the plan is freed.
+    pub async fn delete_monitor(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        let stream = monitor_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, m) = self.load::<Monitor>(org_id, &stream).await?;
+            let mut d = Decision::one(stream.clone(), v, m.delete()?);
+            d.constraints.push(Constraint::Release {
+                scope: MONITORS.into(),
+                key: id.into(),
+            });
+            Ok(d)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Request the monitor's scans and record the run. A scheduled run of a monitor that is not
+    /// due does nothing (None): another process ran it first. An asset that cannot be scanned
+    /// now (a scan of it is already active, the month's quota is spent, a CIDR range) is
+    /// skipped with the reason.
+    pub async fn run_monitor(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        plan: Plan,
+        id: &str,
+        manual: bool,
+    ) -> Result<Option<MonitorRun>, ServiceError> {
+        let stream = monitor_stream(id);
+        let (_, monitor) = self.load::<Monitor>(org_id, &stream).await?;
+        monitor.require()?;
+        let now = chrono::Utc::now();
+        if !manual && !monitor.due(now) {
+            return Ok(None);
+        }
+        let mut run = MonitorRun::default();
+        let ports: Option<Vec<i64>> = monitor
+            .ports
+            .as_ref()
+            .map(|p| p.iter().map(|&p| i64::from(p)).collect());
+        for asset in self.monitored_assets(org_id, &monitor).await? {
+            let skip = |reason: String| SkippedAsset {
+                asset_id: asset.id.clone(),
+                reason,
+            };
+            if let Err(reason) = easm_domain::scan_host(&asset.asset_type, &asset.value) {
+                run.skipped.push(skip(reason));
+                continue;
+            }
+            let req = ScanRequest {
+                asset_id: &asset.id,
+                profile: &monitor.profile,
+                ports: ports.as_deref(),
+                rerun_of: None,
+            };
+            match self.request_scan(meta, org_id, plan, &req).await {
+                Ok(job) => run.scan_job_ids.push(job),
+                Err(ServiceError::Domain(e)) => run.skipped.push(skip(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        let recorded = self
+            .recorded_on_stream(org_id, meta, stream, |m: &Monitor| {
+                m.trigger(now, manual, run.scan_job_ids.clone(), run.skipped.clone())
+            })
+            .await?;
+        Ok((!recorded.is_empty()).then_some(run))
+    }
+
+    /// The live assets a run scans: the monitor's asset, or every asset of its group now.
+    async fn monitored_assets(
+        &self,
+        org_id: &str,
+        monitor: &Monitor,
+    ) -> Result<Vec<Asset>, ServiceError> {
+        match monitor.scope.as_ref() {
+            Some(MonitorScope::Asset(a)) => {
+                let (_, asset) = self.load::<Asset>(org_id, &asset_stream(a)).await?;
+                Ok(if asset.live() { vec![asset] } else { vec![] })
+            }
+            Some(MonitorScope::Group(g)) => {
+                let filter = AssetFilter {
+                    group_id: Some(g.clone()),
+                    ..AssetFilter::default()
+                };
+                let mut out = vec![];
+                for page in 1.. {
+                    let p = PageRequest {
+                        page,
+                        per_page: 100,
+                    };
+                    let got = self.read.assets(org_id, &filter, p).await?;
+                    let done = got.items.len() < 100;
+                    out.extend(got.items.into_iter().map(|a| Asset {
+                        id: a.id,
+                        group_id: a.group_id,
+                        value: a.value,
+                        asset_type: a.asset_type,
+                        created: true,
+                        ..Asset::default()
+                    }));
+                    if done {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+            None => Ok(vec![]),
+        }
+    }
+
+    /// Run every monitor that is due, as `meta`'s actor; answers how many ran. A monitor that
+    /// fails is logged and retried at the next pass.
+    pub async fn run_due_monitors(&self, meta: &EventMeta) -> Result<usize, ServiceError> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut ran = 0;
+        for due in self.read.due_monitors(now, 100).await? {
+            let plan = Plan::parse(&due.plan).unwrap_or(Plan::Free);
+            match self
+                .run_monitor(meta, &due.org_id, plan, &due.monitor_id, false)
+                .await
+            {
+                Ok(Some(_)) => ran += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, monitor = %due.monitor_id, "monitor run failed")
+                }
+            }
+        }
+        Ok(ran)
+    }
+
+    pub async fn acknowledge_alert(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        notes: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        self.on_stream(org_id, meta, alert_stream(id), |a: &Alert| {
+            a.acknowledge(notes)
+        })
+        .await
+    }
+
+    pub async fn resolve_alert(
+        &self,
+        meta: &EventMeta,
+        org_id: &str,
+        id: &str,
+        notes: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        self.on_stream(org_id, meta, alert_stream(id), |a: &Alert| a.resolve(notes))
+            .await
+    }
+
+    /// What a completed scan job recorded of its asset, if it completed.
+    pub async fn observation(
+        &self,
+        org_id: &str,
+        scan_job_id: &str,
+    ) -> Result<Option<ScanCompleted>, ServiceError> {
+        let (_, events) = self.log.load(org_id, &scan_stream(scan_job_id)).await?;
+        Ok(events.into_iter().rev().find_map(|e| match e {
+            easm_events::Event::ScanCompleted(c) => Some(c),
+            _ => None,
+        }))
+    }
+
+    /// The alerts `job` raises by observing `observed`, compared with the previous completed
+    /// scan of the same asset, profile and ports; attributed to the asset's own monitor before
+    /// its group's. None without an enabled monitor or an earlier observation.
+    pub(super) async fn alerts_for(
+        &self,
+        org_id: &str,
+        job: &ScanJob,
+        observed: &Observed,
+    ) -> Result<Vec<StreamAppend>, ServiceError> {
+        let Some(asset) = self.read.asset(org_id, &job.asset_id).await? else {
+            return Ok(vec![]);
+        };
+        let watching = self
+            .read
+            .monitors_watching(org_id, &asset.id, &asset.group_id)
+            .await?;
+        let Some(monitor) = watching.first() else {
+            return Ok(vec![]);
+        };
+        let previous = self
+            .read
+            .asset_scan_jobs(org_id, &asset.id)
+            .await?
+            .into_iter()
+            .filter(|j| {
+                j.status == "completed"
+                    && j.id != job.id
+                    && j.profile == job.profile
+                    && j.ports == job.ports
+            })
+            .max_by(|a, b| a.finished_at.cmp(&b.finished_at));
+        let Some(previous) = previous else {
+            return Ok(vec![]);
+        };
+        let Some(before) = self.observation(org_id, &previous.id).await? else {
+            return Ok(vec![]);
+        };
+        // Both must come from the built-in scanner (it always counts the ports it tried).
+        if before.observed.ports_scanned.is_none() || observed.ports_scanned.is_none() {
+            return Ok(vec![]);
+        }
+        Ok(changes(&asset.value, &before.observed, observed)
+            .into_iter()
+            .map(|change| {
+                let alert_id = new_id();
+                StreamAppend {
+                    stream_id: alert_stream(&alert_id),
+                    expected_version: 0,
+                    events: vec![change.into_alert(&alert_id, &monitor.id, &asset.id, &job.id)],
+                }
+            })
+            .collect())
+    }
+}
