@@ -220,7 +220,8 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Actions (event types, with or without `audit.`), comma-separated.
     pub action: Option<String>,
-    /// Resource type: `asset`, `group`, `api_key`, `webhook`, `scan`, `finding`, `access`, `org`.
+    /// Resource type: `asset`, `group`, `api_key`, `user`, `webhook`, `scan`, `finding`, `monitor`,
+    /// `alert`, `access`, `org`.
     pub resource: Option<String>,
     /// Resource id.
     pub resource_id: Option<String>,
