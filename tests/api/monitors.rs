@@ -198,6 +198,23 @@ async fn monitors_are_validated_limited_by_plan_and_run_by_hand(b: Backend) {
         .unwrap()
         .contains("already queued"));
 
+    // A monitor of an asset that was removed runs and says so.
+    let lone = app.asset(&key, &group, "192.0.2.11", "ip").await;
+    let gone = app
+        .post(&key, "/api/monitors", json!({"assetId": lone}))
+        .await;
+    assert_eq!(gone.status, StatusCode::PAYMENT_REQUIRED, "free holds 2");
+    app.delete(&key, &format!("/api/monitors/{}", g.id())).await;
+    let gone = app
+        .post(&key, "/api/monitors", json!({"assetId": lone}))
+        .await
+        .id();
+    app.delete(&key, &format!("/api/assets/{lone}")).await;
+    let run = app
+        .post(&key, &format!("/api/monitors/{gone}/run"), json!({}))
+        .await;
+    assert_eq!(run.body["skipped"][0]["reason"], "the asset was removed");
+
     // Alerts: empty, filters checked, unknown ones not found.
     let alerts = app.get(&key, "/api/monitors/alerts").await;
     assert_eq!(

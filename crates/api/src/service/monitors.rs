@@ -156,7 +156,14 @@ impl Service {
             .ports
             .as_ref()
             .map(|p| p.iter().map(|&p| i64::from(p)).collect());
-        for asset in self.monitored_assets(org_id, &monitor).await? {
+        let assets = self.monitored_assets(org_id, &monitor).await?;
+        if let (Some(MonitorScope::Asset(gone)), true) = (&monitor.scope, assets.is_empty()) {
+            run.skipped.push(SkippedAsset {
+                asset_id: gone.clone(),
+                reason: "the asset was removed".into(),
+            });
+        }
+        for asset in assets {
             let skip = |reason: String| SkippedAsset {
                 asset_id: asset.id.clone(),
                 reason,
