@@ -52,9 +52,8 @@ impl EventLog {
             return Err(AppendError::TooLarge(count));
         }
         let backend = self.db.backend();
-        let mut tx = self.db.writer().begin().await?;
+        let mut tx = self.begin_locked(&req.org_id).await?;
         let conn: &mut AnyConnection = &mut tx;
-        let head = lock_head(conn, backend, &req.org_id).await?;
 
         let mut expected: BTreeMap<&str, i64> = req
             .streams
@@ -66,7 +65,9 @@ impl EventLog {
                 expected.insert(stream_id, *version);
             }
         }
-        check_versions(conn, backend, &expected).await?;
+        let ids: Vec<&str> = expected.keys().copied().collect();
+        let (head, actual) = read_head(conn, backend, &req.org_id, &ids).await?;
+        check_versions(&expected, &actual)?;
         check_reservations(conn, backend, &req.org_id, &req.constraints).await?;
 
         let first_position = match backend {
@@ -111,32 +112,28 @@ impl EventLog {
             tx.commit().await?;
             return Ok(recorded);
         }
-        insert_events(conn, backend, &recorded).await?;
-        let projected = match &self.projection {
-            Some(projection) => {
-                // Events appended earlier by a log without read models come first.
-                let mut earlier =
-                    org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
-                if earlier.is_empty() {
-                    projection.project(conn, &recorded).await?;
-                } else {
-                    earlier.extend(recorded.iter().cloned());
-                    projection.project(conn, &earlier).await?;
-                }
+        // The read models, when this log keeps them, are folded below in this transaction.
+        let advanced = Advance {
+            org_id: &req.org_id,
+            seq,
+            hash: &prev_hash,
+            projected: if self.projection.is_some() {
                 seq
-            }
-            None => head.projected,
+            } else {
+                head.projected
+            },
         };
-        sqlx::query(
-            "UPDATE chain_heads SET last_seq = $1, last_hash = $2, projected_seq = $3 \
-             WHERE org_id = $4",
-        )
-        .bind(seq)
-        .bind(&prev_hash)
-        .bind(projected)
-        .bind(&req.org_id)
-        .execute(&mut *conn)
-        .await?;
+        insert_events(conn, backend, &recorded, &advanced).await?;
+        if let Some(projection) = &self.projection {
+            // Events appended earlier by a log without read models come first.
+            let mut earlier = org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
+            if earlier.is_empty() {
+                projection.project(conn, &recorded).await?;
+            } else {
+                earlier.extend(recorded.iter().cloned());
+                projection.project(conn, &earlier).await?;
+            }
+        }
         tx.commit().await?;
         Ok(recorded)
     }
@@ -164,8 +161,8 @@ impl EventLog {
                 .await?;
         for org_id in &orgs {
             loop {
-                let mut tx = self.db.writer().begin().await?;
-                let head = lock_head(&mut tx, backend, org_id).await?;
+                let mut tx = self.begin_locked(org_id).await?;
+                let (head, _) = read_head(&mut tx, backend, org_id, &[]).await?;
                 let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
                 if head.projected < upto {
                     let events = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
@@ -186,33 +183,82 @@ impl EventLog {
     }
 }
 
-/// Lock the organization's chain head (creating it on the first append) and read it.
-async fn lock_head(
+impl EventLog {
+    /// A write transaction holding the organization's append lock. On PostgreSQL the lock is
+    /// taken in the statement that begins the transaction (one round trip), before the
+    /// transaction writes anything, so its id (hence its positions) is assigned after the lock:
+    /// chain order and position order agree within an organization. The shared lock lets a
+    /// rebuild hold every append out before any of them locks a row. On SQLite the head's write
+    /// in `read_head` takes the database's write lock.
+    async fn begin_locked(
+        &self,
+        org_id: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.db.backend() {
+            Backend::Postgres => {
+                // A simple query cannot take parameters: the id is quoted as a literal.
+                let org = org_id.replace('\'', "''");
+                self.db
+                    .writer()
+                    .begin_with(format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
+                         pg_advisory_xact_lock(hashtextextended('{org}', 0))"
+                    ))
+                    .await?
+            }
+            Backend::Sqlite => self.db.writer().begin().await?,
+        })
+    }
+}
+
+/// Read the organization's chain head under its lock (creating it on the first append), and
+/// the current versions of `streams`; on PostgreSQL in one statement.
+async fn read_head(
     conn: &mut AnyConnection,
     backend: Backend,
     org_id: &str,
-) -> Result<Head, StoreError> {
+    streams: &[&str],
+) -> Result<(Head, BTreeMap<String, i64>), StoreError> {
+    let mut versions = BTreeMap::new();
+    let mut rest = streams;
     if backend == Backend::Postgres {
-        // Taken before the transaction writes anything, so its id (hence its positions) is
-        // assigned after the lock: chain order and position order agree within an org. The
-        // shared lock lets a rebuild hold every append out before any of them locks a row.
-        sqlx::query(&format!(
-            "SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
-             pg_advisory_xact_lock(hashtextextended($1, 0))"
-        ))
-        .bind(org_id)
-        .execute(&mut *conn)
-        .await?;
         // Held by the lock, the head needs no row lock (nor a new row version per append).
-        let found = sqlx::query(
-            "SELECT last_seq, last_hash, projected_seq, pg_current_xact_id()::text::bigint AS xid \
-             FROM chain_heads WHERE org_id = $1",
-        )
-        .bind(org_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(row) = found {
-            return head(&row);
+        let (first, after) = streams.split_at(streams.len().min(chunk_rows(backend)));
+        rest = after;
+        let mut sql = "SELECT CAST(NULL AS TEXT) AS stream_id, last_seq AS v, last_hash, \
+             projected_seq, pg_current_xact_id()::text::bigint AS xid \
+             FROM chain_heads WHERE org_id = $1"
+            .to_string();
+        if !first.is_empty() {
+            sql.push_str(&format!(
+                " UNION ALL SELECT stream_id, MAX(stream_version), NULL, NULL, NULL FROM events \
+                 WHERE stream_id IN ({}) GROUP BY stream_id",
+                placeholders(2, first.len())
+            ));
+        }
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for id in first {
+            q = q.bind(*id);
+        }
+        let mut found = None;
+        for row in q.fetch_all(&mut *conn).await? {
+            match row.try_get::<Option<String>, _>("stream_id")? {
+                Some(id) => {
+                    versions.insert(id, row.try_get("v")?);
+                }
+                None => {
+                    found = Some(Head {
+                        seq: row.try_get("v")?,
+                        hash: row.try_get("last_hash")?,
+                        projected: row.try_get("projected_seq")?,
+                        xid: row.try_get("xid")?,
+                    })
+                }
+            }
+        }
+        if let Some(head) = found {
+            stream_versions(conn, backend, rest, &mut versions).await?;
+            return Ok((head, versions));
         }
     }
     // On SQLite this write comes first so the transaction takes the write lock before it reads
@@ -230,7 +276,8 @@ async fn lock_head(
     .bind(GENESIS_HASH)
     .fetch_one(&mut *conn)
     .await?;
-    head(&row)
+    stream_versions(conn, backend, rest, &mut versions).await?;
+    Ok((head(&row)?, versions))
 }
 
 fn head(row: &AnyRow) -> Result<Head, StoreError> {
@@ -242,14 +289,13 @@ fn head(row: &AnyRow) -> Result<Head, StoreError> {
     })
 }
 
-/// Every stream the decision wrote or read is still at the version it was decided on.
-async fn check_versions(
+/// The latest version of each of `ids` that has events.
+async fn stream_versions(
     conn: &mut AnyConnection,
     backend: Backend,
-    expected: &BTreeMap<&str, i64>,
-) -> Result<(), AppendError> {
-    let ids: Vec<&str> = expected.keys().copied().collect();
-    let mut actual: BTreeMap<String, i64> = BTreeMap::new();
+    ids: &[&str],
+    into: &mut BTreeMap<String, i64>,
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(chunk_rows(backend)) {
         let sql = format!(
             "SELECT stream_id, MAX(stream_version) AS v FROM events \
@@ -261,9 +307,17 @@ async fn check_versions(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            actual.insert(row.try_get("stream_id")?, row.try_get("v")?);
+            into.insert(row.try_get("stream_id")?, row.try_get("v")?);
         }
     }
+    Ok(())
+}
+
+/// Every stream the decision wrote or read is still at the version it was decided on.
+fn check_versions(
+    expected: &BTreeMap<&str, i64>,
+    actual: &BTreeMap<String, i64>,
+) -> Result<(), AppendError> {
     for (stream_id, &version) in expected {
         let found = actual.get(*stream_id).copied().unwrap_or(0);
         if found != version {
@@ -297,6 +351,50 @@ async fn check_reservations(
     }
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
     let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    if backend == Backend::Postgres
+        && releases.is_empty()
+        && !claims.is_empty()
+        && claims.len() <= chunk_rows(backend)
+    {
+        // One round trip: claims and counters in one statement. The counters assume every
+        // claim succeeds; if one does not, the append fails and its transaction rolls back.
+        let mut by_scope: BTreeMap<&str, i64> = BTreeMap::new();
+        for (scope, _, _) in &claims {
+            *by_scope.entry(scope).or_default() += 1;
+        }
+        let counters = 2 + claims.len() * 3;
+        let sql = format!(
+            "WITH c AS (INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
+             ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key), \
+             n AS (INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
+             ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
+             RETURNING scope, n) \
+             SELECT scope, key, CAST(NULL AS BIGINT) AS n FROM c \
+             UNION ALL SELECT scope, NULL, n FROM n",
+            value_rows(claims.len(), 3, 2, ", $1"),
+            value_rows(by_scope.len(), 2, counters, ", $1"),
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for (scope, key, owner) in &claims {
+            q = q.bind(*scope).bind(*key).bind(*owner);
+        }
+        for (scope, n) in &by_scope {
+            q = q.bind(*scope).bind(*n);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            match row.try_get::<Option<String>, _>("key")? {
+                Some(key) => {
+                    claimed.insert((row.try_get("scope")?, key));
+                }
+                None => {
+                    counts.insert(row.try_get("scope")?, row.try_get("n")?);
+                }
+            }
+        }
+        require_claimed(&claims, &claimed)?;
+        return check_counts(conn, org_id, constraints, &counts).await;
+    }
     for chunk in claims.chunks(chunk_rows(backend)) {
         let sql = format!(
             "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
@@ -311,10 +409,8 @@ async fn check_reservations(
             claimed.insert((row.try_get("scope")?, row.try_get("key")?));
         }
     }
-    for (scope, key, _) in &claims {
-        if !claimed.contains(&(scope.to_string(), key.to_string())) {
-            return Err(AppendError::Constraint(format!("{scope}/{key} is taken")));
-        }
+    require_claimed(&claims, &claimed)?;
+    for (scope, _, _) in &claims {
         *deltas.entry(scope).or_default() += 1;
     }
     for (scope, keys) in &releases {
@@ -332,7 +428,6 @@ async fn check_reservations(
         }
     }
     deltas.retain(|_, d| *d != 0);
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     if !deltas.is_empty() {
         let sql = format!(
             "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
@@ -348,6 +443,30 @@ async fn check_reservations(
             counts.insert(row.try_get("scope")?, row.try_get("n")?);
         }
     }
+    check_counts(conn, org_id, constraints, &counts).await
+}
+
+fn require_claimed(
+    claims: &[(&str, &str, &str)],
+    claimed: &BTreeSet<(String, String)>,
+) -> Result<(), AppendError> {
+    match claims
+        .iter()
+        .find(|(scope, key, _)| !claimed.contains(&(scope.to_string(), key.to_string())))
+    {
+        Some((scope, key, _)) => Err(AppendError::Constraint(format!("{scope}/{key} is taken"))),
+        None => Ok(()),
+    }
+}
+
+/// The counting constraints hold against `counts`, the sizes this append left (a scope it did
+/// not change is read).
+async fn check_counts(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    constraints: &[Constraint],
+    counts: &BTreeMap<String, i64>,
+) -> Result<(), AppendError> {
     for c in constraints {
         let (scope, max) = match c {
             Constraint::AtMost { scope, max } => (scope, *max),
@@ -382,18 +501,45 @@ pub(crate) async fn count_scope(
     Ok(n.unwrap_or(0))
 }
 
+/// Where an append leaves the organization's chain head.
+struct Advance<'a> {
+    org_id: &'a str,
+    seq: i64,
+    hash: &'a str,
+    projected: i64,
+}
+
+const ADVANCE_HEAD: &str =
+    "UPDATE chain_heads SET last_seq = $1, last_hash = $2, projected_seq = $3 WHERE org_id = $4";
+
+/// Insert the events and advance the chain head; on PostgreSQL the head moves in the statement
+/// that inserts the last events.
 async fn insert_events(
     conn: &mut AnyConnection,
     backend: Backend,
     events: &[RecordedEvent],
+    head: &Advance<'_>,
 ) -> Result<(), sqlx::Error> {
     const WIDTH: usize = 20;
-    for chunk in events.chunks(chunk_rows(backend)) {
-        let sql = format!(
-            "INSERT INTO events ({COLUMNS}) VALUES {}",
-            value_rows(chunk.len(), WIDTH, 1, "")
-        );
+    let chunks: Vec<&[RecordedEvent]> = events.chunks(chunk_rows(backend)).collect();
+    for (i, &chunk) in chunks.iter().enumerate() {
+        let fused = backend == Backend::Postgres && i + 1 == chunks.len();
+        let values = value_rows(chunk.len(), WIDTH, if fused { 5 } else { 1 }, "");
+        let sql = if fused {
+            format!(
+                "WITH inserted AS (INSERT INTO events ({COLUMNS}) VALUES {values}) {ADVANCE_HEAD}"
+            )
+        } else {
+            format!("INSERT INTO events ({COLUMNS}) VALUES {values}")
+        };
         let mut q = sqlx::query(&sql);
+        if fused {
+            q = q
+                .bind(head.seq)
+                .bind(head.hash)
+                .bind(head.projected)
+                .bind(head.org_id);
+        }
         for e in chunk {
             q = q
                 .bind(e.position)
@@ -418,6 +564,15 @@ async fn insert_events(
                 .bind(&e.actor.user_agent);
         }
         q.execute(&mut *conn).await?;
+    }
+    if backend == Backend::Sqlite {
+        sqlx::query(ADVANCE_HEAD)
+            .bind(head.seq)
+            .bind(head.hash)
+            .bind(head.projected)
+            .bind(head.org_id)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
