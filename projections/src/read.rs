@@ -954,15 +954,30 @@ impl ReadModels {
         .await
     }
 
-    /// The endpoints of an organization that receive deliveries now (fan-out matches on them).
-    pub async fn enabled_webhooks(&self, org_id: &str) -> Result<Vec<WebhookView>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks w WHERE w.org_id = $1 AND w.enabled = 1"
-        ))
-        .bind(org_id)
-        .fetch_all(self.db.reader())
-        .await?;
-        rows.iter().map(webhook).collect()
+    /// The endpoints that receive deliveries now (fan-out matches on them).
+    /// By organization, for any number of them in one query per 500.
+    pub async fn enabled_webhooks(
+        &self,
+        orgs: &[&str],
+    ) -> Result<BTreeMap<String, Vec<WebhookView>>, StoreError> {
+        let mut out: BTreeMap<String, Vec<WebhookView>> = BTreeMap::new();
+        for chunk in orgs.chunks(500) {
+            let sql = format!(
+                "SELECT w.org_id, {WEBHOOK_COLUMNS} FROM rm_webhooks w \
+                 WHERE w.org_id IN ({}) AND w.enabled = 1",
+                easm_store::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for org in chunk {
+                q = q.bind(*org);
+            }
+            for r in q.fetch_all(self.db.reader()).await? {
+                out.entry(r.try_get("org_id")?)
+                    .or_default()
+                    .push(webhook(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {

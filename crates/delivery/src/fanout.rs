@@ -10,10 +10,10 @@ use easm_domain::subscribed;
 use easm_events::{
     audit_message_id, audit_payload, message_id, payload, RecordedEvent, SUBSCRIBABLE,
 };
-use easm_projections::{read::WebhookView, Projector, ReadModels};
+use easm_projections::{Projector, ReadModels};
 use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, StoreError};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,16 +53,17 @@ impl Fanout {
         // Appends fold their read models as they commit; this covers events a tool appended
         // without them.
         self.projector.catch_up().await?;
-        let mut endpoints: HashMap<&str, Vec<WebhookView>> = HashMap::new();
+        let orgs: BTreeSet<&str> = events.iter().map(|e| e.org_id.as_str()).collect();
+        let orgs: Vec<&str> = orgs.into_iter().collect();
+        let endpoints = self.read.enabled_webhooks(&orgs).await?;
         let mut out = Vec::new();
         for e in events {
-            if !endpoints.contains_key(e.org_id.as_str()) {
-                let hooks = self.read.enabled_webhooks(&e.org_id).await?;
-                endpoints.insert(&e.org_id, hooks);
-            }
+            let Some(hooks) = endpoints.get(&e.org_id) else {
+                continue;
+            };
             let own = SUBSCRIBABLE.contains(&e.event_type.as_str());
             let audit_type = format!("audit.{}", e.event_type);
-            for hook in &endpoints[e.org_id.as_str()] {
+            for hook in hooks {
                 let mut push = |delivery_id: String, event_type: &str, body: Value| {
                     out.push(NewDelivery {
                         delivery_id,
@@ -85,13 +86,9 @@ impl Fanout {
         Ok(out)
     }
 
-    async fn queue(
-        &self,
-        events: &[RecordedEvent],
-        outbox_through: Option<i64>,
-    ) -> Result<(), StoreError> {
+    async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
-        self.queue.enqueue(&rows, outbox_through).await?;
+        self.queue.enqueue(&rows, outbox_done).await?;
         if !rows.is_empty() {
             self.queued.notify_one();
         }
@@ -99,7 +96,8 @@ impl Fanout {
     }
 
     /// Embedded mode: drain the outbox into the queue while holding the outbox lease (the same
-    /// one the NATS relay takes, so only one of them ever drains it).
+    /// one the NATS relay takes, so only one of them ever drains it). Committed rows are taken
+    /// as they are, without waiting for older transactions, and exactly those rows leave.
     pub async fn run_outbox(
         self,
         db: Db,
@@ -121,9 +119,10 @@ impl Fanout {
                     }
                     renewed = Some(Instant::now());
                 }
-                let events = log.outbox(BATCH as i64).await?;
-                if let Some(last) = events.last() {
-                    self.queue(&events, Some(last.position)).await?;
+                let events = log.outbox_committed(BATCH as i64).await?;
+                if !events.is_empty() {
+                    let taken: Vec<i64> = events.iter().map(|e| e.position).collect();
+                    self.queue(&events, &taken).await?;
                 }
                 Ok(events.len())
             };
@@ -218,7 +217,7 @@ impl Fanout {
         }
         // Positions are in log order within the stream; the newest one bounds the wait.
         events.sort_by_key(|e| e.position);
-        self.queue(&events, None).await?;
+        self.queue(&events, &[]).await?;
         for m in messages {
             m.ack().await.map_err(nats)?;
         }

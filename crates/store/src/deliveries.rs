@@ -3,7 +3,7 @@
 //! the delivery, and every attempt with what the receiver answered.
 
 use crate::db::{Backend, Db};
-use crate::sql::value_rows;
+use crate::sql::{placeholders, value_rows};
 use crate::{error::StoreError, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -164,6 +164,23 @@ pub struct DeliveryQueue {
     queued: Arc<AtomicU64>,
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// The values of `rows` for an insert made by `DeliveryQueue::enqueue` (7 per row).
+fn bind_deliveries<'q>(mut q: Query<'q>, rows: &'q [NewDelivery]) -> Query<'q> {
+    for d in rows {
+        q = q
+            .bind(&d.delivery_id)
+            .bind(&d.org_id)
+            .bind(&d.webhook_id)
+            .bind(&d.event_id)
+            .bind(&d.event_type)
+            .bind(&d.payload)
+            .bind(d.schedule_step);
+    }
+    q
+}
+
 impl DeliveryQueue {
     pub fn new(db: Db) -> Self {
         DeliveryQueue {
@@ -187,41 +204,63 @@ impl DeliveryQueue {
         Ok(())
     }
 
-    /// Queue deliveries due now; one already queued (same id) is left as it is. With
-    /// `outbox_through`, the outbox up to that position is cleared in the same transaction, so
-    /// an event leaves the outbox exactly when its deliveries exist.
+    /// Queue deliveries due now; one already queued (same id) is left as it is. The outbox rows
+    /// at `outbox_done` are removed in the same transaction, so an event leaves the outbox
+    /// exactly when its deliveries exist.
     pub async fn enqueue(
         &self,
         rows: &[NewDelivery],
-        outbox_through: Option<i64>,
+        outbox_done: &[i64],
     ) -> Result<(), StoreError> {
         let now = now_micros();
-        let mut tx = self.db.writer().begin().await?;
-        for chunk in rows.chunks(50) {
-            let sql = format!(
+        let insert = |n: usize| {
+            format!(
                 "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, payload, \
                  schedule_step, status, attempts, next_attempt_at, created_at, updated_at) VALUES {} \
                  ON CONFLICT (delivery_id) DO NOTHING",
-                value_rows(chunk.len(), 7, 2, ", 'pending', 0, $1, $1, $1")
-            );
-            let mut q = sqlx::query(&sql).bind(now);
-            for d in chunk {
-                q = q
-                    .bind(&d.delivery_id)
-                    .bind(&d.org_id)
-                    .bind(&d.webhook_id)
-                    .bind(&d.event_id)
-                    .bind(&d.event_type)
-                    .bind(&d.payload)
-                    .bind(d.schedule_step);
+                value_rows(n, 7, 2, ", 'pending', 0, $1, $1, $1")
+            )
+        };
+        if self.db.backend() == Backend::Postgres
+            && !rows.is_empty()
+            && rows.len() <= 50
+            && outbox_done.len() <= 500
+        {
+            // One statement, so no transaction to open and commit: the outbox rows leave in
+            // the statement that queues their deliveries.
+            let sql = if outbox_done.is_empty() {
+                insert(rows.len())
+            } else {
+                format!(
+                    "WITH gone AS (DELETE FROM outbox WHERE position IN ({})) {}",
+                    placeholders(2 + rows.len() * 7, outbox_done.len()),
+                    insert(rows.len())
+                )
+            };
+            let mut q = bind_deliveries(sqlx::query(&sql).bind(now), rows);
+            for position in outbox_done {
+                q = q.bind(*position);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(self.db.writer()).await?;
+            return self.refresh_statistics(rows.len() as u64).await;
         }
-        if let Some(position) = outbox_through {
-            sqlx::query("DELETE FROM outbox WHERE position <= $1")
-                .bind(position)
+        let mut tx = self.db.writer().begin().await?;
+        for chunk in rows.chunks(50) {
+            let sql = insert(chunk.len());
+            bind_deliveries(sqlx::query(&sql).bind(now), chunk)
                 .execute(&mut *tx)
                 .await?;
+        }
+        for chunk in outbox_done.chunks(500) {
+            let sql = format!(
+                "DELETE FROM outbox WHERE position IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for position in chunk {
+                q = q.bind(*position);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         self.refresh_statistics(rows.len() as u64).await
@@ -335,28 +374,34 @@ impl DeliveryQueue {
             }
             q.execute(&mut *tx).await?;
         }
-        for f in batch {
-            let d = &f.delivery;
-            let (status, at, step) = match f.next {
-                NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
-                NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
-                NextStep::Failed => (FAILED, now, d.schedule_step),
-            };
-            sqlx::query(
-                "UPDATE deliveries SET status = $1, attempts = $2, schedule_step = $3, \
-                 next_attempt_at = $4, claimed_by = NULL, claimed_until = NULL, last_status = $5, \
-                 last_error = $6, updated_at = $7 WHERE delivery_id = $8",
-            )
-            .bind(status)
-            .bind(d.attempts + 1)
-            .bind(step)
-            .bind(at)
-            .bind(f.attempt.status_code)
-            .bind(&f.attempt.error)
-            .bind(now)
-            .bind(&d.delivery_id)
-            .execute(&mut *tx)
-            .await?;
+        // One statement per 50 deliveries: a VALUES list joined to the queue (both dialects
+        // name its columns column1, column2, ...).
+        for chunk in batch.chunks(50) {
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+                 schedule_step = v.column4, next_attempt_at = v.column5, claimed_by = NULL, \
+                 claimed_until = NULL, last_status = v.column6, last_error = v.column7, \
+                 updated_at = $1 FROM (VALUES {}) AS v WHERE deliveries.delivery_id = v.column1",
+                value_rows(chunk.len(), 7, 2, "")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for f in chunk {
+                let d = &f.delivery;
+                let (status, at, step) = match f.next {
+                    NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
+                    NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
+                    NextStep::Failed => (FAILED, now, d.schedule_step),
+                };
+                q = q
+                    .bind(&d.delivery_id)
+                    .bind(status)
+                    .bind(d.attempts + 1)
+                    .bind(step)
+                    .bind(at)
+                    .bind(f.attempt.status_code)
+                    .bind(&f.attempt.error);
+            }
+            q.execute(&mut *tx).await?;
         }
         let mut failing = Vec::new();
         for (webhook_id, run) in failure_runs(batch) {

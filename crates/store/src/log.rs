@@ -255,22 +255,41 @@ impl EventLog {
     }
 
     /// The oldest events still waiting in the outbox, in global order and never past the readable
-    /// horizon, so they are published in log order.
+    /// horizon, so they are published in log order (the relay clears everything up to the last
+    /// one it published).
     pub async fn outbox(&self, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("e.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
         let horizon = match self.db.backend() {
             Backend::Sqlite => String::new(),
             Backend::Postgres => format!(
                 "WHERE o.position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
             ),
         };
+        self.outbox_rows(&horizon, limit).await
+    }
+
+    /// The oldest committed events waiting in the outbox, without waiting for the horizon: an
+    /// event that commits later with a smaller position is found by a later call. For a reader
+    /// that removes exactly the rows it took (fan-out), so nothing waits on an older transaction.
+    pub async fn outbox_committed(&self, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.outbox_rows("", limit).await
+    }
+
+    /// The events of the first `limit` outbox rows passing `filter`. Looked up by position
+    /// from the rows taken: a join of the two tables lets PostgreSQL's planner (misled by the
+    /// outbox's churn) walk the whole events index to find a few rows.
+    async fn outbox_rows(
+        &self,
+        filter: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let taken =
+            format!("SELECT o.position FROM outbox o {filter} ORDER BY o.position LIMIT $1");
+        let wanted = match self.db.backend() {
+            Backend::Postgres => format!("= ANY(ARRAY({taken}))"),
+            Backend::Sqlite => format!("IN ({taken})"),
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {columns} FROM outbox o JOIN events e ON e.position = o.position {horizon} \
-             ORDER BY o.position LIMIT $1"
+            "SELECT {COLUMNS} FROM events WHERE position {wanted} ORDER BY position"
         ))
         .bind(limit)
         .fetch_all(self.db.reader())

@@ -253,7 +253,7 @@ pub async fn queue_test(app: &AppState, c: &Caller, id: &str) -> ApiResult<Deliv
                 payload: body.to_string(),
                 schedule_step: ONE_ATTEMPT,
             }],
-            None,
+            &[],
         )
         .await?;
     app.delivery_wake.notify_one();
