@@ -5,6 +5,7 @@
 //! mode, acknowledged only after the deliveries are queued). Queuing is idempotent per
 //! (event, endpoint), so a redelivered event queues nothing twice.
 
+use crate::Handoff;
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::subscribed;
 use easm_events::{
@@ -29,6 +30,8 @@ pub struct Fanout {
     queue: DeliveryQueue,
     /// Woken when deliveries were queued, so local workers start at once.
     queued: Arc<Notify>,
+    /// The local worker, given what is queued here already claimed for it.
+    handoff: Option<Handoff>,
 }
 
 impl Fanout {
@@ -38,7 +41,14 @@ impl Fanout {
             queue: DeliveryQueue::new(db),
             projector,
             queued,
+            handoff: None,
         }
+    }
+
+    /// Queue deliveries claimed for `worker` (in this process) and hand them to it.
+    pub fn with_handoff(mut self, worker: Handoff) -> Self {
+        self.handoff = Some(worker);
+        self
     }
 
     /// The deliveries of a batch of events, matched against the endpoints as the read models
@@ -88,8 +98,14 @@ impl Fanout {
 
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
-        self.queue.enqueue(&rows, outbox_done).await?;
-        if !rows.is_empty() {
+        let claim = self.handoff.as_ref().map(|h| (h.holder.as_str(), h.ttl));
+        let claimed = self.queue.enqueue(&rows, outbox_done, claim).await?;
+        if let Some(h) = &self.handoff {
+            // A stopped worker's claims expire, and any worker takes them then.
+            if !claimed.is_empty() && h.deliveries.send(claimed).is_err() {
+                tracing::warn!("fan-out: no local worker to hand deliveries to");
+            }
+        } else if !rows.is_empty() {
             self.queued.notify_one();
         }
         Ok(())

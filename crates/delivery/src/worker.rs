@@ -86,6 +86,17 @@ struct Slots {
     /// Earliest time the next attempt to an endpoint may start (rate limit).
     next_start: HashMap<String, Instant>,
     total: usize,
+    /// Due deliveries may wait in the queue for a slot here: a finished attempt claims again.
+    backlog: bool,
+}
+
+/// Deliveries local fan-out queued already claimed for this worker, so it attempts them at once
+/// instead of claiming them back from the queue.
+#[derive(Clone)]
+pub struct Handoff {
+    pub holder: String,
+    pub ttl: Duration,
+    pub deliveries: mpsc::UnboundedSender<Vec<DueDelivery>>,
 }
 
 pub struct Worker {
@@ -101,6 +112,8 @@ pub struct Worker {
     endpoints: Mutex<HashMap<String, CachedEndpoint>>,
     finished: mpsc::UnboundedSender<Finished>,
     recorder: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
+    handed: mpsc::UnboundedSender<Vec<DueDelivery>>,
+    handed_in: Mutex<Option<mpsc::UnboundedReceiver<Vec<DueDelivery>>>>,
 }
 
 impl Worker {
@@ -111,7 +124,10 @@ impl Worker {
         disable: DisableEndpoint,
     ) -> Result<Arc<Worker>, reqwest::Error> {
         let (finished, recorder) = mpsc::unbounded_channel();
+        let (handed, handed_in) = mpsc::unbounded_channel();
         Ok(Arc::new(Worker {
+            handed,
+            handed_in: Mutex::new(Some(handed_in)),
             endpoints: Mutex::default(),
             finished,
             recorder: Mutex::new(Some(recorder)),
@@ -134,21 +150,37 @@ impl Worker {
             .expect("recorder")
             .take()
             .expect("a worker runs once");
+        let mut handed = self
+            .handed_in
+            .lock()
+            .expect("handoff")
+            .take()
+            .expect("a worker runs once");
         let stopping = Arc::new(Notify::new());
         let recorder = tokio::spawn(self.clone().record(records, stopping.clone()));
+        let mut claim = true;
         loop {
-            let claimed = match self.round().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "delivery: will retry");
-                    0
+            if claim {
+                let claimed = match self.round().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delivery: will retry");
+                        0
+                    }
+                };
+                if claimed > 0 {
+                    continue;
                 }
-            };
-            if claimed > 0 {
-                continue;
             }
+            claim = true;
             tokio::select! {
                 _ = &mut stop => break,
+                Some(batch) = handed.recv() => {
+                    if let Err(e) = self.start(batch).await {
+                        tracing::warn!(error = %e, "delivery: handed deliveries wait for their claims to expire");
+                    }
+                    claim = false;
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
@@ -258,13 +290,22 @@ impl Worker {
                 &busy,
             )
             .await?;
+        if !busy.is_empty() || claimed.len() >= room {
+            self.slots.lock().expect("slots").backlog = true;
+        }
+        self.start(claimed).await
+    }
+
+    /// Start attempts of claimed deliveries as slots allow; hand the rest back to the queue.
+    async fn start(self: &Arc<Self>, claimed: Vec<DueDelivery>) -> Result<usize, StoreError> {
         let mut extra = Vec::new();
         let mut started = 0;
         for d in claimed {
             let start_at = {
                 let mut s = self.slots.lock().expect("slots");
+                let full = s.total >= self.config.max_in_flight;
                 let n = s.in_flight.entry(d.webhook_id.clone()).or_default();
-                if *n >= self.config.concurrency {
+                if full || *n >= self.config.concurrency {
                     None
                 } else {
                     *n += 1;
@@ -294,9 +335,19 @@ impl Worker {
             }
         }
         if !extra.is_empty() {
+            self.slots.lock().expect("slots").backlog = true;
             self.queue.unclaim(&self.config.holder, &extra).await?;
         }
         Ok(started)
+    }
+
+    /// For local fan-out: queue deliveries claimed for this worker and hand them over.
+    pub fn handoff(&self) -> Handoff {
+        Handoff {
+            holder: self.config.holder.clone(),
+            ttl: CLAIM_TTL,
+            deliveries: self.handed.clone(),
+        }
     }
 
     fn release(&self, webhook_id: &str) {
@@ -314,8 +365,11 @@ impl Worker {
                 }
             }
         }
+        let backlog = std::mem::take(&mut s.backlog);
         drop(s);
-        self.wake.notify_one();
+        if backlog {
+            self.wake.notify_one();
+        }
     }
 
     async fn attempt(&self, d: DueDelivery) -> Result<(), StoreError> {

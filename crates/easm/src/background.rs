@@ -101,7 +101,8 @@ impl Background {
             db.clone(),
             state.service.projector().clone(),
             state.delivery_wake.clone(),
-        );
+        )
+        .with_handoff(worker.handoff());
         let every = scan.monitor_interval()?;
         let scheduler = Lease::new(
             db.clone(),

@@ -206,21 +206,30 @@ impl DeliveryQueue {
 
     /// Queue deliveries due now; one already queued (same id) is left as it is. The outbox rows
     /// at `outbox_done` are removed in the same transaction, so an event leaves the outbox
-    /// exactly when its deliveries exist.
+    /// exactly when its deliveries exist. With `claim` (holder, for how long) the new rows are
+    /// queued already claimed, and returned so the holder attempts them without claiming them
+    /// from the queue; a row that was queued before is not returned.
     pub async fn enqueue(
         &self,
         rows: &[NewDelivery],
         outbox_done: &[i64],
-    ) -> Result<(), StoreError> {
+        claim: Option<(&str, Duration)>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_micros();
+        let (holder, until) = match claim {
+            Some((holder, ttl)) => (Some(holder), Some(now + ttl.as_micros() as i64)),
+            None => (None, None),
+        };
         let insert = |n: usize| {
             format!(
                 "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, payload, \
-                 schedule_step, status, attempts, next_attempt_at, created_at, updated_at) VALUES {} \
-                 ON CONFLICT (delivery_id) DO NOTHING",
-                value_rows(n, 7, 2, ", 'pending', 0, $1, $1, $1")
+                 schedule_step, status, attempts, next_attempt_at, created_at, updated_at, \
+                 claimed_by, claimed_until) VALUES {} \
+                 ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
+                value_rows(n, 7, 4, ", 'pending', 0, $1, $1, $1, $2, $3")
             )
         };
+        let mut inserted: Vec<String> = Vec::new();
         if self.db.backend() == Backend::Postgres
             && !rows.is_empty()
             && rows.len() <= 50
@@ -233,37 +242,58 @@ impl DeliveryQueue {
             } else {
                 format!(
                     "WITH gone AS (DELETE FROM outbox WHERE position IN ({})) {}",
-                    placeholders(2 + rows.len() * 7, outbox_done.len()),
+                    placeholders(4 + rows.len() * 7, outbox_done.len()),
                     insert(rows.len())
                 )
             };
-            let mut q = bind_deliveries(sqlx::query(&sql).bind(now), rows);
+            let q = sqlx::query(&sql).bind(now).bind(holder).bind(until);
+            let mut q = bind_deliveries(q, rows);
             for position in outbox_done {
                 q = q.bind(*position);
             }
-            q.execute(self.db.writer()).await?;
-            return self.refresh_statistics(rows.len() as u64).await;
-        }
-        let mut tx = self.db.writer().begin().await?;
-        for chunk in rows.chunks(50) {
-            let sql = insert(chunk.len());
-            bind_deliveries(sqlx::query(&sql).bind(now), chunk)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for chunk in outbox_done.chunks(500) {
-            let sql = format!(
-                "DELETE FROM outbox WHERE position IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for position in chunk {
-                q = q.bind(*position);
+            for r in q.fetch_all(self.db.writer()).await? {
+                inserted.push(r.try_get("delivery_id")?);
             }
-            q.execute(&mut *tx).await?;
+        } else {
+            let mut tx = self.db.writer().begin().await?;
+            for chunk in rows.chunks(50) {
+                let sql = insert(chunk.len());
+                let q = sqlx::query(&sql).bind(now).bind(holder).bind(until);
+                for r in bind_deliveries(q, chunk).fetch_all(&mut *tx).await? {
+                    inserted.push(r.try_get("delivery_id")?);
+                }
+            }
+            for chunk in outbox_done.chunks(500) {
+                let sql = format!(
+                    "DELETE FROM outbox WHERE position IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for position in chunk {
+                    q = q.bind(*position);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
-        self.refresh_statistics(rows.len() as u64).await
+        self.refresh_statistics(rows.len() as u64).await?;
+        if claim.is_none() {
+            return Ok(vec![]);
+        }
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+        Ok(rows
+            .iter()
+            .filter(|d| inserted.contains(&d.delivery_id))
+            .map(|d| DueDelivery {
+                delivery_id: d.delivery_id.clone(),
+                org_id: d.org_id.clone(),
+                webhook_id: d.webhook_id.clone(),
+                event_type: d.event_type.clone(),
+                payload: d.payload.clone(),
+                attempts: 0,
+                schedule_step: d.schedule_step,
+            })
+            .collect())
     }
 
     /// Claim up to `limit` due deliveries for `ttl`, at most `per_endpoint` of any one endpoint

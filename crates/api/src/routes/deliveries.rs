@@ -254,6 +254,7 @@ pub async fn queue_test(app: &AppState, c: &Caller, id: &str) -> ApiResult<Deliv
                 schedule_step: ONE_ATTEMPT,
             }],
             &[],
+            None,
         )
         .await?;
     app.delivery_wake.notify_one();
