@@ -12,7 +12,7 @@ use easm_events::{
     audit_message_id, audit_payload, message_id, payload, RecordedEvent, SUBSCRIBABLE,
 };
 use easm_projections::{Projector, ReadModels};
-use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, StoreError};
+use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, QueueClaim, StoreError};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -98,8 +98,15 @@ impl Fanout {
 
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
-        let claim = self.handoff.as_ref().map(|h| (h.holder.as_str(), h.ttl));
-        let claimed = self.queue.enqueue(&rows, outbox_done, claim).await?;
+        let claim = self.handoff.as_ref().map(|h| QueueClaim {
+            holder: &h.holder,
+            ttl: h.ttl,
+            max: h.max,
+        });
+        let claimed = self
+            .queue
+            .enqueue(&rows, outbox_done, claim.as_ref())
+            .await?;
         if let Some(h) = &self.handoff {
             // A stopped worker's claims expire, and any worker takes them then.
             if !claimed.is_empty() && h.deliveries.send(claimed).is_err() {

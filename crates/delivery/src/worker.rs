@@ -96,6 +96,8 @@ struct Slots {
 pub struct Handoff {
     pub holder: String,
     pub ttl: Duration,
+    /// Attempts the worker runs at once: what a batch may claim for it.
+    pub max: usize,
     pub deliveries: mpsc::UnboundedSender<Vec<DueDelivery>>,
 }
 
@@ -346,6 +348,7 @@ impl Worker {
         Handoff {
             holder: self.config.holder.clone(),
             ttl: CLAIM_TTL,
+            max: self.config.max_in_flight,
             deliveries: self.handed.clone(),
         }
     }

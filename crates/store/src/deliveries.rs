@@ -164,11 +164,22 @@ pub struct DeliveryQueue {
     queued: Arc<AtomicU64>,
 }
 
+/// Who claims deliveries as they are queued, for how long, and at most how many at a time.
+pub struct QueueClaim<'a> {
+    pub holder: &'a str,
+    pub ttl: Duration,
+    pub max: usize,
+}
+
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// The values of `rows` for an insert made by `DeliveryQueue::enqueue` (7 per row).
-fn bind_deliveries<'q>(mut q: Query<'q>, rows: &'q [NewDelivery]) -> Query<'q> {
-    for d in rows {
+/// The values of `rows` (each with its claim) for an insert made by `DeliveryQueue::enqueue`
+/// (9 per row).
+fn bind_deliveries<'q>(
+    mut q: Query<'q>,
+    rows: &'q [(&'q NewDelivery, Option<&'q str>, Option<i64>)],
+) -> Query<'q> {
+    for (d, holder, until) in rows {
         q = q
             .bind(&d.delivery_id)
             .bind(&d.org_id)
@@ -176,7 +187,9 @@ fn bind_deliveries<'q>(mut q: Query<'q>, rows: &'q [NewDelivery]) -> Query<'q> {
             .bind(&d.event_id)
             .bind(&d.event_type)
             .bind(&d.payload)
-            .bind(d.schedule_step);
+            .bind(d.schedule_step)
+            .bind(*holder)
+            .bind(*until);
     }
     q
 }
@@ -206,27 +219,31 @@ impl DeliveryQueue {
 
     /// Queue deliveries due now; one already queued (same id) is left as it is. The outbox rows
     /// at `outbox_done` are removed in the same transaction, so an event leaves the outbox
-    /// exactly when its deliveries exist. With `claim` (holder, for how long) the new rows are
-    /// queued already claimed, and returned so the holder attempts them without claiming them
-    /// from the queue; a row that was queued before is not returned.
+    /// exactly when its deliveries exist. With `claim`, the first `max` new rows are queued
+    /// already claimed by `holder` for `ttl`, and returned so the holder attempts them without
+    /// claiming them from the queue (a row that was queued before is not returned).
     pub async fn enqueue(
         &self,
         rows: &[NewDelivery],
         outbox_done: &[i64],
-        claim: Option<(&str, Duration)>,
+        claim: Option<&QueueClaim<'_>>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_micros();
-        let (holder, until) = match claim {
-            Some((holder, ttl)) => (Some(holder), Some(now + ttl.as_micros() as i64)),
-            None => (None, None),
-        };
+        let rows: Vec<(&NewDelivery, Option<&str>, Option<i64>)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match claim {
+                Some(c) if i < c.max => (d, Some(c.holder), Some(now + c.ttl.as_micros() as i64)),
+                _ => (d, None, None),
+            })
+            .collect();
         let insert = |n: usize| {
             format!(
                 "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, payload, \
-                 schedule_step, status, attempts, next_attempt_at, created_at, updated_at, \
-                 claimed_by, claimed_until) VALUES {} \
+                 schedule_step, claimed_by, claimed_until, status, attempts, next_attempt_at, \
+                 created_at, updated_at) VALUES {} \
                  ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
-                value_rows(n, 7, 4, ", 'pending', 0, $1, $1, $1, $2, $3")
+                value_rows(n, 9, 2, ", 'pending', 0, $1, $1, $1")
             )
         };
         let mut inserted: Vec<String> = Vec::new();
@@ -242,12 +259,11 @@ impl DeliveryQueue {
             } else {
                 format!(
                     "WITH gone AS (DELETE FROM outbox WHERE position IN ({})) {}",
-                    placeholders(4 + rows.len() * 7, outbox_done.len()),
+                    placeholders(2 + rows.len() * 9, outbox_done.len()),
                     insert(rows.len())
                 )
             };
-            let q = sqlx::query(&sql).bind(now).bind(holder).bind(until);
-            let mut q = bind_deliveries(q, rows);
+            let mut q = bind_deliveries(sqlx::query(&sql).bind(now), &rows);
             for position in outbox_done {
                 q = q.bind(*position);
             }
@@ -258,8 +274,8 @@ impl DeliveryQueue {
             let mut tx = self.db.writer().begin().await?;
             for chunk in rows.chunks(50) {
                 let sql = insert(chunk.len());
-                let q = sqlx::query(&sql).bind(now).bind(holder).bind(until);
-                for r in bind_deliveries(q, chunk).fetch_all(&mut *tx).await? {
+                let q = bind_deliveries(sqlx::query(&sql).bind(now), chunk);
+                for r in q.fetch_all(&mut *tx).await? {
                     inserted.push(r.try_get("delivery_id")?);
                 }
             }
@@ -283,8 +299,8 @@ impl DeliveryQueue {
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
         Ok(rows
             .iter()
-            .filter(|d| inserted.contains(&d.delivery_id))
-            .map(|d| DueDelivery {
+            .filter(|(d, holder, _)| holder.is_some() && inserted.contains(&d.delivery_id))
+            .map(|(d, _, _)| DueDelivery {
                 delivery_id: d.delivery_id.clone(),
                 org_id: d.org_id.clone(),
                 webhook_id: d.webhook_id.clone(),

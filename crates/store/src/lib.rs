@@ -17,7 +17,7 @@ pub use append::{BoxFuture, InlineProjection, APPENDS_LOCK};
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, Finished, NewDelivery,
-    NextStep, FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
+    NextStep, QueueClaim, FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
 };
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
