@@ -26,6 +26,24 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// Generates one test on SQLite and one on PostgreSQL with NATS from
+/// `async fn name(backend: Backend, nats: bool)`.
+#[macro_export]
+macro_rules! on_sqlite_and_nats {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite, false).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres_nats() {
+                super::$name($crate::helpers::Backend::Postgres, true).await
+            }
+        }
+    )*};
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

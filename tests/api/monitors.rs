@@ -7,45 +7,14 @@ use crate::delivery::{Setup, WAIT};
 use crate::helpers::{spawn_app, Backend};
 use crate::receiver::Receiver;
 use crate::targets;
+use crate::{on_both_backends, on_sqlite_and_nats};
 use easm_domain::{Plan, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
-macro_rules! on_sqlite_and_nats {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite, false).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres_nats() {
-                super::$name(Backend::Postgres, true).await
-            }
-        }
-    )*};
-}
-
-on_both!(monitors_are_validated_limited_by_plan_and_run_by_hand);
+on_both_backends!(monitors_are_validated_limited_by_plan_and_run_by_hand);
 on_sqlite_and_nats!(a_monitor_scans_on_schedule_and_alerts_on_change);
 
 async fn monitors_are_validated_limited_by_plan_and_run_by_hand(b: Backend) {

@@ -5,6 +5,7 @@
 
 use crate::delivery::{Setup, WAIT};
 use crate::helpers::Backend;
+use crate::on_sqlite_and_nats;
 use crate::receiver::Receiver;
 use crate::targets::{self, cert, Page};
 use reqwest::{Method, StatusCode};
@@ -16,22 +17,6 @@ use std::time::{Duration, Instant};
 
 const REDIS: u16 = 6379;
 const PRIVATE: (&str, &str) = ("EASM_SCAN_ALLOW_PRIVATE", "true");
-
-macro_rules! on_sqlite_and_nats {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite, false).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres_nats() {
-                super::$name(Backend::Postgres, true).await
-            }
-        }
-    )*};
-}
 
 on_sqlite_and_nats!(
     a_scan_finds_what_local_servers_expose,

@@ -276,11 +276,7 @@ pub async fn acknowledge_alert(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<AlertActionBody>,
 ) -> ApiResult<Json<AlertView>> {
-    c.require(Permission::Write)?;
-    app.service
-        .acknowledge_alert(&c.meta(), &c.org_id, &id, body.notes.as_deref())
-        .await?;
-    Ok(Json(alert_view(&app, &c, &id).await?))
+    change_alert(&app, &c, &id, body, false).await
 }
 
 /// Resolve an open or acknowledged alert; 409 once resolved.
@@ -294,9 +290,26 @@ pub async fn resolve_alert(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<AlertActionBody>,
 ) -> ApiResult<Json<AlertView>> {
+    change_alert(&app, &c, &id, body, true).await
+}
+
+async fn change_alert(
+    app: &AppState,
+    c: &Caller,
+    id: &str,
+    body: AlertActionBody,
+    resolve: bool,
+) -> ApiResult<Json<AlertView>> {
     c.require(Permission::Write)?;
-    app.service
-        .resolve_alert(&c.meta(), &c.org_id, &id, body.notes.as_deref())
-        .await?;
-    Ok(Json(alert_view(&app, &c, &id).await?))
+    let (meta, notes) = (c.meta(), body.notes.as_deref());
+    if resolve {
+        app.service
+            .resolve_alert(&meta, &c.org_id, id, notes)
+            .await?;
+    } else {
+        app.service
+            .acknowledge_alert(&meta, &c.org_id, id, notes)
+            .await?;
+    }
+    Ok(Json(alert_view(app, c, id).await?))
 }
