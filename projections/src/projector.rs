@@ -540,7 +540,7 @@ impl AssetRow {
             Val::Int(self.updated_at),
         ]
     }
-    fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn parse(r: &AnyRow) -> Result<Self, sqlx::Error> {
         let tags: String = r.try_get("tags")?;
         Ok(AssetRow {
             org_id: r.try_get("org_id")?,

@@ -4,7 +4,8 @@ mod monitors;
 
 pub use monitors::{AlertFilter, AlertView, DueMonitor, MonitorView};
 
-use crate::state::{FindingRow, ScanJobRow};
+use crate::state::{AssetRow, FindingRow, ReadState, ScanJobRow};
+use easm_events::RecordedEvent;
 
 /// Findings some live scan job detected; the others left with their deleted jobs.
 const DETECTED: &str = "f.scan_job_ids <> '[]'";
@@ -328,22 +329,47 @@ fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
 }
 
 const ASSET_COLUMNS: &str =
-    "a.asset_id, a.value, a.asset_type, a.group_id, a.tags, a.criticality, a.created_at, a.updated_at";
+    "a.asset_id, a.org_id, a.value, a.asset_type, a.group_id, a.tags, a.criticality, a.created_at, \
+     a.updated_at";
 const GROUP_COLUMNS: &str = "g.group_id, g.name, g.created_at, g.updated_at, \
      (SELECT COUNT(*) FROM rm_assets a WHERE a.group_id = g.group_id) AS asset_count";
 
 fn asset(r: &AnyRow) -> Result<AssetView, StoreError> {
-    let tags: String = r.try_get("tags")?;
-    Ok(AssetView {
-        id: r.try_get("asset_id")?,
-        value: r.try_get("value")?,
-        asset_type: r.try_get("asset_type")?,
-        group_id: r.try_get("group_id")?,
-        tags: serde_json::from_str(&tags).unwrap_or_default(),
-        criticality: r.try_get("criticality")?,
-        created_at: iso(r.try_get("created_at")?),
-        updated_at: iso(r.try_get("updated_at")?),
-    })
+    Ok(asset_view(r.try_get("asset_id")?, AssetRow::parse(r)?))
+}
+
+fn asset_view(id: String, row: AssetRow) -> AssetView {
+    AssetView {
+        id,
+        value: row.value,
+        asset_type: row.asset_type,
+        group_id: row.group_id,
+        tags: row.tags,
+        criticality: row.criticality,
+        created_at: iso(row.created_at),
+        updated_at: iso(row.updated_at),
+    }
+}
+
+/// The assets that `recorded` (just appended) added, as the read models now hold them: the
+/// same fold, so a command can answer without reading its rows back.
+pub fn added_assets(recorded: &[RecordedEvent]) -> Result<Vec<AssetView>, StoreError> {
+    let mut state = ReadState::default();
+    let mut order = Vec::new();
+    for r in recorded {
+        let event = easm_store::typed(r)?;
+        if let easm_events::Event::AssetAdded(a) = &event {
+            order.push(a.asset_id.clone());
+        }
+        state.fold(r, &event);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|id| {
+            let row = state.assets.remove(&id).flatten()?;
+            Some(asset_view(id, row))
+        })
+        .collect())
 }
 
 fn api_key(r: &AnyRow) -> Result<ApiKeyView, StoreError> {

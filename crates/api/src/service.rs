@@ -11,6 +11,7 @@ use easm_domain::{
 use easm_events::{
     AccessDenied, Detection, Event, EventMeta, Observed, RecordedEvent, SeverityCounts,
 };
+use easm_projections::read::AssetView;
 use easm_projections::{Projector, ReadModels};
 use easm_store::{
     AppendError, AppendRequest, Constraint, Db, EventLog, StoreError, StreamAppend, WebhookSecrets,
@@ -468,7 +469,8 @@ impl Service {
         Ok(())
     }
 
-    /// Add assets to a group, all or nothing. Returns the new asset ids in item order.
+    /// Add assets to a group, all or nothing. Returns the new assets in item order, as the read
+    /// models hold them from this append on.
     pub async fn add_assets(
         &self,
         meta: &EventMeta,
@@ -476,7 +478,7 @@ impl Service {
         plan: Plan,
         group_id: &str,
         items: &[NewAsset],
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<Vec<AssetView>, ServiceError> {
         let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
         let gstream = &group_stream(group_id);
         let ids = &ids;
@@ -534,10 +536,7 @@ impl Service {
                 }
             })
             .await?;
-        Ok(events
-            .iter()
-            .map(|e| e.stream_id["asset-".len()..].to_string())
-            .collect())
+        Ok(easm_projections::read::added_assets(&events)?)
     }
 
     /// What an organization holds of the values being added, and how many assets it has.

@@ -161,11 +161,11 @@ pub async fn add_asset(
     ApiJson(body): ApiJson<AssetInput>,
 ) -> ApiResult<(StatusCode, Json<AssetView>)> {
     c.require(Permission::Write)?;
-    let ids = app
+    let asset = app
         .service
         .add_assets(&c.meta(), &c.org_id, c.plan, &id, &[body.into()])
-        .await?;
-    let asset = app.service.read().asset(&c.org_id, &ids[0]).await?;
+        .await?
+        .pop();
     Ok((
         StatusCode::CREATED,
         Json(asset.ok_or_else(ApiError::internal)?),
@@ -192,16 +192,10 @@ pub async fn add_assets_bulk(
         ));
     }
     let items: Vec<NewAsset> = body.assets.into_iter().map(Into::into).collect();
-    let ids = app
+    let added = app
         .service
         .add_assets(&c.meta(), &c.org_id, c.plan, &id, &items)
         .await?;
-    let mut added = Vec::with_capacity(ids.len());
-    for asset_id in &ids {
-        if let Some(a) = app.service.read().asset(&c.org_id, asset_id).await? {
-            added.push(a);
-        }
-    }
     Ok((
         StatusCode::CREATED,
         Json(BulkAdded {
