@@ -4,7 +4,10 @@ use easm_domain::Plan;
 use reqwest::StatusCode;
 use serde_json::json;
 
-on_both_backends!(groups_count_rename_summarize_and_delete_when_empty);
+on_both_backends!(
+    groups_count_rename_summarize_and_delete_when_empty,
+    adding_to_a_group_sees_its_renames_and_deletion_at_once,
+);
 
 async fn groups_count_rename_summarize_and_delete_when_empty(b: Backend) {
     let app = spawn_app(b).await;
@@ -98,4 +101,38 @@ async fn groups_count_rename_summarize_and_delete_when_empty(b: Backend) {
         .await;
     assert_eq!(into_deleted.status, StatusCode::NOT_FOUND);
     assert_eq!(app.get(&key, "/api/groups").await.body["total"], 1);
+}
+
+/// Asset adds keep groups they have seen; a rename or a deletion made meanwhile by another
+/// process on the same store is never missed.
+async fn adding_to_a_group_sees_its_renames_and_deletion_at_once(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "Edge").await;
+    let first = app.asset(&key, &g, "one.example.com", "subdomain").await;
+    let db = easm_store::Db::connect(&app.store.config).await.unwrap();
+    let other = easm_api::AppState::new(db).service;
+    let meta = crate::helpers::system_meta();
+    other
+        .rename_group(&meta, &org, &g, "Perimeter")
+        .await
+        .unwrap();
+    let second = app.asset(&key, &g, "two.example.com", "subdomain").await;
+    assert_eq!(
+        app.get(&key, &format!("/api/assets/{second}")).await.body["groupId"],
+        g.as_str()
+    );
+    for a in [&first, &second] {
+        other.remove_asset(&meta, &org, a).await.unwrap();
+    }
+    other.delete_group(&meta, &org, &g).await.unwrap();
+    let late = app
+        .post(
+            &key,
+            &format!("/api/groups/{g}/assets"),
+            json!({"value": "three.example.com", "type": "subdomain"}),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::NOT_FOUND, "{}", late.body);
+    assert_eq!(app.get(&key, "/api/assets").await.body["total"], 0);
 }

@@ -178,6 +178,11 @@ impl Decision {
     }
 }
 
+/// Live groups kept for asset decisions; past this many the cache starts over.
+const GROUP_CACHE: usize = 10_000;
+
+type GroupCache = std::sync::Mutex<std::collections::HashMap<(String, String), (i64, Group)>>;
+
 #[derive(Clone)]
 pub struct Service {
     log: EventLog,
@@ -185,6 +190,7 @@ pub struct Service {
     projector: Arc<Projector>,
     read: ReadModels,
     committed: Arc<Notify>,
+    groups: Arc<GroupCache>,
 }
 
 impl Service {
@@ -195,6 +201,7 @@ impl Service {
             projector,
             read: ReadModels::new(db),
             committed: Arc::default(),
+            groups: Arc::default(),
         }
     }
 
@@ -489,7 +496,7 @@ impl Service {
             .execute(org_id, meta, || {
                 let inform = std::mem::replace(&mut informed, true);
                 async move {
-                    let (gv, group) = self.load::<Group>(org_id, gstream).await?;
+                    let (gv, group) = self.group_for_assets(org_id, gstream, inform).await?;
                     let guess = Inventory::assumed_fresh(plan);
                     let events = match add_assets(&group, items, &guess, ids) {
                         Ok(events) if !inform => events,
@@ -537,6 +544,33 @@ impl Service {
             })
             .await?;
         Ok(easm_projections::read::added_assets(&events)?)
+    }
+
+    /// A group as asset decisions see it, from a cache unless `fresh`: every such decision also
+    /// states the group's stream version to its append, so a stale entry (renamed, deleted) fails
+    /// the append and the retry reloads. Only live groups are kept: a group created since must
+    /// not be found missing.
+    async fn group_for_assets(
+        &self,
+        org_id: &str,
+        stream: &str,
+        fresh: bool,
+    ) -> Result<(i64, Group), ServiceError> {
+        let key = (org_id.to_string(), stream.to_string());
+        if !fresh {
+            if let Some(hit) = self.groups.lock().expect("groups").get(&key) {
+                return Ok(hit.clone());
+            }
+        }
+        let (version, group) = self.load::<Group>(org_id, stream).await?;
+        if group.live() {
+            let mut cache = self.groups.lock().expect("groups");
+            if cache.len() >= GROUP_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, (version, group.clone()));
+        }
+        Ok((version, group))
     }
 
     /// What an organization holds of the values being added, and how many assets it has.
