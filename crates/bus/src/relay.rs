@@ -2,7 +2,7 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use easm_events::RecordedEvent;
 use easm_store::{Db, EventLog, Lease, StoreError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Events published per round; their acknowledgements are awaited together.
@@ -140,9 +140,19 @@ impl Relay {
         Ok(events.len())
     }
 
-    async fn step(&self, stream_ready: &mut bool) -> Result<usize, BusError> {
-        if !self.lease.acquire().await? {
-            return Ok(0);
+    /// `renewed`: when the lease was last taken or extended; it is renewed once a third of its
+    /// time has passed, not on every round.
+    async fn step(
+        &self,
+        stream_ready: &mut bool,
+        renewed: &mut Option<Instant>,
+    ) -> Result<usize, BusError> {
+        if renewed.is_none_or(|at| at.elapsed() > self.config.lease_ttl / 3) {
+            if !self.lease.acquire().await? {
+                *renewed = None;
+                return Ok(0);
+            }
+            *renewed = Some(Instant::now());
         }
         if !*stream_ready {
             ensure_stream(&self.js, &self.config).await?;
@@ -155,14 +165,16 @@ impl Relay {
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut stream_ready = false;
+        let mut renewed = None;
         loop {
-            let pause = match self.step(&mut stream_ready).await {
+            let pause = match self.step(&mut stream_ready, &mut renewed).await {
                 Ok(0) => self.config.idle,
                 Ok(_) => Duration::ZERO,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay: will retry");
                     // A NATS server that restarted empty has lost the stream: check it again.
                     stream_ready = false;
+                    renewed = None;
                     self.config.idle * 5
                 }
             };
