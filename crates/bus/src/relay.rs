@@ -140,19 +140,14 @@ impl Relay {
         Ok(events.len())
     }
 
-    /// `renewed`: when the lease was last taken or extended; it is renewed once a third of its
-    /// time has passed, not on every round.
+    /// `renewed`: when the lease was last taken or extended (see `Lease::keep`).
     async fn step(
         &self,
         stream_ready: &mut bool,
         renewed: &mut Option<Instant>,
     ) -> Result<usize, BusError> {
-        if renewed.is_none_or(|at| at.elapsed() > self.config.lease_ttl / 3) {
-            if !self.lease.acquire().await? {
-                *renewed = None;
-                return Ok(0);
-            }
-            *renewed = Some(Instant::now());
+        if !self.lease.keep(renewed).await? {
+            return Ok(0);
         }
         if !*stream_ready {
             ensure_stream(&self.js, &self.config).await?;

@@ -28,27 +28,19 @@ pub struct Fanout {
     read: ReadModels,
     projector: Arc<Projector>,
     queue: DeliveryQueue,
-    /// Woken when deliveries were queued, so local workers start at once.
-    queued: Arc<Notify>,
-    /// The local worker, given what is queued here already claimed for it.
-    handoff: Option<Handoff>,
+    /// The worker of this process, given what is queued here already claimed for it.
+    handoff: Handoff,
 }
 
 impl Fanout {
-    pub fn new(db: Db, projector: Arc<Projector>, queued: Arc<Notify>) -> Self {
+    /// Deliveries are queued claimed for `worker`, the worker of this process, and handed to it.
+    pub fn new(db: Db, projector: Arc<Projector>, worker: Handoff) -> Self {
         Fanout {
             read: ReadModels::new(db.clone()),
             queue: DeliveryQueue::new(db),
             projector,
-            queued,
-            handoff: None,
+            handoff: worker,
         }
-    }
-
-    /// Queue deliveries claimed for `worker` (in this process) and hand them to it.
-    pub fn with_handoff(mut self, worker: Handoff) -> Self {
-        self.handoff = Some(worker);
-        self
     }
 
     /// The deliveries of a batch of events, matched against the endpoints as the read models
@@ -98,22 +90,16 @@ impl Fanout {
 
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
-        let claim = self.handoff.as_ref().map(|h| QueueClaim {
+        let h = &self.handoff;
+        let claim = QueueClaim {
             holder: &h.holder,
             ttl: h.ttl,
             max: h.max,
-        });
-        let claimed = self
-            .queue
-            .enqueue(&rows, outbox_done, claim.as_ref())
-            .await?;
-        if let Some(h) = &self.handoff {
-            // A stopped worker's claims expire, and any worker takes them then.
-            if !claimed.is_empty() && h.deliveries.send(claimed).is_err() {
-                tracing::warn!("fan-out: no local worker to hand deliveries to");
-            }
-        } else if !rows.is_empty() {
-            self.queued.notify_one();
+        };
+        let claimed = self.queue.enqueue(&rows, outbox_done, Some(&claim)).await?;
+        // A stopped worker's claims expire, and any worker takes them then.
+        if !claimed.is_empty() && h.deliveries.send(claimed).is_err() {
+            tracing::warn!("fan-out: no local worker to hand deliveries to");
         }
         Ok(())
     }
@@ -130,17 +116,12 @@ impl Fanout {
     ) {
         tokio::pin!(stop);
         let log = EventLog::new(db.clone());
-        let ttl = Duration::from_secs(5);
-        let lease = Lease::new(db, "outbox-relay", holder, ttl);
+        let lease = Lease::new(db, "outbox-relay", holder, Duration::from_secs(5));
         let mut renewed: Option<Instant> = None;
         loop {
             let round = async {
-                if renewed.is_none_or(|at| at.elapsed() > ttl / 3) {
-                    if !lease.acquire().await? {
-                        renewed = None;
-                        return Ok::<_, StoreError>(0);
-                    }
-                    renewed = Some(Instant::now());
+                if !lease.keep(&mut renewed).await? {
+                    return Ok::<_, StoreError>(0);
                 }
                 let events = log.outbox_committed(BATCH as i64).await?;
                 if !events.is_empty() {

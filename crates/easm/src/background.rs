@@ -100,9 +100,8 @@ impl Background {
         let fanout = Fanout::new(
             db.clone(),
             state.service.projector().clone(),
-            state.delivery_wake.clone(),
-        )
-        .with_handoff(worker.handoff());
+            worker.handoff(),
+        );
         let every = scan.monitor_interval()?;
         let scheduler = Lease::new(
             db.clone(),

@@ -6,7 +6,7 @@
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
-use crate::sql::{chunk_rows, placeholders, value_rows};
+use crate::sql::{chunk_rows, placeholders, value_rows, Query};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -138,6 +138,32 @@ impl EventLog {
         Ok(recorded)
     }
 
+    /// A write transaction holding the organization's append lock. On PostgreSQL the lock is
+    /// taken in the statement that begins the transaction (one round trip), before the
+    /// transaction writes anything, so its id (hence its positions) is assigned after the lock:
+    /// chain order and position order agree within an organization. The shared lock lets a
+    /// rebuild hold every append out before any of them locks a row. On SQLite the head's write
+    /// in `read_head` takes the database's write lock.
+    async fn begin_locked(
+        &self,
+        org_id: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.db.backend() {
+            Backend::Postgres => {
+                // A simple query cannot take parameters: the id is quoted as a literal.
+                let org = org_id.replace('\'', "''");
+                self.db
+                    .writer()
+                    .begin_with(format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
+                         pg_advisory_xact_lock(hashtextextended('{org}', 0))"
+                    ))
+                    .await?
+            }
+            Backend::Sqlite => self.db.writer().begin().await?,
+        })
+    }
+
     /// Per organization, the last chain sequence its read models include.
     pub async fn projected(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let rows = sqlx::query("SELECT org_id, projected_seq FROM chain_heads")
@@ -180,34 +206,6 @@ impl EventLog {
             }
         }
         Ok(orgs.len())
-    }
-}
-
-impl EventLog {
-    /// A write transaction holding the organization's append lock. On PostgreSQL the lock is
-    /// taken in the statement that begins the transaction (one round trip), before the
-    /// transaction writes anything, so its id (hence its positions) is assigned after the lock:
-    /// chain order and position order agree within an organization. The shared lock lets a
-    /// rebuild hold every append out before any of them locks a row. On SQLite the head's write
-    /// in `read_head` takes the database's write lock.
-    async fn begin_locked(
-        &self,
-        org_id: &str,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.db.backend() {
-            Backend::Postgres => {
-                // A simple query cannot take parameters: the id is quoted as a literal.
-                let org = org_id.replace('\'', "''");
-                self.db
-                    .writer()
-                    .begin_with(format!(
-                        "BEGIN; SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
-                         pg_advisory_xact_lock(hashtextextended('{org}', 0))"
-                    ))
-                    .await?
-            }
-            Backend::Sqlite => self.db.writer().begin().await?,
-        })
     }
 }
 
@@ -363,17 +361,12 @@ async fn check_reservations(
         for (scope, _, _) in &claims {
             *by_scope.entry(scope).or_default() += 1;
         }
-        let counters = 2 + claims.len() * 3;
         let sql = format!(
-            "WITH c AS (INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
-             ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key), \
-             n AS (INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
-             ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-             RETURNING scope, n) \
+            "WITH c AS ({}), n AS ({}) \
              SELECT scope, key, CAST(NULL AS BIGINT) AS n FROM c \
              UNION ALL SELECT scope, NULL, n FROM n",
-            value_rows(claims.len(), 3, 2, ", $1"),
-            value_rows(by_scope.len(), 2, counters, ", $1"),
+            claims_sql(claims.len()),
+            counts_sql(by_scope.len(), 2 + claims.len() * 3),
         );
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, key, owner) in &claims {
@@ -396,11 +389,7 @@ async fn check_reservations(
         return check_counts(conn, org_id, constraints, &counts).await;
     }
     for chunk in claims.chunks(chunk_rows(backend)) {
-        let sql = format!(
-            "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
-             ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key",
-            value_rows(chunk.len(), 3, 2, ", $1")
-        );
+        let sql = claims_sql(chunk.len());
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, key, owner) in chunk {
             q = q.bind(*scope).bind(*key).bind(*owner);
@@ -429,12 +418,7 @@ async fn check_reservations(
     }
     deltas.retain(|_, d| *d != 0);
     if !deltas.is_empty() {
-        let sql = format!(
-            "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
-             ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-             RETURNING scope, n",
-            value_rows(deltas.len(), 2, 2, ", $1")
-        );
+        let sql = counts_sql(deltas.len(), 2);
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, delta) in &deltas {
             q = q.bind(*scope).bind(*delta);
@@ -444,6 +428,26 @@ async fn check_reservations(
         }
     }
     check_counts(conn, org_id, constraints, &counts).await
+}
+
+/// Claims of `n` (scope, key, owner) from `$2`, the organization in `$1`; answers those taken.
+fn claims_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
+         ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key",
+        value_rows(n, 3, 2, ", $1")
+    )
+}
+
+/// `n` (scope, change) pairs from `$first` added to the counters of the organization in `$1`;
+/// answers the new counts.
+fn counts_sql(n: usize, first: usize) -> String {
+    format!(
+        "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
+         ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
+         RETURNING scope, n",
+        value_rows(n, 2, first, ", $1")
+    )
 }
 
 fn require_claimed(
@@ -512,6 +516,16 @@ struct Advance<'a> {
 const ADVANCE_HEAD: &str =
     "UPDATE chain_heads SET last_seq = $1, last_hash = $2, projected_seq = $3 WHERE org_id = $4";
 
+impl<'a> Advance<'a> {
+    /// `$1` to `$4` of [`ADVANCE_HEAD`].
+    fn bind(&self, q: Query<'a>) -> Query<'a> {
+        q.bind(self.seq)
+            .bind(self.hash)
+            .bind(self.projected)
+            .bind(self.org_id)
+    }
+}
+
 /// Insert the events and advance the chain head; on PostgreSQL the head moves in the statement
 /// that inserts the last events.
 async fn insert_events(
@@ -534,11 +548,7 @@ async fn insert_events(
         };
         let mut q = sqlx::query(&sql);
         if fused {
-            q = q
-                .bind(head.seq)
-                .bind(head.hash)
-                .bind(head.projected)
-                .bind(head.org_id);
+            q = head.bind(q);
         }
         for e in chunk {
             q = q
@@ -566,11 +576,7 @@ async fn insert_events(
         q.execute(&mut *conn).await?;
     }
     if backend == Backend::Sqlite {
-        sqlx::query(ADVANCE_HEAD)
-            .bind(head.seq)
-            .bind(head.hash)
-            .bind(head.projected)
-            .bind(head.org_id)
+        head.bind(sqlx::query(ADVANCE_HEAD))
             .execute(&mut *conn)
             .await?;
     }

@@ -3,7 +3,7 @@
 //! the delivery, and every attempt with what the receiver answered.
 
 use crate::db::{Backend, Db};
-use crate::sql::{placeholders, value_rows};
+use crate::sql::{placeholders, value_rows, Query};
 use crate::{error::StoreError, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -171,8 +171,6 @@ pub struct QueueClaim<'a> {
     pub max: usize,
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
 /// The values of `rows` (each with its claim) for an insert made by `DeliveryQueue::enqueue`
 /// (9 per row).
 fn bind_deliveries<'q>(
@@ -192,6 +190,14 @@ fn bind_deliveries<'q>(
             .bind(*until);
     }
     q
+}
+
+/// Removes `n` outbox rows by position, numbered from `$first`.
+fn clear_outbox(first: usize, n: usize) -> String {
+    format!(
+        "DELETE FROM outbox WHERE position IN ({})",
+        placeholders(first, n)
+    )
 }
 
 impl DeliveryQueue {
@@ -258,8 +264,8 @@ impl DeliveryQueue {
                 insert(rows.len())
             } else {
                 format!(
-                    "WITH gone AS (DELETE FROM outbox WHERE position IN ({})) {}",
-                    placeholders(2 + rows.len() * 9, outbox_done.len()),
+                    "WITH gone AS ({}) {}",
+                    clear_outbox(2 + rows.len() * 9, outbox_done.len()),
                     insert(rows.len())
                 )
             };
@@ -280,10 +286,7 @@ impl DeliveryQueue {
                 }
             }
             for chunk in outbox_done.chunks(500) {
-                let sql = format!(
-                    "DELETE FROM outbox WHERE position IN ({})",
-                    placeholders(1, chunk.len())
-                );
+                let sql = clear_outbox(1, chunk.len());
                 let mut q = sqlx::query(&sql);
                 for position in chunk {
                     q = q.bind(*position);

@@ -2,7 +2,7 @@
 //! singleton job and another takes over soon after the holder dies.
 
 use crate::{db::Db, error::StoreError, now_micros};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct Lease {
@@ -38,6 +38,20 @@ impl Lease {
         .fetch_optional(self.db.writer())
         .await?;
         Ok(holder.as_deref() == Some(self.holder.as_str()))
+    }
+
+    /// `acquire` at most once a third of the lease's term: a singleton that works in rounds
+    /// holds it without a statement per round. `renewed` is the caller's record of its last
+    /// success (None after a refusal or an error, so the next call asks again).
+    pub async fn keep(&self, renewed: &mut Option<Instant>) -> Result<bool, StoreError> {
+        if renewed.is_some_and(|at| at.elapsed() <= self.ttl / 3) {
+            return Ok(true);
+        }
+        *renewed = None;
+        if self.acquire().await? {
+            *renewed = Some(Instant::now());
+        }
+        Ok(renewed.is_some())
     }
 
     /// Give the lease up at once (a clean shutdown), so another process need not wait it out.

@@ -2,6 +2,9 @@
 
 use crate::db::Backend;
 
+/// A statement with its values bound so far.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// `$start, $start+1, ...`: `n` numbered placeholders.
 pub fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)

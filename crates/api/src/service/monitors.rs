@@ -9,7 +9,7 @@ use easm_domain::{
     changes, Alert, Asset, DomainError, Group, Monitor, MonitorScope, MonitorSpec, Plan, ScanJob,
 };
 use easm_events::{EventMeta, Observed, ScanCompleted, SkippedAsset};
-use easm_projections::read::{AssetFilter, PageRequest};
+use easm_projections::read::{AssetFilter, AssetView, PageRequest};
 use easm_store::{Constraint, StreamAppend};
 
 pub fn monitor_stream(id: &str) -> String {
@@ -197,41 +197,32 @@ impl Service {
         &self,
         org_id: &str,
         monitor: &Monitor,
-    ) -> Result<Vec<Asset>, ServiceError> {
-        match monitor.scope.as_ref() {
+    ) -> Result<Vec<AssetView>, ServiceError> {
+        let group = match monitor.scope.as_ref() {
             Some(MonitorScope::Asset(a)) => {
-                let (_, asset) = self.load::<Asset>(org_id, &asset_stream(a)).await?;
-                Ok(if asset.live() { vec![asset] } else { vec![] })
+                return Ok(self.read.asset(org_id, a).await?.into_iter().collect())
             }
-            Some(MonitorScope::Group(g)) => {
-                let filter = AssetFilter {
-                    group_id: Some(g.clone()),
-                    ..AssetFilter::default()
-                };
-                let mut out = vec![];
-                for page in 1.. {
-                    let p = PageRequest {
-                        page,
-                        per_page: 100,
-                    };
-                    let got = self.read.assets(org_id, &filter, p).await?;
-                    let done = got.items.len() < 100;
-                    out.extend(got.items.into_iter().map(|a| Asset {
-                        id: a.id,
-                        group_id: a.group_id,
-                        value: a.value,
-                        asset_type: a.asset_type,
-                        created: true,
-                        ..Asset::default()
-                    }));
-                    if done {
-                        break;
-                    }
-                }
-                Ok(out)
+            Some(MonitorScope::Group(g)) => g,
+            None => return Ok(vec![]),
+        };
+        let filter = AssetFilter {
+            group_id: Some(group.clone()),
+            ..AssetFilter::default()
+        };
+        let mut out = vec![];
+        for page in 1.. {
+            let p = PageRequest {
+                page,
+                per_page: 100,
+            };
+            let got = self.read.assets(org_id, &filter, p).await?;
+            let done = got.items.len() < 100;
+            out.extend(got.items);
+            if done {
+                break;
             }
-            None => Ok(vec![]),
         }
+        Ok(out)
     }
 
     /// Run every monitor that is due, as `meta`'s actor; answers how many ran. A monitor that
