@@ -8,7 +8,6 @@ use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
 use crate::sql::{chunk_rows, placeholders, value_rows, Query};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
-use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -41,8 +40,9 @@ struct Head {
     seq: i64,
     hash: String,
     projected: i64,
-    /// PostgreSQL: the transaction id, which positions are made from.
-    xid: i64,
+    /// Where this append's positions start: on PostgreSQL made from the transaction id, on
+    /// SQLite (one writer) after the log's last position.
+    next_position: i64,
 }
 
 impl EventLog {
@@ -70,15 +70,7 @@ impl EventLog {
         check_versions(&expected, &actual)?;
         check_reservations(conn, backend, &req.org_id, &req.constraints).await?;
 
-        let first_position = match backend {
-            Backend::Postgres => head.xid * POSITIONS_PER_TX,
-            Backend::Sqlite => {
-                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                max + 1
-            }
-        };
+        let first_position = head.next_position;
         let occurred_at = from_micros(chrono::Utc::now().timestamp_micros());
         let (mut seq, mut prev_hash) = (head.seq, head.hash.clone());
         let mut recorded = Vec::with_capacity(count);
@@ -210,82 +202,91 @@ impl EventLog {
 }
 
 /// Read the organization's chain head under its lock (creating it on the first append), and
-/// the current versions of `streams`; on PostgreSQL in one statement.
+/// the current versions of `streams`, in one round trip: on PostgreSQL one statement, on SQLite
+/// (which cannot modify data in a CTE but takes several statements in one call) the head's
+/// write, which takes the database's write lock before anything is read, then the versions.
 async fn read_head(
     conn: &mut AnyConnection,
     backend: Backend,
     org_id: &str,
     streams: &[&str],
 ) -> Result<(Head, BTreeMap<String, i64>), StoreError> {
-    let mut versions = BTreeMap::new();
-    let mut rest = streams;
-    if backend == Backend::Postgres {
+    let (first, rest) = streams.split_at(streams.len().min(chunk_rows(backend)));
+    let versions = |from: usize| {
+        format!(
+            "SELECT stream_id, MAX(stream_version) AS v, NULL, NULL, NULL FROM events \
+             WHERE stream_id IN ({}) GROUP BY stream_id",
+            placeholders(from, first.len())
+        )
+    };
+    let (sql, genesis) = match backend {
         // Held by the lock, the head needs no row lock (nor a new row version per append).
-        let (first, after) = streams.split_at(streams.len().min(chunk_rows(backend)));
-        rest = after;
-        let mut sql = "SELECT CAST(NULL AS TEXT) AS stream_id, last_seq AS v, last_hash, \
-             projected_seq, pg_current_xact_id()::text::bigint AS xid \
-             FROM chain_heads WHERE org_id = $1"
-            .to_string();
-        if !first.is_empty() {
-            sql.push_str(&format!(
-                " UNION ALL SELECT stream_id, MAX(stream_version), NULL, NULL, NULL FROM events \
-                 WHERE stream_id IN ({}) GROUP BY stream_id",
-                placeholders(2, first.len())
-            ));
+        Backend::Postgres => {
+            let mut sql = format!(
+                "SELECT CAST(NULL AS TEXT) AS stream_id, last_seq AS v, last_hash, \
+                 projected_seq, pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} \
+                 AS next_position FROM chain_heads WHERE org_id = $1"
+            );
+            if !first.is_empty() {
+                sql = format!("{sql} UNION ALL {}", versions(2));
+            }
+            (sql, false)
         }
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for id in first {
-            q = q.bind(*id);
+        Backend::Sqlite => {
+            let mut sql = format!(
+                "{CREATE_HEAD} RETURNING NULL AS stream_id, last_seq AS v, last_hash, \
+                 projected_seq, (SELECT COALESCE(MAX(position), 0) + 1 FROM events) \
+                 AS next_position"
+            );
+            if !first.is_empty() {
+                sql = format!("{sql}; {}", versions(3));
+            }
+            (sql, true)
         }
-        let mut found = None;
-        for row in q.fetch_all(&mut *conn).await? {
-            match row.try_get::<Option<String>, _>("stream_id")? {
-                Some(id) => {
-                    versions.insert(id, row.try_get("v")?);
-                }
-                None => {
-                    found = Some(Head {
-                        seq: row.try_get("v")?,
-                        hash: row.try_get("last_hash")?,
-                        projected: row.try_get("projected_seq")?,
-                        xid: row.try_get("xid")?,
-                    })
-                }
+    };
+    let mut q = sqlx::query(&sql).bind(org_id);
+    if genesis {
+        q = q.bind(GENESIS_HASH);
+    }
+    for id in first {
+        q = q.bind(*id);
+    }
+    let mut found = None;
+    let mut versions = BTreeMap::new();
+    for row in q.fetch_all(&mut *conn).await? {
+        match row.try_get::<Option<String>, _>("stream_id")? {
+            Some(id) => {
+                versions.insert(id, row.try_get("v")?);
+            }
+            None => {
+                found = Some(Head {
+                    seq: row.try_get("v")?,
+                    hash: row.try_get("last_hash")?,
+                    projected: row.try_get("projected_seq")?,
+                    next_position: row.try_get("next_position")?,
+                })
             }
         }
-        if let Some(head) = found {
-            stream_versions(conn, backend, rest, &mut versions).await?;
-            return Ok((head, versions));
-        }
     }
-    // On SQLite this write comes first so the transaction takes the write lock before it reads
-    // anything; on PostgreSQL it creates the head and assigns the transaction id.
-    let xid = match backend {
-        Backend::Postgres => "pg_current_xact_id()::text::bigint",
-        Backend::Sqlite => "0",
+    let head = match found {
+        Some(head) => head,
+        // PostgreSQL, the organization's first append: create the head and read again.
+        None => {
+            sqlx::query(CREATE_HEAD)
+                .bind(org_id)
+                .bind(GENESIS_HASH)
+                .execute(&mut *conn)
+                .await?;
+            return Box::pin(read_head(conn, backend, org_id, streams)).await;
+        }
     };
-    let row = sqlx::query(&format!(
-        "INSERT INTO chain_heads (org_id, last_seq, last_hash) VALUES ($1, 0, $2) \
-         ON CONFLICT (org_id) DO UPDATE SET last_seq = chain_heads.last_seq \
-         RETURNING last_seq, last_hash, projected_seq, {xid} AS xid"
-    ))
-    .bind(org_id)
-    .bind(GENESIS_HASH)
-    .fetch_one(&mut *conn)
-    .await?;
     stream_versions(conn, backend, rest, &mut versions).await?;
-    Ok((head(&row)?, versions))
+    Ok((head, versions))
 }
 
-fn head(row: &AnyRow) -> Result<Head, StoreError> {
-    Ok(Head {
-        seq: row.try_get("last_seq")?,
-        hash: row.try_get("last_hash")?,
-        projected: row.try_get("projected_seq")?,
-        xid: row.try_get("xid")?,
-    })
-}
+/// The chain head of `$1` at the genesis hash `$2` if it has none.
+const CREATE_HEAD: &str = "INSERT INTO chain_heads (org_id, last_seq, last_hash) \
+     VALUES ($1, 0, $2) ON CONFLICT (org_id) DO UPDATE SET last_seq = chain_heads.last_seq";
 
 /// The latest version of each of `ids` that has events.
 async fn stream_versions(
@@ -350,24 +351,26 @@ async fn check_reservations(
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
     let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    if backend == Backend::Postgres
-        && releases.is_empty()
-        && !claims.is_empty()
-        && claims.len() <= chunk_rows(backend)
-    {
-        // One round trip: claims and counters in one statement. The counters assume every
-        // claim succeeds; if one does not, the append fails and its transaction rolls back.
+    if releases.is_empty() && !claims.is_empty() && claims.len() <= chunk_rows(backend) {
+        // One round trip: claims and counters in one statement on PostgreSQL, two statements
+        // in one call on SQLite. The counters assume every claim succeeds; if one does not,
+        // the append fails and its transaction rolls back.
         let mut by_scope: BTreeMap<&str, i64> = BTreeMap::new();
         for (scope, _, _) in &claims {
             *by_scope.entry(scope).or_default() += 1;
         }
-        let sql = format!(
-            "WITH c AS ({}), n AS ({}) \
-             SELECT scope, key, CAST(NULL AS BIGINT) AS n FROM c \
-             UNION ALL SELECT scope, NULL, n FROM n",
+        let (claims_sql, counts_sql) = (
             claims_sql(claims.len()),
             counts_sql(by_scope.len(), 2 + claims.len() * 3),
         );
+        let sql = match backend {
+            Backend::Postgres => format!(
+                "WITH c AS ({claims_sql}), n AS ({counts_sql}) \
+                 SELECT scope, key, CAST(NULL AS BIGINT) AS n FROM c \
+                 UNION ALL SELECT scope, key, n FROM n"
+            ),
+            Backend::Sqlite => format!("{claims_sql}; {counts_sql}"),
+        };
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, key, owner) in &claims {
             q = q.bind(*scope).bind(*key).bind(*owner);
@@ -445,7 +448,7 @@ fn counts_sql(n: usize, first: usize) -> String {
     format!(
         "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
          ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-         RETURNING scope, n",
+         RETURNING scope, CAST(NULL AS TEXT) AS key, n",
         value_rows(n, 2, first, ", $1")
     )
 }
@@ -526,8 +529,7 @@ impl<'a> Advance<'a> {
     }
 }
 
-/// Insert the events and advance the chain head; on PostgreSQL the head moves in the statement
-/// that inserts the last events.
+/// Insert the events and advance the chain head in the round trip that inserts the last events.
 async fn insert_events(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -537,14 +539,13 @@ async fn insert_events(
     const WIDTH: usize = 20;
     let chunks: Vec<&[RecordedEvent]> = events.chunks(chunk_rows(backend)).collect();
     for (i, &chunk) in chunks.iter().enumerate() {
-        let fused = backend == Backend::Postgres && i + 1 == chunks.len();
+        let fused = i + 1 == chunks.len();
         let values = value_rows(chunk.len(), WIDTH, if fused { 5 } else { 1 }, "");
-        let sql = if fused {
-            format!(
-                "WITH inserted AS (INSERT INTO events ({COLUMNS}) VALUES {values}) {ADVANCE_HEAD}"
-            )
-        } else {
-            format!("INSERT INTO events ({COLUMNS}) VALUES {values}")
+        let insert = format!("INSERT INTO events ({COLUMNS}) VALUES {values}");
+        let sql = match (fused, backend) {
+            (false, _) => insert,
+            (true, Backend::Postgres) => format!("WITH inserted AS ({insert}) {ADVANCE_HEAD}"),
+            (true, Backend::Sqlite) => format!("{ADVANCE_HEAD}; {insert}"),
         };
         let mut q = sqlx::query(&sql);
         if fused {
@@ -574,11 +575,6 @@ async fn insert_events(
                 .bind(&e.actor.user_agent);
         }
         q.execute(&mut *conn).await?;
-    }
-    if backend == Backend::Sqlite {
-        head.bind(sqlx::query(ADVANCE_HEAD))
-            .execute(&mut *conn)
-            .await?;
     }
     Ok(())
 }

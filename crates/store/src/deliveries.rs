@@ -452,36 +452,48 @@ impl DeliveryQueue {
             }
             q.execute(&mut *tx).await?;
         }
-        let mut failing = Vec::new();
+        let mut resets: Vec<(String, Option<i64>)> = vec![];
+        let mut continues: Vec<(String, i64)> = vec![];
         for (webhook_id, run) in failure_runs(batch) {
-            let since: Option<i64> = match run {
-                // A success in the batch: the run is what failed after the last success.
-                FailureRun::AfterSuccess(since) => {
-                    sqlx::query(
-                        "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, $2) \
-                         ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
-                    )
-                    .bind(&webhook_id)
-                    .bind(since)
-                    .execute(&mut *tx)
-                    .await?;
-                    since
-                }
-                FailureRun::Continues(first) => {
-                    sqlx::query_scalar(
-                        "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ($1, $2) \
-                     ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
-                     COALESCE(endpoint_health.failing_since, excluded.failing_since) \
-                     RETURNING failing_since",
-                    )
-                    .bind(&webhook_id)
-                    .bind(first)
-                    .fetch_one(&mut *tx)
-                    .await?
-                }
-            };
-            if let Some(since) = since {
-                failing.push((webhook_id, since));
+            match run {
+                FailureRun::AfterSuccess(since) => resets.push((webhook_id, since)),
+                FailureRun::Continues(first) => continues.push((webhook_id, first)),
+            }
+        }
+        let mut failing: Vec<(String, i64)> = resets
+            .iter()
+            .filter_map(|(id, since)| since.map(|s| (id.clone(), s)))
+            .collect();
+        // One statement per kind of run (not per endpoint): a success sets where the run now
+        // starts, writing nothing when that is unchanged; failures only keep an earlier start.
+        for chunk in resets.chunks(50) {
+            let sql = format!(
+                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
+                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since \
+                 WHERE COALESCE(endpoint_health.failing_since, -1) \
+                 <> COALESCE(excluded.failing_since, -1)",
+                value_rows(chunk.len(), 2, 1, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, since) in chunk {
+                q = q.bind(id).bind(*since);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in continues.chunks(50) {
+            let sql = format!(
+                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
+                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
+                 COALESCE(endpoint_health.failing_since, excluded.failing_since) \
+                 RETURNING webhook_id, failing_since",
+                value_rows(chunk.len(), 2, 1, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, first) in chunk {
+                q = q.bind(id).bind(*first);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                failing.push((r.try_get("webhook_id")?, r.try_get("failing_since")?));
             }
         }
         tx.commit().await?;
