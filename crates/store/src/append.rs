@@ -8,6 +8,7 @@ use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
 use crate::sql::{chunk_rows, placeholders, value_rows, Query};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -66,9 +67,11 @@ impl EventLog {
             }
         }
         let ids: Vec<&str> = expected.keys().copied().collect();
-        let (head, actual) = read_head(conn, backend, &req.org_id, &ids).await?;
-        check_versions(&expected, &actual)?;
-        check_reservations(conn, backend, &req.org_id, &req.constraints).await?;
+        let plan = Reservations::of(&req.constraints);
+        let with_head = plan.with_head(backend).then_some(&plan);
+        let (head, opened) = open(conn, backend, &req.org_id, &ids, with_head).await?;
+        check_versions(&expected, &opened.versions)?;
+        reserve(conn, backend, &req.org_id, &req.constraints, &plan, opened).await?;
 
         let first_position = head.next_position;
         let occurred_at = from_micros(chrono::Utc::now().timestamp_micros());
@@ -135,7 +138,7 @@ impl EventLog {
     /// transaction writes anything, so its id (hence its positions) is assigned after the lock:
     /// chain order and position order agree within an organization. The shared lock lets a
     /// rebuild hold every append out before any of them locks a row. On SQLite the head's write
-    /// in `read_head` takes the database's write lock.
+    /// in `open` takes the database's write lock.
     async fn begin_locked(
         &self,
         org_id: &str,
@@ -180,7 +183,7 @@ impl EventLog {
         for org_id in &orgs {
             loop {
                 let mut tx = self.begin_locked(org_id).await?;
-                let (head, _) = read_head(&mut tx, backend, org_id, &[]).await?;
+                let (head, _) = open(&mut tx, backend, org_id, &[], None).await?;
                 let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
                 if head.projected < upto {
                     let events = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
@@ -201,92 +204,187 @@ impl EventLog {
     }
 }
 
-/// Read the organization's chain head under its lock (creating it on the first append), and
-/// the current versions of `streams`, in one round trip: on PostgreSQL one statement, on SQLite
-/// (which cannot modify data in a CTE but takes several statements in one call) the head's
-/// write, which takes the database's write lock before anything is read, then the versions.
-async fn read_head(
+/// The claims and releases an append's constraints make.
+struct Reservations<'a> {
+    /// (scope, key, owner)
+    claims: Vec<(&'a str, &'a str, &'a str)>,
+    releases: BTreeMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Reservations<'a> {
+    fn of(constraints: &'a [Constraint]) -> Self {
+        let mut r = Reservations {
+            claims: vec![],
+            releases: BTreeMap::new(),
+        };
+        for c in constraints {
+            match c {
+                Constraint::Claim { scope, key, owner } => r.claims.push((scope, key, owner)),
+                Constraint::Release { scope, key } => {
+                    r.releases.entry(scope).or_default().push(key)
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Claims alone, few enough to go with the head's read. The counters then assume every
+    /// claim succeeds; if one does not, the append fails and its transaction rolls back.
+    fn with_head(&self, backend: Backend) -> bool {
+        self.releases.is_empty()
+            && !self.claims.is_empty()
+            && self.claims.len() <= chunk_rows(backend)
+    }
+
+    /// Claims per scope.
+    fn by_scope(&self) -> BTreeMap<&'a str, i64> {
+        let mut n = BTreeMap::new();
+        for (scope, _, _) in &self.claims {
+            *n.entry(*scope).or_default() += 1;
+        }
+        n
+    }
+}
+
+/// What an append finds as it opens, under the organization's lock.
+#[derive(Default)]
+struct Opened {
+    head: Option<Head>,
+    versions: BTreeMap<String, i64>,
+    /// (scope, key) claims taken.
+    claimed: BTreeSet<(String, String)>,
+    /// Counts of the scopes changed, as they now stand.
+    counts: BTreeMap<String, i64>,
+}
+
+/// Every row of an append's opening has one shape, so that PostgreSQL can unite them: `kind`
+/// names it. head: `txt` the last hash, `n1` the last sequence, `n2` the projected sequence,
+/// `n3` the next position; version: `name` the stream, `n1` its version; claim: `name` the
+/// scope, `txt` the key taken; count: `name` the scope, `n1` its count.
+const OPENED_COLUMNS: &str = "kind, name, txt, n1, n2, n3";
+
+impl Opened {
+    fn take(&mut self, row: &AnyRow) -> Result<(), StoreError> {
+        let kind: String = row.try_get("kind")?;
+        match kind.as_str() {
+            "head" => {
+                self.head = Some(Head {
+                    hash: row.try_get("txt")?,
+                    seq: row.try_get("n1")?,
+                    projected: row.try_get("n2")?,
+                    next_position: row.try_get("n3")?,
+                })
+            }
+            "version" => {
+                self.versions
+                    .insert(row.try_get("name")?, row.try_get("n1")?);
+            }
+            "claim" => {
+                self.claimed
+                    .insert((row.try_get("name")?, row.try_get("txt")?));
+            }
+            _ => {
+                self.counts.insert(row.try_get("name")?, row.try_get("n1")?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open an append in one round trip: the organization's chain head (created on its first
+/// append), the versions of `streams`, and, when `reserve` holds only claims, the claims and
+/// the counters they move. On PostgreSQL one statement; on SQLite, which cannot modify data
+/// in a CTE but takes several statements in one call, the head's write first, which takes the
+/// database's write lock before anything is read.
+async fn open(
     conn: &mut AnyConnection,
     backend: Backend,
     org_id: &str,
     streams: &[&str],
-) -> Result<(Head, BTreeMap<String, i64>), StoreError> {
+    reserve: Option<&Reservations<'_>>,
+) -> Result<(Head, Opened), StoreError> {
     let (first, rest) = streams.split_at(streams.len().min(chunk_rows(backend)));
-    let versions = |from: usize| {
-        format!(
-            "SELECT stream_id, MAX(stream_version) AS v, NULL, NULL, NULL FROM events \
-             WHERE stream_id IN ({}) GROUP BY stream_id",
-            placeholders(from, first.len())
-        )
-    };
-    let (sql, genesis) = match backend {
-        // Held by the lock, the head needs no row lock (nor a new row version per append).
+    let claims = reserve.map(|r| r.claims.as_slice()).unwrap_or_default();
+    let by_scope = reserve.map(|r| r.by_scope()).unwrap_or_default();
+    // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
+    let claims_from = 3 + first.len();
+    let counts_from = claims_from + claims.len() * 3;
+    let mut parts = vec![];
+    if !first.is_empty() {
+        parts.push(format!(
+            "SELECT 'version' AS kind, stream_id AS name, CAST(NULL AS TEXT) AS txt, \
+             MAX(stream_version) AS n1, CAST(NULL AS BIGINT) AS n2, CAST(NULL AS BIGINT) AS n3 \
+             FROM events WHERE stream_id IN ({}) GROUP BY stream_id",
+            placeholders(3, first.len())
+        ));
+    }
+    let sql = match backend {
+        // Held by the lock, an existing head needs no row lock (nor a new row version). The
+        // select does not see the CTEs' rows: exactly one of `h` and `chain_heads` answers.
         Backend::Postgres => {
-            let mut sql = format!(
-                "SELECT CAST(NULL AS TEXT) AS stream_id, last_seq AS v, last_hash, \
-                 projected_seq, pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} \
-                 AS next_position FROM chain_heads WHERE org_id = $1"
-            );
-            if !first.is_empty() {
-                sql = format!("{sql} UNION ALL {}", versions(2));
+            let mut ctes = vec![format!(
+                "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
+            )];
+            let head = |from: &str| {
+                format!(
+                    "SELECT 'head' AS kind, CAST(NULL AS TEXT) AS name, last_hash AS txt, \
+                     last_seq AS n1, projected_seq AS n2, \
+                     pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} AS n3 FROM {from}"
+                )
+            };
+            parts.insert(0, head("h"));
+            parts.insert(1, head("chain_heads WHERE org_id = $1"));
+            if !claims.is_empty() {
+                ctes.push(format!("c AS ({})", claims_sql(claims.len(), claims_from)));
+                ctes.push(format!(
+                    "n AS ({})",
+                    counts_sql(by_scope.len(), counts_from)
+                ));
+                parts.push(format!("SELECT {OPENED_COLUMNS} FROM c"));
+                parts.push(format!("SELECT {OPENED_COLUMNS} FROM n"));
             }
-            (sql, false)
+            format!("WITH {} {}", ctes.join(", "), parts.join(" UNION ALL "))
         }
         Backend::Sqlite => {
-            let mut sql = format!(
-                "{CREATE_HEAD} RETURNING NULL AS stream_id, last_seq AS v, last_hash, \
-                 projected_seq, (SELECT COALESCE(MAX(position), 0) + 1 FROM events) \
-                 AS next_position"
+            parts.insert(
+                0,
+                format!(
+                    "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
+                     RETURNING 'head' AS kind, NULL AS name, last_hash AS txt, last_seq AS n1, \
+                     projected_seq AS n2, \
+                     (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS n3"
+                ),
             );
-            if !first.is_empty() {
-                sql = format!("{sql}; {}", versions(3));
+            if !claims.is_empty() {
+                parts.push(claims_sql(claims.len(), claims_from));
+                parts.push(counts_sql(by_scope.len(), counts_from));
             }
-            (sql, true)
+            parts.join("; ")
         }
     };
-    let mut q = sqlx::query(&sql).bind(org_id);
-    if genesis {
-        q = q.bind(GENESIS_HASH);
-    }
+    let mut q = sqlx::query(&sql).bind(org_id).bind(GENESIS_HASH);
     for id in first {
         q = q.bind(*id);
     }
-    let mut found = None;
-    let mut versions = BTreeMap::new();
-    for row in q.fetch_all(&mut *conn).await? {
-        match row.try_get::<Option<String>, _>("stream_id")? {
-            Some(id) => {
-                versions.insert(id, row.try_get("v")?);
-            }
-            None => {
-                found = Some(Head {
-                    seq: row.try_get("v")?,
-                    hash: row.try_get("last_hash")?,
-                    projected: row.try_get("projected_seq")?,
-                    next_position: row.try_get("next_position")?,
-                })
-            }
-        }
+    for (scope, key, owner) in claims {
+        q = q.bind(*scope).bind(*key).bind(*owner);
     }
-    let head = match found {
-        Some(head) => head,
-        // PostgreSQL, the organization's first append: create the head and read again.
-        None => {
-            sqlx::query(CREATE_HEAD)
-                .bind(org_id)
-                .bind(GENESIS_HASH)
-                .execute(&mut *conn)
-                .await?;
-            return Box::pin(read_head(conn, backend, org_id, streams)).await;
-        }
-    };
-    stream_versions(conn, backend, rest, &mut versions).await?;
-    Ok((head, versions))
+    for (scope, n) in &by_scope {
+        q = q.bind(*scope).bind(*n);
+    }
+    let mut opened = Opened::default();
+    for row in q.fetch_all(&mut *conn).await? {
+        opened.take(&row)?;
+    }
+    stream_versions(conn, backend, rest, &mut opened.versions).await?;
+    let head = opened.head.take().ok_or(sqlx::Error::RowNotFound)?;
+    Ok((head, opened))
 }
 
-/// The chain head of `$1` at the genesis hash `$2` if it has none.
+/// The chain head of `$1` at the genesis hash `$2` if it has none; the conflict action follows.
 const CREATE_HEAD: &str = "INSERT INTO chain_heads (org_id, last_seq, last_hash) \
-     VALUES ($1, 0, $2) ON CONFLICT (org_id) DO UPDATE SET last_seq = chain_heads.last_seq";
+     VALUES ($1, 0, $2) ON CONFLICT (org_id)";
 
 /// The latest version of each of `ids` that has events.
 async fn stream_versions(
@@ -330,82 +428,38 @@ fn check_versions(
     Ok(())
 }
 
-/// Apply the claims and releases, then check the counting constraints against the sizes they
-/// leave. Each scope's count changes once per append: a thousand updates of one counter row in
-/// one transaction would leave PostgreSQL a thousand row versions to walk.
-async fn check_reservations(
+/// Apply claims and releases the append's opening did not, then check the counting constraints
+/// against the sizes they leave. Each scope's count changes once per append: a thousand
+/// updates of one counter row in one transaction would leave PostgreSQL a thousand row
+/// versions to walk.
+async fn reserve(
     conn: &mut AnyConnection,
     backend: Backend,
     org_id: &str,
     constraints: &[Constraint],
+    plan: &Reservations<'_>,
+    mut opened: Opened,
 ) -> Result<(), AppendError> {
-    let mut claims: Vec<(&str, &str, &str)> = vec![];
-    let mut releases: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for c in constraints {
-        match c {
-            Constraint::Claim { scope, key, owner } => claims.push((scope, key, owner)),
-            Constraint::Release { scope, key } => releases.entry(scope).or_default().push(key),
-            _ => {}
-        }
+    if plan.with_head(backend) {
+        require_claimed(&plan.claims, &opened.claimed)?;
+        return check_counts(conn, org_id, constraints, &opened.counts).await;
     }
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    if releases.is_empty() && !claims.is_empty() && claims.len() <= chunk_rows(backend) {
-        // One round trip: claims and counters in one statement on PostgreSQL, two statements
-        // in one call on SQLite. The counters assume every claim succeeds; if one does not,
-        // the append fails and its transaction rolls back.
-        let mut by_scope: BTreeMap<&str, i64> = BTreeMap::new();
-        for (scope, _, _) in &claims {
-            *by_scope.entry(scope).or_default() += 1;
-        }
-        let (claims_sql, counts_sql) = (
-            claims_sql(claims.len()),
-            counts_sql(by_scope.len(), 2 + claims.len() * 3),
-        );
-        let sql = match backend {
-            Backend::Postgres => format!(
-                "WITH c AS ({claims_sql}), n AS ({counts_sql}) \
-                 SELECT scope, key, CAST(NULL AS BIGINT) AS n FROM c \
-                 UNION ALL SELECT scope, key, n FROM n"
-            ),
-            Backend::Sqlite => format!("{claims_sql}; {counts_sql}"),
-        };
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for (scope, key, owner) in &claims {
-            q = q.bind(*scope).bind(*key).bind(*owner);
-        }
-        for (scope, n) in &by_scope {
-            q = q.bind(*scope).bind(*n);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            match row.try_get::<Option<String>, _>("key")? {
-                Some(key) => {
-                    claimed.insert((row.try_get("scope")?, key));
-                }
-                None => {
-                    counts.insert(row.try_get("scope")?, row.try_get("n")?);
-                }
-            }
-        }
-        require_claimed(&claims, &claimed)?;
-        return check_counts(conn, org_id, constraints, &counts).await;
-    }
-    for chunk in claims.chunks(chunk_rows(backend)) {
-        let sql = claims_sql(chunk.len());
+    for chunk in plan.claims.chunks(chunk_rows(backend)) {
+        let sql = claims_sql(chunk.len(), 2);
         let mut q = sqlx::query(&sql).bind(org_id);
         for (scope, key, owner) in chunk {
             q = q.bind(*scope).bind(*key).bind(*owner);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            claimed.insert((row.try_get("scope")?, row.try_get("key")?));
+            opened.take(&row)?;
         }
     }
-    require_claimed(&claims, &claimed)?;
-    for (scope, _, _) in &claims {
-        *deltas.entry(scope).or_default() += 1;
+    require_claimed(&plan.claims, &opened.claimed)?;
+    for (scope, n) in plan.by_scope() {
+        *deltas.entry(scope).or_default() += n;
     }
-    for (scope, keys) in &releases {
+    for (scope, keys) in &plan.releases {
         for chunk in keys.chunks(chunk_rows(backend)) {
             let sql = format!(
                 "DELETE FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
@@ -427,28 +481,32 @@ async fn check_reservations(
             q = q.bind(*scope).bind(*delta);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            counts.insert(row.try_get("scope")?, row.try_get("n")?);
+            opened.take(&row)?;
         }
     }
-    check_counts(conn, org_id, constraints, &counts).await
+    check_counts(conn, org_id, constraints, &opened.counts).await
 }
 
-/// Claims of `n` (scope, key, owner) from `$2`, the organization in `$1`; answers those taken.
-fn claims_sql(n: usize) -> String {
+/// Claims of `n` (scope, key, owner) from `$first` by the organization in `$1`; answers those
+/// taken as `claim` rows of [`OPENED_COLUMNS`].
+fn claims_sql(n: usize, first: usize) -> String {
     format!(
         "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
-         ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key",
-        value_rows(n, 3, 2, ", $1")
+         ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING 'claim' AS kind, scope AS name, \
+         key AS txt, CAST(NULL AS BIGINT) AS n1, CAST(NULL AS BIGINT) AS n2, \
+         CAST(NULL AS BIGINT) AS n3",
+        value_rows(n, 3, first, ", $1")
     )
 }
 
 /// `n` (scope, change) pairs from `$first` added to the counters of the organization in `$1`;
-/// answers the new counts.
+/// answers the new counts as `count` rows of [`OPENED_COLUMNS`].
 fn counts_sql(n: usize, first: usize) -> String {
     format!(
         "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
          ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-         RETURNING scope, CAST(NULL AS TEXT) AS key, n",
+         RETURNING 'count' AS kind, scope AS name, CAST(NULL AS TEXT) AS txt, n AS n1, \
+         CAST(NULL AS BIGINT) AS n2, CAST(NULL AS BIGINT) AS n3",
         value_rows(n, 2, first, ", $1")
     )
 }
