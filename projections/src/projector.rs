@@ -5,7 +5,7 @@ use crate::state::{
 use easm_events::RecordedEvent;
 use easm_store::{
     chunk_rows, placeholders, typed, value_rows, AnyConnection, AnyRow, Backend, BoxFuture, Db,
-    EventLog, InlineProjection, Row, StoreError, APPENDS_LOCK,
+    EventLog, InlineProjection, Row, StoreError, Val, Write, APPENDS_LOCK,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,14 +32,6 @@ const READ_MODEL_TABLES: &[&str] = &[
 /// crash can neither skip nor double-apply an event.
 pub struct Projector {
     db: Db,
-}
-
-enum Val {
-    Text(String),
-    Int(i64),
-    OptInt(Option<i64>),
-    OptText(Option<String>),
-    OptFloat(Option<f64>),
 }
 
 struct Table {
@@ -585,27 +577,29 @@ async fn load<T>(
     Ok(())
 }
 
-/// Upsert the live rows and delete the dead ones, in multi-row statements.
-async fn write<T>(
-    conn: &mut AnyConnection,
+/// Upserts of the live rows and deletes of the dead ones, in multi-row statements.
+fn writes<T>(
     size: usize,
     table: &Table,
     rows: &BTreeMap<String, Option<T>>,
     vals: fn(&T) -> Vec<Val>,
-) -> Result<(), StoreError> {
+    out: &mut Vec<Write>,
+) {
     let (live, dead): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, r)| r.is_some());
     for chunk in dead.chunks(size) {
-        let sql = format!(
-            "DELETE FROM {} WHERE {} IN ({})",
-            table.name,
-            table.pk,
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, _) in chunk {
-            q = q.bind(id.as_str());
-        }
-        q.execute(&mut *conn).await?;
+        out.push(Write {
+            table: table.name,
+            sql: format!(
+                "DELETE FROM {} WHERE {} IN ({})",
+                table.name,
+                table.pk,
+                placeholders(1, chunk.len())
+            ),
+            values: chunk
+                .iter()
+                .map(|(id, _)| Val::Text(id.to_string()))
+                .collect(),
+        });
     }
     let width = table.columns.len() + 1;
     let updates: Vec<String> = table
@@ -614,52 +608,45 @@ async fn write<T>(
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     for chunk in live.chunks(size) {
-        let sql = format!(
-            "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
-            table.name,
-            table.pk,
-            table.columns.join(", "),
-            value_rows(chunk.len(), width, 1, ""),
-            table.pk,
-            updates.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
+        let mut values = Vec::with_capacity(chunk.len() * width);
         for (id, row) in chunk {
-            q = q.bind(id.as_str());
-            for v in vals(row.as_ref().expect("live rows only")) {
-                q = match v {
-                    Val::Text(s) => q.bind(s),
-                    Val::Int(i) => q.bind(i),
-                    Val::OptInt(i) => q.bind(i),
-                    Val::OptText(s) => q.bind(s),
-                    Val::OptFloat(f) => q.bind(f),
-                };
-            }
+            values.push(Val::Text(id.to_string()));
+            values.extend(vals(row.as_ref().expect("live rows only")));
         }
-        q.execute(&mut *conn).await?;
+        out.push(Write {
+            table: table.name,
+            sql: format!(
+                "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+                table.name,
+                table.pk,
+                table.columns.join(", "),
+                value_rows(chunk.len(), width, 1, ""),
+                table.pk,
+                updates.join(", ")
+            ),
+            values,
+        });
     }
-    Ok(())
 }
 
 /// Tags are a child table of assets: replaced wholesale for every asset written; `stored` are
 /// the assets that may have tags in the table already.
-async fn write_tags(
-    conn: &mut AnyConnection,
+fn tag_writes(
     size: usize,
     assets: &BTreeMap<String, Option<AssetRow>>,
     stored: &BTreeSet<String>,
-) -> Result<(), StoreError> {
+    out: &mut Vec<Write>,
+) {
     let ids: Vec<&String> = stored.iter().collect();
     for chunk in ids.chunks(size) {
-        let sql = format!(
-            "DELETE FROM rm_asset_tags WHERE asset_id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id.as_str());
-        }
-        q.execute(&mut *conn).await?;
+        out.push(Write {
+            table: "rm_asset_tags",
+            sql: format!(
+                "DELETE FROM rm_asset_tags WHERE asset_id IN ({})",
+                placeholders(1, chunk.len())
+            ),
+            values: chunk.iter().map(|id| Val::Text(id.to_string())).collect(),
+        });
     }
     let tags: Vec<(&String, &String, &String)> = assets
         .iter()
@@ -667,37 +654,36 @@ async fn write_tags(
         .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
         .collect();
     for chunk in tags.chunks(size) {
-        let sql = format!(
-            "INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES {}",
-            value_rows(chunk.len(), 3, 1, "")
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, org, tag) in chunk {
-            q = q.bind(id.as_str()).bind(org.as_str()).bind(tag.as_str());
-        }
-        q.execute(&mut *conn).await?;
+        out.push(Write {
+            table: "rm_asset_tags",
+            sql: format!(
+                "INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES {}",
+                value_rows(chunk.len(), 3, 1, "")
+            ),
+            values: chunk
+                .iter()
+                .flat_map(|(id, org, tag)| [id, org, tag].map(|v| Val::Text(v.to_string())))
+                .collect(),
+        });
     }
-    Ok(())
 }
 
-/// `stored_assets`: the assets whose rows were in the tables before (none after emptying them).
-async fn write_state(
-    conn: &mut AnyConnection,
-    size: usize,
-    s: &ReadState,
-    stored_assets: &BTreeSet<String>,
-) -> Result<(), StoreError> {
-    write(conn, size, &ORGS, &s.orgs, OrgRow::vals).await?;
-    write(conn, size, &KEYS, &s.keys, KeyRow::vals).await?;
-    write(conn, size, &USERS, &s.users, UserRow::vals).await?;
-    write(conn, size, &GROUPS, &s.groups, GroupRow::vals).await?;
-    write(conn, size, &ASSETS, &s.assets, AssetRow::vals).await?;
-    write(conn, size, &WEBHOOKS, &s.webhooks, WebhookRow::vals).await?;
-    write(conn, size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals).await?;
-    write(conn, size, &FINDINGS, &s.findings, FindingRow::vals).await?;
-    write(conn, size, &MONITORS, &s.monitors, MonitorRow::vals).await?;
-    write(conn, size, &ALERTS, &s.alerts, AlertRow::vals).await?;
-    write_tags(conn, size, &s.assets, stored_assets).await
+/// The writes that store `s`; `stored_assets`: the assets whose rows were in the tables before
+/// (none after emptying them).
+fn state_writes(size: usize, s: &ReadState, stored_assets: &BTreeSet<String>) -> Vec<Write> {
+    let mut out = vec![];
+    writes(size, &ORGS, &s.orgs, OrgRow::vals, &mut out);
+    writes(size, &KEYS, &s.keys, KeyRow::vals, &mut out);
+    writes(size, &USERS, &s.users, UserRow::vals, &mut out);
+    writes(size, &GROUPS, &s.groups, GroupRow::vals, &mut out);
+    writes(size, &ASSETS, &s.assets, AssetRow::vals, &mut out);
+    writes(size, &WEBHOOKS, &s.webhooks, WebhookRow::vals, &mut out);
+    writes(size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals, &mut out);
+    writes(size, &FINDINGS, &s.findings, FindingRow::vals, &mut out);
+    writes(size, &MONITORS, &s.monitors, MonitorRow::vals, &mut out);
+    writes(size, &ALERTS, &s.alerts, AlertRow::vals, &mut out);
+    tag_writes(size, &s.assets, stored_assets, &mut out);
+    out
 }
 
 impl Projector {
@@ -715,12 +701,13 @@ impl Projector {
         self.log().project_lagging().await
     }
 
-    /// Load the rows the events touch, fold, write them back: all on the append's connection.
+    /// Load the rows the events touch on the append's connection, fold, and answer the writes
+    /// that store them.
     async fn apply(
         &self,
         conn: &mut AnyConnection,
         recorded: &[RecordedEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Write>, StoreError> {
         let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
         let mut ids: [BTreeSet<String>; 10] = Default::default();
         // Rows opened by the first event of their own stream cannot exist yet: not loaded.
@@ -804,7 +791,7 @@ impl Projector {
         for (r, e) in recorded.iter().zip(&events) {
             state.fold(r, e);
         }
-        write_state(conn, size, &state, &ids[3]).await
+        Ok(state_writes(size, &state, &ids[3]))
     }
 
     /// Empty the read models and fold the whole log into them again, in one transaction: readers
@@ -843,7 +830,7 @@ impl InlineProjection for Projector {
         &'a self,
         conn: &'a mut AnyConnection,
         events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Write>, StoreError>> {
         Box::pin(self.apply(conn, events))
     }
 }
@@ -902,7 +889,9 @@ impl Replay {
         s.findings.retain(|_, row| row.is_some());
         s.monitors.retain(|_, row| row.is_some());
         s.alerts.retain(|_, row| row.is_some());
-        write_state(conn, chunk_rows(backend), &self.state, &BTreeSet::new()).await?;
+        for write in state_writes(chunk_rows(backend), &self.state, &BTreeSet::new()) {
+            write.run(conn).await?;
+        }
         // What the models now hold (a snapshot holds only some organizations).
         sqlx::query("UPDATE chain_heads SET projected_seq = 0")
             .execute(&mut *conn)

@@ -6,7 +6,7 @@
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
-use crate::sql::{chunk_rows, placeholders, value_rows, Query};
+use crate::sql::{chunk_rows, placeholders, value_rows, Query, Write};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -21,12 +21,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// is in the read models the moment it is visible, in every process. Appends of one organization
 /// are serialized on its chain head, which is what makes folding them there safe.
 pub trait InlineProjection: Send + Sync {
-    /// Fold `events` (one organization's, in chain order) into the read models on `conn`.
+    /// Fold `events` (one organization's, in chain order) into the read models, reading the
+    /// rows they change on `conn`; the writes are returned for the append to send with its
+    /// events (nothing in them reads the events table).
     fn project<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
         events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<Write>, StoreError>>;
 }
 
 /// Events the sweep folds per transaction, so a tool's bulk import is not one huge transaction.
@@ -118,18 +120,23 @@ impl EventLog {
                 head.projected
             },
         };
-        insert_events(conn, backend, &recorded, &advanced).await?;
-        if let Some(projection) = &self.projection {
-            // Events appended earlier by a log without read models come first.
-            let mut earlier = org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
-            if earlier.is_empty() {
-                projection.project(conn, &recorded).await?;
-            } else {
-                earlier.extend(recorded.iter().cloned());
-                projection.project(conn, &earlier).await?;
+        let writes = match &self.projection {
+            None => vec![],
+            Some(projection) => {
+                // Events appended earlier by a log without read models come first.
+                let mut earlier =
+                    org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
+                if earlier.is_empty() {
+                    projection.project(conn, &recorded).await?
+                } else {
+                    earlier.extend(recorded.iter().cloned());
+                    projection.project(conn, &earlier).await?
+                }
             }
-        }
+        };
+        insert_events(conn, backend, &recorded, &advanced, &writes).await?;
         tx.commit().await?;
+        self.db.log_grew(recorded.len() as u64).await;
         Ok(recorded)
     }
 
@@ -187,7 +194,9 @@ impl EventLog {
                 let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
                 if head.projected < upto {
                     let events = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
-                    projection.project(&mut tx, &events).await?;
+                    for write in projection.project(&mut tx, &events).await? {
+                        write.run(&mut tx).await?;
+                    }
                     sqlx::query("UPDATE chain_heads SET projected_seq = $1 WHERE org_id = $2")
                         .bind(upto)
                         .bind(org_id)
@@ -587,54 +596,95 @@ impl<'a> Advance<'a> {
     }
 }
 
-/// Insert the events and advance the chain head in the round trip that inserts the last events.
+/// Insert the events and advance the chain head, and run the read models' `writes`, in as few
+/// round trips as the dialect allows: the head's advance and, in order, the writes that fit go
+/// with the last events (on PostgreSQL as CTEs of one statement, each table once so that no
+/// row is changed twice in it; on SQLite as statements of one call).
 async fn insert_events(
     conn: &mut AnyConnection,
     backend: Backend,
     events: &[RecordedEvent],
     head: &Advance<'_>,
+    writes: &[Write],
 ) -> Result<(), sqlx::Error> {
     const WIDTH: usize = 20;
+    /// Values of one call: below SQLite's highest placeholder number (32,766).
+    const MAX_VALUES: usize = 30_000;
     let chunks: Vec<&[RecordedEvent]> = events.chunks(chunk_rows(backend)).collect();
+    let mut fused = 0;
     for (i, &chunk) in chunks.iter().enumerate() {
-        let fused = i + 1 == chunks.len();
-        let values = value_rows(chunk.len(), WIDTH, if fused { 5 } else { 1 }, "");
+        let last = i + 1 == chunks.len();
+        let values = value_rows(chunk.len(), WIDTH, if last { 5 } else { 1 }, "");
         let insert = format!("INSERT INTO events ({COLUMNS}) VALUES {values}");
-        let sql = match (fused, backend) {
-            (false, _) => insert,
-            (true, Backend::Postgres) => format!("WITH inserted AS ({insert}) {ADVANCE_HEAD}"),
-            (true, Backend::Sqlite) => format!("{ADVANCE_HEAD}; {insert}"),
-        };
-        let mut q = sqlx::query(&sql);
-        if fused {
-            q = head.bind(q);
+        if !last {
+            bind_events(sqlx::query(&insert), chunk)
+                .execute(&mut *conn)
+                .await?;
+            continue;
         }
-        for e in chunk {
-            q = q
-                .bind(e.position)
-                .bind(e.event_id.to_string())
-                .bind(&e.stream_id)
-                .bind(e.stream_version)
-                .bind(&e.event_type)
-                .bind(e.schema_version as i64)
-                .bind(e.occurred_at.timestamp_micros())
-                .bind(&e.org_id)
-                .bind(e.actor.kind.as_str())
-                .bind(&e.actor.id)
-                .bind(&e.actor.role)
-                .bind(&e.actor.source_ip)
-                .bind(&e.request_id)
-                .bind(&e.correlation_id)
-                .bind(&e.causation_id)
-                .bind(e.data.to_string())
-                .bind(e.chain_seq)
-                .bind(&e.prev_hash)
-                .bind(&e.hash)
-                .bind(&e.actor.user_agent);
+        let mut next = 5 + chunk.len() * WIDTH;
+        let mut tables = BTreeSet::new();
+        let mut parts = vec![];
+        for w in writes {
+            let fits = next + w.values.len() <= MAX_VALUES
+                && (backend == Backend::Sqlite || tables.insert(w.table));
+            if !fits {
+                break;
+            }
+            parts.push(w.sql_after(next - 1));
+            next += w.values.len();
+            fused += 1;
+        }
+        let sql = match backend {
+            Backend::Postgres => {
+                let mut ctes = vec![format!("inserted AS ({insert})")];
+                for (k, part) in parts.iter().enumerate() {
+                    ctes.push(format!("w{k} AS ({part})"));
+                }
+                format!("WITH {} {ADVANCE_HEAD}", ctes.join(", "))
+            }
+            Backend::Sqlite => {
+                parts.splice(0..0, [ADVANCE_HEAD.to_string(), insert]);
+                parts.join("; ")
+            }
+        };
+        let mut q = bind_events(head.bind(sqlx::query(&sql)), chunk);
+        for w in &writes[..fused] {
+            q = w.bind(q);
         }
         q.execute(&mut *conn).await?;
     }
+    for w in &writes[fused..] {
+        w.run(conn).await?;
+    }
     Ok(())
+}
+
+fn bind_events<'q>(mut q: Query<'q>, events: &'q [RecordedEvent]) -> Query<'q> {
+    for e in events {
+        q = q
+            .bind(e.position)
+            .bind(e.event_id.to_string())
+            .bind(&e.stream_id)
+            .bind(e.stream_version)
+            .bind(&e.event_type)
+            .bind(e.schema_version as i64)
+            .bind(e.occurred_at.timestamp_micros())
+            .bind(&e.org_id)
+            .bind(e.actor.kind.as_str())
+            .bind(&e.actor.id)
+            .bind(&e.actor.role)
+            .bind(&e.actor.source_ip)
+            .bind(&e.request_id)
+            .bind(&e.correlation_id)
+            .bind(&e.causation_id)
+            .bind(e.data.to_string())
+            .bind(e.chain_seq)
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .bind(&e.actor.user_agent);
+    }
+    q
 }
 
 /// An organization's events with chain sequence in `(after, upto]`, in chain order. Read under

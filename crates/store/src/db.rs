@@ -3,6 +3,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// Events appended through this process, for [`Db::log_grew`].
+    appended: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -77,6 +81,7 @@ impl Db {
                     backend: Backend::Sqlite,
                     read,
                     write,
+                    appended: Arc::default(),
                 }
             }
             DbConfig::Postgres { url } => {
@@ -90,6 +95,7 @@ impl Db {
                     backend: Backend::Postgres,
                     read: pool.clone(),
                     write: pool,
+                    appended: Arc::default(),
                 }
             }
         };
@@ -123,6 +129,24 @@ impl Db {
 
     pub fn writer(&self) -> &AnyPool {
         &self.write
+    }
+
+    /// PostgreSQL plans from table statistics, which autovacuum refreshes a minute or more
+    /// after a table grows, and keeps the plans of prepared statements: a plan made while the
+    /// log was nearly empty (reading the whole table instead of an index) would stay in use
+    /// meanwhile, and a new store's first minutes would run several times slower. So the log's
+    /// statistics are refreshed here (which also replans) each time the events appended through
+    /// this process double, from 1,024 to about a million; autovacuum keeps up after that.
+    /// Called after the append commits: a failure here is only logged.
+    pub(crate) async fn log_grew(&self, added: u64) {
+        let before = self.appended.fetch_add(added, Ordering::Relaxed);
+        let after = before + added;
+        let doubled = (10..=20).any(|k| before < 1 << k && after >= 1 << k);
+        if self.backend == Backend::Postgres && doubled {
+            if let Err(e) = sqlx::query("ANALYZE events").execute(&self.write).await {
+                tracing::warn!(error = %e, "could not refresh the event log's statistics");
+            }
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -28,7 +28,7 @@ pub use log::{
 };
 pub use secrets::WebhookSecrets;
 pub use signing::audit_signing_secret;
-pub use sql::{chunk_rows, placeholders, value_rows};
+pub use sql::{chunk_rows, placeholders, value_rows, Val, Write};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

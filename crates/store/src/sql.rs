@@ -30,3 +30,79 @@ pub fn chunk_rows(backend: Backend) -> usize {
         Backend::Postgres => 500,
     }
 }
+
+/// A value of a [`Write`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Text(String),
+    Int(i64),
+    OptInt(Option<i64>),
+    OptText(Option<String>),
+    OptFloat(Option<f64>),
+}
+
+/// A statement not yet run, its placeholders numbered from `$1`: read-model writes, which an
+/// append sends in the round trip that inserts its events.
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub table: &'static str,
+    pub sql: String,
+    pub values: Vec<Val>,
+}
+
+impl Write {
+    pub(crate) fn bind<'q>(&'q self, mut q: Query<'q>) -> Query<'q> {
+        for v in &self.values {
+            q = match v {
+                Val::Text(s) => q.bind(s.as_str()),
+                Val::Int(i) => q.bind(*i),
+                Val::OptInt(i) => q.bind(*i),
+                Val::OptText(s) => q.bind(s.as_deref()),
+                Val::OptFloat(f) => q.bind(*f),
+            };
+        }
+        q
+    }
+
+    /// The statement with its placeholders moved up by `by`, to follow another's `by` values.
+    pub(crate) fn sql_after(&self, by: usize) -> String {
+        let mut out = String::with_capacity(self.sql.len() + 16);
+        let mut rest = self.sql.as_str();
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if let Ok(n) = rest[..digits].parse::<usize>() {
+                out.push_str(&(n + by).to_string());
+                rest = &rest[digits..];
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    pub async fn run(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        self.bind(sqlx::query(&self.sql)).execute(conn).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_move_up_and_nothing_else_changes() {
+        let w = Write {
+            table: "t",
+            sql: "INSERT INTO t (a, b) VALUES ($1, $2), ($3, 'x$') ON CONFLICT (a) DO NOTHING"
+                .into(),
+            values: vec![],
+        };
+        assert_eq!(
+            w.sql_after(40),
+            "INSERT INTO t (a, b) VALUES ($41, $42), ($43, 'x$') ON CONFLICT (a) DO NOTHING"
+        );
+        assert_eq!(w.sql_after(0), w.sql);
+    }
+}
