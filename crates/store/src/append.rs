@@ -136,7 +136,7 @@ impl EventLog {
         };
         insert_events(conn, backend, &recorded, &advanced, &writes).await?;
         tx.commit().await?;
-        self.db.log_grew(recorded.len() as u64).await;
+        self.db.log_grew(recorded.len() as u64);
         Ok(recorded)
     }
 

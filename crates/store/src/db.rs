@@ -137,15 +137,19 @@ impl Db {
     /// meanwhile, and a new store's first minutes would run several times slower. So the log's
     /// statistics are refreshed here (which also replans) each time the events appended through
     /// this process double, from 1,024 to about a million; autovacuum keeps up after that.
-    /// Called after the append commits: a failure here is only logged.
-    pub(crate) async fn log_grew(&self, added: u64) {
+    /// Called after an append commits; the refresh runs on its own so that no request waits
+    /// for it, and a failure is only logged.
+    pub(crate) fn log_grew(&self, added: u64) {
         let before = self.appended.fetch_add(added, Ordering::Relaxed);
         let after = before + added;
         let doubled = (10..=20).any(|k| before < 1 << k && after >= 1 << k);
         if self.backend == Backend::Postgres && doubled {
-            if let Err(e) = sqlx::query("ANALYZE events").execute(&self.write).await {
-                tracing::warn!(error = %e, "could not refresh the event log's statistics");
-            }
+            let pool = self.write.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("ANALYZE events").execute(&pool).await {
+                    tracing::warn!(error = %e, "could not refresh the event log's statistics");
+                }
+            });
         }
     }
 
