@@ -6,7 +6,7 @@
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
-use crate::sql::{chunk_rows, placeholders, value_rows, Query, Write};
+use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -598,8 +598,8 @@ impl<'a> Advance<'a> {
 
 /// Insert the events and advance the chain head, and run the read models' `writes`, in as few
 /// round trips as the dialect allows: the head's advance and, in order, the writes that fit go
-/// with the last events (on PostgreSQL as CTEs of one statement, each table once so that no
-/// row is changed twice in it; on SQLite as statements of one call).
+/// with the last events (fused, each table once on PostgreSQL so that no row is changed twice
+/// in the statement).
 async fn insert_events(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -624,7 +624,7 @@ async fn insert_events(
         }
         let mut next = 5 + chunk.len() * WIDTH;
         let mut tables = BTreeSet::new();
-        let mut parts = vec![];
+        let mut parts = vec![insert];
         for w in writes {
             let fits = next + w.values.len() <= MAX_VALUES
                 && (backend == Backend::Sqlite || tables.insert(w.table));
@@ -635,19 +635,8 @@ async fn insert_events(
             next += w.values.len();
             fused += 1;
         }
-        let sql = match backend {
-            Backend::Postgres => {
-                let mut ctes = vec![format!("inserted AS ({insert})")];
-                for (k, part) in parts.iter().enumerate() {
-                    ctes.push(format!("w{k} AS ({part})"));
-                }
-                format!("WITH {} {ADVANCE_HEAD}", ctes.join(", "))
-            }
-            Backend::Sqlite => {
-                parts.splice(0..0, [ADVANCE_HEAD.to_string(), insert]);
-                parts.join("; ")
-            }
-        };
+        parts.push(ADVANCE_HEAD.to_string());
+        let sql = fuse_sql(backend, parts);
         let mut q = bind_events(head.bind(sqlx::query(&sql)), chunk);
         for w in &writes[..fused] {
             q = w.bind(q);

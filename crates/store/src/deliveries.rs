@@ -3,7 +3,7 @@
 //! the delivery, and every attempt with what the receiver answered.
 
 use crate::db::{Backend, Db};
-use crate::sql::{placeholders, value_rows, Query};
+use crate::sql::{fuse, placeholders, value_rows, Query, Val, Write};
 use crate::{error::StoreError, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -394,64 +394,13 @@ impl DeliveryQueue {
     }
 
     /// Log attempts and move their deliveries on, all in one transaction (one commit for a whole
-    /// batch of attempts). Returns the endpoints whose every attempt failed since a time
-    /// (epoch microseconds), as that run now stands.
+    /// batch of attempts), and a batch of up to 50 in one round trip. Returns the endpoints whose
+    /// every attempt failed since a time (epoch microseconds), as that run now stands.
     pub async fn finish(&self, batch: &[Finished]) -> Result<Vec<(String, i64)>, StoreError> {
         if batch.is_empty() {
             return Ok(vec![]);
         }
         let now = now_micros();
-        let mut tx = self.db.writer().begin().await?;
-        for chunk in batch.chunks(50) {
-            let sql = format!(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
-                 duration_ms, status_code, error, response) VALUES {} \
-                 ON CONFLICT (delivery_id, attempt) DO NOTHING",
-                value_rows(chunk.len(), 8, 1, "")
-            );
-            let mut q = sqlx::query(&sql);
-            for f in chunk {
-                q = q
-                    .bind(&f.delivery.delivery_id)
-                    .bind(f.delivery.attempts + 1)
-                    .bind(&f.delivery.webhook_id)
-                    .bind(f.attempt.started_at)
-                    .bind(f.attempt.duration_ms)
-                    .bind(f.attempt.status_code)
-                    .bind(&f.attempt.error)
-                    .bind(&f.attempt.response);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        // One statement per 50 deliveries: a VALUES list joined to the queue (both dialects
-        // name its columns column1, column2, ...).
-        for chunk in batch.chunks(50) {
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
-                 schedule_step = v.column4, next_attempt_at = v.column5, claimed_by = NULL, \
-                 claimed_until = NULL, last_status = v.column6, last_error = v.column7, \
-                 updated_at = $1 FROM (VALUES {}) AS v WHERE deliveries.delivery_id = v.column1",
-                value_rows(chunk.len(), 7, 2, "")
-            );
-            let mut q = sqlx::query(&sql).bind(now);
-            for f in chunk {
-                let d = &f.delivery;
-                let (status, at, step) = match f.next {
-                    NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
-                    NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
-                    NextStep::Failed => (FAILED, now, d.schedule_step),
-                };
-                q = q
-                    .bind(&d.delivery_id)
-                    .bind(status)
-                    .bind(d.attempts + 1)
-                    .bind(step)
-                    .bind(at)
-                    .bind(f.attempt.status_code)
-                    .bind(&f.attempt.error);
-            }
-            q.execute(&mut *tx).await?;
-        }
         let mut resets: Vec<(String, Option<i64>)> = vec![];
         let mut continues: Vec<(String, i64)> = vec![];
         for (webhook_id, run) in failure_runs(batch) {
@@ -464,39 +413,42 @@ impl DeliveryQueue {
             .iter()
             .filter_map(|(id, since)| since.map(|s| (id.clone(), s)))
             .collect();
-        // One statement per kind of run (not per endpoint): a success sets where the run now
-        // starts, writing nothing when that is unchanged; failures only keep an earlier start.
-        for chunk in resets.chunks(50) {
-            let sql = format!(
-                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
-                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since \
-                 WHERE COALESCE(endpoint_health.failing_since, -1) \
-                 <> COALESCE(excluded.failing_since, -1)",
-                value_rows(chunk.len(), 2, 1, "")
-            );
-            let mut q = sqlx::query(&sql);
-            for (id, since) in chunk {
-                q = q.bind(id).bind(*since);
-            }
-            q.execute(&mut *tx).await?;
+        let mut writes: Vec<Write> = vec![];
+        for chunk in batch.chunks(50) {
+            writes.push(attempts_write(chunk));
+            writes.push(outcomes_write(chunk, now));
         }
-        for chunk in continues.chunks(50) {
-            let sql = format!(
-                "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
-                 ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
-                 COALESCE(endpoint_health.failing_since, excluded.failing_since) \
-                 RETURNING webhook_id, failing_since",
-                value_rows(chunk.len(), 2, 1, "")
-            );
+        writes.extend(resets.chunks(50).map(resets_write));
+        // Last, so that on PostgreSQL it is the statement whose rows come back.
+        writes.extend(continues.chunks(50).map(continues_write));
+        let rows = if batch.len() <= 50 && continues.len() <= 50 {
+            let sql = fuse(self.db.backend(), &writes);
             let mut q = sqlx::query(&sql);
-            for (id, first) in chunk {
-                q = q.bind(id).bind(*first);
+            for w in &writes {
+                q = w.bind(q);
             }
-            for r in q.fetch_all(&mut *tx).await? {
-                failing.push((r.try_get("webhook_id")?, r.try_get("failing_since")?));
+            match self.db.backend() {
+                // One statement needs no transaction of its own.
+                Backend::Postgres => q.fetch_all(self.db.writer()).await?,
+                Backend::Sqlite => {
+                    let mut tx = self.db.writer().begin().await?;
+                    let rows = q.fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
+                    rows
+                }
             }
+        } else {
+            let mut tx = self.db.writer().begin().await?;
+            let mut rows = vec![];
+            for w in &writes {
+                rows.extend(w.bind(sqlx::query(&w.sql)).fetch_all(&mut *tx).await?);
+            }
+            tx.commit().await?;
+            rows
+        };
+        for r in rows {
+            failing.push((r.try_get("webhook_id")?, r.try_get("failing_since")?));
         }
-        tx.commit().await?;
         Ok(failing)
     }
 
@@ -624,5 +576,102 @@ impl DeliveryQueue {
             r.attempt_log = by_id.remove(&r.delivery_id).unwrap_or_default();
         }
         Ok(())
+    }
+}
+
+fn attempts_write(chunk: &[Finished]) -> Write {
+    let mut values = Vec::with_capacity(chunk.len() * 8);
+    for f in chunk {
+        values.extend([
+            Val::Text(f.delivery.delivery_id.clone()),
+            Val::Int(f.delivery.attempts + 1),
+            Val::Text(f.delivery.webhook_id.clone()),
+            Val::Int(f.attempt.started_at),
+            Val::Int(f.attempt.duration_ms),
+            Val::OptInt(f.attempt.status_code),
+            Val::OptText(f.attempt.error.clone()),
+            Val::OptText(f.attempt.response.clone()),
+        ]);
+    }
+    Write {
+        table: "delivery_attempts",
+        sql: format!(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
+             duration_ms, status_code, error, response) VALUES {} \
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            value_rows(chunk.len(), 8, 1, "")
+        ),
+        values,
+    }
+}
+
+/// Where each delivery of `chunk` goes next: a VALUES list joined to the queue (both dialects
+/// name its columns column1, column2, ...).
+fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
+    let mut values = vec![Val::Int(now)];
+    for f in chunk {
+        let d = &f.delivery;
+        let (status, at, step) = match f.next {
+            NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
+            NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
+            NextStep::Failed => (FAILED, now, d.schedule_step),
+        };
+        values.extend([
+            Val::Text(d.delivery_id.clone()),
+            Val::Text(status.into()),
+            Val::Int(d.attempts + 1),
+            Val::Int(step),
+            Val::Int(at),
+            Val::OptInt(f.attempt.status_code),
+            Val::OptText(f.attempt.error.clone()),
+        ]);
+    }
+    Write {
+        table: "deliveries",
+        sql: format!(
+            "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+             schedule_step = v.column4, next_attempt_at = v.column5, claimed_by = NULL, \
+             claimed_until = NULL, last_status = v.column6, last_error = v.column7, \
+             updated_at = $1 FROM (VALUES {}) AS v WHERE deliveries.delivery_id = v.column1",
+            value_rows(chunk.len(), 7, 2, "")
+        ),
+        values,
+    }
+}
+
+/// Endpoints that answered: their run of failures now starts where given (none: no run).
+/// Nothing is written when that is unchanged.
+fn resets_write(chunk: &[(String, Option<i64>)]) -> Write {
+    Write {
+        table: "endpoint_health",
+        sql: format!(
+            "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
+             ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since \
+             WHERE COALESCE(endpoint_health.failing_since, -1) \
+             <> COALESCE(excluded.failing_since, -1)",
+            value_rows(chunk.len(), 2, 1, "")
+        ),
+        values: chunk
+            .iter()
+            .flat_map(|(id, since)| [Val::Text(id.clone()), Val::OptInt(*since)])
+            .collect(),
+    }
+}
+
+/// Endpoints that only failed: an earlier start of their run is kept; answers the runs.
+fn continues_write(chunk: &[(String, i64)]) -> Write {
+    Write {
+        table: "endpoint_health",
+        sql: format!(
+            "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
+             ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
+             COALESCE(endpoint_health.failing_since, excluded.failing_since) \
+             RETURNING webhook_id, failing_since",
+            value_rows(chunk.len(), 2, 1, "")
+        ),
+        values: chunk
+            .iter()
+            .flat_map(|(id, first)| [Val::Text(id.clone()), Val::Int(*first)])
+            .collect(),
     }
 }

@@ -87,6 +87,42 @@ impl Write {
     }
 }
 
+/// `writes` sent as one (see [`fuse_sql`]); placeholders follow on from one write to the next:
+/// bind the writes in order.
+pub(crate) fn fuse(backend: Backend, writes: &[Write]) -> String {
+    let mut at = 0;
+    let parts = writes
+        .iter()
+        .map(|w| {
+            let sql = w.sql_after(at);
+            at += w.values.len();
+            sql
+        })
+        .collect();
+    fuse_sql(backend, parts)
+}
+
+/// Statements sent as one: on PostgreSQL one statement, the last its main statement (whose rows
+/// come back) and the others its CTEs, so no row may be changed by two of them; on SQLite,
+/// which cannot modify data in a CTE, statements of one call.
+pub(crate) fn fuse_sql(backend: Backend, mut parts: Vec<String>) -> String {
+    match backend {
+        Backend::Postgres => {
+            let main = parts.pop().unwrap_or_default();
+            if parts.is_empty() {
+                return main;
+            }
+            let ctes: Vec<String> = parts
+                .iter()
+                .enumerate()
+                .map(|(k, sql)| format!("w{k} AS ({sql})"))
+                .collect();
+            format!("WITH {} {main}", ctes.join(", "))
+        }
+        Backend::Sqlite => parts.join("; "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +140,28 @@ mod tests {
             "INSERT INTO t (a, b) VALUES ($41, $42), ($43, 'x$') ON CONFLICT (a) DO NOTHING"
         );
         assert_eq!(w.sql_after(0), w.sql);
+    }
+
+    #[test]
+    fn fused_writes_number_their_values_in_order() {
+        let w = |sql: &str, n: usize| Write {
+            table: "t",
+            sql: sql.into(),
+            values: vec![Val::Int(0); n],
+        };
+        let writes = [
+            w("INSERT INTO a VALUES ($1, $2)", 2),
+            w("DELETE FROM b WHERE id = $1", 1),
+            w("UPDATE c SET x = $1", 1),
+        ];
+        assert_eq!(
+            fuse(Backend::Postgres, &writes),
+            "WITH w0 AS (INSERT INTO a VALUES ($1, $2)), w1 AS (DELETE FROM b WHERE id = $3) \
+             UPDATE c SET x = $4"
+        );
+        assert_eq!(
+            fuse(Backend::Sqlite, &writes),
+            "INSERT INTO a VALUES ($1, $2); DELETE FROM b WHERE id = $3; UPDATE c SET x = $4"
+        );
     }
 }
