@@ -27,6 +27,12 @@ fn config(url: &str) -> BusConfig {
     c
 }
 
+/// The machine's nats-server outlives the tests: a test's stream goes when it passes.
+async fn drop_stream(cfg: &BusConfig) {
+    let js = jetstream::new(async_nats::connect(&cfg.url).await.unwrap());
+    js.delete_stream(&cfg.stream).await.unwrap();
+}
+
 async fn outbox_len(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
         .fetch_one(app.db.reader())
@@ -120,6 +126,7 @@ async fn relay_publishes_every_event_once_in_log_order(b: Backend) {
     assert_eq!(published(url, &cfg.stream).await.len(), all.len());
     stop.send(()).unwrap();
     handle.await.unwrap();
+    drop_stream(&cfg).await;
 }
 
 async fn relay_waits_out_a_nats_outage(b: Backend) {
@@ -222,4 +229,5 @@ async fn serve_relays_when_given_a_nats_url(b: Backend) {
     }
     server.kill().unwrap();
     let _ = server.wait();
+    drop_stream(&cfg).await;
 }
