@@ -319,22 +319,18 @@ async fn open(
     // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
     let claims_from = 3 + first.len();
     let counts_from = claims_from + claims.len() * 3;
-    let mut parts = vec![];
-    if !first.is_empty() {
-        parts.push(format!(
+    let versions = (!first.is_empty()).then(|| {
+        format!(
             "SELECT 'version' AS kind, stream_id AS name, CAST(NULL AS TEXT) AS txt, \
              MAX(stream_version) AS n1, CAST(NULL AS BIGINT) AS n2, CAST(NULL AS BIGINT) AS n3 \
              FROM events WHERE stream_id IN ({}) GROUP BY stream_id",
             placeholders(3, first.len())
-        ));
-    }
+        )
+    });
     let sql = match backend {
         // Held by the lock, an existing head needs no row lock (nor a new row version). The
         // select does not see the CTEs' rows: exactly one of `h` and `chain_heads` answers.
         Backend::Postgres => {
-            let mut ctes = vec![format!(
-                "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
-            )];
             let head = |from: &str| {
                 format!(
                     "SELECT 'head' AS kind, CAST(NULL AS TEXT) AS name, last_hash AS txt, \
@@ -342,8 +338,11 @@ async fn open(
                      pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} AS n3 FROM {from}"
                 )
             };
-            parts.insert(0, head("h"));
-            parts.insert(1, head("chain_heads WHERE org_id = $1"));
+            let mut ctes = vec![format!(
+                "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
+            )];
+            let mut parts = vec![head("h"), head("chain_heads WHERE org_id = $1")];
+            parts.extend(versions);
             if !claims.is_empty() {
                 ctes.push(format!("c AS ({})", claims_sql(claims.len(), claims_from)));
                 ctes.push(format!(
@@ -356,15 +355,12 @@ async fn open(
             format!("WITH {} {}", ctes.join(", "), parts.join(" UNION ALL "))
         }
         Backend::Sqlite => {
-            parts.insert(
-                0,
-                format!(
-                    "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
-                     RETURNING 'head' AS kind, NULL AS name, last_hash AS txt, last_seq AS n1, \
-                     projected_seq AS n2, \
-                     (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS n3"
-                ),
-            );
+            let mut parts = vec![format!(
+                "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
+                 RETURNING 'head' AS kind, NULL AS name, last_hash AS txt, last_seq AS n1, \
+                 projected_seq AS n2, (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS n3"
+            )];
+            parts.extend(versions);
             if !claims.is_empty() {
                 parts.push(claims_sql(claims.len(), claims_from));
                 parts.push(counts_sql(by_scope.len(), counts_from));
@@ -611,38 +607,43 @@ async fn insert_events(
     /// Values of one call: below SQLite's highest placeholder number (32,766).
     const MAX_VALUES: usize = 30_000;
     let chunks: Vec<&[RecordedEvent]> = events.chunks(chunk_rows(backend)).collect();
-    let mut fused = 0;
-    for (i, &chunk) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let values = value_rows(chunk.len(), WIDTH, if last { 5 } else { 1 }, "");
-        let insert = format!("INSERT INTO events ({COLUMNS}) VALUES {values}");
-        if !last {
-            bind_events(sqlx::query(&insert), chunk)
-                .execute(&mut *conn)
-                .await?;
-            continue;
-        }
-        let mut next = 5 + chunk.len() * WIDTH;
-        let mut tables = BTreeSet::new();
-        let mut parts = vec![insert];
-        for w in writes {
-            let fits = next + w.values.len() <= MAX_VALUES
-                && (backend == Backend::Sqlite || tables.insert(w.table));
-            if !fits {
-                break;
-            }
-            parts.push(w.sql_after(next - 1));
-            next += w.values.len();
-            fused += 1;
-        }
-        parts.push(ADVANCE_HEAD.to_string());
-        let sql = fuse_sql(backend, parts);
-        let mut q = bind_events(head.bind(sqlx::query(&sql)), chunk);
-        for w in &writes[..fused] {
-            q = w.bind(q);
-        }
-        q.execute(&mut *conn).await?;
+    let Some((last, earlier)) = chunks.split_last() else {
+        return Ok(());
+    };
+    for chunk in earlier {
+        let sql = format!(
+            "INSERT INTO events ({COLUMNS}) VALUES {}",
+            value_rows(chunk.len(), WIDTH, 1, "")
+        );
+        bind_events(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
+    // $1 to $4 the head's advance, then the last events, then the writes that fit.
+    let mut parts = vec![format!(
+        "INSERT INTO events ({COLUMNS}) VALUES {}",
+        value_rows(last.len(), WIDTH, 5, "")
+    )];
+    let mut next = 5 + last.len() * WIDTH;
+    let mut tables = BTreeSet::new();
+    let mut fused = 0;
+    for w in writes {
+        let fits = next + w.values.len() <= MAX_VALUES
+            && (backend == Backend::Sqlite || tables.insert(w.table));
+        if !fits {
+            break;
+        }
+        parts.push(w.sql_after(next - 1));
+        next += w.values.len();
+        fused += 1;
+    }
+    parts.push(ADVANCE_HEAD.to_string());
+    let sql = fuse_sql(backend, parts);
+    let mut q = bind_events(head.bind(sqlx::query(&sql)), last);
+    for w in &writes[..fused] {
+        q = w.bind(q);
+    }
+    q.execute(&mut *conn).await?;
     for w in &writes[fused..] {
         w.run(conn).await?;
     }

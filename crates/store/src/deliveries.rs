@@ -3,7 +3,7 @@
 //! the delivery, and every attempt with what the receiver answered.
 
 use crate::db::{Backend, Db};
-use crate::sql::{fuse, placeholders, value_rows, Query, Val, Write};
+use crate::sql::{fuse, placeholders, value_rows, Val, Write};
 use crate::{error::StoreError, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -171,33 +171,46 @@ pub struct QueueClaim<'a> {
     pub max: usize,
 }
 
-/// The values of `rows` (each with its claim) for an insert made by `DeliveryQueue::enqueue`
-/// (9 per row).
-fn bind_deliveries<'q>(
-    mut q: Query<'q>,
-    rows: &'q [(&'q NewDelivery, Option<&'q str>, Option<i64>)],
-) -> Query<'q> {
+/// Queued deliveries (each with its claim, if any) at `now`; answers the ids queued.
+fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64) -> Write {
+    let mut values = Vec::with_capacity(1 + rows.len() * 9);
+    values.push(Val::Int(now));
     for (d, holder, until) in rows {
-        q = q
-            .bind(&d.delivery_id)
-            .bind(&d.org_id)
-            .bind(&d.webhook_id)
-            .bind(&d.event_id)
-            .bind(&d.event_type)
-            .bind(&d.payload)
-            .bind(d.schedule_step)
-            .bind(*holder)
-            .bind(*until);
+        values.extend([
+            Val::Text(d.delivery_id.clone()),
+            Val::Text(d.org_id.clone()),
+            Val::Text(d.webhook_id.clone()),
+            Val::Text(d.event_id.clone()),
+            Val::Text(d.event_type.clone()),
+            Val::Text(d.payload.clone()),
+            Val::Int(d.schedule_step),
+            Val::OptText(holder.map(str::to_string)),
+            Val::OptInt(*until),
+        ]);
     }
-    q
+    Write {
+        table: "deliveries",
+        sql: format!(
+            "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, \
+             payload, schedule_step, claimed_by, claimed_until, status, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES {} \
+             ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
+            value_rows(rows.len(), 9, 2, ", 'pending', 0, $1, $1, $1")
+        ),
+        values,
+    }
 }
 
-/// Removes `n` outbox rows by position, numbered from `$first`.
-fn clear_outbox(first: usize, n: usize) -> String {
-    format!(
-        "DELETE FROM outbox WHERE position IN ({})",
-        placeholders(first, n)
-    )
+/// Removes outbox rows by position.
+fn clear_outbox(positions: &[i64]) -> Write {
+    Write {
+        table: "outbox",
+        sql: format!(
+            "DELETE FROM outbox WHERE position IN ({})",
+            placeholders(1, positions.len())
+        ),
+        values: positions.iter().map(|p| Val::Int(*p)).collect(),
+    }
 }
 
 impl DeliveryQueue {
@@ -243,63 +256,19 @@ impl DeliveryQueue {
                 _ => (d, None, None),
             })
             .collect();
-        let insert = |n: usize| {
-            format!(
-                "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, payload, \
-                 schedule_step, claimed_by, claimed_until, status, attempts, next_attempt_at, \
-                 created_at, updated_at) VALUES {} \
-                 ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
-                value_rows(n, 9, 2, ", 'pending', 0, $1, $1, $1")
-            )
-        };
-        let mut inserted: Vec<String> = Vec::new();
-        if self.db.backend() == Backend::Postgres
-            && !rows.is_empty()
-            && rows.len() <= 50
-            && outbox_done.len() <= 500
-        {
-            // One statement, so no transaction to open and commit: the outbox rows leave in
-            // the statement that queues their deliveries.
-            let sql = if outbox_done.is_empty() {
-                insert(rows.len())
-            } else {
-                format!(
-                    "WITH gone AS ({}) {}",
-                    clear_outbox(2 + rows.len() * 9, outbox_done.len()),
-                    insert(rows.len())
-                )
-            };
-            let mut q = bind_deliveries(sqlx::query(&sql).bind(now), &rows);
-            for position in outbox_done {
-                q = q.bind(*position);
-            }
-            for r in q.fetch_all(self.db.writer()).await? {
-                inserted.push(r.try_get("delivery_id")?);
-            }
-        } else {
-            let mut tx = self.db.writer().begin().await?;
-            for chunk in rows.chunks(50) {
-                let sql = insert(chunk.len());
-                let q = bind_deliveries(sqlx::query(&sql).bind(now), chunk);
-                for r in q.fetch_all(&mut *tx).await? {
-                    inserted.push(r.try_get("delivery_id")?);
-                }
-            }
-            for chunk in outbox_done.chunks(500) {
-                let sql = clear_outbox(1, chunk.len());
-                let mut q = sqlx::query(&sql);
-                for position in chunk {
-                    q = q.bind(*position);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
+        // The outbox rows first: on PostgreSQL the queue's insert is the statement whose rows
+        // come back.
+        let mut writes: Vec<Write> = outbox_done.chunks(500).map(clear_outbox).collect();
+        writes.extend(rows.chunks(50).map(|chunk| deliveries_write(chunk, now)));
+        let together = rows.len() <= 50 && outbox_done.len() <= 500;
+        let mut inserted = std::collections::HashSet::new();
+        for r in self.run(&writes, together).await? {
+            inserted.insert(r.try_get::<String, _>("delivery_id")?);
         }
         self.refresh_statistics(rows.len() as u64).await?;
         if claim.is_none() {
             return Ok(vec![]);
         }
-        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
         Ok(rows
             .iter()
             .filter(|(d, holder, _)| holder.is_some() && inserted.contains(&d.delivery_id))
@@ -375,6 +344,38 @@ impl DeliveryQueue {
             .collect()
     }
 
+    /// Run `writes` in one transaction and answer the rows they return; `together`: in one
+    /// round trip (see `fuse`), when no row is changed by two of them.
+    async fn run(&self, writes: &[Write], together: bool) -> Result<Vec<AnyRow>, StoreError> {
+        if writes.is_empty() {
+            return Ok(vec![]);
+        }
+        if together {
+            let sql = fuse(self.db.backend(), writes);
+            let mut q = sqlx::query(&sql);
+            for w in writes {
+                q = w.bind(q);
+            }
+            return Ok(match self.db.backend() {
+                // One statement needs no transaction of its own.
+                Backend::Postgres => q.fetch_all(self.db.writer()).await?,
+                Backend::Sqlite => {
+                    let mut tx = self.db.writer().begin().await?;
+                    let rows = q.fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
+                    rows
+                }
+            });
+        }
+        let mut tx = self.db.writer().begin().await?;
+        let mut rows = vec![];
+        for w in writes {
+            rows.extend(w.bind(sqlx::query(&w.sql)).fetch_all(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     /// Hand claimed deliveries back untouched (this process has no room for them now).
     pub async fn unclaim(&self, holder: &str, ids: &[String]) -> Result<(), StoreError> {
         for chunk in ids.chunks(50) {
@@ -421,32 +422,7 @@ impl DeliveryQueue {
         writes.extend(resets.chunks(50).map(resets_write));
         // Last, so that on PostgreSQL it is the statement whose rows come back.
         writes.extend(continues.chunks(50).map(continues_write));
-        let rows = if batch.len() <= 50 && continues.len() <= 50 {
-            let sql = fuse(self.db.backend(), &writes);
-            let mut q = sqlx::query(&sql);
-            for w in &writes {
-                q = w.bind(q);
-            }
-            match self.db.backend() {
-                // One statement needs no transaction of its own.
-                Backend::Postgres => q.fetch_all(self.db.writer()).await?,
-                Backend::Sqlite => {
-                    let mut tx = self.db.writer().begin().await?;
-                    let rows = q.fetch_all(&mut *tx).await?;
-                    tx.commit().await?;
-                    rows
-                }
-            }
-        } else {
-            let mut tx = self.db.writer().begin().await?;
-            let mut rows = vec![];
-            for w in &writes {
-                rows.extend(w.bind(sqlx::query(&w.sql)).fetch_all(&mut *tx).await?);
-            }
-            tx.commit().await?;
-            rows
-        };
-        for r in rows {
+        for r in self.run(&writes, batch.len() <= 50).await? {
             failing.push((r.try_get("webhook_id")?, r.try_get("failing_since")?));
         }
         Ok(failing)

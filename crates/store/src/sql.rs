@@ -1,4 +1,5 @@
-//! SQL text shared by both dialects: numbered placeholders and multi-row statement sizes.
+//! SQL text shared by both dialects: numbered placeholders, multi-row statement sizes, and
+//! writes prepared to be sent several in one round trip.
 
 use crate::db::Backend;
 
@@ -41,8 +42,8 @@ pub enum Val {
     OptFloat(Option<f64>),
 }
 
-/// A statement not yet run, its placeholders numbered from `$1`: read-model writes, which an
-/// append sends in the round trip that inserts its events.
+/// A statement not yet run, its placeholders numbered from `$1`, so that several can be sent
+/// in one round trip (read-model writes with an append's events, a batch of delivery outcomes).
 #[derive(Clone, Debug)]
 pub struct Write {
     pub table: &'static str,
