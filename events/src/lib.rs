@@ -24,4 +24,4 @@ pub use export::{
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
 };
-pub use upcast::{decode, DecodeError};
+pub use upcast::{decode, decode_str, DecodeError};

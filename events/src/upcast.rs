@@ -58,56 +58,85 @@ fn upcast(event_type: &str, version: i32, data: Value) -> Result<Value, DecodeEr
 /// Decode a stored event into its current typed form. Current versions deserialize straight from
 /// the stored JSON; only old ones are copied to be upcast.
 pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, DecodeError> {
-    let upcasted;
-    let data = if EVENT_TYPES.contains(&(event_type, version)) {
-        data
+    if EVENT_TYPES.contains(&(event_type, version)) {
+        build(event_type, data)
     } else {
-        upcasted = upcast(event_type, version, data.clone())?;
-        &upcasted
-    };
-    fn parse<T: serde::de::DeserializeOwned>(t: &str, d: &Value) -> Result<T, DecodeError> {
-        T::deserialize(d).map_err(|e| DecodeError::Invalid(t.into(), e.to_string()))
+        build(event_type, &upcast(event_type, version, data.clone())?)
     }
+}
+
+/// [`decode`] from the stored text, without building a JSON tree first when the version is
+/// current (a rebuild decodes every event of the log).
+pub fn decode_str(event_type: &str, version: i32, data: &str) -> Result<Event, DecodeError> {
+    if EVENT_TYPES.contains(&(event_type, version)) {
+        build(event_type, data)
+    } else {
+        let tree: Value = serde_json::from_str(data)
+            .map_err(|e| DecodeError::Invalid(event_type.into(), e.to_string()))?;
+        decode(event_type, version, &tree)
+    }
+}
+
+/// Stored event data, as a JSON tree or as its text.
+trait Source {
+    fn parse<T: serde::de::DeserializeOwned>(&self, event_type: &str) -> Result<T, DecodeError>;
+}
+
+impl Source for &Value {
+    fn parse<T: serde::de::DeserializeOwned>(&self, event_type: &str) -> Result<T, DecodeError> {
+        T::deserialize(*self).map_err(|e| DecodeError::Invalid(event_type.into(), e.to_string()))
+    }
+}
+
+impl Source for &str {
+    fn parse<T: serde::de::DeserializeOwned>(&self, event_type: &str) -> Result<T, DecodeError> {
+        serde_json::from_str(self)
+            .map_err(|e| DecodeError::Invalid(event_type.into(), e.to_string()))
+    }
+}
+
+/// The typed event of `event_type` from data in its current version.
+fn build(event_type: &str, data: impl Source) -> Result<Event, DecodeError> {
     Ok(match event_type {
-        "org.created" => Event::OrgCreated(parse(event_type, data)?),
-        "api_key.created" => Event::ApiKeyCreated(parse(event_type, data)?),
-        "api_key.revoked" => Event::ApiKeyRevoked(parse(event_type, data)?),
-        "user.added" => Event::UserAdded(parse(event_type, data)?),
-        "user.role_changed" => Event::UserRoleChanged(parse(event_type, data)?),
-        "user.removed" => Event::UserRemoved(parse(event_type, data)?),
-        "group.created" => Event::GroupCreated(parse(event_type, data)?),
-        "group.renamed" => Event::GroupRenamed(parse(event_type, data)?),
-        "group.deleted" => Event::GroupDeleted(parse(event_type, data)?),
-        "asset.added" => Event::AssetAdded(parse(event_type, data)?),
-        "asset.updated" => Event::AssetUpdated(parse(event_type, data)?),
-        "asset.removed" => Event::AssetRemoved(parse(event_type, data)?),
-        "webhook.created" => Event::WebhookCreated(parse(event_type, data)?),
-        "webhook.updated" => Event::WebhookUpdated(parse(event_type, data)?),
-        "webhook.deleted" => Event::WebhookDeleted(parse(event_type, data)?),
-        "webhook.secret_rotated" => Event::WebhookSecretRotated(parse(event_type, data)?),
-        "endpoint.disabled" => Event::EndpointDisabled(parse(event_type, data)?),
-        "access.denied" => Event::AccessDenied(parse(event_type, data)?),
-        "risk.changed" => Event::RiskChanged(parse(event_type, data)?),
-        "scan.requested" => Event::ScanRequested(parse(event_type, data)?),
-        "scan.started" => Event::ScanStarted(parse(event_type, data)?),
-        "scan.progressed" => Event::ScanProgressed(parse(event_type, data)?),
-        "scan.completed" => Event::ScanCompleted(parse(event_type, data)?),
-        "scan.failed" => Event::ScanFailed(parse(event_type, data)?),
-        "scan.cancelled" => Event::ScanCancelled(parse(event_type, data)?),
-        "scan.deleted" => Event::ScanDeleted(parse(event_type, data)?),
-        "finding.new" => Event::FindingNew(parse(event_type, data)?),
-        "finding.redetected" => Event::FindingRedetected(parse(event_type, data)?),
-        "finding.reopened" => Event::FindingReopened(parse(event_type, data)?),
-        "finding.resolved" => Event::FindingResolved(parse(event_type, data)?),
-        "finding.status_changed" => Event::FindingStatusChanged(parse(event_type, data)?),
-        "finding.updated" => Event::FindingUpdated(parse(event_type, data)?),
-        "monitor.created" => Event::MonitorCreated(parse(event_type, data)?),
-        "monitor.updated" => Event::MonitorUpdated(parse(event_type, data)?),
-        "monitor.deleted" => Event::MonitorDeleted(parse(event_type, data)?),
-        "monitor.triggered" => Event::MonitorTriggered(parse(event_type, data)?),
-        "alert.created" => Event::AlertCreated(parse(event_type, data)?),
-        "alert.acknowledged" => Event::AlertAcknowledged(parse(event_type, data)?),
-        "alert.resolved" => Event::AlertResolved(parse(event_type, data)?),
+        "org.created" => Event::OrgCreated(data.parse(event_type)?),
+        "api_key.created" => Event::ApiKeyCreated(data.parse(event_type)?),
+        "api_key.revoked" => Event::ApiKeyRevoked(data.parse(event_type)?),
+        "user.added" => Event::UserAdded(data.parse(event_type)?),
+        "user.role_changed" => Event::UserRoleChanged(data.parse(event_type)?),
+        "user.removed" => Event::UserRemoved(data.parse(event_type)?),
+        "group.created" => Event::GroupCreated(data.parse(event_type)?),
+        "group.renamed" => Event::GroupRenamed(data.parse(event_type)?),
+        "group.deleted" => Event::GroupDeleted(data.parse(event_type)?),
+        "asset.added" => Event::AssetAdded(data.parse(event_type)?),
+        "asset.updated" => Event::AssetUpdated(data.parse(event_type)?),
+        "asset.removed" => Event::AssetRemoved(data.parse(event_type)?),
+        "webhook.created" => Event::WebhookCreated(data.parse(event_type)?),
+        "webhook.updated" => Event::WebhookUpdated(data.parse(event_type)?),
+        "webhook.deleted" => Event::WebhookDeleted(data.parse(event_type)?),
+        "webhook.secret_rotated" => Event::WebhookSecretRotated(data.parse(event_type)?),
+        "endpoint.disabled" => Event::EndpointDisabled(data.parse(event_type)?),
+        "access.denied" => Event::AccessDenied(data.parse(event_type)?),
+        "risk.changed" => Event::RiskChanged(data.parse(event_type)?),
+        "scan.requested" => Event::ScanRequested(data.parse(event_type)?),
+        "scan.started" => Event::ScanStarted(data.parse(event_type)?),
+        "scan.progressed" => Event::ScanProgressed(data.parse(event_type)?),
+        "scan.completed" => Event::ScanCompleted(data.parse(event_type)?),
+        "scan.failed" => Event::ScanFailed(data.parse(event_type)?),
+        "scan.cancelled" => Event::ScanCancelled(data.parse(event_type)?),
+        "scan.deleted" => Event::ScanDeleted(data.parse(event_type)?),
+        "finding.new" => Event::FindingNew(data.parse(event_type)?),
+        "finding.redetected" => Event::FindingRedetected(data.parse(event_type)?),
+        "finding.reopened" => Event::FindingReopened(data.parse(event_type)?),
+        "finding.resolved" => Event::FindingResolved(data.parse(event_type)?),
+        "finding.status_changed" => Event::FindingStatusChanged(data.parse(event_type)?),
+        "finding.updated" => Event::FindingUpdated(data.parse(event_type)?),
+        "monitor.created" => Event::MonitorCreated(data.parse(event_type)?),
+        "monitor.updated" => Event::MonitorUpdated(data.parse(event_type)?),
+        "monitor.deleted" => Event::MonitorDeleted(data.parse(event_type)?),
+        "monitor.triggered" => Event::MonitorTriggered(data.parse(event_type)?),
+        "alert.created" => Event::AlertCreated(data.parse(event_type)?),
+        "alert.acknowledged" => Event::AlertAcknowledged(data.parse(event_type)?),
+        "alert.resolved" => Event::AlertResolved(data.parse(event_type)?),
         other => return Err(DecodeError::UnknownType(other.into())),
     })
 }
@@ -131,6 +160,27 @@ mod tests {
                 tags: vec![],
                 criticality: "medium".into(),
             })
+        );
+    }
+
+    #[test]
+    fn decoding_the_stored_text_agrees_with_decoding_its_tree() {
+        let v1 = json!({"assetId": "a", "groupId": "g", "value": "x.com", "type": "domain"});
+        let v2 = json!({"assetId": "a", "groupId": "g", "value": "x.com", "type": "domain",
+            "tags": ["t"], "criticality": "high"});
+        for (version, data) in [(1, &v1), (2, &v2)] {
+            assert_eq!(
+                decode_str("asset.added", version, &data.to_string()),
+                decode("asset.added", version, data)
+            );
+        }
+        assert!(matches!(
+            decode_str("asset.added", 2, "{\"assetId\": 1}"),
+            Err(DecodeError::Invalid(..))
+        ));
+        assert_eq!(
+            decode_str("nope", 1, "{}"),
+            Err(DecodeError::UnknownType("nope".into()))
         );
     }
 

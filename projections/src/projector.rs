@@ -1,11 +1,12 @@
 use crate::state::{
-    touches, AlertRow, AssetRow, FindingRow, GroupRow, KeyRow, MonitorRow, OrgRow, ReadState,
-    ScanJobRow, Touch, UserRow, WebhookRow,
+    touches, AlertRow, AssetRow, FindingRow, GroupRow, KeyRow, MonitorRow, OrgRow, Origin,
+    ReadState, ScanJobRow, Touch, UserRow, WebhookRow,
 };
-use easm_events::RecordedEvent;
+use easm_events::{Event, RecordedEvent};
 use easm_store::{
-    chunk_rows, placeholders, typed, value_rows, AnyConnection, AnyRow, Backend, BoxFuture, Db,
-    EventLog, InlineProjection, Row, StoreError, Val, Write, APPENDS_LOCK,
+    bulk_chunk, bulk_rows, chunk_rows, create_shadow, index_shadow, placeholders, shadow_of,
+    swap_in, typed, value_rows, AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog,
+    InlineProjection, ReplayEvent, Row, StoreError, Val, Write, APPENDS_LOCK,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -577,16 +578,53 @@ async fn load<T>(
     Ok(())
 }
 
+/// Where writes go: the live read models, whose rows are replaced by key in statements of `rows`
+/// rows, or the empty tables a rebuild refills (plain inserts, as large as the parameter limits
+/// allow): shadow tables on PostgreSQL (see `easm_store::swap_in`), the emptied tables on SQLite.
+#[derive(Clone, Copy)]
+enum Dest {
+    Live { rows: usize },
+    Refill(Backend),
+}
+
+impl Dest {
+    fn table(self, name: &str) -> String {
+        match self {
+            Dest::Refill(Backend::Postgres) => shadow_of(name),
+            _ => name.to_string(),
+        }
+    }
+
+    fn rows(self, width: usize) -> usize {
+        match self {
+            Dest::Live { rows } => rows,
+            Dest::Refill(backend) => bulk_chunk(backend, width),
+        }
+    }
+
+    /// `INSERT INTO table (columns) VALUES` for `rows` rows.
+    fn insert(self, table: &str, columns: &str, rows: usize, width: usize) -> String {
+        let values = match self {
+            Dest::Live { .. } => value_rows(rows, width, 1, ""),
+            Dest::Refill(backend) => bulk_rows(backend, rows, width),
+        };
+        format!(
+            "INSERT INTO {} ({columns}) VALUES {values}",
+            self.table(table)
+        )
+    }
+}
+
 /// Upserts of the live rows and deletes of the dead ones, in multi-row statements.
 fn writes<T>(
-    size: usize,
+    dest: Dest,
     table: &Table,
     rows: &BTreeMap<String, Option<T>>,
     vals: fn(&T) -> Vec<Val>,
     out: &mut Vec<Write>,
 ) {
     let (live, dead): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, r)| r.is_some());
-    for chunk in dead.chunks(size) {
+    for chunk in dead.chunks(dest.rows(1)) {
         out.push(Write {
             table: table.name,
             sql: format!(
@@ -602,28 +640,30 @@ fn writes<T>(
         });
     }
     let width = table.columns.len() + 1;
+    let columns = format!("{}, {}", table.pk, table.columns.join(", "));
     let updates: Vec<String> = table
         .columns
         .iter()
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    for chunk in live.chunks(size) {
+    for chunk in live.chunks(dest.rows(width)) {
         let mut values = Vec::with_capacity(chunk.len() * width);
         for (id, row) in chunk {
             values.push(Val::Text(id.to_string()));
             values.extend(vals(row.as_ref().expect("live rows only")));
         }
-        out.push(Write {
-            table: table.name,
-            sql: format!(
-                "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
-                table.name,
-                table.pk,
-                table.columns.join(", "),
-                value_rows(chunk.len(), width, 1, ""),
+        let insert = dest.insert(table.name, &columns, chunk.len(), width);
+        let sql = match dest {
+            Dest::Live { .. } => format!(
+                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
                 table.pk,
                 updates.join(", ")
             ),
+            Dest::Refill(_) => insert,
+        };
+        out.push(Write {
+            table: table.name,
+            sql,
             values,
         });
     }
@@ -632,13 +672,13 @@ fn writes<T>(
 /// Tags are a child table of assets: replaced wholesale for every asset written; `stored` are
 /// the assets that may have tags in the table already.
 fn tag_writes(
-    size: usize,
+    dest: Dest,
     assets: &BTreeMap<String, Option<AssetRow>>,
     stored: &BTreeSet<String>,
     out: &mut Vec<Write>,
 ) {
     let ids: Vec<&String> = stored.iter().collect();
-    for chunk in ids.chunks(size) {
+    for chunk in ids.chunks(dest.rows(1)) {
         out.push(Write {
             table: "rm_asset_tags",
             sql: format!(
@@ -653,13 +693,10 @@ fn tag_writes(
         .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
         .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
         .collect();
-    for chunk in tags.chunks(size) {
+    for chunk in tags.chunks(dest.rows(3)) {
         out.push(Write {
             table: "rm_asset_tags",
-            sql: format!(
-                "INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES {}",
-                value_rows(chunk.len(), 3, 1, "")
-            ),
+            sql: dest.insert("rm_asset_tags", "asset_id, org_id, tag", chunk.len(), 3),
             values: chunk
                 .iter()
                 .flat_map(|(id, org, tag)| [id, org, tag].map(|v| Val::Text(v.to_string())))
@@ -670,19 +707,19 @@ fn tag_writes(
 
 /// The writes that store `s`; `stored_assets`: the assets whose rows were in the tables before
 /// (none after emptying them).
-fn state_writes(size: usize, s: &ReadState, stored_assets: &BTreeSet<String>) -> Vec<Write> {
+fn state_writes(dest: Dest, s: &ReadState, stored_assets: &BTreeSet<String>) -> Vec<Write> {
     let mut out = vec![];
-    writes(size, &ORGS, &s.orgs, OrgRow::vals, &mut out);
-    writes(size, &KEYS, &s.keys, KeyRow::vals, &mut out);
-    writes(size, &USERS, &s.users, UserRow::vals, &mut out);
-    writes(size, &GROUPS, &s.groups, GroupRow::vals, &mut out);
-    writes(size, &ASSETS, &s.assets, AssetRow::vals, &mut out);
-    writes(size, &WEBHOOKS, &s.webhooks, WebhookRow::vals, &mut out);
-    writes(size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals, &mut out);
-    writes(size, &FINDINGS, &s.findings, FindingRow::vals, &mut out);
-    writes(size, &MONITORS, &s.monitors, MonitorRow::vals, &mut out);
-    writes(size, &ALERTS, &s.alerts, AlertRow::vals, &mut out);
-    tag_writes(size, &s.assets, stored_assets, &mut out);
+    writes(dest, &ORGS, &s.orgs, OrgRow::vals, &mut out);
+    writes(dest, &KEYS, &s.keys, KeyRow::vals, &mut out);
+    writes(dest, &USERS, &s.users, UserRow::vals, &mut out);
+    writes(dest, &GROUPS, &s.groups, GroupRow::vals, &mut out);
+    writes(dest, &ASSETS, &s.assets, AssetRow::vals, &mut out);
+    writes(dest, &WEBHOOKS, &s.webhooks, WebhookRow::vals, &mut out);
+    writes(dest, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals, &mut out);
+    writes(dest, &FINDINGS, &s.findings, FindingRow::vals, &mut out);
+    writes(dest, &MONITORS, &s.monitors, MonitorRow::vals, &mut out);
+    writes(dest, &ALERTS, &s.alerts, AlertRow::vals, &mut out);
+    tag_writes(dest, &s.assets, stored_assets, &mut out);
     out
 }
 
@@ -789,9 +826,9 @@ impl Projector {
         let alerts = &mut state.alerts;
         load(conn, size, &ALERTS, &ids[9], AlertRow::parse, alerts).await?;
         for (r, e) in recorded.iter().zip(&events) {
-            state.fold(r, e);
+            state.fold(r.into(), e);
         }
-        Ok(state_writes(size, &state, &ids[3]))
+        Ok(state_writes(Dest::Live { rows: size }, &state, &ids[3]))
     }
 
     /// Empty the read models and fold the whole log into them again, in one transaction: readers
@@ -808,13 +845,12 @@ impl Projector {
         sqlx::query(&hold).execute(&mut *tx).await?;
         let mut replay = Replay::default();
         loop {
-            let batch =
-                EventLog::read_after(self.db.backend(), &mut tx, replay.last, REBUILD_READ, true)
-                    .await?;
-            for r in &batch {
-                replay.apply(r)?;
-            }
-            if batch.len() < REBUILD_READ as usize {
+            let after = replay.last;
+            let fold = |r: ReplayEvent| {
+                replay.fold(r.position, r.chain_seq, (&r).into(), &r.event);
+                Ok(())
+            };
+            if EventLog::each_after(&mut tx, after, REBUILD_READ, fold).await? < REBUILD_READ {
                 break;
             }
         }
@@ -848,11 +884,20 @@ pub struct Replay {
 
 impl Replay {
     pub fn apply(&mut self, r: &easm_events::RecordedEvent) -> Result<(), StoreError> {
-        self.state.fold(r, &typed(r)?);
-        self.last = r.position;
-        self.count += 1;
-        self.heads.insert(r.org_id.clone(), r.chain_seq);
+        self.fold(r.position, r.chain_seq, r.into(), &typed(r)?);
         Ok(())
+    }
+
+    fn fold(&mut self, position: i64, chain_seq: i64, origin: Origin<'_>, event: &Event) {
+        self.state.fold(origin, event);
+        self.last = position;
+        self.count += 1;
+        match self.heads.get_mut(origin.org_id) {
+            Some(seq) => *seq = chain_seq,
+            None => {
+                self.heads.insert(origin.org_id.to_string(), chain_seq);
+            }
+        }
     }
 
     /// Events applied so far.
@@ -874,10 +919,18 @@ impl Replay {
         conn: &mut AnyConnection,
         backend: Backend,
     ) -> Result<(), StoreError> {
+        // PostgreSQL fills shadow tables (see `easm_store::swap_in`); SQLite deletes its rows for
+        // good, so it refills the tables in place.
+        let dest = Dest::Refill(backend);
         for table in READ_MODEL_TABLES {
-            sqlx::query(&format!("DELETE FROM {table}"))
-                .execute(&mut *conn)
-                .await?;
+            match backend {
+                Backend::Postgres => create_shadow(conn, table).await?,
+                Backend::Sqlite => {
+                    sqlx::query(&format!("DELETE FROM {table}"))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
         }
         // The tables are empty: rows deleted along the way need no statement.
         let s = &mut self.state;
@@ -889,8 +942,15 @@ impl Replay {
         s.findings.retain(|_, row| row.is_some());
         s.monitors.retain(|_, row| row.is_some());
         s.alerts.retain(|_, row| row.is_some());
-        for write in state_writes(chunk_rows(backend), &self.state, &BTreeSet::new()) {
+        for write in state_writes(dest, &self.state, &BTreeSet::new()) {
             write.run(conn).await?;
+        }
+        if backend == Backend::Postgres {
+            let mut shadows = vec![];
+            for table in READ_MODEL_TABLES {
+                shadows.push(index_shadow(conn, table).await?);
+            }
+            swap_in(conn, &shadows).await?;
         }
         // What the models now hold (a snapshot holds only some organizations).
         sqlx::query("UPDATE chain_heads SET projected_seq = 0")

@@ -361,7 +361,7 @@ pub fn added_assets(recorded: &[RecordedEvent]) -> Result<Vec<AssetView>, StoreE
         if let easm_events::Event::AssetAdded(a) = &event {
             order.push(a.asset_id.clone());
         }
-        state.fold(r, &event);
+        state.fold(r.into(), &event);
     }
     Ok(order
         .into_iter()

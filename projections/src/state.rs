@@ -3,6 +3,7 @@
 //! log from empty and bulk-inserts the result. One fold serves both, so they cannot disagree.
 
 use easm_events::{Detection, Event, RecordedEvent, SeverityCounts};
+use easm_store::ReplayEvent;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -222,6 +223,35 @@ pub fn touches(e: &Event) -> Touch<'_> {
     }
 }
 
+/// What folding takes from an event's envelope: whose it is, when (epoch microseconds) and by
+/// whom; read in full from the log when appending, narrowly by a rebuild.
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub org_id: &'a str,
+    pub at: i64,
+    pub actor_id: &'a str,
+}
+
+impl<'a> From<&'a RecordedEvent> for Origin<'a> {
+    fn from(r: &'a RecordedEvent) -> Self {
+        Origin {
+            org_id: &r.org_id,
+            at: r.occurred_at.timestamp_micros(),
+            actor_id: &r.actor.id,
+        }
+    }
+}
+
+impl<'a> From<&'a ReplayEvent> for Origin<'a> {
+    fn from(r: &'a ReplayEvent) -> Self {
+        Origin {
+            org_id: &r.org_id,
+            at: r.occurred_at,
+            actor_id: &r.actor_id,
+        }
+    }
+}
+
 /// Insert unless a row (live or deleted) is already known: replaying a creation changes nothing.
 fn create<T>(map: &mut BTreeMap<String, Option<T>>, id: &str, row: impl FnOnce() -> T) {
     map.entry(id.to_string()).or_insert_with(|| Some(row()));
@@ -242,9 +272,9 @@ impl ReadState {
         }
     }
 
-    pub fn fold(&mut self, recorded: &RecordedEvent, event: &Event) {
-        let at = recorded.occurred_at.timestamp_micros();
-        let org_id = &recorded.org_id;
+    pub fn fold(&mut self, origin: Origin<'_>, event: &Event) {
+        let at = origin.at;
+        let org_id = origin.org_id;
         match event {
             Event::OrgCreated(o) => create(&mut self.orgs, &o.org_id, || OrgRow {
                 name: o.name.clone(),
@@ -252,7 +282,7 @@ impl ReadState {
                 created_at: at,
             }),
             Event::ApiKeyCreated(k) => create(&mut self.keys, &k.key_id, || KeyRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 name: k.name.clone(),
                 role: k.role.clone(),
                 key_hash: k.key_hash.clone(),
@@ -267,7 +297,7 @@ impl ReadState {
                 }
             }
             Event::UserAdded(u) => create(&mut self.users, &u.user_id, || UserRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 email: u.email.clone(),
                 name: u.name.clone(),
                 role: u.role.clone(),
@@ -284,7 +314,7 @@ impl ReadState {
                 self.users.insert(u.user_id.clone(), None);
             }
             Event::GroupCreated(g) => create(&mut self.groups, &g.group_id, || GroupRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 name: g.name.clone(),
                 created_at: at,
                 updated_at: at,
@@ -299,7 +329,7 @@ impl ReadState {
                 self.groups.insert(g.group_id.clone(), None);
             }
             Event::AssetAdded(a) => create(&mut self.assets, &a.asset_id, || AssetRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 group_id: a.group_id.clone(),
                 value: a.value.clone(),
                 asset_type: a.asset_type.clone(),
@@ -326,7 +356,7 @@ impl ReadState {
                 self.assets.insert(a.asset_id.clone(), None);
             }
             Event::WebhookCreated(w) => create(&mut self.webhooks, &w.webhook_id, || WebhookRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 url: w.url.clone(),
                 events: w.events.clone(),
                 description: w.description.clone(),
@@ -368,7 +398,7 @@ impl ReadState {
                 }
             }
             Event::ScanRequested(s) => create(&mut self.scan_jobs, &s.scan_job_id, || ScanJobRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 asset_id: s.asset_id.clone(),
                 profile: s.profile.clone(),
                 ports: s.ports.clone(),
@@ -435,7 +465,7 @@ impl ReadState {
                 }
             }
             Event::FindingNew(f) => create(&mut self.findings, &f.finding_id, || FindingRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 asset_id: f.asset_id.clone(),
                 detection: (*f.detection).clone(),
                 status: "open".into(),
@@ -478,7 +508,7 @@ impl ReadState {
             }
             Event::MonitorCreated(m) => create(&mut self.monitors, &m.monitor_id, || {
                 let mut row = MonitorRow {
-                    org_id: org_id.clone(),
+                    org_id: org_id.to_string(),
                     asset_id: m.asset_id.clone(),
                     group_id: m.group_id.clone(),
                     frequency_hours: i64::from(m.frequency_hours),
@@ -525,7 +555,7 @@ impl ReadState {
                 self.monitors.insert(m.monitor_id.clone(), None);
             }
             Event::AlertCreated(a) => create(&mut self.alerts, &a.alert_id, || AlertRow {
-                org_id: org_id.clone(),
+                org_id: org_id.to_string(),
                 monitor_id: a.monitor_id.clone(),
                 asset_id: a.asset_id.clone(),
                 scan_job_id: a.scan_job_id.clone(),
@@ -546,7 +576,7 @@ impl ReadState {
                 if let Some(row) = live(&mut self.alerts, &a.alert_id) {
                     row.status = "acknowledged".into();
                     row.acknowledged_at = Some(at);
-                    row.acknowledged_by = Some(recorded.actor.id.clone());
+                    row.acknowledged_by = Some(origin.actor_id.to_string());
                     if a.notes.is_some() {
                         row.notes = a.notes.clone();
                     }
@@ -557,7 +587,7 @@ impl ReadState {
                 if let Some(row) = live(&mut self.alerts, &a.alert_id) {
                     row.status = "resolved".into();
                     row.resolved_at = Some(at);
-                    row.resolved_by = Some(recorded.actor.id.clone());
+                    row.resolved_by = Some(origin.actor_id.to_string());
                     if a.notes.is_some() {
                         row.notes = a.notes.clone();
                     }

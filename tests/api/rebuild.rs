@@ -10,6 +10,7 @@ on_both_backends!(
     rebuild_from_the_log_gives_the_same_answers,
     read_models_commit_with_concurrent_writes_and_catch_up_with_tools,
     rebuild_runs_while_commands_change_the_rows_it_rewrites,
+    a_rebuild_leaves_the_read_models_with_their_keys_and_indexes,
     a_tools_bulk_import_is_folded_by_the_sweep_in_batches,
 );
 
@@ -229,7 +230,7 @@ async fn read_models_commit_with_concurrent_writes_and_catch_up_with_tools(b: Ba
 /// deletes and rewrites wait for it (never deadlock with it, never fail), and the result agrees.
 async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
     let app = spawn_app(b).await;
-    let (_, key) = app.org(Plan::Pro).await;
+    let (org, key) = app.org(Plan::Pro).await;
     let g = app.group(&key, "G").await;
     let mut ids = vec![];
     for i in 0..8 {
@@ -259,9 +260,39 @@ async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
             statuses
         }));
     }
+    // Readers meanwhile (PostgreSQL swaps new tables in; SQLite refills its own) always answer.
+    let mut readers = vec![];
+    for id in ids.iter().take(2) {
+        let key = app.key(&org, easm_domain::Role::Viewer).await;
+        let (client, base, id) = (app.client.clone(), app.url(""), id.clone());
+        readers.push(tokio::spawn(async move {
+            let mut statuses = vec![];
+            while std::time::Instant::now() < until {
+                for path in [format!("/api/assets/{id}"), "/api/assets?tag=x".to_string()] {
+                    let r = client
+                        .get(format!("{base}{path}"))
+                        .header("X-API-Key", &key)
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(r.status());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            statuses
+        }));
+    }
     for _ in 0..3 {
         app.state.service.projector().rebuild().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for r in readers {
+        let statuses = r.await.unwrap();
+        assert!(statuses.len() > 2);
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
     }
     for w in writers {
         let statuses = w.await.unwrap();
@@ -274,6 +305,57 @@ async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
     let rows = app.state.service.read().dump().await.unwrap();
     app.state.service.projector().rebuild().await.unwrap();
     assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+}
+
+/// The read models' tables, keys and indexes, as the database describes them.
+async fn schema(app: &TestApp) -> Vec<String> {
+    let sql = match app.db.backend() {
+        easm_store::Backend::Postgres => {
+            "SELECT c.relname || ' ' || c.relkind::text || ' ' || COALESCE(pg_get_indexdef(c.oid), '') \
+             || COALESCE((SELECT ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid) \
+             FROM pg_constraint k WHERE k.conindid = c.oid), '') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relname LIKE 'rm\\_%' \
+             AND c.relkind IN ('r', 'i') ORDER BY 1"
+        }
+        easm_store::Backend::Sqlite => {
+            "SELECT type || ' ' || name || ' ' || COALESCE(sql, '') FROM sqlite_master \
+             WHERE name LIKE 'rm\\_%' ESCAPE '\\' OR tbl_name LIKE 'rm\\_%' ESCAPE '\\' ORDER BY 1"
+        }
+    };
+    sqlx::query_scalar(sql)
+        .fetch_all(app.db.reader())
+        .await
+        .unwrap()
+}
+
+/// A rebuild replaces the read models' rows, not their shape: the same tables, keys and indexes
+/// under the same names afterwards (PostgreSQL builds them on new tables), none left behind, and
+/// commands that need the keys (an upsert by primary key) work on the rebuilt tables.
+async fn a_rebuild_leaves_the_read_models_with_their_keys_and_indexes(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "G").await;
+    let id = app.asset(&key, &g, "keys.example.com", "subdomain").await;
+    let before = schema(&app).await;
+    assert!(
+        before.iter().any(|s| s.contains("rm_assets_org")),
+        "{before:?}"
+    );
+    app.state.service.projector().rebuild().await.unwrap();
+    assert_eq!(schema(&app).await, before);
+    let patched = app
+        .patch(
+            &key,
+            &format!("/api/assets/{id}"),
+            json!({"tags": ["after"]}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(
+        app.get(&key, "/api/assets?tag=after").await.body["total"],
+        1
+    );
 }
 
 /// A tool's bulk import is folded by the server's sweep in bounded batches, or by the next command

@@ -6,6 +6,8 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored event {position} cannot be read: {reason}")]
     Corrupt { position: i64, reason: String },
+    #[error("unexpected schema: {0}")]
+    Schema(String),
 }
 
 /// Why an append did not commit. `Conflict` and `Constraint` mean the decision was taken on state

@@ -10,6 +10,7 @@ mod idempotency;
 mod lease;
 mod log;
 mod secrets;
+mod shadow;
 mod signing;
 mod sql;
 
@@ -23,12 +24,13 @@ pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
 pub use log::{
-    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, StreamAppend,
+    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, ReplayEvent, StreamAppend,
     POSITIONS_PER_TX,
 };
 pub use secrets::WebhookSecrets;
+pub use shadow::{create_shadow, index_shadow, shadow_of, swap_in, Shadow};
 pub use signing::audit_signing_secret;
-pub use sql::{chunk_rows, placeholders, value_rows, Val, Write};
+pub use sql::{bulk_chunk, bulk_rows, chunk_rows, placeholders, value_rows, Val, Write};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

@@ -12,7 +12,10 @@ use crate::append::{count_scope, InlineProjection};
 use crate::db::{Backend, Db};
 use crate::error::StoreError;
 use crate::sql::{chunk_rows, placeholders};
-use easm_events::{decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent};
+use easm_events::{
+    decode, decode_str, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent,
+};
+use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
@@ -111,6 +114,19 @@ pub struct EventLog {
     pub(crate) db: Db,
     /// Read models folded in every append; without them, `project_lagging` catches up later.
     pub(crate) projection: Option<Arc<dyn InlineProjection>>,
+}
+
+/// An event as a rebuild folds it: its place in the log and in its organization's chain, whose,
+/// when and by whom, and the typed data; without hashes, ids or request metadata, which the read
+/// models do not hold, so a rebuild moves less than half of each row.
+pub struct ReplayEvent {
+    pub position: i64,
+    pub chain_seq: i64,
+    pub org_id: String,
+    /// Epoch microseconds.
+    pub occurred_at: i64,
+    pub actor_id: String,
+    pub event: Event,
 }
 
 pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
@@ -223,33 +239,25 @@ impl EventLog {
     }
 
     /// Up to `limit` events after `position` in global order, never past the point below which
-    /// every transaction has ended, unless `appends_held` (the caller's transaction keeps every
-    /// append out, so each committed event is final). Runs on the caller's connection so a rebuild
-    /// can read and write in one transaction.
-    pub async fn read_after(
-        backend: Backend,
-        conn: &mut AnyConnection,
+    /// every transaction has ended (on SQLite, with its one writer, every committed event).
+    pub async fn read_all_after(
+        &self,
         position: i64,
         limit: i64,
-        appends_held: bool,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = match backend {
-            Backend::Sqlite => format!(
-                "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-            ),
-            Backend::Postgres if appends_held => format!(
-                "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-            ),
+        let horizon = match self.db.backend() {
+            Backend::Sqlite => String::new(),
             Backend::Postgres => format!(
-                "SELECT {COLUMNS} FROM events WHERE position > $1 \
-                 AND position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX} \
-                 ORDER BY position LIMIT $2"
+                "AND position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
             ),
         };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE position > $1 {horizon} ORDER BY position LIMIT $2"
+        );
         let rows = sqlx::query(&sql)
             .bind(position)
             .bind(limit)
-            .fetch_all(&mut *conn)
+            .fetch_all(self.db.reader())
             .await?;
         rows.iter().map(row_to_event).collect()
     }
@@ -454,14 +462,45 @@ impl EventLog {
         Ok((events, total))
     }
 
-    /// [`Self::read_after`] on a pooled connection.
-    pub async fn read_all_after(
-        &self,
+    /// Hand `f` up to `limit` events after `position` in global order, decoded as the database
+    /// sends them (decoding overlaps its reading), for a caller whose transaction holds every
+    /// append out (a rebuild). Returns how many there were.
+    pub async fn each_after(
+        conn: &mut AnyConnection,
         position: i64,
         limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut conn = self.db.reader().acquire().await?;
-        Self::read_after(self.db.backend(), &mut conn, position, limit, false).await
+        mut f: impl FnMut(ReplayEvent) -> Result<(), StoreError>,
+    ) -> Result<i64, StoreError> {
+        let mut rows = sqlx::query(
+            "SELECT position, chain_seq, org_id, occurred_at, actor_id, event_type, schema_version, \
+             data FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(position)
+        .bind(limit)
+        .fetch(conn);
+        let mut n = 0;
+        while let Some(r) = rows.try_next().await? {
+            let position: i64 = r.try_get(0)?;
+            let event_type: String = r.try_get(5)?;
+            let data: String = r.try_get(7)?;
+            let event =
+                decode_str(&event_type, r.try_get::<i64, _>(6)? as i32, &data).map_err(|e| {
+                    StoreError::Corrupt {
+                        position,
+                        reason: e.to_string(),
+                    }
+                })?;
+            f(ReplayEvent {
+                position,
+                chain_seq: r.try_get(1)?,
+                org_id: r.try_get(2)?,
+                occurred_at: r.try_get(3)?,
+                actor_id: r.try_get(4)?,
+                event,
+            })?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Which of `keys` are reserved in an organization's `scope`, with their owners.
