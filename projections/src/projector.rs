@@ -11,8 +11,6 @@ use easm_store::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// Events per read during a rebuild.
-const REBUILD_READ: i64 = 20_000;
 /// Tables a rebuild empties, children first.
 const READ_MODEL_TABLES: &[&str] = &[
     "rm_alerts",
@@ -844,16 +842,11 @@ impl Projector {
         };
         sqlx::query(&hold).execute(&mut *tx).await?;
         let mut replay = Replay::default();
-        loop {
-            let after = replay.last;
-            let fold = |r: ReplayEvent| {
-                replay.fold(r.position, r.chain_seq, (&r).into(), &r.event);
-                Ok(())
-            };
-            if EventLog::each_after(&mut tx, after, REBUILD_READ, fold).await? < REBUILD_READ {
-                break;
-            }
-        }
+        let fold = |r: ReplayEvent| {
+            replay.fold(r.position, r.chain_seq, (&r).into(), &r.event);
+            Ok(())
+        };
+        EventLog::each_event(self.db.backend(), &mut tx, fold).await?;
         let count = replay.count;
         replay.write_in(&mut tx, self.db.backend()).await?;
         tx.commit().await?;

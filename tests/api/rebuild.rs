@@ -380,20 +380,22 @@ async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
     tool_groups(
         &app,
         &quiet,
-        (0..6_000).map(|i| format!("bulk-{quiet}-{i}")),
+        (0..15_000).map(|i| format!("bulk-{quiet}-{i}")),
     )
     .await;
     let mut total = 0;
     for _ in 0..200 {
         total = groups(quiet_key.clone()).await;
-        if total == 6_000 {
+        if total == 15_000 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(total, 6_000);
+    assert_eq!(total, 15_000);
+    // Over 21,000 events: the rebuild reads the log in more than one batch.
     let rows = app.state.service.read().dump().await.unwrap();
-    app.state.service.projector().rebuild().await.unwrap();
+    let applied = app.state.service.projector().rebuild().await.unwrap();
+    assert_eq!(applied as i64, app.event_count().await);
     assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
 }
 

@@ -16,6 +16,7 @@ use easm_events::{
     decode, decode_str, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent,
 };
 use futures_util::TryStreamExt;
+use serde_json::value::RawValue;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
@@ -127,6 +128,27 @@ pub struct ReplayEvent {
     pub occurred_at: i64,
     pub actor_id: String,
     pub event: Event,
+}
+
+/// A [`ReplayEvent`] from its columns: (position, chain sequence, organization, time), (actor,
+/// type, schema version) and the stored data.
+fn replay_event(
+    (position, chain_seq, org_id, occurred_at): (i64, i64, String, i64),
+    (actor_id, event_type, version): (String, String, i64),
+    data: &str,
+) -> Result<ReplayEvent, StoreError> {
+    let event = decode_str(&event_type, version as i32, data).map_err(|e| StoreError::Corrupt {
+        position,
+        reason: e.to_string(),
+    })?;
+    Ok(ReplayEvent {
+        position,
+        chain_seq,
+        org_id,
+        occurred_at,
+        actor_id,
+        event,
+    })
 }
 
 pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
@@ -462,43 +484,103 @@ impl EventLog {
         Ok((events, total))
     }
 
-    /// Hand `f` up to `limit` events after `position` in global order, decoded as the database
-    /// sends them (decoding overlaps its reading), for a caller whose transaction holds every
-    /// append out (a rebuild). Returns how many there were.
-    pub async fn each_after(
+    /// Hand `f` every event of the log in global order, for a caller whose transaction
+    /// holds every append out (a rebuild); returns how many there were. Read in batches, only the
+    /// columns folding needs. PostgreSQL streams each batch's rows, decoded as they arrive;
+    /// SQLite packs a batch into one JSON array (sqlx hands each SQLite row over between threads,
+    /// which cost more than reading it), and reads the next batch while this one is decoded.
+    pub async fn each_event(
+        backend: Backend,
         conn: &mut AnyConnection,
-        position: i64,
-        limit: i64,
         mut f: impl FnMut(ReplayEvent) -> Result<(), StoreError>,
-    ) -> Result<i64, StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT position, chain_seq, org_id, occurred_at, actor_id, event_type, schema_version, \
-             data FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-        )
-        .bind(position)
-        .bind(limit)
-        .fetch(conn);
+    ) -> Result<u64, StoreError> {
+        const BATCH: i64 = 20_000;
+        const NARROW: &str = "SELECT position, chain_seq, org_id, occurred_at, actor_id, \
+             event_type, schema_version, data FROM events WHERE position > $1 \
+             ORDER BY position LIMIT $2";
         let mut n = 0;
-        while let Some(r) = rows.try_next().await? {
-            let position: i64 = r.try_get(0)?;
-            let event_type: String = r.try_get(5)?;
-            let data: String = r.try_get(7)?;
-            let event =
-                decode_str(&event_type, r.try_get::<i64, _>(6)? as i32, &data).map_err(|e| {
-                    StoreError::Corrupt {
-                        position,
-                        reason: e.to_string(),
+        match backend {
+            Backend::Postgres => {
+                let mut after = 0;
+                loop {
+                    let mut rows = sqlx::query(NARROW)
+                        .bind(after)
+                        .bind(BATCH)
+                        .fetch(&mut *conn);
+                    let mut in_batch = 0;
+                    while let Some(r) = rows.try_next().await? {
+                        let data: String = r.try_get(7)?;
+                        let e = replay_event(
+                            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
+                            (r.try_get(4)?, r.try_get(5)?, r.try_get(6)?),
+                            &data,
+                        )?;
+                        after = e.position;
+                        f(e)?;
+                        in_batch += 1;
                     }
-                })?;
-            f(ReplayEvent {
-                position,
-                chain_seq: r.try_get(1)?,
-                org_id: r.try_get(2)?,
-                occurred_at: r.try_get(3)?,
-                actor_id: r.try_get(4)?,
-                event,
-            })?;
-            n += 1;
+                    n += in_batch;
+                    if in_batch < BATCH as u64 {
+                        break;
+                    }
+                }
+            }
+            Backend::Sqlite => {
+                let packed = format!(
+                    "SELECT json_group_array(json_array(position, chain_seq, org_id, occurred_at, \
+                     actor_id, event_type, schema_version, json(data)) ORDER BY position), \
+                     MAX(position), COUNT(*) FROM ({NARROW})"
+                );
+                async fn batch(
+                    conn: &mut AnyConnection,
+                    sql: &str,
+                    after: i64,
+                ) -> Result<(String, Option<i64>, i64), sqlx::Error> {
+                    sqlx::query_as(sql)
+                        .bind(after)
+                        .bind(BATCH)
+                        .fetch_one(conn)
+                        .await
+                }
+                let mut this = batch(&mut *conn, &packed, 0).await?;
+                loop {
+                    let (json, last, count) = this;
+                    let next = async {
+                        match last {
+                            Some(last) if count == BATCH => {
+                                Some(batch(&mut *conn, &packed, last).await)
+                            }
+                            _ => None,
+                        }
+                    };
+                    let decode = async {
+                        // Let the next batch's query go out first.
+                        tokio::task::yield_now().await;
+                        type Packed<'a> =
+                            (i64, i64, String, i64, String, String, i64, &'a RawValue);
+                        let rows: Vec<Packed> =
+                            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                                position: last.unwrap_or_default(),
+                                reason: format!("in the {count} events up to here: {e}"),
+                            })?;
+                        for (p, seq, org, at, actor, kind, version, data) in rows {
+                            f(replay_event(
+                                (p, seq, org, at),
+                                (actor, kind, version),
+                                data.get(),
+                            )?)?;
+                        }
+                        Ok::<_, StoreError>(())
+                    };
+                    let (next, decoded) = tokio::join!(next, decode);
+                    decoded?;
+                    n += count as u64;
+                    match next {
+                        Some(next) => this = next?,
+                        None => break,
+                    }
+                }
+            }
         }
         Ok(n)
     }
