@@ -4,9 +4,9 @@ use crate::state::{
 };
 use easm_events::{Event, RecordedEvent};
 use easm_store::{
-    bulk_chunk, bulk_rows, chunk_rows, create_shadow, index_shadow, placeholders, shadow_of,
-    swap_in, typed, value_rows, AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog,
-    InlineProjection, ReplayEvent, Row, StoreError, Val, Write, APPENDS_LOCK,
+    anonymous_rows, chunk_rows, index_shadow, placeholders, swap_in, typed, value_rows,
+    AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog, InlineProjection, ReplayEvent, Row,
+    ShadowFiller, StoreError, Val, Write, APPENDS_LOCK, BULK_VALUES,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -576,53 +576,16 @@ async fn load<T>(
     Ok(())
 }
 
-/// Where writes go: the live read models, whose rows are replaced by key in statements of `rows`
-/// rows, or the empty tables a rebuild refills (plain inserts, as large as the parameter limits
-/// allow): shadow tables on PostgreSQL (see `easm_store::swap_in`), the emptied tables on SQLite.
-#[derive(Clone, Copy)]
-enum Dest {
-    Live { rows: usize },
-    Refill(Backend),
-}
-
-impl Dest {
-    fn table(self, name: &str) -> String {
-        match self {
-            Dest::Refill(Backend::Postgres) => shadow_of(name),
-            _ => name.to_string(),
-        }
-    }
-
-    fn rows(self, width: usize) -> usize {
-        match self {
-            Dest::Live { rows } => rows,
-            Dest::Refill(backend) => bulk_chunk(backend, width),
-        }
-    }
-
-    /// `INSERT INTO table (columns) VALUES` for `rows` rows.
-    fn insert(self, table: &str, columns: &str, rows: usize, width: usize) -> String {
-        let values = match self {
-            Dest::Live { .. } => value_rows(rows, width, 1, ""),
-            Dest::Refill(backend) => bulk_rows(backend, rows, width),
-        };
-        format!(
-            "INSERT INTO {} ({columns}) VALUES {values}",
-            self.table(table)
-        )
-    }
-}
-
 /// Upserts of the live rows and deletes of the dead ones, in multi-row statements.
 fn writes<T>(
-    dest: Dest,
+    size: usize,
     table: &Table,
     rows: &BTreeMap<String, Option<T>>,
     vals: fn(&T) -> Vec<Val>,
     out: &mut Vec<Write>,
 ) {
     let (live, dead): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, r)| r.is_some());
-    for chunk in dead.chunks(dest.rows(1)) {
+    for chunk in dead.chunks(size) {
         out.push(Write {
             table: table.name,
             sql: format!(
@@ -638,30 +601,28 @@ fn writes<T>(
         });
     }
     let width = table.columns.len() + 1;
-    let columns = format!("{}, {}", table.pk, table.columns.join(", "));
     let updates: Vec<String> = table
         .columns
         .iter()
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    for chunk in live.chunks(dest.rows(width)) {
+    for chunk in live.chunks(size) {
         let mut values = Vec::with_capacity(chunk.len() * width);
         for (id, row) in chunk {
             values.push(Val::Text(id.to_string()));
             values.extend(vals(row.as_ref().expect("live rows only")));
         }
-        let insert = dest.insert(table.name, &columns, chunk.len(), width);
-        let sql = match dest {
-            Dest::Live { .. } => format!(
-                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+        out.push(Write {
+            table: table.name,
+            sql: format!(
+                "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+                table.name,
+                table.pk,
+                table.columns.join(", "),
+                value_rows(chunk.len(), width, 1, ""),
                 table.pk,
                 updates.join(", ")
             ),
-            Dest::Refill(_) => insert,
-        };
-        out.push(Write {
-            table: table.name,
-            sql,
             values,
         });
     }
@@ -670,13 +631,13 @@ fn writes<T>(
 /// Tags are a child table of assets: replaced wholesale for every asset written; `stored` are
 /// the assets that may have tags in the table already.
 fn tag_writes(
-    dest: Dest,
+    size: usize,
     assets: &BTreeMap<String, Option<AssetRow>>,
     stored: &BTreeSet<String>,
     out: &mut Vec<Write>,
 ) {
     let ids: Vec<&String> = stored.iter().collect();
-    for chunk in ids.chunks(dest.rows(1)) {
+    for chunk in ids.chunks(size) {
         out.push(Write {
             table: "rm_asset_tags",
             sql: format!(
@@ -686,39 +647,108 @@ fn tag_writes(
             values: chunk.iter().map(|id| Val::Text(id.to_string())).collect(),
         });
     }
-    let tags: Vec<(&String, &String, &String)> = assets
-        .iter()
-        .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
-        .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
-        .collect();
-    for chunk in tags.chunks(dest.rows(3)) {
+    let tags = tag_rows(assets);
+    for chunk in tags.chunks(size * 3) {
         out.push(Write {
             table: "rm_asset_tags",
-            sql: dest.insert("rm_asset_tags", "asset_id, org_id, tag", chunk.len(), 3),
-            values: chunk
-                .iter()
-                .flat_map(|(id, org, tag)| [id, org, tag].map(|v| Val::Text(v.to_string())))
-                .collect(),
+            sql: format!(
+                "INSERT INTO rm_asset_tags (asset_id, org_id, tag) VALUES {}",
+                value_rows(chunk.len() / 3, 3, 1, "")
+            ),
+            values: chunk.to_vec(),
         });
     }
 }
 
-/// The writes that store `s`; `stored_assets`: the assets whose rows were in the tables before
-/// (none after emptying them).
-fn state_writes(dest: Dest, s: &ReadState, stored_assets: &BTreeSet<String>) -> Vec<Write> {
+/// The values of the tag rows of `assets` (asset id, organization, tag).
+fn tag_rows(assets: &BTreeMap<String, Option<AssetRow>>) -> Vec<Val> {
+    assets
+        .iter()
+        .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
+        .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
+        .flat_map(|(id, org, tag)| [id, org, tag].map(|v| Val::Text(v.to_string())))
+        .collect()
+}
+
+/// The writes that store `s`; `stored_assets`: the assets whose rows were in the tables before.
+fn state_writes(size: usize, s: &ReadState, stored_assets: &BTreeSet<String>) -> Vec<Write> {
     let mut out = vec![];
-    writes(dest, &ORGS, &s.orgs, OrgRow::vals, &mut out);
-    writes(dest, &KEYS, &s.keys, KeyRow::vals, &mut out);
-    writes(dest, &USERS, &s.users, UserRow::vals, &mut out);
-    writes(dest, &GROUPS, &s.groups, GroupRow::vals, &mut out);
-    writes(dest, &ASSETS, &s.assets, AssetRow::vals, &mut out);
-    writes(dest, &WEBHOOKS, &s.webhooks, WebhookRow::vals, &mut out);
-    writes(dest, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals, &mut out);
-    writes(dest, &FINDINGS, &s.findings, FindingRow::vals, &mut out);
-    writes(dest, &MONITORS, &s.monitors, MonitorRow::vals, &mut out);
-    writes(dest, &ALERTS, &s.alerts, AlertRow::vals, &mut out);
-    tag_writes(dest, &s.assets, stored_assets, &mut out);
+    writes(size, &ORGS, &s.orgs, OrgRow::vals, &mut out);
+    writes(size, &KEYS, &s.keys, KeyRow::vals, &mut out);
+    writes(size, &USERS, &s.users, UserRow::vals, &mut out);
+    writes(size, &GROUPS, &s.groups, GroupRow::vals, &mut out);
+    writes(size, &ASSETS, &s.assets, AssetRow::vals, &mut out);
+    writes(size, &WEBHOOKS, &s.webhooks, WebhookRow::vals, &mut out);
+    writes(size, &SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals, &mut out);
+    writes(size, &FINDINGS, &s.findings, FindingRow::vals, &mut out);
+    writes(size, &MONITORS, &s.monitors, MonitorRow::vals, &mut out);
+    writes(size, &ALERTS, &s.alerts, AlertRow::vals, &mut out);
+    tag_writes(size, &s.assets, stored_assets, &mut out);
     out
+}
+
+/// The live rows of one read-model table, for refilling it from empty.
+struct Rows {
+    table: &'static str,
+    /// Comma-separated, in the order of the values.
+    columns: String,
+    values: Vec<Val>,
+}
+
+impl Rows {
+    fn of<T>(table: &Table, rows: &BTreeMap<String, Option<T>>, vals: fn(&T) -> Vec<Val>) -> Self {
+        let mut values = vec![];
+        for (id, row) in rows {
+            if let Some(row) = row {
+                values.push(Val::Text(id.clone()));
+                values.extend(vals(row));
+            }
+        }
+        Rows {
+            table: table.name,
+            columns: format!("{}, {}", table.pk, table.columns.join(", ")),
+            values,
+        }
+    }
+
+    /// Plain inserts of as many rows as SQLite takes in one statement.
+    fn sqlite_inserts(&self) -> Vec<Write> {
+        let width = self.columns.split(',').count();
+        self.values
+            .chunks(BULK_VALUES / width * width)
+            .map(|chunk| Write {
+                table: self.table,
+                sql: format!(
+                    "INSERT INTO {} ({}) VALUES {}",
+                    self.table,
+                    self.columns,
+                    anonymous_rows(chunk.len() / width, width)
+                ),
+                values: chunk.to_vec(),
+            })
+            .collect()
+    }
+}
+
+/// Every live row of `s`, table by table.
+fn state_rows(s: &ReadState) -> Vec<Rows> {
+    vec![
+        Rows::of(&ORGS, &s.orgs, OrgRow::vals),
+        Rows::of(&KEYS, &s.keys, KeyRow::vals),
+        Rows::of(&USERS, &s.users, UserRow::vals),
+        Rows::of(&GROUPS, &s.groups, GroupRow::vals),
+        Rows::of(&ASSETS, &s.assets, AssetRow::vals),
+        Rows::of(&WEBHOOKS, &s.webhooks, WebhookRow::vals),
+        Rows::of(&SCAN_JOBS, &s.scan_jobs, ScanJobRow::vals),
+        Rows::of(&FINDINGS, &s.findings, FindingRow::vals),
+        Rows::of(&MONITORS, &s.monitors, MonitorRow::vals),
+        Rows::of(&ALERTS, &s.alerts, AlertRow::vals),
+        Rows {
+            table: "rm_asset_tags",
+            columns: "asset_id, org_id, tag".into(),
+            values: tag_rows(&s.assets),
+        },
+    ]
 }
 
 impl Projector {
@@ -826,7 +856,7 @@ impl Projector {
         for (r, e) in recorded.iter().zip(&events) {
             state.fold(r.into(), e);
         }
-        Ok(state_writes(Dest::Live { rows: size }, &state, &ids[3]))
+        Ok(state_writes(size, &state, &ids[3]))
     }
 
     /// Empty the read models and fold the whole log into them again, in one transaction: readers
@@ -848,7 +878,7 @@ impl Projector {
         };
         EventLog::each_event(self.db.backend(), &mut tx, fold).await?;
         let count = replay.count;
-        replay.write_in(&mut tx, self.db.backend()).await?;
+        replay.write_in(&mut tx, &self.db).await?;
         tx.commit().await?;
         Ok(count)
     }
@@ -902,48 +932,38 @@ impl Replay {
     pub async fn write(self, target: &Db) -> Result<u64, StoreError> {
         let count = self.count;
         let mut tx = target.writer().begin().await?;
-        self.write_in(&mut tx, target.backend()).await?;
+        self.write_in(&mut tx, target).await?;
         tx.commit().await?;
         Ok(count)
     }
 
-    async fn write_in(
-        mut self,
-        conn: &mut AnyConnection,
-        backend: Backend,
-    ) -> Result<(), StoreError> {
-        // PostgreSQL fills shadow tables (see `easm_store::swap_in`); SQLite deletes its rows for
-        // good, so it refills the tables in place.
-        let dest = Dest::Refill(backend);
-        for table in READ_MODEL_TABLES {
-            match backend {
-                Backend::Postgres => create_shadow(conn, table).await?,
-                Backend::Sqlite => {
+    async fn write_in(self, conn: &mut AnyConnection, db: &Db) -> Result<(), StoreError> {
+        match db.backend() {
+            // Shadow tables filled by COPY, indexed, then swapped in (see `easm_store::swap_in`).
+            Backend::Postgres => {
+                let mut filler = ShadowFiller::open(db, READ_MODEL_TABLES).await?;
+                for rows in state_rows(&self.state) {
+                    filler.fill(rows.table, &rows.columns, &rows.values).await?;
+                }
+                let mut shadows = vec![];
+                for table in READ_MODEL_TABLES {
+                    shadows.push(index_shadow(conn, table).await?);
+                }
+                swap_in(conn, &shadows).await?;
+            }
+            // SQLite deletes rows for good, so it refills the tables in place.
+            Backend::Sqlite => {
+                for table in READ_MODEL_TABLES {
                     sqlx::query(&format!("DELETE FROM {table}"))
                         .execute(&mut *conn)
                         .await?;
                 }
+                for rows in state_rows(&self.state) {
+                    for write in rows.sqlite_inserts() {
+                        write.run(conn).await?;
+                    }
+                }
             }
-        }
-        // The tables are empty: rows deleted along the way need no statement.
-        let s = &mut self.state;
-        s.users.retain(|_, row| row.is_some());
-        s.groups.retain(|_, row| row.is_some());
-        s.assets.retain(|_, row| row.is_some());
-        s.webhooks.retain(|_, row| row.is_some());
-        s.scan_jobs.retain(|_, row| row.is_some());
-        s.findings.retain(|_, row| row.is_some());
-        s.monitors.retain(|_, row| row.is_some());
-        s.alerts.retain(|_, row| row.is_some());
-        for write in state_writes(dest, &self.state, &BTreeSet::new()) {
-            write.run(conn).await?;
-        }
-        if backend == Backend::Postgres {
-            let mut shadows = vec![];
-            for table in READ_MODEL_TABLES {
-                shadows.push(index_shadow(conn, table).await?);
-            }
-            swap_in(conn, &shadows).await?;
         }
         // What the models now hold (a snapshot holds only some organizations).
         sqlx::query("UPDATE chain_heads SET projected_seq = 0")

@@ -43,6 +43,8 @@ impl DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     backend: Backend,
+    /// PostgreSQL's URL, for connections of its own (a rebuild's bulk copy).
+    url: Option<String>,
     read: AnyPool,
     write: AnyPool,
     /// Events appended through this process, for [`Db::log_grew`].
@@ -79,6 +81,7 @@ impl Db {
                 let read = sqlite_pool(8).connect_with(opts).await?;
                 Db {
                     backend: Backend::Sqlite,
+                    url: None,
                     read,
                     write,
                     appended: Arc::default(),
@@ -93,6 +96,7 @@ impl Db {
                     .await?;
                 Db {
                     backend: Backend::Postgres,
+                    url: Some(url.clone()),
                     read: pool.clone(),
                     write: pool,
                     appended: Arc::default(),
@@ -121,6 +125,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// PostgreSQL's URL (none on SQLite).
+    pub(crate) fn url(&self) -> Option<&str> {
+        self.url.as_deref()
     }
 
     pub fn reader(&self) -> &AnyPool {

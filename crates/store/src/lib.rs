@@ -28,9 +28,9 @@ pub use log::{
     POSITIONS_PER_TX,
 };
 pub use secrets::WebhookSecrets;
-pub use shadow::{create_shadow, index_shadow, shadow_of, swap_in, Shadow};
+pub use shadow::{index_shadow, shadow_of, swap_in, Shadow, ShadowFiller};
 pub use signing::audit_signing_secret;
-pub use sql::{bulk_chunk, bulk_rows, chunk_rows, placeholders, value_rows, Val, Write};
+pub use sql::{anonymous_rows, chunk_rows, placeholders, value_rows, Val, Write, BULK_VALUES};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

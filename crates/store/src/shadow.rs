@@ -5,8 +5,8 @@
 //! 0.3 s for 135,000 asset rows), and building an index once after the load beats maintaining it
 //! row by row. Readers keep the old tables until the swap; only the swap takes exclusive locks.
 
-use crate::{AnyConnection, StoreError};
-use sqlx::Row;
+use crate::{AnyConnection, Db, StoreError, Val};
+use sqlx::{Connection, PgConnection, Row};
 
 const SUFFIX: &str = "__rebuild";
 
@@ -15,16 +15,108 @@ pub fn shadow_of(table: &str) -> String {
     format!("{table}{SUFFIX}")
 }
 
-/// An empty copy of `table` (columns, defaults, NOT NULL and CHECK constraints) without keys or
-/// indexes, dropped with the transaction if it does not commit.
-pub async fn create_shadow(conn: &mut AnyConnection, table: &str) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "CREATE TABLE {} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
-        shadow_of(table)
-    ))
-    .execute(conn)
-    .await?;
-    Ok(())
+/// A connection of its own that fills shadow tables with COPY, PostgreSQL's bulk load (the
+/// rebuild's transaction runs on the `Any` driver, which has no COPY). Its work commits as it
+/// goes, into tables nobody reads until the rebuild swaps them in; a rebuild that fails after it
+/// leaves them behind for the next one, which drops them first.
+pub struct ShadowFiller {
+    conn: PgConnection,
+}
+
+impl ShadowFiller {
+    /// Empty copies of `tables` (columns, defaults, NOT NULL and CHECK constraints) without keys
+    /// or indexes.
+    pub async fn open(db: &Db, tables: &[&str]) -> Result<ShadowFiller, StoreError> {
+        let url = db
+            .url()
+            .ok_or_else(|| StoreError::Schema("shadow tables are for PostgreSQL".into()))?;
+        let mut conn = PgConnection::connect(url).await?;
+        for table in tables {
+            let shadow = shadow_of(table);
+            sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ))
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok(ShadowFiller { conn })
+    }
+
+    /// Copy `values`, rows of `columns` (comma-separated, in order), into the shadow of `table`.
+    pub async fn fill(
+        &mut self,
+        table: &str,
+        columns: &str,
+        values: &[Val],
+    ) -> Result<(), StoreError> {
+        let width = columns.split(',').count();
+        let mut copy = self
+            .conn
+            .copy_in_raw(&format!("COPY {} ({columns}) FROM STDIN", shadow_of(table)))
+            .await?;
+        let mut buf = String::with_capacity(COPY_BUFFER + 4096);
+        for row in values.chunks(width) {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    buf.push('\t');
+                }
+                copy_text(&mut buf, v);
+            }
+            buf.push('\n');
+            if buf.len() >= COPY_BUFFER {
+                copy.send(buf.as_bytes()).await?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            copy.send(buf.as_bytes()).await?;
+        }
+        copy.finish().await?;
+        Ok(())
+    }
+}
+
+/// Bytes sent to COPY at a time.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// `v` in COPY's text format: `\N` for NULL; backslash, tab, newline and carriage return escaped.
+fn copy_text(buf: &mut String, v: &Val) {
+    use std::fmt::Write;
+    let text = match v {
+        Val::Text(s) | Val::OptText(Some(s)) => s,
+        Val::Int(i) | Val::OptInt(Some(i)) => {
+            let _ = write!(buf, "{i}");
+            return;
+        }
+        Val::OptFloat(Some(f)) if f.is_finite() => {
+            let _ = write!(buf, "{f}");
+            return;
+        }
+        Val::OptFloat(Some(f)) => {
+            buf.push_str(match f {
+                f if f.is_nan() => "NaN",
+                f if *f > 0.0 => "Infinity",
+                _ => "-Infinity",
+            });
+            return;
+        }
+        Val::OptText(None) | Val::OptInt(None) | Val::OptFloat(None) => {
+            buf.push_str("\\N");
+            return;
+        }
+    };
+    for c in text.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
+    }
 }
 
 /// A filled shadow with its keys and indexes, under temporary names until [`swap_in`].
@@ -147,6 +239,22 @@ fn index_on_shadow(name: &str, def: &str) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_written_in_copy_text_format() {
+        let mut buf = String::new();
+        for v in [
+            Val::Text("a\\b\tc\nd\re".into()),
+            Val::OptText(None),
+            Val::Int(-3),
+            Val::OptInt(None),
+            Val::OptFloat(Some(9.8)),
+        ] {
+            copy_text(&mut buf, &v);
+            buf.push('|');
+        }
+        assert_eq!(buf, "a\\\\b\\tc\\nd\\re|\\N|-3|\\N|9.8|");
+    }
 
     #[test]
     fn an_index_definition_is_moved_to_the_shadow() {

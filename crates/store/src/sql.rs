@@ -23,29 +23,16 @@ pub fn value_rows(rows: usize, width: usize, first: usize, suffix: &str) -> Stri
         .join(", ")
 }
 
-/// `rows` tuples of `width` placeholders for a statement sent on its own, as large as
-/// [`bulk_chunk`] allows: anonymous `?` on SQLite, whose numbered parameters sqlx binds by looking
-/// each one's name up among all of them (time that grows with the square of their number),
-/// numbered on PostgreSQL, which has no other kind.
-pub fn bulk_rows(backend: Backend, rows: usize, width: usize) -> String {
-    match backend {
-        Backend::Postgres => value_rows(rows, width, 1, ""),
-        Backend::Sqlite => {
-            let row = format!("({})", vec!["?"; width].join(", "));
-            vec![row; rows].join(", ")
-        }
-    }
+/// `rows` tuples of `width` anonymous `?` placeholders, for SQLite statements of many values:
+/// sqlx binds numbered ones by looking each name up among all of them, in time that grows with
+/// the square of their number.
+pub fn anonymous_rows(rows: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; rows].join(", ")
 }
 
-/// Rows of `width` values per bulk statement: on SQLite as many as its limit on parameters in a
-/// statement allows (32,766); PostgreSQL as many as in its other statements (measured: 250,
-/// 500 and 1,000 rows within 5% of each other, 3,000 slower).
-pub fn bulk_chunk(backend: Backend, width: usize) -> usize {
-    match backend {
-        Backend::Sqlite => 30_000 / width.max(1),
-        Backend::Postgres => chunk_rows(backend),
-    }
-}
+/// Values in one bulk statement: under SQLite's limit of 32,766 parameters.
+pub const BULK_VALUES: usize = 30_000;
 
 /// Rows per multi-row statement. Measured: SQLite is fastest at 20 to 50 (sqlx binds SQLite
 /// parameters in time that grows with the statement), PostgreSQL keeps gaining up to about 500.
