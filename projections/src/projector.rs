@@ -5,8 +5,8 @@ use crate::state::{
 use easm_events::{Event, RecordedEvent};
 use easm_store::{
     anonymous_rows, chunk_rows, index_shadow, placeholders, swap_in, typed, value_rows,
-    AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog, InlineProjection, ReplayEvent, Row,
-    ShadowFiller, StoreError, Val, Write, APPENDS_LOCK, BULK_VALUES,
+    AnyConnection, AnyRow, Backend, BoxFuture, Db, EventLog, InlineProjection, LogSource,
+    ReplayEvent, Row, ShadowFiller, StoreError, Val, Write, APPENDS_LOCK, BULK_VALUES,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -876,9 +876,18 @@ impl Projector {
             replay.fold(r.position, r.chain_seq, (&r).into(), &r.event);
             Ok(())
         };
-        EventLog::each_event(self.db.backend(), &mut tx, fold).await?;
+        // PostgreSQL reads the log and fills the new tables on a connection of its own.
+        let mut filler = match self.db.backend() {
+            Backend::Postgres => Some(ShadowFiller::open(&self.db, READ_MODEL_TABLES).await?),
+            Backend::Sqlite => None,
+        };
+        let source = match &mut filler {
+            Some(filler) => LogSource::Postgres(filler.connection()),
+            None => LogSource::Sqlite(&mut tx),
+        };
+        EventLog::each_event(source, fold).await?;
         let count = replay.count;
-        replay.write_in(&mut tx, &self.db).await?;
+        replay.write_in(&mut tx, &self.db, filler).await?;
         tx.commit().await?;
         Ok(count)
     }
@@ -932,16 +941,25 @@ impl Replay {
     pub async fn write(self, target: &Db) -> Result<u64, StoreError> {
         let count = self.count;
         let mut tx = target.writer().begin().await?;
-        self.write_in(&mut tx, target).await?;
+        self.write_in(&mut tx, target, None).await?;
         tx.commit().await?;
         Ok(count)
     }
 
-    async fn write_in(self, conn: &mut AnyConnection, db: &Db) -> Result<(), StoreError> {
+    /// On PostgreSQL through `filler` if the caller opened one.
+    async fn write_in(
+        self,
+        conn: &mut AnyConnection,
+        db: &Db,
+        filler: Option<ShadowFiller>,
+    ) -> Result<(), StoreError> {
         match db.backend() {
             // Shadow tables filled by COPY, indexed, then swapped in (see `easm_store::swap_in`).
             Backend::Postgres => {
-                let mut filler = ShadowFiller::open(db, READ_MODEL_TABLES).await?;
+                let mut filler = match filler {
+                    Some(filler) => filler,
+                    None => ShadowFiller::open(db, READ_MODEL_TABLES).await?,
+                };
                 for rows in state_rows(&self.state) {
                     filler.fill(rows.table, &rows.columns, &rows.values).await?;
                 }

@@ -24,8 +24,8 @@ pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
 pub use log::{
-    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, ReplayEvent, StreamAppend,
-    POSITIONS_PER_TX,
+    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, LogSource, ReplayEvent,
+    StreamAppend, POSITIONS_PER_TX,
 };
 pub use secrets::WebhookSecrets;
 pub use shadow::{index_shadow, shadow_of, swap_in, Shadow, ShadowFiller};

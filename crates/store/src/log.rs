@@ -18,7 +18,7 @@ use easm_events::{
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, PgConnection, Row};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -115,6 +115,14 @@ pub struct EventLog {
     pub(crate) db: Db,
     /// Read models folded in every append; without them, `project_lagging` catches up later.
     pub(crate) projection: Option<Arc<dyn InlineProjection>>,
+}
+
+/// Where [`EventLog::each_event`] reads: on PostgreSQL a plain connection (it is read while the
+/// rebuild's own transaction holds appends out, so it sees the same log), on SQLite the
+/// rebuild's own.
+pub enum LogSource<'a> {
+    Postgres(&'a mut PgConnection),
+    Sqlite(&'a mut AnyConnection),
 }
 
 /// An event as a rebuild folds it: its place in the log and in its organization's chain, whose,
@@ -486,12 +494,12 @@ impl EventLog {
 
     /// Hand `f` every event of the log in global order, for a caller whose transaction
     /// holds every append out (a rebuild); returns how many there were. Read in batches, only the
-    /// columns folding needs. PostgreSQL streams each batch's rows, decoded as they arrive;
-    /// SQLite packs a batch into one JSON array (sqlx hands each SQLite row over between threads,
-    /// which cost more than reading it), and reads the next batch while this one is decoded.
+    /// columns folding needs. PostgreSQL streams each batch's rows, decoded as they arrive, on a
+    /// connection of its own (no conversion through sqlx's `Any` rows); SQLite packs a batch
+    /// into one JSON array (sqlx hands each SQLite row over between threads, which cost more than
+    /// reading it), and reads the next batch while this one is decoded.
     pub async fn each_event(
-        backend: Backend,
-        conn: &mut AnyConnection,
+        source: LogSource<'_>,
         mut f: impl FnMut(ReplayEvent) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         const BATCH: i64 = 20_000;
@@ -499,8 +507,8 @@ impl EventLog {
              event_type, schema_version, data FROM events WHERE position > $1 \
              ORDER BY position LIMIT $2";
         let mut n = 0;
-        match backend {
-            Backend::Postgres => {
+        match source {
+            LogSource::Postgres(conn) => {
                 let mut after = 0;
                 loop {
                     let mut rows = sqlx::query(NARROW)
@@ -525,7 +533,7 @@ impl EventLog {
                     }
                 }
             }
-            Backend::Sqlite => {
+            LogSource::Sqlite(conn) => {
                 let packed = format!(
                     "SELECT json_group_array(json_array(position, chain_seq, org_id, occurred_at, \
                      actor_id, event_type, schema_version, json(data)) ORDER BY position), \

@@ -45,6 +45,11 @@ impl ShadowFiller {
         Ok(ShadowFiller { conn })
     }
 
+    /// The connection, to read the log on while appends are held out.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
     /// Copy `values`, rows of `columns` (comma-separated, in order), into the shadow of `table`.
     pub async fn fill(
         &mut self,
