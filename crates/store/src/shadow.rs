@@ -6,7 +6,7 @@
 //! row by row. Readers keep the old tables until the swap; only the swap takes exclusive locks.
 
 use crate::{AnyConnection, Db, StoreError, Val};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection};
 
 const SUFFIX: &str = "__rebuild";
 
@@ -135,29 +135,23 @@ pub struct Shadow {
 /// all its rows) and fresh planner statistics. Touches nothing that readers use.
 pub async fn index_shadow(conn: &mut AnyConnection, table: &str) -> Result<Shadow, StoreError> {
     let shadow = shadow_of(table);
-    let keys: Vec<(String, String)> = sqlx::query(
+    let keys = definitions(
+        conn,
         "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
          WHERE conrelid = CAST($1 AS regclass) AND contype IN ('p', 'u', 'x') ORDER BY conname",
+        table,
     )
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-    .collect::<Result<_, sqlx::Error>>()?;
-    let indexes: Vec<(String, String)> = sqlx::query(
+    .await?;
+    let indexes = definitions(
+        conn,
         "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
          JOIN pg_class c ON c.oid = i.indexrelid \
          WHERE i.indrelid = CAST($1 AS regclass) \
          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
          ORDER BY c.relname",
+        table,
     )
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-    .collect::<Result<_, sqlx::Error>>()?;
+    .await?;
     let mut ddl = vec![];
     for (name, def) in &keys {
         ddl.push(format!(
@@ -176,6 +170,15 @@ pub async fn index_shadow(conn: &mut AnyConnection, table: &str) -> Result<Shado
         keys: keys.into_iter().map(|(name, _)| name).collect(),
         indexes: indexes.into_iter().map(|(name, _)| name).collect(),
     })
+}
+
+/// Names and definitions of `table`'s keys or indexes, as `sql` lists them from the catalog.
+async fn definitions(
+    conn: &mut AnyConnection,
+    sql: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(sqlx::query_as(sql).bind(table).fetch_all(conn).await?)
 }
 
 /// Put each shadow in its table's place under the table's names. The tables are locked all
