@@ -11,7 +11,7 @@ use easm_store::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// Tables a rebuild empties, children first.
+/// The read models' tables, which a rebuild refills.
 const READ_MODEL_TABLES: &[&str] = &[
     "rm_alerts",
     "rm_monitors",
@@ -873,7 +873,7 @@ impl Projector {
         sqlx::query(&hold).execute(&mut *tx).await?;
         let mut replay = Replay::default();
         let fold = |r: ReplayEvent| {
-            replay.fold(r.position, r.chain_seq, (&r).into(), &r.event);
+            replay.fold(r.chain_seq, (&r).into(), &r.event);
             Ok(())
         };
         // PostgreSQL reads the log and fills the new tables on a connection of its own.
@@ -908,7 +908,6 @@ impl InlineProjection for Projector {
 #[derive(Default)]
 pub struct Replay {
     state: ReadState,
-    last: i64,
     count: u64,
     /// Per organization, the last chain sequence folded.
     heads: BTreeMap<String, i64>,
@@ -916,13 +915,12 @@ pub struct Replay {
 
 impl Replay {
     pub fn apply(&mut self, r: &easm_events::RecordedEvent) -> Result<(), StoreError> {
-        self.fold(r.position, r.chain_seq, r.into(), &typed(r)?);
+        self.fold(r.chain_seq, r.into(), &typed(r)?);
         Ok(())
     }
 
-    fn fold(&mut self, position: i64, chain_seq: i64, origin: Origin<'_>, event: &Event) {
+    fn fold(&mut self, chain_seq: i64, origin: Origin<'_>, event: &Event) {
         self.state.fold(origin, event);
-        self.last = position;
         self.count += 1;
         match self.heads.get_mut(origin.org_id) {
             Some(seq) => *seq = chain_seq,
