@@ -39,6 +39,19 @@ struct Table {
     columns: &'static [&'static str],
 }
 
+impl Table {
+    /// The key and the other columns, comma-separated, in the order of a row's values.
+    fn column_list(&self) -> String {
+        format!("{}, {}", self.pk, self.columns.join(", "))
+    }
+}
+
+/// Append the values of a row (its key, then `vals`) to `values`.
+fn push_row<T>(values: &mut Vec<Val>, id: &str, row: &T, vals: fn(&T) -> Vec<Val>) {
+    values.push(Val::Text(id.to_string()));
+    values.extend(vals(row));
+}
+
 const ORGS: Table = Table {
     name: "rm_orgs",
     pk: "org_id",
@@ -558,9 +571,8 @@ async fn load<T>(
     let ids: Vec<&String> = ids.iter().collect();
     for chunk in ids.chunks(size) {
         let sql = format!(
-            "SELECT {}, {} FROM {} WHERE {} IN ({})",
-            table.pk,
-            table.columns.join(", "),
+            "SELECT {} FROM {} WHERE {} IN ({})",
+            table.column_list(),
             table.name,
             table.pk,
             placeholders(1, chunk.len())
@@ -609,16 +621,14 @@ fn writes<T>(
     for chunk in live.chunks(size) {
         let mut values = Vec::with_capacity(chunk.len() * width);
         for (id, row) in chunk {
-            values.push(Val::Text(id.to_string()));
-            values.extend(vals(row.as_ref().expect("live rows only")));
+            push_row(&mut values, id, row.as_ref().expect("live rows only"), vals);
         }
         out.push(Write {
             table: table.name,
             sql: format!(
-                "INSERT INTO {} ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+                "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
                 table.name,
-                table.pk,
-                table.columns.join(", "),
+                table.column_list(),
                 value_rows(chunk.len(), width, 1, ""),
                 table.pk,
                 updates.join(", ")
@@ -700,13 +710,12 @@ impl Rows {
         let mut values = vec![];
         for (id, row) in rows {
             if let Some(row) = row {
-                values.push(Val::Text(id.clone()));
-                values.extend(vals(row));
+                push_row(&mut values, id, row, vals);
             }
         }
         Rows {
             table: table.name,
-            columns: format!("{}, {}", table.pk, table.columns.join(", ")),
+            columns: table.column_list(),
             values,
         }
     }

@@ -6,7 +6,7 @@
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
-use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write};
+use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write, BULK_VALUES};
 use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -604,8 +604,6 @@ async fn insert_events(
     writes: &[Write],
 ) -> Result<(), sqlx::Error> {
     const WIDTH: usize = 20;
-    /// Values of one call: below SQLite's highest placeholder number (32,766).
-    const MAX_VALUES: usize = 30_000;
     let chunks: Vec<&[RecordedEvent]> = events.chunks(chunk_rows(backend)).collect();
     let Some((last, earlier)) = chunks.split_last() else {
         return Ok(());
@@ -628,7 +626,7 @@ async fn insert_events(
     let mut tables = BTreeSet::new();
     let mut fused = 0;
     for w in writes {
-        let fits = next + w.values.len() <= MAX_VALUES
+        let fits = next + w.values.len() <= BULK_VALUES
             && (backend == Backend::Sqlite || tables.insert(w.table));
         if !fits {
             break;

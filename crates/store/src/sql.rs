@@ -31,7 +31,7 @@ pub fn anonymous_rows(rows: usize, width: usize) -> String {
     vec![row; rows].join(", ")
 }
 
-/// Values in one bulk statement: under SQLite's limit of 32,766 parameters.
+/// Values in one statement or call at most: under SQLite's highest placeholder number (32,766).
 pub const BULK_VALUES: usize = 30_000;
 
 /// Rows per multi-row statement. Measured: SQLite is fastest at 20 to 50 (sqlx binds SQLite
