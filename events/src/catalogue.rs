@@ -218,190 +218,95 @@ pub const SUBSCRIBABLE: &[&str] = &[
     "audit.*",
 ];
 
-/// The closed set of events. Adding a variant is a minor contract change; changing a variant's
-/// fields incompatibly means a new schema version and an upcaster in `upcast.rs`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    OrgCreated(OrgCreated),
-    ApiKeyCreated(ApiKeyCreated),
-    ApiKeyRevoked(ApiKeyRevoked),
-    UserAdded(UserAdded),
-    UserRoleChanged(UserRoleChanged),
-    UserRemoved(UserRemoved),
-    GroupCreated(GroupCreated),
-    GroupRenamed(GroupRenamed),
-    GroupDeleted(GroupDeleted),
-    AssetAdded(AssetAdded),
-    AssetUpdated(AssetUpdated),
-    AssetRemoved(AssetRemoved),
-    WebhookCreated(WebhookCreated),
-    WebhookUpdated(WebhookUpdated),
-    WebhookDeleted(WebhookDeleted),
-    WebhookSecretRotated(WebhookSecretRotated),
-    EndpointDisabled(EndpointDisabled),
-    ScanRequested(ScanRequested),
-    ScanStarted(ScanStarted),
-    ScanProgressed(ScanProgressed),
-    ScanCompleted(ScanCompleted),
-    ScanFailed(ScanFailed),
-    ScanCancelled(ScanCancelled),
-    ScanDeleted(ScanDeleted),
-    FindingNew(FindingNew),
-    FindingRedetected(FindingRedetected),
-    FindingReopened(FindingReopened),
-    FindingResolved(FindingResolved),
-    FindingStatusChanged(FindingStatusChanged),
-    FindingUpdated(FindingUpdated),
-    AccessDenied(AccessDenied),
-    RiskChanged(RiskChanged),
-    MonitorCreated(MonitorCreated),
-    MonitorUpdated(MonitorUpdated),
-    MonitorDeleted(MonitorDeleted),
-    MonitorTriggered(MonitorTriggered),
-    AlertCreated(AlertCreated),
-    AlertAcknowledged(AlertAcknowledged),
-    AlertResolved(AlertResolved),
+/// Declares the closed set of events once: each variant with its type name and the schema
+/// version it is written at. From this one list come the enum, [`EVENT_TYPES`], each event's
+/// name, version and data, and decoding by name, so adding an event type is one line here (plus
+/// its struct, schema and upcasters).
+macro_rules! catalogue {
+    ($($variant:ident($name:literal, $version:literal)),* $(,)?) => {
+        /// The closed set of events. Adding a variant is a minor contract change; changing a
+        /// variant's fields incompatibly means a new schema version and an upcaster in
+        /// `upcast.rs`.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Event {
+            $($variant($variant),)*
+        }
+
+        /// `(type, current schema version)` of every event in the catalogue.
+        pub const EVENT_TYPES: &[(&str, i32)] = &[$(($name, $version),)*];
+
+        impl Event {
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => $name,)*
+                }
+            }
+
+            pub fn schema_version(&self) -> i32 {
+                match self {
+                    $(Event::$variant(_) => $version,)*
+                }
+            }
+
+            pub fn data(&self) -> serde_json::Value {
+                let v = match self {
+                    $(Event::$variant(e) => serde_json::to_value(e),)*
+                };
+                v.expect("catalogue structs always serialize")
+            }
+
+            /// The typed event of `event_type` from data in its current version.
+            pub(crate) fn build(
+                event_type: &str,
+                data: impl crate::upcast::Source,
+            ) -> Result<Event, crate::DecodeError> {
+                Ok(match event_type {
+                    $($name => Event::$variant(data.parse(event_type)?),)*
+                    other => return Err(crate::DecodeError::UnknownType(other.into())),
+                })
+            }
+        }
+    };
 }
 
-/// `(type, current schema version)` of every event in the catalogue.
-pub const EVENT_TYPES: &[(&str, i32)] = &[
-    ("org.created", 1),
-    ("api_key.created", 1),
-    ("api_key.revoked", 1),
-    ("user.added", 1),
-    ("user.role_changed", 1),
-    ("user.removed", 1),
-    ("group.created", 1),
-    ("group.renamed", 1),
-    ("group.deleted", 1),
-    ("asset.added", 2),
-    ("asset.updated", 1),
-    ("asset.removed", 1),
-    ("webhook.created", 1),
-    ("webhook.updated", 1),
-    ("webhook.deleted", 1),
-    ("webhook.secret_rotated", 1),
-    ("endpoint.disabled", 1),
-    ("scan.requested", 1),
-    ("scan.started", 1),
-    ("scan.progressed", 1),
-    ("scan.completed", 1),
-    ("scan.failed", 1),
-    ("scan.cancelled", 1),
-    ("scan.deleted", 1),
-    ("finding.new", 1),
-    ("finding.redetected", 1),
-    ("finding.reopened", 1),
-    ("finding.resolved", 1),
-    ("finding.status_changed", 1),
-    ("finding.updated", 1),
-    ("access.denied", 1),
-    ("risk.changed", 1),
-    ("monitor.created", 1),
-    ("monitor.updated", 1),
-    ("monitor.deleted", 1),
-    ("monitor.triggered", 1),
-    ("alert.created", 1),
-    ("alert.acknowledged", 1),
-    ("alert.resolved", 1),
-];
-
-impl Event {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Event::OrgCreated(_) => "org.created",
-            Event::ApiKeyCreated(_) => "api_key.created",
-            Event::ApiKeyRevoked(_) => "api_key.revoked",
-            Event::UserAdded(_) => "user.added",
-            Event::UserRoleChanged(_) => "user.role_changed",
-            Event::UserRemoved(_) => "user.removed",
-            Event::GroupCreated(_) => "group.created",
-            Event::GroupRenamed(_) => "group.renamed",
-            Event::GroupDeleted(_) => "group.deleted",
-            Event::AssetAdded(_) => "asset.added",
-            Event::AssetUpdated(_) => "asset.updated",
-            Event::AssetRemoved(_) => "asset.removed",
-            Event::WebhookCreated(_) => "webhook.created",
-            Event::WebhookUpdated(_) => "webhook.updated",
-            Event::WebhookDeleted(_) => "webhook.deleted",
-            Event::WebhookSecretRotated(_) => "webhook.secret_rotated",
-            Event::EndpointDisabled(_) => "endpoint.disabled",
-            Event::ScanRequested(_) => "scan.requested",
-            Event::ScanStarted(_) => "scan.started",
-            Event::ScanProgressed(_) => "scan.progressed",
-            Event::ScanCompleted(_) => "scan.completed",
-            Event::ScanFailed(_) => "scan.failed",
-            Event::ScanCancelled(_) => "scan.cancelled",
-            Event::ScanDeleted(_) => "scan.deleted",
-            Event::FindingNew(_) => "finding.new",
-            Event::FindingRedetected(_) => "finding.redetected",
-            Event::FindingReopened(_) => "finding.reopened",
-            Event::FindingResolved(_) => "finding.resolved",
-            Event::FindingStatusChanged(_) => "finding.status_changed",
-            Event::FindingUpdated(_) => "finding.updated",
-            Event::AccessDenied(_) => "access.denied",
-            Event::RiskChanged(_) => "risk.changed",
-            Event::MonitorCreated(_) => "monitor.created",
-            Event::MonitorUpdated(_) => "monitor.updated",
-            Event::MonitorDeleted(_) => "monitor.deleted",
-            Event::MonitorTriggered(_) => "monitor.triggered",
-            Event::AlertCreated(_) => "alert.created",
-            Event::AlertAcknowledged(_) => "alert.acknowledged",
-            Event::AlertResolved(_) => "alert.resolved",
-        }
-    }
-
-    pub fn schema_version(&self) -> i32 {
-        let ty = self.event_type();
-        EVENT_TYPES
-            .iter()
-            .find(|(t, _)| *t == ty)
-            .map(|(_, v)| *v)
-            .unwrap_or(1)
-    }
-
-    pub fn data(&self) -> serde_json::Value {
-        let v = match self {
-            Event::OrgCreated(e) => serde_json::to_value(e),
-            Event::ApiKeyCreated(e) => serde_json::to_value(e),
-            Event::ApiKeyRevoked(e) => serde_json::to_value(e),
-            Event::UserAdded(e) => serde_json::to_value(e),
-            Event::UserRoleChanged(e) => serde_json::to_value(e),
-            Event::UserRemoved(e) => serde_json::to_value(e),
-            Event::GroupCreated(e) => serde_json::to_value(e),
-            Event::GroupRenamed(e) => serde_json::to_value(e),
-            Event::GroupDeleted(e) => serde_json::to_value(e),
-            Event::AssetAdded(e) => serde_json::to_value(e),
-            Event::AssetUpdated(e) => serde_json::to_value(e),
-            Event::AssetRemoved(e) => serde_json::to_value(e),
-            Event::WebhookCreated(e) => serde_json::to_value(e),
-            Event::WebhookUpdated(e) => serde_json::to_value(e),
-            Event::WebhookDeleted(e) => serde_json::to_value(e),
-            Event::WebhookSecretRotated(e) => serde_json::to_value(e),
-            Event::EndpointDisabled(e) => serde_json::to_value(e),
-            Event::ScanRequested(e) => serde_json::to_value(e),
-            Event::ScanStarted(e) => serde_json::to_value(e),
-            Event::ScanProgressed(e) => serde_json::to_value(e),
-            Event::ScanCompleted(e) => serde_json::to_value(e),
-            Event::ScanFailed(e) => serde_json::to_value(e),
-            Event::ScanCancelled(e) => serde_json::to_value(e),
-            Event::ScanDeleted(e) => serde_json::to_value(e),
-            Event::FindingNew(e) => serde_json::to_value(e),
-            Event::FindingRedetected(e) => serde_json::to_value(e),
-            Event::FindingReopened(e) => serde_json::to_value(e),
-            Event::FindingResolved(e) => serde_json::to_value(e),
-            Event::FindingStatusChanged(e) => serde_json::to_value(e),
-            Event::FindingUpdated(e) => serde_json::to_value(e),
-            Event::AccessDenied(e) => serde_json::to_value(e),
-            Event::RiskChanged(e) => serde_json::to_value(e),
-            Event::MonitorCreated(e) => serde_json::to_value(e),
-            Event::MonitorUpdated(e) => serde_json::to_value(e),
-            Event::MonitorDeleted(e) => serde_json::to_value(e),
-            Event::MonitorTriggered(e) => serde_json::to_value(e),
-            Event::AlertCreated(e) => serde_json::to_value(e),
-            Event::AlertAcknowledged(e) => serde_json::to_value(e),
-            Event::AlertResolved(e) => serde_json::to_value(e),
-        };
-        v.expect("catalogue structs always serialize")
-    }
+catalogue! {
+    OrgCreated("org.created", 1),
+    ApiKeyCreated("api_key.created", 1),
+    ApiKeyRevoked("api_key.revoked", 1),
+    UserAdded("user.added", 1),
+    UserRoleChanged("user.role_changed", 1),
+    UserRemoved("user.removed", 1),
+    GroupCreated("group.created", 1),
+    GroupRenamed("group.renamed", 1),
+    GroupDeleted("group.deleted", 1),
+    AssetAdded("asset.added", 2),
+    AssetUpdated("asset.updated", 1),
+    AssetRemoved("asset.removed", 1),
+    WebhookCreated("webhook.created", 1),
+    WebhookUpdated("webhook.updated", 1),
+    WebhookDeleted("webhook.deleted", 1),
+    WebhookSecretRotated("webhook.secret_rotated", 1),
+    EndpointDisabled("endpoint.disabled", 1),
+    ScanRequested("scan.requested", 1),
+    ScanStarted("scan.started", 1),
+    ScanProgressed("scan.progressed", 1),
+    ScanCompleted("scan.completed", 1),
+    ScanFailed("scan.failed", 1),
+    ScanCancelled("scan.cancelled", 1),
+    ScanDeleted("scan.deleted", 1),
+    FindingNew("finding.new", 1),
+    FindingRedetected("finding.redetected", 1),
+    FindingReopened("finding.reopened", 1),
+    FindingResolved("finding.resolved", 1),
+    FindingStatusChanged("finding.status_changed", 1),
+    FindingUpdated("finding.updated", 1),
+    AccessDenied("access.denied", 1),
+    RiskChanged("risk.changed", 1),
+    MonitorCreated("monitor.created", 1),
+    MonitorUpdated("monitor.updated", 1),
+    MonitorDeleted("monitor.deleted", 1),
+    MonitorTriggered("monitor.triggered", 1),
+    AlertCreated("alert.created", 1),
+    AlertAcknowledged("alert.acknowledged", 1),
+    AlertResolved("alert.resolved", 1),
 }

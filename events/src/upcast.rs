@@ -59,9 +59,9 @@ fn upcast(event_type: &str, version: i32, data: Value) -> Result<Value, DecodeEr
 /// the stored JSON; only old ones are copied to be upcast.
 pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, DecodeError> {
     if EVENT_TYPES.contains(&(event_type, version)) {
-        build(event_type, data)
+        Event::build(event_type, data)
     } else {
-        build(event_type, &upcast(event_type, version, data.clone())?)
+        Event::build(event_type, &upcast(event_type, version, data.clone())?)
     }
 }
 
@@ -69,7 +69,7 @@ pub fn decode(event_type: &str, version: i32, data: &Value) -> Result<Event, Dec
 /// current (a rebuild decodes every event of the log).
 pub fn decode_str(event_type: &str, version: i32, data: &str) -> Result<Event, DecodeError> {
     if EVENT_TYPES.contains(&(event_type, version)) {
-        build(event_type, data)
+        Event::build(event_type, data)
     } else {
         let tree: Value = serde_json::from_str(data)
             .map_err(|e| DecodeError::Invalid(event_type.into(), e.to_string()))?;
@@ -78,7 +78,7 @@ pub fn decode_str(event_type: &str, version: i32, data: &str) -> Result<Event, D
 }
 
 /// Stored event data, as a JSON tree or as its text.
-trait Source {
+pub(crate) trait Source {
     fn parse<T: serde::de::DeserializeOwned>(&self, event_type: &str) -> Result<T, DecodeError>;
 }
 
@@ -93,52 +93,6 @@ impl Source for &str {
         serde_json::from_str(self)
             .map_err(|e| DecodeError::Invalid(event_type.into(), e.to_string()))
     }
-}
-
-/// The typed event of `event_type` from data in its current version.
-fn build(event_type: &str, data: impl Source) -> Result<Event, DecodeError> {
-    Ok(match event_type {
-        "org.created" => Event::OrgCreated(data.parse(event_type)?),
-        "api_key.created" => Event::ApiKeyCreated(data.parse(event_type)?),
-        "api_key.revoked" => Event::ApiKeyRevoked(data.parse(event_type)?),
-        "user.added" => Event::UserAdded(data.parse(event_type)?),
-        "user.role_changed" => Event::UserRoleChanged(data.parse(event_type)?),
-        "user.removed" => Event::UserRemoved(data.parse(event_type)?),
-        "group.created" => Event::GroupCreated(data.parse(event_type)?),
-        "group.renamed" => Event::GroupRenamed(data.parse(event_type)?),
-        "group.deleted" => Event::GroupDeleted(data.parse(event_type)?),
-        "asset.added" => Event::AssetAdded(data.parse(event_type)?),
-        "asset.updated" => Event::AssetUpdated(data.parse(event_type)?),
-        "asset.removed" => Event::AssetRemoved(data.parse(event_type)?),
-        "webhook.created" => Event::WebhookCreated(data.parse(event_type)?),
-        "webhook.updated" => Event::WebhookUpdated(data.parse(event_type)?),
-        "webhook.deleted" => Event::WebhookDeleted(data.parse(event_type)?),
-        "webhook.secret_rotated" => Event::WebhookSecretRotated(data.parse(event_type)?),
-        "endpoint.disabled" => Event::EndpointDisabled(data.parse(event_type)?),
-        "access.denied" => Event::AccessDenied(data.parse(event_type)?),
-        "risk.changed" => Event::RiskChanged(data.parse(event_type)?),
-        "scan.requested" => Event::ScanRequested(data.parse(event_type)?),
-        "scan.started" => Event::ScanStarted(data.parse(event_type)?),
-        "scan.progressed" => Event::ScanProgressed(data.parse(event_type)?),
-        "scan.completed" => Event::ScanCompleted(data.parse(event_type)?),
-        "scan.failed" => Event::ScanFailed(data.parse(event_type)?),
-        "scan.cancelled" => Event::ScanCancelled(data.parse(event_type)?),
-        "scan.deleted" => Event::ScanDeleted(data.parse(event_type)?),
-        "finding.new" => Event::FindingNew(data.parse(event_type)?),
-        "finding.redetected" => Event::FindingRedetected(data.parse(event_type)?),
-        "finding.reopened" => Event::FindingReopened(data.parse(event_type)?),
-        "finding.resolved" => Event::FindingResolved(data.parse(event_type)?),
-        "finding.status_changed" => Event::FindingStatusChanged(data.parse(event_type)?),
-        "finding.updated" => Event::FindingUpdated(data.parse(event_type)?),
-        "monitor.created" => Event::MonitorCreated(data.parse(event_type)?),
-        "monitor.updated" => Event::MonitorUpdated(data.parse(event_type)?),
-        "monitor.deleted" => Event::MonitorDeleted(data.parse(event_type)?),
-        "monitor.triggered" => Event::MonitorTriggered(data.parse(event_type)?),
-        "alert.created" => Event::AlertCreated(data.parse(event_type)?),
-        "alert.acknowledged" => Event::AlertAcknowledged(data.parse(event_type)?),
-        "alert.resolved" => Event::AlertResolved(data.parse(event_type)?),
-        other => return Err(DecodeError::UnknownType(other.into())),
-    })
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ impl Setup {
         let store = TestStore::new(b).await;
         let db = Db::connect(&store.config).await.unwrap();
         let (org, key) = AppState::new(db.clone())
-            .service
+            .commands
             .create_org(&system_meta(), "Deliveries", Plan::Enterprise)
             .await
             .unwrap();
@@ -522,7 +522,7 @@ async fn two_processes_deliver_each_message_once(b: Backend, nats: bool) {
     // (relay and fan-out leases move over to it).
     s.server.take().unwrap().kill();
     let db = Db::connect(&s.store.config).await.unwrap();
-    let service = AppState::new(db.clone()).service;
+    let service = AppState::new(db.clone()).commands;
     let group = service
         .create_group(&system_meta(), &s.org, "written while only deliver runs")
         .await
@@ -718,7 +718,7 @@ async fn the_audit_webhook_forwards_every_accepted_command(b: Backend, nats: boo
 
     // Owner only, and only on plans with the audit log.
     let db = Db::connect(&s.store.config).await.unwrap();
-    let service = AppState::new(db.clone()).service;
+    let service = AppState::new(db.clone()).commands;
     let admin = service
         .create_key(
             &system_meta(),

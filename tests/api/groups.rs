@@ -111,7 +111,7 @@ async fn adding_to_a_group_sees_its_renames_and_deletion_at_once(b: Backend) {
     let g = app.group(&key, "Edge").await;
     let first = app.asset(&key, &g, "one.example.com", "subdomain").await;
     let db = easm_store::Db::connect(&app.store.config).await.unwrap();
-    let other = easm_api::AppState::new(db).service;
+    let other = easm_api::AppState::new(db).commands;
     let meta = crate::helpers::system_meta();
     other
         .rename_group(&meta, &org, &g, "Perimeter")

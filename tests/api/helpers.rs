@@ -212,7 +212,7 @@ impl TestApp {
     pub async fn org(&self, plan: Plan) -> (String, String) {
         let (id, key) = self
             .state
-            .service
+            .commands
             .create_org(&system_meta(), "Test org", plan)
             .await
             .unwrap();
@@ -221,7 +221,7 @@ impl TestApp {
 
     pub async fn key(&self, org: &str, role: easm_domain::Role) -> String {
         self.state
-            .service
+            .commands
             .create_key(&system_meta(), org, Some(role), "test key", None)
             .await
             .unwrap()

@@ -168,7 +168,7 @@ async fn members_are_managed_from_the_cli_and_cap_their_keys(b: Backend) {
         "{}",
         changed.body
     );
-    let rows = app.state.service.read().dump().await.unwrap();
-    app.state.service.projector().rebuild().await.unwrap();
-    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+    let rows = app.state.read().dump().await.unwrap();
+    app.state.commands.projector().rebuild().await.unwrap();
+    assert_eq!(app.state.read().dump().await.unwrap(), rows);
 }

@@ -198,10 +198,10 @@ async fn monitors_are_validated_limited_by_plan_and_run_by_hand(b: Backend) {
     assert_eq!(ack.status, StatusCode::NOT_FOUND);
 
     // The read models rebuild from the log to the same rows.
-    let rows = app.state.service.read().dump().await.unwrap();
+    let rows = app.state.read().dump().await.unwrap();
     assert!(rows.iter().any(|r| r.starts_with("rm_monitors|")));
-    app.state.service.projector().rebuild().await.unwrap();
-    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+    app.state.commands.projector().rebuild().await.unwrap();
+    assert_eq!(app.state.read().dump().await.unwrap(), rows);
 }
 
 /// The monitor's record once `done` holds of it.

@@ -123,7 +123,7 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
     for p in &paths {
         before.push(app.get(&key, p).await.body);
     }
-    let rows_before = app.state.service.read().dump().await.unwrap();
+    let rows_before = app.state.read().dump().await.unwrap();
 
     // Wipe by hand first, so the rebuild has to do the work.
     for t in ["rm_asset_tags", "rm_assets", "rm_groups"] {
@@ -132,9 +132,9 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
             .await
             .unwrap();
     }
-    let applied = app.state.service.projector().rebuild().await.unwrap();
+    let applied = app.state.commands.projector().rebuild().await.unwrap();
     assert_eq!(applied as i64, app.event_count().await);
-    assert_eq!(app.state.service.read().dump().await.unwrap(), rows_before);
+    assert_eq!(app.state.read().dump().await.unwrap(), rows_before);
     for (p, b) in paths.iter().zip(&before) {
         assert_eq!(&app.get(&key, p).await.body, b, "{p}");
     }
@@ -220,10 +220,10 @@ async fn read_models_commit_with_concurrent_writes_and_catch_up_with_tools(b: Ba
         assert_eq!(summary.body["totalAssets"], 8, "{}", summary.body);
     }
 
-    let rows = app.state.service.read().dump().await.unwrap();
-    let applied = app.state.service.projector().rebuild().await.unwrap();
+    let rows = app.state.read().dump().await.unwrap();
+    let applied = app.state.commands.projector().rebuild().await.unwrap();
     assert_eq!(applied as i64, app.event_count().await);
-    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+    assert_eq!(app.state.read().dump().await.unwrap(), rows);
 }
 
 /// A rebuild holds appends out before either touches a row: commands that change the rows it
@@ -283,7 +283,7 @@ async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
         }));
     }
     for _ in 0..3 {
-        app.state.service.projector().rebuild().await.unwrap();
+        app.state.commands.projector().rebuild().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     for r in readers {
@@ -302,9 +302,9 @@ async fn rebuild_runs_while_commands_change_the_rows_it_rewrites(b: Backend) {
             "{statuses:?}"
         );
     }
-    let rows = app.state.service.read().dump().await.unwrap();
-    app.state.service.projector().rebuild().await.unwrap();
-    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+    let rows = app.state.read().dump().await.unwrap();
+    app.state.commands.projector().rebuild().await.unwrap();
+    assert_eq!(app.state.read().dump().await.unwrap(), rows);
 }
 
 /// The read models' tables, keys and indexes, as the database describes them.
@@ -342,7 +342,7 @@ async fn a_rebuild_leaves_the_read_models_with_their_keys_and_indexes(b: Backend
         before.iter().any(|s| s.contains("rm_assets_org")),
         "{before:?}"
     );
-    app.state.service.projector().rebuild().await.unwrap();
+    app.state.commands.projector().rebuild().await.unwrap();
     assert_eq!(schema(&app).await, before);
     let patched = app
         .patch(
@@ -393,10 +393,10 @@ async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
     }
     assert_eq!(total, 15_000);
     // Over 21,000 events: the rebuild reads the log in more than one batch.
-    let rows = app.state.service.read().dump().await.unwrap();
-    let applied = app.state.service.projector().rebuild().await.unwrap();
+    let rows = app.state.read().dump().await.unwrap();
+    let applied = app.state.commands.projector().rebuild().await.unwrap();
     assert_eq!(applied as i64, app.event_count().await);
-    assert_eq!(app.state.service.read().dump().await.unwrap(), rows);
+    assert_eq!(app.state.read().dump().await.unwrap(), rows);
 }
 
 /// Groups appended the way a tool would: through a bare log, without read models, in one append.

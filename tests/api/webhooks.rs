@@ -59,7 +59,7 @@ async fn webhook_endpoints_are_managed_with_secrets_shown_once(b: Backend) {
     let new_secret = rotated.body["secret"].as_str().unwrap().to_string();
     assert_ne!(new_secret, secret);
     assert!(rotated.body["secretRotatedAt"].is_string());
-    let active = app.state.service.secrets().active(&id).await.unwrap();
+    let active = app.state.commands.secrets().active(&id).await.unwrap();
     assert_eq!(
         active,
         vec![new_secret.clone(), secret.clone()],
@@ -113,9 +113,9 @@ async fn webhook_endpoints_are_managed_with_secrets_shown_once(b: Backend) {
     );
 
     // The read model rebuilds to the same rows.
-    let before = app.state.service.read().dump().await.unwrap();
-    app.state.service.projector().rebuild().await.unwrap();
-    assert_eq!(app.state.service.read().dump().await.unwrap(), before);
+    let before = app.state.read().dump().await.unwrap();
+    app.state.commands.projector().rebuild().await.unwrap();
+    assert_eq!(app.state.read().dump().await.unwrap(), before);
 
     assert_eq!(
         app.delete(&key, &format!("/api/webhooks/{id}"))
@@ -129,7 +129,7 @@ async fn webhook_endpoints_are_managed_with_secrets_shown_once(b: Backend) {
     );
     assert!(app
         .state
-        .service
+        .commands
         .secrets()
         .active(&id)
         .await

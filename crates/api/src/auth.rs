@@ -1,12 +1,12 @@
 //! API-key authentication, per-key rate limiting and request ids.
 
 use crate::error::{ApiError, ApiResult};
-use crate::service::hash_key;
 use crate::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use easm_app::hash_key;
 use easm_domain::{Permission, Plan, Role};
 use easm_events::{Actor, ActorKind, EventMeta};
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(crate::service::new_id);
+        .unwrap_or_else(easm_app::new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -117,7 +117,7 @@ async fn record_denial(
         reason,
     };
     if let Err(e) = app
-        .service
+        .commands
         .record_denial(&caller.meta(), &caller.org_id, denied)
         .await
     {
@@ -156,7 +156,6 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             }
             if rate.touch {
                 if let Err(e) = app
-                    .service
                     .read()
                     .touch_key(&caller.key_id, easm_store::now_micros())
                     .await
@@ -201,7 +200,7 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
         return Err(ApiError::unauthorized("invalid or expired API key").into());
     }
     let hash = hash_key(&secret);
-    let read = app.service.read();
+    let read = app.read();
     let store = |e: easm_store::StoreError| Refused::from(ApiError::from(e));
     let found = read.key_by_hash(&hash).await.map_err(store)?;
     let invalid = || ApiError::unauthorized("invalid or expired API key");

@@ -1,9 +1,9 @@
 //! The API's one error type, mapped to HTTP once: `{"error": "...", "code": "..."}` plus, where
 //! it helps, the offending `field`, the `existingId` of a duplicate, or per-item `items`.
 
-use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use easm_app::CommandError;
 use easm_domain::{DomainError, ItemError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -131,12 +131,12 @@ impl From<DomainError> for ApiError {
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
         match e {
-            ServiceError::Domain(d) => d.into(),
-            ServiceError::Store(s) => s.into(),
-            e @ ServiceError::Contention(_) => ApiError::new(
+            CommandError::Domain(d) => d.into(),
+            CommandError::Store(s) => s.into(),
+            e @ CommandError::Contention(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "CONCURRENT_MODIFICATION",
                 e.to_string(),

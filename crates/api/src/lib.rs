@@ -7,21 +7,20 @@ pub mod error;
 mod extract;
 mod idempotency;
 mod routes;
-pub mod service;
 pub mod snapshot;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{middleware, Json, Router};
-use easm_projections::Projector;
-use easm_store::{Db, DeliveryQueue, IdempotencyStore};
+use easm_app::App;
+use easm_projections::ReadModels;
+use easm_store::{Db, DeliveryQueue, EventLog, IdempotencyStore};
 use error::ApiError;
 use routes::{
     assets, audit, audit_webhook, deliveries, findings, groups, health, keys, monitors, org, scans,
     webhooks,
 };
-use service::Service;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -32,7 +31,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub service: Service,
+    /// The command side: every change goes through it.
+    pub commands: App,
     pub idempotency: IdempotencyStore,
     /// `EASM_WEBHOOK_ALLOW_PRIVATE`: allow http and private addresses as webhook targets.
     pub webhook_allow_private: bool,
@@ -46,9 +46,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db) -> Self {
-        let projector = Arc::new(Projector::new(db.clone()));
         AppState {
-            service: Service::new(db.clone(), projector),
+            commands: App::new(db.clone()),
             idempotency: IdempotencyStore::new(db.clone()),
             webhook_allow_private: false,
             deliveries: DeliveryQueue::new(db.clone()),
@@ -57,6 +56,14 @@ impl AppState {
             limiter: Arc::default(),
             db,
         }
+    }
+
+    pub fn read(&self) -> &ReadModels {
+        self.commands.read()
+    }
+
+    pub fn log(&self) -> &EventLog {
+        self.commands.log()
     }
 }
 
@@ -213,7 +220,7 @@ pub fn router(state: AppState) -> Router {
 /// them; every append through the service folds its own. An idle poll is one read of the chain
 /// heads.
 pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let projector = state.service.projector().clone();
+    let projector = state.commands.projector().clone();
     tokio::spawn(async move {
         loop {
             if let Err(e) = projector.catch_up().await {

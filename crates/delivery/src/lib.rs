@@ -14,4 +14,4 @@ pub use schedule::{
 };
 pub use sender::{Sender, Signed, USER_AGENT};
 pub use signature::{sign, SignError};
-pub use worker::{DeliveryConfig, DisableEndpoint, Handoff, Worker};
+pub use worker::{DeliveryConfig, Handoff, Worker};

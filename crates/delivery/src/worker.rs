@@ -7,6 +7,8 @@
 
 use crate::sender::{Sender, Signed};
 use crate::{classify, sign, RetrySchedule, Verdict};
+use easm_app::{new_id, App};
+use easm_events::{Actor, EventMeta};
 use easm_projections::ReadModels;
 use easm_store::{
     now_micros, Attempt, Db, DeliveryQueue, DueDelivery, Finished, NextStep, StoreError,
@@ -14,7 +16,6 @@ use easm_store::{
 };
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
@@ -74,12 +75,6 @@ type CachedEndpoint = (Instant, Option<Arc<Endpoint>>);
 /// mid-attempt only delays that delivery by this much.
 const CLAIM_TTL: Duration = Duration::from_secs(60);
 
-/// Disables an endpoint (appends `endpoint.disabled` through the command side, which lives in
-/// the API crate): called with the organization, the endpoint and since when it fails (epoch
-/// microseconds).
-pub type DisableEndpoint =
-    Arc<dyn Fn(String, String, i64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
 #[derive(Default)]
 struct Slots {
     in_flight: HashMap<String, usize>,
@@ -107,7 +102,7 @@ pub struct Worker {
     read: ReadModels,
     secrets: WebhookSecrets,
     sender: Sender,
-    disable: DisableEndpoint,
+    app: App,
     slots: Mutex<Slots>,
     /// Woken by local fan-out and by finished attempts.
     wake: Arc<Notify>,
@@ -120,10 +115,10 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
+        app: App,
         db: Db,
         config: DeliveryConfig,
         wake: Arc<Notify>,
-        disable: DisableEndpoint,
     ) -> Result<Arc<Worker>, reqwest::Error> {
         let (finished, recorder) = mpsc::unbounded_channel();
         let (handed, handed_in) = mpsc::unbounded_channel();
@@ -138,7 +133,7 @@ impl Worker {
             read: ReadModels::new(db.clone()),
             secrets: WebhookSecrets::new(db),
             config,
-            disable,
+            app,
             slots: Mutex::default(),
             wake,
         }))
@@ -231,7 +226,7 @@ impl Worker {
                                 .find(|f| f.delivery.webhook_id == webhook_id)
                                 .map(|f| f.delivery.org_id.clone())
                                 .unwrap_or_default();
-                            (self.disable)(org, webhook_id, since).await;
+                            self.disable(&org, &webhook_id, since).await;
                         }
                     }
                 }
@@ -239,6 +234,22 @@ impl Worker {
                     tracing::warn!(error = %e, attempts = batch.len(), "delivery outcomes not recorded; those deliveries are attempted again when their claims expire")
                 }
             }
+        }
+    }
+
+    /// Give up on an endpoint whose every attempt failed since `since` (epoch microseconds):
+    /// `endpoint.disabled`, as the system actor `delivery`. On failure the next failing batch
+    /// tries again.
+    async fn disable(&self, org_id: &str, webhook_id: &str, since: i64) {
+        let since = easm_events::format_timestamp(&easm_events::from_micros(since));
+        let meta = EventMeta::new(Actor::system_part("delivery"), new_id());
+        let reason = "every delivery attempt failed for the configured period";
+        if let Err(e) = self
+            .app
+            .disable_webhook(&meta, org_id, webhook_id, &since, reason)
+            .await
+        {
+            tracing::warn!(error = %e, webhook = %webhook_id, "could not disable a failing endpoint");
         }
     }
 

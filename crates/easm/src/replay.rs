@@ -3,8 +3,8 @@
 //! the live read models).
 
 use anyhow::{bail, Context, Result};
-use easm_api::service::Service;
 use easm_api::snapshot::{replay_into, replay_org, Until, PAGE};
+use easm_app::App;
 use easm_events::RecordedEvent;
 use easm_projections::ReadModels;
 use easm_store::Db;
@@ -32,7 +32,7 @@ pub struct ReplayArgs {
     out: PathBuf,
 }
 
-pub async fn replay(service: &Service, args: ReplayArgs) -> Result<()> {
+pub async fn replay(app: &App, args: ReplayArgs) -> Result<()> {
     let until = match (&args.until, args.until_position) {
         (Some(t), _) => Until::Time(
             chrono::DateTime::parse_from_rfc3339(t)
@@ -44,7 +44,7 @@ pub async fn replay(service: &Service, args: ReplayArgs) -> Result<()> {
     };
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let (db, events) = replay_org(service.log(), &args.org, until, &args.out, |n, total| {
+    let (db, events) = replay_org(app.log(), &args.org, until, &args.out, |n, total| {
         if tty {
             let done = (n * 40).checked_div(total).unwrap_or(40) as usize;
             let bar = format!("{}{}", "#".repeat(done), ".".repeat(40 - done.min(40)));
@@ -68,29 +68,25 @@ pub async fn replay(service: &Service, args: ReplayArgs) -> Result<()> {
 
 /// The events the live read models include (per organization, its chain up to `heads`),
 /// replayed into a shadow database at `path`; with the number of events replayed.
-async fn shadow(
-    service: &Service,
-    heads: &BTreeMap<String, i64>,
-    path: &Path,
-) -> Result<(Db, u64)> {
-    let log = service.log();
+async fn shadow(app: &App, heads: &BTreeMap<String, i64>, path: &Path) -> Result<(Db, u64)> {
+    let log = app.log();
     let pages = move |after| async move { log.read_all_after(after, PAGE).await };
     let included = |e: &RecordedEvent| heads.get(&e.org_id).is_some_and(|h| e.chain_seq <= *h);
     Ok(replay_into(path, pages, included, |_| {}).await?)
 }
 
 /// Compare the live read models with a replay of the log; true when they agree.
-pub async fn verify(service: &Service) -> Result<bool> {
+pub async fn verify(app: &App) -> Result<bool> {
     let path = std::env::temp_dir().join(format!("easm-verify-{}.db", std::process::id()));
     // The live models may move on while we read: compare at chain heads that held still, once
     // the replay has reached all of them (PostgreSQL reads stop at the oldest open transaction).
     for _ in 0..5 {
-        let heads = service.log().projected().await?;
-        let live = service.read().dump().await?;
-        if service.log().projected().await? != heads {
+        let heads = app.log().projected().await?;
+        let live = app.read().dump().await?;
+        if app.log().projected().await? != heads {
             continue;
         }
-        let (db, replayed) = shadow(service, &heads, &path).await?;
+        let (db, replayed) = shadow(app, &heads, &path).await?;
         if replayed != heads.values().sum::<i64>() as u64 {
             db.close().await;
             continue;

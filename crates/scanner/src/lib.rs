@@ -6,6 +6,7 @@ pub mod dns;
 pub mod http;
 pub mod ports;
 pub mod probe;
+pub mod scheduler;
 pub mod services;
 pub mod templates;
 pub mod tls;

@@ -7,8 +7,9 @@
 
 use crate::{scan, Progress, Report, ScanConfig};
 use async_nats::jetstream::{self, AckKind};
+use easm_app::{new_id, App, CommandError};
 use easm_bus::{ensure_stream, jetstream as connect, nats, BusConfig, BusError};
-use easm_events::RecordedEvent;
+use easm_events::{Actor, EventMeta, Observed, RecordedEvent};
 use easm_projections::ReadModels;
 use easm_store::{now_micros, Db, Lease};
 use std::collections::HashSet;
@@ -16,45 +17,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-
-/// A job as the command side hands it to a worker.
-pub struct JobSpec {
-    /// The host to scan, or why the asset cannot be scanned.
-    pub host: Result<String, String>,
-    pub profile: String,
-    pub ports: Option<Vec<u16>>,
-}
-
-/// What a worker needs from the command side (implemented over the service by the binary).
-pub trait JobHost: Send + Sync + 'static {
-    /// Take the job; None when there is nothing to run (ended, cancelled, deleted).
-    fn start(
-        &self,
-        org: &str,
-        job: &str,
-        worker: &str,
-    ) -> impl Future<Output = Result<Option<JobSpec>, String>> + Send;
-    /// Record progress; false once the job no longer runs.
-    fn progress(
-        &self,
-        org: &str,
-        job: &str,
-        progress: &Progress,
-    ) -> impl Future<Output = Result<bool, String>> + Send;
-    fn complete(
-        &self,
-        org: &str,
-        job: &str,
-        report: Report,
-        ports: Vec<u16>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
-    fn fail(
-        &self,
-        org: &str,
-        job: &str,
-        reason: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send;
-}
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -75,8 +37,8 @@ enum Outcome {
     Busy,
 }
 
-pub struct ScanWorker<H> {
-    host: Arc<H>,
+pub struct ScanWorker {
+    app: App,
     db: Db,
     read: ReadModels,
     config: WorkerConfig,
@@ -84,10 +46,10 @@ pub struct ScanWorker<H> {
     slots: Arc<Semaphore>,
 }
 
-impl<H: JobHost> ScanWorker<H> {
-    pub fn new(host: Arc<H>, db: Db, config: WorkerConfig) -> Arc<Self> {
+impl ScanWorker {
+    pub fn new(app: App, db: Db, config: WorkerConfig) -> Arc<Self> {
         Arc::new(ScanWorker {
-            host,
+            app,
             read: ReadModels::new(db.clone()),
             db,
             slots: Arc::new(Semaphore::new(config.jobs.max(1))),
@@ -275,16 +237,19 @@ impl<H: JobHost> ScanWorker<H> {
     }
 
     async fn scan_job(&self, org: &str, job: &str, lease: &Lease) -> Outcome {
-        let host = &self.host;
-        let spec = match host.start(org, job, &self.config.holder).await {
-            Ok(Some(spec)) => spec,
+        let started = self
+            .app
+            .start_scan(&scanner(), org, job, &self.config.holder)
+            .await;
+        let (spec, asset) = match started {
+            Ok(Some(started)) => started,
             Ok(None) => return Outcome::Done,
             Err(e) => {
                 tracing::warn!(error = %e, job = %job, "scan job could not start; will retry");
                 return Outcome::Busy;
             }
         };
-        let target = match spec.host {
+        let target = match easm_domain::scan_host(&asset.asset_type, &asset.value) {
             Ok(t) => t,
             Err(reason) => return self.fail(org, job, &reason).await,
         };
@@ -318,7 +283,8 @@ impl<H: JobHost> ScanWorker<H> {
                         continue;
                     }
                     last = (Instant::now(), p.stage);
-                    match host.progress(org, job, &p).await {
+                    let meta = scanner();
+                    match self.app.scan_progress(&meta, org, job, p.percent, p.stage).await {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::info!(job = %job, "scan job no longer runs; stopped");
@@ -330,7 +296,7 @@ impl<H: JobHost> ScanWorker<H> {
             }
         };
         match result {
-            Ok(report) => match host.complete(org, job, report, ports.clone()).await {
+            Ok(report) => match self.complete(org, job, report, &ports).await {
                 Ok(()) => {
                     tracing::info!(job = %job, "scan completed");
                     Outcome::Done
@@ -344,9 +310,27 @@ impl<H: JobHost> ScanWorker<H> {
         }
     }
 
+    async fn complete(
+        &self,
+        org: &str,
+        job: &str,
+        report: Report,
+        ports: &[u16],
+    ) -> Result<(), CommandError> {
+        let observed = Observed {
+            addresses: report.addresses.iter().map(|a| a.to_string()).collect(),
+            cnames: report.cnames,
+            ports_scanned: Some(report.ports_scanned as u32),
+            services: report.services,
+        };
+        self.app
+            .complete_scan(&scanner(), org, job, &report.detections, observed, ports)
+            .await
+    }
+
     async fn fail(&self, org: &str, job: &str, reason: &str) -> Outcome {
         tracing::info!(job = %job, reason = %reason, "scan failed");
-        match self.host.fail(org, job, reason).await {
+        match self.app.fail_scan(&scanner(), org, job, reason).await {
             Ok(()) => Outcome::Done,
             Err(e) => {
                 tracing::warn!(error = %e, job = %job, "scan failure not recorded; will retry");
@@ -354,4 +338,9 @@ impl<H: JobHost> ScanWorker<H> {
             }
         }
     }
+}
+
+/// Workers act on jobs as the system actor `scanner`.
+fn scanner() -> EventMeta {
+    EventMeta::new(Actor::system_part("scanner"), new_id())
 }

@@ -122,8 +122,7 @@ pub async fn list_assets(
 }
 
 async fn asset_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AssetView> {
-    app.service
-        .read()
+    app.read()
         .asset(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("asset"))
@@ -158,7 +157,7 @@ pub async fn update_asset(
         tags: body.tags,
         criticality: body.criticality,
     };
-    app.service
+    app.commands
         .update_asset(&c.meta(), &c.org_id, &id, &patch)
         .await?;
     Ok(Json(asset_view(&app, &c, &id).await?))
@@ -174,7 +173,7 @@ pub async fn delete_asset(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Write)?;
-    app.service.remove_asset(&c.meta(), &c.org_id, &id).await?;
+    app.commands.remove_asset(&c.meta(), &c.org_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -190,9 +189,8 @@ pub async fn asset_timeline(
 ) -> ApiResult<Json<Page<TimelineEntry>>> {
     c.require(Permission::Read)?;
     let p = q.resolve()?;
-    let stream = crate::service::asset_stream(&id);
+    let stream = easm_app::streams::asset_stream(&id);
     let (events, total) = app
-        .service
         .log()
         .stream_page(&c.org_id, &stream, (p.page - 1) * p.per_page, p.per_page)
         .await?;
@@ -244,11 +242,7 @@ pub async fn asset_risk(
 ) -> ApiResult<Json<AssetRisk>> {
     c.require(Permission::Read)?;
     asset_view(&app, &c, &id).await?;
-    let breakdown = app
-        .service
-        .read()
-        .unresolved_by_severity(&c.org_id, &id)
-        .await?;
+    let breakdown = app.read().unresolved_by_severity(&c.org_id, &id).await?;
     let (score, grade) = easm_domain::risk_score(&breakdown);
     Ok(Json(AssetRisk {
         asset_id: id,
@@ -282,7 +276,7 @@ pub async fn asset_coverage(
 ) -> ApiResult<Json<Vec<ProfileCoverage>>> {
     c.require(Permission::Read)?;
     asset_view(&app, &c, &id).await?;
-    let jobs = app.service.read().asset_scan_jobs(&c.org_id, &id).await?;
+    let jobs = app.read().asset_scan_jobs(&c.org_id, &id).await?;
     Ok(Json(
         easm_domain::PROFILES
             .iter()
@@ -338,7 +332,7 @@ pub async fn asset_health(
 ) -> ApiResult<Json<AssetHealth>> {
     c.require(Permission::Read)?;
     asset_view(&app, &c, &id).await?;
-    let jobs = app.service.read().asset_scan_jobs(&c.org_id, &id).await?;
+    let jobs = app.read().asset_scan_jobs(&c.org_id, &id).await?;
     let ended = |j: &&ScanJobView| j.finished_at.clone().unwrap_or_default();
     let completed = jobs
         .iter()
@@ -366,7 +360,7 @@ pub async fn asset_health(
     let Some(job) = completed else {
         return Ok(Json(health));
     };
-    if let Some(done) = app.service.observation(&c.org_id, &job.id).await? {
+    if let Some(done) = app.commands.observation(&c.org_id, &job.id).await? {
         let seen = done.observed;
         health.status = if seen.services.is_empty() {
             "down"

@@ -99,7 +99,6 @@ pub async fn events(
         .is_some_and(|v| v.contains("text/event-stream"));
     if !wants_stream {
         let events = app
-            .service
             .log()
             .org_after(&c.org_id, after, limit, &filter)
             .await?;
@@ -112,7 +111,7 @@ pub async fn events(
             ApiError::bad_request("Last-Event-ID", "Last-Event-ID: must be a position")
         })?;
     }
-    let log = app.service.log().clone();
+    let log = app.log().clone();
     let org = c.org_id.clone();
     // State: the cursor, and events read but not sent yet.
     let live = futures_util::stream::unfold(
@@ -175,7 +174,7 @@ pub async fn export(
         until: time("until", &q.until)?.zip(q.until.clone()),
     };
     let secret = audit_signing_secret(&app.db).await?;
-    let lines = export_lines(app.service.log().clone(), c.org_id.clone(), range, secret);
+    let lines = export_lines(app.log().clone(), c.org_id.clone(), range, secret);
     let body = futures_util::StreamExt::map(lines, |r| r.map_err(std::io::Error::other));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
@@ -368,11 +367,11 @@ pub async fn audit_log(
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
     };
-    let log = app.service.log();
+    let log = app.log();
     let (events, total) = log
         .audit_page(&c.org_id, &filter, (p.page - 1) * p.per_page, p.per_page)
         .await?;
-    let prefixes = app.service.read().key_prefixes(&c.org_id).await?;
+    let prefixes = app.read().key_prefixes(&c.org_id).await?;
     let mut items = Vec::with_capacity(events.len());
     for e in &events {
         let audit = easm_events::audit_payload(e);

@@ -78,7 +78,6 @@ async fn view(
     secret: Option<String>,
 ) -> ApiResult<AuditWebhookView> {
     let w = app
-        .service
         .read()
         .webhook(&c.org_id, id)
         .await?
@@ -86,7 +85,7 @@ async fn view(
     let secret = match secret {
         Some(s) => s,
         None => mask(
-            app.service
+            app.commands
                 .secrets()
                 .active(id)
                 .await?
@@ -132,9 +131,9 @@ pub async fn put_audit_webhook(
     if let Some(u) = &body.url {
         check_destination(u, app.webhook_allow_private).await?;
     }
-    let existed = app.service.read().webhook(&c.org_id, &id).await?.is_some();
+    let existed = app.read().webhook(&c.org_id, &id).await?.is_some();
     let secret = app
-        .service
+        .commands
         .put_audit_webhook(
             &c.meta(),
             &c.org_id,
@@ -161,7 +160,7 @@ pub async fn delete_audit_webhook(
     Extension(c): Extension<Caller>,
 ) -> ApiResult<StatusCode> {
     let id = allowed(&c)?;
-    app.service
+    app.commands
         .delete_webhook(&c.meta(), &c.org_id, &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)

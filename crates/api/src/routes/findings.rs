@@ -3,13 +3,13 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery};
-use crate::service::finding_stream;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::Response;
 use axum::{Extension, Json};
+use easm_app::streams::finding_stream;
 use easm_domain::{Permission, SEVERITIES, STATUSES};
 use easm_projections::read::{FindingFilter, FindingView, Page, PageRequest};
 use easm_projections::ReadModels;
@@ -128,8 +128,8 @@ pub(crate) async fn read_as_of(
     as_of: &Option<String>,
 ) -> ApiResult<ReadModels> {
     Ok(match time("asOf", as_of)? {
-        Some(at) => app.snapshots.at(app.service.log(), &c.org_id, at).await?,
-        None => app.service.read().clone(),
+        Some(at) => app.snapshots.at(app.log(), &c.org_id, at).await?,
+        None => app.read().clone(),
     })
 }
 
@@ -154,8 +154,7 @@ pub async fn list_findings(
 }
 
 async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<FindingView> {
-    app.service
-        .read()
+    app.read()
         .finding(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("finding"))
@@ -223,7 +222,6 @@ pub async fn get_finding(
     c.require(Permission::Read)?;
     let finding = view(&app, &c, &id).await?;
     let (events, _) = app
-        .service
         .log()
         .stream_page(&c.org_id, &finding_stream(&id), 0, i64::MAX)
         .await?;
@@ -245,7 +243,7 @@ pub async fn triage_finding(
     ApiJson(body): ApiJson<TriageBody>,
 ) -> ApiResult<Json<FindingView>> {
     c.require(Permission::Write)?;
-    app.service
+    app.commands
         .triage_finding(
             &c.meta(),
             &c.org_id,
@@ -298,7 +296,7 @@ pub async fn bulk_status(
         ));
     }
     let updated = app
-        .service
+        .commands
         .bulk_finding_status(
             &c.meta(),
             &c.org_id,
@@ -383,7 +381,7 @@ pub async fn export_findings(
         }
     };
     let filter = q.filter()?;
-    let read = app.service.read().clone();
+    let read = app.read().clone();
     let org = c.org_id.clone();
     // State: the next page to read, or None once the last one went out.
     let pages = futures_util::stream::unfold(Some(1i64), move |next| {

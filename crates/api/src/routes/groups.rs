@@ -27,8 +27,7 @@ pub struct BulkAssets {
 const MAX_BULK: usize = 1000;
 
 async fn group_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<GroupView> {
-    app.service
-        .read()
+    app.read()
         .group(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("group"))
@@ -44,9 +43,7 @@ pub async fn list_groups(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<GroupView>>> {
     c.require(Permission::Read)?;
-    Ok(Json(
-        app.service.read().groups(&c.org_id, q.resolve()?).await?,
-    ))
+    Ok(Json(app.read().groups(&c.org_id, q.resolve()?).await?))
 }
 
 /// Create an asset group.
@@ -60,7 +57,7 @@ pub async fn create_group(
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
     c.require(Permission::Write)?;
     let id = app
-        .service
+        .commands
         .create_group(&c.meta(), &c.org_id, &body.name)
         .await?;
     Ok((StatusCode::CREATED, Json(group_view(&app, &c, &id).await?)))
@@ -90,7 +87,7 @@ pub async fn rename_group(
     ApiJson(body): ApiJson<GroupName>,
 ) -> ApiResult<Json<GroupView>> {
     c.require(Permission::Write)?;
-    app.service
+    app.commands
         .rename_group(&c.meta(), &c.org_id, &id, &body.name)
         .await?;
     Ok(Json(group_view(&app, &c, &id).await?))
@@ -106,7 +103,7 @@ pub async fn delete_group(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
-    app.service.delete_group(&c.meta(), &c.org_id, &id).await?;
+    app.commands.delete_group(&c.meta(), &c.org_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,7 +117,7 @@ pub async fn group_summary(
     Path(id): Path<String>,
 ) -> ApiResult<Json<GroupSummary>> {
     c.require(Permission::Read)?;
-    let s = app.service.read().group_summary(&c.org_id, &id).await?;
+    let s = app.read().group_summary(&c.org_id, &id).await?;
     Ok(Json(s.ok_or_else(|| ApiError::not_found("group"))?))
 }
 
@@ -141,10 +138,7 @@ pub async fn group_assets(
         ..Default::default()
     };
     Ok(Json(
-        app.service
-            .read()
-            .assets(&c.org_id, &filter, q.resolve()?)
-            .await?,
+        app.read().assets(&c.org_id, &filter, q.resolve()?).await?,
     ))
 }
 
@@ -162,7 +156,7 @@ pub async fn add_asset(
 ) -> ApiResult<(StatusCode, Json<AssetView>)> {
     c.require(Permission::Write)?;
     let asset = app
-        .service
+        .commands
         .add_assets(&c.meta(), &c.org_id, c.plan, &id, &[body.into()])
         .await?
         .pop();
@@ -193,7 +187,7 @@ pub async fn add_assets_bulk(
     }
     let items: Vec<NewAsset> = body.assets.into_iter().map(Into::into).collect();
     let added = app
-        .service
+        .commands
         .add_assets(&c.meta(), &c.org_id, c.plan, &id, &items)
         .await?;
     Ok((

@@ -40,9 +40,7 @@ pub async fn list_keys(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<ApiKeyView>>> {
     c.require(Permission::Administer)?;
-    Ok(Json(
-        app.service.read().keys(&c.org_id, q.resolve()?).await?,
-    ))
+    Ok(Json(app.read().keys(&c.org_id, q.resolve()?).await?))
 }
 
 /// Create an API key. The answer holds the key once; only its hash is kept.
@@ -61,7 +59,7 @@ pub async fn create_key(
         ));
     }
     let key = app
-        .service
+        .commands
         .create_key(
             &c.meta(),
             &c.org_id,
@@ -91,6 +89,6 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
-    app.service.revoke_key(&c.meta(), &c.org_id, &id).await?;
+    app.commands.revoke_key(&c.meta(), &c.org_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use easm_app::AlertAction;
 use easm_domain::{MonitorScope, MonitorSpec, Permission, ALERT_STATUSES, SEVERITIES};
 use easm_projections::read::{AlertFilter, AlertView, MonitorView, Page};
 use serde::{Deserialize, Serialize};
@@ -44,16 +45,14 @@ impl MonitorBody {
 }
 
 async fn monitor_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<MonitorView> {
-    app.service
-        .read()
+    app.read()
         .monitor(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("monitor"))
 }
 
 async fn alert_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AlertView> {
-    app.service
-        .read()
+    app.read()
         .alert(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("alert"))
@@ -69,9 +68,7 @@ pub async fn list_monitors(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<MonitorView>>> {
     c.require(Permission::Read)?;
-    Ok(Json(
-        app.service.read().monitors(&c.org_id, q.resolve()?).await?,
-    ))
+    Ok(Json(app.read().monitors(&c.org_id, q.resolve()?).await?))
 }
 
 /// Create a monitor of an asset (`assetId`) or a group (`groupId`). Its first run is due at
@@ -96,7 +93,7 @@ pub async fn create_monitor(
         }
     };
     let id = app
-        .service
+        .commands
         .create_monitor(&c.meta(), &c.org_id, c.plan, scope, &body.spec())
         .await?;
     Ok((
@@ -134,7 +131,7 @@ pub async fn update_monitor(
             "assetId, groupId: cannot change; create another monitor",
         ));
     }
-    app.service
+    app.commands
         .update_monitor(&c.meta(), &c.org_id, &id, &body.spec())
         .await?;
     Ok(Json(monitor_view(&app, &c, &id).await?))
@@ -150,7 +147,7 @@ pub async fn delete_monitor(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Write)?;
-    app.service
+    app.commands
         .delete_monitor(&c.meta(), &c.org_id, &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -178,7 +175,7 @@ pub async fn run_monitor(
 ) -> ApiResult<(StatusCode, Json<MonitorRunView>)> {
     c.require(Permission::Write)?;
     let run = app
-        .service
+        .commands
         .run_monitor(&c.meta(), &c.org_id, c.plan, &id, true)
         .await?
         .unwrap_or_default();
@@ -242,9 +239,7 @@ pub async fn list_alerts(
         asset_id: q.asset_id.filter(|a| !a.is_empty()),
         alert_type: q.alert_type.filter(|t| !t.is_empty()),
     };
-    Ok(Json(
-        app.service.read().alerts(&c.org_id, &filter, p).await?,
-    ))
+    Ok(Json(app.read().alerts(&c.org_id, &filter, p).await?))
 }
 
 #[utoipa::path(get, path = "/api/monitors/alerts/{id}", tag = "monitors", params(("id" = String, Path)),
@@ -276,7 +271,7 @@ pub async fn acknowledge_alert(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<AlertActionBody>,
 ) -> ApiResult<Json<AlertView>> {
-    change_alert(&app, &c, &id, body, false).await
+    change_alert(&app, &c, &id, body, AlertAction::Acknowledge).await
 }
 
 /// Resolve an open or acknowledged alert; 409 once resolved.
@@ -290,7 +285,7 @@ pub async fn resolve_alert(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<AlertActionBody>,
 ) -> ApiResult<Json<AlertView>> {
-    change_alert(&app, &c, &id, body, true).await
+    change_alert(&app, &c, &id, body, AlertAction::Resolve).await
 }
 
 async fn change_alert(
@@ -298,18 +293,12 @@ async fn change_alert(
     c: &Caller,
     id: &str,
     body: AlertActionBody,
-    resolve: bool,
+    action: AlertAction,
 ) -> ApiResult<Json<AlertView>> {
     c.require(Permission::Write)?;
-    let (meta, notes) = (c.meta(), body.notes.as_deref());
-    if resolve {
-        app.service
-            .resolve_alert(&meta, &c.org_id, id, notes)
-            .await?;
-    } else {
-        app.service
-            .acknowledge_alert(&meta, &c.org_id, id, notes)
-            .await?;
-    }
+    let notes = body.notes.as_deref();
+    app.commands
+        .act_on_alert(&c.meta(), &c.org_id, id, action, notes)
+        .await?;
     Ok(Json(alert_view(app, c, id).await?))
 }

@@ -38,15 +38,13 @@ pub async fn get_org(
 ) -> ApiResult<Json<OrgInfo>> {
     c.require(Permission::Read)?;
     let org = app
-        .service
         .read()
         .org(&c.org_id)
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     let assets = app
-        .service
         .log()
-        .count_reservations(&c.org_id, crate::service::ASSET_VALUES)
+        .count_reservations(&c.org_id, easm_app::streams::ASSET_VALUES)
         .await?;
     Ok(Json(OrgInfo {
         id: org.id,
@@ -77,9 +75,7 @@ pub async fn list_members(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<UserView>>> {
     c.require(Permission::Administer)?;
-    Ok(Json(
-        app.service.read().users(&c.org_id, q.resolve()?).await?,
-    ))
+    Ok(Json(app.read().users(&c.org_id, q.resolve()?).await?))
 }
 
 /// Change a member's role: an account action, never callable with an API key.

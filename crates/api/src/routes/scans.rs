@@ -4,11 +4,11 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery};
 use crate::routes::findings::{self, FindingQuery};
-use crate::service::ScanRequest;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use easm_app::ScanRequest;
 use easm_domain::Permission;
 use easm_domain::{DomainError, NucleiReader, Parsed};
 use easm_events::Detection;
@@ -47,8 +47,7 @@ pub struct ScanJobQuery {
 }
 
 async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<ScanJobView> {
-    app.service
-        .read()
+    app.read()
         .scan_job(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("scan job"))
@@ -73,7 +72,7 @@ pub async fn create_scan_job(
         .profile
         .ok_or_else(|| ApiError::bad_request("profile", "profile: is required"))?;
     let id = app
-        .service
+        .commands
         .request_scan(
             &c.meta(),
             &c.org_id,
@@ -105,9 +104,7 @@ pub async fn list_scan_jobs(
         asset_id: q.asset_id,
         profile: q.profile,
     };
-    Ok(Json(
-        app.service.read().scan_jobs(&c.org_id, &filter, p).await?,
-    ))
+    Ok(Json(app.read().scan_jobs(&c.org_id, &filter, p).await?))
 }
 
 /// One scan job: status, progress, times, counts by severity, the error if it failed.
@@ -134,7 +131,7 @@ pub async fn rerun_scan_job(
 ) -> ApiResult<(StatusCode, Json<ScanJobView>)> {
     c.require(Permission::Write)?;
     let new = app
-        .service
+        .commands
         .rerun_scan(&c.meta(), &c.org_id, c.plan, &id)
         .await?;
     Ok((StatusCode::CREATED, Json(view(&app, &c, &new).await?)))
@@ -150,7 +147,7 @@ pub async fn cancel_scan_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ScanJobView>> {
     c.require(Permission::Write)?;
-    app.service.cancel_scan(&c.meta(), &c.org_id, &id).await?;
+    app.commands.cancel_scan(&c.meta(), &c.org_id, &id).await?;
     Ok(Json(view(&app, &c, &id).await?))
 }
 
@@ -164,7 +161,7 @@ pub async fn delete_scan_job(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
-    app.service.delete_scan(&c.meta(), &c.org_id, &id).await?;
+    app.commands.delete_scan(&c.meta(), &c.org_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,7 +207,7 @@ pub async fn import_results(
 ) -> ApiResult<Json<ImportReport>> {
     use futures_util::StreamExt;
     c.require(Permission::Write)?;
-    if app.service.read().scan_job(&c.org_id, &id).await?.is_none() {
+    if app.read().scan_job(&c.org_id, &id).await?.is_none() {
         return Err(DomainError::NotFound {
             resource: "scan job",
         }
@@ -263,7 +260,7 @@ async fn record(
     report: &mut ImportReport,
 ) -> ApiResult<()> {
     let outcome = app
-        .service
+        .commands
         .import_results(&c.meta(), &c.org_id, id, batch)
         .await?;
     report.imported += batch.len();

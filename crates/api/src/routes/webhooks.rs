@@ -92,8 +92,7 @@ pub async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> 
 /// `/api/settings/audit-webhook` only.
 pub async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<WebhookView> {
     regular(id)?;
-    app.service
-        .read()
+    app.read()
         .webhook(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))
@@ -117,9 +116,7 @@ pub async fn list_webhooks(
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<WebhookView>>> {
     c.require(Permission::Administer)?;
-    Ok(Json(
-        app.service.read().webhooks(&c.org_id, q.resolve()?).await?,
-    ))
+    Ok(Json(app.read().webhooks(&c.org_id, q.resolve()?).await?))
 }
 
 /// Create a webhook endpoint. The answer holds the signing secret once, in `secret`.
@@ -136,7 +133,7 @@ pub async fn create_webhook(
         check_destination(u, app.webhook_allow_private).await?;
     }
     let (id, secret) = app
-        .service
+        .commands
         .create_webhook(
             &c.meta(),
             &c.org_id,
@@ -179,7 +176,7 @@ pub async fn update_webhook(
     if let Some(u) = &body.url {
         check_destination(u, app.webhook_allow_private).await?;
     }
-    app.service
+    app.commands
         .update_webhook(
             &c.meta(),
             &c.org_id,
@@ -202,7 +199,7 @@ pub async fn delete_webhook(
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
     regular(&id)?;
-    app.service
+    app.commands
         .delete_webhook(&c.meta(), &c.org_id, &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -220,7 +217,7 @@ pub async fn rotate_secret(
     c.require(Permission::Administer)?;
     regular(&id)?;
     let secret = app
-        .service
+        .commands
         .rotate_webhook_secret(&c.meta(), &c.org_id, &id)
         .await?;
     Ok(Json(WebhookWithSecret {

@@ -1,27 +1,14 @@
-//! Monitors and alerts on the command side: monitors request scans on their schedule (or by
-//! hand); a completed scan of a monitored asset records its alerts in the same append that
-//! completes it, so no change seen is lost between the two.
+//! Monitors: recurring scans of an asset or a group (the plan's scheduled scans), run by the
+//! scheduler when due or by hand; each run is recorded with the jobs it requested and the assets
+//! it skipped.
 
-use super::{
-    asset_stream, group_stream, new_id, scan_stream, Decision, ScanRequest, Service, ServiceError,
-};
-use easm_domain::{
-    changes, Alert, Asset, DomainError, Group, Monitor, MonitorScope, MonitorSpec, Plan, ScanJob,
-};
-use easm_events::{EventMeta, Observed, ScanCompleted, SkippedAsset};
+use crate::execute::Decision;
+use crate::streams::{asset_stream, group_stream, monitor_stream, MONITORS};
+use crate::{new_id, App, CommandError, ScanRequest};
+use easm_domain::{Asset, DomainError, Group, Monitor, MonitorScope, MonitorSpec, Plan};
+use easm_events::{EventMeta, SkippedAsset};
 use easm_projections::read::{AssetFilter, AssetView, PageRequest};
-use easm_store::{Constraint, StreamAppend};
-
-pub fn monitor_stream(id: &str) -> String {
-    format!("monitor-{id}")
-}
-
-pub fn alert_stream(id: &str) -> String {
-    format!("alert-{id}")
-}
-
-/// Reservation scope of the organization's monitors, counted for the plan's scheduled scans.
-const MONITORS: &str = "monitors";
+use easm_store::Constraint;
 
 /// What one run of a monitor did.
 #[derive(Debug, Default)]
@@ -30,7 +17,7 @@ pub struct MonitorRun {
     pub skipped: Vec<SkippedAsset>,
 }
 
-impl Service {
+impl App {
     /// A monitor of a live asset or an existing group; each one counts against the plan's
     /// scheduled scans (402).
     pub async fn create_monitor(
@@ -40,7 +27,7 @@ impl Service {
         plan: Plan,
         scope: MonitorScope,
         spec: &MonitorSpec<'_>,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<String, CommandError> {
         let id = new_id();
         let events = Monitor::create(&id, scope.clone(), spec)?;
         let limit = plan.limits().scheduled_scans;
@@ -104,11 +91,12 @@ impl Service {
         org_id: &str,
         id: &str,
         spec: &MonitorSpec<'_>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, monitor_stream(id), |m: &Monitor| {
             m.update(spec)
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Its alerts stay; its slot of the plan is freed.
@@ -117,7 +105,7 @@ impl Service {
         meta: &EventMeta,
         org_id: &str,
         id: &str,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), CommandError> {
         let stream = monitor_stream(id);
         self.execute(org_id, meta, || async {
             let (v, m) = self.load::<Monitor>(org_id, &stream).await?;
@@ -143,7 +131,7 @@ impl Service {
         plan: Plan,
         id: &str,
         manual: bool,
-    ) -> Result<Option<MonitorRun>, ServiceError> {
+    ) -> Result<Option<MonitorRun>, CommandError> {
         let stream = monitor_stream(id);
         let (_, monitor) = self.load::<Monitor>(org_id, &stream).await?;
         monitor.require()?;
@@ -180,12 +168,12 @@ impl Service {
             };
             match self.request_scan(meta, org_id, plan, &req).await {
                 Ok(job) => run.scan_job_ids.push(job),
-                Err(ServiceError::Domain(e)) => run.skipped.push(skip(e.to_string())),
+                Err(CommandError::Domain(e)) => run.skipped.push(skip(e.to_string())),
                 Err(e) => return Err(e),
             }
         }
         let recorded = self
-            .recorded_on_stream(org_id, meta, stream, |m: &Monitor| {
+            .on_stream(org_id, meta, stream, |m: &Monitor| {
                 m.trigger(now, manual, run.scan_job_ids.clone(), run.skipped.clone())
             })
             .await?;
@@ -197,7 +185,7 @@ impl Service {
         &self,
         org_id: &str,
         monitor: &Monitor,
-    ) -> Result<Vec<AssetView>, ServiceError> {
+    ) -> Result<Vec<AssetView>, CommandError> {
         let group = match monitor.scope.as_ref() {
             Some(MonitorScope::Asset(a)) => {
                 return Ok(self.read.asset(org_id, a).await?.into_iter().collect())
@@ -227,7 +215,7 @@ impl Service {
 
     /// Run every monitor that is due, as `meta`'s actor; answers how many ran. A monitor that
     /// fails is logged and retried at the next pass.
-    pub async fn run_due_monitors(&self, meta: &EventMeta) -> Result<usize, ServiceError> {
+    pub async fn run_due_monitors(&self, meta: &EventMeta) -> Result<usize, CommandError> {
         let now = chrono::Utc::now().timestamp_micros();
         let mut ran = 0;
         for due in self.read.due_monitors(now, 100).await? {
@@ -244,96 +232,5 @@ impl Service {
             }
         }
         Ok(ran)
-    }
-
-    pub async fn acknowledge_alert(
-        &self,
-        meta: &EventMeta,
-        org_id: &str,
-        id: &str,
-        notes: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        self.on_stream(org_id, meta, alert_stream(id), |a: &Alert| {
-            a.acknowledge(notes)
-        })
-        .await
-    }
-
-    pub async fn resolve_alert(
-        &self,
-        meta: &EventMeta,
-        org_id: &str,
-        id: &str,
-        notes: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        self.on_stream(org_id, meta, alert_stream(id), |a: &Alert| a.resolve(notes))
-            .await
-    }
-
-    /// What a completed scan job recorded of its asset, if it completed.
-    pub async fn observation(
-        &self,
-        org_id: &str,
-        scan_job_id: &str,
-    ) -> Result<Option<ScanCompleted>, ServiceError> {
-        let (_, events) = self.log.load(org_id, &scan_stream(scan_job_id)).await?;
-        Ok(events.into_iter().rev().find_map(|e| match e {
-            easm_events::Event::ScanCompleted(c) => Some(c),
-            _ => None,
-        }))
-    }
-
-    /// The alerts `job` raises by observing `observed`, compared with the previous completed
-    /// scan of the same asset, profile and ports; attributed to the asset's own monitor before
-    /// its group's. None without an enabled monitor or an earlier observation.
-    pub(super) async fn alerts_for(
-        &self,
-        org_id: &str,
-        job: &ScanJob,
-        observed: &Observed,
-    ) -> Result<Vec<StreamAppend>, ServiceError> {
-        let Some(asset) = self.read.asset(org_id, &job.asset_id).await? else {
-            return Ok(vec![]);
-        };
-        let watching = self
-            .read
-            .monitors_watching(org_id, &asset.id, &asset.group_id)
-            .await?;
-        let Some(monitor) = watching.first() else {
-            return Ok(vec![]);
-        };
-        let previous = self
-            .read
-            .asset_scan_jobs(org_id, &asset.id)
-            .await?
-            .into_iter()
-            .filter(|j| {
-                j.status == "completed"
-                    && j.id != job.id
-                    && j.profile == job.profile
-                    && j.ports == job.ports
-            })
-            .max_by(|a, b| a.finished_at.cmp(&b.finished_at));
-        let Some(previous) = previous else {
-            return Ok(vec![]);
-        };
-        let Some(before) = self.observation(org_id, &previous.id).await? else {
-            return Ok(vec![]);
-        };
-        // Both must come from the built-in scanner (it always counts the ports it tried).
-        if before.observed.ports_scanned.is_none() || observed.ports_scanned.is_none() {
-            return Ok(vec![]);
-        }
-        Ok(changes(&asset.value, &before.observed, observed)
-            .into_iter()
-            .map(|change| {
-                let alert_id = new_id();
-                StreamAppend {
-                    stream_id: alert_stream(&alert_id),
-                    expected_version: 0,
-                    events: vec![change.into_alert(&alert_id, &monitor.id, &asset.id, &job.id)],
-                }
-            })
-            .collect())
     }
 }

@@ -1,9 +1,9 @@
-//! `easm bench`: write throughput and latency of a running server over HTTP at several
+//! `easm-bench writes`: write throughput and latency of a running server over HTTP at several
 //! concurrencies, the raw single-row INSERT ceiling of the same PostgreSQL (pgbench), the lag from
 //! a commit by another process to the server's read models, and rebuild speed.
 
 use anyhow::{bail, Context, Result};
-use easm_api::service::Service;
+use easm_app::App;
 use easm_domain::{NewAsset, Plan, Role};
 use easm_events::{Actor, Event, EventMeta, GroupCreated};
 use easm_store::{AppendRequest, Backend, Db, EventLog, StreamAppend};
@@ -11,7 +11,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct Args {
     /// Base URL of the running server (which must use the same store as this command).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -51,18 +51,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
-    let service = Service::new(
-        db.clone(),
-        std::sync::Arc::new(easm_projections::Projector::new(db.clone())),
-    );
+pub async fn run(args: Args, db: Db) -> Result<()> {
+    let app = App::new(db.clone());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
     let mut orgs = vec![];
     let mut keys = vec![];
     for i in 0..args.orgs.max(1) {
-        let (org, key) = service
+        let (org, key) = app
             .create_org(&meta(), &format!("bench {i}"), Plan::Enterprise)
             .await?;
         orgs.push(org);
@@ -82,7 +79,7 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
         for c in 0..clients {
             let org = orgs[c % orgs.len()].clone();
             let mut key = keys[c % keys.len()].clone();
-            let (http, url, service) = (http.clone(), args.url.clone(), service.clone());
+            let (http, url, app) = (http.clone(), args.url.clone(), app.clone());
             tasks.push(tokio::spawn(async move {
                 let g: serde_json::Value = http
                     .post(format!("{url}/api/groups"))
@@ -101,7 +98,7 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
                     // A fresh key now and then: the per-key rate limit is a protection, not the
                     // ceiling being measured.
                     if i.is_multiple_of(KEY_REQUESTS) {
-                        let fresh = service
+                        let fresh = app
                             .create_key(&meta(), &org, Some(Role::Owner), "bench", None)
                             .await?;
                         key = fresh.secret;
@@ -154,7 +151,7 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
 
     // Another easm process folds its read models as it commits; a tool writing through a bare
     // log leaves them to the server's sweep.
-    let lag = commit_to_read_model_lag(service.log(), &args, &http, &keys[0]).await?;
+    let lag = commit_to_read_model_lag(app.log(), &args, &http, &keys[0]).await?;
     let tool_lag = commit_to_read_model_lag(&EventLog::new(db), &args, &http, &keys[0]).await?;
     for (who, lag) in [
         ("another easm process", &lag),
@@ -168,9 +165,9 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
         );
     }
 
-    seed(&service, args.seed_assets).await?;
+    seed(&app, args.seed_assets).await?;
     let started = Instant::now();
-    let n = service.projector().rebuild().await?;
+    let n = app.projector().rebuild().await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "rebuild: {n} events in {secs:.2} s = {:.0} events/s",
@@ -185,15 +182,15 @@ pub async fn run(args: BenchArgs, db: Db) -> Result<()> {
     Ok(())
 }
 
-async fn seed(service: &Service, assets: usize) -> Result<()> {
+async fn seed(app: &App, assets: usize) -> Result<()> {
     if assets == 0 {
         return Ok(());
     }
     let started = Instant::now();
-    let (org, _) = service
+    let (org, _) = app
         .create_org(&meta(), "bench seed", Plan::Enterprise)
         .await?;
-    let group = service.create_group(&meta(), &org, "seed").await?;
+    let group = app.create_group(&meta(), &org, "seed").await?;
     let run = uuid::Uuid::now_v7().simple().to_string();
     for chunk in 0..assets.div_ceil(1000) {
         let items: Vec<NewAsset> = (0..1000.min(assets - chunk * 1000))
@@ -204,8 +201,7 @@ async fn seed(service: &Service, assets: usize) -> Result<()> {
                 criticality: None,
             })
             .collect();
-        service
-            .add_assets(&meta(), &org, Plan::Enterprise, &group, &items)
+        app.add_assets(&meta(), &org, Plan::Enterprise, &group, &items)
             .await?;
     }
     println!(
@@ -218,7 +214,7 @@ async fn seed(service: &Service, assets: usize) -> Result<()> {
 /// Append a group through `log`, outside the server, and time until the server's API shows it.
 async fn commit_to_read_model_lag(
     log: &EventLog,
-    args: &BenchArgs,
+    args: &Args,
     http: &reqwest::Client,
     key: &str,
 ) -> Result<Vec<Duration>> {

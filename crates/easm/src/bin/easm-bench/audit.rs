@@ -1,4 +1,4 @@
-//! `easm bench-audit`: the audit side at scale. Seeds an organization with N events (assets added,
+//! `easm-bench audit`: the audit side at scale. Seeds an organization with N events (assets added,
 //! appended to the log in batches), then times the verifiable export, its offline verification and
 //! a point-in-time replay of the whole organization. See BENCHMARKS.md.
 
@@ -15,7 +15,7 @@ use std::io::{BufRead, Write};
 use std::time::Instant;
 
 #[derive(clap::Args)]
-pub struct BenchAuditArgs {
+pub struct Args {
     /// Events in the organization.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
@@ -28,14 +28,14 @@ fn rate(n: usize, secs: f64) -> f64 {
     (n as f64 / secs.max(1e-9)).round()
 }
 
-pub async fn run(args: BenchAuditArgs, db: Db) -> Result<()> {
+pub async fn run(args: Args, db: Db) -> Result<()> {
     let state = AppState::new(db.clone());
-    let service = state.service.clone();
-    let meta = || EventMeta::new(Actor::system_part("bench"), easm_api::service::new_id());
-    let (org, _) = service
+    let app = state.commands.clone();
+    let meta = || EventMeta::new(Actor::system_part("bench"), easm_app::new_id());
+    let (org, _) = app
         .create_org(&meta(), "bench-audit", Plan::Enterprise)
         .await?;
-    let group = service.create_group(&meta(), &org, "bench").await?;
+    let group = app.create_group(&meta(), &org, "bench").await?;
     // Seeded straight into the log (valid asset.added events, hash-chained like any append):
     // what is measured is reading the log back, not the command path.
     let started = Instant::now();
@@ -44,9 +44,9 @@ pub async fn run(args: BenchAuditArgs, db: Db) -> Result<()> {
         let n = args.batch.min(args.events - written);
         let streams = (written..written + n)
             .map(|i| {
-                let asset_id = easm_api::service::new_id();
+                let asset_id = easm_app::new_id();
                 StreamAppend {
-                    stream_id: easm_api::service::asset_stream(&asset_id),
+                    stream_id: easm_app::streams::asset_stream(&asset_id),
                     expected_version: 0,
                     events: vec![Event::AssetAdded(AssetAdded {
                         asset_id,
@@ -59,8 +59,7 @@ pub async fn run(args: BenchAuditArgs, db: Db) -> Result<()> {
                 }
             })
             .collect();
-        service
-            .log()
+        app.log()
             .append(AppendRequest {
                 org_id: org.clone(),
                 meta: meta(),
@@ -83,7 +82,7 @@ pub async fn run(args: BenchAuditArgs, db: Db) -> Result<()> {
     let started = Instant::now();
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        let lines = export_lines(service.log().clone(), org.clone(), Range::default(), secret);
+        let lines = export_lines(app.log().clone(), org.clone(), Range::default(), secret);
         let mut lines = std::pin::pin!(lines);
         while let Some(chunk) = lines.next().await {
             out.write_all(chunk?.as_bytes())?;
@@ -102,7 +101,7 @@ pub async fn run(args: BenchAuditArgs, db: Db) -> Result<()> {
     let started = Instant::now();
     let snapshot = dir.join("snapshot.db");
     let (snap, replayed) = replay_org(
-        service.log(),
+        app.log(),
         &org,
         Until::Position(i64::MAX),
         &snapshot,

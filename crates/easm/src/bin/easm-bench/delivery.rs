@@ -1,12 +1,13 @@
-//! `easm bench-delivery`: webhook delivery measured end to end in one process: the API, relay,
+//! `easm-bench delivery`: webhook delivery measured end to end in one process: the API, relay,
 //! fan-out and delivery worker exactly as `easm serve` runs them, load clients writing over HTTP,
 //! and a receiver on 127.0.0.1 that records when each message arrives. Reports deliveries per
 //! second and the latency from commit to receipt, for API writes and for the fan-out of already
 //! committed events to many endpoints.
 
-use crate::background::{Background, DeliveryArgs};
 use anyhow::{bail, Result};
 use axum::extract::State;
+use easm::background::Background;
+use easm::config::{DeliveryArgs, ScanArgs};
 use easm_api::AppState;
 use easm_domain::{NewAsset, Plan, WebhookSpec};
 use easm_events::{Actor, EventMeta};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct BenchDeliveryArgs {
+pub struct Args {
     /// Concurrent HTTP clients of the throughput run.
     #[arg(long, default_value_t = 16)]
     clients: usize,
@@ -94,10 +95,8 @@ impl Bench {
 
     /// An organization with `endpoints` endpoints on the receiver; returns its owner key and a group.
     async fn org(&self, endpoints: usize) -> Result<(String, String, String)> {
-        let service = &self.state.service;
-        let (org, key) = service
-            .create_org(&meta(), "bench", Plan::Enterprise)
-            .await?;
+        let app = &self.state.commands;
+        let (org, key) = app.create_org(&meta(), "bench", Plan::Enterprise).await?;
         for _ in 0..endpoints {
             let spec = WebhookSpec {
                 url: Some(self.receiver.clone()),
@@ -105,9 +104,9 @@ impl Bench {
                 description: None,
                 enabled: None,
             };
-            service.create_webhook(&meta(), &org, &spec, true).await?;
+            app.create_webhook(&meta(), &org, &spec, true).await?;
         }
-        let group = service.create_group(&meta(), &org, "bench").await?;
+        let group = app.create_group(&meta(), &org, "bench").await?;
         Ok((org, key.secret, group))
     }
 
@@ -142,7 +141,7 @@ impl Bench {
     }
 }
 
-pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
+pub async fn run(args: Args, db: Db) -> Result<()> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     let app = axum::Router::new()
         .fallback(axum::routing::post(receive))
@@ -185,8 +184,7 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
     println!("| run | deliveries | deliveries/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
 
-    let background =
-        Background::start(&b.state, &b.args, &crate::scanning::ScanArgs::disabled()).await?;
+    let background = Background::start(&b.state, &b.args, &ScanArgs::disabled()).await?;
     // End to end, as fast as the clients go.
     let mut orgs = vec![];
     for _ in 0..args.orgs.max(1) {
@@ -264,14 +262,13 @@ pub async fn run(args: BenchDeliveryArgs, db: Db) -> Result<()> {
         .collect();
     for chunk in items.chunks(1_000) {
         b.state
-            .service
+            .commands
             .add_assets(&meta(), &org, Plan::Enterprise, &group, chunk)
             .await?;
     }
     b.reset();
     let started = Instant::now();
-    let background =
-        Background::start(&b.state, &b.args, &crate::scanning::ScanArgs::disabled()).await?;
+    let background = Background::start(&b.state, &b.args, &ScanArgs::disabled()).await?;
     let expected = args.fanout_events * args.fanout_endpoints;
     let (rate, _) = b.collect(expected, started).await?;
     println!(

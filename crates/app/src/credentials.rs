@@ -1,0 +1,56 @@
+//! Ids and secrets commands hand out: API keys (kept only as SHA-256) and webhook signing
+//! secrets (Standard Webhooks' `whsec_` form).
+
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub fn new_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+/// A new API key: `ag_sk_` + base64url of 32 random bytes. Only its SHA-256 is kept.
+pub struct IssuedKey {
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl IssuedKey {
+    pub(crate) fn generate() -> Self {
+        IssuedKey {
+            key_id: new_id(),
+            secret: format!(
+                "ag_sk_{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes())
+            ),
+        }
+    }
+
+    pub(crate) fn hash(&self) -> String {
+        hash_key(&self.secret)
+    }
+
+    /// The first characters of the key, so people can tell keys apart.
+    pub(crate) fn prefix(&self) -> String {
+        self.secret.chars().take(12).collect()
+    }
+}
+
+pub fn hash_key(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A webhook signing secret: `whsec_` + base64 of 32 random bytes (Standard Webhooks).
+pub(crate) fn webhook_secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random_bytes())
+    )
+}
+
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes
+}

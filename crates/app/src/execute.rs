@@ -1,0 +1,139 @@
+//! The one way a command runs: decide on loaded state, append with the versions the decision was
+//! based on and its reservations, and when anything moved meanwhile, decide again (bounded).
+
+use crate::{App, CommandError};
+use easm_domain::{Aggregate, DomainError};
+use easm_events::{Event, EventMeta, RecordedEvent};
+use easm_store::{AppendError, AppendRequest, Constraint, StreamAppend};
+use std::future::Future;
+use std::time::Duration;
+
+/// How many times a command is decided again after losing a race, before answering 409.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// One decision ready to append: events per stream, and the constraints they were decided under.
+pub(crate) struct Decision {
+    pub streams: Vec<StreamAppend>,
+    pub constraints: Vec<Constraint>,
+}
+
+impl Decision {
+    pub fn none() -> Self {
+        Decision {
+            streams: vec![],
+            constraints: vec![],
+        }
+    }
+
+    pub fn one(stream_id: String, expected_version: i64, events: Vec<Event>) -> Self {
+        Decision {
+            streams: vec![StreamAppend {
+                stream_id,
+                expected_version,
+                events,
+            }],
+            constraints: vec![],
+        }
+    }
+
+    /// Events of another stream, appended with these.
+    pub fn push(&mut self, stream_id: String, expected_version: i64, events: Vec<Event>) {
+        if !events.is_empty() {
+            self.streams.push(StreamAppend {
+                stream_id,
+                expected_version,
+                events,
+            });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.iter().all(|s| s.events.is_empty())
+    }
+}
+
+impl App {
+    /// Decide and append, deciding again when the state moved underneath. `decide` is re-run
+    /// from scratch on every attempt; once committed, the read models hold the events.
+    pub(crate) async fn execute<F, Fut>(
+        &self,
+        org_id: &str,
+        meta: &EventMeta,
+        mut decide: F,
+    ) -> Result<Vec<RecordedEvent>, CommandError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Decision, CommandError>>,
+    {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let d = decide().await?;
+            if d.is_empty() {
+                return Ok(vec![]);
+            }
+            let req = AppendRequest {
+                org_id: org_id.to_string(),
+                meta: meta.clone(),
+                streams: d.streams,
+                constraints: d.constraints,
+            };
+            match self.log.append(req).await {
+                Ok(events) => {
+                    self.committed.notify_one();
+                    return Ok(events);
+                }
+                Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {}
+                Err(AppendError::Store(e)) if e.is_transient() => {}
+                Err(AppendError::Store(e)) => return Err(e.into()),
+                Err(AppendError::TooLarge(n)) => {
+                    return Err(
+                        DomainError::validation("assets", format!("{n} items is too many")).into(),
+                    )
+                }
+            }
+            let jitter = rand::random::<u64>() % (2 << attempt.min(6));
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+        }
+        Err(CommandError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// An aggregate's state and the version it was read at.
+    pub(crate) async fn load<A: Aggregate>(
+        &self,
+        org_id: &str,
+        stream: &str,
+    ) -> Result<(i64, A), CommandError> {
+        let (version, events) = self.log.load(org_id, stream).await?;
+        Ok((version, A::from_events(&events)))
+    }
+
+    /// A command on one stream that needs nothing but that stream's state; answers the events
+    /// it recorded.
+    pub(crate) async fn on_stream<A: Aggregate>(
+        &self,
+        org_id: &str,
+        meta: &EventMeta,
+        stream: String,
+        decide: impl Fn(&A) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<Vec<RecordedEvent>, CommandError> {
+        self.execute(org_id, meta, || async {
+            let (v, state) = self.load::<A>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, decide(&state)?))
+        })
+        .await
+    }
+
+    /// A new stream's first events, decided beforehand (nothing to load).
+    pub(crate) async fn create(
+        &self,
+        org_id: &str,
+        meta: &EventMeta,
+        stream: String,
+        events: Vec<Event>,
+    ) -> Result<Vec<RecordedEvent>, CommandError> {
+        self.execute(org_id, meta, || {
+            let d = Decision::one(stream.clone(), 0, events.clone());
+            async move { Ok(d) }
+        })
+        .await
+    }
+}

@@ -1,0 +1,83 @@
+//! The command side of easm. Every change goes through here, whoever asks for it: the API, the
+//! CLI, the scanner's workers, the monitor scheduler and delivery. A command loads the aggregates
+//! it needs, the pure domain decides which events follow, and the store appends them with the
+//! versions the decision was based on and the reservations that hold invariants across streams
+//! (`execute.rs`); the read models are folded in the same transaction, so the caller reads its
+//! own write. Commands are grouped by the resource they change, one file each.
+
+mod access;
+mod alerts;
+mod assets;
+mod credentials;
+mod error;
+mod execute;
+mod findings;
+mod groups;
+mod keys;
+mod members;
+mod monitors;
+mod organizations;
+mod risk;
+mod scans;
+pub mod streams;
+mod webhooks;
+
+pub use alerts::AlertAction;
+pub use credentials::{hash_key, new_id, IssuedKey};
+pub use error::CommandError;
+pub use findings::Imported;
+pub use monitors::MonitorRun;
+pub use scans::ScanRequest;
+pub use webhooks::SECRET_GRACE;
+
+use easm_projections::{Projector, ReadModels};
+use easm_store::{Db, EventLog, WebhookSecrets};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The command side over one store. Cheap to clone: every part is shared.
+#[derive(Clone)]
+pub struct App {
+    log: EventLog,
+    secrets: WebhookSecrets,
+    projector: Arc<Projector>,
+    read: ReadModels,
+    committed: Arc<Notify>,
+    groups: Arc<assets::GroupCache>,
+}
+
+impl App {
+    pub fn new(db: Db) -> Self {
+        let projector = Arc::new(Projector::new(db.clone()));
+        App {
+            log: projector.log(),
+            secrets: WebhookSecrets::new(db.clone()),
+            projector,
+            read: ReadModels::new(db),
+            committed: Arc::default(),
+            groups: Arc::default(),
+        }
+    }
+
+    /// The event log, with its read models folded into every append.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn read(&self) -> &ReadModels {
+        &self.read
+    }
+
+    pub fn projector(&self) -> &Arc<Projector> {
+        &self.projector
+    }
+
+    pub fn secrets(&self) -> &WebhookSecrets {
+        &self.secrets
+    }
+
+    /// Woken after every append of this process, so the embedded fan-out need not poll.
+    pub fn committed(&self) -> &Arc<Notify> {
+        &self.committed
+    }
+}

@@ -1,0 +1,53 @@
+//! `easm-bench`: the measurements of BENCHMARKS.md, kept out of the server binary. Each reads
+//! the same store settings as the server (`EASM_DATA_DIR` / `EASM_DATABASE_URL`).
+
+mod audit;
+mod delivery;
+mod writes;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use easm::config::StoreArgs;
+use easm_store::Db;
+
+#[derive(Parser)]
+#[command(
+    name = "easm-bench",
+    version,
+    about = "easm's benchmarks (see BENCHMARKS.md)"
+)]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(clap::Subcommand)]
+enum Bench {
+    /// Load a running server over HTTP and report write throughput, latency, the commit-to-read
+    /// model lag and the rebuild speed.
+    Writes(writes::Args),
+    /// Webhook delivery in one process (API, relay, fan-out, delivery and a local receiver):
+    /// deliveries per second and commit-to-receipt latency.
+    Delivery(delivery::Args),
+    /// The audit side at scale: write N events, then time the export, its verification and a
+    /// replay of them.
+    Audit(audit::Args),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    easm::init_logging();
+    let cli = Cli::parse();
+    let db = Db::connect(&cli.store.db_config())
+        .await
+        .context("opening the database")?;
+    match cli.command {
+        Bench::Writes(args) => writes::run(args, db.clone()).await?,
+        Bench::Delivery(args) => delivery::run(args, db.clone()).await?,
+        Bench::Audit(args) => audit::run(args, db.clone()).await?,
+    }
+    db.close().await;
+    Ok(())
+}

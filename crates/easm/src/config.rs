@@ -1,0 +1,308 @@
+//! The one configuration of easm: every flag and environment variable, parsed into what it
+//! means (durations as `Duration`, roles and plans as enums, addresses as addresses) before any
+//! work starts, so a bad setting is refused with its name and nothing is half started.
+
+use easm_bus::BusConfig;
+use easm_delivery::{parse_duration, DeliveryConfig, RetrySchedule};
+use easm_domain::{Plan, Role};
+use easm_scanner::ScanConfig;
+use easm_store::DbConfig;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `easm`: the server, the delivery and scan side alone, and the tools over the same store.
+#[derive(clap::Parser)]
+#[command(
+    name = "easm",
+    version,
+    about = "External Attack Surface Management backend"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Run the HTTP API, the outbox relay (with NATS), delivery and scan workers.
+    Serve {
+        #[arg(long, env = "EASM_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Do not create the `default` organization on an empty store.
+        #[arg(long)]
+        no_bootstrap: bool,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+        #[command(flatten)]
+        scan: ScanArgs,
+    },
+    /// Run only the background side (relay, fan-out, delivery and scan workers), to scale it
+    /// apart from the API.
+    Deliver {
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+        #[command(flatten)]
+        scan: ScanArgs,
+    },
+    /// Organizations, members and API keys.
+    Admin {
+        #[command(subcommand)]
+        command: crate::admin::Admin,
+    },
+    /// The verifiable audit export: export, verify, public-key.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::Audit,
+    },
+    /// Replay one organization's log up to a moment into a SQLite snapshot of its read models.
+    Replay(crate::replay::ReplayArgs),
+    /// Read models.
+    Projections {
+        #[command(subcommand)]
+        command: Projections,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum Projections {
+    /// Drop the read models and rebuild them from the event log.
+    Rebuild,
+    /// Replay the log into a shadow database and compare it row by row with the read models;
+    /// prints the differences and exits 1 on any.
+    Verify,
+}
+
+/// Where the store is: the embedded SQLite file, or PostgreSQL.
+#[derive(clap::Args, Clone)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database.
+    #[arg(long, global = true, env = "EASM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://...). When set, it is used instead of the embedded SQLite file.
+    #[arg(long, global = true, env = "EASM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn db_config(&self) -> DbConfig {
+        DbConfig::from_settings(self.database_url.as_deref(), &self.data_dir)
+    }
+}
+
+/// Webhook delivery and the event bus, for `serve` and `deliver` alike.
+#[derive(clap::Args, Clone)]
+pub struct DeliveryArgs {
+    /// Allow http and private, loopback or link-local addresses as webhook targets (tests,
+    /// receivers on the same network). Off by default: a tenant must not reach our network.
+    #[arg(long, env = "EASM_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Delays of the retries after the first attempt, comma-separated (units ms, s, m, h, d).
+    #[arg(long, env = "EASM_WEBHOOK_RETRY_SCHEDULE", default_value = easm_delivery::DEFAULT_SCHEDULE, value_parser = RetrySchedule::parse)]
+    pub webhook_retry_schedule: RetrySchedule,
+    /// Attempts in flight to one endpoint, per process.
+    #[arg(long, env = "EASM_WEBHOOK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub webhook_concurrency: u32,
+    /// Attempts per second to one endpoint, per process.
+    #[arg(long, env = "EASM_WEBHOOK_RATE", default_value = "50", value_parser = positive_rate)]
+    pub webhook_rate: f64,
+    /// An endpoint whose every attempt failed for this long is disabled (`endpoint.disabled`).
+    #[arg(long, env = "EASM_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub webhook_disable_after: Duration,
+    /// NATS server with JetStream; when set, committed events travel through it.
+    #[arg(long, env = "EASM_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// JetStream stream of the events.
+    #[arg(long, env = "EASM_NATS_STREAM", default_value = "EASM_EVENTS")]
+    pub nats_stream: String,
+    /// Subjects are `<prefix>.<org id>.<event type>`.
+    #[arg(long, env = "EASM_NATS_SUBJECT_PREFIX", default_value = "easm.events")]
+    pub nats_subject_prefix: String,
+}
+
+impl DeliveryArgs {
+    /// The delivery worker's settings; `holder` names this process on its claims.
+    pub fn delivery(&self, holder: &str) -> DeliveryConfig {
+        let mut config = DeliveryConfig::new(holder);
+        config.schedule = self.webhook_retry_schedule.clone();
+        config.concurrency = self.webhook_concurrency as usize;
+        config.rate = self.webhook_rate;
+        config.disable_after = self.webhook_disable_after;
+        config.allow_private = self.webhook_allow_private;
+        config
+    }
+
+    /// The bus, when a NATS server is set (an empty `EASM_NATS_URL` means none).
+    pub fn bus(&self, holder: &str) -> Option<BusConfig> {
+        let url = self.nats_url.as_deref().filter(|u| !u.is_empty())?;
+        let mut bus = BusConfig::new(url, holder);
+        bus.stream = self.nats_stream.clone();
+        bus.subject_prefix = self.nats_subject_prefix.clone();
+        Some(bus)
+    }
+}
+
+/// The scan workers and the monitor scheduler.
+#[derive(clap::Args, Clone)]
+pub struct ScanArgs {
+    /// Let the scanner probe loopback, private, link-local, CGNAT and metadata addresses (tests,
+    /// labs). Off by default: a tenant must not probe the server's own network.
+    #[arg(long, env = "EASM_SCAN_ALLOW_PRIVATE")]
+    pub scan_allow_private: bool,
+    /// DNS server (`ip` or `ip:port`) the scanner asks instead of the system resolver.
+    #[arg(long, env = "EASM_SCAN_RESOLVER", value_parser = Resolver::parse)]
+    pub scan_resolver: Option<Resolver>,
+    /// Scan jobs one process runs at once; 0 runs no scan worker in this process.
+    #[arg(long, env = "EASM_SCAN_WORKERS", default_value_t = 2)]
+    pub scan_workers: usize,
+    /// How long a worker's hold on a job lasts without renewal; a dead worker's job is taken
+    /// over after it (units ms, s, m, h).
+    #[arg(long, env = "EASM_SCAN_LEASE", default_value = "30s", value_parser = at_least(Duration::from_secs(1)))]
+    pub scan_lease: Duration,
+    /// How often monitors are checked for a due run (units ms, s, m, h).
+    #[arg(long, env = "EASM_MONITOR_INTERVAL", default_value = "30s", value_parser = at_least(Duration::from_millis(100)))]
+    pub monitor_interval: Duration,
+}
+
+impl ScanArgs {
+    /// No scan worker (delivery benchmarks measure delivery alone).
+    pub fn disabled() -> Self {
+        ScanArgs {
+            scan_allow_private: false,
+            scan_resolver: None,
+            scan_workers: 0,
+            scan_lease: Duration::from_secs(30),
+            monitor_interval: Duration::from_secs(30),
+        }
+    }
+
+    pub fn scan(&self) -> ScanConfig {
+        ScanConfig {
+            allow_private: self.scan_allow_private,
+            resolver: self.scan_resolver.and_then(|r| r.0),
+            ..ScanConfig::default()
+        }
+    }
+}
+
+/// `EASM_SCAN_RESOLVER`: a DNS server's address, port 53 unless given; empty means the system
+/// resolver.
+#[derive(Clone, Copy, Debug)]
+pub struct Resolver(Option<SocketAddr>);
+
+impl Resolver {
+    fn parse(s: &str) -> Result<Resolver, String> {
+        if s.is_empty() {
+            return Ok(Resolver(None));
+        }
+        s.parse()
+            .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 53).into()))
+            .map(|a| Resolver(Some(a)))
+            .map_err(|_| format!("{s} is not an ip or ip:port"))
+    }
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s}: must be a number above 0")),
+    }
+}
+
+/// A duration with a unit, no shorter than `min`.
+fn at_least(min: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s| {
+        let d = parse_duration(s)?;
+        if d < min {
+            return Err(format!("{s}: must be at least {min:?}"));
+        }
+        Ok(d)
+    }
+}
+
+pub fn parse_plan(s: &str) -> Result<Plan, String> {
+    Plan::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Plan::ALL.iter().map(|p| p.as_str()).collect();
+        format!("{s}: the plan is one of {}", all.join(", "))
+    })
+}
+
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("{s}: the role is one of {}", all.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Settings {
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+        #[command(flatten)]
+        scan: ScanArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("easm").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.scan.scan_lease, Duration::from_secs(30));
+        assert_eq!(s.scan.monitor_interval, Duration::from_secs(30));
+        assert_eq!(s.scan.scan_workers, 2);
+        assert_eq!(
+            s.delivery.webhook_disable_after,
+            Duration::from_secs(5 * 86400)
+        );
+        assert_eq!(s.delivery.webhook_retry_schedule.retries(), 7);
+        assert_eq!(s.delivery.webhook_rate, 50.0);
+        assert!(s.delivery.bus("me").is_none());
+    }
+
+    #[test]
+    fn durations_rates_and_resolvers_are_checked() {
+        assert!(parse(&["--scan-lease", "500ms"]).is_err());
+        assert!(parse(&["--monitor-interval", "50ms"]).is_err());
+        assert!(parse(&["--webhook-disable-after", "5"]).is_err());
+        assert!(parse(&["--webhook-rate", "0"]).is_err());
+        assert!(parse(&["--scan-resolver", "dns.example"]).is_err());
+        let s = parse(&[
+            "--scan-resolver",
+            "127.0.0.1",
+            "--monitor-interval",
+            "200ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.scan.scan().resolver,
+            Some("127.0.0.1:53".parse().unwrap())
+        );
+        assert_eq!(s.scan.monitor_interval, Duration::from_millis(200));
+        assert_eq!(
+            parse(&["--scan-resolver", ""])
+                .unwrap()
+                .scan
+                .scan()
+                .resolver,
+            None
+        );
+    }
+
+    #[test]
+    fn plans_and_roles_parse_to_their_enums() {
+        assert_eq!(parse_plan("pro"), Ok(Plan::Pro));
+        assert_eq!(parse_role("analyst"), Ok(Role::Analyst));
+        assert!(parse_role("root")
+            .unwrap_err()
+            .contains("viewer, analyst, admin, owner"));
+    }
+}

@@ -1,0 +1,40 @@
+//! What the `easm` and `easm-bench` binaries share: the configuration, the work that runs
+//! beside the API, and the command-line tools over the store.
+
+pub mod admin;
+pub mod audit;
+pub mod background;
+pub mod config;
+pub mod replay;
+
+/// Ends when the process is asked to stop (Ctrl-C, SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Logs go to standard error (standard output is for answers), filtered by `RUST_LOG`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
