@@ -6,6 +6,14 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored event {position} cannot be read: {reason}")]
     Corrupt { position: i64, reason: String },
+    /// A read-model row whose stored value does not decode (a JSON column, say).
+    #[error("{table} row {key}: {column} cannot be read: {reason}")]
+    CorruptRow {
+        table: &'static str,
+        key: String,
+        column: &'static str,
+        reason: String,
+    },
     #[error("unexpected schema: {0}")]
     Schema(String),
 }

@@ -1,0 +1,346 @@
+//! Assets: value, type, group, criticality and tags (also kept one per row in `rm_asset_tags`,
+//! so the tag filter is an index lookup).
+
+use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
+use crate::state::{create, live, Origin, ReadState, RowMap};
+use crate::table::{to_json, ReadModel, Rows, Table};
+use easm_events::{Event, RecordedEvent};
+use easm_store::{placeholders, value_rows, AnyRow, Row, StoreError, Val, Write};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use utoipa::ToSchema;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssetRow {
+    pub org_id: String,
+    pub group_id: String,
+    pub value: String,
+    pub asset_type: String,
+    pub tags: Vec<String>,
+    pub criticality: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) struct Assets;
+
+const TAGS: &str = "rm_asset_tags";
+
+impl ReadModel for Assets {
+    type Row = AssetRow;
+    const TABLE: Table = Table {
+        name: "rm_assets",
+        pk: "asset_id",
+        columns: &[
+            "org_id",
+            "group_id",
+            "value",
+            "asset_type",
+            "tags",
+            "criticality",
+            "created_at",
+            "updated_at",
+        ],
+    };
+
+    fn key(event: &Event) -> Option<&str> {
+        match event {
+            Event::AssetAdded(a) => Some(&a.asset_id),
+            Event::AssetUpdated(a) => Some(&a.asset_id),
+            Event::AssetRemoved(a) => Some(&a.asset_id),
+            _ => None,
+        }
+    }
+
+    fn fold(rows: &mut RowMap<AssetRow>, origin: Origin<'_>, event: &Event) {
+        let at = origin.at;
+        match event {
+            Event::AssetAdded(a) => create(rows, &a.asset_id, || AssetRow {
+                org_id: origin.org_id.to_string(),
+                group_id: a.group_id.clone(),
+                value: a.value.clone(),
+                asset_type: a.asset_type.clone(),
+                tags: a.tags.clone(),
+                criticality: a.criticality.clone(),
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::AssetUpdated(a) => {
+                if let Some(row) = live(rows, &a.asset_id) {
+                    if let Some(g) = &a.group_id {
+                        row.group_id = g.clone();
+                    }
+                    if let Some(t) = &a.tags {
+                        row.tags = t.clone();
+                    }
+                    if let Some(c) = &a.criticality {
+                        row.criticality = c.clone();
+                    }
+                    row.updated_at = at;
+                }
+            }
+            Event::AssetRemoved(a) => {
+                rows.insert(a.asset_id.clone(), None);
+            }
+            _ => {}
+        }
+    }
+
+    fn vals(row: &AssetRow) -> Vec<Val> {
+        vec![
+            Val::Text(row.org_id.clone()),
+            Val::Text(row.group_id.clone()),
+            Val::Text(row.value.clone()),
+            Val::Text(row.asset_type.clone()),
+            Val::Text(to_json(&row.tags)),
+            Val::Text(row.criticality.clone()),
+            Val::Int(row.created_at),
+            Val::Int(row.updated_at),
+        ]
+    }
+
+    fn parse(r: &AnyRow) -> Result<AssetRow, StoreError> {
+        Ok(AssetRow {
+            org_id: r.try_get("org_id")?,
+            group_id: r.try_get("group_id")?,
+            value: r.try_get("value")?,
+            asset_type: r.try_get("asset_type")?,
+            tags: Self::TABLE.json(r, "tags")?,
+            criticality: r.try_get("criticality")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+
+    /// Tags are replaced wholesale for every asset written.
+    fn child_writes(
+        size: usize,
+        rows: &RowMap<AssetRow>,
+        stored: &BTreeSet<String>,
+        out: &mut Vec<Write>,
+    ) {
+        let ids: Vec<&String> = stored.iter().collect();
+        for chunk in ids.chunks(size) {
+            out.push(Write {
+                table: TAGS,
+                sql: format!(
+                    "DELETE FROM {TAGS} WHERE asset_id IN ({})",
+                    placeholders(1, chunk.len())
+                ),
+                values: chunk.iter().map(|id| Val::Text(id.to_string())).collect(),
+            });
+        }
+        let tags = tag_rows(rows);
+        for chunk in tags.chunks(size * 3) {
+            out.push(Write {
+                table: TAGS,
+                sql: format!(
+                    "INSERT INTO {TAGS} (asset_id, org_id, tag) VALUES {}",
+                    value_rows(chunk.len() / 3, 3, 1, "")
+                ),
+                values: chunk.to_vec(),
+            });
+        }
+    }
+
+    fn child_rows(rows: &RowMap<AssetRow>) -> Vec<Rows> {
+        vec![Rows {
+            table: TAGS,
+            columns: "asset_id, org_id, tag".into(),
+            values: tag_rows(rows),
+        }]
+    }
+}
+
+/// The values of the tag rows of the live assets (asset id, organization, tag).
+fn tag_rows(rows: &RowMap<AssetRow>) -> Vec<Val> {
+    rows.iter()
+        .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
+        .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
+        .flat_map(|(id, org, tag)| [id, org, tag].map(|v| Val::Text(v.to_string())))
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetView {
+    pub id: String,
+    pub value: String,
+    #[serde(rename = "type")]
+    pub asset_type: String,
+    pub group_id: String,
+    pub tags: Vec<String>,
+    pub criticality: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AssetFilter {
+    pub asset_type: Option<String>,
+    pub group_id: Option<String>,
+    pub tag: Option<String>,
+    pub criticality: Option<String>,
+    pub q: Option<String>,
+}
+
+const ASSET_COLUMNS: &str =
+    "a.asset_id, a.org_id, a.value, a.asset_type, a.group_id, a.tags, a.criticality, a.created_at, \
+     a.updated_at";
+
+fn asset(r: &AnyRow) -> Result<AssetView, StoreError> {
+    Ok(asset_view(r.try_get("asset_id")?, Assets::parse(r)?))
+}
+
+fn asset_view(id: String, row: AssetRow) -> AssetView {
+    AssetView {
+        id,
+        value: row.value,
+        asset_type: row.asset_type,
+        group_id: row.group_id,
+        tags: row.tags,
+        criticality: row.criticality,
+        created_at: iso(row.created_at),
+        updated_at: iso(row.updated_at),
+    }
+}
+
+/// The assets that `recorded` (just appended) added, as the read models now hold them: the
+/// same fold, so a command can answer without reading its rows back.
+pub fn added_assets(recorded: &[RecordedEvent]) -> Result<Vec<AssetView>, StoreError> {
+    let mut state = ReadState::default();
+    let mut order = Vec::new();
+    for r in recorded {
+        let event = easm_store::typed(r)?;
+        if let Event::AssetAdded(a) = &event {
+            order.push(a.asset_id.clone());
+        }
+        state.fold(r.into(), &event);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|id| {
+            let row = state.assets.remove(&id).flatten()?;
+            Some(asset_view(id, row))
+        })
+        .collect())
+}
+
+impl ReadModels {
+    pub async fn assets(
+        &self,
+        org_id: &str,
+        f: &AssetFilter,
+        p: PageRequest,
+    ) -> Result<Page<AssetView>, StoreError> {
+        let mut clauses = vec!["a.org_id = $1".to_string()];
+        let mut binds = vec![org_id.to_string()];
+        let mut add = |sql: &str, v: String| {
+            binds.push(v);
+            clauses.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(t) = &f.asset_type {
+            add("a.asset_type = ?", t.clone());
+        }
+        if let Some(g) = &f.group_id {
+            add("a.group_id = ?", g.clone());
+        }
+        if let Some(c) = &f.criticality {
+            add("a.criticality = ?", c.clone());
+        }
+        if let Some(t) = &f.tag {
+            add(
+                "EXISTS (SELECT 1 FROM rm_asset_tags t WHERE t.asset_id = a.asset_id AND t.tag = ?)",
+                t.clone(),
+            );
+        }
+        if let Some(q) = &f.q {
+            add("LOWER(a.value) LIKE ? ESCAPE '\\'", like_pattern(q));
+        }
+        self.filtered_page(
+            ASSET_COLUMNS,
+            "rm_assets a",
+            "a.created_at, a.asset_id",
+            (&clauses, &binds),
+            p,
+            asset,
+        )
+        .await
+    }
+
+    pub async fn asset(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<Option<AssetView>, StoreError> {
+        self.org_row(
+            ASSET_COLUMNS,
+            "rm_assets a",
+            "a",
+            "asset_id",
+            org_id,
+            asset_id,
+            asset,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::given;
+    use easm_events::{AssetAdded, AssetRemoved, AssetUpdated};
+
+    fn added(id: &str) -> Event {
+        Event::AssetAdded(AssetAdded {
+            asset_id: id.into(),
+            group_id: "g1".into(),
+            value: format!("{id}.example.com"),
+            asset_type: "domain".into(),
+            tags: vec!["prod".into()],
+            criticality: "medium".into(),
+        })
+    }
+
+    #[test]
+    fn an_update_changes_only_what_it_names() {
+        let state = given::events([
+            added("a1"),
+            Event::AssetUpdated(AssetUpdated {
+                asset_id: "a1".into(),
+                group_id: Some("g2".into()),
+                tags: None,
+                criticality: Some("high".into()),
+            }),
+        ]);
+        let row = state.assets["a1"].clone().expect("live");
+        assert_eq!(
+            (row.group_id.as_str(), row.criticality.as_str(), row.tags),
+            ("g2", "high", vec!["prod".to_string()])
+        );
+        assert_eq!((row.created_at, row.updated_at), (0, 1));
+    }
+
+    #[test]
+    fn a_removed_asset_is_deleted_with_its_tags_and_a_replayed_add_changes_nothing() {
+        let state = given::events([
+            added("a1"),
+            added("a2"),
+            Event::AssetRemoved(AssetRemoved {
+                asset_id: "a1".into(),
+                value: "a1.example.com".into(),
+                group_id: "g1".into(),
+            }),
+            added("a1"),
+        ]);
+        assert_eq!(state.assets["a1"], None);
+        let tags = tag_rows(&state.assets);
+        assert_eq!(
+            tags.len(),
+            3,
+            "one tag row (asset, org, tag) of the live asset"
+        );
+        assert_eq!(tags[0], Val::Text("a2".into()));
+    }
+}

@@ -1,0 +1,501 @@
+//! Findings: one per deduplication key, with their detection, triage status and the live scan
+//! jobs that detected them (a finding no live job detected is hidden, keeping its row so a later
+//! detection shows it again with its history).
+
+use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
+use crate::state::{create, live, Origin, RowMap};
+use crate::table::{to_json, ReadModel, Table};
+use easm_events::{Detection, Event, SeverityCounts};
+use easm_store::{AnyConnection, AnyRow, Row, StoreError, Val};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FindingRow {
+    pub org_id: String,
+    pub asset_id: String,
+    pub detection: Detection,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub notes: Option<String>,
+    pub scan_job_ids: Vec<String>,
+    pub detection_count: i64,
+    pub first_detected: i64,
+    pub last_detected: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) struct Findings;
+
+impl ReadModel for Findings {
+    type Row = FindingRow;
+    const TABLE: Table = Table {
+        name: "rm_findings",
+        pk: "finding_id",
+        columns: &[
+            "org_id",
+            "asset_id",
+            "template_id",
+            "title",
+            "severity",
+            "category",
+            "description",
+            "evidence",
+            "remediation",
+            "refs",
+            "cve",
+            "cwe",
+            "cvss_score",
+            "matched_at",
+            "matcher_name",
+            "source",
+            "status",
+            "assignee",
+            "notes",
+            "scan_job_ids",
+            "detection_count",
+            "first_detected",
+            "last_detected",
+            "updated_at",
+        ],
+    };
+
+    fn key(event: &Event) -> Option<&str> {
+        match event {
+            Event::FindingNew(f) => Some(&f.finding_id),
+            Event::FindingRedetected(f) => Some(&f.finding_id),
+            Event::FindingReopened(f) => Some(&f.finding_id),
+            Event::FindingResolved(f) => Some(&f.finding_id),
+            Event::FindingStatusChanged(f) => Some(&f.finding_id),
+            Event::FindingUpdated(f) => Some(&f.finding_id),
+            _ => None,
+        }
+    }
+
+    fn fold(rows: &mut RowMap<FindingRow>, origin: Origin<'_>, event: &Event) {
+        let at = origin.at;
+        match event {
+            Event::FindingNew(f) => create(rows, &f.finding_id, || FindingRow {
+                org_id: origin.org_id.to_string(),
+                asset_id: f.asset_id.clone(),
+                detection: (*f.detection).clone(),
+                status: "open".into(),
+                assignee: None,
+                notes: None,
+                scan_job_ids: vec![f.scan_job_id.clone()],
+                detection_count: 1,
+                first_detected: at,
+                last_detected: at,
+                updated_at: at,
+            }),
+            Event::FindingRedetected(f) => {
+                if let Some(row) = live(rows, &f.finding_id) {
+                    if !row.scan_job_ids.contains(&f.scan_job_id) {
+                        row.scan_job_ids.push(f.scan_job_id.clone());
+                    }
+                    row.detection.evidence = f.evidence.clone();
+                    row.detection_count += 1;
+                    row.last_detected = at;
+                    row.updated_at = at;
+                }
+            }
+            Event::FindingReopened(f) => set_status(rows, &f.finding_id, "open", &f.notes, at),
+            Event::FindingResolved(f) => set_status(rows, &f.finding_id, "resolved", &f.notes, at),
+            Event::FindingStatusChanged(f) => set_status(rows, &f.finding_id, &f.to, &f.notes, at),
+            Event::FindingUpdated(f) => {
+                if let Some(row) = live(rows, &f.finding_id) {
+                    if let Some(a) = &f.assignee {
+                        row.assignee = (!a.is_empty()).then(|| a.clone());
+                    }
+                    if f.notes.is_some() {
+                        row.notes = f.notes.clone();
+                    }
+                    row.updated_at = at;
+                }
+            }
+            // Its findings leave with a deleted job.
+            Event::ScanDeleted(s) => {
+                for row in rows.values_mut().flatten() {
+                    if row.scan_job_ids.contains(&s.scan_job_id) {
+                        row.scan_job_ids.retain(|j| j != &s.scan_job_id);
+                        row.updated_at = at;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn vals(row: &FindingRow) -> Vec<Val> {
+        let d = &row.detection;
+        vec![
+            Val::Text(row.org_id.clone()),
+            Val::Text(row.asset_id.clone()),
+            Val::Text(d.template_id.clone()),
+            Val::Text(d.title.clone()),
+            Val::Text(d.severity.clone()),
+            Val::Text(d.category.clone()),
+            Val::Text(d.description.clone()),
+            Val::Text(d.evidence.clone()),
+            Val::Text(d.remediation.clone()),
+            Val::Text(to_json(&d.references)),
+            Val::OptText(d.cve.clone()),
+            Val::OptText(d.cwe.clone()),
+            Val::OptFloat(d.cvss_score),
+            Val::Text(d.matched_at.clone()),
+            Val::Text(d.matcher_name.clone()),
+            Val::Text(d.source.clone()),
+            Val::Text(row.status.clone()),
+            Val::OptText(row.assignee.clone()),
+            Val::OptText(row.notes.clone()),
+            Val::Text(to_json(&row.scan_job_ids)),
+            Val::Int(row.detection_count),
+            Val::Int(row.first_detected),
+            Val::Int(row.last_detected),
+            Val::Int(row.updated_at),
+        ]
+    }
+
+    fn parse(r: &AnyRow) -> Result<FindingRow, StoreError> {
+        Ok(FindingRow {
+            org_id: r.try_get("org_id")?,
+            asset_id: r.try_get("asset_id")?,
+            detection: Detection {
+                template_id: r.try_get("template_id")?,
+                title: r.try_get("title")?,
+                severity: r.try_get("severity")?,
+                category: r.try_get("category")?,
+                description: r.try_get("description")?,
+                evidence: r.try_get("evidence")?,
+                remediation: r.try_get("remediation")?,
+                references: Self::TABLE.json(r, "refs")?,
+                cve: r.try_get("cve")?,
+                cwe: r.try_get("cwe")?,
+                cvss_score: r.try_get("cvss_score")?,
+                matched_at: r.try_get("matched_at")?,
+                matcher_name: r.try_get("matcher_name")?,
+                source: r.try_get("source")?,
+            },
+            status: r.try_get("status")?,
+            assignee: r.try_get("assignee")?,
+            notes: r.try_get("notes")?,
+            scan_job_ids: Self::TABLE.json(r, "scan_job_ids")?,
+            detection_count: r.try_get("detection_count")?,
+            first_detected: r.try_get("first_detected")?,
+            last_detected: r.try_get("last_detected")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+
+    /// A deleted job changes every finding it detected.
+    async fn related(
+        conn: &mut AnyConnection,
+        events: &[Event],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut keys = vec![];
+        for e in events {
+            if let Event::ScanDeleted(d) = e {
+                let detected: Vec<String> = sqlx::query_scalar(
+                    "SELECT finding_id FROM rm_findings WHERE scan_job_ids LIKE $1",
+                )
+                .bind(format!("%\"{}\"%", d.scan_job_id))
+                .fetch_all(&mut *conn)
+                .await?;
+                keys.extend(detected);
+            }
+        }
+        Ok(keys)
+    }
+}
+
+fn set_status(
+    rows: &mut RowMap<FindingRow>,
+    id: &str,
+    status: &str,
+    notes: &Option<String>,
+    at: i64,
+) {
+    if let Some(row) = live(rows, id) {
+        row.status = status.into();
+        if notes.is_some() {
+            row.notes = notes.clone();
+        }
+        row.updated_at = at;
+    }
+}
+
+/// Findings some live scan job detected; the others left with their deleted jobs.
+const DETECTED: &str = "f.scan_job_ids <> '[]'";
+
+#[derive(Clone, Debug, Default)]
+pub struct FindingFilter {
+    /// Any of these severities.
+    pub severities: Vec<String>,
+    pub status: Option<String>,
+    pub asset_id: Option<String>,
+    pub scan_job_id: Option<String>,
+    pub template_id: Option<String>,
+    /// Last detected at or after / at or before (epoch microseconds).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Case-insensitive substring of title, templateId or matchedAt.
+    pub q: Option<String>,
+    /// `lastDetected` (default, newest first), `firstDetected` or `severity`.
+    pub sort: Option<String>,
+}
+
+const SEVERITY_ORDER: &str = "CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
+     WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, f.last_detected DESC, f.finding_id";
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingView {
+    pub id: String,
+    pub asset_id: String,
+    pub template_id: String,
+    pub title: String,
+    pub severity: String,
+    pub category: String,
+    pub description: String,
+    pub evidence: String,
+    pub remediation: String,
+    pub references: Vec<String>,
+    pub cve: Option<String>,
+    pub cwe: Option<String>,
+    pub cvss_score: Option<f64>,
+    pub matched_at: String,
+    pub matcher_name: String,
+    /// `easm` or `nuclei`.
+    pub source: String,
+    /// open, acknowledged, resolved or ignored.
+    pub status: String,
+    pub assignee: Option<String>,
+    pub notes: Option<String>,
+    pub scan_job_ids: Vec<String>,
+    pub detection_count: i64,
+    pub first_detected: String,
+    pub last_detected: String,
+    pub updated_at: String,
+}
+
+const FINDING_COLUMNS: &str =
+    "f.finding_id, f.org_id, f.asset_id, f.template_id, f.title, f.severity, \
+     f.category, f.description, f.evidence, f.remediation, f.refs, f.cve, f.cwe, f.cvss_score, \
+     f.matched_at, f.matcher_name, f.source, f.status, f.assignee, f.notes, f.scan_job_ids, \
+     f.detection_count, f.first_detected, f.last_detected, f.updated_at";
+
+fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
+    let row = Findings::parse(r)?;
+    let d = row.detection;
+    Ok(FindingView {
+        id: r.try_get("finding_id")?,
+        asset_id: row.asset_id,
+        template_id: d.template_id,
+        title: d.title,
+        severity: d.severity,
+        category: d.category,
+        description: d.description,
+        evidence: d.evidence,
+        remediation: d.remediation,
+        references: d.references,
+        cve: d.cve,
+        cwe: d.cwe,
+        cvss_score: d.cvss_score,
+        matched_at: d.matched_at,
+        matcher_name: d.matcher_name,
+        source: d.source,
+        status: row.status,
+        assignee: row.assignee,
+        notes: row.notes,
+        scan_job_ids: row.scan_job_ids,
+        detection_count: row.detection_count,
+        first_detected: iso(row.first_detected),
+        last_detected: iso(row.last_detected),
+        updated_at: iso(row.updated_at),
+    })
+}
+
+/// The WHERE clauses of `f` and their values (`$n` numbered in order).
+fn finding_clauses(org_id: &str, f: &FindingFilter) -> (Vec<String>, Vec<String>) {
+    let mut clauses = vec![format!("f.org_id = $1 AND {DETECTED}")];
+    let mut binds = vec![org_id.to_string()];
+    let mut bind = |v: String| {
+        binds.push(v);
+        format!("${}", binds.len())
+    };
+    if !f.severities.is_empty() {
+        let list: Vec<String> = f.severities.iter().map(|s| bind(s.clone())).collect();
+        clauses.push(format!("f.severity IN ({})", list.join(", ")));
+    }
+    for (column, value) in [
+        ("f.status", &f.status),
+        ("f.asset_id", &f.asset_id),
+        ("f.template_id", &f.template_id),
+    ] {
+        if let Some(v) = value {
+            clauses.push(format!("{column} = {}", bind(v.clone())));
+        }
+    }
+    if let Some(job) = &f.scan_job_id {
+        let p = bind(like_pattern(&format!("\"{job}\"")));
+        clauses.push(format!("f.scan_job_ids LIKE {p} ESCAPE '\\'"));
+    }
+    if let Some(q) = &f.q {
+        let p = bind(like_pattern(q));
+        clauses.push(format!(
+            "(LOWER(f.title) LIKE {p} ESCAPE '\\' OR LOWER(f.template_id) LIKE {p} ESCAPE '\\' \
+             OR LOWER(f.matched_at) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    for (op, at) in [(">=", f.since), ("<=", f.until)] {
+        if let Some(at) = at {
+            clauses.push(format!(
+                "f.last_detected {op} CAST({} AS BIGINT)",
+                bind(at.to_string())
+            ));
+        }
+    }
+    (clauses, binds)
+}
+
+impl ReadModels {
+    pub async fn findings(
+        &self,
+        org_id: &str,
+        f: &FindingFilter,
+        p: PageRequest,
+    ) -> Result<Page<FindingView>, StoreError> {
+        let (clauses, binds) = finding_clauses(org_id, f);
+        let order = match f.sort.as_deref() {
+            Some("severity") => SEVERITY_ORDER,
+            Some("firstDetected") => "f.first_detected DESC, f.finding_id",
+            _ => "f.last_detected DESC, f.finding_id",
+        };
+        self.filtered_page(
+            FINDING_COLUMNS,
+            "rm_findings f",
+            order,
+            (&clauses, &binds),
+            p,
+            finding,
+        )
+        .await
+    }
+
+    pub async fn finding(&self, org_id: &str, id: &str) -> Result<Option<FindingView>, StoreError> {
+        let found = self
+            .org_row(
+                FINDING_COLUMNS,
+                "rm_findings f",
+                "f",
+                "finding_id",
+                org_id,
+                id,
+                finding,
+            )
+            .await?;
+        Ok(found.filter(|f| !f.scan_job_ids.is_empty()))
+    }
+
+    /// Unresolved (open or acknowledged) findings of an asset per severity.
+    pub async fn unresolved_by_severity(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<SeverityCounts, StoreError> {
+        let rows = sqlx::query(
+            &format!(
+                "SELECT severity, COUNT(*) AS n FROM rm_findings f WHERE org_id = $1 AND asset_id = $2 \
+                 AND status IN ('open', 'acknowledged') AND {DETECTED} GROUP BY severity"
+            ),
+        )
+        .bind(org_id)
+        .bind(asset_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut c = SeverityCounts::default();
+        for r in rows {
+            let n = r.try_get::<i64, _>("n")? as u32;
+            c.add(&r.try_get::<String, _>("severity")?, n);
+        }
+        Ok(c)
+    }
+
+    /// Open or acknowledged findings of an asset: those a completed scan may auto-resolve.
+    pub async fn unresolved_findings(
+        &self,
+        org_id: &str,
+        asset_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT finding_id FROM rm_findings f WHERE org_id = $1 AND asset_id = $2 \
+                 AND status IN ('open', 'acknowledged') AND {DETECTED} ORDER BY finding_id"
+        ))
+        .bind(org_id)
+        .bind(asset_id)
+        .fetch_all(self.db.reader())
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::given;
+    use easm_events::{FindingRedetected, FindingResolved, ScanDeleted};
+
+    fn new_finding(job: &str) -> Event {
+        Event::FindingNew(easm_events::FindingNew {
+            finding_id: "f1".into(),
+            asset_id: "a1".into(),
+            scan_job_id: job.into(),
+            profile: None,
+            detection: Box::new(Detection {
+                template_id: "tls.expired-cert".into(),
+                severity: "high".into(),
+                ..Detection::default()
+            }),
+        })
+    }
+
+    fn redetected(job: &str) -> Event {
+        Event::FindingRedetected(FindingRedetected {
+            finding_id: "f1".into(),
+            scan_job_id: job.into(),
+            evidence: "again".into(),
+            profile: None,
+        })
+    }
+
+    #[test]
+    fn a_detection_again_counts_and_remembers_its_job() {
+        let state = given::events([new_finding("j1"), redetected("j2"), redetected("j2")]);
+        let row = state.findings["f1"].clone().expect("live");
+        assert_eq!(row.detection_count, 3);
+        assert_eq!(row.scan_job_ids, vec!["j1", "j2"]);
+        assert_eq!((row.first_detected, row.last_detected), (0, 2));
+        assert_eq!(row.detection.evidence, "again");
+    }
+
+    #[test]
+    fn deleting_its_only_job_hides_a_finding_but_keeps_its_history() {
+        let state = given::events([
+            new_finding("j1"),
+            Event::FindingResolved(FindingResolved {
+                finding_id: "f1".into(),
+                from: "open".into(),
+                notes: Some("fixed".into()),
+                scan_job_id: None,
+            }),
+            Event::ScanDeleted(ScanDeleted {
+                scan_job_id: "j1".into(),
+            }),
+        ]);
+        let row = state.findings["f1"].clone().expect("the row stays");
+        assert!(row.scan_job_ids.is_empty());
+        assert_eq!(
+            (row.status.as_str(), row.notes.as_deref()),
+            ("resolved", Some("fixed"))
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Asset groups: name, and (at query time) how many assets they hold.
+
+use crate::read::{iso, Page, PageRequest, ReadModels};
+use crate::state::{create, live, Origin, RowMap};
+use crate::table::{ReadModel, Table};
+use easm_events::Event;
+use easm_store::{AnyRow, Row, StoreError, Val};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupRow {
+    pub org_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) struct Groups;
+
+impl ReadModel for Groups {
+    type Row = GroupRow;
+    const TABLE: Table = Table {
+        name: "rm_groups",
+        pk: "group_id",
+        columns: &["org_id", "name", "created_at", "updated_at"],
+    };
+
+    fn key(event: &Event) -> Option<&str> {
+        match event {
+            Event::GroupCreated(g) => Some(&g.group_id),
+            Event::GroupRenamed(g) => Some(&g.group_id),
+            Event::GroupDeleted(g) => Some(&g.group_id),
+            _ => None,
+        }
+    }
+
+    fn fold(rows: &mut RowMap<GroupRow>, origin: Origin<'_>, event: &Event) {
+        let at = origin.at;
+        match event {
+            Event::GroupCreated(g) => create(rows, &g.group_id, || GroupRow {
+                org_id: origin.org_id.to_string(),
+                name: g.name.clone(),
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::GroupRenamed(g) => {
+                if let Some(row) = live(rows, &g.group_id) {
+                    row.name = g.name.clone();
+                    row.updated_at = at;
+                }
+            }
+            Event::GroupDeleted(g) => {
+                rows.insert(g.group_id.clone(), None);
+            }
+            _ => {}
+        }
+    }
+
+    fn vals(row: &GroupRow) -> Vec<Val> {
+        vec![
+            Val::Text(row.org_id.clone()),
+            Val::Text(row.name.clone()),
+            Val::Int(row.created_at),
+            Val::Int(row.updated_at),
+        ]
+    }
+
+    fn parse(r: &AnyRow) -> Result<GroupRow, StoreError> {
+        Ok(GroupRow {
+            org_id: r.try_get("org_id")?,
+            name: r.try_get("name")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    pub asset_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSummary {
+    pub id: String,
+    pub name: String,
+    pub total_assets: i64,
+    /// Asset count per type, every type present (zero where none).
+    pub by_type: BTreeMap<String, i64>,
+    /// Asset count per criticality, every level present.
+    pub by_criticality: BTreeMap<String, i64>,
+}
+
+const GROUP_COLUMNS: &str = "g.group_id, g.name, g.created_at, g.updated_at, \
+     (SELECT COUNT(*) FROM rm_assets a WHERE a.group_id = g.group_id) AS asset_count";
+
+fn group(r: &AnyRow) -> Result<GroupView, StoreError> {
+    Ok(GroupView {
+        id: r.try_get("group_id")?,
+        name: r.try_get("name")?,
+        asset_count: r.try_get("asset_count")?,
+        created_at: iso(r.try_get("created_at")?),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
+impl ReadModels {
+    pub async fn groups(
+        &self,
+        org_id: &str,
+        p: PageRequest,
+    ) -> Result<Page<GroupView>, StoreError> {
+        let order = "g.created_at, g.group_id";
+        self.org_page(GROUP_COLUMNS, "rm_groups g", "g", order, org_id, p, group)
+            .await
+    }
+
+    pub async fn group(
+        &self,
+        org_id: &str,
+        group_id: &str,
+    ) -> Result<Option<GroupView>, StoreError> {
+        self.org_row(
+            GROUP_COLUMNS,
+            "rm_groups g",
+            "g",
+            "group_id",
+            org_id,
+            group_id,
+            group,
+        )
+        .await
+    }
+
+    pub async fn group_summary(
+        &self,
+        org_id: &str,
+        group_id: &str,
+    ) -> Result<Option<GroupSummary>, StoreError> {
+        let Some(g) = self.group(org_id, group_id).await? else {
+            return Ok(None);
+        };
+        let mut by_type: BTreeMap<String, i64> = easm_domain::AssetType::ALL
+            .iter()
+            .map(|t| (t.as_str().to_string(), 0))
+            .collect();
+        let mut by_criticality: BTreeMap<String, i64> = easm_domain::Criticality::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), 0))
+            .collect();
+        for (column, map) in [
+            ("asset_type", &mut by_type),
+            ("criticality", &mut by_criticality),
+        ] {
+            let rows = sqlx::query(&format!(
+                "SELECT {column} AS k, COUNT(*) AS n FROM rm_assets WHERE group_id = $1 GROUP BY {column}"
+            ))
+            .bind(group_id)
+            .fetch_all(self.db.reader())
+            .await?;
+            for r in rows {
+                map.insert(r.try_get("k")?, r.try_get("n")?);
+            }
+        }
+        Ok(Some(GroupSummary {
+            id: g.id,
+            name: g.name,
+            total_assets: g.asset_count,
+            by_type,
+            by_criticality,
+        }))
+    }
+}

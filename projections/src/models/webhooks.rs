@@ -1,0 +1,220 @@
+//! Webhook endpoints (the audit log webhook among them): url, subscribed events, enabled, when
+//! the secret was last rotated. The secrets themselves are never in the read models.
+
+use crate::read::{iso, Page, PageRequest, ReadModels};
+use crate::state::{create, live, Origin, RowMap};
+use crate::table::{to_json, ReadModel, Table};
+use easm_events::Event;
+use easm_store::{AnyRow, Row, StoreError, Val};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookRow {
+    pub org_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    pub rotated_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) struct Webhooks;
+
+impl ReadModel for Webhooks {
+    type Row = WebhookRow;
+    const TABLE: Table = Table {
+        name: "rm_webhooks",
+        pk: "webhook_id",
+        columns: &[
+            "org_id",
+            "url",
+            "events",
+            "description",
+            "enabled",
+            "rotated_at",
+            "created_at",
+            "updated_at",
+        ],
+    };
+
+    fn key(event: &Event) -> Option<&str> {
+        match event {
+            Event::WebhookCreated(w) => Some(&w.webhook_id),
+            Event::WebhookUpdated(w) => Some(&w.webhook_id),
+            Event::WebhookDeleted(w) => Some(&w.webhook_id),
+            Event::WebhookSecretRotated(w) => Some(&w.webhook_id),
+            Event::EndpointDisabled(w) => Some(&w.webhook_id),
+            _ => None,
+        }
+    }
+
+    fn fold(rows: &mut RowMap<WebhookRow>, origin: Origin<'_>, event: &Event) {
+        let at = origin.at;
+        match event {
+            Event::WebhookCreated(w) => create(rows, &w.webhook_id, || WebhookRow {
+                org_id: origin.org_id.to_string(),
+                url: w.url.clone(),
+                events: w.events.clone(),
+                description: w.description.clone(),
+                enabled: w.enabled,
+                rotated_at: None,
+                created_at: at,
+                updated_at: at,
+            }),
+            Event::WebhookUpdated(w) => {
+                if let Some(row) = live(rows, &w.webhook_id) {
+                    if let Some(u) = &w.url {
+                        row.url = u.clone();
+                    }
+                    if let Some(e) = &w.events {
+                        row.events = e.clone();
+                    }
+                    if let Some(d) = &w.description {
+                        row.description = d.clone();
+                    }
+                    if let Some(en) = w.enabled {
+                        row.enabled = en;
+                    }
+                    row.updated_at = at;
+                }
+            }
+            Event::WebhookSecretRotated(w) => {
+                if let Some(row) = live(rows, &w.webhook_id) {
+                    row.rotated_at = Some(at);
+                    row.updated_at = at;
+                }
+            }
+            Event::WebhookDeleted(w) => {
+                rows.insert(w.webhook_id.clone(), None);
+            }
+            Event::EndpointDisabled(w) => {
+                if let Some(row) = live(rows, &w.webhook_id) {
+                    row.enabled = false;
+                    row.updated_at = at;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn vals(row: &WebhookRow) -> Vec<Val> {
+        vec![
+            Val::Text(row.org_id.clone()),
+            Val::Text(row.url.clone()),
+            Val::Text(to_json(&row.events)),
+            Val::Text(row.description.clone()),
+            Val::Int(row.enabled as i64),
+            Val::OptInt(row.rotated_at),
+            Val::Int(row.created_at),
+            Val::Int(row.updated_at),
+        ]
+    }
+
+    fn parse(r: &AnyRow) -> Result<WebhookRow, StoreError> {
+        Ok(WebhookRow {
+            org_id: r.try_get("org_id")?,
+            url: r.try_get("url")?,
+            events: Self::TABLE.json(r, "events")?,
+            description: r.try_get("description")?,
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            rotated_at: r.try_get("rotated_at")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    /// When the signing secret was last rotated, if ever.
+    pub secret_rotated_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const WEBHOOK_COLUMNS: &str = "w.webhook_id, w.org_id, w.url, w.events, w.description, \
+     w.enabled, w.rotated_at, w.created_at, w.updated_at";
+
+fn webhook(r: &AnyRow) -> Result<WebhookView, StoreError> {
+    let row = Webhooks::parse(r)?;
+    Ok(WebhookView {
+        id: r.try_get("webhook_id")?,
+        url: row.url,
+        events: row.events,
+        description: row.description,
+        enabled: row.enabled,
+        secret_rotated_at: row.rotated_at.map(iso),
+        created_at: iso(row.created_at),
+        updated_at: iso(row.updated_at),
+    })
+}
+
+impl ReadModels {
+    pub async fn webhooks(
+        &self,
+        org_id: &str,
+        p: PageRequest,
+    ) -> Result<Page<WebhookView>, StoreError> {
+        let order = "w.created_at, w.webhook_id";
+        self.org_page(
+            WEBHOOK_COLUMNS,
+            // The audit log webhook has its own settings API.
+            "(SELECT * FROM rm_webhooks WHERE webhook_id NOT LIKE 'audit-%') w",
+            "w",
+            order,
+            org_id,
+            p,
+            webhook,
+        )
+        .await
+    }
+
+    /// The endpoints that receive deliveries now (fan-out matches on them), by organization,
+    /// for any number of them in one query per 500.
+    pub async fn enabled_webhooks(
+        &self,
+        orgs: &[&str],
+    ) -> Result<BTreeMap<String, Vec<WebhookView>>, StoreError> {
+        let mut out: BTreeMap<String, Vec<WebhookView>> = BTreeMap::new();
+        for chunk in orgs.chunks(500) {
+            let sql = format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM rm_webhooks w \
+                 WHERE w.org_id IN ({}) AND w.enabled = 1",
+                easm_store::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for org in chunk {
+                q = q.bind(*org);
+            }
+            for r in q.fetch_all(self.db.reader()).await? {
+                out.entry(r.try_get("org_id")?)
+                    .or_default()
+                    .push(webhook(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {
+        self.org_row(
+            WEBHOOK_COLUMNS,
+            "rm_webhooks w",
+            "w",
+            "webhook_id",
+            org_id,
+            id,
+            webhook,
+        )
+        .await
+    }
+}

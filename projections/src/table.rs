@@ -1,0 +1,270 @@
+//! How a read model is stored: its table, how a row becomes values and comes back from a row of
+//! the database, and the generic loading and writing the projector and the rebuild use for
+//! every model alike.
+
+use crate::state::{Origin, RowMap};
+use easm_events::Event;
+use easm_store::{
+    anonymous_rows, placeholders, value_rows, AnyConnection, AnyRow, Row, StoreError, Val, Write,
+    BULK_VALUES,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// A read model's table: its key column and the others, in the order of a row's values.
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub pk: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+impl Table {
+    /// The key and the other columns, comma-separated, in the order of a row's values.
+    fn column_list(&self) -> String {
+        format!("{}, {}", self.pk, self.columns.join(", "))
+    }
+
+    /// A JSON column of a row of this table; a value that does not decode is an error naming
+    /// the row, never a silent default.
+    pub fn json<T: DeserializeOwned>(
+        &self,
+        r: &AnyRow,
+        column: &'static str,
+    ) -> Result<T, StoreError> {
+        let text: String = r.try_get(column)?;
+        self.decode(r, column, &text)
+    }
+
+    /// [`Table::json`] of a nullable column.
+    pub fn opt_json<T: DeserializeOwned>(
+        &self,
+        r: &AnyRow,
+        column: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = r.try_get(column)?;
+        text.map(|t| self.decode(r, column, &t)).transpose()
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        r: &AnyRow,
+        column: &'static str,
+        text: &str,
+    ) -> Result<T, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::CorruptRow {
+            table: self.name,
+            key: r.try_get::<String, _>(self.pk).unwrap_or_default(),
+            column,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A JSON column's text. The read models only store lists and maps of plain values, which
+/// always serialize.
+pub(crate) fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("read-model values always serialize")
+}
+
+/// One read model: its rows, which rows an event changes, how events change them, and how they
+/// are stored. The projector folds typed events into every model; each looks at the events it
+/// cares about.
+pub(crate) trait ReadModel {
+    type Row;
+    const TABLE: Table;
+
+    /// The key of the row `event` creates or changes, if it changes one of this model's.
+    fn key(event: &Event) -> Option<&str>;
+
+    /// Fold one event into the rows (loaded beforehand: every row `key` names, and what
+    /// [`ReadModel::related`] adds).
+    fn fold(rows: &mut RowMap<Self::Row>, origin: Origin<'_>, event: &Event);
+
+    /// The row's values after its key, in the order of `TABLE.columns`.
+    fn vals(row: &Self::Row) -> Vec<Val>;
+
+    fn parse(r: &AnyRow) -> Result<Self::Row, StoreError>;
+
+    /// Keys of further rows `events` change beyond those `key` names.
+    async fn related(
+        _conn: &mut AnyConnection,
+        _events: &[Event],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(vec![])
+    }
+
+    /// Writes of tables that belong to this model beside its own (child tables), for the rows
+    /// folded; `stored`: the keys whose rows were loaded, which may have child rows already.
+    fn child_writes(
+        _size: usize,
+        _rows: &RowMap<Self::Row>,
+        _stored: &BTreeSet<String>,
+        _out: &mut Vec<Write>,
+    ) {
+    }
+
+    /// The child tables' rows of a refill.
+    fn child_rows(_rows: &RowMap<Self::Row>) -> Vec<Rows> {
+        vec![]
+    }
+}
+
+/// Load the rows with the given keys into `into`.
+pub(crate) async fn load<M: ReadModel>(
+    conn: &mut AnyConnection,
+    size: usize,
+    keys: &BTreeSet<String>,
+    into: &mut RowMap<M::Row>,
+) -> Result<(), StoreError> {
+    let table = &M::TABLE;
+    let keys: Vec<&String> = keys.iter().collect();
+    for chunk in keys.chunks(size) {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} IN ({})",
+            table.column_list(),
+            table.name,
+            table.pk,
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for key in chunk {
+            q = q.bind(key.as_str());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            into.insert(r.try_get(table.pk)?, Some(M::parse(&r)?));
+        }
+    }
+    Ok(())
+}
+
+/// Append the values of a row (its key, then its values) to `values`.
+fn push_row<M: ReadModel>(values: &mut Vec<Val>, key: &str, row: &M::Row) {
+    values.push(Val::Text(key.to_string()));
+    values.extend(M::vals(row));
+}
+
+/// Upserts of the live rows and deletes of the dead ones, in multi-row statements.
+pub(crate) fn writes<M: ReadModel>(
+    size: usize,
+    rows: &RowMap<M::Row>,
+    stored: &BTreeSet<String>,
+    out: &mut Vec<Write>,
+) {
+    let table = &M::TABLE;
+    let (live, dead): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, r)| r.is_some());
+    for chunk in dead.chunks(size) {
+        out.push(Write {
+            table: table.name,
+            sql: format!(
+                "DELETE FROM {} WHERE {} IN ({})",
+                table.name,
+                table.pk,
+                placeholders(1, chunk.len())
+            ),
+            values: chunk
+                .iter()
+                .map(|(k, _)| Val::Text(k.to_string()))
+                .collect(),
+        });
+    }
+    let width = table.columns.len() + 1;
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    for chunk in live.chunks(size) {
+        let mut values = Vec::with_capacity(chunk.len() * width);
+        for (key, row) in chunk {
+            push_row::<M>(&mut values, key, row.as_ref().expect("live rows only"));
+        }
+        out.push(Write {
+            table: table.name,
+            sql: format!(
+                "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+                table.name,
+                table.column_list(),
+                value_rows(chunk.len(), width, 1, ""),
+                table.pk,
+                updates.join(", ")
+            ),
+            values,
+        });
+    }
+    M::child_writes(size, rows, stored, out);
+}
+
+/// The live rows of one table, for refilling it from empty.
+pub(crate) struct Rows {
+    pub table: &'static str,
+    /// Comma-separated, in the order of the values.
+    pub columns: String,
+    pub values: Vec<Val>,
+}
+
+impl Rows {
+    /// A model's own rows, then its child tables' rows.
+    pub fn of<M: ReadModel>(rows: &RowMap<M::Row>) -> Vec<Rows> {
+        let mut values = vec![];
+        for (key, row) in rows {
+            if let Some(row) = row {
+                push_row::<M>(&mut values, key, row);
+            }
+        }
+        let mut out = vec![Rows {
+            table: M::TABLE.name,
+            columns: M::TABLE.column_list(),
+            values,
+        }];
+        out.extend(M::child_rows(rows));
+        out
+    }
+
+    /// Plain inserts of as many rows as SQLite takes in one statement.
+    pub fn sqlite_inserts(&self) -> Vec<Write> {
+        let width = self.columns.split(',').count();
+        self.values
+            .chunks(BULK_VALUES / width * width)
+            .map(|chunk| Write {
+                table: self.table,
+                sql: format!(
+                    "INSERT INTO {} ({}) VALUES {}",
+                    self.table,
+                    self.columns,
+                    anonymous_rows(chunk.len() / width, width)
+                ),
+                values: chunk.to_vec(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ReadModels;
+    use easm_store::{Db, DbConfig, StoreError};
+
+    #[tokio::test]
+    async fn a_column_that_does_not_decode_is_an_error_naming_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easm.db");
+        let db = Db::connect(&DbConfig::Sqlite { path }).await.unwrap();
+        sqlx::query(
+            "INSERT INTO rm_assets (asset_id, org_id, group_id, value, asset_type, tags, \
+             criticality, created_at, updated_at) \
+             VALUES ('a1', 'o1', 'g1', 'x.example.com', 'domain', 'not json', 'medium', 0, 0)",
+        )
+        .execute(db.writer())
+        .await
+        .unwrap();
+        let err = ReadModels::new(db).asset("o1", "a1").await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::CorruptRow { table: "rm_assets", key, column: "tags", .. } if key == "a1"
+            ),
+            "{err}"
+        );
+    }
+}
