@@ -5,10 +5,10 @@
 
 use crate::replay::{Replay, READ_MODEL_TABLES};
 use crate::state::{ReadState, Touched};
-use easm_events::RecordedEvent;
+use easm_events::{Event, RecordedEvent};
 use easm_store::{
-    chunk_rows, typed, AnyConnection, Backend, BoxFuture, Db, EventLog, InlineProjection,
-    LogSource, ReplayEvent, ShadowFiller, StoreError, Write, APPENDS_LOCK,
+    chunk_rows, AnyConnection, Backend, BoxFuture, Db, EventLog, InlineProjection, LogSource,
+    ReplayEvent, ShadowFiller, StoreError, Write, APPENDS_LOCK,
 };
 use std::sync::Arc;
 
@@ -37,12 +37,12 @@ impl Projector {
         &self,
         conn: &mut AnyConnection,
         recorded: &[RecordedEvent],
+        events: &[Event],
     ) -> Result<Vec<Write>, StoreError> {
-        let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
-        let touched = Touched::by(conn, recorded, &events).await?;
+        let touched = Touched::by(conn, recorded, events).await?;
         let size = chunk_rows(self.db.backend());
         let mut state = ReadState::load(conn, size, &touched).await?;
-        for (r, e) in recorded.iter().zip(&events) {
+        for (r, e) in recorded.iter().zip(events) {
             state.fold(r.into(), e);
         }
         Ok(state.writes(size, &touched))
@@ -86,8 +86,9 @@ impl InlineProjection for Projector {
     fn project<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
-        events: &'a [RecordedEvent],
+        recorded: &'a [RecordedEvent],
+        events: &'a [Event],
     ) -> BoxFuture<'a, Result<Vec<Write>, StoreError>> {
-        Box::pin(self.apply(conn, events))
+        Box::pin(self.apply(conn, recorded, events))
     }
 }

@@ -5,9 +5,11 @@
 
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
-use crate::log::{row_to_event, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX};
+use crate::log::{
+    row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX,
+};
 use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write, BULK_VALUES};
-use easm_events::{chain_hash, from_micros, RecordedEvent, GENESIS_HASH};
+use easm_events::{chain_hash, from_micros, Event, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,13 +23,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// is in the read models the moment it is visible, in every process. Appends of one organization
 /// are serialized on its chain head, which is what makes folding them there safe.
 pub trait InlineProjection: Send + Sync {
-    /// Fold `events` (one organization's, in chain order) into the read models, reading the
-    /// rows they change on `conn`; the writes are returned for the append to send with its
-    /// events (nothing in them reads the events table).
+    /// Fold `recorded` (one organization's, in chain order), whose typed forms are `events`,
+    /// into the read models, reading the rows they change on `conn`; the writes are returned
+    /// for the append to send with its events (nothing in them reads the events table). The
+    /// append hands over the typed events it holds: they are not decoded back from their JSON.
     fn project<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
-        events: &'a [RecordedEvent],
+        recorded: &'a [RecordedEvent],
+        events: &'a [Event],
     ) -> BoxFuture<'a, Result<Vec<Write>, StoreError>>;
 }
 
@@ -123,14 +127,18 @@ impl EventLog {
         let writes = match &self.projection {
             None => vec![],
             Some(projection) => {
+                let events: Vec<Event> = req.streams.into_iter().flat_map(|s| s.events).collect();
                 // Events appended earlier by a log without read models come first.
                 let mut earlier =
                     org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
                 if earlier.is_empty() {
-                    projection.project(conn, &recorded).await?
+                    projection.project(conn, &recorded, &events).await?
                 } else {
+                    let mut typed_earlier =
+                        earlier.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
                     earlier.extend(recorded.iter().cloned());
-                    projection.project(conn, &earlier).await?
+                    typed_earlier.extend(events);
+                    projection.project(conn, &earlier, &typed_earlier).await?
                 }
             }
         };
@@ -193,8 +201,9 @@ impl EventLog {
                 let (head, _) = open(&mut tx, backend, org_id, &[], None).await?;
                 let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
                 if head.projected < upto {
-                    let events = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
-                    for write in projection.project(&mut tx, &events).await? {
+                    let recorded = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
+                    let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
+                    for write in projection.project(&mut tx, &recorded, &events).await? {
                         write.run(&mut tx).await?;
                     }
                     sqlx::query("UPDATE chain_heads SET projected_seq = $1 WHERE org_id = $2")
