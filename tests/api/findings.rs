@@ -8,7 +8,14 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 on_both_backends!(
-    nuclei_results_become_findings_and_are_triaged,
+    imported_results_become_findings_with_their_details,
+    findings_are_filtered_searched_and_sorted,
+    results_imported_again_are_detections_of_the_same_findings,
+    a_resolved_finding_detected_again_reopens_with_its_history,
+    triage_refuses_bad_input_other_roles_and_other_organizations,
+    risk_and_coverage_follow_the_findings_and_jobs,
+    bulk_status_is_all_or_nothing,
+    findings_export_in_four_formats,
     a_deleted_job_takes_its_findings_out_of_the_read_models,
     results_larger_than_a_request_body_stream_in,
 );
@@ -55,15 +62,96 @@ fn titles(a: &Answer) -> Vec<String> {
         .collect()
 }
 
-async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
-    let app = spawn_app(b).await;
-    let (org, key) = app.org(Plan::Pro).await;
-    let g = app.group(&key, "Web").await;
-    let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
-    let scan = |profile: &'static str| new_job(&app, &key, &asset, profile);
-    let job = scan("quick").await;
+/// An organization with the asset `127.0.0.1` and a quick scan job of it, `NUCLEI` imported.
+struct Imported {
+    app: TestApp,
+    org: String,
+    key: String,
+    asset: String,
+    job: String,
+    report: Answer,
+}
 
-    let report = import(&app, &key, &job, NUCLEI).await;
+impl Imported {
+    async fn new(b: Backend) -> Imported {
+        let app = spawn_app(b).await;
+        let (org, key) = app.org(Plan::Pro).await;
+        let g = app.group(&key, "Web").await;
+        let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
+        let job = new_job(&app, &key, &asset, "quick").await;
+        let report = import(&app, &key, &job, NUCLEI).await;
+        Imported {
+            app,
+            org,
+            key,
+            asset,
+            job,
+            report,
+        }
+    }
+
+    /// A new job of the asset with `profile`, `NUCLEI` imported under it; the import's answer.
+    async fn again_under(&self, profile: &str) -> (String, Answer) {
+        let job = new_job(&self.app, &self.key, &self.asset, profile).await;
+        let report = import(&self.app, &self.key, &job, NUCLEI).await;
+        (job, report)
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.app.get(&self.key, path).await
+    }
+
+    /// The id of the critical finding (`CVE-2021-41773`).
+    async fn critical_id(&self) -> String {
+        self.get("/api/findings?severity=critical").await.body["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn all_ids(&self) -> Vec<String> {
+        self.get("/api/findings").await.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn patch_finding(&self, id: &str, body: Value) -> Answer {
+        self.app
+            .patch(&self.key, &format!("/api/findings/{id}"), body)
+            .await
+    }
+
+    async fn bulk_status(&self, body: Value) -> Answer {
+        self.app
+            .post(&self.key, "/api/findings/bulk-status", body)
+            .await
+    }
+
+    /// `GET /api/findings/export{query}`: status, content type, body.
+    async fn export(&self, query: &str) -> (StatusCode, String, String) {
+        let r = self
+            .app
+            .client
+            .get(self.app.url(&format!("/api/findings/export{query}")))
+            .header("X-API-Key", &self.key)
+            .send()
+            .await
+            .unwrap();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (r.status(), ct, r.text().await.unwrap())
+    }
+}
+
+async fn imported_results_become_findings_with_their_details(b: Backend) {
+    let s = Imported::new(b).await;
+    let report = &s.report;
     assert_eq!(report.status, StatusCode::OK, "{}", report.body);
     assert_eq!(report.body["imported"], 3);
     assert_eq!(report.body["new"], 2);
@@ -77,9 +165,9 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
         vec![5, 6]
     );
 
-    let all = app.get(&key, "/api/findings").await;
+    let all = s.get("/api/findings").await;
     assert_eq!(all.body["total"], 2, "{}", all.body);
-    let critical = app.get(&key, "/api/findings?severity=critical").await;
+    let critical = s.get("/api/findings?severity=critical").await;
     assert_eq!(titles(&critical), vec!["CVE-2021-41773"]);
     let f = &critical.body["items"][0];
     assert_eq!(f["cve"], "CVE-2021-41773");
@@ -88,33 +176,31 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(f["source"], "nuclei");
     assert_eq!(f["status"], "open");
     assert_eq!(f["detectionCount"], 1);
-    assert_eq!(f["scanJobIds"], json!([job]));
-    let critical_id = f["id"].as_str().unwrap().to_string();
+    assert_eq!(f["scanJobIds"], json!([s.job]));
+}
+
+async fn findings_are_filtered_searched_and_sorted(b: Backend) {
+    let s = Imported::new(b).await;
     assert_eq!(
-        app.get(&key, "/api/findings?severity=critical,info")
-            .await
-            .body["total"],
+        s.get("/api/findings?severity=critical,info").await.body["total"],
         2
     );
     assert_eq!(
-        titles(&app.get(&key, "/api/findings?q=TRAVERSAL").await),
+        titles(&s.get("/api/findings?q=TRAVERSAL").await),
         vec!["CVE-2021-41773"]
     );
     assert_eq!(
-        titles(&app.get(&key, "/api/findings?sort=severity").await)[0],
+        titles(&s.get("/api/findings?sort=severity").await)[0],
         "CVE-2021-41773"
     );
     assert_eq!(
-        app.get(
-            &key,
-            "/api/findings?templateId=http-missing-security-headers"
-        )
-        .await
-        .body["total"],
+        s.get("/api/findings?templateId=http-missing-security-headers")
+            .await
+            .body["total"],
         1
     );
     assert_eq!(
-        app.get(&key, &format!("/api/scan-jobs/{job}/findings"))
+        s.get(&format!("/api/scan-jobs/{}/findings", s.job))
             .await
             .body["total"],
         2
@@ -125,30 +211,37 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
         ("since=yesterday", "since"),
         ("sort=random", "sort"),
     ] {
-        let bad = app.get(&key, &format!("/api/findings?{q}")).await;
+        let bad = s.get(&format!("/api/findings?{q}")).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(bad.body["field"], field);
     }
+}
 
-    // The same results again under the same job change nothing; under another job they are
-    // detections of the same findings.
-    let again = import(&app, &key, &job, NUCLEI).await;
+/// The same results again under the same job change nothing; under another job they are
+/// detections of the same findings.
+async fn results_imported_again_are_detections_of_the_same_findings(b: Backend) {
+    let s = Imported::new(b).await;
+    let again = import(&s.app, &s.key, &s.job, NUCLEI).await;
     assert_eq!(
         (again.body["new"].clone(), again.body["unchanged"].clone()),
         (json!(0), json!(2))
     );
-    let job2 = scan("standard").await;
-    let second = import(&app, &key, &job2, NUCLEI).await;
+    let (job2, second) = s.again_under("standard").await;
     assert_eq!(second.body["redetected"], 2);
-    let one = app.get(&key, &format!("/api/findings/{critical_id}")).await;
+    let one = s
+        .get(&format!("/api/findings/{}", s.critical_id().await))
+        .await;
     assert_eq!(one.body["detectionCount"], 2);
-    assert_eq!(one.body["scanJobIds"], json!([job, job2]));
+    assert_eq!(one.body["scanJobIds"], json!([s.job, job2]));
+}
 
-    // Triage, then a new detection reopens what was resolved.
-    let resolved = app
-        .patch(
-            &key,
-            &format!("/api/findings/{critical_id}"),
+async fn a_resolved_finding_detected_again_reopens_with_its_history(b: Backend) {
+    let s = Imported::new(b).await;
+    let critical_id = s.critical_id().await;
+    s.again_under("standard").await;
+    let resolved = s
+        .patch_finding(
+            &critical_id,
             json!({"status": "resolved", "notes": "patched", "assignee": "alice"}),
         )
         .await;
@@ -157,14 +250,13 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(resolved.body["notes"], "patched");
     assert_eq!(resolved.body["assignee"], "alice");
     assert_eq!(
-        app.get(&key, "/api/findings?status=resolved").await.body["total"],
+        s.get("/api/findings?status=resolved").await.body["total"],
         1
     );
-    let job3 = scan("deep").await;
-    let third = import(&app, &key, &job3, NUCLEI).await;
+    let (job3, third) = s.again_under("deep").await;
     assert_eq!(third.body["reopened"], 1);
     assert_eq!(third.body["redetected"], 1);
-    let reopened = app.get(&key, &format!("/api/findings/{critical_id}")).await;
+    let reopened = s.get(&format!("/api/findings/{critical_id}")).await;
     assert_eq!(reopened.body["status"], "open");
     let history: Vec<(Value, Value)> = reopened.body["statusHistory"]
         .as_array()
@@ -184,58 +276,58 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(steps[1]["notes"], "patched");
     assert_eq!(steps[1]["actorKind"], "api_key");
     assert_eq!(steps[2]["scanJobId"], job3.as_str());
+}
 
-    let bad = app
-        .patch(
-            &key,
-            &format!("/api/findings/{critical_id}"),
-            json!({"status": "closed"}),
-        )
+async fn triage_refuses_bad_input_other_roles_and_other_organizations(b: Backend) {
+    let s = Imported::new(b).await;
+    let critical_id = s.critical_id().await;
+    s.patch_finding(&critical_id, json!({"assignee": "alice"}))
+        .await;
+    let bad = s
+        .patch_finding(&critical_id, json!({"status": "closed"}))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.body["field"], "status");
-    let cleared = app
-        .patch(
-            &key,
-            &format!("/api/findings/{critical_id}"),
-            json!({"assignee": ""}),
-        )
-        .await;
+    let cleared = s.patch_finding(&critical_id, json!({"assignee": ""})).await;
     assert!(cleared.body["assignee"].is_null());
     assert_eq!(
-        app.patch(&key, "/api/findings/nope", json!({"status": "open"}))
+        s.patch_finding("nope", json!({"status": "open"}))
             .await
             .status,
         StatusCode::NOT_FOUND
     );
-    let viewer = app.key(&org, Role::Viewer).await;
+    let viewer = s.app.key(&s.org, Role::Viewer).await;
     assert_eq!(
-        app.patch(
-            &viewer,
-            &format!("/api/findings/{critical_id}"),
-            json!({"status": "ignored"})
-        )
-        .await
-        .status,
+        s.app
+            .patch(
+                &viewer,
+                &format!("/api/findings/{critical_id}"),
+                json!({"status": "ignored"})
+            )
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        import(&app, &key, "nope", NUCLEI).await.status,
+        import(&s.app, &s.key, "nope", NUCLEI).await.status,
         StatusCode::NOT_FOUND
     );
-    let (_, stranger) = app.org(Plan::Pro).await;
-    assert_eq!(app.get(&stranger, "/api/findings").await.body["total"], 0);
+    let (_, stranger) = s.app.org(Plan::Pro).await;
+    assert_eq!(s.app.get(&stranger, "/api/findings").await.body["total"], 0);
+}
 
-    // Risk counts unresolved findings: one critical (40) and one info (0) now.
-    let risk = app.get(&key, &format!("/api/assets/{asset}/risk")).await;
+/// Risk counts unresolved findings: one critical (40) and one info (0).
+async fn risk_and_coverage_follow_the_findings_and_jobs(b: Backend) {
+    let s = Imported::new(b).await;
+    s.again_under("standard").await;
+    let (job3, _) = s.again_under("deep").await;
+    let risk = s.get(&format!("/api/assets/{}/risk", s.asset)).await;
     assert_eq!(risk.status, StatusCode::OK, "{}", risk.body);
     assert_eq!(risk.body["score"], 40);
     assert_eq!(risk.body["grade"], "D");
     assert_eq!(risk.body["breakdown"]["critical"], 1);
     assert_eq!(risk.body["breakdown"]["info"], 1);
-    let coverage = app
-        .get(&key, &format!("/api/assets/{asset}/coverage"))
-        .await;
+    let coverage = s.get(&format!("/api/assets/{}/coverage", s.asset)).await;
     let profiles: Vec<(String, u64)> = coverage
         .body
         .as_array()
@@ -259,93 +351,67 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(coverage.body[2]["lastJobId"], job3.as_str());
     assert_eq!(coverage.body[0]["lastStatus"], "queued");
     assert_eq!(
-        app.get(&key, "/api/assets/nope/risk").await.status,
+        s.get("/api/assets/nope/risk").await.status,
         StatusCode::NOT_FOUND
     );
+}
 
-    // Bulk status: all or nothing.
-    let ids: Vec<String> = app.get(&key, "/api/findings").await.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect();
+async fn bulk_status_is_all_or_nothing(b: Backend) {
+    let s = Imported::new(b).await;
+    let ids = s.all_ids().await;
     let mut with_unknown = ids.clone();
     with_unknown.push("nope".into());
-    let refused = app
-        .post(
-            &key,
-            "/api/findings/bulk-status",
-            json!({"ids": with_unknown, "status": "ignored"}),
-        )
+    let refused = s
+        .bulk_status(json!({"ids": with_unknown, "status": "ignored"}))
         .await;
     assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
     assert_eq!(refused.body["items"][0]["index"], 2);
-    assert_eq!(
-        app.get(&key, "/api/findings?status=ignored").await.body["total"],
-        0
-    );
+    assert_eq!(s.get("/api/findings?status=ignored").await.body["total"], 0);
     for body in [
         json!({"ids": [], "status": "ignored"}),
         json!({"ids": ids, "status": "gone"}),
     ] {
-        let bad = app.post(&key, "/api/findings/bulk-status", body).await;
+        let bad = s.bulk_status(body).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
     }
-    let done = app
-        .post(
-            &key,
-            "/api/findings/bulk-status",
-            json!({"ids": ids, "status": "ignored", "notes": "accepted risk"}),
-        )
+    let done = s
+        .bulk_status(json!({"ids": ids, "status": "ignored", "notes": "accepted risk"}))
         .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert_eq!(done.body["updated"], 2);
-    assert_eq!(
-        app.get(&key, "/api/findings?status=ignored").await.body["total"],
-        2
-    );
-    let calm = app.get(&key, &format!("/api/assets/{asset}/risk")).await;
+    assert_eq!(s.get("/api/findings?status=ignored").await.body["total"], 2);
+    let calm = s.get(&format!("/api/assets/{}/risk", s.asset)).await;
     assert_eq!(
         (calm.body["score"].clone(), calm.body["grade"].clone()),
         (json!(0), json!("A"))
     );
+}
 
-    // Export: every matching row, in three formats.
-    let export = |q: &'static str| {
-        let req = app
-            .client
-            .get(app.url(&format!("/api/findings/export{q}")))
-            .header("X-API-Key", &key);
-        async move {
-            let r = req.send().await.unwrap();
-            let ct = r
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            (r.status(), ct, r.text().await.unwrap())
-        }
-    };
-    let (status, ct, csv) = export("").await;
+/// Every matching row, as CSV, NDJSON, JSON or SARIF.
+async fn findings_export_in_four_formats(b: Backend) {
+    let s = Imported::new(b).await;
+    let ids = s.all_ids().await;
+    s.bulk_status(json!({"ids": ids, "status": "ignored"}))
+        .await;
+    let (status, ct, csv) = s.export("").await;
     assert_eq!(status, StatusCode::OK);
     assert!(ct.starts_with("text/csv"));
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[0].starts_with("id,assetId,templateId,title,severity,status"));
     assert!(csv.contains(",CVE-2021-41773,Apache 2.4.49 - Path Traversal,critical,ignored,"));
-    let (_, _, ndjson) = export("?format=ndjson&severity=critical").await;
+    let (_, _, ndjson) = s.export("?format=ndjson&severity=critical").await;
     let rows: Vec<Value> = ndjson
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["templateId"], "CVE-2021-41773");
-    let (_, ct, json_text) = export("?format=json").await;
+    let (_, ct, json_text) = s.export("?format=json").await;
     assert_eq!(ct, "application/json");
     let all: Vec<Value> = serde_json::from_str(&json_text).unwrap();
     assert_eq!(all.len(), 2);
-    let (_, ct, sarif) = export("?format=sarif&sort=severity").await;
+    let (_, ct, sarif) = s.export("?format=sarif&sort=severity").await;
     assert_eq!(ct, "application/sarif+json");
     let sarif: Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
@@ -354,7 +420,7 @@ async fn nuclei_results_become_findings_and_are_triaged(b: Backend) {
     assert_eq!(results[0]["ruleId"], "CVE-2021-41773");
     assert_eq!(results[0]["level"], "error");
     assert_eq!(results[1]["level"], "note");
-    let (status, _, _) = export("?format=xml").await;
+    let (status, _, _) = s.export("?format=xml").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 

@@ -51,13 +51,7 @@ async fn handle(
     let bytes = to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::too_large().into_response())?;
-    let mut h = Sha256::new();
-    h.update(parts.method.as_str());
-    h.update(b" ");
-    h.update(parts.uri.to_string());
-    h.update(b"\n");
-    h.update(&bytes);
-    let fingerprint = hex::encode(h.finalize());
+    let fingerprint = fingerprint(&parts.method, &parts.uri, &bytes);
     let store = &app.idempotency;
     let fail = |e: easm_store::StoreError| ApiError::from(e).into_response();
     match store
@@ -65,17 +59,7 @@ async fn handle(
         .await
         .map_err(fail)?
     {
-        Claim::Replay { status, body } => {
-            let mut res = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response();
-            res.headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(res)
-        }
+        Claim::Replay { status, body } => Ok(replayed(status, body)),
         Claim::Mismatch => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "IDEMPOTENCY_KEY_REUSED",
@@ -93,7 +77,16 @@ async fn handle(
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
             let (parts, body) = res.into_parts();
-            let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let bytes = match to_bytes(body, usize::MAX).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the answer to keep it");
+                    if let Err(e) = store.abandon(&caller.org_id, &key).await {
+                        tracing::error!(error = %e, "could not release idempotency key");
+                    }
+                    return Err(ApiError::internal().into_response());
+                }
+            };
             let outcome = if parts.status.is_server_error() {
                 store.abandon(&caller.org_id, &key).await
             } else {
@@ -108,4 +101,28 @@ async fn handle(
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
     }
+}
+
+/// What makes two requests the same request: method, path with query, body.
+fn fingerprint(method: &axum::http::Method, uri: &axum::http::Uri, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_str());
+    h.update(b" ");
+    h.update(uri.to_string());
+    h.update(b"\n");
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+/// The first answer again, marked as a replay.
+fn replayed(status: u16, body: String) -> Response {
+    let mut res = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res
 }

@@ -2,7 +2,7 @@
 //! the service sends first, then Redis, Memcached and MongoDB requests, a TLS handshake, and an
 //! HTTP request; each probe on its own connection.
 
-use crate::http::{self, Site};
+use crate::http::{self, Site, WebInfo};
 use crate::{excerpt, read_some, services, tls, ScanConfig};
 use easm_events::{Detection, ServiceSeen};
 use std::net::SocketAddr;
@@ -52,6 +52,20 @@ fn classify_banner(banner: &[u8]) -> (&'static str, String) {
         "unknown"
     };
     (name, excerpt(&first))
+}
+
+/// The service an HTTP answer shows, with what it says of itself (and of its certificate).
+fn web_seen(port: u16, web: WebInfo, is_tls: bool, tls_detail: Option<String>) -> ServiceSeen {
+    let name = match (web.elasticsearch, is_tls) {
+        (true, _) => "elasticsearch",
+        (false, true) => "https",
+        (false, false) => "http",
+    };
+    let mut about = vec![format!("HTTP {}", web.status)];
+    about.extend(web.server.map(|s| format!("server {s}")));
+    about.extend(web.title.map(|t| format!("title \"{t}\"")));
+    about.extend(tls_detail);
+    seen(port, name, is_tls, Some(about.join("; ")))
 }
 
 /// Examine one open port of `host` at `addr`. The probes run at once, each on its own
@@ -119,17 +133,8 @@ pub async fn examine(addr: SocketAddr, host: &str, profile: &str, cfg: &ScanConf
     if let Some(root) = root {
         let (web, f) = http::check(&site, &root, thorough).await;
         findings.extend(f);
-        let name = match (web.elasticsearch, is_tls) {
-            (true, _) => "elasticsearch",
-            (false, true) => "https",
-            (false, false) => "http",
-        };
-        let mut about = vec![format!("HTTP {}", web.status)];
-        about.extend(web.server.map(|s| format!("server {s}")));
-        about.extend(web.title.map(|t| format!("title \"{t}\"")));
-        about.extend(detail);
         return Examined {
-            service: seen(port, name, is_tls, Some(about.join("; "))),
+            service: web_seen(port, web, is_tls, detail),
             findings,
         };
     }

@@ -169,6 +169,33 @@ fn names_match(host: &str, dns: &[String], ips: &[IpAddr]) -> bool {
     })
 }
 
+/// The DNS names and addresses a certificate is for: its subject alternative names, else its
+/// common names.
+fn cert_names(cert: &X509Certificate<'_>) -> (Vec<String>, Vec<IpAddr>) {
+    let (mut dns, mut ips) = (vec![], vec![]);
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => dns.push(n.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(*b).expect("4 bytes"))),
+                    16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(*b).expect("16 bytes"))),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    if dns.is_empty() && ips.is_empty() {
+        dns.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_string)),
+        );
+    }
+    (dns, ips)
+}
+
 /// Examine the TLS service on `addr`: None when it does not speak TLS.
 pub async fn inspect(
     addr: SocketAddr,
@@ -210,27 +237,7 @@ pub async fn inspect(
         cert.validity().not_before.timestamp(),
         cert.validity().not_after.timestamp(),
     );
-    let (mut dns, mut ips) = (vec![], vec![]);
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(n) => dns.push(n.to_string()),
-                GeneralName::IPAddress(b) => match b.len() {
-                    4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(*b).expect("4 bytes"))),
-                    16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(*b).expect("16 bytes"))),
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-    }
-    if dns.is_empty() && ips.is_empty() {
-        dns.extend(
-            cert.subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok().map(str::to_string)),
-        );
-    }
+    let (dns, ips) = cert_names(&cert);
     let names: Vec<String> = dns
         .iter()
         .cloned()
@@ -249,19 +256,7 @@ pub async fn inspect(
     } else if not_after < now + EXPIRING_DAYS * 86_400 {
         found.push(TLS_EXPIRING.detect(matched_at, "", evidence.clone()));
     }
-    let self_signed = chain.len() == 1 && cert.subject().as_raw() == cert.issuer().as_raw();
-    if self_signed {
-        found.push(TLS_SELF_SIGNED.detect(matched_at, "", evidence.clone()));
-    } else if let Ok(name) = server_name(host) {
-        let verdict =
-            public_roots().verify_server_cert(leaf, &chain[1..], &name, &[], UnixTime::now());
-        if let Err(rustls::Error::InvalidCertificate(e)) = verdict {
-            if !time_or_name(&e) {
-                let why = format!("{evidence}\nverification: {e:?}");
-                found.push(TLS_UNTRUSTED.detect(matched_at, "", why));
-            }
-        }
-    }
+    found.extend(trust(&cert, &chain, host, matched_at, &evidence));
     if !names_match(host, &dns, &ips) {
         let why = format!("{evidence}\nscanned host: {host}");
         found.push(TLS_MISMATCH.detect(matched_at, "", why));
@@ -276,6 +271,31 @@ pub async fn inspect(
         not_after: when(not_after),
     };
     Some((info, found))
+}
+
+/// A self-signed certificate, or a chain the public roots do not vouch for (its dates and names
+/// are checked on their own).
+fn trust(
+    cert: &X509Certificate<'_>,
+    chain: &[CertificateDer<'static>],
+    host: &str,
+    matched_at: &str,
+    evidence: &str,
+) -> Option<Detection> {
+    let self_signed = chain.len() == 1 && cert.subject().as_raw() == cert.issuer().as_raw();
+    if self_signed {
+        return Some(TLS_SELF_SIGNED.detect(matched_at, "", evidence.to_string()));
+    }
+    let name = server_name(host).ok()?;
+    let verdict =
+        public_roots().verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now());
+    match verdict {
+        Err(rustls::Error::InvalidCertificate(e)) if !time_or_name(&e) => {
+            let why = format!("{evidence}\nverification: {e:?}");
+            Some(TLS_UNTRUSTED.detect(matched_at, "", why))
+        }
+        _ => None,
+    }
 }
 
 async fn deprecated_versions(

@@ -8,6 +8,7 @@ use crate::error::{AppendError, StoreError};
 use crate::log::{
     row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX,
 };
+use crate::reservations::{claims_sql, counts_sql, reserve, Reservations};
 use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write, BULK_VALUES};
 use easm_events::{chain_hash, from_micros, Event, RecordedEvent, GENESIS_HASH};
 use sqlx::any::AnyRow;
@@ -41,6 +42,41 @@ const CATCH_UP_BATCH: i64 = 5_000;
 
 /// PostgreSQL advisory lock every append holds shared and a rebuild exclusively.
 pub const APPENDS_LOCK: i64 = 0x6561_736d_6170_7064;
+
+/// The events of `req` as the log records them: positions from the head's next one, chain
+/// sequences and hashes continuing the head's.
+fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> {
+    let occurred_at = from_micros(chrono::Utc::now().timestamp_micros());
+    let (mut seq, mut prev_hash) = (head.seq, head.hash.clone());
+    let mut recorded = Vec::with_capacity(count);
+    for s in &req.streams {
+        for (i, event) in s.events.iter().enumerate() {
+            seq += 1;
+            let mut e = RecordedEvent {
+                event_id: Uuid::now_v7(),
+                position: head.next_position + recorded.len() as i64,
+                stream_id: s.stream_id.clone(),
+                stream_version: s.expected_version + 1 + i as i64,
+                event_type: event.event_type().into(),
+                schema_version: event.schema_version(),
+                occurred_at,
+                org_id: req.org_id.clone(),
+                actor: req.meta.actor.clone(),
+                request_id: req.meta.request_id.clone(),
+                correlation_id: req.meta.correlation_id.clone(),
+                causation_id: req.meta.causation_id.clone(),
+                data: event.data(),
+                chain_seq: seq,
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+            };
+            e.hash = chain_hash(&prev_hash, &e);
+            prev_hash = e.hash.clone();
+            recorded.push(e);
+        }
+    }
+    recorded
+}
 
 /// The chain head as the append found it, locked for the rest of the transaction.
 struct Head {
@@ -79,40 +115,13 @@ impl EventLog {
         check_versions(&expected, &opened.versions)?;
         reserve(conn, backend, &req.org_id, &req.constraints, &plan, opened).await?;
 
-        let first_position = head.next_position;
-        let occurred_at = from_micros(chrono::Utc::now().timestamp_micros());
-        let (mut seq, mut prev_hash) = (head.seq, head.hash.clone());
-        let mut recorded = Vec::with_capacity(count);
-        for s in &req.streams {
-            for (i, event) in s.events.iter().enumerate() {
-                seq += 1;
-                let mut e = RecordedEvent {
-                    event_id: Uuid::now_v7(),
-                    position: first_position + recorded.len() as i64,
-                    stream_id: s.stream_id.clone(),
-                    stream_version: s.expected_version + 1 + i as i64,
-                    event_type: event.event_type().into(),
-                    schema_version: event.schema_version(),
-                    occurred_at,
-                    org_id: req.org_id.clone(),
-                    actor: req.meta.actor.clone(),
-                    request_id: req.meta.request_id.clone(),
-                    correlation_id: req.meta.correlation_id.clone(),
-                    causation_id: req.meta.causation_id.clone(),
-                    data: event.data(),
-                    chain_seq: seq,
-                    prev_hash: prev_hash.clone(),
-                    hash: String::new(),
-                };
-                e.hash = chain_hash(&prev_hash, &e);
-                prev_hash = e.hash.clone();
-                recorded.push(e);
-            }
-        }
+        let recorded = record(&req, &head, count);
         if recorded.is_empty() {
             tx.commit().await?;
             return Ok(recorded);
         }
+        let last = recorded.last().expect("not empty");
+        let (seq, prev_hash) = (last.chain_seq, last.hash.clone());
         // The read models, when this log keeps them, are folded below in this transaction.
         let advanced = Advance {
             org_id: &req.org_id,
@@ -222,58 +231,15 @@ impl EventLog {
     }
 }
 
-/// The claims and releases an append's constraints make.
-struct Reservations<'a> {
-    /// (scope, key, owner)
-    claims: Vec<(&'a str, &'a str, &'a str)>,
-    releases: BTreeMap<&'a str, Vec<&'a str>>,
-}
-
-impl<'a> Reservations<'a> {
-    fn of(constraints: &'a [Constraint]) -> Self {
-        let mut r = Reservations {
-            claims: vec![],
-            releases: BTreeMap::new(),
-        };
-        for c in constraints {
-            match c {
-                Constraint::Claim { scope, key, owner } => r.claims.push((scope, key, owner)),
-                Constraint::Release { scope, key } => {
-                    r.releases.entry(scope).or_default().push(key)
-                }
-                _ => {}
-            }
-        }
-        r
-    }
-
-    /// Claims alone, few enough to go with the head's read. The counters then assume every
-    /// claim succeeds; if one does not, the append fails and its transaction rolls back.
-    fn with_head(&self, backend: Backend) -> bool {
-        self.releases.is_empty()
-            && !self.claims.is_empty()
-            && self.claims.len() <= chunk_rows(backend)
-    }
-
-    /// Claims per scope.
-    fn by_scope(&self) -> BTreeMap<&'a str, i64> {
-        let mut n = BTreeMap::new();
-        for (scope, _, _) in &self.claims {
-            *n.entry(*scope).or_default() += 1;
-        }
-        n
-    }
-}
-
 /// What an append finds as it opens, under the organization's lock.
 #[derive(Default)]
-struct Opened {
+pub(crate) struct Opened {
     head: Option<Head>,
     versions: BTreeMap<String, i64>,
     /// (scope, key) claims taken.
-    claimed: BTreeSet<(String, String)>,
+    pub claimed: BTreeSet<(String, String)>,
     /// Counts of the scopes changed, as they now stand.
-    counts: BTreeMap<String, i64>,
+    pub counts: BTreeMap<String, i64>,
 }
 
 /// Every row of an append's opening has one shape, so that PostgreSQL can unite them: `kind`
@@ -283,7 +249,7 @@ struct Opened {
 const OPENED_COLUMNS: &str = "kind, name, txt, n1, n2, n3";
 
 impl Opened {
-    fn take(&mut self, row: &AnyRow) -> Result<(), StoreError> {
+    pub(crate) fn take(&mut self, row: &AnyRow) -> Result<(), StoreError> {
         let kind: String = row.try_get("kind")?;
         match kind.as_str() {
             "head" => {
@@ -440,144 +406,6 @@ fn check_versions(
         }
     }
     Ok(())
-}
-
-/// Apply claims and releases the append's opening did not, then check the counting constraints
-/// against the sizes they leave. Each scope's count changes once per append: a thousand
-/// updates of one counter row in one transaction would leave PostgreSQL a thousand row
-/// versions to walk.
-async fn reserve(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    org_id: &str,
-    constraints: &[Constraint],
-    plan: &Reservations<'_>,
-    mut opened: Opened,
-) -> Result<(), AppendError> {
-    if plan.with_head(backend) {
-        require_claimed(&plan.claims, &opened.claimed)?;
-        return check_counts(conn, org_id, constraints, &opened.counts).await;
-    }
-    let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
-    for chunk in plan.claims.chunks(chunk_rows(backend)) {
-        let sql = claims_sql(chunk.len(), 2);
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for (scope, key, owner) in chunk {
-            q = q.bind(*scope).bind(*key).bind(*owner);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            opened.take(&row)?;
-        }
-    }
-    require_claimed(&plan.claims, &opened.claimed)?;
-    for (scope, n) in plan.by_scope() {
-        *deltas.entry(scope).or_default() += n;
-    }
-    for (scope, keys) in &plan.releases {
-        for chunk in keys.chunks(chunk_rows(backend)) {
-            let sql = format!(
-                "DELETE FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(org_id).bind(*scope);
-            for key in chunk {
-                q = q.bind(*key);
-            }
-            *deltas.entry(scope).or_default() -=
-                q.execute(&mut *conn).await?.rows_affected() as i64;
-        }
-    }
-    deltas.retain(|_, d| *d != 0);
-    if !deltas.is_empty() {
-        let sql = counts_sql(deltas.len(), 2);
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for (scope, delta) in &deltas {
-            q = q.bind(*scope).bind(*delta);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            opened.take(&row)?;
-        }
-    }
-    check_counts(conn, org_id, constraints, &opened.counts).await
-}
-
-/// Claims of `n` (scope, key, owner) from `$first` by the organization in `$1`; answers those
-/// taken as `claim` rows of [`OPENED_COLUMNS`].
-fn claims_sql(n: usize, first: usize) -> String {
-    format!(
-        "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
-         ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING 'claim' AS kind, scope AS name, \
-         key AS txt, CAST(NULL AS BIGINT) AS n1, CAST(NULL AS BIGINT) AS n2, \
-         CAST(NULL AS BIGINT) AS n3",
-        value_rows(n, 3, first, ", $1")
-    )
-}
-
-/// `n` (scope, change) pairs from `$first` added to the counters of the organization in `$1`;
-/// answers the new counts as `count` rows of [`OPENED_COLUMNS`].
-fn counts_sql(n: usize, first: usize) -> String {
-    format!(
-        "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
-         ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-         RETURNING 'count' AS kind, scope AS name, CAST(NULL AS TEXT) AS txt, n AS n1, \
-         CAST(NULL AS BIGINT) AS n2, CAST(NULL AS BIGINT) AS n3",
-        value_rows(n, 2, first, ", $1")
-    )
-}
-
-fn require_claimed(
-    claims: &[(&str, &str, &str)],
-    claimed: &BTreeSet<(String, String)>,
-) -> Result<(), AppendError> {
-    match claims
-        .iter()
-        .find(|(scope, key, _)| !claimed.contains(&(scope.to_string(), key.to_string())))
-    {
-        Some((scope, key, _)) => Err(AppendError::Constraint(format!("{scope}/{key} is taken"))),
-        None => Ok(()),
-    }
-}
-
-/// The counting constraints hold against `counts`, the sizes this append left (a scope it did
-/// not change is read).
-async fn check_counts(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    constraints: &[Constraint],
-    counts: &BTreeMap<String, i64>,
-) -> Result<(), AppendError> {
-    for c in constraints {
-        let (scope, max) = match c {
-            Constraint::AtMost { scope, max } => (scope, *max),
-            Constraint::Empty { scope } => (scope, 0),
-            _ => continue,
-        };
-        let n = match counts.get(scope) {
-            Some(n) => *n,
-            None => count_scope(&mut *conn, org_id, scope).await?,
-        };
-        if n.max(0) as u64 > max {
-            return Err(AppendError::Constraint(match c {
-                Constraint::Empty { .. } => format!("{scope} is not empty"),
-                _ => format!("{scope} holds more than {max}"),
-            }));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) async fn count_scope(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    scope: &str,
-) -> Result<i64, StoreError> {
-    let n: Option<i64> =
-        sqlx::query_scalar("SELECT n FROM reservation_counts WHERE org_id = $1 AND scope = $2")
-            .bind(org_id)
-            .bind(scope)
-            .fetch_optional(conn)
-            .await?;
-    Ok(n.unwrap_or(0))
 }
 
 /// Where an append leaves the organization's chain head.

@@ -5,10 +5,13 @@
 mod append;
 mod db;
 mod deliveries;
+mod delivery_log;
 mod error;
 mod idempotency;
 mod lease;
 mod log;
+mod log_replay;
+mod reservations;
 mod secrets;
 mod shadow;
 mod signing;
@@ -17,16 +20,18 @@ mod sql;
 pub use append::{BoxFuture, InlineProjection, APPENDS_LOCK};
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
-    Attempt, AttemptRecord, DeliveryQueue, DeliveryRecord, DueDelivery, Finished, NewDelivery,
-    NextStep, QueueClaim, FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
+    Attempt, DeliveryQueue, DueDelivery, Finished, NewDelivery, NextStep, QueueClaim, FAILED,
+    ONE_ATTEMPT, PENDING, SUCCEEDED,
 };
+pub use delivery_log::{AttemptRecord, DeliveryRecord};
 pub use error::{AppendError, StoreError};
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
 pub use log::{
-    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, LogSource, ReplayEvent,
-    StreamAppend, POSITIONS_PER_TX,
+    typed, AppendRequest, AuditFilter, Constraint, EventLog, FeedFilter, StreamAppend,
+    POSITIONS_PER_TX,
 };
+pub use log_replay::{LogSource, ReplayEvent};
 pub use secrets::WebhookSecrets;
 pub use shadow::{index_shadow, shadow_of, swap_in, Shadow, ShadowFiller};
 pub use signing::audit_signing_secret;

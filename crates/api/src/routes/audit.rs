@@ -14,10 +14,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use easm_domain::Permission;
-use easm_events::{export_line, export_value};
+use easm_events::{export_line, export_value, RecordedEvent};
 use easm_projections::read::Page;
-use easm_store::{audit_signing_secret, AuditFilter, FeedFilter};
+use easm_store::{audit_signing_secret, AuditFilter, EventLog, FeedFilter};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
@@ -328,45 +329,7 @@ pub async fn audit_log(
 ) -> ApiResult<Json<Page<AuditRecord>>> {
     c.require(Permission::Administer)?;
     let p = page_request(q.page, q.per_page)?;
-    if let Some(cat) = q
-        .category
-        .as_deref()
-        .filter(|c| !["api", "cli", "system", "mcp"].contains(c))
-    {
-        return Err(ApiError::bad_request(
-            "category",
-            format!("category: {cat} is not api, cli, system or mcp"),
-        ));
-    }
-    if let Some(o) = q
-        .outcome
-        .as_deref()
-        .filter(|o| !["success", "denied"].contains(o))
-    {
-        return Err(ApiError::bad_request(
-            "outcome",
-            format!("outcome: {o} is not success or denied"),
-        ));
-    }
-    let filter = AuditFilter {
-        actor: q.actor.clone().filter(|a| !a.is_empty()),
-        actions: q
-            .action
-            .as_deref()
-            .map(|a| {
-                a.split(',')
-                    .map(|x| x.trim().trim_start_matches("audit.").to_string())
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        resource: q.resource.clone().filter(|r| !r.is_empty()),
-        resource_id: q.resource_id.clone().filter(|r| !r.is_empty()),
-        category: q.category.clone(),
-        outcome: q.outcome.clone(),
-        since: time("since", &q.since)?,
-        until: time("until", &q.until)?,
-    };
+    let filter = q.filter()?;
     let log = app.log();
     let (events, total) = log
         .audit_page(&c.org_id, &filter, (p.page - 1) * p.per_page, p.per_page)
@@ -374,39 +337,92 @@ pub async fn audit_log(
     let prefixes = app.read().key_prefixes(&c.org_id).await?;
     let mut items = Vec::with_capacity(events.len());
     for e in &events {
-        let audit = easm_events::audit_payload(e);
-        let data = &audit["data"];
-        let mut actor = data["actor"].clone();
-        if let Some(prefix) = prefixes.get(&e.actor.id) {
-            actor["keyPrefix"] = serde_json::json!(prefix);
-        }
-        let changes = if e.stream_version > 1 && e.event_type != "access.denied" {
-            let (prior, _) = log
-                .stream_page(&c.org_id, &e.stream_id, 0, e.stream_version - 1)
-                .await?;
-            changes(&prior, e)
-        } else {
-            None
-        };
-        items.push(AuditRecord {
-            id: e.event_id.to_string(),
-            position: e.position,
-            timestamp: easm_events::format_timestamp(&e.occurred_at),
-            action: e.event_type.clone(),
-            category: category(e).into(),
-            outcome: if e.event_type == "access.denied" {
-                "denied"
-            } else {
-                "success"
-            }
-            .into(),
-            actor,
-            resource: data["resource"].clone(),
-            request_id: e.request_id.clone(),
-            correlation_id: e.correlation_id.clone(),
-            details: data["details"].clone(),
-            changes,
-        });
+        items.push(audit_record(log, &c.org_id, &prefixes, e).await?);
     }
     Ok(Json(p.wrap(items, total)))
+}
+
+impl AuditQuery {
+    /// The log's filter of these parameters; an unknown category or outcome is refused.
+    fn filter(&self) -> ApiResult<AuditFilter> {
+        let q = self;
+        if let Some(cat) = q
+            .category
+            .as_deref()
+            .filter(|c| !["api", "cli", "system", "mcp"].contains(c))
+        {
+            return Err(ApiError::bad_request(
+                "category",
+                format!("category: {cat} is not api, cli, system or mcp"),
+            ));
+        }
+        if let Some(o) = q
+            .outcome
+            .as_deref()
+            .filter(|o| !["success", "denied"].contains(o))
+        {
+            return Err(ApiError::bad_request(
+                "outcome",
+                format!("outcome: {o} is not success or denied"),
+            ));
+        }
+        Ok(AuditFilter {
+            actor: q.actor.clone().filter(|a| !a.is_empty()),
+            actions: q
+                .action
+                .as_deref()
+                .map(|a| {
+                    a.split(',')
+                        .map(|x| x.trim().trim_start_matches("audit.").to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            resource: q.resource.clone().filter(|r| !r.is_empty()),
+            resource_id: q.resource_id.clone().filter(|r| !r.is_empty()),
+            category: q.category.clone(),
+            outcome: q.outcome.clone(),
+            since: time("since", &q.since)?,
+            until: time("until", &q.until)?,
+        })
+    }
+}
+
+/// One event as the audit trail shows it; `changes` against what the resource's earlier events
+/// last said.
+async fn audit_record(
+    log: &EventLog,
+    org_id: &str,
+    prefixes: &HashMap<String, String>,
+    e: &RecordedEvent,
+) -> ApiResult<AuditRecord> {
+    let audit = easm_events::audit_payload(e);
+    let data = &audit["data"];
+    let mut actor = data["actor"].clone();
+    if let Some(prefix) = prefixes.get(&e.actor.id) {
+        actor["keyPrefix"] = serde_json::json!(prefix);
+    }
+    let denied = e.event_type == "access.denied";
+    let changes = if e.stream_version > 1 && !denied {
+        let (prior, _) = log
+            .stream_page(org_id, &e.stream_id, 0, e.stream_version - 1)
+            .await?;
+        changes(&prior, e)
+    } else {
+        None
+    };
+    Ok(AuditRecord {
+        id: e.event_id.to_string(),
+        position: e.position,
+        timestamp: easm_events::format_timestamp(&e.occurred_at),
+        action: e.event_type.clone(),
+        category: category(e).into(),
+        outcome: if denied { "denied" } else { "success" }.into(),
+        actor,
+        resource: data["resource"].clone(),
+        request_id: e.request_id.clone(),
+        correlation_id: e.correlation_id.clone(),
+        details: data["details"].clone(),
+        changes,
+    })
 }

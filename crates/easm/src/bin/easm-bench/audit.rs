@@ -5,13 +5,14 @@
 use anyhow::Result;
 use easm_api::audit_export::{export_lines, Range};
 use easm_api::snapshot::{replay_org, Until};
-use easm_api::AppState;
+use easm_app::App;
 use easm_domain::Plan;
 use easm_events::{Actor, AssetAdded, Event, EventMeta};
 use easm_store::{audit_signing_secret, AppendRequest, Db, StreamAppend};
 use futures_util::StreamExt;
 use serde_json::json;
 use std::io::{BufRead, Write};
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -29,49 +30,13 @@ fn rate(n: usize, secs: f64) -> f64 {
 }
 
 pub async fn run(args: Args, db: Db) -> Result<()> {
-    let state = AppState::new(db.clone());
-    let app = state.commands.clone();
-    let meta = || EventMeta::new(Actor::system_part("bench"), easm_app::new_id());
+    let app = App::new(db.clone());
     let (org, _) = app
         .create_org(&meta(), "bench-audit", Plan::Enterprise)
         .await?;
     let group = app.create_group(&meta(), &org, "bench").await?;
-    // Seeded straight into the log (valid asset.added events, hash-chained like any append):
-    // what is measured is reading the log back, not the command path.
     let started = Instant::now();
-    let mut written = 0;
-    while written < args.events {
-        let n = args.batch.min(args.events - written);
-        let streams = (written..written + n)
-            .map(|i| {
-                let asset_id = easm_app::new_id();
-                StreamAppend {
-                    stream_id: easm_app::streams::asset_stream(&asset_id),
-                    expected_version: 0,
-                    events: vec![Event::AssetAdded(AssetAdded {
-                        asset_id,
-                        group_id: group.clone(),
-                        value: format!("h{i}.bench-audit.example.com"),
-                        asset_type: "domain".into(),
-                        tags: vec![],
-                        criticality: "medium".into(),
-                    })],
-                }
-            })
-            .collect();
-        app.log()
-            .append(AppendRequest {
-                org_id: org.clone(),
-                meta: meta(),
-                streams,
-                constraints: vec![],
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("seeding: {e:?}"))?;
-        written += n;
-        eprint!("\rwritten {written} events");
-    }
-    eprintln!();
+    let written = seed(&app, &org, &group, &args).await?;
     let write_secs = started.elapsed().as_secs_f64();
     let total = written + 3; // org.created, api_key.created, group.created
 
@@ -80,15 +45,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     let file = dir.join("export.ndjson");
     let secret = audit_signing_secret(&db).await?;
     let started = Instant::now();
-    {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        let lines = export_lines(app.log().clone(), org.clone(), Range::default(), secret);
-        let mut lines = std::pin::pin!(lines);
-        while let Some(chunk) = lines.next().await {
-            out.write_all(chunk?.as_bytes())?;
-        }
-        out.flush()?;
-    }
+    export(&app, &org, secret, &file).await?;
     let export_secs = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&file)?.len();
 
@@ -123,5 +80,60 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
             "replay": {"seconds": replay_secs, "eventsPerSecond": rate(replayed as usize, replay_secs)},
         })
     );
+    Ok(())
+}
+
+fn meta() -> EventMeta {
+    EventMeta::new(Actor::system_part("bench"), easm_app::new_id())
+}
+
+/// `args.events` valid `asset.added` events appended straight to the log in batches, hash-chained
+/// like any append: what is measured is reading the log back, not the command path.
+async fn seed(app: &App, org: &str, group: &str, args: &Args) -> Result<usize> {
+    let mut written = 0;
+    while written < args.events {
+        let n = args.batch.min(args.events - written);
+        let streams = (written..written + n)
+            .map(|i| {
+                let asset_id = easm_app::new_id();
+                StreamAppend {
+                    stream_id: easm_app::streams::asset_stream(&asset_id),
+                    expected_version: 0,
+                    events: vec![Event::AssetAdded(AssetAdded {
+                        asset_id,
+                        group_id: group.to_string(),
+                        value: format!("h{i}.bench-audit.example.com"),
+                        asset_type: "domain".into(),
+                        tags: vec![],
+                        criticality: "medium".into(),
+                    })],
+                }
+            })
+            .collect();
+        app.log()
+            .append(AppendRequest {
+                org_id: org.to_string(),
+                meta: meta(),
+                streams,
+                constraints: vec![],
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding: {e:?}"))?;
+        written += n;
+        eprint!("\rwritten {written} events");
+    }
+    eprintln!();
+    Ok(written)
+}
+
+/// The organization's verifiable export, written to `file`.
+async fn export(app: &App, org: &str, secret: [u8; 32], file: &Path) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    let lines = export_lines(app.log().clone(), org.to_string(), Range::default(), secret);
+    let mut lines = std::pin::pin!(lines);
+    while let Some(chunk) = lines.next().await {
+        out.write_all(chunk?.as_bytes())?;
+    }
+    out.flush()?;
     Ok(())
 }

@@ -160,7 +160,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     }));
     let mut delivery = args.delivery.clone();
     delivery.webhook_allow_private = true;
-    let b = Bench {
+    let b = Arc::new(Bench {
         state,
         args: delivery,
         arrivals,
@@ -169,7 +169,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()?,
-    };
+    });
     println!(
         "backend: {:?}, bus: {}, per-endpoint concurrency {}, rate {}/s",
         db.backend(),
@@ -185,98 +185,115 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     println!("|---|---|---|---|---|");
 
     let background = Background::start(&b.state, &b.args, &ScanArgs::disabled()).await?;
-    // End to end, as fast as the clients go.
     let mut orgs = vec![];
     for _ in 0..args.orgs.max(1) {
         let (_, key, group) = b.org(1).await?;
         orgs.push((key, group));
     }
-    b.reset();
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.seconds);
-    let b = Arc::new(b);
-    let mut tasks = vec![];
-    for c in 0..args.clients {
-        let (key, group) = orgs[c % orgs.len()].clone();
-        let b = b.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ok = 0usize;
-            let mut n = c * 1_000_000;
-            while Instant::now() < deadline {
-                n += 1;
-                ok += usize::from(b.write(&key, &group, n).await);
-            }
-            ok
-        }));
-    }
-    let mut written = 0;
-    for t in tasks {
-        written += t.await?;
-    }
-    let (rate, lat) = b.collect(written, started).await?;
-    println!(
-        "| end to end, {} clients over {} organizations | {written} | {rate:.0} | {:.1} | {:.1} |",
-        args.clients,
-        orgs.len(),
-        ms(&lat, 0.5),
-        ms(&lat, 0.99)
-    );
-
-    // Latency at a steady rate.
-    b.reset();
-    let started = Instant::now();
-    let total = (args.rate * args.seconds) as usize;
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
-    let mut tasks = vec![];
-    for i in 0..total {
-        tokio::time::sleep_until((started + interval * i as u32).into()).await;
-        let (key, group) = orgs[i % orgs.len()].clone();
-        let b = b.clone();
-        tasks.push(tokio::spawn(async move {
-            b.write(&key, &group, 9_000_000 + i).await
-        }));
-    }
-    let mut written = 0;
-    for t in tasks {
-        written += usize::from(t.await?);
-    }
-    let (_, lat) = b.collect(written, started).await?;
-    println!(
-        "| end to end at {}/s | {written} | {} | {:.1} | {:.1} |",
-        args.rate,
-        args.rate,
-        ms(&lat, 0.5),
-        ms(&lat, 0.99)
-    );
+    b.flat_out(&args, &orgs).await?;
+    b.steady(&args, &orgs).await?;
     background.stop().await;
-
-    // Fan-out of events committed while no delivery ran.
-    let (org, _, group) = b.org(args.fanout_endpoints).await?;
-    let items: Vec<NewAsset> = (0..args.fanout_events)
-        .map(|i| NewAsset {
-            value: format!("f{i}-{}.example.com", uuid::Uuid::now_v7().simple()),
-            asset_type: "domain".into(),
-            tags: None,
-            criticality: None,
-        })
-        .collect();
-    for chunk in items.chunks(1_000) {
-        b.state
-            .commands
-            .add_assets(&meta(), &org, Plan::Enterprise, &group, chunk)
-            .await?;
-    }
-    b.reset();
-    let started = Instant::now();
-    let background = Background::start(&b.state, &b.args, &ScanArgs::disabled()).await?;
-    let expected = args.fanout_events * args.fanout_endpoints;
-    let (rate, _) = b.collect(expected, started).await?;
-    println!(
-        "| fan-out of {} committed events to {} endpoints | {expected} | {rate:.0} | | |",
-        args.fanout_events, args.fanout_endpoints
-    );
-    background.stop().await;
+    b.fanout(&args).await?;
     let _ = stop_api.send(());
     let _ = server.await;
     Ok(())
+}
+
+/// (API key, group) of an organization the clients write to.
+type Target = (String, String);
+
+impl Bench {
+    /// End to end, as fast as the clients go.
+    async fn flat_out(self: &Arc<Self>, args: &Args, orgs: &[Target]) -> Result<()> {
+        self.reset();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(args.seconds);
+        let mut tasks = vec![];
+        for c in 0..args.clients {
+            let (key, group) = orgs[c % orgs.len()].clone();
+            let b = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ok = 0usize;
+                let mut n = c * 1_000_000;
+                while Instant::now() < deadline {
+                    n += 1;
+                    ok += usize::from(b.write(&key, &group, n).await);
+                }
+                ok
+            }));
+        }
+        let mut written = 0;
+        for t in tasks {
+            written += t.await?;
+        }
+        let (rate, lat) = self.collect(written, started).await?;
+        println!(
+            "| end to end, {} clients over {} organizations | {written} | {rate:.0} | {:.1} | {:.1} |",
+            args.clients,
+            orgs.len(),
+            ms(&lat, 0.5),
+            ms(&lat, 0.99)
+        );
+        Ok(())
+    }
+
+    /// Latency at a steady rate.
+    async fn steady(self: &Arc<Self>, args: &Args, orgs: &[Target]) -> Result<()> {
+        self.reset();
+        let started = Instant::now();
+        let total = (args.rate * args.seconds) as usize;
+        let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+        let mut tasks = vec![];
+        for i in 0..total {
+            tokio::time::sleep_until((started + interval * i as u32).into()).await;
+            let (key, group) = orgs[i % orgs.len()].clone();
+            let b = self.clone();
+            tasks.push(tokio::spawn(async move {
+                b.write(&key, &group, 9_000_000 + i).await
+            }));
+        }
+        let mut written = 0;
+        for t in tasks {
+            written += usize::from(t.await?);
+        }
+        let (_, lat) = self.collect(written, started).await?;
+        println!(
+            "| end to end at {}/s | {written} | {} | {:.1} | {:.1} |",
+            args.rate,
+            args.rate,
+            ms(&lat, 0.5),
+            ms(&lat, 0.99)
+        );
+        Ok(())
+    }
+
+    /// Fan-out of events committed while no delivery ran.
+    async fn fanout(&self, args: &Args) -> Result<()> {
+        let (org, _, group) = self.org(args.fanout_endpoints).await?;
+        let items: Vec<NewAsset> = (0..args.fanout_events)
+            .map(|i| NewAsset {
+                value: format!("f{i}-{}.example.com", uuid::Uuid::now_v7().simple()),
+                asset_type: "domain".into(),
+                tags: None,
+                criticality: None,
+            })
+            .collect();
+        for chunk in items.chunks(1_000) {
+            self.state
+                .commands
+                .add_assets(&meta(), &org, Plan::Enterprise, &group, chunk)
+                .await?;
+        }
+        self.reset();
+        let started = Instant::now();
+        let background = Background::start(&self.state, &self.args, &ScanArgs::disabled()).await?;
+        let expected = args.fanout_events * args.fanout_endpoints;
+        let (rate, _) = self.collect(expected, started).await?;
+        println!(
+            "| fan-out of {} committed events to {} endpoints | {expected} | {rate:.0} | | |",
+            args.fanout_events, args.fanout_endpoints
+        );
+        background.stop().await;
+        Ok(())
+    }
 }

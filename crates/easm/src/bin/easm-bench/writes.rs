@@ -57,13 +57,14 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let mut orgs = vec![];
-    let mut keys = vec![];
     for i in 0..args.orgs.max(1) {
         let (org, key) = app
             .create_org(&meta(), &format!("bench {i}"), Plan::Enterprise)
             .await?;
-        orgs.push(org);
-        keys.push(key.secret);
+        orgs.push(Client {
+            org,
+            key: key.secret,
+        });
     }
     let ready = http.get(format!("{}/readyz", args.url)).send().await;
     if !ready.map(|r| r.status().is_success()).unwrap_or(false) {
@@ -74,85 +75,14 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     let mut results = vec![];
     for &clients in &args.clients {
-        let mut tasks = vec![];
-        let deadline = Instant::now() + Duration::from_secs(args.seconds);
-        for c in 0..clients {
-            let org = orgs[c % orgs.len()].clone();
-            let mut key = keys[c % keys.len()].clone();
-            let (http, url, app) = (http.clone(), args.url.clone(), app.clone());
-            tasks.push(tokio::spawn(async move {
-                let g: serde_json::Value = http
-                    .post(format!("{url}/api/groups"))
-                    .header("X-API-Key", &key)
-                    .json(&json!({"name": format!("bench client {c}")}))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                let gid = g["id"].as_str().context("group id")?.to_string();
-                let mut lat = vec![];
-                let mut errors = 0u64;
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    i += 1;
-                    // A fresh key now and then: the per-key rate limit is a protection, not the
-                    // ceiling being measured.
-                    if i.is_multiple_of(KEY_REQUESTS) {
-                        let fresh = app
-                            .create_key(&meta(), &org, Some(Role::Owner), "bench", None)
-                            .await?;
-                        key = fresh.secret;
-                    }
-                    let started = Instant::now();
-                    let r = http
-                        .post(format!("{url}/api/groups/{gid}/assets"))
-                        .header("X-API-Key", &key)
-                        .json(&json!({"value": format!("h{i}.c{c}.{}.bench.example", uuid::Uuid::now_v7().simple()), "type": "subdomain"}))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status().as_u16() == 201 => lat.push(started.elapsed()),
-                        _ => errors += 1,
-                    }
-                }
-                anyhow::Ok((lat, errors))
-            }));
-        }
-        let started = Instant::now();
-        let mut lat = vec![];
-        let mut errors = 0;
-        for t in tasks {
-            let (l, e) = t.await??;
-            lat.extend(l);
-            errors += e;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        lat.sort();
-        let rate = lat.len() as f64 / elapsed;
-        let ceiling = if db.backend() == Backend::Postgres && !args.no_pgbench {
-            Some(pgbench(&db, clients, args.seconds).await?)
-        } else {
-            None
-        };
-        let ratio = ceiling
-            .map(|c| format!("{:.0}%", 100.0 * rate / c))
-            .unwrap_or("-".into());
-        println!(
-            "| {clients} | {rate:.0} | {:.1} | {:.1} | {errors} | {} | {ratio} |",
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            ceiling.map(|c| format!("{c:.0}")).unwrap_or("-".into()),
-        );
-        results.push(
-            json!({"clients": clients, "writesPerSecond": rate, "p50Ms": percentile(&lat, 0.5),
-            "p99Ms": percentile(&lat, 0.99), "errors": errors, "pgbenchTps": ceiling}),
-        );
+        results.push(writes_at(&app, &db, &http, &args, &orgs, clients).await?);
     }
 
     // Another easm process folds its read models as it commits; a tool writing through a bare
     // log leaves them to the server's sweep.
-    let lag = commit_to_read_model_lag(app.log(), &args, &http, &keys[0]).await?;
-    let tool_lag = commit_to_read_model_lag(&EventLog::new(db), &args, &http, &keys[0]).await?;
+    let key = &orgs[0].key;
+    let lag = commit_to_read_model_lag(app.log(), &args, &http, key).await?;
+    let tool_lag = commit_to_read_model_lag(&EventLog::new(db), &args, &http, key).await?;
     for (who, lag) in [
         ("another easm process", &lag),
         ("a tool's bare log", &tool_lag),
@@ -180,6 +110,117 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
             "rebuildEvents": n, "rebuildEventsPerSecond": n as f64 / secs})
     );
     Ok(())
+}
+
+/// An organization the clients write to, and a key of it.
+#[derive(Clone)]
+struct Client {
+    org: String,
+    key: String,
+}
+
+/// One run: `clients` clients adding assets for `args.seconds`, then (PostgreSQL) pgbench at
+/// the same concurrency; prints the row and answers it as JSON.
+async fn writes_at(
+    app: &App,
+    db: &Db,
+    http: &reqwest::Client,
+    args: &Args,
+    orgs: &[Client],
+    clients: usize,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, url, app) = (http.clone(), args.url.clone(), app.clone());
+            tokio::spawn(add_assets_until(
+                app,
+                http,
+                url,
+                orgs[c % orgs.len()].clone(),
+                c,
+                deadline,
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut lat = vec![];
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await??;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    let rate = lat.len() as f64 / elapsed;
+    let ceiling = if db.backend() == Backend::Postgres && !args.no_pgbench {
+        Some(pgbench(db, clients, args.seconds).await?)
+    } else {
+        None
+    };
+    let ratio = ceiling
+        .map(|c| format!("{:.0}%", 100.0 * rate / c))
+        .unwrap_or("-".into());
+    println!(
+        "| {clients} | {rate:.0} | {:.1} | {:.1} | {errors} | {} | {ratio} |",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        ceiling.map(|c| format!("{c:.0}")).unwrap_or("-".into()),
+    );
+    Ok(
+        json!({"clients": clients, "writesPerSecond": rate, "p50Ms": percentile(&lat, 0.5),
+        "p99Ms": percentile(&lat, 0.99), "errors": errors, "pgbenchTps": ceiling}),
+    )
+}
+
+/// Client `c`: a group of its own, then one asset per request until `deadline`; answers the
+/// latencies of the adds that succeeded and how many failed.
+async fn add_assets_until(
+    app: App,
+    http: reqwest::Client,
+    url: String,
+    client: Client,
+    c: usize,
+    deadline: Instant,
+) -> Result<(Vec<Duration>, u64)> {
+    let mut key = client.key;
+    let g: serde_json::Value = http
+        .post(format!("{url}/api/groups"))
+        .header("X-API-Key", &key)
+        .json(&json!({"name": format!("bench client {c}")}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let gid = g["id"].as_str().context("group id")?.to_string();
+    let mut lat = vec![];
+    let mut errors = 0u64;
+    let mut i = 0u64;
+    while Instant::now() < deadline {
+        i += 1;
+        // A fresh key now and then: the per-key rate limit is a protection, not the ceiling
+        // being measured.
+        if i.is_multiple_of(KEY_REQUESTS) {
+            let fresh = app
+                .create_key(&meta(), &client.org, Some(Role::Owner), "bench", None)
+                .await?;
+            key = fresh.secret;
+        }
+        let started = Instant::now();
+        let value = format!("h{i}.c{c}.{}.bench.example", uuid::Uuid::now_v7().simple());
+        let r = http
+            .post(format!("{url}/api/groups/{gid}/assets"))
+            .header("X-API-Key", &key)
+            .json(&json!({"value": value, "type": "subdomain"}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().as_u16() == 201 => lat.push(started.elapsed()),
+            _ => errors += 1,
+        }
+    }
+    Ok((lat, errors))
 }
 
 async fn seed(app: &App, assets: usize) -> Result<()> {

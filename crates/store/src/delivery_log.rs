@@ -1,0 +1,138 @@
+//! The deliveries' history as the API shows it: each delivery with its attempts.
+
+use crate::deliveries::{DeliveryQueue, PENDING};
+use crate::error::StoreError;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug)]
+pub struct DeliveryRecord {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+const RECORD_COLUMNS: &str = "delivery_id, webhook_id, event_id, event_type, status, attempts, \
+     next_attempt_at, last_status, last_error, created_at, updated_at";
+
+fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
+    let status: String = r.try_get("status")?;
+    let next: i64 = r.try_get("next_attempt_at")?;
+    Ok(DeliveryRecord {
+        delivery_id: r.try_get("delivery_id")?,
+        webhook_id: r.try_get("webhook_id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        next_attempt_at: (status == PENDING).then_some(next),
+        status,
+        attempts: r.try_get("attempts")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        attempt_log: vec![],
+    })
+}
+
+impl DeliveryQueue {
+    /// One page of an endpoint's deliveries, newest first, each with its attempts.
+    pub async fn list(
+        &self,
+        webhook_id: &str,
+        status: Option<&str>,
+        page: i64,
+        per_page: i64,
+    ) -> Result<(Vec<DeliveryRecord>, i64), StoreError> {
+        let filter = "webhook_id = $1 AND ($2 IS NULL OR status = $2)";
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries WHERE {filter}"))
+                .bind(webhook_id)
+                .bind(status)
+                .fetch_one(self.db.reader())
+                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM deliveries WHERE {filter} \
+             ORDER BY created_at DESC, delivery_id DESC LIMIT $3 OFFSET $4"
+        ))
+        .bind(webhook_id)
+        .bind(status)
+        .bind(per_page)
+        .bind((page - 1) * per_page)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut out = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        self.attach_attempts(&mut out).await?;
+        Ok((out, total))
+    }
+
+    pub async fn get(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM deliveries WHERE webhook_id = $1 AND delivery_id = $2"
+        ))
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        let mut out: Vec<_> = row.as_ref().map(record).transpose()?.into_iter().collect();
+        self.attach_attempts(&mut out).await?;
+        Ok(out.pop())
+    }
+
+    /// Every attempt of the records, in one statement per 50 records.
+    async fn attach_attempts(&self, records: &mut [DeliveryRecord]) -> Result<(), StoreError> {
+        let mut by_id: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+        for chunk in records.chunks(50) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error, response \
+                 FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(&r.delivery_id);
+            }
+            for a in q.fetch_all(self.db.reader()).await? {
+                by_id
+                    .entry(a.try_get("delivery_id")?)
+                    .or_default()
+                    .push(AttemptRecord {
+                        attempt: a.try_get("attempt")?,
+                        started_at: a.try_get("started_at")?,
+                        duration_ms: a.try_get("duration_ms")?,
+                        status_code: a.try_get("status_code")?,
+                        error: a.try_get("error")?,
+                        response: a.try_get("response")?,
+                    });
+            }
+        }
+        for r in records {
+            r.attempt_log = by_id.remove(&r.delivery_id).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
