@@ -3,8 +3,8 @@
 //! chain head records how far its read models go, so a crash can neither skip nor double-apply
 //! an event.
 
-use crate::replay::{Replay, READ_MODEL_TABLES};
-use crate::state::{ReadState, Touched};
+use crate::replay::Replay;
+use crate::state::{tables, ReadState, Touched};
 use easm_events::{Event, RecordedEvent};
 use easm_store::{
     chunk_rows, AnyConnection, Backend, BoxFuture, Db, EventLog, InlineProjection, LogSource,
@@ -67,7 +67,7 @@ impl Projector {
         };
         // PostgreSQL reads the log and fills the new tables on a connection of its own.
         let mut filler = match self.db.backend() {
-            Backend::Postgres => Some(ShadowFiller::open(&self.db, READ_MODEL_TABLES).await?),
+            Backend::Postgres => Some(ShadowFiller::open(&self.db, &tables()).await?),
             Backend::Sqlite => None,
         };
         let source = match &mut filler {

@@ -176,6 +176,7 @@ impl ReadModels {
             ("rm_webhooks", "webhook_id"),
             ("rm_scan_jobs", "scan_job_id"),
             ("rm_findings", "finding_id"),
+            ("rm_finding_jobs", "finding_id, scan_job_id"),
             ("rm_monitors", "monitor_id"),
             ("rm_alerts", "alert_id"),
         ] {

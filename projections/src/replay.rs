@@ -1,27 +1,12 @@
 //! Read models folded from a sequence of events and written into empty tables: the rebuild, a
 //! point-in-time snapshot of one organization, and the shadow copy that verification compares.
 
-use crate::state::{Origin, ReadState};
+use crate::state::{tables, Origin, ReadState};
 use easm_events::Event;
 use easm_store::{
     index_shadow, swap_in, typed, AnyConnection, Backend, Db, ShadowFiller, StoreError,
 };
 use std::collections::BTreeMap;
-
-/// The read models' tables, which a rebuild refills.
-pub(crate) const READ_MODEL_TABLES: &[&str] = &[
-    "rm_alerts",
-    "rm_monitors",
-    "rm_findings",
-    "rm_scan_jobs",
-    "rm_webhooks",
-    "rm_asset_tags",
-    "rm_assets",
-    "rm_groups",
-    "rm_api_keys",
-    "rm_users",
-    "rm_orgs",
-];
 
 /// Read models folded from a sequence of events and written into empty tables: the rebuild, a
 /// point-in-time snapshot of one organization, and the shadow copy that verification compares.
@@ -76,20 +61,20 @@ impl Replay {
             Backend::Postgres => {
                 let mut filler = match filler {
                     Some(filler) => filler,
-                    None => ShadowFiller::open(db, READ_MODEL_TABLES).await?,
+                    None => ShadowFiller::open(db, &tables()).await?,
                 };
                 for rows in self.state.rows() {
                     filler.fill(rows.table, &rows.columns, &rows.values).await?;
                 }
                 let mut shadows = vec![];
-                for table in READ_MODEL_TABLES {
+                for table in &tables() {
                     shadows.push(index_shadow(conn, table).await?);
                 }
                 swap_in(conn, &shadows).await?;
             }
             // SQLite deletes rows for good, so it refills the tables in place.
             Backend::Sqlite => {
-                for table in READ_MODEL_TABLES {
+                for table in &tables() {
                     sqlx::query(&format!("DELETE FROM {table}"))
                         .execute(&mut *conn)
                         .await?;
@@ -113,23 +98,5 @@ impl Replay {
                 .await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::READ_MODEL_TABLES;
-    use crate::state::MODEL_TABLES;
-
-    #[test]
-    fn a_rebuild_refills_every_read_model() {
-        for table in MODEL_TABLES {
-            assert!(READ_MODEL_TABLES.contains(table), "{table} is not refilled");
-        }
-        assert_eq!(
-            READ_MODEL_TABLES.len(),
-            MODEL_TABLES.len() + 1,
-            "and rm_asset_tags"
-        );
     }
 }

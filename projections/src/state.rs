@@ -130,9 +130,15 @@ macro_rules! read_models {
             }
         }
 
-        /// Every read model's own table.
-        #[cfg(test)]
-        pub(crate) const MODEL_TABLES: &[&str] = &[$(<$model>::TABLE.name,)*];
+        /// Every read model's tables, its own and its child tables: what a rebuild refills.
+        pub(crate) fn tables() -> Vec<&'static str> {
+            let mut out = vec![];
+            $(
+                out.push(<$model>::TABLE.name);
+                out.extend(<$model>::CHILD_TABLES);
+            )*
+            out
+        }
     };
 }
 

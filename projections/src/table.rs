@@ -73,6 +73,9 @@ pub(crate) fn to_json(value: &impl Serialize) -> String {
 pub(crate) trait ReadModel {
     type Row;
     const TABLE: Table;
+    /// Tables of this model beside its own, one row per element of a list a row holds, so that
+    /// the list is searched through an index.
+    const CHILD_TABLES: &'static [&'static str] = &[];
 
     /// The key of the row `event` creates or changes, if it changes one of this model's.
     fn key(event: &Event) -> Option<&str>;
@@ -193,6 +196,42 @@ pub(crate) fn writes<M: ReadModel>(
         });
     }
     M::child_writes(size, rows, stored, out);
+}
+
+/// A child table's rows replaced wholesale for every row written: the rows of the `stored` keys
+/// deleted, then `values` inserted (rows of `columns`, the key first).
+pub(crate) fn replace_children(
+    table: &'static str,
+    columns: &[&str],
+    size: usize,
+    stored: &BTreeSet<String>,
+    values: Vec<Val>,
+    out: &mut Vec<Write>,
+) {
+    let key = columns[0];
+    let stored: Vec<&String> = stored.iter().collect();
+    for chunk in stored.chunks(size) {
+        out.push(Write {
+            table,
+            sql: format!(
+                "DELETE FROM {table} WHERE {key} IN ({})",
+                placeholders(1, chunk.len())
+            ),
+            values: chunk.iter().map(|k| Val::Text(k.to_string())).collect(),
+        });
+    }
+    let width = columns.len();
+    for chunk in values.chunks(size * width) {
+        out.push(Write {
+            table,
+            sql: format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                columns.join(", "),
+                value_rows(chunk.len() / width, width, 1, "")
+            ),
+            values: chunk.to_vec(),
+        });
+    }
 }
 
 /// The live rows of one table, for refilling it from empty.

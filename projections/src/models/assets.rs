@@ -3,9 +3,9 @@
 
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, ReadState, RowMap};
-use crate::table::{to_json, ReadModel, Rows, Table};
+use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
 use easm_events::{Event, RecordedEvent};
-use easm_store::{placeholders, value_rows, AnyRow, Row, StoreError, Val, Write};
+use easm_store::{AnyRow, Row, StoreError, Val, Write};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use utoipa::ToSchema;
@@ -25,6 +25,7 @@ pub struct AssetRow {
 pub(crate) struct Assets;
 
 const TAGS: &str = "rm_asset_tags";
+const TAG_COLUMNS: [&str; 3] = ["asset_id", "org_id", "tag"];
 
 impl ReadModel for Assets {
     type Row = AssetRow;
@@ -112,6 +113,8 @@ impl ReadModel for Assets {
         })
     }
 
+    const CHILD_TABLES: &'static [&'static str] = &[TAGS];
+
     /// Tags are replaced wholesale for every asset written.
     fn child_writes(
         size: usize,
@@ -119,34 +122,13 @@ impl ReadModel for Assets {
         stored: &BTreeSet<String>,
         out: &mut Vec<Write>,
     ) {
-        let ids: Vec<&String> = stored.iter().collect();
-        for chunk in ids.chunks(size) {
-            out.push(Write {
-                table: TAGS,
-                sql: format!(
-                    "DELETE FROM {TAGS} WHERE asset_id IN ({})",
-                    placeholders(1, chunk.len())
-                ),
-                values: chunk.iter().map(|id| Val::Text(id.to_string())).collect(),
-            });
-        }
-        let tags = tag_rows(rows);
-        for chunk in tags.chunks(size * 3) {
-            out.push(Write {
-                table: TAGS,
-                sql: format!(
-                    "INSERT INTO {TAGS} (asset_id, org_id, tag) VALUES {}",
-                    value_rows(chunk.len() / 3, 3, 1, "")
-                ),
-                values: chunk.to_vec(),
-            });
-        }
+        replace_children(TAGS, &TAG_COLUMNS, size, stored, tag_rows(rows), out);
     }
 
     fn child_rows(rows: &RowMap<AssetRow>) -> Vec<Rows> {
         vec![Rows {
             table: TAGS,
-            columns: "asset_id, org_id, tag".into(),
+            columns: TAG_COLUMNS.join(", "),
             values: tag_rows(rows),
         }]
     }

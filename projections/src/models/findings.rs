@@ -4,10 +4,11 @@
 
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{to_json, ReadModel, Table};
+use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
 use easm_events::{Detection, Event, SeverityCounts};
-use easm_store::{AnyConnection, AnyRow, Row, StoreError, Val};
+use easm_store::{AnyConnection, AnyRow, Row, StoreError, Val, Write};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -195,17 +196,49 @@ impl ReadModel for Findings {
         let mut keys = vec![];
         for e in events {
             if let Event::ScanDeleted(d) = e {
-                let detected: Vec<String> = sqlx::query_scalar(
-                    "SELECT finding_id FROM rm_findings WHERE scan_job_ids LIKE $1",
-                )
-                .bind(format!("%\"{}\"%", d.scan_job_id))
-                .fetch_all(&mut *conn)
-                .await?;
+                let sql = format!("SELECT finding_id FROM {JOBS} WHERE scan_job_id = $1");
+                let detected: Vec<String> = sqlx::query_scalar(&sql)
+                    .bind(&d.scan_job_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
                 keys.extend(detected);
             }
         }
         Ok(keys)
     }
+
+    const CHILD_TABLES: &'static [&'static str] = &[JOBS];
+
+    /// The jobs of every finding written are replaced wholesale.
+    fn child_writes(
+        size: usize,
+        rows: &RowMap<FindingRow>,
+        stored: &BTreeSet<String>,
+        out: &mut Vec<Write>,
+    ) {
+        replace_children(JOBS, &JOB_COLUMNS, size, stored, job_rows(rows), out);
+    }
+
+    fn child_rows(rows: &RowMap<FindingRow>) -> Vec<Rows> {
+        vec![Rows {
+            table: JOBS,
+            columns: JOB_COLUMNS.join(", "),
+            values: job_rows(rows),
+        }]
+    }
+}
+
+/// The scan jobs that detected each finding, a row each.
+const JOBS: &str = "rm_finding_jobs";
+const JOB_COLUMNS: [&str; 3] = ["finding_id", "scan_job_id", "org_id"];
+
+/// The values of the job rows of the live findings (finding, job, organization).
+fn job_rows(rows: &RowMap<FindingRow>) -> Vec<Val> {
+    rows.iter()
+        .filter_map(|(id, f)| f.as_ref().map(|f| (id, f)))
+        .flat_map(|(id, f)| f.scan_job_ids.iter().map(move |j| (id, j, &f.org_id)))
+        .flat_map(|(id, job, org)| [id, job, org].map(|v| Val::Text(v.to_string())))
+        .collect()
 }
 
 fn set_status(
@@ -337,8 +370,11 @@ fn finding_clauses(org_id: &str, f: &FindingFilter) -> (Vec<String>, Vec<String>
         }
     }
     if let Some(job) = &f.scan_job_id {
-        let p = bind(like_pattern(&format!("\"{job}\"")));
-        clauses.push(format!("f.scan_job_ids LIKE {p} ESCAPE '\\'"));
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM {JOBS} j WHERE j.finding_id = f.finding_id \
+             AND j.scan_job_id = {})",
+            bind(job.clone())
+        ));
     }
     if let Some(q) = &f.q {
         let p = bind(like_pattern(q));
@@ -475,6 +511,9 @@ mod tests {
         assert_eq!(row.scan_job_ids, vec!["j1", "j2"]);
         assert_eq!((row.first_detected, row.last_detected), (0, 2));
         assert_eq!(row.detection.evidence, "again");
+        let jobs = job_rows(&state.findings);
+        assert_eq!(jobs.len(), 6, "a row (finding, job, organization) per job");
+        assert_eq!(jobs[4], Val::Text("j2".into()));
     }
 
     #[test]
