@@ -64,9 +64,7 @@ fn titles(a: &Answer) -> Vec<String> {
 
 /// An organization with the asset `127.0.0.1` and a quick scan job of it, `NUCLEI` imported.
 struct Imported {
-    app: TestApp,
-    org: String,
-    key: String,
+    t: Tenant,
     asset: String,
     job: String,
     report: Answer,
@@ -74,16 +72,12 @@ struct Imported {
 
 impl Imported {
     async fn new(b: Backend) -> Imported {
-        let app = spawn_app(b).await;
-        let (org, key) = app.org(Plan::Pro).await;
-        let g = app.group(&key, "Web").await;
-        let asset = app.asset(&key, &g, "127.0.0.1", "ip").await;
-        let job = new_job(&app, &key, &asset, "quick").await;
-        let report = import(&app, &key, &job, NUCLEI).await;
+        let t = Tenant::new(b, Plan::Pro, "Web").await;
+        let asset = t.asset("127.0.0.1", "ip").await;
+        let job = new_job(&t.app, &t.key, &asset, "quick").await;
+        let report = import(&t.app, &t.key, &job, NUCLEI).await;
         Imported {
-            app,
-            org,
-            key,
+            t,
             asset,
             job,
             report,
@@ -92,13 +86,13 @@ impl Imported {
 
     /// A new job of the asset with `profile`, `NUCLEI` imported under it; the import's answer.
     async fn again_under(&self, profile: &str) -> (String, Answer) {
-        let job = new_job(&self.app, &self.key, &self.asset, profile).await;
-        let report = import(&self.app, &self.key, &job, NUCLEI).await;
+        let job = new_job(&self.t.app, &self.t.key, &self.asset, profile).await;
+        let report = import(&self.t.app, &self.t.key, &job, NUCLEI).await;
         (job, report)
     }
 
     async fn get(&self, path: &str) -> Answer {
-        self.app.get(&self.key, path).await
+        self.t.get(path).await
     }
 
     /// The id of the critical finding (`CVE-2021-41773`).
@@ -119,24 +113,21 @@ impl Imported {
     }
 
     async fn patch_finding(&self, id: &str, body: Value) -> Answer {
-        self.app
-            .patch(&self.key, &format!("/api/findings/{id}"), body)
-            .await
+        self.t.patch(&format!("/api/findings/{id}"), body).await
     }
 
     async fn bulk_status(&self, body: Value) -> Answer {
-        self.app
-            .post(&self.key, "/api/findings/bulk-status", body)
-            .await
+        self.t.post("/api/findings/bulk-status", body).await
     }
 
     /// `GET /api/findings/export{query}`: status, content type, body.
     async fn export(&self, query: &str) -> (StatusCode, String, String) {
         let r = self
+            .t
             .app
             .client
-            .get(self.app.url(&format!("/api/findings/export{query}")))
-            .header("X-API-Key", &self.key)
+            .get(self.t.app.url(&format!("/api/findings/export{query}")))
+            .header("X-API-Key", &self.t.key)
             .send()
             .await
             .unwrap();
@@ -221,7 +212,7 @@ async fn findings_are_filtered_searched_and_sorted(b: Backend) {
 /// detections of the same findings.
 async fn results_imported_again_are_detections_of_the_same_findings(b: Backend) {
     let s = Imported::new(b).await;
-    let again = import(&s.app, &s.key, &s.job, NUCLEI).await;
+    let again = import(&s.t.app, &s.t.key, &s.job, NUCLEI).await;
     assert_eq!(
         (again.body["new"].clone(), again.body["unchanged"].clone()),
         (json!(0), json!(2))
@@ -296,9 +287,9 @@ async fn triage_refuses_bad_input_other_roles_and_other_organizations(b: Backend
             .status,
         StatusCode::NOT_FOUND
     );
-    let viewer = s.app.key(&s.org, Role::Viewer).await;
+    let viewer = s.t.key_of(Role::Viewer).await;
     assert_eq!(
-        s.app
+        s.t.app
             .patch(
                 &viewer,
                 &format!("/api/findings/{critical_id}"),
@@ -309,11 +300,14 @@ async fn triage_refuses_bad_input_other_roles_and_other_organizations(b: Backend
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        import(&s.app, &s.key, "nope", NUCLEI).await.status,
+        import(&s.t.app, &s.t.key, "nope", NUCLEI).await.status,
         StatusCode::NOT_FOUND
     );
-    let (_, stranger) = s.app.org(Plan::Pro).await;
-    assert_eq!(s.app.get(&stranger, "/api/findings").await.body["total"], 0);
+    let (_, stranger) = s.t.app.org(Plan::Pro).await;
+    assert_eq!(
+        s.t.app.get(&stranger, "/api/findings").await.body["total"],
+        0
+    );
 }
 
 /// Risk counts unresolved findings: one critical (40) and one info (0).

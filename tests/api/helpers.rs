@@ -453,3 +453,52 @@ impl Drop for EasmProcess {
         }
     }
 }
+
+/// An organization on a fresh server, with one group, speaking with its owner key: where most
+/// behaviours start.
+pub struct Tenant {
+    pub app: TestApp,
+    pub org: String,
+    pub key: String,
+    pub group: String,
+}
+
+impl Tenant {
+    pub async fn new(b: Backend, plan: Plan, group: &str) -> Tenant {
+        let app = spawn_app(b).await;
+        let (org, key) = app.org(plan).await;
+        let group = app.group(&key, group).await;
+        Tenant {
+            app,
+            org,
+            key,
+            group,
+        }
+    }
+
+    /// An asset of the tenant's group; its id.
+    pub async fn asset(&self, value: &str, ty: &str) -> String {
+        self.app.asset(&self.key, &self.group, value, ty).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.app.get(&self.key, path).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.app.post(&self.key, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.app.patch(&self.key, path, body).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.app.delete(&self.key, path).await
+    }
+
+    /// A key of the tenant's organization with `role`.
+    pub async fn key_of(&self, role: easm_domain::Role) -> String {
+        self.app.key(&self.org, role).await
+    }
+}
