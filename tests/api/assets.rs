@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 on_both_backends!(
-    assets_are_normalized_filtered_updated_and_removed,
+    assets_are_normalized_and_filtered,
+    an_asset_moves_and_is_retagged_at_once,
+    a_removed_asset_frees_its_value,
     duplicate_value_answers_409_with_existing_id,
     bulk_add_is_all_or_nothing,
     plan_asset_limit_answers_402,
@@ -13,126 +15,126 @@ on_both_backends!(
     parallel_patches_lose_no_update,
 );
 
-async fn assets_are_normalized_filtered_updated_and_removed(b: Backend) {
-    let app = spawn_app(b).await;
-    let (_, key) = app.org(Plan::Pro).await;
-    let prod = app.group(&key, "Production").await;
-    let staging = app.group(&key, "Staging").await;
-    let cases = [
-        ("Example.COM.", "domain", "example.com"),
-        ("API.example.com", "subdomain", "api.example.com"),
-        ("bücher.de", "domain", "xn--bcher-kva.de"),
-        ("2001:DB8::0:1", "ip", "2001:db8::1"),
-        ("192.0.2.77/24", "cidr", "192.0.2.0/24"),
-        (
-            "HTTPS://Shop.Example.com:443/x",
-            "url",
-            "https://shop.example.com/x",
-        ),
-        (
-            "arn:aws:s3:::bucket",
-            "cloud_resource",
-            "arn:aws:s3:::bucket",
-        ),
-    ];
-    let mut ids = vec![];
-    for (raw, ty, want) in cases {
-        let a = app
-            .post(
-                &key,
-                &format!("/api/groups/{prod}/assets"),
-                json!({"value": raw, "type": ty, "tags": ["web"]}),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-        assert_eq!(a.body["value"], want);
-        assert_eq!(a.body["type"], ty);
-        assert_eq!(a.body["groupId"], prod.as_str());
-        assert_eq!(a.body["criticality"], "medium");
-        assert!(a.body["createdAt"].as_str().unwrap().ends_with('Z'));
-        ids.push(a.id());
+/// A pro organization whose group `Production` holds seven assets, one of each type, tagged
+/// `web`, and an empty group `Staging`.
+struct Inventory {
+    t: Tenant,
+    staging: String,
+    ids: Vec<String>,
+}
+
+impl Inventory {
+    async fn new(b: Backend) -> Inventory {
+        let t = Tenant::new(b, Plan::Pro, "Production").await;
+        let staging = t.app.group(&t.key, "Staging").await;
+        let cases = [
+            ("Example.COM.", "domain", "example.com"),
+            ("API.example.com", "subdomain", "api.example.com"),
+            ("bücher.de", "domain", "xn--bcher-kva.de"),
+            ("2001:DB8::0:1", "ip", "2001:db8::1"),
+            ("192.0.2.77/24", "cidr", "192.0.2.0/24"),
+            (
+                "HTTPS://Shop.Example.com:443/x",
+                "url",
+                "https://shop.example.com/x",
+            ),
+            (
+                "arn:aws:s3:::bucket",
+                "cloud_resource",
+                "arn:aws:s3:::bucket",
+            ),
+        ];
+        let mut ids = vec![];
+        for (raw, ty, want) in cases {
+            let a = t
+                .post(
+                    &format!("/api/groups/{}/assets", t.group),
+                    json!({"value": raw, "type": ty, "tags": ["web"]}),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+            assert_eq!(a.body["value"], want);
+            assert_eq!(a.body["type"], ty);
+            assert_eq!(a.body["groupId"], t.group.as_str());
+            assert_eq!(a.body["criticality"], "medium");
+            assert!(a.body["createdAt"].as_str().unwrap().ends_with('Z'));
+            ids.push(a.id());
+        }
+        Inventory { t, staging, ids }
     }
-    let all = app.get(&key, "/api/assets").await;
+
+    async fn total(&self, query: &str) -> serde_json::Value {
+        self.t.get(&format!("/api/assets{query}")).await.body["total"].clone()
+    }
+
+    /// The first asset moved to `Staging`, re-tagged and made critical.
+    async fn move_first(&self) -> Answer {
+        self.t
+            .patch(
+                &format!("/api/assets/{}", self.ids[0]),
+                json!({"groupId": self.staging, "tags": ["prod", "pci"], "criticality": "critical"}),
+            )
+            .await
+    }
+}
+
+/// Values are normalized as they are added (checked for each type by the fixture) and filtered
+/// by type, text and tag.
+async fn assets_are_normalized_and_filtered(b: Backend) {
+    let s = Inventory::new(b).await;
+    let all = s.t.get("/api/assets").await;
     assert_eq!(all.body["total"], 7);
     assert_eq!(all.body["page"], 1);
+    assert_eq!(s.total("?type=domain").await, 2);
+    assert_eq!(s.total("?q=EXAMPLE").await, 3);
+    assert_eq!(s.total("?q=%25").await, 0);
     assert_eq!(
-        app.get(&key, "/api/assets?type=domain").await.body["total"],
-        2
-    );
-    assert_eq!(
-        app.get(&key, "/api/assets?q=EXAMPLE").await.body["total"],
-        3
-    );
-    assert_eq!(app.get(&key, "/api/assets?q=%25").await.body["total"], 0);
-    assert_eq!(
-        app.get(&key, "/api/assets?tag=web&perPage=2").await.body["items"]
+        s.t.get("/api/assets?tag=web&perPage=2").await.body["items"]
             .as_array()
             .unwrap()
             .len(),
         2
     );
+}
 
-    let patched = app
-        .patch(
-            &key,
-            &format!("/api/assets/{}", ids[0]),
-            json!({"groupId": staging, "tags": ["prod", "pci"], "criticality": "critical"}),
-        )
-        .await;
+async fn an_asset_moves_and_is_retagged_at_once(b: Backend) {
+    let s = Inventory::new(b).await;
+    let patched = s.move_first().await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
-    assert_eq!(patched.body["groupId"], staging.as_str());
+    assert_eq!(patched.body["groupId"], s.staging.as_str());
     assert_eq!(patched.body["tags"], json!(["prod", "pci"]));
-    let got = app.get(&key, &format!("/api/assets/{}", ids[0])).await;
+    let got = s.t.get(&format!("/api/assets/{}", s.ids[0])).await;
     assert_eq!(
         got.body, patched.body,
         "a GET right after PATCH shows the change"
     );
+    assert_eq!(s.total("?criticality=critical").await, 1);
+    assert_eq!(s.total("?tag=pci").await, 1);
+    assert_eq!(s.total("?tag=web").await, 6);
+    assert_eq!(s.total(&format!("?groupId={}", s.staging)).await, 1);
     assert_eq!(
-        app.get(&key, "/api/assets?criticality=critical").await.body["total"],
-        1
-    );
-    assert_eq!(app.get(&key, "/api/assets?tag=pci").await.body["total"], 1);
-    assert_eq!(app.get(&key, "/api/assets?tag=web").await.body["total"], 6);
-    assert_eq!(
-        app.get(&key, &format!("/api/assets?groupId={staging}"))
-            .await
-            .body["total"],
-        1
-    );
-    assert_eq!(
-        app.get(&key, &format!("/api/groups/{staging}/assets"))
+        s.t.get(&format!("/api/groups/{}/assets", s.staging))
             .await
             .body["items"][0]["id"],
-        ids[0].as_str()
+        s.ids[0].as_str()
     );
-
-    let bad_group = app
-        .patch(
-            &key,
-            &format!("/api/assets/{}", ids[0]),
-            json!({"groupId": 42}),
-        )
-        .await;
+    let bad_group =
+        s.t.patch(&format!("/api/assets/{}", s.ids[0]), json!({"groupId": 42}))
+            .await;
     assert_eq!(bad_group.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_group.body["field"], "groupId");
+}
 
-    let del = app.delete(&key, &format!("/api/assets/{}", ids[0])).await;
-    assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.get(&key, &format!("/api/assets/{}", ids[0]))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.delete(&key, &format!("/api/assets/{}", ids[0]))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(app.get(&key, "/api/assets").await.body["total"], 6);
-    // The value is free again once removed.
-    app.asset(&key, &prod, "example.com", "domain").await;
+/// A removed asset is gone, once; its value is free again.
+async fn a_removed_asset_frees_its_value(b: Backend) {
+    let s = Inventory::new(b).await;
+    s.move_first().await;
+    let path = format!("/api/assets/{}", s.ids[0]);
+    assert_eq!(s.t.delete(&path).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.t.get(&path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.t.delete(&path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.total("").await, 6);
+    s.t.asset("example.com", "domain").await;
 }
 
 async fn duplicate_value_answers_409_with_existing_id(b: Backend) {
