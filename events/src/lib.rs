@@ -7,6 +7,7 @@ mod chain;
 mod envelope;
 mod export;
 mod monitors;
+mod names;
 mod payload;
 mod scans;
 mod upcast;
@@ -21,6 +22,7 @@ pub use export::{
     digest_line, export_line, export_value, public_key, verify, DigestFacts, Tampered, Verified,
     DIGEST_FORMAT,
 };
+pub use names::{FindingStatus, Severity};
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
 };

@@ -1,6 +1,7 @@
 //! Events of scan jobs and of the findings they detect (issue #4). Field names are camelCase
 //! JSON; each type's JSON Schema is in `events/schemas/<type>.v1.json`.
 
+use crate::names::FindingStatus;
 use serde::{Deserialize, Serialize};
 
 /// A scan of one asset was asked for.
@@ -200,7 +201,7 @@ pub struct FindingReopened {
 #[serde(rename_all = "camelCase")]
 pub struct FindingResolved {
     pub finding_id: String,
-    pub from: String,
+    pub from: FindingStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_job_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,8 +213,8 @@ pub struct FindingResolved {
 #[serde(rename_all = "camelCase")]
 pub struct FindingStatusChanged {
     pub finding_id: String,
-    pub from: String,
-    pub to: String,
+    pub from: FindingStatus,
+    pub to: FindingStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
 }

@@ -3,6 +3,7 @@
 //! additionalProperties), which this test checks directly.
 
 use crate::catalogue::*;
+use crate::FindingStatus;
 use serde_json::Value;
 
 fn samples() -> Vec<Event> {
@@ -211,14 +212,14 @@ fn samples() -> Vec<Event> {
         }),
         Event::FindingResolved(FindingResolved {
             finding_id: "f".into(),
-            from: "acknowledged".into(),
+            from: FindingStatus::Acknowledged,
             scan_job_id: None,
             notes: Some("renewed".into()),
         }),
         Event::FindingStatusChanged(FindingStatusChanged {
             finding_id: "f".into(),
-            from: "open".into(),
-            to: "ignored".into(),
+            from: FindingStatus::Open,
+            to: FindingStatus::Ignored,
             notes: None,
         }),
         Event::FindingUpdated(FindingUpdated {

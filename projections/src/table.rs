@@ -46,6 +46,22 @@ impl Table {
         text.map(|t| self.decode(r, column, &t)).transpose()
     }
 
+    /// A column holding one of a fixed set of names; another value is an error naming the row.
+    pub fn named<T>(
+        &self,
+        r: &AnyRow,
+        column: &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let text: String = r.try_get(column)?;
+        parse(&text).ok_or_else(|| StoreError::CorruptRow {
+            table: self.name,
+            key: r.try_get::<String, _>(self.pk).unwrap_or_default(),
+            column,
+            reason: format!("{text} is not a known value"),
+        })
+    }
+
     fn decode<T: DeserializeOwned>(
         &self,
         r: &AnyRow,
@@ -285,7 +301,7 @@ mod tests {
     use easm_store::{Db, DbConfig, StoreError};
 
     #[tokio::test]
-    async fn a_column_that_does_not_decode_is_an_error_naming_its_row() {
+    async fn a_column_that_does_not_decode_is_an_error_naming_its_row_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("easm.db");
         let db = Db::connect(&DbConfig::Sqlite { path }).await.unwrap();
@@ -297,11 +313,28 @@ mod tests {
         .execute(db.writer())
         .await
         .unwrap();
-        let err = ReadModels::new(db).asset("o1", "a1").await.unwrap_err();
+        sqlx::query(
+            "INSERT INTO rm_scan_jobs (scan_job_id, org_id, asset_id, profile, status, progress, \
+             attempts, created_at, updated_at) \
+             VALUES ('j1', 'o1', 'a1', 'quick', 'paused', 0, 0, 0, 0)",
+        )
+        .execute(db.writer())
+        .await
+        .unwrap();
+        let read = ReadModels::new(db);
+        let err = read.asset("o1", "a1").await.unwrap_err();
         assert!(
             matches!(
                 &err,
                 StoreError::CorruptRow { table: "rm_assets", key, column: "tags", .. } if key == "a1"
+            ),
+            "{err}"
+        );
+        let err = read.scan_job("o1", "j1").await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::CorruptRow { table: "rm_scan_jobs", key, column: "status", .. } if key == "j1"
             ),
             "{err}"
         );

@@ -4,7 +4,7 @@
 
 use crate::streams::{alert_stream, scan_stream};
 use crate::{new_id, App, CommandError};
-use easm_domain::{changes, Alert, ScanJob};
+use easm_domain::{changes, Alert, ScanJob, ScanStatus};
 use easm_events::{EventMeta, Observed, ScanCompleted};
 use easm_store::StreamAppend;
 
@@ -70,7 +70,7 @@ impl App {
             .await?
             .into_iter()
             .filter(|j| {
-                j.status == "completed"
+                j.status == ScanStatus::Completed.as_str()
                     && j.id != job.id
                     && j.profile == job.profile
                     && j.ports == job.ports

@@ -5,12 +5,10 @@
 use crate::{Aggregate, DomainError};
 use easm_events::{
     Detection, Event, FindingNew, FindingRedetected, FindingReopened, FindingResolved,
-    FindingStatusChanged, FindingUpdated,
+    FindingStatus, FindingStatusChanged, FindingUpdated, Severity,
 };
 use sha2::{Digest, Sha256};
 
-pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
-pub const STATUSES: [&str; 4] = ["open", "acknowledged", "resolved", "ignored"];
 const MAX_TEXT: usize = 16 * 1024;
 const MAX_SHORT: usize = 512;
 const MAX_NOTES: usize = 4096;
@@ -61,7 +59,7 @@ fn bounded(field: &str, value: &str, max: usize, required: bool) -> Result<Strin
 /// A detection as a scanner or an import reports it, checked and trimmed.
 pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
     let severity = d.severity.trim().to_ascii_lowercase();
-    if !SEVERITIES.contains(&severity.as_str()) {
+    if Severity::parse(&severity).is_none() {
         return Err(DomainError::validation(
             "severity",
             "must be critical, high, medium, low or info",
@@ -112,7 +110,7 @@ pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
 pub struct Finding {
     pub id: String,
     pub asset_id: String,
-    pub status: String,
+    pub status: FindingStatus,
     /// Scan jobs (and imports) that detected it.
     pub scan_job_ids: Vec<String>,
     /// Profiles of the scans that detected it (auto-resolution only follows those).
@@ -161,7 +159,7 @@ impl Finding {
             return Ok(vec![]);
         }
         let mut events = vec![];
-        if self.status == "resolved" {
+        if self.status == FindingStatus::Resolved {
             events.push(Event::FindingReopened(FindingReopened {
                 finding_id: self.id.clone(),
                 scan_job_id: Some(scan_job_id.into()),
@@ -191,13 +189,12 @@ impl Finding {
     /// `finding.reopened` from resolved to open, `finding.status_changed` otherwise).
     pub fn change_status(&self, to: &str, notes: Option<&str>) -> Result<Vec<Event>, DomainError> {
         self.require()?;
-        let to = to.trim().to_ascii_lowercase();
-        if !STATUSES.contains(&to.as_str()) {
+        let Some(to) = FindingStatus::parse(&to.trim().to_ascii_lowercase()) else {
             return Err(DomainError::validation(
                 "status",
                 "must be open, acknowledged, resolved or ignored",
             ));
-        }
+        };
         let notes = notes
             .map(|n| bounded("notes", n, MAX_NOTES, false))
             .transpose()?
@@ -205,20 +202,22 @@ impl Finding {
         if to == self.status {
             return Ok(vec![]);
         }
-        let from = self.status.clone();
+        let from = self.status;
         let id = self.id.clone();
-        Ok(vec![match (from.as_str(), to.as_str()) {
-            (_, "resolved") => Event::FindingResolved(FindingResolved {
+        Ok(vec![match (from, to) {
+            (_, FindingStatus::Resolved) => Event::FindingResolved(FindingResolved {
                 finding_id: id,
                 from,
                 scan_job_id: None,
                 notes,
             }),
-            ("resolved", "open") => Event::FindingReopened(FindingReopened {
-                finding_id: id,
-                scan_job_id: None,
-                notes,
-            }),
+            (FindingStatus::Resolved, FindingStatus::Open) => {
+                Event::FindingReopened(FindingReopened {
+                    finding_id: id,
+                    scan_job_id: None,
+                    notes,
+                })
+            }
             _ => Event::FindingStatusChanged(FindingStatusChanged {
                 finding_id: id,
                 from,
@@ -233,7 +232,7 @@ impl Finding {
     /// ignored).
     pub fn auto_resolve(&self, scan_job_id: &str, profile: &str, ports: &[u16]) -> Vec<Event> {
         let covered = matched_port(&self.matched_at).is_none_or(|p| ports.contains(&p));
-        let eligible = matches!(self.status.as_str(), "open" | "acknowledged")
+        let eligible = self.status.unresolved()
             && covered
             && self.profiles.iter().any(|p| p == profile)
             && !self.scan_job_ids.iter().any(|s| s == scan_job_id);
@@ -242,7 +241,7 @@ impl Finding {
         }
         vec![Event::FindingResolved(FindingResolved {
             finding_id: self.id.clone(),
-            from: self.status.clone(),
+            from: self.status,
             scan_job_id: Some(scan_job_id.into()),
             notes: Some(format!(
                 "not detected by the completed {profile} scan {scan_job_id}"
@@ -291,14 +290,14 @@ impl Aggregate for Finding {
                 detected(&e.scan_job_id, &e.profile);
                 self.id = e.finding_id.clone();
                 self.asset_id = e.asset_id.clone();
-                self.status = "open".into();
+                self.status = FindingStatus::Open;
                 self.source = e.detection.source.clone();
                 self.matched_at = e.detection.matched_at.clone();
             }
             Event::FindingRedetected(e) => detected(&e.scan_job_id, &e.profile),
-            Event::FindingReopened(_) => self.status = "open".into(),
-            Event::FindingResolved(_) => self.status = "resolved".into(),
-            Event::FindingStatusChanged(e) => self.status = e.to.clone(),
+            Event::FindingReopened(_) => self.status = FindingStatus::Open,
+            Event::FindingResolved(_) => self.status = FindingStatus::Resolved,
+            Event::FindingStatusChanged(e) => self.status = e.to,
             _ => {}
         }
     }
@@ -348,7 +347,7 @@ mod tests {
         };
         assert_eq!(n.detection.severity, "high");
         let f = fold(&events);
-        assert_eq!(f.status, "open");
+        assert_eq!(f.status, FindingStatus::Open);
         // The same job reporting twice records it once.
         assert!(f
             .detect("f", "a", "s1", Some("quick"), &detection())
@@ -369,7 +368,7 @@ mod tests {
         assert!(matches!(again[0], Event::FindingReopened(_)));
         assert!(matches!(again[1], Event::FindingRedetected(_)));
         events.extend(again);
-        assert_eq!(fold(&events).status, "open");
+        assert_eq!(fold(&events).status, FindingStatus::Open);
     }
 
     #[test]
@@ -395,10 +394,10 @@ mod tests {
         assert!(f.change_status("closed", None).is_err());
         let ack = f.change_status("acknowledged", Some("on it")).unwrap();
         assert!(
-            matches!(&ack[0], Event::FindingStatusChanged(c) if c.from == "open" && c.to == "acknowledged")
+            matches!(&ack[0], Event::FindingStatusChanged(c) if c.from == FindingStatus::Open && c.to == FindingStatus::Acknowledged)
         );
         let resolved = f.change_status("resolved", None).unwrap();
-        assert!(matches!(&resolved[0], Event::FindingResolved(r) if r.from == "open"));
+        assert!(matches!(&resolved[0], Event::FindingResolved(r) if r.from == FindingStatus::Open));
         let mut all = events.clone();
         all.extend(resolved);
         let reopened = fold(&all).change_status("open", None).unwrap();

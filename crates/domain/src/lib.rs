@@ -18,7 +18,7 @@ mod webhook;
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
-pub use finding::{finding_id, validate_detection, Finding, SEVERITIES, STATUSES};
+pub use finding::{finding_id, validate_detection, Finding};
 pub use group::{validate_group_name, Group};
 pub use monitor::{
     changes, Alert, AlertStatus, Change, Monitor, MonitorScope, MonitorSpec, ALERT_STATUSES,

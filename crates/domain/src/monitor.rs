@@ -234,6 +234,19 @@ impl AlertStatus {
     }
 }
 
+impl AlertStatus {
+    pub fn parse(s: &str) -> Option<AlertStatus> {
+        [
+            AlertStatus::None,
+            AlertStatus::Open,
+            AlertStatus::Acknowledged,
+            AlertStatus::Resolved,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
 pub const ALERT_STATUSES: [&str; 3] = ["open", "acknowledged", "resolved"];
 
 /// An alert (stream `alert-<id>`).

@@ -1,8 +1,8 @@
 //! Results of the nuclei scanner (`nuclei -jsonl`), read tolerantly: fields may be missing or
 //! null, some have older names (`templateID`, `matched`), and several come as a string or a list.
 
-use crate::finding::SEVERITIES;
 use easm_events::Detection;
+use easm_events::Severity;
 use serde_json::Value;
 
 fn text(v: &Value) -> Option<String> {
@@ -45,7 +45,7 @@ pub fn nuclei_detection(v: &Value) -> Result<Option<Detection>, String> {
     let info = &v["info"];
     let severity = text(&info["severity"])
         .map(|s| s.to_ascii_lowercase())
-        .filter(|s| SEVERITIES.contains(&s.as_str()))
+        .filter(|s| Severity::parse(s).is_some())
         .unwrap_or_else(|| "info".into());
     let class = &info["classification"];
     let cvss_score = match &class["cvss-score"] {

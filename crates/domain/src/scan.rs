@@ -34,6 +34,19 @@ impl ScanStatus {
         }
     }
 
+    pub fn parse(s: &str) -> Option<ScanStatus> {
+        [
+            ScanStatus::None,
+            ScanStatus::Queued,
+            ScanStatus::Running,
+            ScanStatus::Completed,
+            ScanStatus::Failed,
+            ScanStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+
     /// Queued or running: the job still holds its (asset, profile) slot.
     pub fn active(self) -> bool {
         matches!(self, ScanStatus::Queued | ScanStatus::Running)

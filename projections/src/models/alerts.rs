@@ -3,6 +3,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{ReadModel, Table};
+use easm_domain::AlertStatus;
 use easm_events::Event;
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
@@ -18,7 +19,7 @@ pub struct AlertRow {
     pub severity: String,
     pub title: String,
     pub details: serde_json::Value,
-    pub status: String,
+    pub status: AlertStatus,
     pub notes: Option<String>,
     pub acknowledged_at: Option<i64>,
     pub acknowledged_by: Option<String>,
@@ -77,7 +78,7 @@ impl ReadModel for Alerts {
                 severity: a.severity.clone(),
                 title: a.title.clone(),
                 details: a.details.clone(),
-                status: "open".into(),
+                status: AlertStatus::Open,
                 notes: None,
                 acknowledged_at: None,
                 acknowledged_by: None,
@@ -88,7 +89,7 @@ impl ReadModel for Alerts {
             }),
             Event::AlertAcknowledged(a) => {
                 if let Some(row) = live(rows, &a.alert_id) {
-                    row.status = "acknowledged".into();
+                    row.status = AlertStatus::Acknowledged;
                     row.acknowledged_at = Some(at);
                     row.acknowledged_by = by();
                     if a.notes.is_some() {
@@ -99,7 +100,7 @@ impl ReadModel for Alerts {
             }
             Event::AlertResolved(a) => {
                 if let Some(row) = live(rows, &a.alert_id) {
-                    row.status = "resolved".into();
+                    row.status = AlertStatus::Resolved;
                     row.resolved_at = Some(at);
                     row.resolved_by = by();
                     if a.notes.is_some() {
@@ -122,7 +123,7 @@ impl ReadModel for Alerts {
             Val::Text(row.severity.clone()),
             Val::Text(row.title.clone()),
             Val::Text(row.details.to_string()),
-            Val::Text(row.status.clone()),
+            Val::Text(row.status.as_str().into()),
             Val::OptText(row.notes.clone()),
             Val::OptInt(row.acknowledged_at),
             Val::OptText(row.acknowledged_by.clone()),
@@ -143,7 +144,7 @@ impl ReadModel for Alerts {
             severity: r.try_get("severity")?,
             title: r.try_get("title")?,
             details: Self::TABLE.json(r, "details")?,
-            status: r.try_get("status")?,
+            status: Self::TABLE.named(r, "status", AlertStatus::parse)?,
             notes: r.try_get("notes")?,
             acknowledged_at: r.try_get("acknowledged_at")?,
             acknowledged_by: r.try_get("acknowledged_by")?,
@@ -197,7 +198,7 @@ fn alert(r: &AnyRow) -> Result<AlertView, StoreError> {
         severity: row.severity,
         title: row.title,
         details: row.details,
-        status: row.status,
+        status: row.status.as_str().into(),
         notes: row.notes,
         acknowledged_at: row.acknowledged_at.map(iso),
         acknowledged_by: row.acknowledged_by,
@@ -293,7 +294,7 @@ mod tests {
             }),
         ]);
         let row = state.alerts["l1"].clone().unwrap();
-        assert_eq!(row.status, "resolved");
+        assert_eq!(row.status, AlertStatus::Resolved);
         assert_eq!(
             (row.acknowledged_at, row.acknowledged_by.as_deref()),
             (Some(1), Some("key-1"))

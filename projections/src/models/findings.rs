@@ -5,7 +5,7 @@
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
-use easm_events::{Detection, Event, SeverityCounts};
+use easm_events::{Detection, Event, FindingStatus, SeverityCounts};
 use easm_store::{AnyConnection, AnyRow, Row, StoreError, Val, Write};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -16,7 +16,7 @@ pub struct FindingRow {
     pub org_id: String,
     pub asset_id: String,
     pub detection: Detection,
-    pub status: String,
+    pub status: FindingStatus,
     pub assignee: Option<String>,
     pub notes: Option<String>,
     pub scan_job_ids: Vec<String>,
@@ -80,7 +80,7 @@ impl ReadModel for Findings {
                 org_id: origin.org_id.to_string(),
                 asset_id: f.asset_id.clone(),
                 detection: (*f.detection).clone(),
-                status: "open".into(),
+                status: FindingStatus::Open,
                 assignee: None,
                 notes: None,
                 scan_job_ids: vec![f.scan_job_id.clone()],
@@ -100,9 +100,13 @@ impl ReadModel for Findings {
                     row.updated_at = at;
                 }
             }
-            Event::FindingReopened(f) => set_status(rows, &f.finding_id, "open", &f.notes, at),
-            Event::FindingResolved(f) => set_status(rows, &f.finding_id, "resolved", &f.notes, at),
-            Event::FindingStatusChanged(f) => set_status(rows, &f.finding_id, &f.to, &f.notes, at),
+            Event::FindingReopened(f) => {
+                set_status(rows, &f.finding_id, FindingStatus::Open, &f.notes, at)
+            }
+            Event::FindingResolved(f) => {
+                set_status(rows, &f.finding_id, FindingStatus::Resolved, &f.notes, at)
+            }
+            Event::FindingStatusChanged(f) => set_status(rows, &f.finding_id, f.to, &f.notes, at),
             Event::FindingUpdated(f) => {
                 if let Some(row) = live(rows, &f.finding_id) {
                     if let Some(a) = &f.assignee {
@@ -146,7 +150,7 @@ impl ReadModel for Findings {
             Val::Text(d.matched_at.clone()),
             Val::Text(d.matcher_name.clone()),
             Val::Text(d.source.clone()),
-            Val::Text(row.status.clone()),
+            Val::Text(row.status.as_str().into()),
             Val::OptText(row.assignee.clone()),
             Val::OptText(row.notes.clone()),
             Val::Text(to_json(&row.scan_job_ids)),
@@ -177,7 +181,7 @@ impl ReadModel for Findings {
                 matcher_name: r.try_get("matcher_name")?,
                 source: r.try_get("source")?,
             },
-            status: r.try_get("status")?,
+            status: Self::TABLE.named(r, "status", FindingStatus::parse)?,
             assignee: r.try_get("assignee")?,
             notes: r.try_get("notes")?,
             scan_job_ids: Self::TABLE.json(r, "scan_job_ids")?,
@@ -244,12 +248,12 @@ fn job_rows(rows: &RowMap<FindingRow>) -> Vec<Val> {
 fn set_status(
     rows: &mut RowMap<FindingRow>,
     id: &str,
-    status: &str,
+    status: FindingStatus,
     notes: &Option<String>,
     at: i64,
 ) {
     if let Some(row) = live(rows, id) {
-        row.status = status.into();
+        row.status = status;
         if notes.is_some() {
             row.notes = notes.clone();
         }
@@ -337,7 +341,7 @@ fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
         matched_at: d.matched_at,
         matcher_name: d.matcher_name,
         source: d.source,
-        status: row.status,
+        status: row.status.as_str().into(),
         assignee: row.assignee,
         notes: row.notes,
         scan_job_ids: row.scan_job_ids,
@@ -522,7 +526,7 @@ mod tests {
             new_finding("j1"),
             Event::FindingResolved(FindingResolved {
                 finding_id: "f1".into(),
-                from: "open".into(),
+                from: FindingStatus::Open,
                 notes: Some("fixed".into()),
                 scan_job_id: None,
             }),
@@ -533,8 +537,8 @@ mod tests {
         let row = state.findings["f1"].clone().expect("the row stays");
         assert!(row.scan_job_ids.is_empty());
         assert_eq!(
-            (row.status.as_str(), row.notes.as_deref()),
-            ("resolved", Some("fixed"))
+            (row.status, row.notes.as_deref()),
+            (FindingStatus::Resolved, Some("fixed"))
         );
     }
 }

@@ -4,6 +4,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{to_json, ReadModel, Table};
+use easm_domain::ScanStatus;
 use easm_events::{Event, SeverityCounts};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
@@ -15,7 +16,7 @@ pub struct ScanJobRow {
     pub asset_id: String,
     pub profile: String,
     pub ports: Option<Vec<u16>>,
-    pub status: String,
+    pub status: ScanStatus,
     pub progress: i64,
     pub stage: Option<String>,
     pub attempts: i64,
@@ -75,7 +76,7 @@ impl ReadModel for ScanJobs {
                 asset_id: s.asset_id.clone(),
                 profile: s.profile.clone(),
                 ports: s.ports.clone(),
-                status: "queued".into(),
+                status: ScanStatus::Queued,
                 progress: 0,
                 stage: None,
                 attempts: 0,
@@ -97,7 +98,7 @@ impl ReadModel for ScanJobs {
         };
         match event {
             Event::ScanStarted(s) => {
-                row.status = "running".into();
+                row.status = ScanStatus::Running;
                 row.attempts = i64::from(s.attempt);
                 row.started_at.get_or_insert(at);
             }
@@ -106,18 +107,18 @@ impl ReadModel for ScanJobs {
                 row.stage = Some(s.stage.clone());
             }
             Event::ScanCompleted(s) => {
-                row.status = "completed".into();
+                row.status = ScanStatus::Completed;
                 row.progress = 100;
                 row.counts = Some(s.counts.clone());
                 row.finished_at = Some(at);
             }
             Event::ScanFailed(s) => {
-                row.status = "failed".into();
+                row.status = ScanStatus::Failed;
                 row.error = Some(s.reason.clone());
                 row.finished_at = Some(at);
             }
             Event::ScanCancelled(_) => {
-                row.status = "cancelled".into();
+                row.status = ScanStatus::Cancelled;
                 row.finished_at = Some(at);
             }
             _ => return,
@@ -131,7 +132,7 @@ impl ReadModel for ScanJobs {
             Val::Text(row.asset_id.clone()),
             Val::Text(row.profile.clone()),
             Val::OptText(row.ports.as_ref().map(to_json)),
-            Val::Text(row.status.clone()),
+            Val::Text(row.status.as_str().into()),
             Val::Int(row.progress),
             Val::OptText(row.stage.clone()),
             Val::Int(row.attempts),
@@ -151,7 +152,7 @@ impl ReadModel for ScanJobs {
             asset_id: r.try_get("asset_id")?,
             profile: r.try_get("profile")?,
             ports: Self::TABLE.opt_json(r, "ports")?,
-            status: r.try_get("status")?,
+            status: Self::TABLE.named(r, "status", ScanStatus::parse)?,
             progress: r.try_get("progress")?,
             stage: r.try_get("stage")?,
             attempts: r.try_get("attempts")?,
@@ -213,7 +214,7 @@ fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
     let row = ScanJobs::parse(r)?;
     Ok(ScanJobView {
         id: r.try_get("scan_job_id")?,
-        status: row.status,
+        status: row.status.as_str().into(),
         asset_id_ref: row.asset_id.clone(),
         asset_id: row.asset_id,
         profile: row.profile,
@@ -363,8 +364,8 @@ mod tests {
         ]);
         let row = state.scan_jobs["j1"].clone().unwrap();
         assert_eq!(
-            (row.status.as_str(), row.progress, row.attempts),
-            ("completed", 100, 2)
+            (row.status, row.progress, row.attempts),
+            (ScanStatus::Completed, 100, 2)
         );
         assert_eq!((row.started_at, row.finished_at), (Some(1), Some(4)));
         assert_eq!(row.stage.as_deref(), Some("ports"));

@@ -10,7 +10,8 @@ use axum::http::header;
 use axum::response::Response;
 use axum::{Extension, Json};
 use easm_app::streams::finding_stream;
-use easm_domain::{Permission, SEVERITIES, STATUSES};
+use easm_domain::Permission;
+use easm_events::{FindingStatus, Severity};
 use easm_projections::read::{FindingFilter, FindingView, Page, PageRequest};
 use easm_projections::ReadModels;
 use serde::{Deserialize, Serialize};
@@ -71,17 +72,14 @@ impl FindingQuery {
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(bad) = severities
-            .iter()
-            .find(|s| !SEVERITIES.contains(&s.as_str()))
-        {
+        if let Some(bad) = severities.iter().find(|s| Severity::parse(s).is_none()) {
             return Err(ApiError::bad_request(
                 "severity",
                 format!("severity: '{bad}' is not one of critical, high, medium, low, info"),
             ));
         }
         if let Some(s) = &self.status {
-            if !STATUSES.contains(&s.as_str()) {
+            if FindingStatus::parse(s).is_none() {
                 return Err(ApiError::bad_request(
                     "status",
                     "status: must be open, acknowledged, resolved or ignored",
@@ -188,19 +186,19 @@ pub struct FindingDetail {
 fn status_history(events: &[easm_events::RecordedEvent]) -> ApiResult<Vec<StatusChange>> {
     use easm_events::Event;
     let mut out = vec![];
-    let mut current: Option<String> = None;
+    let mut current: Option<FindingStatus> = None;
     for r in events {
         let (to, notes, job) = match easm_store::typed(r)? {
-            Event::FindingNew(e) => ("open".to_string(), None, Some(e.scan_job_id)),
-            Event::FindingReopened(e) => ("open".to_string(), e.notes, e.scan_job_id),
-            Event::FindingResolved(e) => ("resolved".to_string(), e.notes, e.scan_job_id),
+            Event::FindingNew(e) => (FindingStatus::Open, None, Some(e.scan_job_id)),
+            Event::FindingReopened(e) => (FindingStatus::Open, e.notes, e.scan_job_id),
+            Event::FindingResolved(e) => (FindingStatus::Resolved, e.notes, e.scan_job_id),
             Event::FindingStatusChanged(e) => (e.to, e.notes, None),
             _ => continue,
         };
         out.push(StatusChange {
             at: easm_events::format_timestamp(&r.occurred_at),
-            from: current.replace(to.clone()),
-            to,
+            from: current.replace(to).map(|s| s.as_str().into()),
+            to: to.as_str().into(),
             notes,
             actor_kind: r.actor.kind.as_str().into(),
             actor_id: r.actor.id.clone(),
@@ -289,7 +287,7 @@ pub async fn bulk_status(
             "ids: must hold 1 to 500 finding ids",
         ));
     }
-    if !STATUSES.contains(&body.status.as_str()) {
+    if FindingStatus::parse(&body.status).is_none() {
         return Err(ApiError::bad_request(
             "status",
             "status: must be open, acknowledged, resolved or ignored",

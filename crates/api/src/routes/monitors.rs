@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_app::AlertAction;
-use easm_domain::{MonitorScope, MonitorSpec, Permission, ALERT_STATUSES, SEVERITIES};
+use easm_domain::{MonitorScope, MonitorSpec, Permission, ALERT_STATUSES};
+use easm_events::Severity;
 use easm_projections::read::{AlertFilter, AlertView, MonitorView, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -234,7 +235,7 @@ pub async fn list_alerts(
     let p = page_request(q.page, q.per_page)?;
     let filter = AlertFilter {
         status: one_of("status", q.status, &ALERT_STATUSES)?,
-        severity: one_of("severity", q.severity, &SEVERITIES)?,
+        severity: one_of("severity", q.severity, Severity::NAMES)?,
         monitor_id: q.monitor_id.or(q.monitor_id_ref).filter(|m| !m.is_empty()),
         asset_id: q.asset_id.filter(|a| !a.is_empty()),
         alert_type: q.alert_type.filter(|t| !t.is_empty()),

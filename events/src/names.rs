@@ -1,0 +1,113 @@
+//! Values the contract spells as one of a fixed set of lowercase names (severities, triage
+//! statuses): one enum each, shared by the events, the domain and the read models, written and
+//! read by the same names.
+
+/// Declares such an enum with its names, `ALL`, `NAMES`, `as_str`, `parse` and serde as the name.
+macro_rules! named {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            /// The names, in the order of `ALL`.
+            pub const NAMES: &'static [&'static str] = &[$($text,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{s} is not one of {}",
+                        $name::NAMES.join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
+named! {
+    /// How bad a finding is, worst first.
+    Severity { Critical = "critical", High = "high", Medium = "medium", Low = "low", Info = "info" }
+}
+
+named! {
+    /// Where a finding stands in triage.
+    FindingStatus {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+        Ignored = "ignored",
+    }
+}
+
+/// A finding starts open.
+impl Default for FindingStatus {
+    fn default() -> Self {
+        FindingStatus::Open
+    }
+}
+
+impl FindingStatus {
+    /// Open or acknowledged: counted in risk, resolved by a scan that no longer sees it.
+    pub fn unresolved(self) -> bool {
+        matches!(self, FindingStatus::Open | FindingStatus::Acknowledged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_text_and_json() {
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(
+            Severity::NAMES,
+            ["critical", "high", "medium", "low", "info"]
+        );
+        let json = serde_json::to_string(&FindingStatus::Acknowledged).unwrap();
+        assert_eq!(json, "\"acknowledged\"");
+        assert_eq!(
+            serde_json::from_str::<FindingStatus>(&json).unwrap(),
+            FindingStatus::Acknowledged
+        );
+        let bad = serde_json::from_str::<FindingStatus>("\"closed\"").unwrap_err();
+        assert!(bad
+            .to_string()
+            .contains("open, acknowledged, resolved, ignored"));
+        assert!(Severity::Critical < Severity::Info, "worst first");
+    }
+}
