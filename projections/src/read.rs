@@ -13,7 +13,7 @@ pub use crate::models::users::UserView;
 pub use crate::models::webhooks::WebhookView;
 
 use easm_events::{format_timestamp, from_micros};
-use easm_store::{AnyRow, Db, Row, StoreError};
+use easm_store::{AnyRow, Db, Filter, Row, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -127,28 +127,27 @@ impl ReadModels {
         row.as_ref().map(parse).transpose()
     }
 
-    /// One page of `from` under `clauses` (`$n` placeholders numbered in `binds` order).
+    /// One page of `from` under `filter` (its values numbered from `$1`).
     pub(crate) async fn filtered_page<T>(
         &self,
         columns: &str,
         from: &str,
         order: &str,
-        (clauses, binds): (&[String], &[String]),
+        filter: &Filter,
         p: PageRequest,
         parse: fn(&AnyRow) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
-        let filter = clauses.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {filter}");
+        let (conditions, binds) = (filter.sql(), filter.binds());
+        let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {conditions}");
         let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
         for b in binds {
             count = count.bind(b);
         }
         let total = count.fetch_one(self.db.reader()).await?;
-        let n = binds.len();
+        let n = filter.next();
         let sql = format!(
-            "SELECT {columns} FROM {from} WHERE {filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
+            "SELECT {columns} FROM {from} WHERE {conditions} ORDER BY {order} LIMIT ${n} OFFSET ${}",
+            n + 1
         );
         let mut q = sqlx::query(&sql);
         for b in binds {

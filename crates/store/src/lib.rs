@@ -35,7 +35,9 @@ pub use log_replay::{LogSource, ReplayEvent};
 pub use secrets::WebhookSecrets;
 pub use shadow::{index_shadow, shadow_of, swap_in, Shadow, ShadowFiller};
 pub use signing::audit_signing_secret;
-pub use sql::{anonymous_rows, chunk_rows, placeholders, value_rows, Val, Write, BULK_VALUES};
+pub use sql::{
+    anonymous_rows, chunk_rows, placeholders, value_rows, Filter, Val, Write, BULK_VALUES,
+};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

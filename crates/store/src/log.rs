@@ -12,7 +12,7 @@ use crate::append::InlineProjection;
 use crate::db::{Backend, Db};
 use crate::error::StoreError;
 use crate::reservations::count_scope;
-use crate::sql::{chunk_rows, placeholders};
+use crate::sql::{chunk_rows, placeholders, Filter};
 use easm_events::{decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -339,45 +339,22 @@ impl EventLog {
         } else {
             "position"
         };
-        let mut clauses = vec!["org_id = $1".to_string(), format!("{cursor} > $2")];
-        let mut binds: Vec<String> = vec![];
-        let next = |v: String, binds: &mut Vec<String>| {
-            binds.push(v);
-            format!("${}", binds.len() + 3)
-        };
-        if !filter.types.is_empty() {
-            let list: Vec<String> = filter
-                .types
-                .iter()
-                .map(|t| next(t.clone(), &mut binds))
-                .collect();
-            clauses.push(format!("event_type IN ({})", list.join(", ")));
-        }
-        if let Some(stream) = &filter.stream_id {
-            clauses.push(format!("stream_id = {}", next(stream.clone(), &mut binds)));
-        }
-        for (op, at) in [(">=", filter.since), ("<", filter.until)] {
-            if let Some(at) = at {
-                clauses.push(format!(
-                    "occurred_at {op} CAST({} AS BIGINT)",
-                    next(at.to_string(), &mut binds)
-                ));
-            }
-        }
-        if let Some(p) = filter.until_position {
-            clauses.push(format!(
-                "position <= CAST({} AS BIGINT)",
-                next(p.to_string(), &mut binds)
-            ));
-        }
+        let mut f = Filter::numbered_from(4);
+        f.push("org_id = $1");
+        f.push(format!("{cursor} > $2"));
+        f.any("event_type", &filter.types);
+        f.eq("stream_id", filter.stream_id.as_deref());
+        f.compare("occurred_at", ">=", filter.since);
+        f.compare("occurred_at", "<", filter.until);
+        f.compare("position", "<=", filter.until_position);
         // No visibility horizon: one organization's appends take its lock before their
         // transaction id, so they get positions, and commit, in lock order; an event of the
         // organization that is not visible yet can only land after every one that is.
         let sql = format!(
             "SELECT {select} FROM events WHERE {} ORDER BY {cursor} LIMIT $3",
-            clauses.join(" AND ")
+            f.sql()
         );
-        (sql, binds)
+        (sql, f.binds().to_vec())
     }
 
     /// One page of an organization's audit trail, newest first, and the total.
@@ -388,50 +365,36 @@ impl EventLog {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
-        let mut clauses = vec!["org_id = $1".to_string()];
-        let mut binds = vec![org_id.to_string()];
-        let mut bind = |v: String| {
-            binds.push(v);
-            format!("${}", binds.len())
-        };
-        if let Some(a) = &f.actor {
-            clauses.push(format!("actor_id = {}", bind(a.clone())));
-        }
-        if !f.actions.is_empty() {
-            let list: Vec<String> = f.actions.iter().map(|a| bind(a.clone())).collect();
-            clauses.push(format!("event_type IN ({})", list.join(", ")));
-        }
+        let mut w = Filter::by("org_id", org_id);
+        w.eq("actor_id", f.actor.as_deref());
+        w.any("event_type", &f.actions);
         if let Some(r) = &f.resource {
-            clauses.push(format!("event_type LIKE {}", bind(format!("{r}.%"))));
+            let p = w.bind(format!("{r}.%"));
+            w.push(format!("event_type LIKE {p}"));
         }
         if let Some(id) = &f.resource_id {
-            let (stream, data) = (bind(format!("%-{id}")), bind(format!("%\"{id}\"%")));
-            clauses.push(format!("(stream_id LIKE {stream} OR data LIKE {data})"));
+            let (stream, data) = (w.bind(format!("%-{id}")), w.bind(format!("%\"{id}\"%")));
+            w.push(format!("(stream_id LIKE {stream} OR data LIKE {data})"));
         }
         match f.category.as_deref() {
-            Some("api") => clauses.push("actor_kind IN ('api_key', 'user')".into()),
-            Some("cli") => clauses.push("actor_kind = 'system' AND actor_id = 'cli'".into()),
-            Some("system") => clauses.push("actor_kind = 'system' AND actor_id <> 'cli'".into()),
-            Some(_) => clauses.push("1 = 0".into()),
+            Some("api") => w.push("actor_kind IN ('api_key', 'user')"),
+            Some("cli") => w.push("actor_kind = 'system' AND actor_id = 'cli'"),
+            Some("system") => w.push("actor_kind = 'system' AND actor_id <> 'cli'"),
+            Some(_) => w.push("1 = 0"),
             None => {}
         }
         match f.outcome.as_deref() {
-            Some("denied") => clauses.push("event_type = 'access.denied'".into()),
-            Some(_) => clauses.push("event_type <> 'access.denied'".into()),
+            Some("denied") => w.push("event_type = 'access.denied'"),
+            Some(_) => w.push("event_type <> 'access.denied'"),
             None => {}
         }
-        for (op, at) in [(">=", f.since), ("<=", f.until)] {
-            if let Some(at) = at {
-                clauses.push(format!(
-                    "occurred_at {op} CAST({} AS BIGINT)",
-                    bind(at.to_string())
-                ));
-            }
-        }
-        let filter = clauses.join(" AND ");
+        w.compare("occurred_at", ">=", f.since);
+        w.compare("occurred_at", "<=", f.until);
+        let binds = w.binds();
+        let filter = w.sql();
         let count = format!("SELECT COUNT(*) FROM events WHERE {filter}");
         let mut q = sqlx::query_scalar::<_, i64>(&count);
-        for b in &binds {
+        for b in binds {
             q = q.bind(b);
         }
         let total = q.fetch_one(self.db.reader()).await?;
@@ -439,7 +402,7 @@ impl EventLog {
             "SELECT {COLUMNS} FROM events WHERE {filter} ORDER BY position DESC LIMIT {limit} OFFSET {offset}"
         );
         let mut q = sqlx::query(&page);
-        for b in &binds {
+        for b in binds {
             q = q.bind(b);
         }
         let rows = q.fetch_all(self.db.reader()).await?;

@@ -43,6 +43,86 @@ pub fn chunk_rows(backend: Backend) -> usize {
     }
 }
 
+/// A WHERE clause built condition by condition, its text values bound as `$n` in the order they
+/// were added, numbered after the statement's own parameters. Every filtered query (lists of
+/// the read models, the audit trail, the event feed) builds its conditions with it.
+#[derive(Debug)]
+pub struct Filter {
+    clauses: Vec<String>,
+    binds: Vec<String>,
+    first: usize,
+}
+
+impl Filter {
+    /// A filter whose first value is `$first`.
+    pub fn numbered_from(first: usize) -> Self {
+        Filter {
+            clauses: vec![],
+            binds: vec![],
+            first,
+        }
+    }
+
+    /// A filter on `column = value`, the value as `$1`.
+    pub fn by(column: &str, value: &str) -> Self {
+        let mut f = Filter::numbered_from(1);
+        f.eq(column, Some(value));
+        f
+    }
+
+    /// Bind `value`; answers its placeholder.
+    pub fn bind(&mut self, value: impl Into<String>) -> String {
+        self.binds.push(value.into());
+        format!("${}", self.first + self.binds.len() - 1)
+    }
+
+    /// A condition as written.
+    pub fn push(&mut self, clause: impl Into<String>) {
+        self.clauses.push(clause.into());
+    }
+
+    /// `column = value`, when there is a value.
+    pub fn eq(&mut self, column: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            let p = self.bind(v);
+            self.push(format!("{column} = {p}"));
+        }
+    }
+
+    /// `column IN (values)`, when there are values.
+    pub fn any(&mut self, column: &str, values: &[String]) {
+        if !values.is_empty() {
+            let list: Vec<String> = values.iter().map(|v| self.bind(v.as_str())).collect();
+            self.push(format!("{column} IN ({})", list.join(", ")));
+        }
+    }
+
+    /// `column op value` of an integer (epoch microseconds, positions), when there is one.
+    pub fn compare(&mut self, column: &str, op: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            let p = self.bind(v.to_string());
+            self.push(format!("{column} {op} CAST({p} AS BIGINT)"));
+        }
+    }
+
+    /// The conditions joined by AND.
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            return "1 = 1".into();
+        }
+        self.clauses.join(" AND ")
+    }
+
+    pub fn binds(&self) -> &[String] {
+        &self.binds
+    }
+
+    /// The placeholder number after the last value.
+    pub fn next(&self) -> usize {
+        self.first + self.binds.len()
+    }
+}
+
 /// A value of a [`Write`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Val {
@@ -175,5 +255,21 @@ mod tests {
             fuse(Backend::Sqlite, &writes),
             "INSERT INTO a VALUES ($1, $2); DELETE FROM b WHERE id = $3; UPDATE c SET x = $4"
         );
+    }
+
+    #[test]
+    fn a_filter_numbers_its_values_after_the_statements_own() {
+        let mut f = Filter::numbered_from(4);
+        f.eq("stream_id", Some("s"));
+        f.eq("actor_id", None);
+        f.any("event_type", &["a".into(), "b".into()]);
+        f.compare("position", "<=", Some(7));
+        assert_eq!(
+            f.sql(),
+            "stream_id = $4 AND event_type IN ($5, $6) AND position <= CAST($7 AS BIGINT)"
+        );
+        assert_eq!(f.binds(), ["s", "a", "b", "7"]);
+        assert_eq!(f.next(), 8);
+        assert_eq!(Filter::numbered_from(1).sql(), "1 = 1");
     }
 }

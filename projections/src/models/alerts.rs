@@ -5,7 +5,7 @@ use crate::state::{create, live, Origin, RowMap};
 use crate::table::{ReadModel, Table};
 use easm_domain::AlertStatus;
 use easm_events::Event;
-use easm_store::{AnyRow, Row, StoreError, Val};
+use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -225,25 +225,17 @@ impl ReadModels {
         f: &AlertFilter,
         p: PageRequest,
     ) -> Result<Page<AlertView>, StoreError> {
-        let mut clauses = vec!["l.org_id = $1".to_string()];
-        let mut binds = vec![org_id.to_string()];
-        for (column, value) in [
-            ("status", &f.status),
-            ("severity", &f.severity),
-            ("monitor_id", &f.monitor_id),
-            ("asset_id", &f.asset_id),
-            ("alert_type", &f.alert_type),
-        ] {
-            if let Some(v) = value {
-                binds.push(v.clone());
-                clauses.push(format!("l.{column} = ${}", binds.len()));
-            }
-        }
+        let mut w = Filter::by("l.org_id", org_id);
+        w.eq("l.status", f.status.as_deref());
+        w.eq("l.severity", f.severity.as_deref());
+        w.eq("l.monitor_id", f.monitor_id.as_deref());
+        w.eq("l.asset_id", f.asset_id.as_deref());
+        w.eq("l.alert_type", f.alert_type.as_deref());
         self.filtered_page(
             ALERT_COLUMNS,
             "rm_alerts l",
             "l.created_at DESC, l.alert_id DESC",
-            (&clauses, &binds),
+            &w,
             p,
             alert,
         )

@@ -5,7 +5,7 @@ use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, ReadState, RowMap};
 use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
 use easm_events::{Event, RecordedEvent};
-use easm_store::{AnyRow, Row, StoreError, Val, Write};
+use easm_store::{AnyRow, Filter, Row, StoreError, Val, Write};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use utoipa::ToSchema;
@@ -215,35 +215,25 @@ impl ReadModels {
         f: &AssetFilter,
         p: PageRequest,
     ) -> Result<Page<AssetView>, StoreError> {
-        let mut clauses = vec!["a.org_id = $1".to_string()];
-        let mut binds = vec![org_id.to_string()];
-        let mut add = |sql: &str, v: String| {
-            binds.push(v);
-            clauses.push(sql.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(t) = &f.asset_type {
-            add("a.asset_type = ?", t.clone());
-        }
-        if let Some(g) = &f.group_id {
-            add("a.group_id = ?", g.clone());
-        }
-        if let Some(c) = &f.criticality {
-            add("a.criticality = ?", c.clone());
-        }
+        let mut w = Filter::by("a.org_id", org_id);
+        w.eq("a.asset_type", f.asset_type.as_deref());
+        w.eq("a.group_id", f.group_id.as_deref());
+        w.eq("a.criticality", f.criticality.as_deref());
         if let Some(t) = &f.tag {
-            add(
-                "EXISTS (SELECT 1 FROM rm_asset_tags t WHERE t.asset_id = a.asset_id AND t.tag = ?)",
-                t.clone(),
-            );
+            let p = w.bind(t.as_str());
+            w.push(format!(
+                "EXISTS (SELECT 1 FROM rm_asset_tags t WHERE t.asset_id = a.asset_id AND t.tag = {p})"
+            ));
         }
         if let Some(q) = &f.q {
-            add("LOWER(a.value) LIKE ? ESCAPE '\\'", like_pattern(q));
+            let p = w.bind(like_pattern(q));
+            w.push(format!("LOWER(a.value) LIKE {p} ESCAPE '\\'"));
         }
         self.filtered_page(
             ASSET_COLUMNS,
             "rm_assets a",
             "a.created_at, a.asset_id",
-            (&clauses, &binds),
+            &w,
             p,
             asset,
         )

@@ -6,7 +6,7 @@ use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
 use easm_events::{Detection, Event, FindingStatus, SeverityCounts};
-use easm_store::{AnyConnection, AnyRow, Row, StoreError, Val, Write};
+use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val, Write};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use utoipa::ToSchema;
@@ -352,50 +352,31 @@ fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
     })
 }
 
-/// The WHERE clauses of `f` and their values (`$n` numbered in order).
-fn finding_clauses(org_id: &str, f: &FindingFilter) -> (Vec<String>, Vec<String>) {
-    let mut clauses = vec![format!("f.org_id = $1 AND {DETECTED}")];
-    let mut binds = vec![org_id.to_string()];
-    let mut bind = |v: String| {
-        binds.push(v);
-        format!("${}", binds.len())
-    };
-    if !f.severities.is_empty() {
-        let list: Vec<String> = f.severities.iter().map(|s| bind(s.clone())).collect();
-        clauses.push(format!("f.severity IN ({})", list.join(", ")));
-    }
-    for (column, value) in [
-        ("f.status", &f.status),
-        ("f.asset_id", &f.asset_id),
-        ("f.template_id", &f.template_id),
-    ] {
-        if let Some(v) = value {
-            clauses.push(format!("{column} = {}", bind(v.clone())));
-        }
-    }
+/// The conditions of `f`.
+fn finding_filter(org_id: &str, f: &FindingFilter) -> Filter {
+    let mut w = Filter::by("f.org_id", org_id);
+    w.push(DETECTED);
+    w.any("f.severity", &f.severities);
+    w.eq("f.status", f.status.as_deref());
+    w.eq("f.asset_id", f.asset_id.as_deref());
+    w.eq("f.template_id", f.template_id.as_deref());
     if let Some(job) = &f.scan_job_id {
-        clauses.push(format!(
+        let p = w.bind(job.as_str());
+        w.push(format!(
             "EXISTS (SELECT 1 FROM {JOBS} j WHERE j.finding_id = f.finding_id \
-             AND j.scan_job_id = {})",
-            bind(job.clone())
+             AND j.scan_job_id = {p})"
         ));
     }
     if let Some(q) = &f.q {
-        let p = bind(like_pattern(q));
-        clauses.push(format!(
+        let p = w.bind(like_pattern(q));
+        w.push(format!(
             "(LOWER(f.title) LIKE {p} ESCAPE '\\' OR LOWER(f.template_id) LIKE {p} ESCAPE '\\' \
              OR LOWER(f.matched_at) LIKE {p} ESCAPE '\\')"
         ));
     }
-    for (op, at) in [(">=", f.since), ("<=", f.until)] {
-        if let Some(at) = at {
-            clauses.push(format!(
-                "f.last_detected {op} CAST({} AS BIGINT)",
-                bind(at.to_string())
-            ));
-        }
-    }
-    (clauses, binds)
+    w.compare("f.last_detected", ">=", f.since);
+    w.compare("f.last_detected", "<=", f.until);
+    w
 }
 
 impl ReadModels {
@@ -405,21 +386,14 @@ impl ReadModels {
         f: &FindingFilter,
         p: PageRequest,
     ) -> Result<Page<FindingView>, StoreError> {
-        let (clauses, binds) = finding_clauses(org_id, f);
+        let w = finding_filter(org_id, f);
         let order = match f.sort.as_deref() {
             Some("severity") => SEVERITY_ORDER,
             Some("firstDetected") => "f.first_detected DESC, f.finding_id",
             _ => "f.last_detected DESC, f.finding_id",
         };
-        self.filtered_page(
-            FINDING_COLUMNS,
-            "rm_findings f",
-            order,
-            (&clauses, &binds),
-            p,
-            finding,
-        )
-        .await
+        self.filtered_page(FINDING_COLUMNS, "rm_findings f", order, &w, p, finding)
+            .await
     }
 
     pub async fn finding(&self, org_id: &str, id: &str) -> Result<Option<FindingView>, StoreError> {

@@ -6,7 +6,7 @@ use crate::state::{create, live, Origin, RowMap};
 use crate::table::{to_json, ReadModel, Table};
 use easm_domain::ScanStatus;
 use easm_events::{Event, SeverityCounts};
-use easm_store::{AnyRow, Row, StoreError, Val};
+use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -239,23 +239,15 @@ impl ReadModels {
         f: &ScanJobFilter,
         p: PageRequest,
     ) -> Result<Page<ScanJobView>, StoreError> {
-        let mut clauses = vec!["s.org_id = $1".to_string()];
-        let mut binds = vec![org_id.to_string()];
-        for (column, value) in [
-            ("status", &f.status),
-            ("asset_id", &f.asset_id),
-            ("profile", &f.profile),
-        ] {
-            if let Some(v) = value {
-                binds.push(v.clone());
-                clauses.push(format!("s.{column} = ${}", binds.len()));
-            }
-        }
+        let mut w = Filter::by("s.org_id", org_id);
+        w.eq("s.status", f.status.as_deref());
+        w.eq("s.asset_id", f.asset_id.as_deref());
+        w.eq("s.profile", f.profile.as_deref());
         self.filtered_page(
             SCAN_JOB_COLUMNS,
             "rm_scan_jobs s",
             "s.created_at DESC, s.scan_job_id DESC",
-            (&clauses, &binds),
+            &w,
             p,
             scan_job,
         )
