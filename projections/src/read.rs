@@ -88,21 +88,9 @@ impl ReadModels {
         p: PageRequest,
         parse: fn(&AnyRow) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
-        let filter = format!("{alias}.org_id = $1");
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {from} WHERE {filter}"))
-            .bind(org_id)
-            .fetch_one(self.db.reader())
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {columns} FROM {from} WHERE {filter} ORDER BY {order} LIMIT $2 OFFSET $3"
-        ))
-        .bind(org_id)
-        .bind(p.per_page)
-        .bind(p.offset())
-        .fetch_all(self.db.reader())
-        .await?;
-        let items = rows.iter().map(parse).collect::<Result<_, _>>()?;
-        Ok(p.wrap(items, total))
+        let filter = Filter::by(&format!("{alias}.org_id"), org_id);
+        self.filtered_page(columns, from, order, &filter, p, parse)
+            .await
     }
 
     /// One row of an organization's `from` (alias `alias`) by its key column `pk`.
