@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::{Plan, Role};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::process::Command;
@@ -15,7 +15,10 @@ on_both_backends!(
     the_feed_streams_live_and_resumes_from_the_last_event_id,
     exports_verify_and_every_edit_is_named_by_its_line,
     replays_and_as_of_queries_show_the_past,
-    the_audit_trail_records_commands_and_refused_requests,
+    refused_requests_of_known_keys_are_in_the_trail,
+    a_change_is_recorded_with_its_before_and_after,
+    the_trail_is_filtered_by_resource_actor_and_category,
+    reading_the_trail_needs_an_admin_and_a_refusal_is_recorded,
 );
 
 /// Every event after `after`, following the cursor.
@@ -470,64 +473,107 @@ async fn replays_and_as_of_queries_show_the_past(b: Backend) {
         .all(|d| d["row"].as_str().unwrap().contains(&critical)));
 }
 
-async fn the_audit_trail_records_commands_and_refused_requests(b: Backend) {
-    let app = spawn_app(b).await;
-    let (org, owner) = app.org(Plan::Enterprise).await;
-    let send = |method: reqwest::Method, key: &str, path: &str, body: Option<Value>| {
-        let mut req = app
+/// An enterprise organization where, with a `User-Agent` of `audit-test/1.0`, the owner created
+/// the group `Before` and renamed it `After`; a viewer key was refused deleting it (403), then
+/// revoked and refused again (401); and a key nobody knows was refused.
+struct Trail {
+    app: TestApp,
+    org: String,
+    owner: String,
+    group: String,
+    viewer: String,
+    viewer_id: String,
+}
+
+impl Trail {
+    async fn new(b: Backend) -> Trail {
+        let app = spawn_app(b).await;
+        let (org, owner) = app.org(Plan::Enterprise).await;
+        let mut t = Trail {
+            app,
+            org,
+            owner,
+            group: String::new(),
+            viewer: String::new(),
+            viewer_id: String::new(),
+        };
+        let owner = t.owner.clone();
+        t.group = t
+            .send(
+                Method::POST,
+                &owner,
+                "/api/groups",
+                Some(json!({"name": "Before"})),
+            )
+            .await
+            .id();
+        let renamed = t
+            .send(
+                Method::PATCH,
+                &owner,
+                &format!("/api/groups/{}", t.group),
+                Some(json!({"name": "After"})),
+            )
+            .await;
+        assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+        t.viewer = t.app.key(&t.org, Role::Viewer).await;
+        let refused = t
+            .send(
+                Method::DELETE,
+                &t.viewer,
+                &format!("/api/groups/{}", t.group),
+                None,
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        let keys = t.app.get(&owner, "/api/keys").await;
+        t.viewer_id = keys.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["role"] == "viewer")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let revoked = t
+            .app
+            .delete(&owner, &format!("/api/keys/{}", t.viewer_id))
+            .await;
+        assert!(revoked.status.is_success(), "{}", revoked.body);
+        let after_revoke = t.send(Method::GET, &t.viewer, "/api/assets", None).await;
+        assert_eq!(after_revoke.status, StatusCode::UNAUTHORIZED);
+        let unknown = t
+            .send(Method::GET, "ag_sk_unknown", "/api/assets", None)
+            .await;
+        assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+        t
+    }
+
+    async fn send(&self, method: Method, key: &str, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self
+            .app
             .client
-            .request(method, app.url(path))
+            .request(method, self.app.url(path))
             .header("X-API-Key", key)
             .header("User-Agent", "audit-test/1.0");
         if let Some(b) = body {
             req = req.json(&b);
         }
-        async move { answer(req.send().await.unwrap()).await }
-    };
-    let g = send(
-        reqwest::Method::POST,
-        &owner,
-        "/api/groups",
-        Some(json!({"name": "Before"})),
-    )
-    .await
-    .id();
-    let renamed = send(
-        reqwest::Method::PATCH,
-        &owner,
-        &format!("/api/groups/{g}"),
-        Some(json!({"name": "After"})),
-    )
-    .await;
-    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+        answer(req.send().await.unwrap()).await
+    }
 
-    let viewer = app.key(&org, Role::Viewer).await;
-    let refused = send(
-        reqwest::Method::DELETE,
-        &viewer,
-        &format!("/api/groups/{g}"),
-        None,
-    )
-    .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let keys = app.get(&owner, "/api/keys").await;
-    let viewer_id = keys.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["role"] == "viewer")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let revoked = app.delete(&owner, &format!("/api/keys/{viewer_id}")).await;
-    assert!(revoked.status.is_success(), "{}", revoked.body);
-    let after_revoke = send(reqwest::Method::GET, &viewer, "/api/assets", None).await;
-    assert_eq!(after_revoke.status, StatusCode::UNAUTHORIZED);
-    let unknown = send(reqwest::Method::GET, "ag_sk_unknown", "/api/assets", None).await;
-    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    /// `GET /api/audit-log{query}` as the owner.
+    async fn trail(&self, query: &str) -> Answer {
+        self.app
+            .get(&self.owner, &format!("/api/audit-log{query}"))
+            .await
+    }
+}
 
-    let denied = app.get(&owner, "/api/audit-log?outcome=denied").await;
+async fn refused_requests_of_known_keys_are_in_the_trail(b: Backend) {
+    let t = Trail::new(b).await;
+    let denied = t.trail("?outcome=denied").await;
     assert_eq!(denied.status, StatusCode::OK, "{}", denied.body);
     assert_eq!(
         denied.body["total"], 2,
@@ -540,18 +586,24 @@ async fn the_audit_trail_records_commands_and_refused_requests(b: Backend) {
     assert_eq!(forbidden["outcome"], "denied");
     assert_eq!(forbidden["details"]["status"], 403);
     assert_eq!(forbidden["details"]["method"], "DELETE");
-    assert_eq!(forbidden["details"]["path"], format!("/api/groups/{g}"));
-    assert_eq!(forbidden["actor"]["id"], viewer_id.as_str());
+    assert_eq!(
+        forbidden["details"]["path"],
+        format!("/api/groups/{}", t.group)
+    );
+    assert_eq!(forbidden["actor"]["id"], t.viewer_id.as_str());
     assert_eq!(forbidden["actor"]["role"], "viewer");
     assert_eq!(forbidden["actor"]["userAgent"], "audit-test/1.0");
     assert_eq!(forbidden["actor"]["sourceIp"], "127.0.0.1");
-    assert!(viewer.starts_with(forbidden["actor"]["keyPrefix"].as_str().unwrap()));
+    assert!(t
+        .viewer
+        .starts_with(forbidden["actor"]["keyPrefix"].as_str().unwrap()));
     assert_eq!(revoked_try["details"]["status"], 401);
     assert_eq!(revoked_try["details"]["path"], "/api/assets");
+}
 
-    let rename = app
-        .get(&owner, "/api/audit-log?action=audit.group.renamed")
-        .await;
+async fn a_change_is_recorded_with_its_before_and_after(b: Backend) {
+    let t = Trail::new(b).await;
+    let rename = t.trail("?action=audit.group.renamed").await;
     assert_eq!(rename.body["total"], 1);
     let record = &rename.body["items"][0];
     assert_eq!(
@@ -560,35 +612,38 @@ async fn the_audit_trail_records_commands_and_refused_requests(b: Backend) {
     );
     assert_eq!(record["outcome"], "success");
     assert_eq!(record["category"], "api");
-    assert_eq!(record["resource"], json!({"type": "group", "id": g}));
+    assert_eq!(record["resource"], json!({"type": "group", "id": t.group}));
     assert_eq!(record["actor"]["userAgent"], "audit-test/1.0");
-    let on_group = app
-        .get(
-            &owner,
-            &format!("/api/audit-log?resource=group&resourceId={g}"),
-        )
+}
+
+async fn the_trail_is_filtered_by_resource_actor_and_category(b: Backend) {
+    let t = Trail::new(b).await;
+    let on_group = t
+        .trail(&format!("?resource=group&resourceId={}", t.group))
         .await;
     assert_eq!(on_group.body["total"], 2, "{}", on_group.body);
-    let by_viewer = app
-        .get(&owner, &format!("/api/audit-log?actor={viewer_id}"))
-        .await;
+    let by_viewer = t.trail(&format!("?actor={}", t.viewer_id)).await;
     assert_eq!(by_viewer.body["total"], 2);
-    let system = app.get(&owner, "/api/audit-log?category=system").await;
+    let system = t.trail("?category=system").await;
     assert!(system.body["items"]
         .as_array()
         .unwrap()
         .iter()
         .any(|r| r["action"] == "org.created"));
     assert_eq!(
-        app.get(&owner, "/api/audit-log?outcome=maybe").await.status,
+        t.trail("?outcome=maybe").await.status,
         StatusCode::BAD_REQUEST
     );
-    let analyst = app.key(&org, Role::Analyst).await;
+}
+
+async fn reading_the_trail_needs_an_admin_and_a_refusal_is_recorded(b: Backend) {
+    let t = Trail::new(b).await;
+    let analyst = t.app.key(&t.org, Role::Analyst).await;
     assert_eq!(
-        app.get(&analyst, "/api/audit-log").await.status,
+        t.app.get(&analyst, "/api/audit-log").await.status,
         StatusCode::FORBIDDEN
     );
-    let denied_again = app.get(&owner, "/api/audit-log?outcome=denied").await;
+    let denied_again = t.trail("?outcome=denied").await;
     assert_eq!(
         denied_again.body["total"], 3,
         "reading the trail without the role is refused too"
