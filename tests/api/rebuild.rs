@@ -16,6 +16,33 @@ on_both_backends!(
 
 async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
     let app = spawn_app(b).await;
+    let (key, paths) = a_varied_history(&app).await;
+    let mut before = vec![];
+    for p in &paths {
+        before.push(app.get(&key, p).await.body);
+    }
+    let rows_before = app.state.read().dump().await.unwrap();
+
+    // Wipe by hand first, so the rebuild has to do the work.
+    for t in ["rm_asset_tags", "rm_assets", "rm_groups"] {
+        sqlx::query(&format!("DELETE FROM {t}"))
+            .execute(app.db.writer())
+            .await
+            .unwrap();
+    }
+    let applied = app.state.commands.projector().rebuild().await.unwrap();
+    assert_eq!(applied as i64, app.event_count().await);
+    assert_eq!(app.state.read().dump().await.unwrap(), rows_before);
+    for (p, b) in paths.iter().zip(&before) {
+        assert_eq!(&app.get(&key, p).await.body, b, "{p}");
+    }
+}
+
+/// An organization whose log holds a bit of everything: assets added, tagged, moved and
+/// removed, groups renamed and deleted, scan jobs cancelled and deleted, findings imported and
+/// triaged, and a deleted job's findings gone. Answers its key and the paths whose answers a
+/// rebuild must keep.
+async fn a_varied_history(app: &TestApp) -> (String, Vec<String>) {
     let (_, key) = app.org(Plan::Pro).await;
     let g = app.group(&key, "One").await;
     let h = app.group(&key, "Two").await;
@@ -79,7 +106,7 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         )
         .await
         .id();
-    let imported = crate::findings::import(&app, &key, &standard, crate::findings::NUCLEI).await;
+    let imported = crate::findings::import(app, &key, &standard, crate::findings::NUCLEI).await;
     assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
     let found = app.get(&key, "/api/findings?severity=critical").await;
     let finding = found.body["items"][0]["id"].as_str().unwrap().to_string();
@@ -100,7 +127,7 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         .id();
     let only_dropped = r#"{"template-id":"only-dropped","info":{"name":"X","severity":"low"},"matched-at":"https://127.0.0.1/x"}"#;
     let imported = crate::findings::import(
-        &app,
+        app,
         &key,
         &dropped,
         &format!("{}{only_dropped}\n", crate::findings::NUCLEI),
@@ -109,7 +136,7 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
     assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
     app.delete(&key, &format!("/api/scan-jobs/{dropped}")).await;
 
-    let paths = [
+    let paths = vec![
         "/api/findings".to_string(),
         "/api/assets?perPage=100".to_string(),
         "/api/groups".to_string(),
@@ -119,25 +146,7 @@ async fn rebuild_from_the_log_gives_the_same_answers(b: Backend) {
         "/api/assets?tag=a".to_string(),
         "/api/keys".to_string(),
     ];
-    let mut before = vec![];
-    for p in &paths {
-        before.push(app.get(&key, p).await.body);
-    }
-    let rows_before = app.state.read().dump().await.unwrap();
-
-    // Wipe by hand first, so the rebuild has to do the work.
-    for t in ["rm_asset_tags", "rm_assets", "rm_groups"] {
-        sqlx::query(&format!("DELETE FROM {t}"))
-            .execute(app.db.writer())
-            .await
-            .unwrap();
-    }
-    let applied = app.state.commands.projector().rebuild().await.unwrap();
-    assert_eq!(applied as i64, app.event_count().await);
-    assert_eq!(app.state.read().dump().await.unwrap(), rows_before);
-    for (p, b) in paths.iter().zip(&before) {
-        assert_eq!(&app.get(&key, p).await.body, b, "{p}");
-    }
+    (key, paths)
 }
 
 /// Events a tool appends without read models (a bare `EventLog`) for the next command of that
