@@ -14,7 +14,9 @@ on_both_backends!(
     the_feed_gives_every_event_once_in_order_under_concurrent_writes,
     the_feed_streams_live_and_resumes_from_the_last_event_id,
     exports_verify_and_every_edit_is_named_by_its_line,
-    replays_and_as_of_queries_show_the_past,
+    as_of_queries_answer_as_the_read_models_were_then,
+    a_replay_writes_the_read_models_of_a_moment_to_a_file,
+    verify_names_an_edited_read_model_row,
     refused_requests_of_known_keys_are_in_the_trail,
     a_change_is_recorded_with_its_before_and_after,
     the_trail_is_filtered_by_resource_actor_and_category,
@@ -354,73 +356,108 @@ fn values(a: &Answer) -> Vec<String> {
     v
 }
 
-async fn replays_and_as_of_queries_show_the_past(b: Backend) {
-    let app = spawn_app(b).await;
-    let (org, key) = app.org(Plan::Enterprise).await;
-    let g = app.group(&key, "Web").await;
-    let first = app.asset(&key, &g, "first.example.com", "domain").await;
-    let before_second = moment().await;
-    app.asset(&key, &g, "second.example.com", "domain").await;
-    let removed = app.delete(&key, &format!("/api/assets/{first}")).await;
-    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
-    let job = app
-        .post(
-            &key,
-            "/api/scan-jobs",
-            json!({"asset_id": app.get(&key, "/api/assets").await.body["items"][0]["id"], "profile": "quick"}),
-        )
-        .await
-        .id();
-    let imported = crate::findings::import(&app, &key, &job, crate::findings::NUCLEI).await;
-    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
-    let while_open = moment().await;
-    let critical = app.get(&key, "/api/findings?severity=critical").await.body["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let resolved = app
-        .patch(
-            &key,
-            &format!("/api/findings/{critical}"),
-            json!({"status": "resolved"}),
-        )
-        .await;
-    assert_eq!(resolved.status, StatusCode::OK);
+/// An organization whose asset `first.example.com` was added, then `second.example.com`
+/// (`before_second` is a moment between them), then the first removed; a quick scan of the
+/// second imported `NUCLEI` (`while_open` is a moment after it), then its critical finding
+/// resolved.
+struct History {
+    app: TestApp,
+    org: String,
+    key: String,
+    before_second: String,
+    while_open: String,
+    critical: String,
+}
 
+impl History {
+    async fn new(b: Backend) -> History {
+        let app = spawn_app(b).await;
+        let (org, key) = app.org(Plan::Enterprise).await;
+        let g = app.group(&key, "Web").await;
+        let first = app.asset(&key, &g, "first.example.com", "domain").await;
+        let before_second = moment().await;
+        app.asset(&key, &g, "second.example.com", "domain").await;
+        let removed = app.delete(&key, &format!("/api/assets/{first}")).await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+        let second = app.get(&key, "/api/assets").await.body["items"][0]["id"].clone();
+        let job = app
+            .post(
+                &key,
+                "/api/scan-jobs",
+                json!({"asset_id": second, "profile": "quick"}),
+            )
+            .await
+            .id();
+        let imported = crate::findings::import(&app, &key, &job, crate::findings::NUCLEI).await;
+        assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
+        let while_open = moment().await;
+        let critical = app.get(&key, "/api/findings?severity=critical").await.body["items"][0]
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let resolved = app
+            .patch(
+                &key,
+                &format!("/api/findings/{critical}"),
+                json!({"status": "resolved"}),
+            )
+            .await;
+        assert_eq!(resolved.status, StatusCode::OK);
+        History {
+            app,
+            org,
+            key,
+            before_second,
+            while_open,
+            critical,
+        }
+    }
+}
+
+async fn as_of_queries_answer_as_the_read_models_were_then(b: Backend) {
+    let h = History::new(b).await;
+    let (app, key) = (&h.app, &h.key);
     let then = app
-        .get(&key, &format!("/api/assets?asOf={before_second}"))
+        .get(key, &format!("/api/assets?asOf={}", h.before_second))
         .await;
     assert_eq!(then.status, StatusCode::OK, "{}", then.body);
     assert_eq!(values(&then), vec!["first.example.com"]);
     assert_eq!(
-        values(&app.get(&key, "/api/assets").await),
+        values(&app.get(key, "/api/assets").await),
         vec!["second.example.com"]
     );
     let open_then = app
         .get(
-            &key,
-            &format!("/api/findings?severity=critical&status=open&asOf={while_open}"),
+            key,
+            &format!(
+                "/api/findings?severity=critical&status=open&asOf={}",
+                h.while_open
+            ),
         )
         .await;
     assert_eq!(open_then.body["total"], 1, "{}", open_then.body);
     let open_now = app
-        .get(&key, "/api/findings?severity=critical&status=open")
+        .get(key, "/api/findings?severity=critical&status=open")
         .await;
     assert_eq!(open_now.body["total"], 0);
-    let bad = app.get(&key, "/api/assets?asOf=yesterday").await;
+    let bad = app.get(key, "/api/assets?asOf=yesterday").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
 
-    // The same moment as a snapshot file.
+/// The same moment as a snapshot file.
+async fn a_replay_writes_the_read_models_of_a_moment_to_a_file(b: Backend) {
+    let h = History::new(b).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("snapshot.db");
     let replayed = easm(
-        &app.store,
+        &h.app.store,
         &[
             "replay",
             "--org",
-            &org,
+            &h.org,
             "--until",
-            &before_second,
+            &h.before_second,
             "--out",
             out.to_str().unwrap(),
         ],
@@ -437,7 +474,7 @@ async fn replays_and_as_of_queries_show_the_past(b: Backend) {
         .unwrap();
     let assets = easm_projections::ReadModels::new(snapshot.clone())
         .assets(
-            &org,
+            &h.org,
             &Default::default(),
             easm_projections::read::PageRequest {
                 page: 1,
@@ -449,20 +486,23 @@ async fn replays_and_as_of_queries_show_the_past(b: Backend) {
     let names: Vec<&str> = assets.items.iter().map(|a| a.value.as_str()).collect();
     assert_eq!(names, vec!["first.example.com"]);
     snapshot.close().await;
+}
 
-    // The live read models agree with the log, until someone edits them.
-    let verified = easm(&app.store, &["projections", "verify"]);
+/// The live read models agree with the log, until someone edits them.
+async fn verify_names_an_edited_read_model_row(b: Backend) {
+    let h = History::new(b).await;
+    let verified = easm(&h.app.store, &["projections", "verify"]);
     assert!(
         verified.status.success(),
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
     sqlx::query("UPDATE rm_findings SET status = 'ignored' WHERE finding_id = $1")
-        .bind(&critical)
-        .execute(app.db.writer())
+        .bind(&h.critical)
+        .execute(h.app.db.writer())
         .await
         .unwrap();
-    let verified = easm(&app.store, &["projections", "verify"]);
+    let verified = easm(&h.app.store, &["projections", "verify"]);
     assert_eq!(verified.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert_eq!(report["verified"], false);
@@ -470,7 +510,7 @@ async fn replays_and_as_of_queries_show_the_past(b: Backend) {
     assert_eq!(diffs.len(), 2, "{report}");
     assert!(diffs
         .iter()
-        .all(|d| d["row"].as_str().unwrap().contains(&critical)));
+        .all(|d| d["row"].as_str().unwrap().contains(&h.critical)));
 }
 
 /// An enterprise organization where, with a `User-Agent` of `audit-test/1.0`, the owner created
