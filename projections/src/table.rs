@@ -62,6 +62,19 @@ impl Table {
         })
     }
 
+    /// [`Table::named`] of a nullable column.
+    pub fn opt_named<T>(
+        &self,
+        r: &AnyRow,
+        column: &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        match r.try_get::<Option<String>, _>(column)? {
+            None => Ok(None),
+            Some(_) => self.named(r, column, parse).map(Some),
+        }
+    }
+
     fn decode<T: DeserializeOwned>(
         &self,
         r: &AnyRow,
@@ -321,7 +334,23 @@ mod tests {
         .execute(db.writer())
         .await
         .unwrap();
+        sqlx::query(
+            "INSERT INTO rm_orgs (org_id, name, plan, created_at) VALUES ('o1', 'O', 'pro', 0); \
+             INSERT INTO rm_api_keys (key_id, org_id, name, role, key_hash, prefix, created_at) \
+             VALUES ('k1', 'o1', 'k', 'root', 'h1', 'ag_sk_x', 0)",
+        )
+        .execute(db.writer())
+        .await
+        .unwrap();
         let read = ReadModels::new(db);
+        let err = read.key_by_hash("h1").await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::CorruptRow { table: "rm_api_keys", key, column: "role", .. } if key == "k1"
+            ),
+            "a key of an unknown role is never taken for another: {err}"
+        );
         let err = read.asset("o1", "a1").await.unwrap_err();
         assert!(
             matches!(

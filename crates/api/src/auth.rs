@@ -205,12 +205,10 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
     let found = read.key_by_hash(&hash).await.map_err(store)?;
     let invalid = || ApiError::unauthorized("invalid or expired API key");
     let key = found.ok_or_else(invalid)?;
-    let role = Role::parse(&key.role).unwrap_or(Role::Viewer);
-    let member = key.user_role.as_deref().and_then(Role::parse);
     let caller = Caller {
-        role: member.map_or(role, |m| m.min(role)),
+        role: key.user_role.map_or(key.role, |m| m.min(key.role)),
         user_id: key.user_id,
-        plan: Plan::parse(&key.plan).unwrap_or(Plan::Free),
+        plan: key.plan,
         key_id: key.key_id,
         key_prefix: key.prefix,
         org_id: key.org_id,

@@ -219,7 +219,7 @@ impl App {
         let now = chrono::Utc::now().timestamp_micros();
         let mut ran = 0;
         for due in self.read.due_monitors(now, 100).await? {
-            let plan = Plan::parse(&due.plan).unwrap_or(Plan::Free);
+            let plan = due.plan;
             match self
                 .run_monitor(meta, &due.org_id, plan, &due.monitor_id, false)
                 .await

@@ -4,6 +4,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{ReadModel, Table};
+use easm_domain::{Plan, Role};
 use easm_events::Event;
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
@@ -130,12 +131,12 @@ fn api_key(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
 pub struct KeyAuth {
     pub key_id: String,
     pub org_id: String,
-    pub role: String,
-    pub plan: String,
+    pub role: Role,
+    pub plan: Plan,
     pub prefix: String,
     pub revoked: bool,
     /// The role of the member the key belongs to, if it belongs to one.
-    pub user_role: Option<String>,
+    pub user_role: Option<Role>,
     pub user_id: Option<String>,
 }
 
@@ -154,11 +155,11 @@ impl ReadModels {
             Ok(KeyAuth {
                 key_id: r.try_get("key_id")?,
                 org_id: r.try_get("org_id")?,
-                role: r.try_get("role")?,
+                role: Keys::TABLE.named(&r, "role", Role::parse)?,
                 prefix: r.try_get("prefix")?,
-                plan: r.try_get("plan")?,
+                plan: Keys::TABLE.named(&r, "plan", Plan::parse)?,
                 revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
-                user_role: r.try_get("user_role")?,
+                user_role: Keys::TABLE.opt_named(&r, "user_role", Role::parse)?,
                 user_id: r.try_get("user_id")?,
             })
         })

@@ -4,6 +4,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{to_json, ReadModel, Table};
+use easm_domain::Plan;
 use easm_events::Event;
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
@@ -218,7 +219,7 @@ fn monitor(r: &AnyRow) -> Result<MonitorView, StoreError> {
 /// A monitor whose next run is due: (organization, plan, monitor).
 pub struct DueMonitor {
     pub org_id: String,
-    pub plan: String,
+    pub plan: Plan,
     pub monitor_id: String,
 }
 
@@ -288,7 +289,7 @@ impl ReadModels {
             .map(|r| {
                 Ok(DueMonitor {
                     org_id: r.try_get("org_id")?,
-                    plan: r.try_get("plan")?,
+                    plan: Monitors::TABLE.named(r, "plan", Plan::parse)?,
                     monitor_id: r.try_get("monitor_id")?,
                 })
             })
