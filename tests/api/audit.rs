@@ -13,7 +13,9 @@ use std::process::Command;
 on_both_backends!(
     the_feed_gives_every_event_once_in_order_under_concurrent_writes,
     the_feed_streams_live_and_resumes_from_the_last_event_id,
-    exports_verify_and_every_edit_is_named_by_its_line,
+    an_export_holds_every_event_and_a_signed_digest,
+    every_edit_of_an_export_is_named_by_its_line,
+    a_range_exported_from_the_cli_verifies,
     as_of_queries_answer_as_the_read_models_were_then,
     a_replay_writes_the_read_models_of_a_moment_to_a_file,
     verify_names_an_edited_read_model_row,
@@ -222,53 +224,82 @@ fn verify_both(store: &TestStore, lines: &[String], key: &str) -> (bool, Value) 
     (ours.status.success(), report)
 }
 
-async fn exports_verify_and_every_edit_is_named_by_its_line(b: Backend) {
-    let app = spawn_app(b).await;
-    let (org, owner) = app.org(Plan::Enterprise).await;
-    let g = app.group(&owner, "Équipe \"rouge\" ✓ \\ tab\t").await;
-    for v in ["a.example.com", "b.example.com", "10.0.0.0/24"] {
-        let ty = if v.contains('/') { "cidr" } else { "domain" };
-        app.asset(&owner, &g, v, ty).await;
-    }
-    let key = app.get(&owner, "/api/settings/audit-signing-key").await;
-    assert_eq!(key.body["algorithm"], "ed25519");
-    let public = key.body["publicKey"].as_str().unwrap().to_string();
-    let cli_key = easm(&app.store, &["audit", "public-key"]);
-    assert_eq!(String::from_utf8_lossy(&cli_key.stdout).trim(), public);
+/// An enterprise organization with a group whose name needs escaping and three assets, its
+/// export through the API (`lines`), its events as the feed gives them, and the server's public
+/// key.
+struct Exported {
+    app: TestApp,
+    org: String,
+    public: String,
+    lines: Vec<String>,
+    everything: Vec<Value>,
+}
 
-    let analyst = app.key(&org, Role::Analyst).await;
-    let denied = app.get(&analyst, "/api/audit-log/export").await;
-    assert_eq!(denied.status, StatusCode::FORBIDDEN);
-    let res = app
-        .client
-        .get(app.url("/api/audit-log/export"))
-        .header("X-API-Key", &owner)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
-    let text = res.text().await.unwrap();
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let (everything, _) = follow(&app, &owner, 0, "").await;
+impl Exported {
+    async fn new(b: Backend) -> Exported {
+        let app = spawn_app(b).await;
+        let (org, owner) = app.org(Plan::Enterprise).await;
+        let g = app.group(&owner, "Équipe \"rouge\" ✓ \\ tab\t").await;
+        for v in ["a.example.com", "b.example.com", "10.0.0.0/24"] {
+            let ty = if v.contains('/') { "cidr" } else { "domain" };
+            app.asset(&owner, &g, v, ty).await;
+        }
+        let key = app.get(&owner, "/api/settings/audit-signing-key").await;
+        assert_eq!(key.body["algorithm"], "ed25519");
+        let public = key.body["publicKey"].as_str().unwrap().to_string();
+        let analyst = app.key(&org, Role::Analyst).await;
+        let denied = app.get(&analyst, "/api/audit-log/export").await;
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        let res = app
+            .client
+            .get(app.url("/api/audit-log/export"))
+            .header("X-API-Key", &owner)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+        let text = res.text().await.unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let (everything, _) = follow(&app, &owner, 0, "").await;
+        Exported {
+            app,
+            org,
+            public,
+            lines,
+            everything,
+        }
+    }
+
+    fn verify(&self, lines: &[String]) -> (bool, Value) {
+        verify_both(&self.app.store, lines, &self.public)
+    }
+}
+
+async fn an_export_holds_every_event_and_a_signed_digest(b: Backend) {
+    let e = Exported::new(b).await;
+    let cli_key = easm(&e.app.store, &["audit", "public-key"]);
+    assert_eq!(String::from_utf8_lossy(&cli_key.stdout).trim(), e.public);
     assert_eq!(
-        lines.len(),
-        everything.len() + 1,
+        e.lines.len(),
+        e.everything.len() + 1,
         "every event and the digest"
     );
-    let digest: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-    assert_eq!(digest["count"], everything.len());
-    assert_eq!(digest["orgId"], org.as_str());
-
-    let (ok, report) = verify_both(&app.store, &lines, &public);
+    let digest: Value = serde_json::from_str(e.lines.last().unwrap()).unwrap();
+    assert_eq!(digest["count"], e.everything.len());
+    assert_eq!(digest["orgId"], e.org.as_str());
+    let (ok, report) = e.verify(&e.lines);
     assert!(ok, "{report}");
-    assert_eq!(report["events"], everything.len());
+    assert_eq!(report["events"], e.everything.len());
+}
 
-    let named = |edited: Vec<String>| verify_both(&app.store, &edited, &public);
+async fn every_edit_of_an_export_is_named_by_its_line(b: Backend) {
+    let e = Exported::new(b).await;
+    let lines = &e.lines;
     // Whitespace is not an edit: the hashed form is canonical.
     let mut spaced = lines.clone();
     spaced[2] = spaced[2].replacen("\"chainSeq\":", "\"chainSeq\": ", 1);
-    assert!(named(spaced).0);
+    assert!(e.verify(&spaced).0);
     let mut modified = lines.clone();
     let asset_line = lines
         .iter()
@@ -286,9 +317,10 @@ async fn exports_verify_and_every_edit_is_named_by_its_line(b: Backend) {
     reordered.swap(3, 4);
     let mut resigned_count = lines.clone();
     let n = resigned_count.len();
+    let count = e.everything.len();
     resigned_count[n - 1] = resigned_count[n - 1].replace(
-        &format!("\"count\":{}", everything.len()),
-        &format!("\"count\":{}", everything.len() - 1),
+        &format!("\"count\":{count}"),
+        &format!("\"count\":{}", count - 1),
     );
     for (edited, line) in [
         (modified, asset_line + 1),
@@ -298,22 +330,25 @@ async fn exports_verify_and_every_edit_is_named_by_its_line(b: Backend) {
         (reordered, 4),
         (resigned_count, n),
     ] {
-        let (ok, report) = named(edited);
+        let (ok, report) = e.verify(&edited);
         assert!(!ok);
         assert_eq!(report["line"], line, "{report}");
     }
+}
 
-    // The CLI export of a time range verifies too, anchored where the range starts.
-    let since = everything[2]["occurredAt"].as_str().unwrap().to_string();
+/// The CLI export of a time range verifies too, anchored where the range starts.
+async fn a_range_exported_from_the_cli_verifies(b: Backend) {
+    let e = Exported::new(b).await;
+    let since = e.everything[2]["occurredAt"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("range.ndjson");
     let exported = easm(
-        &app.store,
+        &e.app.store,
         &[
             "audit",
             "export",
             "--org",
-            &org,
+            &e.org,
             "--since",
             &since,
             "--out",
@@ -330,10 +365,10 @@ async fn exports_verify_and_every_edit_is_named_by_its_line(b: Backend) {
         .lines()
         .map(str::to_string)
         .collect();
-    assert!(range.len() < lines.len());
+    assert!(range.len() < e.lines.len());
     let first: Value = serde_json::from_str(&range[0]).unwrap();
     assert!(first["occurredAt"].as_str().unwrap() >= since.as_str());
-    let (ok, report) = verify_both(&app.store, &range, &public);
+    let (ok, report) = e.verify(&range);
     assert!(ok, "{report}");
 }
 
