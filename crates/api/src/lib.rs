@@ -217,7 +217,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Fold events that were appended without their read models (tools writing to a bare log) into
-/// them; every append through the service folds its own. An idle poll is one read of the chain
+/// them; every append through the command side folds its own. An idle poll is one read of the chain
 /// heads.
 pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
     let projector = state.commands.projector().clone();

@@ -1,4 +1,4 @@
-//! HTTP handlers, one file per resource. Each parses, authorizes, calls the service or the read
+//! HTTP handlers, one file per resource. Each parses, authorizes, calls the command side or the read
 //! models, and maps the result.
 
 pub mod assets;
