@@ -235,9 +235,9 @@ impl AlertStatus {
 }
 
 impl AlertStatus {
+    /// A stored status; `none` (an alert not raised yet) is never stored.
     pub fn parse(s: &str) -> Option<AlertStatus> {
         [
-            AlertStatus::None,
             AlertStatus::Open,
             AlertStatus::Acknowledged,
             AlertStatus::Resolved,

@@ -34,9 +34,9 @@ impl ScanStatus {
         }
     }
 
+    /// A stored status; `none` (a job not requested yet) is never stored.
     pub fn parse(s: &str) -> Option<ScanStatus> {
         [
-            ScanStatus::None,
             ScanStatus::Queued,
             ScanStatus::Running,
             ScanStatus::Completed,
