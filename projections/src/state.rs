@@ -135,7 +135,7 @@ macro_rules! read_models {
             let mut out = vec![];
             $(
                 out.push(<$model>::TABLE.name);
-                out.extend(<$model>::CHILD_TABLES);
+                out.extend(<$model>::CHILD.map(|c| c.name));
             )*
             out
         }

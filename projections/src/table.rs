@@ -54,12 +54,7 @@ impl Table {
         parse: fn(&str) -> Option<T>,
     ) -> Result<T, StoreError> {
         let text: String = r.try_get(column)?;
-        parse(&text).ok_or_else(|| StoreError::CorruptRow {
-            table: self.name,
-            key: r.try_get::<String, _>(self.pk).unwrap_or_default(),
-            column,
-            reason: format!("{text} is not a known value"),
-        })
+        parse(&text).ok_or_else(|| self.corrupt(r, column, format!("{text} is not a known value")))
     }
 
     /// [`Table::named`] of a nullable column.
@@ -81,13 +76,26 @@ impl Table {
         column: &'static str,
         text: &str,
     ) -> Result<T, StoreError> {
-        serde_json::from_str(text).map_err(|e| StoreError::CorruptRow {
+        serde_json::from_str(text).map_err(|e| self.corrupt(r, column, e.to_string()))
+    }
+
+    /// The error of a row of this table whose `column` cannot be read.
+    fn corrupt(&self, r: &AnyRow, column: &'static str, reason: String) -> StoreError {
+        StoreError::CorruptRow {
             table: self.name,
             key: r.try_get::<String, _>(self.pk).unwrap_or_default(),
             column,
-            reason: e.to_string(),
-        })
+            reason,
+        }
     }
+}
+
+/// A list a read model's row holds (asset tags, a finding's scan jobs), kept one row per element
+/// in a table of its own so the list is searched through an index, and replaced wholesale
+/// whenever its row is written. The first column is the row's key.
+pub(crate) struct ChildTable {
+    pub name: &'static str,
+    pub columns: &'static [&'static str],
 }
 
 /// A JSON column's text. The read models only store lists and maps of plain values, which
@@ -102,9 +110,7 @@ pub(crate) fn to_json(value: &impl Serialize) -> String {
 pub(crate) trait ReadModel {
     type Row;
     const TABLE: Table;
-    /// Tables of this model beside its own, one row per element of a list a row holds, so that
-    /// the list is searched through an index.
-    const CHILD_TABLES: &'static [&'static str] = &[];
+    const CHILD: Option<ChildTable> = None;
 
     /// The key of the row `event` creates or changes, if it changes one of this model's.
     fn key(event: &Event) -> Option<&str>;
@@ -126,18 +132,8 @@ pub(crate) trait ReadModel {
         Ok(vec![])
     }
 
-    /// Writes of tables that belong to this model beside its own (child tables), for the rows
-    /// folded; `stored`: the keys whose rows were loaded, which may have child rows already.
-    fn child_writes(
-        _size: usize,
-        _rows: &RowMap<Self::Row>,
-        _stored: &BTreeSet<String>,
-        _out: &mut Vec<Write>,
-    ) {
-    }
-
-    /// The child tables' rows of a refill.
-    fn child_rows(_rows: &RowMap<Self::Row>) -> Vec<Rows> {
+    /// The rows of [`ReadModel::CHILD`] for the live rows, `columns` values each.
+    fn child_values(_rows: &RowMap<Self::Row>) -> Vec<Val> {
         vec![]
     }
 }
@@ -224,19 +220,21 @@ pub(crate) fn writes<M: ReadModel>(
             values,
         });
     }
-    M::child_writes(size, rows, stored, out);
+    if let Some(child) = &M::CHILD {
+        replace_children(child, size, stored, M::child_values(rows), out);
+    }
 }
 
-/// A child table's rows replaced wholesale for every row written: the rows of the `stored` keys
-/// deleted, then `values` inserted (rows of `columns`, the key first).
-pub(crate) fn replace_children(
-    table: &'static str,
-    columns: &[&str],
+/// A child table's rows replaced for the rows written: the rows of the `stored` keys deleted,
+/// then `values` inserted.
+fn replace_children(
+    child: &ChildTable,
     size: usize,
     stored: &BTreeSet<String>,
     values: Vec<Val>,
     out: &mut Vec<Write>,
 ) {
+    let (table, columns) = (child.name, child.columns);
     let key = columns[0];
     let stored: Vec<&String> = stored.iter().collect();
     for chunk in stored.chunks(size) {
@@ -285,7 +283,13 @@ impl Rows {
             columns: M::TABLE.column_list(),
             values,
         }];
-        out.extend(M::child_rows(rows));
+        if let Some(child) = &M::CHILD {
+            out.push(Rows {
+                table: child.name,
+                columns: child.columns.join(", "),
+                values: M::child_values(rows),
+            });
+        }
         out
     }
 

@@ -2,11 +2,12 @@
 //! means (durations as `Duration`, roles and plans as enums, addresses as addresses) before any
 //! work starts, so a bad setting is refused with its name and nothing is half started.
 
+use anyhow::Context;
 use easm_bus::BusConfig;
 use easm_delivery::{parse_duration, DeliveryConfig, RetrySchedule};
 use easm_domain::{Plan, Role};
 use easm_scanner::ScanConfig;
-use easm_store::DbConfig;
+use easm_store::{Db, DbConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,8 +88,10 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub fn db_config(&self) -> DbConfig {
-        DbConfig::from_settings(self.database_url.as_deref(), &self.data_dir)
+    /// Open the store (migrations applied), as every command of both binaries does.
+    pub async fn open(&self) -> anyhow::Result<Db> {
+        let config = DbConfig::from_settings(self.database_url.as_deref(), &self.data_dir);
+        Db::connect(&config).await.context("opening the database")
     }
 }
 
@@ -223,16 +226,23 @@ fn at_least(min: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone 
 }
 
 pub fn parse_plan(s: &str) -> Result<Plan, String> {
-    Plan::parse(s).ok_or_else(|| {
-        let all: Vec<&str> = Plan::ALL.iter().map(|p| p.as_str()).collect();
-        format!("{s}: the plan is one of {}", all.join(", "))
-    })
+    one_of("plan", s, &Plan::ALL, Plan::as_str)
 }
 
 pub fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| {
-        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
-        format!("{s}: the role is one of {}", all.join(", "))
+    one_of("role", s, &Role::ALL, Role::as_str)
+}
+
+/// The value of `all` named `s`, or an error listing their names.
+fn one_of<T: Copy>(
+    what: &str,
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    all.iter().copied().find(|v| name(*v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+        format!("{s}: the {what} is one of {}", names.join(", "))
     })
 }
 

@@ -6,7 +6,6 @@ use easm::background::Background;
 use easm::config::{Cli, Command, Projections};
 use easm::{admin, audit, replay, shutdown_signal};
 use easm_api::AppState;
-use easm_store::Db;
 use serde_json::json;
 
 #[tokio::main]
@@ -21,9 +20,7 @@ async fn main() -> Result<()> {
         let intact = audit::verify(file, public_key.as_deref())?;
         std::process::exit(if intact { 0 } else { 1 });
     }
-    let db = Db::connect(&cli.store.db_config())
-        .await
-        .context("opening the database")?;
+    let db = cli.store.open().await?;
     let state = AppState::new(db.clone());
     let app = state.commands.clone();
     app.projector().catch_up().await?;

@@ -49,8 +49,8 @@ pub struct ScanWorker {
 impl ScanWorker {
     pub fn new(app: App, db: Db, config: WorkerConfig) -> Arc<Self> {
         Arc::new(ScanWorker {
+            read: app.read().clone(),
             app,
-            read: ReadModels::new(db.clone()),
             db,
             slots: Arc::new(Semaphore::new(config.jobs.max(1))),
             config,

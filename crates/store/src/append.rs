@@ -138,13 +138,11 @@ impl EventLog {
             Some(projection) => {
                 let events: Vec<Event> = req.streams.into_iter().flat_map(|s| s.events).collect();
                 // Events appended earlier by a log without read models come first.
-                let mut earlier =
+                let (mut earlier, mut typed_earlier) =
                     org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
                 if earlier.is_empty() {
                     projection.project(conn, &recorded, &events).await?
                 } else {
-                    let mut typed_earlier =
-                        earlier.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
                     earlier.extend(recorded.iter().cloned());
                     typed_earlier.extend(events);
                     projection.project(conn, &earlier, &typed_earlier).await?
@@ -210,8 +208,8 @@ impl EventLog {
                 let (head, _) = open(&mut tx, backend, org_id, &[], None).await?;
                 let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
                 if head.projected < upto {
-                    let recorded = org_chain_after(&mut tx, org_id, head.projected, upto).await?;
-                    let events = recorded.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
+                    let (recorded, events) =
+                        org_chain_after(&mut tx, org_id, head.projected, upto).await?;
                     for write in projection.project(&mut tx, &recorded, &events).await? {
                         write.run(&mut tx).await?;
                     }
@@ -519,9 +517,9 @@ async fn org_chain_after(
     org_id: &str,
     after: i64,
     upto: i64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<(Vec<RecordedEvent>, Vec<Event>), StoreError> {
     if after >= upto {
-        return Ok(vec![]);
+        return Ok((vec![], vec![]));
     }
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE org_id = $1 AND chain_seq > $2 AND chain_seq <= $3 \
@@ -532,5 +530,10 @@ async fn org_chain_after(
     .bind(upto)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(row_to_event).collect()
+    let recorded = rows
+        .iter()
+        .map(row_to_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    let events = recorded.iter().map(typed).collect::<Result<_, _>>()?;
+    Ok((recorded, events))
 }

@@ -3,11 +3,10 @@
 
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, ReadState, RowMap};
-use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
+use crate::table::{to_json, ChildTable, ReadModel, Table};
 use easm_events::{Event, RecordedEvent};
-use easm_store::{AnyRow, Filter, Row, StoreError, Val, Write};
+use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
-use std::collections::BTreeSet;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -23,9 +22,6 @@ pub struct AssetRow {
 }
 
 pub(crate) struct Assets;
-
-const TAGS: &str = "rm_asset_tags";
-const TAG_COLUMNS: [&str; 3] = ["asset_id", "org_id", "tag"];
 
 impl ReadModel for Assets {
     type Row = AssetRow;
@@ -113,24 +109,13 @@ impl ReadModel for Assets {
         })
     }
 
-    const CHILD_TABLES: &'static [&'static str] = &[TAGS];
+    const CHILD: Option<ChildTable> = Some(ChildTable {
+        name: "rm_asset_tags",
+        columns: &["asset_id", "org_id", "tag"],
+    });
 
-    /// Tags are replaced wholesale for every asset written.
-    fn child_writes(
-        size: usize,
-        rows: &RowMap<AssetRow>,
-        stored: &BTreeSet<String>,
-        out: &mut Vec<Write>,
-    ) {
-        replace_children(TAGS, &TAG_COLUMNS, size, stored, tag_rows(rows), out);
-    }
-
-    fn child_rows(rows: &RowMap<AssetRow>) -> Vec<Rows> {
-        vec![Rows {
-            table: TAGS,
-            columns: TAG_COLUMNS.join(", "),
-            values: tag_rows(rows),
-        }]
+    fn child_values(rows: &RowMap<AssetRow>) -> Vec<Val> {
+        tag_rows(rows)
     }
 }
 

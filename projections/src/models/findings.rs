@@ -4,11 +4,10 @@
 
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{replace_children, to_json, ReadModel, Rows, Table};
+use crate::table::{to_json, ChildTable, ReadModel, Table};
 use easm_events::{Detection, Event, FindingStatus, SeverityCounts};
-use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val, Write};
+use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
-use std::collections::BTreeSet;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -211,30 +210,18 @@ impl ReadModel for Findings {
         Ok(keys)
     }
 
-    const CHILD_TABLES: &'static [&'static str] = &[JOBS];
+    const CHILD: Option<ChildTable> = Some(ChildTable {
+        name: JOBS,
+        columns: &["finding_id", "scan_job_id", "org_id"],
+    });
 
-    /// The jobs of every finding written are replaced wholesale.
-    fn child_writes(
-        size: usize,
-        rows: &RowMap<FindingRow>,
-        stored: &BTreeSet<String>,
-        out: &mut Vec<Write>,
-    ) {
-        replace_children(JOBS, &JOB_COLUMNS, size, stored, job_rows(rows), out);
-    }
-
-    fn child_rows(rows: &RowMap<FindingRow>) -> Vec<Rows> {
-        vec![Rows {
-            table: JOBS,
-            columns: JOB_COLUMNS.join(", "),
-            values: job_rows(rows),
-        }]
+    fn child_values(rows: &RowMap<FindingRow>) -> Vec<Val> {
+        job_rows(rows)
     }
 }
 
 /// The scan jobs that detected each finding, a row each.
 const JOBS: &str = "rm_finding_jobs";
-const JOB_COLUMNS: [&str; 3] = ["finding_id", "scan_job_id", "org_id"];
 
 /// The values of the job rows of the live findings (finding, job, organization).
 fn job_rows(rows: &RowMap<FindingRow>) -> Vec<Val> {

@@ -5,10 +5,9 @@ mod audit;
 mod delivery;
 mod writes;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use easm::config::StoreArgs;
-use easm_store::Db;
 
 #[derive(Parser)]
 #[command(
@@ -40,9 +39,7 @@ enum Bench {
 async fn main() -> Result<()> {
     easm::init_logging();
     let cli = Cli::parse();
-    let db = Db::connect(&cli.store.db_config())
-        .await
-        .context("opening the database")?;
+    let db = cli.store.open().await?;
     match cli.command {
         Bench::Writes(args) => writes::run(args, db.clone()).await?,
         Bench::Delivery(args) => delivery::run(args, db.clone()).await?,
