@@ -1,24 +1,26 @@
 //! Every event type easm can append, with the schema version it is written at. Field names are
 //! camelCase JSON; a type's JSON Schema is in `events/schemas/<type>.v<version>.json`.
 
+use crate::ids::*;
 pub use crate::monitors::*;
+use crate::names::{Plan, Role};
 pub use crate::scans::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrgCreated {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub name: String,
-    pub plan: String,
+    pub plan: Plan,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyCreated {
-    pub key_id: String,
+    pub key_id: KeyId,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     /// Hex SHA-256 of the full key: the key itself is never stored.
     pub key_hash: String,
     /// The first characters of the key, so people can tell keys apart.
@@ -26,13 +28,13 @@ pub struct ApiKeyCreated {
     /// The member the key belongs to: it then acts with that member's current role. Absent for
     /// keys of the organization itself (made with the command line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyRevoked {
-    pub key_id: String,
+    pub key_id: KeyId,
 }
 
 /// A person became a member of the organization. Members are managed from the command line:
@@ -40,40 +42,40 @@ pub struct ApiKeyRevoked {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserAdded {
-    pub user_id: String,
+    pub user_id: UserId,
     /// Lowercase; unique within the organization.
     pub email: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRoleChanged {
-    pub user_id: String,
-    pub role: String,
-    pub previous_role: String,
+    pub user_id: UserId,
+    pub role: Role,
+    pub previous_role: Role,
 }
 
 /// A member left; their keys are revoked in the same append.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRemoved {
-    pub user_id: String,
+    pub user_id: UserId,
     pub email: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupCreated {
-    pub group_id: String,
+    pub group_id: GroupId,
     pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRenamed {
-    pub group_id: String,
+    pub group_id: GroupId,
     pub name: String,
     pub previous_name: String,
 }
@@ -81,14 +83,14 @@ pub struct GroupRenamed {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupDeleted {
-    pub group_id: String,
+    pub group_id: GroupId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetAdded {
-    pub asset_id: String,
-    pub group_id: String,
+    pub asset_id: AssetId,
+    pub group_id: GroupId,
     /// The normalized value (lowercase IDNA hostname, canonical IP or CIDR, ...).
     pub value: String,
     #[serde(rename = "type")]
@@ -101,9 +103,9 @@ pub struct AssetAdded {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetUpdated {
-    pub asset_id: String,
+    pub asset_id: AssetId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<String>,
+    pub group_id: Option<GroupId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,15 +115,15 @@ pub struct AssetUpdated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetRemoved {
-    pub asset_id: String,
+    pub asset_id: AssetId,
     pub value: String,
-    pub group_id: String,
+    pub group_id: GroupId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookCreated {
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     pub url: String,
     /// Event types or patterns (`finding.*`, `*`) the endpoint receives.
     pub events: Vec<String>,
@@ -133,7 +135,7 @@ pub struct WebhookCreated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookUpdated {
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,7 +149,7 @@ pub struct WebhookUpdated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookDeleted {
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
 }
 
 /// The signing secret was replaced. Secrets never enter the log; only the fact and the time
@@ -155,7 +157,7 @@ pub struct WebhookDeleted {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookSecretRotated {
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// RFC 3339 UTC.
     pub previous_valid_until: String,
 }
@@ -165,7 +167,7 @@ pub struct WebhookSecretRotated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointDisabled {
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// RFC 3339 UTC: the first failed attempt of the unbroken run of failures.
     pub failing_since: String,
     pub reason: String,
@@ -176,7 +178,7 @@ pub struct EndpointDisabled {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessDenied {
-    pub key_id: String,
+    pub key_id: KeyId,
     /// The first characters of the key, as listed with the keys.
     pub key_prefix: String,
     pub method: String,
@@ -190,7 +192,7 @@ pub struct AccessDenied {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RiskChanged {
-    pub asset_id: String,
+    pub asset_id: AssetId,
     /// 0 to 100.
     pub score: u32,
     /// A to F.

@@ -62,7 +62,7 @@ pub fn chain_hash(prev_hash: &str, e: &RecordedEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Actor, ActorKind};
+    use crate::{Actor, ActorKind, Role};
     use chrono::{TimeZone, Utc};
     use uuid::Uuid;
 
@@ -79,7 +79,7 @@ mod tests {
             actor: Actor {
                 kind: ActorKind::ApiKey,
                 id: "k1".into(),
-                role: Some("owner".into()),
+                role: Some(Role::Owner),
                 source_ip: None,
                 user_agent: None,
             },

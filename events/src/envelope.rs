@@ -2,13 +2,16 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::OrgId;
+use crate::names::Role;
+
 /// Who caused an event. `role` is the role the actor held at the time, kept for audit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub kind: ActorKind,
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// The address the command came from (the TCP peer of the API request), for audit. Absent
     /// for commands from the CLI or the system, and on events recorded before it was kept.
     #[serde(rename = "sourceIp", default, skip_serializing_if = "Option::is_none")]
@@ -98,7 +101,7 @@ pub struct RecordedEvent {
     pub schema_version: i32,
     #[serde(with = "micros")]
     pub occurred_at: DateTime<Utc>,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub actor: Actor,
     pub request_id: String,
     pub correlation_id: String,

@@ -259,7 +259,7 @@ fn check_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{chain_hash, Actor, ActorKind, GENESIS_HASH};
+    use crate::{chain_hash, Actor, ActorKind, Role, GENESIS_HASH};
     use chrono::{TimeZone, Utc};
     use uuid::Uuid;
 
@@ -278,7 +278,7 @@ mod tests {
             actor: Actor {
                 kind: ActorKind::ApiKey,
                 id: "k1".into(),
-                role: Some("owner".into()),
+                role: Some(Role::Owner),
                 source_ip: Some("203.0.113.7".into()),
                 user_agent: Some("curl/8.5".into()),
             },

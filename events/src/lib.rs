@@ -6,6 +6,7 @@ mod catalogue;
 mod chain;
 mod envelope;
 mod export;
+mod ids;
 mod monitors;
 mod names;
 mod payload;
@@ -22,7 +23,10 @@ pub use export::{
     digest_line, export_line, export_value, public_key, verify, DigestFacts, Tampered, Verified,
     DIGEST_FORMAT,
 };
-pub use names::{FindingStatus, Severity};
+pub use ids::{
+    AlertId, AssetId, FindingId, GroupId, KeyId, MonitorId, OrgId, ScanJobId, UserId, WebhookId,
+};
+pub use names::{FindingStatus, Plan, Role, Severity};
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
 };

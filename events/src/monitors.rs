@@ -2,17 +2,18 @@
 //! a scan sees the asset change. Field names are camelCase JSON; each type's JSON Schema is in
 //! `events/schemas/<type>.v1.json`.
 
+use crate::ids::*;
 use serde::{Deserialize, Serialize};
 
 /// A monitor watches one asset or every asset of one group (exactly one of the two).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorCreated {
-    pub monitor_id: String,
+    pub monitor_id: MonitorId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asset_id: Option<String>,
+    pub asset_id: Option<AssetId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<String>,
+    pub group_id: Option<GroupId>,
     /// Hours between two runs, 1 to 720.
     pub frequency_hours: u32,
     /// Profile of the scans it requests.
@@ -27,7 +28,7 @@ pub struct MonitorCreated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorUpdated {
-    pub monitor_id: String,
+    pub monitor_id: MonitorId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_hours: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,7 +40,7 @@ pub struct MonitorUpdated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorDeleted {
-    pub monitor_id: String,
+    pub monitor_id: MonitorId,
 }
 
 /// A run: the scans it requested, and the assets it could not scan with the reason. The next
@@ -47,12 +48,12 @@ pub struct MonitorDeleted {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorTriggered {
-    pub monitor_id: String,
+    pub monitor_id: MonitorId,
     /// RFC 3339 UTC.
     pub ran_at: String,
     /// Asked for by a user (`POST /api/monitors/{id}/run`) rather than by the schedule.
     pub manual: bool,
-    pub scan_job_ids: Vec<String>,
+    pub scan_job_ids: Vec<ScanJobId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedAsset>,
 }
@@ -60,7 +61,7 @@ pub struct MonitorTriggered {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SkippedAsset {
-    pub asset_id: String,
+    pub asset_id: AssetId,
     pub reason: String,
 }
 
@@ -69,11 +70,11 @@ pub struct SkippedAsset {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertCreated {
-    pub alert_id: String,
-    pub monitor_id: String,
-    pub asset_id: String,
+    pub alert_id: AlertId,
+    pub monitor_id: MonitorId,
+    pub asset_id: AssetId,
     /// The scan that saw the change.
-    pub scan_job_id: String,
+    pub scan_job_id: ScanJobId,
     /// `new_port`, `port_closed`, `service_changed`, `certificate_changed` or `dns_changed`.
     pub alert_type: String,
     /// `critical`, `high`, `medium`, `low` or `info`.
@@ -86,7 +87,7 @@ pub struct AlertCreated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertAcknowledged {
-    pub alert_id: String,
+    pub alert_id: AlertId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
 }
@@ -95,7 +96,7 @@ pub struct AlertAcknowledged {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertResolved {
-    pub alert_id: String,
+    pub alert_id: AlertId,
     pub from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,

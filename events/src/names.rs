@@ -1,5 +1,5 @@
 //! Values the contract spells as one of a fixed set of lowercase names (severities, triage
-//! statuses): one enum each, shared by the events, the domain and the read models, written and
+//! statuses, roles, plans): one enum each, shared by the events, the domain and the read models, written and
 //! read by the same names.
 
 /// Declares such an enum with its names, `ALL`, `NAMES`, `as_str`, `parse` and serde as the name.
@@ -110,4 +110,15 @@ mod tests {
             .contains("open, acknowledged, resolved, ignored"));
         assert!(Severity::Critical < Severity::Info, "worst first");
     }
+}
+
+named! {
+    /// A member's or key's role. Ordered: each holds every permission of the ones below it
+    /// (the permissions are the domain's).
+    Role { Viewer = "viewer", Analyst = "analyst", Admin = "admin", Owner = "owner" }
+}
+
+named! {
+    /// An organization's plan (its limits are the domain's).
+    Plan { Free = "free", Pro = "pro", Enterprise = "enterprise" }
 }

@@ -2,6 +2,7 @@
 //! test messages, and their message ids. Versioned with `PAYLOAD_VERSION`; schemas in
 //! `events/schemas/payload.v1.json`, `audit.v1.json` and `webhook.test.v1.json`.
 
+use crate::ids::{OrgId, WebhookId};
 use crate::{format_timestamp, RecordedEvent};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -91,7 +92,7 @@ pub fn audit_payload(event: &RecordedEvent) -> Value {
 }
 
 /// A `webhook.test` message to an endpoint, sent on request to check a receiver.
-pub fn test_payload(org_id: &str, webhook_id: &str, at: &DateTime<Utc>) -> Value {
+pub fn test_payload(org_id: &OrgId, webhook_id: &WebhookId, at: &DateTime<Utc>) -> Value {
     json!({
         "type": "webhook.test",
         "timestamp": format_timestamp(at),

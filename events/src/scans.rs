@@ -1,6 +1,7 @@
 //! Events of scan jobs and of the findings they detect (issue #4). Field names are camelCase
 //! JSON; each type's JSON Schema is in `events/schemas/<type>.v1.json`.
 
+use crate::ids::*;
 use crate::names::FindingStatus;
 use serde::{Deserialize, Serialize};
 
@@ -8,8 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanRequested {
-    pub scan_job_id: String,
-    pub asset_id: String,
+    pub scan_job_id: ScanJobId,
+    pub asset_id: AssetId,
     /// `quick`, `standard` or `deep`.
     pub profile: String,
     /// Ports given at creation instead of the profile's list.
@@ -17,14 +18,14 @@ pub struct ScanRequested {
     pub ports: Option<Vec<u16>>,
     /// The job this one runs again, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rerun_of: Option<String>,
+    pub rerun_of: Option<ScanJobId>,
 }
 
 /// A worker took the job (again, if an earlier worker died: `attempt` counts).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanStarted {
-    pub scan_job_id: String,
+    pub scan_job_id: ScanJobId,
     pub worker_id: String,
     pub attempt: u32,
 }
@@ -32,7 +33,7 @@ pub struct ScanStarted {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanProgressed {
-    pub scan_job_id: String,
+    pub scan_job_id: ScanJobId,
     /// 0 to 100.
     pub progress: u8,
     /// What the scanner is doing, e.g. `dns`, `ports`, `tls`, `http`.
@@ -65,8 +66,8 @@ impl SeverityCounts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanCompleted {
-    pub scan_job_id: String,
-    pub asset_id: String,
+    pub scan_job_id: ScanJobId,
+    pub asset_id: AssetId,
     pub profile: String,
     /// What the scan detected, new or seen before.
     pub counts: SeverityCounts,
@@ -106,22 +107,22 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanFailed {
-    pub scan_job_id: String,
-    pub asset_id: String,
+    pub scan_job_id: ScanJobId,
+    pub asset_id: AssetId,
     pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanCancelled {
-    pub scan_job_id: String,
+    pub scan_job_id: ScanJobId,
 }
 
 /// The job and its findings leave the read models; the log keeps the history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanDeleted {
-    pub scan_job_id: String,
+    pub scan_job_id: ScanJobId,
 }
 
 /// What one detection saw; every field but `templateId`, `title`, `severity` and `matchedAt`
@@ -162,9 +163,9 @@ pub struct Detection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingNew {
-    pub finding_id: String,
-    pub asset_id: String,
-    pub scan_job_id: String,
+    pub finding_id: FindingId,
+    pub asset_id: AssetId,
+    pub scan_job_id: ScanJobId,
     /// Profile of the detecting scan; absent for imported results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
@@ -177,8 +178,8 @@ pub struct FindingNew {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingRedetected {
-    pub finding_id: String,
-    pub scan_job_id: String,
+    pub finding_id: FindingId,
+    pub scan_job_id: ScanJobId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     pub evidence: String,
@@ -188,9 +189,9 @@ pub struct FindingRedetected {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingReopened {
-    pub finding_id: String,
+    pub finding_id: FindingId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_job_id: Option<String>,
+    pub scan_job_id: Option<ScanJobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
 }
@@ -200,10 +201,10 @@ pub struct FindingReopened {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingResolved {
-    pub finding_id: String,
+    pub finding_id: FindingId,
     pub from: FindingStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_job_id: Option<String>,
+    pub scan_job_id: Option<ScanJobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
 }
@@ -212,7 +213,7 @@ pub struct FindingResolved {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingStatusChanged {
-    pub finding_id: String,
+    pub finding_id: FindingId,
     pub from: FindingStatus,
     pub to: FindingStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,7 +224,7 @@ pub struct FindingStatusChanged {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingUpdated {
-    pub finding_id: String,
+    pub finding_id: FindingId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 //! additionalProperties), which this test checks directly.
 
 use crate::catalogue::*;
-use crate::FindingStatus;
+use crate::{FindingStatus, Plan, Role};
 use serde_json::Value;
 
 fn samples() -> Vec<Event> {
@@ -11,12 +11,12 @@ fn samples() -> Vec<Event> {
         Event::OrgCreated(OrgCreated {
             org_id: "o".into(),
             name: "Acme".into(),
-            plan: "free".into(),
+            plan: Plan::Free,
         }),
         Event::ApiKeyCreated(ApiKeyCreated {
             key_id: "k".into(),
             name: "ci".into(),
-            role: "analyst".into(),
+            role: Role::Analyst,
             key_hash: "ab".repeat(32),
             prefix: "ag_sk_abcdef".into(),
             user_id: None,
@@ -24,7 +24,7 @@ fn samples() -> Vec<Event> {
         Event::ApiKeyCreated(ApiKeyCreated {
             key_id: "k2".into(),
             name: "laptop".into(),
-            role: "viewer".into(),
+            role: Role::Viewer,
             key_hash: "cd".repeat(32),
             prefix: "ag_sk_ghijkl".into(),
             user_id: Some("u".into()),
@@ -34,12 +34,12 @@ fn samples() -> Vec<Event> {
             user_id: "u".into(),
             email: "ana@example.com".into(),
             name: "Ana".into(),
-            role: "analyst".into(),
+            role: Role::Analyst,
         }),
         Event::UserRoleChanged(UserRoleChanged {
             user_id: "u".into(),
-            role: "admin".into(),
-            previous_role: "analyst".into(),
+            role: Role::Admin,
+            previous_role: Role::Analyst,
         }),
         Event::UserRemoved(UserRemoved {
             user_id: "u".into(),
@@ -372,7 +372,7 @@ fn delivered_bodies_validate_against_their_schemas() {
     use crate::{audit_payload, payload, test_payload, Actor, RecordedEvent};
     let mut actor = Actor::system_part("k");
     actor.kind = crate::ActorKind::ApiKey;
-    actor.role = Some("owner".into());
+    actor.role = Some(Role::Owner);
     actor.source_ip = Some("203.0.113.7".into());
     for (i, e) in samples().into_iter().enumerate() {
         let r = RecordedEvent {
@@ -403,7 +403,7 @@ fn delivered_bodies_validate_against_their_schemas() {
         assert_eq!(audit["type"], format!("audit.{}", e.event_type()));
         assert!(audit["data"]["details"].get("keyHash").is_none());
     }
-    let t = test_payload("o", "w", &chrono::Utc::now());
+    let t = test_payload(&"o".into(), &"w".into(), &chrono::Utc::now());
     validate(&schema("webhook.test", 1), &t, "test").unwrap();
 }
 

@@ -12,7 +12,7 @@ pub use crate::models::scan_jobs::{ScanJobFilter, ScanJobView};
 pub use crate::models::users::UserView;
 pub use crate::models::webhooks::WebhookView;
 
-use easm_events::{format_timestamp, from_micros};
+use easm_events::{format_timestamp, from_micros, OrgId};
 use easm_store::{AnyRow, Db, Filter, Row, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -84,11 +84,11 @@ impl ReadModels {
         from: &str,
         alias: &str,
         order: &str,
-        org_id: &str,
+        org_id: &OrgId,
         p: PageRequest,
         parse: fn(&AnyRow) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
-        let filter = Filter::by(&format!("{alias}.org_id"), org_id);
+        let filter = Filter::by(&format!("{alias}.org_id"), org_id.as_str());
         self.filtered_page(columns, from, order, &filter, p, parse)
             .await
     }
@@ -101,15 +101,15 @@ impl ReadModels {
         from: &str,
         alias: &str,
         pk: &str,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: impl AsRef<str>,
         parse: fn(&AnyRow) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {columns} FROM {from} WHERE {alias}.org_id = $1 AND {alias}.{pk} = $2"
         ))
-        .bind(org_id)
-        .bind(id)
+        .bind(org_id.as_str())
+        .bind(id.as_ref())
         .fetch_optional(self.db.reader())
         .await?;
         row.as_ref().map(parse).transpose()

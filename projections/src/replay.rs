@@ -27,7 +27,7 @@ impl Replay {
     pub(crate) fn fold(&mut self, chain_seq: i64, origin: Origin<'_>, event: &Event) {
         self.state.fold(origin, event);
         self.count += 1;
-        match self.heads.get_mut(origin.org_id) {
+        match self.heads.get_mut(origin.org_id.as_str()) {
             Some(seq) => *seq = chain_seq,
             None => {
                 self.heads.insert(origin.org_id.to_string(), chain_seq);
@@ -93,7 +93,7 @@ impl Replay {
         for (org_id, seq) in &self.heads {
             sqlx::query("UPDATE chain_heads SET projected_seq = $1 WHERE org_id = $2")
                 .bind(seq)
-                .bind(org_id)
+                .bind(org_id.as_str())
                 .execute(&mut *conn)
                 .await?;
         }

@@ -8,7 +8,7 @@ use crate::models::{
     monitors::Monitors, orgs::Orgs, scan_jobs::ScanJobs, users::Users, webhooks::Webhooks,
 };
 use crate::table::{load, writes, ReadModel, Rows};
-use easm_events::{Event, RecordedEvent};
+use easm_events::{Event, OrgId, RecordedEvent};
 use easm_store::{AnyConnection, ReplayEvent, StoreError, Write};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +19,7 @@ pub type RowMap<T> = BTreeMap<String, Option<T>>;
 /// whom; read in full from the log when appending, narrowly by a rebuild.
 #[derive(Clone, Copy)]
 pub struct Origin<'a> {
-    pub org_id: &'a str,
+    pub org_id: &'a OrgId,
     pub at: i64,
     pub actor_id: &'a str,
 }
@@ -45,13 +45,14 @@ impl<'a> From<&'a ReplayEvent> for Origin<'a> {
 }
 
 /// Insert unless a row (live or deleted) is already known: replaying a creation changes nothing.
-pub(crate) fn create<T>(rows: &mut RowMap<T>, key: &str, row: impl FnOnce() -> T) {
-    rows.entry(key.to_string()).or_insert_with(|| Some(row()));
+pub(crate) fn create<T>(rows: &mut RowMap<T>, key: impl AsRef<str>, row: impl FnOnce() -> T) {
+    rows.entry(key.as_ref().to_string())
+        .or_insert_with(|| Some(row()));
 }
 
 /// The live row of `key`, to change.
-pub(crate) fn live<'a, T>(rows: &'a mut RowMap<T>, key: &str) -> Option<&'a mut T> {
-    rows.get_mut(key).and_then(Option::as_mut)
+pub(crate) fn live<T>(rows: &mut RowMap<T>, key: impl AsRef<str>) -> Option<&mut T> {
+    rows.get_mut(key.as_ref()).and_then(Option::as_mut)
 }
 
 /// Declares every read model once: the state holding their rows, the keys a batch of events
@@ -166,9 +167,10 @@ pub(crate) mod given {
     /// Fold `events`, the n-th at time n (epoch microseconds), by actor `key-1`.
     pub fn events(events: impl IntoIterator<Item = Event>) -> ReadState {
         let mut state = ReadState::default();
+        let org = ORG.into();
         for (at, e) in events.into_iter().enumerate() {
             let origin = Origin {
-                org_id: ORG,
+                org_id: &org,
                 at: at as i64,
                 actor_id: "key-1",
             };

@@ -138,6 +138,15 @@ pub(crate) trait ReadModel {
     }
 }
 
+/// An id column, read as the id type it holds.
+pub(crate) fn id<T: From<String>>(r: &AnyRow, column: &str) -> Result<T, StoreError> {
+    Ok(T::from(r.try_get::<String, _>(column)?))
+}
+
+pub(crate) fn opt_id<T: From<String>>(r: &AnyRow, column: &str) -> Result<Option<T>, StoreError> {
+    Ok(r.try_get::<Option<String>, _>(column)?.map(T::from))
+}
+
 /// Load the rows with the given keys into `into`.
 pub(crate) async fn load<M: ReadModel>(
     conn: &mut AnyConnection,
@@ -355,7 +364,7 @@ mod tests {
             ),
             "a key of an unknown role is never taken for another: {err}"
         );
-        let err = read.asset("o1", "a1").await.unwrap_err();
+        let err = read.asset(&"o1".into(), &"a1".into()).await.unwrap_err();
         assert!(
             matches!(
                 &err,
@@ -363,7 +372,7 @@ mod tests {
             ),
             "{err}"
         );
-        let err = read.scan_job("o1", "j1").await.unwrap_err();
+        let err = read.scan_job(&"o1".into(), &"j1".into()).await.unwrap_err();
         assert!(
             matches!(
                 &err,

@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::{Plan, Role};
+use easm_events::OrgId;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -50,7 +51,7 @@ async fn the_feed_gives_every_event_once_in_order_under_concurrent_writes(b: Bac
     app.group(&other_org_key, "Not ours").await;
     let viewer = {
         let (org, _) = (app.get(&owner, "/api/org").await.body["id"].clone(), ());
-        app.key(org.as_str().unwrap(), Role::Viewer).await
+        app.key(&org.as_str().unwrap().into(), Role::Viewer).await
     };
     assert_eq!(
         app.get(&viewer, "/api/events").await.status,
@@ -229,7 +230,7 @@ fn verify_both(store: &TestStore, lines: &[String], key: &str) -> (bool, Value) 
 /// key.
 struct Exported {
     app: TestApp,
-    org: String,
+    org: OrgId,
     public: String,
     lines: Vec<String>,
     everything: Vec<Value>,
@@ -348,7 +349,7 @@ async fn a_range_exported_from_the_cli_verifies(b: Backend) {
             "audit",
             "export",
             "--org",
-            &e.org,
+            e.org.as_str(),
             "--since",
             &since,
             "--out",
@@ -397,7 +398,7 @@ fn values(a: &Answer) -> Vec<String> {
 /// resolved.
 struct History {
     app: TestApp,
-    org: String,
+    org: OrgId,
     key: String,
     before_second: String,
     while_open: String,
@@ -490,7 +491,7 @@ async fn a_replay_writes_the_read_models_of_a_moment_to_a_file(b: Backend) {
         &[
             "replay",
             "--org",
-            &h.org,
+            h.org.as_str(),
             "--until",
             &h.before_second,
             "--out",
@@ -553,7 +554,7 @@ async fn verify_names_an_edited_read_model_row(b: Backend) {
 /// revoked and refused again (401); and a key nobody knows was refused.
 struct Trail {
     app: TestApp,
-    org: String,
+    org: OrgId,
     owner: String,
     group: String,
     viewer: String,

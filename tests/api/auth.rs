@@ -242,7 +242,7 @@ async fn organizations_are_isolated(b: Backend) {
 async fn rate_limit_per_key_answers_429(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.org(Plan::Free).await;
-    let limit = Plan::Free.limits().requests_per_minute as usize;
+    let limit = easm_domain::Limits::of(Plan::Free).requests_per_minute as usize;
     // A fixed window may roll over mid-test: count from the last window change.
     let mut window = String::new();
     let mut in_window = 0;

@@ -6,6 +6,7 @@ use crate::helpers::*;
 use crate::receiver::Receiver;
 use easm_api::AppState;
 use easm_domain::Plan;
+use easm_events::OrgId;
 use easm_store::Db;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -78,7 +79,7 @@ pub(crate) struct Setup {
     pub(crate) store: TestStore,
     pub(crate) nats: Option<NatsServer>,
     pub(crate) server: Option<EasmProcess>,
-    pub(crate) org: String,
+    pub(crate) org: OrgId,
     pub(crate) key: String,
     pub(crate) http: reqwest::Client,
     pub(crate) env: Vec<(&'static str, String)>,

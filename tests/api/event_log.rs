@@ -1,7 +1,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::Plan;
-use easm_events::{chain_hash, Event, GroupCreated, GENESIS_HASH};
+use easm_events::{chain_hash, Event, GroupCreated, OrgId, GENESIS_HASH};
 use easm_store::{AppendRequest, EventLog, StreamAppend};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -18,12 +18,12 @@ on_both_backends!(
 
 fn group_event(i: usize) -> Event {
     Event::GroupCreated(GroupCreated {
-        group_id: format!("g{i}"),
+        group_id: format!("g{i}").into(),
         name: format!("group {i}"),
     })
 }
 
-async fn append_one(log: &EventLog, org: &str, stream: String) -> i64 {
+async fn append_one(log: &EventLog, org: &OrgId, stream: String) -> i64 {
     let events = log
         .append(AppendRequest {
             org_id: org.into(),
@@ -78,7 +78,7 @@ async fn tailing_reader_sees_every_event_once_in_order_under_concurrent_appends(
             tokio::spawn(async move {
                 for i in 0..25 {
                     // Orgs are shared by pairs of writers, so appends both serialize and interleave.
-                    append_one(&log, &format!("org-{}", w % 4), format!("s-{w}-{i}")).await;
+                    append_one(&log, &format!("org-{}", w % 4).into(), format!("s-{w}-{i}")).await;
                 }
             })
         })
@@ -110,7 +110,7 @@ async fn tailing_reader_sees_every_event_once_in_order_under_concurrent_appends(
         slow.execute("BEGIN").await.unwrap();
         slow.execute("SELECT pg_current_xact_id()").await.unwrap();
         let last = *all.last().unwrap();
-        let later = append_one(&log, "org-x", "late-stream".into()).await;
+        let later = append_one(&log, &"org-x".into(), "late-stream".into()).await;
         assert!(later > last);
         let visible = log.read_all_after(last, 100).await.unwrap();
         assert!(
@@ -159,7 +159,7 @@ async fn events_are_immutable_hash_chained_and_in_the_outbox(b: Backend) {
     }
     assert_eq!(mine[3].event_type, "asset.added");
     assert_eq!(mine[3].schema_version, 2);
-    assert_eq!(mine[3].actor.role.as_deref(), Some("owner"));
+    assert_eq!(mine[3].actor.role, Some(easm_domain::Role::Owner));
     assert!(!mine[3].request_id.is_empty());
 
     let outbox: Vec<i64> = sqlx::query_scalar("SELECT position FROM outbox ORDER BY position")
@@ -212,7 +212,7 @@ async fn events_are_immutable_hash_chained_and_in_the_outbox(b: Backend) {
     )
     .bind(positions.last().unwrap() + 1)
     .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&org)
+    .bind(org.as_str())
     .bind(json!({"assetId": "old", "groupId": g, "value": "old.com", "type": "domain"}).to_string())
     .execute(app.db.writer())
     .await
@@ -229,7 +229,7 @@ async fn events_are_immutable_hash_chained_and_in_the_outbox(b: Backend) {
 async fn stale_expected_version_is_a_conflict(b: Backend) {
     let app = spawn_app(b).await;
     let log = EventLog::new(app.db.clone());
-    append_one(&log, "o", "s".into()).await;
+    append_one(&log, &"o".into(), "s".into()).await;
     let stale = log
         .append(AppendRequest {
             org_id: "o".into(),
@@ -253,7 +253,7 @@ async fn stale_expected_version_is_a_conflict(b: Backend) {
         ),
         "{stale:?}"
     );
-    assert_eq!(log.load("o", "s").await.unwrap().0, 2);
+    assert_eq!(log.load(&"o".into(), "s").await.unwrap().0, 2);
 }
 
 async fn state_survives_a_restart(b: Backend) {

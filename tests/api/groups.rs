@@ -114,7 +114,7 @@ async fn adding_to_a_group_sees_its_renames_and_deletion_at_once(b: Backend) {
     let other = easm_api::AppState::new(db).commands;
     let meta = crate::helpers::system_meta();
     other
-        .rename_group(&meta, &org, &g, "Perimeter")
+        .rename_group(&meta, &org, &g.as_str().into(), "Perimeter")
         .await
         .unwrap();
     let second = app.asset(&key, &g, "two.example.com", "subdomain").await;
@@ -123,9 +123,15 @@ async fn adding_to_a_group_sees_its_renames_and_deletion_at_once(b: Backend) {
         g.as_str()
     );
     for a in [&first, &second] {
-        other.remove_asset(&meta, &org, a).await.unwrap();
+        other
+            .remove_asset(&meta, &org, &a.as_str().into())
+            .await
+            .unwrap();
     }
-    other.delete_group(&meta, &org, &g).await.unwrap();
+    other
+        .delete_group(&meta, &org, &g.as_str().into())
+        .await
+        .unwrap();
     let late = app
         .post(
             &key,

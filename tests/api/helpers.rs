@@ -1,6 +1,6 @@
 use easm_api::AppState;
 use easm_domain::Plan;
-use easm_events::{Actor, EventMeta};
+use easm_events::{Actor, EventMeta, OrgId};
 use easm_store::{Db, DbConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -209,7 +209,7 @@ impl TestApp {
     }
 
     /// A new organization; returns (org id, owner key).
-    pub async fn org(&self, plan: Plan) -> (String, String) {
+    pub async fn org(&self, plan: Plan) -> (OrgId, String) {
         let (id, key) = self
             .state
             .commands
@@ -219,7 +219,7 @@ impl TestApp {
         (id, key.secret)
     }
 
-    pub async fn key(&self, org: &str, role: easm_domain::Role) -> String {
+    pub async fn key(&self, org: &OrgId, role: easm_domain::Role) -> String {
         self.state
             .commands
             .create_key(&system_meta(), org, Some(role), "test key", None)
@@ -458,7 +458,7 @@ impl Drop for EasmProcess {
 /// behaviours start.
 pub struct Tenant {
     pub app: TestApp,
-    pub org: String,
+    pub org: OrgId,
     pub key: String,
     pub group: String,
 }

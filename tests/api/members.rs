@@ -5,6 +5,7 @@ use crate::cli::{easm, json_line};
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::Plan;
+use easm_events::OrgId;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -20,7 +21,7 @@ on_both_backends!(
 /// (analyst, named).
 struct Members {
     app: TestApp,
-    org: String,
+    org: OrgId,
     owner: String,
     ana: String,
     bob: String,
@@ -66,7 +67,14 @@ impl Members {
     /// `easm admin add-user --org ORG --email EMAIL --role ROLE [more]`.
     fn add_user(&self, email: &str, role: &str, more: &[&str]) -> Vec<String> {
         let mut args = [
-            "admin", "add-user", "--org", &self.org, "--email", email, "--role", role,
+            "admin",
+            "add-user",
+            "--org",
+            self.org.as_str(),
+            "--email",
+            email,
+            "--role",
+            role,
         ]
         .map(str::to_string)
         .to_vec();
@@ -76,7 +84,14 @@ impl Members {
 
     /// A key made for `user` (with `role`, else the member's); (key id, key).
     fn key_for(&self, user: &str, role: Option<&str>) -> (String, String) {
-        let mut args = vec!["admin", "create-key", "--org", &self.org, "--user", user];
+        let mut args = vec![
+            "admin",
+            "create-key",
+            "--org",
+            self.org.as_str(),
+            "--user",
+            user,
+        ];
         if let Some(role) = role {
             args.extend(["--role", role]);
         }
@@ -119,7 +134,7 @@ async fn a_members_key_acts_with_at_most_the_members_role(b: Backend) {
             "admin",
             "create-key",
             "--org",
-            &m.org,
+            m.org.as_str(),
             "--user",
             &m.bob,
             "--role",

@@ -1,7 +1,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use easm_domain::Plan;
-use easm_events::{Event, GroupCreated};
+use easm_events::{Event, GroupCreated, OrgId};
 use easm_store::{AppendRequest, EventLog, StreamAppend};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -409,21 +409,21 @@ async fn a_tools_bulk_import_is_folded_by_the_sweep_in_batches(b: Backend) {
 }
 
 /// Groups appended the way a tool would: through a bare log, without read models, in one append.
-async fn tool_groups(app: &TestApp, org: &str, names: impl IntoIterator<Item = String>) {
+async fn tool_groups(app: &TestApp, org: &OrgId, names: impl IntoIterator<Item = String>) {
     let streams = names
         .into_iter()
         .map(|name| StreamAppend {
             stream_id: format!("group-{name}"),
             expected_version: 0,
             events: vec![Event::GroupCreated(GroupCreated {
-                group_id: name.clone(),
+                group_id: name.as_str().into(),
                 name,
             })],
         })
         .collect();
     EventLog::new(app.db.clone())
         .append(AppendRequest {
-            org_id: org.to_string(),
+            org_id: org.clone(),
             meta: system_meta(),
             streams,
             constraints: vec![],

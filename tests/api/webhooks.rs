@@ -93,7 +93,13 @@ async fn a_rotated_secret_signs_beside_the_old_one_for_a_grace_period(b: Backend
     let new_secret = rotated.body["secret"].as_str().unwrap().to_string();
     assert_ne!(&new_secret, secret);
     assert!(rotated.body["secretRotatedAt"].is_string());
-    let active = app.state.commands.secrets().active(id).await.unwrap();
+    let active = app
+        .state
+        .commands
+        .secrets()
+        .active(&id.as_str().into())
+        .await
+        .unwrap();
     assert_eq!(
         active,
         vec![new_secret.clone(), secret.clone()],
@@ -157,7 +163,7 @@ async fn a_deleted_endpoint_forgets_its_secrets(b: Backend) {
         .state
         .commands
         .secrets()
-        .active(&e.id)
+        .active(&e.id.as_str().into())
         .await
         .unwrap()
         .is_empty());

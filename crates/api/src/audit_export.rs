@@ -1,7 +1,7 @@
 //! The verifiable export of an organization's log, produced page by page so that neither the
 //! server nor the CLI holds it whole: event lines in chain order, then the signed digest.
 
-use easm_events::{digest_line, export_line, DigestFacts, GENESIS_HASH};
+use easm_events::{digest_line, export_line, DigestFacts, OrgId, GENESIS_HASH};
 use easm_store::{EventLog, FeedFilter, StoreError};
 use futures_util::Stream;
 
@@ -26,7 +26,7 @@ struct State {
 /// The export's text in chunks of whole lines, each ending in a newline.
 pub fn export_lines(
     log: EventLog,
-    org_id: String,
+    org_id: OrgId,
     range: Range,
     secret: [u8; 32],
 ) -> impl Stream<Item = Result<String, StoreError>> {
@@ -70,7 +70,7 @@ pub fn export_lines(
                 // An empty export is anchored at the genesis hash.
                 let anchor = st.first_prev.clone().unwrap_or_else(|| GENESIS_HASH.into());
                 let facts = DigestFacts {
-                    org_id: org_id.clone(),
+                    org_id: org_id.to_string(),
                     count: st.count,
                     last_hash: st.last_hash.clone().unwrap_or_else(|| anchor.clone()),
                     first_prev_hash: anchor,

@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use easm_app::hash_key;
-use easm_domain::{Permission, Plan, Role};
-use easm_events::{Actor, ActorKind, EventMeta};
+use easm_domain::{Grants, Limits, Permission, Plan, Role};
+use easm_events::{Actor, ActorKind, EventMeta, KeyId, OrgId, UserId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -16,13 +16,13 @@ use std::sync::Mutex;
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub key_id: String,
+    pub key_id: KeyId,
     pub key_prefix: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The key's role, capped by its member's current role when it belongs to one.
     pub role: Role,
     /// The member the key belongs to: keys it creates belong to the member too.
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub plan: Plan,
     pub request_id: String,
     pub source_ip: Option<String>,
@@ -45,8 +45,8 @@ impl Caller {
         EventMeta::new(
             Actor {
                 kind: ActorKind::ApiKey,
-                id: self.key_id.clone(),
-                role: Some(self.role.as_str().into()),
+                id: self.key_id.to_string(),
+                role: Some(self.role),
                 source_ip: self.source_ip.clone(),
                 user_agent: self.user_agent.clone(),
             },
@@ -142,7 +142,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         Ok(mut caller) => {
             let rate = app
                 .limiter
-                .hit(&caller.key_id, caller.plan.limits().requests_per_minute);
+                .hit(&caller.key_id, Limits::of(caller.plan).requests_per_minute);
             if rate.remaining.is_none() {
                 let mut err = ApiError::new(
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -265,7 +265,7 @@ impl RateState {
 }
 
 impl RateLimiter {
-    pub fn hit(&self, key_id: &str, limit: u32) -> RateState {
+    pub fn hit(&self, key_id: &KeyId, limit: u32) -> RateState {
         let now = chrono::Utc::now().timestamp();
         let minute = now / 60;
         let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());

@@ -2,7 +2,7 @@
 //! SQLite database that holds the read models as they were then. `easm replay` writes one to a
 //! file; `asOf` queries keep the newest few.
 
-use easm_events::RecordedEvent;
+use easm_events::{OrgId, RecordedEvent};
 use easm_projections::{ReadModels, Replay};
 use easm_store::{Db, DbConfig, EventLog, FeedFilter, StoreError};
 use std::collections::VecDeque;
@@ -26,7 +26,7 @@ pub enum Until {
 /// `progress` hears the events applied and the total after each page.
 pub async fn replay_org(
     log: &EventLog,
-    org_id: &str,
+    org_id: &OrgId,
     until: Until,
     path: &Path,
     mut progress: impl FnMut(u64, u64),
@@ -87,7 +87,7 @@ where
 }
 
 struct Kept {
-    org_id: String,
+    org_id: OrgId,
     at: i64,
     db: Db,
     path: PathBuf,
@@ -105,11 +105,11 @@ impl Snapshots {
     pub async fn at(
         &self,
         log: &EventLog,
-        org_id: &str,
+        org_id: &OrgId,
         at: i64,
     ) -> Result<ReadModels, StoreError> {
         let mut kept = self.kept.lock().await;
-        if let Some(k) = kept.iter().find(|k| k.org_id == org_id && k.at == at) {
+        if let Some(k) = kept.iter().find(|k| k.org_id == *org_id && k.at == at) {
             return Ok(ReadModels::new(k.db.clone()));
         }
         let dir = std::env::temp_dir().join(format!("easm-snapshots-{}", std::process::id()));
@@ -118,7 +118,7 @@ impl Snapshots {
         // Unsettled ones are kept only to be closed and removed in turn, never reused.
         let settled = at < easm_store::now_micros() - 5_000_000;
         kept.push_back(Kept {
-            org_id: org_id.to_string(),
+            org_id: org_id.clone(),
             at: if settled { at } else { i64::MIN },
             db: db.clone(),
             path,

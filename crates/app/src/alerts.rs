@@ -5,7 +5,9 @@
 use crate::streams::{alert_stream, scan_stream};
 use crate::{new_id, App, CommandError};
 use easm_domain::{changes, Alert, ScanJob, ScanStatus};
-use easm_events::{EventMeta, Observed, ScanCompleted};
+use easm_events::{
+    AlertId, AssetId, EventMeta, GroupId, MonitorId, Observed, OrgId, ScanCompleted, ScanJobId,
+};
 use easm_store::StreamAppend;
 
 /// What a person does with an alert; each answers 409 when the alert is there already.
@@ -19,8 +21,8 @@ impl App {
     pub async fn act_on_alert(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &AlertId,
         action: AlertAction,
         notes: Option<&str>,
     ) -> Result<(), CommandError> {
@@ -35,8 +37,8 @@ impl App {
     /// What a completed scan job recorded of its asset, if it completed.
     pub async fn observation(
         &self,
-        org_id: &str,
-        scan_job_id: &str,
+        org_id: &OrgId,
+        scan_job_id: &ScanJobId,
     ) -> Result<Option<ScanCompleted>, CommandError> {
         let (_, events) = self.log.load(org_id, &scan_stream(scan_job_id)).await?;
         Ok(events.into_iter().rev().find_map(|e| match e {
@@ -50,28 +52,29 @@ impl App {
     /// its group's. None without an enabled monitor or an earlier observation.
     pub(crate) async fn alerts_for(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         job: &ScanJob,
         observed: &Observed,
     ) -> Result<Vec<StreamAppend>, CommandError> {
         let Some(asset) = self.read.asset(org_id, &job.asset_id).await? else {
             return Ok(vec![]);
         };
+        let asset_id = AssetId::new(&asset.id);
         let watching = self
             .read
-            .monitors_watching(org_id, &asset.id, &asset.group_id)
+            .monitors_watching(org_id, &asset_id, &GroupId::new(&asset.group_id))
             .await?;
         let Some(monitor) = watching.first() else {
             return Ok(vec![]);
         };
         let previous = self
             .read
-            .asset_scan_jobs(org_id, &asset.id)
+            .asset_scan_jobs(org_id, &asset_id)
             .await?
             .into_iter()
             .filter(|j| {
                 j.status == ScanStatus::Completed.as_str()
-                    && j.id != job.id
+                    && job.id != j.id.as_str()
                     && j.profile == job.profile
                     && j.ports == job.ports
             })
@@ -79,7 +82,10 @@ impl App {
         let Some(previous) = previous else {
             return Ok(vec![]);
         };
-        let Some(before) = self.observation(org_id, &previous.id).await? else {
+        let Some(before) = self
+            .observation(org_id, &ScanJobId::new(previous.id))
+            .await?
+        else {
             return Ok(vec![]);
         };
         // Both must come from the built-in scanner (it always counts the ports it tried).
@@ -89,11 +95,12 @@ impl App {
         Ok(changes(&asset.value, &before.observed, observed)
             .into_iter()
             .map(|change| {
-                let alert_id = new_id();
+                let alert_id: AlertId = new_id();
+                let monitor_id = MonitorId::new(&monitor.id);
                 StreamAppend {
                     stream_id: alert_stream(&alert_id),
                     expected_version: 0,
-                    events: vec![change.into_alert(&alert_id, &monitor.id, &asset.id, &job.id)],
+                    events: vec![change.into_alert(&alert_id, &monitor_id, &asset_id, &job.id)],
                 }
             })
             .collect())

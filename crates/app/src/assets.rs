@@ -4,8 +4,8 @@
 use crate::execute::Decision;
 use crate::streams::{asset_stream, group_members, group_stream, ASSET_VALUES};
 use crate::{new_id, App, CommandError};
-use easm_domain::{add_assets, Asset, AssetPatch, Group, Inventory, NewAsset, Plan};
-use easm_events::{Event, EventMeta};
+use easm_domain::{add_assets, Asset, AssetPatch, Group, Inventory, Limits, NewAsset, Plan};
+use easm_events::{AssetId, Event, EventMeta, GroupId, OrgId};
 use easm_projections::read::AssetView;
 use easm_store::Constraint;
 use std::collections::HashMap;
@@ -23,12 +23,12 @@ impl App {
     pub async fn add_assets(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         plan: Plan,
-        group_id: &str,
+        group_id: &GroupId,
         items: &[NewAsset],
     ) -> Result<Vec<AssetView>, CommandError> {
-        let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
+        let ids: Vec<AssetId> = items.iter().map(|_| new_id()).collect();
         let gstream = &group_stream(group_id);
         let ids = &ids;
         // The first decision assumes every value is new and the plan has room, which the append's
@@ -62,7 +62,7 @@ impl App {
     /// not be found missing.
     async fn group_for_assets(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         stream: &str,
         fresh: bool,
     ) -> Result<(i64, Group), CommandError> {
@@ -86,7 +86,7 @@ impl App {
     /// What an organization holds of the values being added, and how many assets it has.
     async fn inventory(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         plan: Plan,
         items: &[NewAsset],
     ) -> Result<Inventory, CommandError> {
@@ -100,6 +100,7 @@ impl App {
             .reservations(org_id, ASSET_VALUES, &values)
             .await?
             .into_iter()
+            .map(|(value, owner)| (value, AssetId::new(owner)))
             .collect();
         Ok(Inventory {
             plan,
@@ -111,8 +112,8 @@ impl App {
     pub async fn update_asset(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        asset_id: &str,
+        org_id: &OrgId,
+        asset_id: &AssetId,
         patch: &AssetPatch,
     ) -> Result<(), CommandError> {
         let stream = asset_stream(asset_id);
@@ -155,8 +156,8 @@ impl App {
     pub async fn remove_asset(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        asset_id: &str,
+        org_id: &OrgId,
+        asset_id: &AssetId,
     ) -> Result<(), CommandError> {
         let stream = asset_stream(asset_id);
         self.execute(org_id, meta, || async {
@@ -181,13 +182,13 @@ impl App {
 
 /// The append of new assets: one stream each, their values and group places claimed, the plan's
 /// limit held, the group at the version the decision saw.
-fn adding(group_id: &str, gstream: &str, gv: i64, plan: Plan, events: Vec<Event>) -> Decision {
+fn adding(group_id: &GroupId, gstream: &str, gv: i64, plan: Plan, events: Vec<Event>) -> Decision {
     let mut d = Decision::none();
     d.constraints.push(Constraint::StreamAt {
         stream_id: gstream.to_string(),
         version: gv,
     });
-    if let Some(max) = plan.limits().assets {
+    if let Some(max) = Limits::of(plan).assets {
         d.constraints.push(Constraint::AtMost {
             scope: ASSET_VALUES.into(),
             max,
@@ -198,12 +199,12 @@ fn adding(group_id: &str, gstream: &str, gv: i64, plan: Plan, events: Vec<Event>
             d.constraints.push(Constraint::Claim {
                 scope: ASSET_VALUES.into(),
                 key: a.value.clone(),
-                owner: a.asset_id.clone(),
+                owner: a.asset_id.to_string(),
             });
             d.constraints.push(Constraint::Claim {
                 scope: group_members(group_id),
-                key: a.asset_id.clone(),
-                owner: a.asset_id.clone(),
+                key: a.asset_id.to_string(),
+                owner: a.asset_id.to_string(),
             });
             d.push(asset_stream(&a.asset_id), 0, vec![e]);
         }

@@ -2,17 +2,19 @@
 //! secrets (Standard Webhooks' `whsec_` form).
 
 use base64::Engine;
+use easm_events::KeyId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub fn new_id() -> String {
-    Uuid::now_v7().to_string()
+/// A new id of any kind: a UUIDv7, so ids sort by creation time.
+pub fn new_id<T: From<String>>() -> T {
+    T::from(Uuid::now_v7().to_string())
 }
 
 /// A new API key: `ag_sk_` + base64url of 32 random bytes. Only its SHA-256 is kept.
 pub struct IssuedKey {
-    pub key_id: String,
+    pub key_id: KeyId,
     pub secret: String,
 }
 

@@ -3,7 +3,7 @@
 
 use crate::{App, CommandError};
 use easm_domain::{Aggregate, DomainError};
-use easm_events::{Event, EventMeta, RecordedEvent};
+use easm_events::{Event, EventMeta, OrgId, RecordedEvent};
 use easm_store::{AppendError, AppendRequest, Constraint, StreamAppend};
 use std::future::Future;
 use std::time::Duration;
@@ -57,7 +57,7 @@ impl App {
     /// from scratch on every attempt; once committed, the read models hold the events.
     pub(crate) async fn execute<F, Fut>(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         meta: &EventMeta,
         mut decide: F,
     ) -> Result<Vec<RecordedEvent>, CommandError>
@@ -71,7 +71,7 @@ impl App {
                 return Ok(vec![]);
             }
             let req = AppendRequest {
-                org_id: org_id.to_string(),
+                org_id: org_id.clone(),
                 meta: meta.clone(),
                 streams: d.streams,
                 constraints: d.constraints,
@@ -99,7 +99,7 @@ impl App {
     /// An aggregate's state and the version it was read at.
     pub(crate) async fn load<A: Aggregate>(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         stream: &str,
     ) -> Result<(i64, A), CommandError> {
         let (version, events) = self.log.load(org_id, stream).await?;
@@ -110,7 +110,7 @@ impl App {
     /// it recorded.
     pub(crate) async fn on_stream<A: Aggregate>(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         meta: &EventMeta,
         stream: String,
         decide: impl Fn(&A) -> Result<Vec<Event>, DomainError>,
@@ -125,7 +125,7 @@ impl App {
     /// A new stream's first events, decided beforehand (nothing to load).
     pub(crate) async fn create(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         meta: &EventMeta,
         stream: String,
         events: Vec<Event>,

@@ -5,7 +5,7 @@ use crate::execute::Decision;
 use crate::streams::{finding_stream, scan_stream};
 use crate::{App, CommandError};
 use easm_domain::{finding_id, DomainError, Finding, ItemError, ScanJob};
-use easm_events::{Detection, Event, EventMeta};
+use easm_events::{Detection, Event, EventMeta, FindingId, OrgId, ScanJobId};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -45,8 +45,8 @@ impl App {
     pub async fn import_results(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        scan_job_id: &str,
+        org_id: &OrgId,
+        scan_job_id: &ScanJobId,
         detections: &[Detection],
     ) -> Result<Imported, CommandError> {
         let (_, job) = self
@@ -65,14 +65,14 @@ impl App {
     pub(crate) async fn record_detections(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        scan_job_id: &str,
+        org_id: &OrgId,
+        scan_job_id: &ScanJobId,
         job: &ScanJob,
         profile: Option<&str>,
         detections: &[Detection],
     ) -> Result<Imported, CommandError> {
         let mut seen = HashSet::new();
-        let unique: Vec<(String, &Detection)> = detections
+        let unique: Vec<(FindingId, &Detection)> = detections
             .iter()
             .map(|d| {
                 let id = finding_id(
@@ -114,8 +114,8 @@ impl App {
     pub async fn bulk_finding_status(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        ids: &[String],
+        org_id: &OrgId,
+        ids: &[FindingId],
         status: &str,
         notes: Option<&str>,
     ) -> Result<usize, CommandError> {
@@ -130,7 +130,7 @@ impl App {
                 let (v, f) = self.load::<Finding>(org_id, &stream).await?;
                 let fail = |code: &'static str, error: String| ItemError {
                     index,
-                    value: Some(id.clone()),
+                    value: Some(id.to_string()),
                     code,
                     error,
                     existing_id: None,
@@ -164,8 +164,8 @@ impl App {
     pub async fn triage_finding(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &FindingId,
         status: Option<&str>,
         assignee: Option<&str>,
         notes: Option<&str>,

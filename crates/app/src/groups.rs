@@ -4,16 +4,16 @@ use crate::execute::Decision;
 use crate::streams::{group_members, group_stream};
 use crate::{new_id, App, CommandError};
 use easm_domain::Group;
-use easm_events::EventMeta;
+use easm_events::{EventMeta, GroupId, OrgId};
 use easm_store::Constraint;
 
 impl App {
     pub async fn create_group(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         name: &str,
-    ) -> Result<String, CommandError> {
+    ) -> Result<GroupId, CommandError> {
         let id = new_id();
         self.create(org_id, meta, group_stream(&id), Group::create(&id, name)?)
             .await?;
@@ -23,8 +23,8 @@ impl App {
     pub async fn rename_group(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        group_id: &str,
+        org_id: &OrgId,
+        group_id: &GroupId,
         name: &str,
     ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, group_stream(group_id), |g: &Group| {
@@ -38,8 +38,8 @@ impl App {
     pub async fn delete_group(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        group_id: &str,
+        org_id: &OrgId,
+        group_id: &GroupId,
     ) -> Result<(), CommandError> {
         let stream = group_stream(group_id);
         let members = group_members(group_id);

@@ -4,17 +4,17 @@ use crate::execute::Decision;
 use crate::streams::org_stream;
 use crate::{App, CommandError, IssuedKey};
 use easm_domain::{DomainError, Organization, Role};
-use easm_events::EventMeta;
+use easm_events::{EventMeta, KeyId, OrgId, UserId};
 
 impl App {
     /// A key of the organization, or of a member (`user_id`); `role` defaults to the member's.
     pub async fn create_key(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         role: Option<Role>,
         name: &str,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
     ) -> Result<IssuedKey, CommandError> {
         let key = IssuedKey::generate();
         let stream = org_stream(org_id);
@@ -36,8 +36,8 @@ impl App {
     pub async fn revoke_key(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        key_id: &str,
+        org_id: &OrgId,
+        key_id: &KeyId,
     ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
             org.revoke_key(key_id)

@@ -4,7 +4,7 @@
 use crate::streams::org_stream;
 use crate::{new_id, App, CommandError};
 use easm_domain::{Organization, Role};
-use easm_events::{Event, EventMeta};
+use easm_events::{Event, EventMeta, KeyId, OrgId, UserId};
 use easm_store::typed;
 
 impl App {
@@ -12,11 +12,11 @@ impl App {
     pub async fn add_user(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         email: &str,
         name: &str,
         role: Role,
-    ) -> Result<(String, String), CommandError> {
+    ) -> Result<(UserId, String), CommandError> {
         let user_id = new_id();
         let recorded = self
             .on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
@@ -34,8 +34,8 @@ impl App {
     pub async fn change_role(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        user_id: &str,
+        org_id: &OrgId,
+        user_id: &UserId,
         role: Role,
     ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
@@ -49,9 +49,9 @@ impl App {
     pub async fn remove_user(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        user_id: &str,
-    ) -> Result<Vec<String>, CommandError> {
+        org_id: &OrgId,
+        user_id: &UserId,
+    ) -> Result<Vec<KeyId>, CommandError> {
         let recorded = self
             .on_stream(org_id, meta, org_stream(org_id), |org: &Organization| {
                 org.remove_user(user_id)

@@ -5,15 +5,15 @@
 use crate::execute::Decision;
 use crate::streams::{asset_stream, group_stream, monitor_stream, MONITORS};
 use crate::{new_id, App, CommandError, ScanRequest};
-use easm_domain::{Asset, DomainError, Group, Monitor, MonitorScope, MonitorSpec, Plan};
-use easm_events::{EventMeta, SkippedAsset};
+use easm_domain::{Asset, DomainError, Group, Limits, Monitor, MonitorScope, MonitorSpec, Plan};
+use easm_events::{AssetId, EventMeta, MonitorId, OrgId, ScanJobId, SkippedAsset};
 use easm_projections::read::{AssetFilter, AssetView, PageRequest};
 use easm_store::Constraint;
 
 /// What one run of a monitor did.
 #[derive(Debug, Default)]
 pub struct MonitorRun {
-    pub scan_job_ids: Vec<String>,
+    pub scan_job_ids: Vec<ScanJobId>,
     pub skipped: Vec<SkippedAsset>,
 }
 
@@ -23,14 +23,14 @@ impl App {
     pub async fn create_monitor(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         plan: Plan,
         scope: MonitorScope,
         spec: &MonitorSpec<'_>,
-    ) -> Result<String, CommandError> {
+    ) -> Result<MonitorId, CommandError> {
         let id = new_id();
         let events = Monitor::create(&id, scope.clone(), spec)?;
-        let limit = plan.limits().scheduled_scans;
+        let limit = Limits::of(plan).scheduled_scans;
         self.execute(org_id, meta, || async {
             let (target, version) = match &scope {
                 MonitorScope::Asset(a) => {
@@ -71,8 +71,8 @@ impl App {
             d.constraints.extend([
                 Constraint::Claim {
                     scope: MONITORS.into(),
-                    key: id.clone(),
-                    owner: id.clone(),
+                    key: id.to_string(),
+                    owner: id.to_string(),
                 },
                 Constraint::StreamAt {
                     stream_id: target,
@@ -88,8 +88,8 @@ impl App {
     pub async fn update_monitor(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &MonitorId,
         spec: &MonitorSpec<'_>,
     ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, monitor_stream(id), |m: &Monitor| {
@@ -103,8 +103,8 @@ impl App {
     pub async fn delete_monitor(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &MonitorId,
     ) -> Result<(), CommandError> {
         let stream = monitor_stream(id);
         self.execute(org_id, meta, || async {
@@ -112,7 +112,7 @@ impl App {
             let mut d = Decision::one(stream.clone(), v, m.delete()?);
             d.constraints.push(Constraint::Release {
                 scope: MONITORS.into(),
-                key: id.into(),
+                key: id.to_string(),
             });
             Ok(d)
         })
@@ -127,9 +127,9 @@ impl App {
     pub async fn run_monitor(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         plan: Plan,
-        id: &str,
+        id: &MonitorId,
         manual: bool,
     ) -> Result<Option<MonitorRun>, CommandError> {
         let stream = monitor_stream(id);
@@ -153,15 +153,16 @@ impl App {
         }
         for asset in assets {
             let skip = |reason: String| SkippedAsset {
-                asset_id: asset.id.clone(),
+                asset_id: AssetId::new(&asset.id),
                 reason,
             };
             if let Err(reason) = easm_domain::scan_host(&asset.asset_type, &asset.value) {
                 run.skipped.push(skip(reason));
                 continue;
             }
+            let asset_id = AssetId::new(&asset.id);
             let req = ScanRequest {
-                asset_id: &asset.id,
+                asset_id: &asset_id,
                 profile: &monitor.profile,
                 ports: ports.as_deref(),
                 rerun_of: None,
@@ -183,7 +184,7 @@ impl App {
     /// The live assets a run scans: the monitor's asset, or every asset of its group now.
     async fn monitored_assets(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         monitor: &Monitor,
     ) -> Result<Vec<AssetView>, CommandError> {
         let group = match monitor.scope.as_ref() {
@@ -194,7 +195,7 @@ impl App {
             None => return Ok(vec![]),
         };
         let filter = AssetFilter {
-            group_id: Some(group.clone()),
+            group_id: Some(group.to_string()),
             ..AssetFilter::default()
         };
         let mut out = vec![];

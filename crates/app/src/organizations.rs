@@ -3,7 +3,7 @@
 use crate::streams::org_stream;
 use crate::{new_id, App, CommandError, IssuedKey};
 use easm_domain::{create_org, Aggregate, Organization, Plan, Role};
-use easm_events::EventMeta;
+use easm_events::{EventMeta, OrgId};
 
 impl App {
     /// A new organization and its owner key (the only time the key is shown).
@@ -12,7 +12,7 @@ impl App {
         meta: &EventMeta,
         name: &str,
         plan: Plan,
-    ) -> Result<(String, IssuedKey), CommandError> {
+    ) -> Result<(OrgId, IssuedKey), CommandError> {
         let org_id = new_id();
         let key = IssuedKey::generate();
         let mut events = create_org(&org_id, name, plan)?;

@@ -4,7 +4,7 @@ use crate::execute::Decision;
 use crate::streams::risk_stream;
 use crate::App;
 use easm_domain::AssetRisk;
-use easm_events::EventMeta;
+use easm_events::{AssetId, EventMeta, OrgId};
 use std::collections::BTreeSet;
 
 impl App {
@@ -14,10 +14,10 @@ impl App {
     pub(crate) async fn refresh_risk(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        assets: impl IntoIterator<Item = String>,
+        org_id: &OrgId,
+        assets: impl IntoIterator<Item = AssetId>,
     ) {
-        let assets: BTreeSet<String> = assets.into_iter().collect();
+        let assets: BTreeSet<AssetId> = assets.into_iter().collect();
         for asset in assets {
             let stream = risk_stream(&asset);
             let announced = self

@@ -5,19 +5,21 @@ use crate::execute::Decision;
 use crate::streams::{asset_stream, finding_stream, month_scans, scan_stream, ACTIVE_SCANS};
 use crate::{new_id, App, CommandError};
 use easm_domain::{
-    active_scan_key, Aggregate, Asset, DomainError, Finding, Plan, ScanJob, ScanStatus,
+    active_scan_key, Aggregate, Asset, DomainError, Finding, Limits, Plan, ScanJob, ScanStatus,
 };
-use easm_events::{Detection, Event, EventMeta, Observed, SeverityCounts};
+use easm_events::{
+    AssetId, Detection, Event, EventMeta, Observed, OrgId, ScanJobId, SeverityCounts,
+};
 use easm_store::Constraint;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a scan is asked for.
 pub struct ScanRequest<'a> {
-    pub asset_id: &'a str,
+    pub asset_id: &'a AssetId,
     pub profile: &'a str,
     pub ports: Option<&'a [i64]>,
-    pub rerun_of: Option<&'a str>,
+    pub rerun_of: Option<&'a ScanJobId>,
 }
 
 impl App {
@@ -26,10 +28,10 @@ impl App {
     pub async fn request_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         plan: Plan,
         req: &ScanRequest<'_>,
-    ) -> Result<String, CommandError> {
+    ) -> Result<ScanJobId, CommandError> {
         let id = new_id();
         let asset_id = req.asset_id;
         let events = ScanJob::request(&id, asset_id, req.profile, req.ports, req.rerun_of)?;
@@ -38,7 +40,7 @@ impl App {
         };
         let slot = active_scan_key(asset_id, &requested.profile);
         let month = month_scans(chrono::Utc::now());
-        let limit = plan.limits().scans_per_month;
+        let limit = Limits::of(plan).scans_per_month;
         let asset = asset_stream(asset_id);
         self.execute(org_id, meta, || async {
             let (asset_version, a) = self.load::<Asset>(org_id, &asset).await?;
@@ -78,13 +80,13 @@ impl App {
             d.constraints.extend([
                 Constraint::Claim {
                     scope: month.clone(),
-                    key: id.clone(),
-                    owner: id.clone(),
+                    key: id.to_string(),
+                    owner: id.to_string(),
                 },
                 Constraint::Claim {
                     scope: ACTIVE_SCANS.into(),
                     key: slot.clone(),
-                    owner: id.clone(),
+                    owner: id.to_string(),
                 },
                 Constraint::StreamAt {
                     stream_id: asset.clone(),
@@ -101,10 +103,10 @@ impl App {
     pub async fn rerun_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         plan: Plan,
-        id: &str,
-    ) -> Result<String, CommandError> {
+        id: &ScanJobId,
+    ) -> Result<ScanJobId, CommandError> {
         let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
         job.require()?;
         let ports: Option<Vec<i64>> = job
@@ -124,8 +126,8 @@ impl App {
     async fn on_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
         decide: impl Fn(&ScanJob) -> Result<Vec<Event>, DomainError>,
     ) -> Result<(), CommandError> {
         let stream = scan_stream(id);
@@ -152,8 +154,8 @@ impl App {
     pub async fn cancel_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
     ) -> Result<(), CommandError> {
         self.on_scan(meta, org_id, id, ScanJob::cancel).await
     }
@@ -162,8 +164,8 @@ impl App {
     pub async fn delete_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
     ) -> Result<(), CommandError> {
         self.on_scan(meta, org_id, id, ScanJob::delete).await?;
         let (_, job) = self.load::<ScanJob>(org_id, &scan_stream(id)).await?;
@@ -176,8 +178,8 @@ impl App {
     pub async fn start_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
         worker_id: &str,
     ) -> Result<Option<(ScanJob, Asset)>, CommandError> {
         let stream = scan_stream(id);
@@ -208,8 +210,8 @@ impl App {
     pub async fn scan_progress(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
         progress: u8,
         stage: &str,
     ) -> Result<bool, CommandError> {
@@ -229,8 +231,8 @@ impl App {
     pub async fn fail_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
         reason: &str,
     ) -> Result<(), CommandError> {
         self.on_scan(meta, org_id, id, |j| j.fail(reason)).await
@@ -243,8 +245,8 @@ impl App {
     pub async fn complete_scan(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
         detections: &[Detection],
         observed: Observed,
         ports: &[u16],

@@ -2,41 +2,42 @@
 //! across streams. The read side and tools name streams through these too.
 
 use chrono::{DateTime, Utc};
+use easm_events::{AlertId, AssetId, FindingId, GroupId, MonitorId, OrgId, ScanJobId, WebhookId};
 
-pub fn org_stream(id: &str) -> String {
+pub fn org_stream(id: &OrgId) -> String {
     format!("org-{id}")
 }
 
-pub fn group_stream(id: &str) -> String {
+pub fn group_stream(id: &GroupId) -> String {
     format!("group-{id}")
 }
 
-pub fn asset_stream(id: &str) -> String {
+pub fn asset_stream(id: &AssetId) -> String {
     format!("asset-{id}")
 }
 
-pub fn scan_stream(id: &str) -> String {
+pub fn scan_stream(id: &ScanJobId) -> String {
     format!("scan-{id}")
 }
 
-pub fn finding_stream(id: &str) -> String {
+pub fn finding_stream(id: &FindingId) -> String {
     format!("finding-{id}")
 }
 
 /// The announced risk of an asset (`risk.changed`).
-pub fn risk_stream(asset_id: &str) -> String {
+pub fn risk_stream(asset_id: &AssetId) -> String {
     format!("risk-{asset_id}")
 }
 
-pub fn webhook_stream(id: &str) -> String {
+pub fn webhook_stream(id: &WebhookId) -> String {
     format!("webhook-{id}")
 }
 
-pub fn monitor_stream(id: &str) -> String {
+pub fn monitor_stream(id: &MonitorId) -> String {
     format!("monitor-{id}")
 }
 
-pub fn alert_stream(id: &str) -> String {
+pub fn alert_stream(id: &AlertId) -> String {
     format!("alert-{id}")
 }
 
@@ -49,7 +50,7 @@ pub(crate) fn access_stream(id: &str) -> String {
 pub const ASSET_VALUES: &str = "asset_values";
 
 /// Reservation scope of a group's members, so a group is deleted only when empty.
-pub(crate) fn group_members(group_id: &str) -> String {
+pub(crate) fn group_members(group_id: &GroupId) -> String {
     format!("group_members:{group_id}")
 }
 

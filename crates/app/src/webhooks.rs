@@ -6,7 +6,7 @@ use crate::execute::Decision;
 use crate::streams::webhook_stream;
 use crate::{new_id, App, CommandError};
 use easm_domain::{audit_webhook_id, DomainError, Webhook, WebhookSpec};
-use easm_events::EventMeta;
+use easm_events::{EventMeta, OrgId, WebhookId};
 use std::time::Duration;
 
 /// How long a replaced signing secret keeps signing, so receivers can switch over.
@@ -17,10 +17,10 @@ impl App {
     pub async fn create_webhook(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         spec: &WebhookSpec,
         allow_private: bool,
-    ) -> Result<(String, String), CommandError> {
+    ) -> Result<(WebhookId, String), CommandError> {
         let id = new_id();
         let secret = self
             .create_webhook_as(meta, org_id, &id, spec, allow_private)
@@ -32,8 +32,8 @@ impl App {
     async fn create_webhook_as(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &WebhookId,
         spec: &WebhookSpec,
         allow_private: bool,
     ) -> Result<String, CommandError> {
@@ -65,7 +65,7 @@ impl App {
     pub async fn put_audit_webhook(
         &self,
         meta: &EventMeta,
-        org_id: &str,
+        org_id: &OrgId,
         url: Option<String>,
         enabled: Option<bool>,
         regenerate: bool,
@@ -96,8 +96,8 @@ impl App {
     pub async fn update_webhook(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &WebhookId,
         spec: &WebhookSpec,
         allow_private: bool,
     ) -> Result<(), CommandError> {
@@ -112,8 +112,8 @@ impl App {
     pub async fn delete_webhook(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &WebhookId,
     ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, webhook_stream(id), Webhook::delete)
             .await?;
@@ -125,8 +125,8 @@ impl App {
     pub async fn rotate_webhook_secret(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &WebhookId,
     ) -> Result<String, CommandError> {
         let stream = webhook_stream(id);
         // Refuse before storing a secret for an endpoint that does not exist.
@@ -152,8 +152,8 @@ impl App {
     pub async fn disable_webhook(
         &self,
         meta: &EventMeta,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &WebhookId,
         failing_since: &str,
         reason: &str,
     ) -> Result<(), CommandError> {

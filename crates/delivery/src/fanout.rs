@@ -9,7 +9,7 @@ use crate::Handoff;
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::subscribed;
 use easm_events::{
-    audit_message_id, audit_payload, message_id, payload, RecordedEvent, SUBSCRIBABLE,
+    audit_message_id, audit_payload, message_id, payload, RecordedEvent, WebhookId, SUBSCRIBABLE,
 };
 use easm_projections::{Projector, ReadModels};
 use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, QueueClaim, StoreError};
@@ -60,7 +60,7 @@ impl Fanout {
         let endpoints = self.read.enabled_webhooks(&orgs).await?;
         let mut out = Vec::new();
         for e in events {
-            let Some(hooks) = endpoints.get(&e.org_id) else {
+            let Some(hooks) = endpoints.get(e.org_id.as_str()) else {
                 continue;
             };
             let own = SUBSCRIBABLE.contains(&e.event_type.as_str());
@@ -70,7 +70,7 @@ impl Fanout {
                     out.push(NewDelivery {
                         delivery_id,
                         org_id: e.org_id.clone(),
-                        webhook_id: hook.id.clone(),
+                        webhook_id: WebhookId::new(&hook.id),
                         event_id: e.event_id.to_string(),
                         event_type: event_type.to_string(),
                         payload: body.to_string(),

@@ -8,7 +8,7 @@
 use crate::sender::{Sender, Signed};
 use crate::{classify, sign, RetrySchedule, Verdict};
 use easm_app::{new_id, App};
-use easm_events::{Actor, EventMeta};
+use easm_events::{Actor, EventMeta, OrgId, WebhookId};
 use easm_projections::ReadModels;
 use easm_store::{
     now_micros, Attempt, Db, DeliveryQueue, DueDelivery, Finished, NextStep, StoreError,
@@ -77,9 +77,9 @@ const CLAIM_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Slots {
-    in_flight: HashMap<String, usize>,
+    in_flight: HashMap<WebhookId, usize>,
     /// Earliest time the next attempt to an endpoint may start (rate limit).
-    next_start: HashMap<String, Instant>,
+    next_start: HashMap<WebhookId, Instant>,
     total: usize,
     /// Due deliveries may wait in the queue for a slot here: a finished attempt claims again.
     backlog: bool,
@@ -106,7 +106,7 @@ pub struct Worker {
     slots: Mutex<Slots>,
     /// Woken by local fan-out and by finished attempts.
     wake: Arc<Notify>,
-    endpoints: Mutex<HashMap<String, CachedEndpoint>>,
+    endpoints: Mutex<HashMap<WebhookId, CachedEndpoint>>,
     finished: mpsc::UnboundedSender<Finished>,
     recorder: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
     handed: mpsc::UnboundedSender<Vec<DueDelivery>>,
@@ -240,9 +240,9 @@ impl Worker {
     /// Give up on an endpoint whose every attempt failed since `since` (epoch microseconds):
     /// `endpoint.disabled`, as the system actor `delivery`. On failure the next failing batch
     /// tries again.
-    async fn disable(&self, org_id: &str, webhook_id: &str, since: i64) {
+    async fn disable(&self, org_id: &OrgId, webhook_id: &WebhookId, since: i64) {
         let since = easm_events::format_timestamp(&easm_events::from_micros(since));
-        let meta = EventMeta::new(Actor::system_part("delivery"), new_id());
+        let meta = EventMeta::new(Actor::system_part("delivery"), new_id::<String>());
         let reason = "every delivery attempt failed for the configured period";
         if let Err(e) = self
             .app
@@ -256,8 +256,8 @@ impl Worker {
     /// The endpoint as of at most [`ENDPOINT_TTL`] ago; None once it is deleted.
     async fn endpoint(
         &self,
-        org_id: &str,
-        webhook_id: &str,
+        org_id: &OrgId,
+        webhook_id: &WebhookId,
     ) -> Result<Option<Arc<Endpoint>>, StoreError> {
         if let Some((at, e)) = self.endpoints.lock().expect("endpoints").get(webhook_id) {
             if at.elapsed() < ENDPOINT_TTL {
@@ -274,7 +274,7 @@ impl Worker {
         };
         let mut cache = self.endpoints.lock().expect("endpoints");
         cache.retain(|_, (at, _)| at.elapsed() < ENDPOINT_TTL);
-        cache.insert(webhook_id.to_string(), (Instant::now(), e.clone()));
+        cache.insert(webhook_id.clone(), (Instant::now(), e.clone()));
         Ok(e)
     }
 
@@ -282,7 +282,7 @@ impl Worker {
     async fn round(self: &Arc<Self>) -> Result<usize, StoreError> {
         let (busy, room) = {
             let s = self.slots.lock().expect("slots");
-            let busy: Vec<String> = s
+            let busy: Vec<WebhookId> = s
                 .in_flight
                 .iter()
                 .filter(|(_, n)| **n >= self.config.concurrency)
@@ -364,7 +364,7 @@ impl Worker {
         }
     }
 
-    fn release(&self, webhook_id: &str) {
+    fn release(&self, webhook_id: &WebhookId) {
         let mut s = self.slots.lock().expect("slots");
         s.total -= 1;
         if let Some(n) = s.in_flight.get_mut(webhook_id) {

@@ -3,16 +3,17 @@ use crate::{
     error::{DomainError, ItemError},
     group::Group,
     plans::Plan,
-    Aggregate,
+    Aggregate, Limits,
 };
 use easm_events::{AssetAdded, AssetRemoved, AssetUpdated, Event};
+use easm_events::{AssetId, GroupId};
 use std::collections::{HashMap, HashSet};
 
 /// An asset (stream `asset-<id>`).
 #[derive(Debug, Default, Clone)]
 pub struct Asset {
-    pub id: String,
-    pub group_id: String,
+    pub id: AssetId,
+    pub group_id: GroupId,
     pub value: String,
     pub asset_type: String,
     pub tags: Vec<String>,
@@ -36,7 +37,7 @@ pub struct Inventory {
     pub plan: Plan,
     pub live_assets: u64,
     /// Existing asset id by normalized value, for the values being added.
-    pub existing: HashMap<String, String>,
+    pub existing: HashMap<String, AssetId>,
 }
 
 impl Inventory {
@@ -53,7 +54,7 @@ impl Inventory {
 /// Requested changes; `None` leaves an attribute as it is.
 #[derive(Debug, Clone, Default)]
 pub struct AssetPatch {
-    pub group_id: Option<String>,
+    pub group_id: Option<GroupId>,
     pub tags: Option<Vec<String>>,
     pub criticality: Option<String>,
 }
@@ -121,7 +122,7 @@ pub fn add_assets(
     group: &Group,
     items: &[NewAsset],
     inventory: &Inventory,
-    ids: &[String],
+    ids: &[AssetId],
 ) -> Result<Vec<Event>, DomainError> {
     if !group.live() {
         return Err(DomainError::NotFound { resource: "group" });
@@ -161,7 +162,12 @@ pub fn add_assets(
         };
         if let Some(existing) = inventory.existing.get(&value) {
             let msg = format!("'{value}' already exists");
-            errors.push(fail("ASSET_EXISTS", "value", msg, Some(existing.clone())));
+            errors.push(fail(
+                "ASSET_EXISTS",
+                "value",
+                msg,
+                Some(existing.to_string()),
+            ));
             continue;
         }
         if let Some(first) = in_batch.insert(value.clone(), i) {
@@ -181,7 +187,7 @@ pub fn add_assets(
     if !errors.is_empty() {
         return Err(DomainError::Items(errors));
     }
-    if let Some(max) = inventory.plan.limits().assets {
+    if let Some(max) = Limits::of(inventory.plan).assets {
         if inventory.live_assets + events.len() as u64 > max {
             return Err(DomainError::PlanLimit {
                 limit: "assets",
@@ -296,7 +302,7 @@ mod tests {
     use super::*;
 
     fn group() -> Group {
-        Group::from_events(&Group::create("g1", "Prod").unwrap())
+        Group::from_events(&Group::create(&"g1".into(), "Prod").unwrap())
     }
 
     fn item(v: &str, t: &str) -> NewAsset {
@@ -315,8 +321,8 @@ mod tests {
         }
     }
 
-    fn ids(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("a{i}")).collect()
+    fn ids(n: usize) -> Vec<AssetId> {
+        (0..n).map(|i| format!("a{i}").into()).collect()
     }
 
     #[test]

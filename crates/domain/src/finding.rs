@@ -3,6 +3,7 @@
 //! when a completed scan of a profile that detected it no longer does.
 
 use crate::{Aggregate, DomainError};
+use easm_events::{AssetId, FindingId, OrgId, ScanJobId};
 use easm_events::{
     Detection, Event, FindingNew, FindingRedetected, FindingReopened, FindingResolved,
     FindingStatus, FindingStatusChanged, FindingUpdated, Severity,
@@ -16,26 +17,32 @@ const MAX_NOTES: usize = 4096;
 /// The finding's id follows from what makes it the same finding, so a detection finds its
 /// stream without a look-up and two workers reporting it at once meet on one stream.
 pub fn finding_id(
-    org_id: &str,
-    asset_id: &str,
+    org_id: &OrgId,
+    asset_id: &AssetId,
     template_id: &str,
     matched_at: &str,
     matcher_name: &str,
-) -> String {
+) -> FindingId {
     let mut h = Sha256::new();
-    for part in [org_id, asset_id, template_id, matched_at, matcher_name] {
+    for part in [
+        org_id.as_str(),
+        asset_id.as_str(),
+        template_id,
+        matched_at,
+        matcher_name,
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
     let hex = hex_lower(&h.finalize()[..16]);
-    format!(
+    FindingId::new(format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
-    )
+    ))
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
@@ -108,11 +115,11 @@ pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Finding {
-    pub id: String,
-    pub asset_id: String,
+    pub id: FindingId,
+    pub asset_id: AssetId,
     pub status: FindingStatus,
     /// Scan jobs (and imports) that detected it.
-    pub scan_job_ids: Vec<String>,
+    pub scan_job_ids: Vec<ScanJobId>,
     /// Profiles of the scans that detected it (auto-resolution only follows those).
     pub profiles: Vec<String>,
     pub source: String,
@@ -139,9 +146,9 @@ impl Finding {
     /// again (a retried worker) records nothing.
     pub fn detect(
         &self,
-        id: &str,
-        asset_id: &str,
-        scan_job_id: &str,
+        id: &FindingId,
+        asset_id: &AssetId,
+        scan_job_id: &ScanJobId,
         profile: Option<&str>,
         detection: &Detection,
     ) -> Result<Vec<Event>, DomainError> {
@@ -230,7 +237,12 @@ impl Finding {
     /// A completed scan of `profile` over `ports` did not detect it: resolve it if that profile
     /// ever did, the scan tried its port, and it is open or acknowledged (ignored findings stay
     /// ignored).
-    pub fn auto_resolve(&self, scan_job_id: &str, profile: &str, ports: &[u16]) -> Vec<Event> {
+    pub fn auto_resolve(
+        &self,
+        scan_job_id: &ScanJobId,
+        profile: &str,
+        ports: &[u16],
+    ) -> Vec<Event> {
         let covered = matched_port(&self.matched_at).is_none_or(|p| ports.contains(&p));
         let eligible = self.status.unresolved()
             && covered
@@ -275,9 +287,9 @@ impl Finding {
 
 impl Aggregate for Finding {
     fn apply(&mut self, event: &Event) {
-        let mut detected = |job: &str, profile: &Option<String>| {
-            if !self.scan_job_ids.iter().any(|s| s == job) {
-                self.scan_job_ids.push(job.to_string());
+        let mut detected = |job: &ScanJobId, profile: &Option<String>| {
+            if !self.scan_job_ids.contains(job) {
+                self.scan_job_ids.push(job.clone());
             }
             if let Some(p) = profile {
                 if !self.profiles.contains(p) {
@@ -324,23 +336,29 @@ mod tests {
 
     #[test]
     fn ids_follow_the_deduplication_key() {
-        let a = finding_id("o", "a", "t", "h:1", "");
-        assert_eq!(a, finding_id("o", "a", "t", "h:1", ""));
-        assert_ne!(a, finding_id("o", "a", "t", "h:2", ""));
-        assert_ne!(a, finding_id("o", "a", "t", "h:1", "m"));
+        let a = finding_id(&"o".into(), &"a".into(), "t", "h:1", "");
+        assert_eq!(a, finding_id(&"o".into(), &"a".into(), "t", "h:1", ""));
+        assert_ne!(a, finding_id(&"o".into(), &"a".into(), "t", "h:2", ""));
+        assert_ne!(a, finding_id(&"o".into(), &"a".into(), "t", "h:1", "m"));
         // Parts cannot run into each other.
         assert_ne!(
-            finding_id("o", "ab", "c", "", ""),
-            finding_id("o", "a", "bc", "", "")
+            finding_id(&"o".into(), &"ab".into(), "c", "", ""),
+            finding_id(&"o".into(), &"a".into(), "bc", "", "")
         );
-        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_str().len(), 36);
     }
 
     #[test]
     fn detections_create_then_count_then_reopen() {
         let f = Finding::default();
         let mut events = f
-            .detect("f", "a", "s1", Some("quick"), &detection())
+            .detect(
+                &"f".into(),
+                &"a".into(),
+                &"s1".into(),
+                Some("quick"),
+                &detection(),
+            )
             .unwrap();
         let Event::FindingNew(n) = &events[0] else {
             panic!()
@@ -350,12 +368,24 @@ mod tests {
         assert_eq!(f.status, FindingStatus::Open);
         // The same job reporting twice records it once.
         assert!(f
-            .detect("f", "a", "s1", Some("quick"), &detection())
+            .detect(
+                &"f".into(),
+                &"a".into(),
+                &"s1".into(),
+                Some("quick"),
+                &detection()
+            )
             .unwrap()
             .is_empty());
         events.extend(
-            f.detect("f", "a", "s2", Some("deep"), &detection())
-                .unwrap(),
+            f.detect(
+                &"f".into(),
+                &"a".into(),
+                &"s2".into(),
+                Some("deep"),
+                &detection(),
+            )
+            .unwrap(),
         );
         let f = fold(&events);
         assert_eq!(f.scan_job_ids, vec!["s1", "s2"]);
@@ -363,7 +393,13 @@ mod tests {
         events.extend(f.change_status("resolved", Some("fixed")).unwrap());
         let f = fold(&events);
         let again = f
-            .detect("f", "a", "s3", Some("quick"), &detection())
+            .detect(
+                &"f".into(),
+                &"a".into(),
+                &"s3".into(),
+                Some("quick"),
+                &detection(),
+            )
             .unwrap();
         assert!(matches!(again[0], Event::FindingReopened(_)));
         assert!(matches!(again[1], Event::FindingRedetected(_)));
@@ -375,19 +411,31 @@ mod tests {
     fn detections_are_validated() {
         let mut d = detection();
         d.severity = "severe".into();
-        assert!(Finding::default().detect("f", "a", "s", None, &d).is_err());
+        assert!(Finding::default()
+            .detect(&"f".into(), &"a".into(), &"s".into(), None, &d)
+            .is_err());
         let mut d = detection();
         d.cvss_score = Some(11.0);
-        assert!(Finding::default().detect("f", "a", "s", None, &d).is_err());
+        assert!(Finding::default()
+            .detect(&"f".into(), &"a".into(), &"s".into(), None, &d)
+            .is_err());
         let mut d = detection();
         d.title = "  ".into();
-        assert!(Finding::default().detect("f", "a", "s", None, &d).is_err());
+        assert!(Finding::default()
+            .detect(&"f".into(), &"a".into(), &"s".into(), None, &d)
+            .is_err());
     }
 
     #[test]
     fn status_changes_are_named_after_their_target() {
         let events = Finding::default()
-            .detect("f", "a", "s1", Some("quick"), &detection())
+            .detect(
+                &"f".into(),
+                &"a".into(),
+                &"s1".into(),
+                Some("quick"),
+                &detection(),
+            )
             .unwrap();
         let f = fold(&events);
         assert!(f.change_status("open", None).unwrap().is_empty());
@@ -411,29 +459,33 @@ mod tests {
     #[test]
     fn auto_resolution_follows_the_profiles_that_detected_it() {
         let events = Finding::default()
-            .detect("f", "a", "s1", Some("deep"), &detection())
+            .detect(
+                &"f".into(),
+                &"a".into(),
+                &"s1".into(),
+                Some("deep"),
+                &detection(),
+            )
             .unwrap();
         let f = fold(&events);
         assert!(
-            f.auto_resolve("s2", "quick", &[8443]).is_empty(),
+            f.auto_resolve(&"s2".into(), "quick", &[8443]).is_empty(),
             "quick never saw it"
         );
         assert!(
-            f.auto_resolve("s1", "deep", &[8443]).is_empty(),
+            f.auto_resolve(&"s1".into(), "deep", &[8443]).is_empty(),
             "the detecting job itself"
         );
         assert!(
-            f.auto_resolve("s2", "deep", &[80]).is_empty(),
+            f.auto_resolve(&"s2".into(), "deep", &[80]).is_empty(),
             "the scan did not try its port"
         );
-        let r = f.auto_resolve("s2", "deep", &[80, 8443]);
-        assert!(
-            matches!(&r[0], Event::FindingResolved(x) if x.scan_job_id.as_deref() == Some("s2"))
-        );
+        let r = f.auto_resolve(&"s2".into(), "deep", &[80, 8443]);
+        assert!(matches!(&r[0], Event::FindingResolved(x) if x.scan_job_id == Some("s2".into())));
         let mut ignored = events.clone();
         ignored.extend(f.change_status("ignored", None).unwrap());
         assert!(fold(&ignored)
-            .auto_resolve("s2", "deep", &[8443])
+            .auto_resolve(&"s2".into(), "deep", &[8443])
             .is_empty());
     }
 
@@ -449,7 +501,7 @@ mod tests {
     #[test]
     fn triage_fields() {
         let events = Finding::default()
-            .detect("f", "a", "s1", None, &detection())
+            .detect(&"f".into(), &"a".into(), &"s1".into(), None, &detection())
             .unwrap();
         let f = fold(&events);
         assert!(f.update(None, None).unwrap().is_empty());

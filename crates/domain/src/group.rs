@@ -1,10 +1,11 @@
 use crate::{error::DomainError, organization::validate_name, Aggregate};
+use easm_events::GroupId;
 use easm_events::{Event, GroupCreated, GroupDeleted, GroupRenamed};
 
 /// An asset group (stream `group-<id>`).
 #[derive(Debug, Default, Clone)]
 pub struct Group {
-    pub id: String,
+    pub id: GroupId,
     pub name: String,
     pub created: bool,
     pub deleted: bool,
@@ -19,7 +20,7 @@ impl Group {
         self.created && !self.deleted
     }
 
-    pub fn create(group_id: &str, name: &str) -> Result<Vec<Event>, DomainError> {
+    pub fn create(group_id: &GroupId, name: &str) -> Result<Vec<Event>, DomainError> {
         Ok(vec![Event::GroupCreated(GroupCreated {
             group_id: group_id.into(),
             name: validate_group_name(name)?,
@@ -85,7 +86,7 @@ mod tests {
 
     #[test]
     fn rename_and_delete_rules() {
-        let g = Group::from_events(&Group::create("g", "Prod").unwrap());
+        let g = Group::from_events(&Group::create(&"g".into(), "Prod").unwrap());
         assert!(g.rename("Prod").unwrap().is_empty());
         assert_eq!(g.rename("Staging").unwrap().len(), 1);
         assert!(matches!(g.delete(3), Err(DomainError::Conflict { .. })));
@@ -93,6 +94,6 @@ mod tests {
         let mut g2 = g.clone();
         g2.apply(&deleted[0]);
         assert!(matches!(g2.rename("x"), Err(DomainError::NotFound { .. })));
-        assert!(Group::create("g", "").is_err());
+        assert!(Group::create(&"g".into(), "").is_err());
     }
 }

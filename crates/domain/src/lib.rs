@@ -27,7 +27,7 @@ pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
 pub use risk::{risk_score, AssetRisk};
-pub use roles::{Permission, Role};
+pub use roles::{Grants, Permission, Role};
 pub use scan::{
     active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, ScanStatus, MAX_PORTS,
     PROFILES,

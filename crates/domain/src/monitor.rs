@@ -8,6 +8,7 @@ use easm_events::{
     AlertAcknowledged, AlertCreated, AlertResolved, Event, MonitorCreated, MonitorDeleted,
     MonitorTriggered, MonitorUpdated, Observed, ServiceSeen, SkippedAsset,
 };
+use easm_events::{AlertId, AssetId, GroupId, MonitorId, ScanJobId};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,8 +21,8 @@ const DATASTORES: [&str; 4] = ["redis", "memcached", "mongodb", "elasticsearch"]
 /// What a monitor watches: one asset, or every asset of one group at the time it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MonitorScope {
-    Asset(String),
-    Group(String),
+    Asset(AssetId),
+    Group(GroupId),
 }
 
 /// Requested attributes; on update, `None` leaves one as it is.
@@ -57,7 +58,7 @@ fn validate_notes(notes: Option<&str>) -> Result<Option<String>, DomainError> {
 /// A monitor (stream `monitor-<id>`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Monitor {
-    pub id: String,
+    pub id: MonitorId,
     pub scope: Option<MonitorScope>,
     pub frequency_hours: u32,
     pub profile: String,
@@ -69,7 +70,7 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn create(
-        id: &str,
+        id: &MonitorId,
         scope: MonitorScope,
         spec: &MonitorSpec<'_>,
     ) -> Result<Vec<Event>, DomainError> {
@@ -157,7 +158,7 @@ impl Monitor {
         &self,
         now: DateTime<Utc>,
         manual: bool,
-        scan_job_ids: Vec<String>,
+        scan_job_ids: Vec<ScanJobId>,
         skipped: Vec<SkippedAsset>,
     ) -> Result<Vec<Event>, DomainError> {
         self.require()?;
@@ -252,7 +253,7 @@ pub const ALERT_STATUSES: [&str; 3] = ["open", "acknowledged", "resolved"];
 /// An alert (stream `alert-<id>`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Alert {
-    pub id: String,
+    pub id: AlertId,
     pub status: AlertStatus,
 }
 
@@ -324,10 +325,10 @@ pub struct Change {
 impl Change {
     pub fn into_alert(
         self,
-        alert_id: &str,
-        monitor_id: &str,
-        asset_id: &str,
-        scan_job_id: &str,
+        alert_id: &AlertId,
+        monitor_id: &MonitorId,
+        asset_id: &AssetId,
+        scan_job_id: &ScanJobId,
     ) -> Event {
         Event::AlertCreated(AlertCreated {
             alert_id: alert_id.into(),
@@ -430,7 +431,9 @@ mod tests {
     use super::*;
 
     fn created(spec: &MonitorSpec<'_>) -> Monitor {
-        Monitor::from_events(&Monitor::create("m", MonitorScope::Asset("a".into()), spec).unwrap())
+        Monitor::from_events(
+            &Monitor::create(&"m".into(), MonitorScope::Asset("a".into()), spec).unwrap(),
+        )
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -447,13 +450,13 @@ mod tests {
                 frequency_hours: Some(hours),
                 ..Default::default()
             };
-            assert!(Monitor::create("m", MonitorScope::Group("g".into()), &spec).is_err());
+            assert!(Monitor::create(&"m".into(), MonitorScope::Group("g".into()), &spec).is_err());
         }
         let bad = MonitorSpec {
             profile: Some("full"),
             ..Default::default()
         };
-        assert!(Monitor::create("m", MonitorScope::Group("g".into()), &bad).is_err());
+        assert!(Monitor::create(&"m".into(), MonitorScope::Group("g".into()), &bad).is_err());
         let ports = MonitorSpec {
             ports: Some(&[443, 80]),
             ..Default::default()
@@ -464,7 +467,7 @@ mod tests {
     #[test]
     fn runs_are_due_on_creation_then_after_the_frequency() {
         let mut events = Monitor::create(
-            "m",
+            &"m".into(),
             MonitorScope::Asset("a".into()),
             &MonitorSpec::default(),
         )
@@ -519,7 +522,8 @@ mod tests {
             title: "t".into(),
             details: json!({}),
         };
-        let mut events = vec![change.into_alert("al", "m", "a", "s")];
+        let mut events =
+            vec![change.into_alert(&"al".into(), &"m".into(), &"a".into(), &"s".into())];
         let a = Alert::from_events(&events);
         events.extend(a.acknowledge(Some("seen")).unwrap());
         let a = Alert::from_events(&events);

@@ -2,24 +2,25 @@ use crate::{error::DomainError, plans::Plan, roles::Role, Aggregate};
 use easm_events::{
     ApiKeyCreated, ApiKeyRevoked, Event, OrgCreated, UserAdded, UserRemoved, UserRoleChanged,
 };
+use easm_events::{KeyId, OrgId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
 /// An organization, its members and its API keys (stream `org-<id>`).
 #[derive(Debug, Default, Clone)]
 pub struct Organization {
-    pub id: String,
+    pub id: OrgId,
     pub name: String,
     pub plan: Option<Plan>,
-    pub keys: HashMap<String, KeyState>,
+    pub keys: HashMap<KeyId, KeyState>,
     /// Current members by id (ordered, so a removal revokes keys in a stable order).
-    pub users: BTreeMap<String, UserState>,
+    pub users: BTreeMap<UserId, UserState>,
 }
 
 #[derive(Debug, Clone)]
 pub struct KeyState {
     pub role: Role,
     pub revoked: bool,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,11 +75,11 @@ pub fn validate_name(field: &str, raw: &str) -> Result<String, DomainError> {
     Ok(name.to_string())
 }
 
-pub fn create_org(org_id: &str, name: &str, plan: Plan) -> Result<Vec<Event>, DomainError> {
+pub fn create_org(org_id: &OrgId, name: &str, plan: Plan) -> Result<Vec<Event>, DomainError> {
     Ok(vec![Event::OrgCreated(OrgCreated {
         org_id: org_id.into(),
         name: validate_name("name", name)?,
-        plan: plan.as_str().into(),
+        plan,
     })])
 }
 
@@ -91,12 +92,12 @@ impl Organization {
     /// holds more than the member's role, now or after the member's role changes.
     pub fn create_key(
         &self,
-        key_id: &str,
+        key_id: &KeyId,
         name: &str,
         role: Role,
         key_hash: &str,
         prefix: &str,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
     ) -> Result<Vec<Event>, DomainError> {
         if !self.exists() {
             return Err(DomainError::NotFound {
@@ -119,14 +120,14 @@ impl Organization {
         Ok(vec![Event::ApiKeyCreated(ApiKeyCreated {
             key_id: key_id.into(),
             name: validate_name("name", name)?,
-            role: role.as_str().into(),
+            role,
             key_hash: key_hash.into(),
             prefix: prefix.into(),
-            user_id: user_id.map(str::to_string),
+            user_id: user_id.cloned(),
         })])
     }
 
-    pub fn user(&self, user_id: &str) -> Result<&UserState, DomainError> {
+    pub fn user(&self, user_id: &UserId) -> Result<&UserState, DomainError> {
         self.users
             .get(user_id)
             .ok_or(DomainError::NotFound { resource: "user" })
@@ -134,7 +135,7 @@ impl Organization {
 
     pub fn add_user(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         email: &str,
         name: &str,
         role: Role,
@@ -148,7 +149,7 @@ impl Organization {
         if let Some((id, _)) = self.users.iter().find(|(_, u)| u.email == email) {
             return Err(DomainError::Conflict {
                 message: format!("{email} is already a member"),
-                existing_id: Some(id.clone()),
+                existing_id: Some(id.to_string()),
             });
         }
         let name = match name.trim() {
@@ -159,13 +160,13 @@ impl Organization {
             user_id: user_id.into(),
             email,
             name,
-            role: role.as_str().into(),
+            role,
         })])
     }
 
     /// The last owner among the members stays an owner: someone must be able to hold the
     /// organization's settings.
-    fn keeps_an_owner(&self, user_id: &str) -> Result<(), DomainError> {
+    fn keeps_an_owner(&self, user_id: &UserId) -> Result<(), DomainError> {
         let owners = self
             .users
             .values()
@@ -180,7 +181,7 @@ impl Organization {
         Ok(())
     }
 
-    pub fn change_role(&self, user_id: &str, role: Role) -> Result<Vec<Event>, DomainError> {
+    pub fn change_role(&self, user_id: &UserId, role: Role) -> Result<Vec<Event>, DomainError> {
         let previous = self.user(user_id)?.role;
         if previous == role {
             return Ok(vec![]);
@@ -188,23 +189,23 @@ impl Organization {
         self.keeps_an_owner(user_id)?;
         Ok(vec![Event::UserRoleChanged(UserRoleChanged {
             user_id: user_id.into(),
-            role: role.as_str().into(),
-            previous_role: previous.as_str().into(),
+            role,
+            previous_role: previous,
         })])
     }
 
     /// The member leaves and every live key of theirs is revoked with them.
-    pub fn remove_user(&self, user_id: &str) -> Result<Vec<Event>, DomainError> {
+    pub fn remove_user(&self, user_id: &UserId) -> Result<Vec<Event>, DomainError> {
         let user = self.user(user_id)?;
         self.keeps_an_owner(user_id)?;
         let mut events = vec![Event::UserRemoved(UserRemoved {
             user_id: user_id.into(),
             email: user.email.clone(),
         })];
-        let mut keys: Vec<&String> = self
+        let mut keys: Vec<&KeyId> = self
             .keys
             .iter()
-            .filter(|(_, k)| !k.revoked && k.user_id.as_deref() == Some(user_id))
+            .filter(|(_, k)| !k.revoked && k.user_id.as_ref() == Some(user_id))
             .map(|(id, _)| id)
             .collect();
         keys.sort();
@@ -217,7 +218,7 @@ impl Organization {
     }
 
     /// Revoking a revoked key changes nothing and succeeds: the caller's intent already holds.
-    pub fn revoke_key(&self, key_id: &str) -> Result<Vec<Event>, DomainError> {
+    pub fn revoke_key(&self, key_id: &KeyId) -> Result<Vec<Event>, DomainError> {
         match self.keys.get(key_id) {
             None => Err(DomainError::NotFound {
                 resource: "API key",
@@ -236,14 +237,13 @@ impl Aggregate for Organization {
             Event::OrgCreated(e) => {
                 self.id = e.org_id.clone();
                 self.name = e.name.clone();
-                self.plan = Plan::parse(&e.plan);
+                self.plan = Some(e.plan);
             }
             Event::ApiKeyCreated(e) => {
-                let role = Role::parse(&e.role).unwrap_or(Role::Viewer);
                 self.keys.insert(
                     e.key_id.clone(),
                     KeyState {
-                        role,
+                        role: e.role,
                         revoked: false,
                         user_id: e.user_id.clone(),
                     },
@@ -259,13 +259,13 @@ impl Aggregate for Organization {
                     e.user_id.clone(),
                     UserState {
                         email: e.email.clone(),
-                        role: Role::parse(&e.role).unwrap_or(Role::Viewer),
+                        role: e.role,
                     },
                 );
             }
             Event::UserRoleChanged(e) => {
                 if let Some(u) = self.users.get_mut(&e.user_id) {
-                    u.role = Role::parse(&e.role).unwrap_or(Role::Viewer);
+                    u.role = e.role;
                 }
             }
             Event::UserRemoved(e) => {
@@ -282,25 +282,27 @@ mod tests {
 
     #[test]
     fn keys_are_created_and_revoked_once() {
-        let mut org = Organization::from_events(&create_org("o", "Acme", Plan::Free).unwrap());
+        let mut org =
+            Organization::from_events(&create_org(&"o".into(), "Acme", Plan::Free).unwrap());
         let created = org
-            .create_key("k", "ci", Role::Analyst, "h", "ag_sk_ab", None)
+            .create_key(&"k".into(), "ci", Role::Analyst, "h", "ag_sk_ab", None)
             .unwrap();
         org.apply(&created[0]);
-        let revoked = org.revoke_key("k").unwrap();
+        let revoked = org.revoke_key(&"k".into()).unwrap();
         assert_eq!(revoked.len(), 1);
         org.apply(&revoked[0]);
-        assert!(org.revoke_key("k").unwrap().is_empty());
+        assert!(org.revoke_key(&"k".into()).unwrap().is_empty());
         assert!(matches!(
-            org.revoke_key("x"),
+            org.revoke_key(&"x".into()),
             Err(DomainError::NotFound { .. })
         ));
-        assert!(create_org("o", "  ", Plan::Free).is_err());
+        assert!(create_org(&"o".into(), "  ", Plan::Free).is_err());
     }
 
     #[test]
     fn members_keep_an_owner_and_take_their_keys_with_them() {
-        let mut org = Organization::from_events(&create_org("o", "Acme", Plan::Free).unwrap());
+        let mut org =
+            Organization::from_events(&create_org(&"o".into(), "Acme", Plan::Free).unwrap());
         let apply = |org: &mut Organization, events: Vec<Event>| {
             for e in &events {
                 org.apply(e);
@@ -308,14 +310,14 @@ mod tests {
             events
         };
         let added = org
-            .add_user("u1", " Ana@Example.COM ", "", Role::Owner)
+            .add_user(&"u1".into(), " Ana@Example.COM ", "", Role::Owner)
             .unwrap();
         assert!(
             matches!(&added[0], Event::UserAdded(u) if u.email == "ana@example.com" && u.name == "ana")
         );
         apply(&mut org, added);
         assert!(matches!(
-            org.add_user("u2", "ana@example.com", "Other", Role::Viewer),
+            org.add_user(&"u2".into(), "ana@example.com", "Other", Role::Viewer),
             Err(DomainError::Conflict { existing_id: Some(id), .. }) if id == "u1"
         ));
         for bad in [
@@ -325,40 +327,63 @@ mod tests {
             "a b@example.com",
             "ana@@example.com",
         ] {
-            assert!(org.add_user("u2", bad, "", Role::Viewer).is_err(), "{bad}");
+            assert!(
+                org.add_user(&"u2".into(), bad, "", Role::Viewer).is_err(),
+                "{bad}"
+            );
         }
         let bob = org
-            .add_user("u2", "bob@example.com", "Bob", Role::Analyst)
+            .add_user(&"u2".into(), "bob@example.com", "Bob", Role::Analyst)
             .unwrap();
         apply(&mut org, bob);
         // Keys of a member never exceed the member's role.
         assert!(org
-            .create_key("k0", "x", Role::Admin, "h", "p", Some("u2"))
+            .create_key(&"k0".into(), "x", Role::Admin, "h", "p", Some(&"u2".into()))
             .is_err());
         assert!(org
-            .create_key("k0", "x", Role::Viewer, "h", "p", Some("nobody"))
+            .create_key(
+                &"k0".into(),
+                "x",
+                Role::Viewer,
+                "h",
+                "p",
+                Some(&"nobody".into())
+            )
             .is_err());
         let key = org
-            .create_key("k1", "ci", Role::Analyst, "h", "p", Some("u2"))
+            .create_key(
+                &"k1".into(),
+                "ci",
+                Role::Analyst,
+                "h",
+                "p",
+                Some(&"u2".into()),
+            )
             .unwrap();
         apply(&mut org, key);
         let other = org
-            .create_key("k2", "ci", Role::Viewer, "h", "p", None)
+            .create_key(&"k2".into(), "ci", Role::Viewer, "h", "p", None)
             .unwrap();
         apply(&mut org, other);
 
-        assert!(org.change_role("u1", Role::Admin).is_err(), "last owner");
-        assert!(org.remove_user("u1").is_err(), "last owner");
-        assert!(org.change_role("u2", Role::Analyst).unwrap().is_empty());
-        let promoted = org.change_role("u2", Role::Owner).unwrap();
+        assert!(
+            org.change_role(&"u1".into(), Role::Admin).is_err(),
+            "last owner"
+        );
+        assert!(org.remove_user(&"u1".into()).is_err(), "last owner");
+        assert!(org
+            .change_role(&"u2".into(), Role::Analyst)
+            .unwrap()
+            .is_empty());
+        let promoted = org.change_role(&"u2".into(), Role::Owner).unwrap();
         apply(&mut org, promoted);
-        assert_eq!(org.change_role("u1", Role::Admin).unwrap().len(), 1);
+        assert_eq!(org.change_role(&"u1".into(), Role::Admin).unwrap().len(), 1);
 
-        let removed = org.remove_user("u2").unwrap();
+        let removed = org.remove_user(&"u2".into()).unwrap();
         assert_eq!(removed.len(), 2, "the member and their one live key");
         assert!(matches!(&removed[1], Event::ApiKeyRevoked(k) if k.key_id == "k1"));
         apply(&mut org, removed);
-        assert!(org.user("u2").is_err());
+        assert!(org.user(&"u2".into()).is_err());
         assert!(!org.keys["k2"].revoked, "other keys stay");
     }
 }

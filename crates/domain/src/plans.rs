@@ -1,11 +1,6 @@
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
-    Free,
-    Pro,
-    Enterprise,
-}
+pub use easm_events::Plan;
 
 /// What a plan allows. `None` means unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -19,24 +14,10 @@ pub struct Limits {
     pub requests_per_minute: u32,
 }
 
-impl Plan {
-    pub const ALL: [Plan; 3] = [Plan::Free, Plan::Pro, Plan::Enterprise];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Free => "free",
-            Plan::Pro => "pro",
-            Plan::Enterprise => "enterprise",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Plan> {
-        Plan::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
+impl Limits {
     /// The defaults documented in the README's "Plans" table.
-    pub fn limits(self) -> Limits {
-        match self {
+    pub fn of(plan: Plan) -> Limits {
+        match plan {
             Plan::Free => Limits {
                 assets: Some(25),
                 scans_per_month: Some(100),

@@ -3,7 +3,7 @@
 //! subscribers; the read side computes it live.
 
 use crate::Aggregate;
-use easm_events::{Event, RiskChanged, SeverityCounts};
+use easm_events::{AssetId, Event, RiskChanged, SeverityCounts};
 
 /// An asset's risk from its unresolved (open or acknowledged) findings: 40 points per critical,
 /// 20 per high, 8 per medium, 2 per low, none for info, capped at 100; grade A at 0, B below 20,
@@ -56,7 +56,7 @@ pub struct AssetRisk {
 impl AssetRisk {
     /// The asset's unresolved findings are now `breakdown`: `risk.changed` if that moves the
     /// score or the grade.
-    pub fn observe(&self, asset_id: &str, breakdown: &SeverityCounts) -> Vec<Event> {
+    pub fn observe(&self, asset_id: &AssetId, breakdown: &SeverityCounts) -> Vec<Event> {
         let (score, grade) = risk_score(breakdown);
         let previous_grade = self.grade.unwrap_or('A');
         if score == self.score && grade == previous_grade {
@@ -89,19 +89,19 @@ mod observe_tests {
     #[test]
     fn only_moves_are_announced() {
         let none = SeverityCounts::default();
-        assert!(AssetRisk::default().observe("a", &none).is_empty());
+        assert!(AssetRisk::default().observe(&"a".into(), &none).is_empty());
         let one_critical = SeverityCounts {
             critical: 1,
             ..SeverityCounts::default()
         };
-        let events = AssetRisk::default().observe("a", &one_critical);
+        let events = AssetRisk::default().observe(&"a".into(), &one_critical);
         let Event::RiskChanged(e) = &events[0] else {
             panic!()
         };
         assert_eq!((e.score, e.grade.as_str(), e.previous_score), (40, "D", 0));
         let risk = AssetRisk::from_events(&events);
-        assert!(risk.observe("a", &one_critical).is_empty());
-        let back = risk.observe("a", &none);
+        assert!(risk.observe(&"a".into(), &one_critical).is_empty());
+        let back = risk.observe(&"a".into(), &none);
         let Event::RiskChanged(e) = &back[0] else {
             panic!()
         };

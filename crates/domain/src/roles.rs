@@ -1,14 +1,4 @@
-use serde::{Deserialize, Serialize};
-
-/// Roles are ordered: each holds every permission of the ones below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Analyst,
-    Admin,
-    Owner,
-}
+pub use easm_events::Role;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
@@ -21,23 +11,13 @@ pub enum Permission {
     Configure,
 }
 
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Analyst, Role::Admin, Role::Owner];
+/// What a role may do; roles are ordered, each holding every permission of those below it.
+pub trait Grants {
+    fn can(self, p: Permission) -> bool;
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Analyst => "analyst",
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    pub fn can(self, p: Permission) -> bool {
+impl Grants for Role {
+    fn can(self, p: Permission) -> bool {
         let needed = match p {
             Permission::Read => Role::Viewer,
             Permission::Write => Role::Analyst,

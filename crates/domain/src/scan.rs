@@ -2,6 +2,7 @@
 //! once (completed, failed or cancelled).
 
 use crate::{Aggregate, DomainError};
+use easm_events::{AssetId, ScanJobId};
 use easm_events::{
     Event, Observed, ScanCancelled, ScanCompleted, ScanDeleted, ScanFailed, ScanProgressed,
     ScanRequested, ScanStarted, SeverityCounts,
@@ -55,8 +56,8 @@ impl ScanStatus {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScanJob {
-    pub id: String,
-    pub asset_id: String,
+    pub id: ScanJobId,
+    pub asset_id: AssetId,
     pub profile: String,
     pub ports: Option<Vec<u16>>,
     pub status: ScanStatus,
@@ -67,7 +68,7 @@ pub struct ScanJob {
 }
 
 /// Reservation key of an active job: one per asset and profile at a time.
-pub fn active_scan_key(asset_id: &str, profile: &str) -> String {
+pub fn active_scan_key(asset_id: &AssetId, profile: &str) -> String {
     format!("{asset_id}/{profile}")
 }
 
@@ -139,18 +140,18 @@ impl ScanJob {
 
     /// A new job for a live asset (the caller checks the asset, the active slot and the quota).
     pub fn request(
-        id: &str,
-        asset_id: &str,
+        id: &ScanJobId,
+        asset_id: &AssetId,
         profile: &str,
         ports: Option<&[i64]>,
-        rerun_of: Option<&str>,
+        rerun_of: Option<&ScanJobId>,
     ) -> Result<Vec<Event>, DomainError> {
         Ok(vec![Event::ScanRequested(ScanRequested {
             scan_job_id: id.into(),
             asset_id: asset_id.into(),
             profile: validate_profile(profile)?,
             ports: ports.map(validate_ports).transpose()?,
-            rerun_of: rerun_of.map(str::to_string),
+            rerun_of: rerun_of.cloned(),
         })])
     }
 
@@ -280,7 +281,14 @@ mod tests {
     }
 
     fn requested() -> Vec<Event> {
-        ScanJob::request("s", "a", "Quick", Some(&[443, 80, 443]), None).unwrap()
+        ScanJob::request(
+            &"s".into(),
+            &"a".into(),
+            "Quick",
+            Some(&[443, 80, 443]),
+            None,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -290,13 +298,13 @@ mod tests {
         };
         assert_eq!(r.profile, "quick");
         assert_eq!(r.ports, Some(vec![80, 443]));
-        assert!(ScanJob::request("s", "a", "full", None, None).is_err());
+        assert!(ScanJob::request(&"s".into(), &"a".into(), "full", None, None).is_err());
         for bad in [vec![0], vec![65536], vec![-1], vec![]] {
-            assert!(ScanJob::request("s", "a", "deep", Some(&bad), None).is_err());
+            assert!(ScanJob::request(&"s".into(), &"a".into(), "deep", Some(&bad), None).is_err());
         }
         let many: Vec<i64> = (1..=1001).collect();
-        assert!(ScanJob::request("s", "a", "deep", Some(&many), None).is_err());
-        assert_eq!(active_scan_key("a", "quick"), "a/quick");
+        assert!(ScanJob::request(&"s".into(), &"a".into(), "deep", Some(&many), None).is_err());
+        assert_eq!(active_scan_key(&"a".into(), "quick"), "a/quick");
         assert_eq!(scan_host("ip", "127.0.0.1").unwrap(), "127.0.0.1");
         assert_eq!(
             scan_host("url", "https://app.example.com:8443/x").unwrap(),

@@ -3,12 +3,13 @@ use easm_events::{
     EndpointDisabled, Event, WebhookCreated, WebhookDeleted, WebhookSecretRotated, WebhookUpdated,
     SUBSCRIBABLE,
 };
+use easm_events::{OrgId, WebhookId};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A webhook endpoint (stream `webhook-<id>`).
 #[derive(Debug, Default, Clone)]
 pub struct Webhook {
-    pub id: String,
+    pub id: WebhookId,
     pub url: String,
     pub events: Vec<String>,
     pub description: String,
@@ -175,7 +176,7 @@ impl Webhook {
     }
 
     pub fn create(
-        id: &str,
+        id: &WebhookId,
         spec: &WebhookSpec,
         allow_private: bool,
     ) -> Result<Vec<Event>, DomainError> {
@@ -269,8 +270,8 @@ impl Webhook {
 
 /// The organization's audit log webhook is an endpoint like the others, subscribed to `audit.*`,
 /// with an id of its own kind, managed under `/api/settings/audit-webhook` only.
-pub fn audit_webhook_id(org_id: &str) -> String {
-    format!("audit-{org_id}")
+pub fn audit_webhook_id(org_id: &OrgId) -> WebhookId {
+    WebhookId::new(format!("audit-{org_id}"))
 }
 
 pub fn is_audit_webhook(id: &str) -> bool {
@@ -416,7 +417,7 @@ mod tests {
             events: Some(vec!["scan.*".into()]),
             ..Default::default()
         };
-        let w = Webhook::from_events(&Webhook::create("w", &spec, false).unwrap());
+        let w = Webhook::from_events(&Webhook::create(&"w".into(), &spec, false).unwrap());
         assert!(w.enabled);
         assert!(w.update(&spec, false).unwrap().is_empty());
         let off = WebhookSpec {
@@ -430,6 +431,6 @@ mod tests {
             gone.rotate_secret("t"),
             Err(DomainError::NotFound { .. })
         ));
-        assert!(Webhook::create("w", &WebhookSpec::default(), false).is_err());
+        assert!(Webhook::create(&"w".into(), &WebhookSpec::default(), false).is_err());
     }
 }

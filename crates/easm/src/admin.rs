@@ -5,7 +5,7 @@ use crate::config::{parse_plan, parse_role};
 use anyhow::{bail, Context, Result};
 use easm_app::{new_id, App};
 use easm_domain::{Plan, Role};
-use easm_events::{Actor, EventMeta};
+use easm_events::{Actor, EventMeta, KeyId, OrgId, UserId};
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
@@ -21,19 +21,19 @@ pub enum Admin {
     /// with at most the member's current role (their role when --role is left out).
     CreateKey {
         #[arg(long)]
-        org: String,
+        org: OrgId,
         #[arg(long, value_parser = parse_role, required_unless_present = "user")]
         role: Option<Role>,
         #[arg(long, default_value = "cli key")]
         name: String,
         /// The member (user id) the key belongs to.
         #[arg(long)]
-        user: Option<String>,
+        user: Option<UserId>,
     },
     /// Add a member to an organization; prints {"userId","email","role"}.
     AddUser {
         #[arg(long)]
-        org: String,
+        org: OrgId,
         #[arg(long)]
         email: String,
         #[arg(long, value_parser = parse_role)]
@@ -44,25 +44,25 @@ pub enum Admin {
     /// Change a member's role (their keys follow); prints {"userId","role"}.
     SetRole {
         #[arg(long)]
-        user_id: String,
+        user_id: UserId,
         #[arg(long, value_parser = parse_role)]
         role: Role,
     },
     /// Remove a member and revoke their keys; prints {"userId","removed","revokedKeys"}.
     RemoveUser {
         #[arg(long)]
-        user_id: String,
+        user_id: UserId,
     },
     /// Revoke an API key.
     RevokeKey {
         #[arg(long)]
-        key_id: String,
+        key_id: KeyId,
     },
 }
 
 /// What the command line does is recorded as the system actor `cli`.
 pub fn cli_meta() -> EventMeta {
-    EventMeta::new(Actor::system_part("cli"), new_id())
+    EventMeta::new(Actor::system_part("cli"), new_id::<String>())
 }
 
 pub async fn run(app: &App, command: Admin) -> Result<()> {
@@ -79,7 +79,7 @@ pub async fn run(app: &App, command: Admin) -> Result<()> {
             user,
         } => {
             let key = app
-                .create_key(&meta, &org, role, &name, user.as_deref())
+                .create_key(&meta, &org, role, &name, user.as_ref())
                 .await?;
             json!({"keyId": key.key_id, "key": key.secret})
         }
@@ -134,7 +134,7 @@ pub async fn bootstrap(app: &App, listen: &str) -> Result<()> {
     Ok(())
 }
 
-async fn member_org(app: &App, user_id: &str) -> Result<String> {
+async fn member_org(app: &App, user_id: &UserId) -> Result<OrgId> {
     app.read()
         .user_org(user_id)
         .await?

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use easm_api::audit_export::{export_lines, Range};
+use easm_events::OrgId;
 use easm_store::{audit_signing_secret, Db};
 use futures_util::StreamExt;
 use std::io::{BufRead, Write};
@@ -13,7 +14,7 @@ pub enum Audit {
     /// Write an organization's events as NDJSON with their chain hashes, then a signed digest.
     Export {
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// RFC 3339; events at or after it.
         #[arg(long)]
         since: Option<String>,

@@ -26,7 +26,11 @@ impl Background {
     ) -> Result<Background> {
         let db = state.db.clone();
         let app = state.commands.clone();
-        let holder = format!("easm-{}-{}", std::process::id(), easm_app::new_id());
+        let holder = format!(
+            "easm-{}-{}",
+            std::process::id(),
+            easm_app::new_id::<String>()
+        );
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let until_stop = || {
             let mut rx = stop_rx.clone();

@@ -226,11 +226,11 @@ fn at_least(min: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone 
 }
 
 pub fn parse_plan(s: &str) -> Result<Plan, String> {
-    one_of("plan", s, &Plan::ALL, Plan::as_str)
+    one_of("plan", s, Plan::ALL, Plan::as_str)
 }
 
 pub fn parse_role(s: &str) -> Result<Role, String> {
-    one_of("role", s, &Role::ALL, Role::as_str)
+    one_of("role", s, Role::ALL, Role::as_str)
 }
 
 /// The value of `all` named `s`, or an error listing their names.

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use easm_api::snapshot::{replay_into, replay_org, Until, PAGE};
 use easm_app::App;
-use easm_events::RecordedEvent;
+use easm_events::{OrgId, RecordedEvent};
 use easm_projections::ReadModels;
 use easm_store::Db;
 use serde_json::json;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct ReplayArgs {
     #[arg(long)]
-    org: String,
+    org: OrgId,
     /// RFC 3339: replay the events that occurred before this moment.
     #[arg(
         long,
@@ -71,7 +71,11 @@ pub async fn replay(app: &App, args: ReplayArgs) -> Result<()> {
 async fn shadow(app: &App, heads: &BTreeMap<String, i64>, path: &Path) -> Result<(Db, u64)> {
     let log = app.log();
     let pages = move |after| async move { log.read_all_after(after, PAGE).await };
-    let included = |e: &RecordedEvent| heads.get(&e.org_id).is_some_and(|h| e.chain_seq <= *h);
+    let included = |e: &RecordedEvent| {
+        heads
+            .get(e.org_id.as_str())
+            .is_some_and(|h| e.chain_seq <= *h)
+    };
     Ok(replay_into(path, pages, included, |_| {}).await?)
 }
 

@@ -14,7 +14,7 @@ pub async fn run_monitors(app: App, lease: Lease, every: Duration, stop: impl Fu
     loop {
         match lease.acquire().await {
             Ok(true) => {
-                let meta = EventMeta::new(Actor::system_part("scheduler"), new_id());
+                let meta = EventMeta::new(Actor::system_part("scheduler"), new_id::<String>());
                 if let Err(e) = app.run_due_monitors(&meta).await {
                     tracing::warn!(error = %e, "monitor scheduling failed; retrying");
                 }

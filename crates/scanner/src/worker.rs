@@ -9,7 +9,7 @@ use crate::{scan, Progress, Report, ScanConfig};
 use async_nats::jetstream::{self, AckKind};
 use easm_app::{new_id, App, CommandError};
 use easm_bus::{ensure_stream, jetstream as connect, nats, BusConfig, BusError};
-use easm_events::{Actor, EventMeta, Observed, RecordedEvent};
+use easm_events::{Actor, EventMeta, Observed, OrgId, RecordedEvent, ScanJobId};
 use easm_projections::ReadModels;
 use easm_store::{now_micros, Db, Lease};
 use std::collections::HashSet;
@@ -42,7 +42,7 @@ pub struct ScanWorker {
     db: Db,
     read: ReadModels,
     config: WorkerConfig,
-    running: Mutex<HashSet<String>>,
+    running: Mutex<HashSet<ScanJobId>>,
     slots: Arc<Semaphore>,
 }
 
@@ -174,7 +174,7 @@ impl ScanWorker {
         let event = serde_json::from_slice::<RecordedEvent>(&m.payload).ok();
         let job = event.as_ref().and_then(|e| {
             let id = e.data.get("scanJobId")?.as_str()?;
-            Some((e.org_id.clone(), id.to_string()))
+            Some((e.org_id.clone(), ScanJobId::new(id)))
         });
         let Some((org, job)) = job else {
             tracing::error!(subject = %m.subject, "scan work queue: not a scan.requested event; dropped");
@@ -205,8 +205,8 @@ impl ScanWorker {
     /// Run one job under its lease.
     async fn run_job(
         self: Arc<Self>,
-        org: String,
-        job: String,
+        org: OrgId,
+        job: ScanJobId,
         _permit: OwnedSemaphorePermit,
     ) -> Outcome {
         if !self.running.lock().expect("running").insert(job.clone()) {
@@ -236,7 +236,7 @@ impl ScanWorker {
         outcome
     }
 
-    async fn scan_job(&self, org: &str, job: &str, lease: &Lease) -> Outcome {
+    async fn scan_job(&self, org: &OrgId, job: &ScanJobId, lease: &Lease) -> Outcome {
         let started = self
             .app
             .start_scan(&scanner(), org, job, &self.config.holder)
@@ -312,8 +312,8 @@ impl ScanWorker {
 
     async fn complete(
         &self,
-        org: &str,
-        job: &str,
+        org: &OrgId,
+        job: &ScanJobId,
         report: Report,
         ports: &[u16],
     ) -> Result<(), CommandError> {
@@ -328,7 +328,7 @@ impl ScanWorker {
             .await
     }
 
-    async fn fail(&self, org: &str, job: &str, reason: &str) -> Outcome {
+    async fn fail(&self, org: &OrgId, job: &ScanJobId, reason: &str) -> Outcome {
         tracing::info!(job = %job, reason = %reason, "scan failed");
         match self.app.fail_scan(&scanner(), org, job, reason).await {
             Ok(()) => Outcome::Done,
@@ -342,5 +342,5 @@ impl ScanWorker {
 
 /// Workers act on jobs as the system actor `scanner`.
 fn scanner() -> EventMeta {
-    EventMeta::new(Actor::system_part("scanner"), new_id())
+    EventMeta::new(Actor::system_part("scanner"), new_id::<String>())
 }

@@ -10,7 +10,7 @@ use crate::log::{
 };
 use crate::reservations::{claims_sql, counts_sql, reserve, Reservations};
 use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write, BULK_VALUES};
-use easm_events::{chain_hash, from_micros, Event, RecordedEvent, GENESIS_HASH};
+use easm_events::{chain_hash, from_micros, Event, RecordedEvent, Role, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,7 +95,7 @@ impl EventLog {
             return Err(AppendError::TooLarge(count));
         }
         let backend = self.db.backend();
-        let mut tx = self.begin_locked(&req.org_id).await?;
+        let mut tx = self.begin_locked(req.org_id.as_str()).await?;
         let conn: &mut AnyConnection = &mut tx;
 
         let mut expected: BTreeMap<&str, i64> = req
@@ -111,9 +111,17 @@ impl EventLog {
         let ids: Vec<&str> = expected.keys().copied().collect();
         let plan = Reservations::of(&req.constraints);
         let with_head = plan.with_head(backend).then_some(&plan);
-        let (head, opened) = open(conn, backend, &req.org_id, &ids, with_head).await?;
+        let (head, opened) = open(conn, backend, req.org_id.as_str(), &ids, with_head).await?;
         check_versions(&expected, &opened.versions)?;
-        reserve(conn, backend, &req.org_id, &req.constraints, &plan, opened).await?;
+        reserve(
+            conn,
+            backend,
+            req.org_id.as_str(),
+            &req.constraints,
+            &plan,
+            opened,
+        )
+        .await?;
 
         let recorded = record(&req, &head, count);
         if recorded.is_empty() {
@@ -124,7 +132,7 @@ impl EventLog {
         let (seq, prev_hash) = (last.chain_seq, last.hash.clone());
         // The read models, when this log keeps them, are folded below in this transaction.
         let advanced = Advance {
-            org_id: &req.org_id,
+            org_id: req.org_id.as_str(),
             seq,
             hash: &prev_hash,
             projected: if self.projection.is_some() {
@@ -139,7 +147,7 @@ impl EventLog {
                 let events: Vec<Event> = req.streams.into_iter().flat_map(|s| s.events).collect();
                 // Events appended earlier by a log without read models come first.
                 let (mut earlier, mut typed_earlier) =
-                    org_chain_after(conn, &req.org_id, head.projected, head.seq).await?;
+                    org_chain_after(conn, req.org_id.as_str(), head.projected, head.seq).await?;
                 if earlier.is_empty() {
                     projection.project(conn, &recorded, &events).await?
                 } else {
@@ -493,10 +501,10 @@ fn bind_events<'q>(mut q: Query<'q>, events: &'q [RecordedEvent]) -> Query<'q> {
             .bind(&e.event_type)
             .bind(e.schema_version as i64)
             .bind(e.occurred_at.timestamp_micros())
-            .bind(&e.org_id)
+            .bind(e.org_id.as_str())
             .bind(e.actor.kind.as_str())
             .bind(&e.actor.id)
-            .bind(&e.actor.role)
+            .bind(e.actor.role.map(Role::as_str))
             .bind(&e.actor.source_ip)
             .bind(&e.request_id)
             .bind(&e.correlation_id)

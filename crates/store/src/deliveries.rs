@@ -5,6 +5,7 @@
 use crate::db::{Backend, Db};
 use crate::sql::{fuse, placeholders, value_rows, Val, Write};
 use crate::{error::StoreError, now_micros};
+use easm_events::{OrgId, WebhookId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +24,8 @@ pub const ONE_ATTEMPT: i64 = 1 << 30;
 #[derive(Clone, Debug)]
 pub struct NewDelivery {
     pub delivery_id: String,
-    pub org_id: String,
-    pub webhook_id: String,
+    pub org_id: OrgId,
+    pub webhook_id: WebhookId,
     pub event_id: String,
     pub event_type: String,
     pub payload: String,
@@ -36,8 +37,8 @@ pub struct NewDelivery {
 #[derive(Clone, Debug)]
 pub struct DueDelivery {
     pub delivery_id: String,
-    pub org_id: String,
-    pub webhook_id: String,
+    pub org_id: OrgId,
+    pub webhook_id: WebhookId,
     pub event_type: String,
     pub payload: String,
     pub attempts: i64,
@@ -74,7 +75,7 @@ fn failure_runs(batch: &[Finished]) -> Vec<(String, FailureRun)> {
     let mut by_endpoint: std::collections::BTreeMap<&str, Vec<(i64, bool)>> = Default::default();
     for f in batch {
         by_endpoint
-            .entry(&f.delivery.webhook_id)
+            .entry(f.delivery.webhook_id.as_str())
             .or_default()
             .push((f.attempt.started_at, f.next == NextStep::Succeeded));
     }
@@ -130,8 +131,8 @@ fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64
     for (d, holder, until) in rows {
         values.extend([
             Val::Text(d.delivery_id.clone()),
-            Val::Text(d.org_id.clone()),
-            Val::Text(d.webhook_id.clone()),
+            Val::Text(d.org_id.to_string()),
+            Val::Text(d.webhook_id.to_string()),
             Val::Text(d.event_id.clone()),
             Val::Text(d.event_type.clone()),
             Val::Text(d.payload.clone()),
@@ -245,7 +246,7 @@ impl DeliveryQueue {
         ttl: Duration,
         per_endpoint: i64,
         limit: i64,
-        skip: &[String],
+        skip: &[WebhookId],
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_micros();
         let skip_sql = if skip.is_empty() {
@@ -278,15 +279,15 @@ impl DeliveryQueue {
             .bind(per_endpoint)
             .bind(limit);
         for s in skip {
-            q = q.bind(s);
+            q = q.bind(s.as_str());
         }
         let rows = q.fetch_all(self.db.writer()).await?;
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
                     delivery_id: r.try_get("delivery_id")?,
-                    org_id: r.try_get("org_id")?,
-                    webhook_id: r.try_get("webhook_id")?,
+                    org_id: OrgId::new(r.try_get::<String, _>("org_id")?),
+                    webhook_id: WebhookId::new(r.try_get::<String, _>("webhook_id")?),
                     event_type: r.try_get("event_type")?,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
@@ -349,7 +350,7 @@ impl DeliveryQueue {
     /// Log attempts and move their deliveries on, all in one transaction (one commit for a whole
     /// batch of attempts), and a batch of up to 50 in one round trip. Returns the endpoints whose
     /// every attempt failed since a time (epoch microseconds), as that run now stands.
-    pub async fn finish(&self, batch: &[Finished]) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn finish(&self, batch: &[Finished]) -> Result<Vec<(WebhookId, i64)>, StoreError> {
         if batch.is_empty() {
             return Ok(vec![]);
         }
@@ -362,9 +363,9 @@ impl DeliveryQueue {
                 FailureRun::Continues(first) => continues.push((webhook_id, first)),
             }
         }
-        let mut failing: Vec<(String, i64)> = resets
+        let mut failing: Vec<(WebhookId, i64)> = resets
             .iter()
-            .filter_map(|(id, since)| since.map(|s| (id.clone(), s)))
+            .filter_map(|(id, since)| since.map(|s| (WebhookId::new(id), s)))
             .collect();
         let mut writes: Vec<Write> = vec![];
         for chunk in batch.chunks(50) {
@@ -375,7 +376,10 @@ impl DeliveryQueue {
         // Last, so that on PostgreSQL it is the statement whose rows come back.
         writes.extend(continues.chunks(50).map(continues_write));
         for r in self.run(&writes, batch.len() <= 50).await? {
-            failing.push((r.try_get("webhook_id")?, r.try_get("failing_since")?));
+            failing.push((
+                WebhookId::new(r.try_get::<String, _>("webhook_id")?),
+                r.try_get("failing_since")?,
+            ));
         }
         Ok(failing)
     }
@@ -397,13 +401,17 @@ impl DeliveryQueue {
 
     /// Send one delivery again (one attempt), whether it failed or succeeded; false if it is
     /// still pending.
-    pub async fn resend(&self, webhook_id: &str, delivery_id: &str) -> Result<bool, StoreError> {
+    pub async fn resend(
+        &self,
+        webhook_id: &WebhookId,
+        delivery_id: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
             "{REQUEUE} WHERE webhook_id = $3 AND delivery_id = $4 AND status <> 'pending'"
         ))
         .bind(now_micros())
         .bind(ONE_ATTEMPT)
-        .bind(webhook_id)
+        .bind(webhook_id.as_str())
         .bind(delivery_id)
         .execute(self.db.writer())
         .await?;
@@ -412,13 +420,13 @@ impl DeliveryQueue {
 
     /// Send every failed delivery of an endpoint created at or after `since` again (one attempt
     /// each); returns how many.
-    pub async fn recover(&self, webhook_id: &str, since: i64) -> Result<u64, StoreError> {
+    pub async fn recover(&self, webhook_id: &WebhookId, since: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(&format!(
             "{REQUEUE} WHERE webhook_id = $3 AND status = 'failed' AND created_at >= $4"
         ))
         .bind(now_micros())
         .bind(ONE_ATTEMPT)
-        .bind(webhook_id)
+        .bind(webhook_id.as_str())
         .bind(since)
         .execute(self.db.writer())
         .await?;
@@ -432,7 +440,7 @@ fn attempts_write(chunk: &[Finished]) -> Write {
         values.extend([
             Val::Text(f.delivery.delivery_id.clone()),
             Val::Int(f.delivery.attempts + 1),
-            Val::Text(f.delivery.webhook_id.clone()),
+            Val::Text(f.delivery.webhook_id.to_string()),
             Val::Int(f.attempt.started_at),
             Val::Int(f.attempt.duration_ms),
             Val::OptInt(f.attempt.status_code),

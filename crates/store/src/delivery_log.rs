@@ -2,6 +2,7 @@
 
 use crate::deliveries::{DeliveryQueue, PENDING};
 use crate::error::StoreError;
+use easm_events::WebhookId;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -58,7 +59,7 @@ impl DeliveryQueue {
     /// One page of an endpoint's deliveries, newest first, each with its attempts.
     pub async fn list(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         status: Option<&str>,
         page: i64,
         per_page: i64,
@@ -66,7 +67,7 @@ impl DeliveryQueue {
         let filter = "webhook_id = $1 AND ($2 IS NULL OR status = $2)";
         let total: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries WHERE {filter}"))
-                .bind(webhook_id)
+                .bind(webhook_id.as_str())
                 .bind(status)
                 .fetch_one(self.db.reader())
                 .await?;
@@ -74,7 +75,7 @@ impl DeliveryQueue {
             "SELECT {RECORD_COLUMNS} FROM deliveries WHERE {filter} \
              ORDER BY created_at DESC, delivery_id DESC LIMIT $3 OFFSET $4"
         ))
-        .bind(webhook_id)
+        .bind(webhook_id.as_str())
         .bind(status)
         .bind(per_page)
         .bind((page - 1) * per_page)
@@ -87,13 +88,13 @@ impl DeliveryQueue {
 
     pub async fn get(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         delivery_id: &str,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {RECORD_COLUMNS} FROM deliveries WHERE webhook_id = $1 AND delivery_id = $2"
         ))
-        .bind(webhook_id)
+        .bind(webhook_id.as_str())
         .bind(delivery_id)
         .fetch_optional(self.db.reader())
         .await?;

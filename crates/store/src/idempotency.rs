@@ -2,6 +2,7 @@
 //! the first answer instead of acting twice.
 
 use crate::{db::Db, error::StoreError, now_micros};
+use easm_events::OrgId;
 use sqlx::Row;
 
 /// How long a key is remembered.
@@ -32,7 +33,7 @@ impl IdempotencyStore {
 
     pub async fn claim(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         key: &str,
         fingerprint: &str,
     ) -> Result<Claim, StoreError> {
@@ -42,7 +43,7 @@ impl IdempotencyStore {
             "DELETE FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2 \
              AND (created_at < $3 OR (status = 0 AND created_at < $4))",
         )
-        .bind(org_id)
+        .bind(org_id.as_str())
         .bind(key)
         .bind(now - RETENTION_MICROS)
         .bind(now - STALE_PENDING_MICROS)
@@ -52,7 +53,7 @@ impl IdempotencyStore {
             "INSERT INTO idempotency_keys (org_id, idem_key, fingerprint, status, body, created_at) \
              VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (org_id, idem_key) DO NOTHING",
         )
-        .bind(org_id)
+        .bind(org_id.as_str())
         .bind(key)
         .bind(fingerprint)
         .bind(now)
@@ -65,7 +66,7 @@ impl IdempotencyStore {
             let row = sqlx::query(
                 "SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2",
             )
-            .bind(org_id)
+            .bind(org_id.as_str())
             .bind(key)
             .fetch_one(&mut *tx)
             .await?;
@@ -88,7 +89,7 @@ impl IdempotencyStore {
 
     pub async fn complete(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         key: &str,
         status: u16,
         body: &str,
@@ -96,7 +97,7 @@ impl IdempotencyStore {
         sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE org_id = $3 AND idem_key = $4")
             .bind(status as i64)
             .bind(body)
-            .bind(org_id)
+            .bind(org_id.as_str())
             .bind(key)
             .execute(self.db.writer())
             .await?;
@@ -104,9 +105,9 @@ impl IdempotencyStore {
     }
 
     /// Forget a key whose request failed on our side, so the client's retry runs again.
-    pub async fn abandon(&self, org_id: &str, key: &str) -> Result<(), StoreError> {
+    pub async fn abandon(&self, org_id: &OrgId, key: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2")
-            .bind(org_id)
+            .bind(org_id.as_str())
             .bind(key)
             .execute(self.db.writer())
             .await?;

@@ -13,7 +13,9 @@ use crate::db::{Backend, Db};
 use crate::error::StoreError;
 use crate::reservations::count_scope;
 use crate::sql::{chunk_rows, placeholders, Filter};
-use easm_events::{decode, from_micros, Actor, ActorKind, Event, EventMeta, RecordedEvent};
+use easm_events::{
+    decode, from_micros, Actor, ActorKind, Event, EventMeta, OrgId, RecordedEvent, Role,
+};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::sync::Arc;
@@ -96,7 +98,7 @@ pub struct FeedFilter {
 }
 
 pub struct AppendRequest {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub meta: EventMeta,
     pub streams: Vec<StreamAppend>,
     pub constraints: Vec<Constraint>,
@@ -128,11 +130,14 @@ pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
         event_type: r.try_get("event_type")?,
         schema_version: r.try_get::<i64, _>("schema_version")? as i32,
         occurred_at: from_micros(r.try_get("occurred_at")?),
-        org_id: r.try_get("org_id")?,
+        org_id: OrgId::new(r.try_get::<String, _>("org_id")?),
         actor: Actor {
             kind: ActorKind::parse(&kind).ok_or_else(|| corrupt(format!("actor kind {kind}")))?,
             id: r.try_get("actor_id")?,
-            role: r.try_get("actor_role")?,
+            role: r
+                .try_get::<Option<String>, _>("actor_role")?
+                .map(|role| Role::parse(&role).ok_or_else(|| corrupt(format!("actor role {role}"))))
+                .transpose()?,
             source_ip: r.try_get("actor_ip")?,
             user_agent: r.try_get("actor_agent")?,
         },
@@ -175,14 +180,14 @@ impl EventLog {
     /// another organization reads as empty.
     pub async fn load(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         stream_id: &str,
     ) -> Result<(i64, Vec<Event>), StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND org_id = $2 ORDER BY stream_version"
         ))
         .bind(stream_id)
-        .bind(org_id)
+        .bind(org_id.as_str())
         .fetch_all(self.db.reader())
         .await?;
         let mut events = Vec::with_capacity(rows.len());
@@ -198,7 +203,7 @@ impl EventLog {
     /// One page of a stream's events within an organization, oldest first, and the total.
     pub async fn stream_page(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         stream_id: &str,
         offset: i64,
         limit: i64,
@@ -206,7 +211,7 @@ impl EventLog {
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE stream_id = $1 AND org_id = $2")
                 .bind(stream_id)
-                .bind(org_id)
+                .bind(org_id.as_str())
                 .fetch_one(self.db.reader())
                 .await?;
         let rows = sqlx::query(&format!(
@@ -214,7 +219,7 @@ impl EventLog {
              ORDER BY stream_version LIMIT $3 OFFSET $4"
         ))
         .bind(stream_id)
-        .bind(org_id)
+        .bind(org_id.as_str())
         .bind(limit)
         .bind(offset)
         .fetch_all(self.db.reader())
@@ -304,13 +309,16 @@ impl EventLog {
     /// writes at once. The event feed and audit exports read this.
     pub async fn org_after(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         after: i64,
         limit: i64,
         filter: &FeedFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let (sql, binds) = self.feed_sql(filter, COLUMNS);
-        let mut q = sqlx::query(&sql).bind(org_id).bind(after).bind(limit);
+        let mut q = sqlx::query(&sql)
+            .bind(org_id.as_str())
+            .bind(after)
+            .bind(limit);
         for b in &binds {
             q = q.bind(b);
         }
@@ -319,11 +327,11 @@ impl EventLog {
     }
 
     /// How many events [`Self::org_after`] would give from the start (for progress).
-    pub async fn org_count(&self, org_id: &str, filter: &FeedFilter) -> Result<i64, StoreError> {
+    pub async fn org_count(&self, org_id: &OrgId, filter: &FeedFilter) -> Result<i64, StoreError> {
         let (inner, binds) = self.feed_sql(filter, "1");
         let sql = format!("SELECT COUNT(*) FROM ({inner}) AS feed");
         let mut q = sqlx::query_scalar(&sql)
-            .bind(org_id)
+            .bind(org_id.as_str())
             .bind(0i64)
             .bind(i64::MAX);
         for b in &binds {
@@ -360,12 +368,12 @@ impl EventLog {
     /// One page of an organization's audit trail, newest first, and the total.
     pub async fn audit_page(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         f: &AuditFilter,
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
-        let mut w = Filter::by("org_id", org_id);
+        let mut w = Filter::by("org_id", org_id.as_str());
         w.eq("actor_id", f.actor.as_deref());
         w.any("event_type", &f.actions);
         if let Some(r) = &f.resource {
@@ -413,7 +421,7 @@ impl EventLog {
     /// Which of `keys` are reserved in an organization's `scope`, with their owners.
     pub async fn reservations(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         scope: &str,
         keys: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
@@ -423,7 +431,7 @@ impl EventLog {
                 "SELECT key, owner FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
                 placeholders(3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(org_id).bind(scope);
+            let mut q = sqlx::query(&sql).bind(org_id.as_str()).bind(scope);
             for key in chunk {
                 q = q.bind(key);
             }
@@ -435,8 +443,8 @@ impl EventLog {
     }
 
     /// How many keys an organization's `scope` holds.
-    pub async fn count_reservations(&self, org_id: &str, scope: &str) -> Result<u64, StoreError> {
+    pub async fn count_reservations(&self, org_id: &OrgId, scope: &str) -> Result<u64, StoreError> {
         let mut conn = self.db.reader().acquire().await?;
-        Ok(count_scope(&mut conn, org_id, scope).await?.max(0) as u64)
+        Ok(count_scope(&mut conn, org_id.as_str(), scope).await?.max(0) as u64)
     }
 }

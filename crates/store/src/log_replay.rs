@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::log::EventLog;
-use easm_events::{decode_str, Event};
+use easm_events::{decode_str, Event, OrgId};
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 use sqlx::{AnyConnection, PgConnection, Row};
@@ -22,7 +22,7 @@ pub enum LogSource<'a> {
 pub struct ReplayEvent {
     pub position: i64,
     pub chain_seq: i64,
-    pub org_id: String,
+    pub org_id: OrgId,
     /// Epoch microseconds.
     pub occurred_at: i64,
     pub actor_id: String,
@@ -43,7 +43,7 @@ fn replay_event(
     Ok(ReplayEvent {
         position,
         chain_seq,
-        org_id,
+        org_id: OrgId::new(org_id),
         occurred_at,
         actor_id,
         event,

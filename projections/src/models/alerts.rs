@@ -2,19 +2,19 @@
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{ReadModel, Table};
+use crate::table::{id, ReadModel, Table};
 use easm_domain::AlertStatus;
-use easm_events::Event;
+use easm_events::{AlertId, AssetId, Event, MonitorId, OrgId, ScanJobId};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertRow {
-    pub org_id: String,
-    pub monitor_id: String,
-    pub asset_id: String,
-    pub scan_job_id: String,
+    pub org_id: OrgId,
+    pub monitor_id: MonitorId,
+    pub asset_id: AssetId,
+    pub scan_job_id: ScanJobId,
     pub alert_type: String,
     pub severity: String,
     pub title: String,
@@ -58,9 +58,9 @@ impl ReadModel for Alerts {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::AlertCreated(a) => Some(&a.alert_id),
-            Event::AlertAcknowledged(a) => Some(&a.alert_id),
-            Event::AlertResolved(a) => Some(&a.alert_id),
+            Event::AlertCreated(a) => Some(a.alert_id.as_str()),
+            Event::AlertAcknowledged(a) => Some(a.alert_id.as_str()),
+            Event::AlertResolved(a) => Some(a.alert_id.as_str()),
             _ => None,
         }
     }
@@ -70,7 +70,7 @@ impl ReadModel for Alerts {
         let by = || Some(origin.actor_id.to_string());
         match event {
             Event::AlertCreated(a) => create(rows, &a.alert_id, || AlertRow {
-                org_id: origin.org_id.to_string(),
+                org_id: origin.org_id.clone(),
                 monitor_id: a.monitor_id.clone(),
                 asset_id: a.asset_id.clone(),
                 scan_job_id: a.scan_job_id.clone(),
@@ -115,10 +115,10 @@ impl ReadModel for Alerts {
 
     fn vals(row: &AlertRow) -> Vec<Val> {
         vec![
-            Val::Text(row.org_id.clone()),
-            Val::Text(row.monitor_id.clone()),
-            Val::Text(row.asset_id.clone()),
-            Val::Text(row.scan_job_id.clone()),
+            Val::Text(row.org_id.to_string()),
+            Val::Text(row.monitor_id.to_string()),
+            Val::Text(row.asset_id.to_string()),
+            Val::Text(row.scan_job_id.to_string()),
             Val::Text(row.alert_type.clone()),
             Val::Text(row.severity.clone()),
             Val::Text(row.title.clone()),
@@ -136,10 +136,10 @@ impl ReadModel for Alerts {
 
     fn parse(r: &AnyRow) -> Result<AlertRow, StoreError> {
         Ok(AlertRow {
-            org_id: r.try_get("org_id")?,
-            monitor_id: r.try_get("monitor_id")?,
-            asset_id: r.try_get("asset_id")?,
-            scan_job_id: r.try_get("scan_job_id")?,
+            org_id: id(r, "org_id")?,
+            monitor_id: id(r, "monitor_id")?,
+            asset_id: id(r, "asset_id")?,
+            scan_job_id: id(r, "scan_job_id")?,
             alert_type: r.try_get("alert_type")?,
             severity: r.try_get("severity")?,
             title: r.try_get("title")?,
@@ -191,9 +191,9 @@ fn alert(r: &AnyRow) -> Result<AlertView, StoreError> {
     let row = Alerts::parse(r)?;
     Ok(AlertView {
         id: r.try_get("alert_id")?,
-        monitor_id: row.monitor_id,
-        asset_id: row.asset_id,
-        scan_job_id: row.scan_job_id,
+        monitor_id: row.monitor_id.into_string(),
+        asset_id: row.asset_id.into_string(),
+        scan_job_id: row.scan_job_id.into_string(),
         alert_type: row.alert_type,
         severity: row.severity,
         title: row.title,
@@ -221,11 +221,11 @@ pub struct AlertFilter {
 impl ReadModels {
     pub async fn alerts(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         f: &AlertFilter,
         p: PageRequest,
     ) -> Result<Page<AlertView>, StoreError> {
-        let mut w = Filter::by("l.org_id", org_id);
+        let mut w = Filter::by("l.org_id", org_id.as_str());
         w.eq("l.status", f.status.as_deref());
         w.eq("l.severity", f.severity.as_deref());
         w.eq("l.monitor_id", f.monitor_id.as_deref());
@@ -242,7 +242,11 @@ impl ReadModels {
         .await
     }
 
-    pub async fn alert(&self, org_id: &str, id: &str) -> Result<Option<AlertView>, StoreError> {
+    pub async fn alert(
+        &self,
+        org_id: &OrgId,
+        id: &AlertId,
+    ) -> Result<Option<AlertView>, StoreError> {
         self.org_row(
             ALERT_COLUMNS,
             "rm_alerts l",

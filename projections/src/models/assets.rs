@@ -3,16 +3,16 @@
 
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, ReadState, RowMap};
-use crate::table::{to_json, ChildTable, ReadModel, Table};
-use easm_events::{Event, RecordedEvent};
+use crate::table::{id, to_json, ChildTable, ReadModel, Table};
+use easm_events::{AssetId, Event, GroupId, OrgId, RecordedEvent};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AssetRow {
-    pub org_id: String,
-    pub group_id: String,
+    pub org_id: OrgId,
+    pub group_id: GroupId,
     pub value: String,
     pub asset_type: String,
     pub tags: Vec<String>,
@@ -42,9 +42,9 @@ impl ReadModel for Assets {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::AssetAdded(a) => Some(&a.asset_id),
-            Event::AssetUpdated(a) => Some(&a.asset_id),
-            Event::AssetRemoved(a) => Some(&a.asset_id),
+            Event::AssetAdded(a) => Some(a.asset_id.as_str()),
+            Event::AssetUpdated(a) => Some(a.asset_id.as_str()),
+            Event::AssetRemoved(a) => Some(a.asset_id.as_str()),
             _ => None,
         }
     }
@@ -53,7 +53,7 @@ impl ReadModel for Assets {
         let at = origin.at;
         match event {
             Event::AssetAdded(a) => create(rows, &a.asset_id, || AssetRow {
-                org_id: origin.org_id.to_string(),
+                org_id: origin.org_id.clone(),
                 group_id: a.group_id.clone(),
                 value: a.value.clone(),
                 asset_type: a.asset_type.clone(),
@@ -77,7 +77,7 @@ impl ReadModel for Assets {
                 }
             }
             Event::AssetRemoved(a) => {
-                rows.insert(a.asset_id.clone(), None);
+                rows.insert(a.asset_id.to_string(), None);
             }
             _ => {}
         }
@@ -85,8 +85,8 @@ impl ReadModel for Assets {
 
     fn vals(row: &AssetRow) -> Vec<Val> {
         vec![
-            Val::Text(row.org_id.clone()),
-            Val::Text(row.group_id.clone()),
+            Val::Text(row.org_id.to_string()),
+            Val::Text(row.group_id.to_string()),
             Val::Text(row.value.clone()),
             Val::Text(row.asset_type.clone()),
             Val::Text(to_json(&row.tags)),
@@ -98,8 +98,8 @@ impl ReadModel for Assets {
 
     fn parse(r: &AnyRow) -> Result<AssetRow, StoreError> {
         Ok(AssetRow {
-            org_id: r.try_get("org_id")?,
-            group_id: r.try_get("group_id")?,
+            org_id: id(r, "org_id")?,
+            group_id: id(r, "group_id")?,
             value: r.try_get("value")?,
             asset_type: r.try_get("asset_type")?,
             tags: Self::TABLE.json(r, "tags")?,
@@ -124,7 +124,7 @@ fn tag_rows(rows: &RowMap<AssetRow>) -> Vec<Val> {
     rows.iter()
         .filter_map(|(id, a)| a.as_ref().map(|a| (id, a)))
         .flat_map(|(id, a)| a.tags.iter().map(move |t| (id, &a.org_id, t)))
-        .flat_map(|(id, org, tag)| [id, org, tag].map(|v| Val::Text(v.to_string())))
+        .flat_map(|(id, org, tag)| [id.as_str(), org.as_str(), tag].map(|v| Val::Text(v.into())))
         .collect()
 }
 
@@ -164,7 +164,7 @@ fn asset_view(id: String, row: AssetRow) -> AssetView {
         id,
         value: row.value,
         asset_type: row.asset_type,
-        group_id: row.group_id,
+        group_id: row.group_id.into_string(),
         tags: row.tags,
         criticality: row.criticality,
         created_at: iso(row.created_at),
@@ -187,8 +187,8 @@ pub fn added_assets(recorded: &[RecordedEvent]) -> Result<Vec<AssetView>, StoreE
     Ok(order
         .into_iter()
         .filter_map(|id| {
-            let row = state.assets.remove(&id).flatten()?;
-            Some(asset_view(id, row))
+            let row = state.assets.remove(id.as_str()).flatten()?;
+            Some(asset_view(id.into_string(), row))
         })
         .collect())
 }
@@ -196,11 +196,11 @@ pub fn added_assets(recorded: &[RecordedEvent]) -> Result<Vec<AssetView>, StoreE
 impl ReadModels {
     pub async fn assets(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         f: &AssetFilter,
         p: PageRequest,
     ) -> Result<Page<AssetView>, StoreError> {
-        let mut w = Filter::by("a.org_id", org_id);
+        let mut w = Filter::by("a.org_id", org_id.as_str());
         w.eq("a.asset_type", f.asset_type.as_deref());
         w.eq("a.group_id", f.group_id.as_deref());
         w.eq("a.criticality", f.criticality.as_deref());
@@ -227,8 +227,8 @@ impl ReadModels {
 
     pub async fn asset(
         &self,
-        org_id: &str,
-        asset_id: &str,
+        org_id: &OrgId,
+        asset_id: &AssetId,
     ) -> Result<Option<AssetView>, StoreError> {
         self.org_row(
             ASSET_COLUMNS,

@@ -4,21 +4,23 @@
 
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{to_json, ChildTable, ReadModel, Table};
-use easm_events::{Detection, Event, FindingStatus, SeverityCounts};
+use crate::table::{id, to_json, ChildTable, ReadModel, Table};
+use easm_events::{
+    AssetId, Detection, Event, FindingId, FindingStatus, OrgId, ScanJobId, SeverityCounts,
+};
 use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FindingRow {
-    pub org_id: String,
-    pub asset_id: String,
+    pub org_id: OrgId,
+    pub asset_id: AssetId,
     pub detection: Detection,
     pub status: FindingStatus,
     pub assignee: Option<String>,
     pub notes: Option<String>,
-    pub scan_job_ids: Vec<String>,
+    pub scan_job_ids: Vec<ScanJobId>,
     pub detection_count: i64,
     pub first_detected: i64,
     pub last_detected: i64,
@@ -62,12 +64,12 @@ impl ReadModel for Findings {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::FindingNew(f) => Some(&f.finding_id),
-            Event::FindingRedetected(f) => Some(&f.finding_id),
-            Event::FindingReopened(f) => Some(&f.finding_id),
-            Event::FindingResolved(f) => Some(&f.finding_id),
-            Event::FindingStatusChanged(f) => Some(&f.finding_id),
-            Event::FindingUpdated(f) => Some(&f.finding_id),
+            Event::FindingNew(f) => Some(f.finding_id.as_str()),
+            Event::FindingRedetected(f) => Some(f.finding_id.as_str()),
+            Event::FindingReopened(f) => Some(f.finding_id.as_str()),
+            Event::FindingResolved(f) => Some(f.finding_id.as_str()),
+            Event::FindingStatusChanged(f) => Some(f.finding_id.as_str()),
+            Event::FindingUpdated(f) => Some(f.finding_id.as_str()),
             _ => None,
         }
     }
@@ -76,7 +78,7 @@ impl ReadModel for Findings {
         let at = origin.at;
         match event {
             Event::FindingNew(f) => create(rows, &f.finding_id, || FindingRow {
-                org_id: origin.org_id.to_string(),
+                org_id: origin.org_id.clone(),
                 asset_id: f.asset_id.clone(),
                 detection: (*f.detection).clone(),
                 status: FindingStatus::Open,
@@ -133,8 +135,8 @@ impl ReadModel for Findings {
     fn vals(row: &FindingRow) -> Vec<Val> {
         let d = &row.detection;
         vec![
-            Val::Text(row.org_id.clone()),
-            Val::Text(row.asset_id.clone()),
+            Val::Text(row.org_id.to_string()),
+            Val::Text(row.asset_id.to_string()),
             Val::Text(d.template_id.clone()),
             Val::Text(d.title.clone()),
             Val::Text(d.severity.clone()),
@@ -162,8 +164,8 @@ impl ReadModel for Findings {
 
     fn parse(r: &AnyRow) -> Result<FindingRow, StoreError> {
         Ok(FindingRow {
-            org_id: r.try_get("org_id")?,
-            asset_id: r.try_get("asset_id")?,
+            org_id: id(r, "org_id")?,
+            asset_id: id(r, "asset_id")?,
             detection: Detection {
                 template_id: r.try_get("template_id")?,
                 title: r.try_get("title")?,
@@ -201,7 +203,7 @@ impl ReadModel for Findings {
             if let Event::ScanDeleted(d) = e {
                 let sql = format!("SELECT finding_id FROM {JOBS} WHERE scan_job_id = $1");
                 let detected: Vec<String> = sqlx::query_scalar(&sql)
-                    .bind(&d.scan_job_id)
+                    .bind(d.scan_job_id.as_str())
                     .fetch_all(&mut *conn)
                     .await?;
                 keys.extend(detected);
@@ -228,13 +230,15 @@ fn job_rows(rows: &RowMap<FindingRow>) -> Vec<Val> {
     rows.iter()
         .filter_map(|(id, f)| f.as_ref().map(|f| (id, f)))
         .flat_map(|(id, f)| f.scan_job_ids.iter().map(move |j| (id, j, &f.org_id)))
-        .flat_map(|(id, job, org)| [id, job, org].map(|v| Val::Text(v.to_string())))
+        .flat_map(|(id, job, org)| {
+            [id.as_str(), job.as_str(), org.as_str()].map(|v| Val::Text(v.into()))
+        })
         .collect()
 }
 
 fn set_status(
     rows: &mut RowMap<FindingRow>,
-    id: &str,
+    id: &FindingId,
     status: FindingStatus,
     notes: &Option<String>,
     at: i64,
@@ -313,7 +317,7 @@ fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
     let d = row.detection;
     Ok(FindingView {
         id: r.try_get("finding_id")?,
-        asset_id: row.asset_id,
+        asset_id: row.asset_id.into_string(),
         template_id: d.template_id,
         title: d.title,
         severity: d.severity,
@@ -331,7 +335,7 @@ fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
         status: row.status.as_str().into(),
         assignee: row.assignee,
         notes: row.notes,
-        scan_job_ids: row.scan_job_ids,
+        scan_job_ids: row.scan_job_ids.into_iter().map(String::from).collect(),
         detection_count: row.detection_count,
         first_detected: iso(row.first_detected),
         last_detected: iso(row.last_detected),
@@ -340,8 +344,8 @@ fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
 }
 
 /// The conditions of `f`.
-fn finding_filter(org_id: &str, f: &FindingFilter) -> Filter {
-    let mut w = Filter::by("f.org_id", org_id);
+fn finding_filter(org_id: &OrgId, f: &FindingFilter) -> Filter {
+    let mut w = Filter::by("f.org_id", org_id.as_str());
     w.push(DETECTED);
     w.any("f.severity", &f.severities);
     w.eq("f.status", f.status.as_deref());
@@ -369,7 +373,7 @@ fn finding_filter(org_id: &str, f: &FindingFilter) -> Filter {
 impl ReadModels {
     pub async fn findings(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         f: &FindingFilter,
         p: PageRequest,
     ) -> Result<Page<FindingView>, StoreError> {
@@ -383,7 +387,11 @@ impl ReadModels {
             .await
     }
 
-    pub async fn finding(&self, org_id: &str, id: &str) -> Result<Option<FindingView>, StoreError> {
+    pub async fn finding(
+        &self,
+        org_id: &OrgId,
+        id: &FindingId,
+    ) -> Result<Option<FindingView>, StoreError> {
         let found = self
             .org_row(
                 FINDING_COLUMNS,
@@ -401,8 +409,8 @@ impl ReadModels {
     /// Unresolved (open or acknowledged) findings of an asset per severity.
     pub async fn unresolved_by_severity(
         &self,
-        org_id: &str,
-        asset_id: &str,
+        org_id: &OrgId,
+        asset_id: &AssetId,
     ) -> Result<SeverityCounts, StoreError> {
         let rows = sqlx::query(
             &format!(
@@ -410,8 +418,8 @@ impl ReadModels {
                  AND status IN ('open', 'acknowledged') AND {DETECTED} GROUP BY severity"
             ),
         )
-        .bind(org_id)
-        .bind(asset_id)
+        .bind(org_id.as_str())
+        .bind(asset_id.as_str())
         .fetch_all(self.db.reader())
         .await?;
         let mut c = SeverityCounts::default();
@@ -425,17 +433,18 @@ impl ReadModels {
     /// Open or acknowledged findings of an asset: those a completed scan may auto-resolve.
     pub async fn unresolved_findings(
         &self,
-        org_id: &str,
-        asset_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(&format!(
+        org_id: &OrgId,
+        asset_id: &AssetId,
+    ) -> Result<Vec<FindingId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT finding_id FROM rm_findings f WHERE org_id = $1 AND asset_id = $2 \
                  AND status IN ('open', 'acknowledged') AND {DETECTED} ORDER BY finding_id"
         ))
-        .bind(org_id)
-        .bind(asset_id)
+        .bind(org_id.as_str())
+        .bind(asset_id.as_str())
         .fetch_all(self.db.reader())
-        .await?)
+        .await?;
+        Ok(ids.into_iter().map(FindingId::new).collect())
     }
 }
 

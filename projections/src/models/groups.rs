@@ -2,8 +2,8 @@
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{ReadModel, Table};
-use easm_events::Event;
+use crate::table::{id, ReadModel, Table};
+use easm_events::{Event, GroupId, OrgId};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupRow {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -29,9 +29,9 @@ impl ReadModel for Groups {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::GroupCreated(g) => Some(&g.group_id),
-            Event::GroupRenamed(g) => Some(&g.group_id),
-            Event::GroupDeleted(g) => Some(&g.group_id),
+            Event::GroupCreated(g) => Some(g.group_id.as_str()),
+            Event::GroupRenamed(g) => Some(g.group_id.as_str()),
+            Event::GroupDeleted(g) => Some(g.group_id.as_str()),
             _ => None,
         }
     }
@@ -40,7 +40,7 @@ impl ReadModel for Groups {
         let at = origin.at;
         match event {
             Event::GroupCreated(g) => create(rows, &g.group_id, || GroupRow {
-                org_id: origin.org_id.to_string(),
+                org_id: origin.org_id.clone(),
                 name: g.name.clone(),
                 created_at: at,
                 updated_at: at,
@@ -52,7 +52,7 @@ impl ReadModel for Groups {
                 }
             }
             Event::GroupDeleted(g) => {
-                rows.insert(g.group_id.clone(), None);
+                rows.insert(g.group_id.to_string(), None);
             }
             _ => {}
         }
@@ -60,7 +60,7 @@ impl ReadModel for Groups {
 
     fn vals(row: &GroupRow) -> Vec<Val> {
         vec![
-            Val::Text(row.org_id.clone()),
+            Val::Text(row.org_id.to_string()),
             Val::Text(row.name.clone()),
             Val::Int(row.created_at),
             Val::Int(row.updated_at),
@@ -69,7 +69,7 @@ impl ReadModel for Groups {
 
     fn parse(r: &AnyRow) -> Result<GroupRow, StoreError> {
         Ok(GroupRow {
-            org_id: r.try_get("org_id")?,
+            org_id: id(r, "org_id")?,
             name: r.try_get("name")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
@@ -115,7 +115,7 @@ fn group(r: &AnyRow) -> Result<GroupView, StoreError> {
 impl ReadModels {
     pub async fn groups(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         p: PageRequest,
     ) -> Result<Page<GroupView>, StoreError> {
         let order = "g.created_at, g.group_id";
@@ -125,8 +125,8 @@ impl ReadModels {
 
     pub async fn group(
         &self,
-        org_id: &str,
-        group_id: &str,
+        org_id: &OrgId,
+        group_id: &GroupId,
     ) -> Result<Option<GroupView>, StoreError> {
         self.org_row(
             GROUP_COLUMNS,
@@ -142,8 +142,8 @@ impl ReadModels {
 
     pub async fn group_summary(
         &self,
-        org_id: &str,
-        group_id: &str,
+        org_id: &OrgId,
+        group_id: &GroupId,
     ) -> Result<Option<GroupSummary>, StoreError> {
         let Some(g) = self.group(org_id, group_id).await? else {
             return Ok(None);
@@ -163,7 +163,7 @@ impl ReadModels {
             let rows = sqlx::query(&format!(
                 "SELECT {column} AS k, COUNT(*) AS n FROM rm_assets WHERE group_id = $1 GROUP BY {column}"
             ))
-            .bind(group_id)
+            .bind(group_id.as_str())
             .fetch_all(self.db.reader())
             .await?;
             for r in rows {

@@ -3,18 +3,18 @@
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{to_json, ReadModel, Table};
+use crate::table::{id, opt_id, to_json, ReadModel, Table};
 use easm_domain::Plan;
-use easm_events::Event;
+use easm_events::{AssetId, Event, GroupId, MonitorId, OrgId, ScanJobId};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorRow {
-    pub org_id: String,
-    pub asset_id: Option<String>,
-    pub group_id: Option<String>,
+    pub org_id: OrgId,
+    pub asset_id: Option<AssetId>,
+    pub group_id: Option<GroupId>,
     pub frequency_hours: i64,
     pub profile: String,
     pub ports: Option<Vec<u16>>,
@@ -22,7 +22,7 @@ pub struct MonitorRow {
     pub last_run_at: Option<i64>,
     pub next_run_at: Option<i64>,
     pub run_count: i64,
-    pub last_scan_job_ids: Vec<String>,
+    pub last_scan_job_ids: Vec<ScanJobId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -64,10 +64,10 @@ impl ReadModel for Monitors {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::MonitorCreated(m) => Some(&m.monitor_id),
-            Event::MonitorUpdated(m) => Some(&m.monitor_id),
-            Event::MonitorDeleted(m) => Some(&m.monitor_id),
-            Event::MonitorTriggered(m) => Some(&m.monitor_id),
+            Event::MonitorCreated(m) => Some(m.monitor_id.as_str()),
+            Event::MonitorUpdated(m) => Some(m.monitor_id.as_str()),
+            Event::MonitorDeleted(m) => Some(m.monitor_id.as_str()),
+            Event::MonitorTriggered(m) => Some(m.monitor_id.as_str()),
             _ => None,
         }
     }
@@ -77,7 +77,7 @@ impl ReadModel for Monitors {
         match event {
             Event::MonitorCreated(m) => create(rows, &m.monitor_id, || {
                 let mut row = MonitorRow {
-                    org_id: origin.org_id.to_string(),
+                    org_id: origin.org_id.clone(),
                     asset_id: m.asset_id.clone(),
                     group_id: m.group_id.clone(),
                     frequency_hours: i64::from(m.frequency_hours),
@@ -121,7 +121,7 @@ impl ReadModel for Monitors {
                 }
             }
             Event::MonitorDeleted(m) => {
-                rows.insert(m.monitor_id.clone(), None);
+                rows.insert(m.monitor_id.to_string(), None);
             }
             _ => {}
         }
@@ -129,9 +129,9 @@ impl ReadModel for Monitors {
 
     fn vals(row: &MonitorRow) -> Vec<Val> {
         vec![
-            Val::Text(row.org_id.clone()),
-            Val::OptText(row.asset_id.clone()),
-            Val::OptText(row.group_id.clone()),
+            Val::Text(row.org_id.to_string()),
+            Val::OptText(row.asset_id.as_ref().map(ToString::to_string)),
+            Val::OptText(row.group_id.as_ref().map(ToString::to_string)),
             Val::Int(row.frequency_hours),
             Val::Text(row.profile.clone()),
             Val::OptText(row.ports.as_ref().map(to_json)),
@@ -147,9 +147,9 @@ impl ReadModel for Monitors {
 
     fn parse(r: &AnyRow) -> Result<MonitorRow, StoreError> {
         Ok(MonitorRow {
-            org_id: r.try_get("org_id")?,
-            asset_id: r.try_get("asset_id")?,
-            group_id: r.try_get("group_id")?,
+            org_id: id(r, "org_id")?,
+            asset_id: opt_id(r, "asset_id")?,
+            group_id: opt_id(r, "group_id")?,
             frequency_hours: r.try_get("frequency_hours")?,
             profile: r.try_get("profile")?,
             ports: Self::TABLE.opt_json(r, "ports")?,
@@ -201,8 +201,8 @@ fn monitor(r: &AnyRow) -> Result<MonitorView, StoreError> {
             "group"
         }
         .into(),
-        asset_id: row.asset_id,
-        group_id: row.group_id,
+        asset_id: row.asset_id.map(String::from),
+        group_id: row.group_id.map(String::from),
         frequency_hours: row.frequency_hours,
         profile: row.profile,
         ports: row.ports,
@@ -210,7 +210,11 @@ fn monitor(r: &AnyRow) -> Result<MonitorView, StoreError> {
         last_run_at: row.last_run_at.map(iso),
         next_run_at: row.next_run_at.map(iso),
         run_count: row.run_count,
-        last_scan_job_ids: row.last_scan_job_ids,
+        last_scan_job_ids: row
+            .last_scan_job_ids
+            .into_iter()
+            .map(String::from)
+            .collect(),
         created_at: iso(row.created_at),
         updated_at: iso(row.updated_at),
     })
@@ -218,15 +222,15 @@ fn monitor(r: &AnyRow) -> Result<MonitorView, StoreError> {
 
 /// A monitor whose next run is due: (organization, plan, monitor).
 pub struct DueMonitor {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub plan: Plan,
-    pub monitor_id: String,
+    pub monitor_id: MonitorId,
 }
 
 impl ReadModels {
     pub async fn monitors(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         p: PageRequest,
     ) -> Result<Page<MonitorView>, StoreError> {
         self.org_page(
@@ -241,7 +245,11 @@ impl ReadModels {
         .await
     }
 
-    pub async fn monitor(&self, org_id: &str, id: &str) -> Result<Option<MonitorView>, StoreError> {
+    pub async fn monitor(
+        &self,
+        org_id: &OrgId,
+        id: &MonitorId,
+    ) -> Result<Option<MonitorView>, StoreError> {
         self.org_row(
             MONITOR_COLUMNS,
             "rm_monitors m",
@@ -257,18 +265,18 @@ impl ReadModels {
     /// Enabled monitors of the asset or of its group, the asset's own first.
     pub async fn monitors_watching(
         &self,
-        org_id: &str,
-        asset_id: &str,
-        group_id: &str,
+        org_id: &OrgId,
+        asset_id: &AssetId,
+        group_id: &GroupId,
     ) -> Result<Vec<MonitorView>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {MONITOR_COLUMNS} FROM rm_monitors m WHERE m.org_id = $1 AND m.enabled = 1 \
              AND (m.asset_id = $2 OR m.group_id = $3) \
              ORDER BY CASE WHEN m.asset_id IS NULL THEN 1 ELSE 0 END, m.created_at, m.monitor_id"
         ))
-        .bind(org_id)
-        .bind(asset_id)
-        .bind(group_id)
+        .bind(org_id.as_str())
+        .bind(asset_id.as_str())
+        .bind(group_id.as_str())
         .fetch_all(self.db.reader())
         .await?;
         rows.iter().map(monitor).collect()
@@ -288,9 +296,9 @@ impl ReadModels {
         rows.iter()
             .map(|r| {
                 Ok(DueMonitor {
-                    org_id: r.try_get("org_id")?,
+                    org_id: id(r, "org_id")?,
                     plan: Monitors::TABLE.named(r, "plan", Plan::parse)?,
-                    monitor_id: r.try_get("monitor_id")?,
+                    monitor_id: id(r, "monitor_id")?,
                 })
             })
             .collect()

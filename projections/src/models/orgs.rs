@@ -3,7 +3,7 @@
 use crate::read::{iso, ReadModels};
 use crate::state::{create, Origin, RowMap};
 use crate::table::{ReadModel, Table};
-use easm_events::Event;
+use easm_events::{Event, OrgId, Plan};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrgRow {
     pub name: String,
-    pub plan: String,
+    pub plan: Plan,
     pub created_at: i64,
 }
 
@@ -27,7 +27,7 @@ impl ReadModel for Orgs {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::OrgCreated(o) => Some(&o.org_id),
+            Event::OrgCreated(o) => Some(o.org_id.as_str()),
             _ => None,
         }
     }
@@ -36,7 +36,7 @@ impl ReadModel for Orgs {
         if let Event::OrgCreated(o) = event {
             create(rows, &o.org_id, || OrgRow {
                 name: o.name.clone(),
-                plan: o.plan.clone(),
+                plan: o.plan,
                 created_at: origin.at,
             })
         }
@@ -45,7 +45,7 @@ impl ReadModel for Orgs {
     fn vals(row: &OrgRow) -> Vec<Val> {
         vec![
             Val::Text(row.name.clone()),
-            Val::Text(row.plan.clone()),
+            Val::Text(row.plan.as_str().into()),
             Val::Int(row.created_at),
         ]
     }
@@ -53,7 +53,7 @@ impl ReadModel for Orgs {
     fn parse(r: &AnyRow) -> Result<OrgRow, StoreError> {
         Ok(OrgRow {
             name: r.try_get("name")?,
-            plan: r.try_get("plan")?,
+            plan: Self::TABLE.named(r, "plan", Plan::parse)?,
             created_at: r.try_get("created_at")?,
         })
     }
@@ -69,10 +69,10 @@ pub struct OrgView {
 }
 
 impl ReadModels {
-    pub async fn org(&self, org_id: &str) -> Result<Option<OrgView>, StoreError> {
+    pub async fn org(&self, org_id: &OrgId) -> Result<Option<OrgView>, StoreError> {
         let row =
             sqlx::query("SELECT org_id, name, plan, created_at FROM rm_orgs WHERE org_id = $1")
-                .bind(org_id)
+                .bind(org_id.as_str())
                 .fetch_optional(self.db.reader())
                 .await?;
         row.map(|r| {

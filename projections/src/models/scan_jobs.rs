@@ -3,17 +3,17 @@
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{to_json, ReadModel, Table};
+use crate::table::{id, opt_id, to_json, ReadModel, Table};
 use easm_domain::ScanStatus;
-use easm_events::{Event, SeverityCounts};
+use easm_events::{AssetId, Event, OrgId, ScanJobId, SeverityCounts};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScanJobRow {
-    pub org_id: String,
-    pub asset_id: String,
+    pub org_id: OrgId,
+    pub asset_id: AssetId,
     pub profile: String,
     pub ports: Option<Vec<u16>>,
     pub status: ScanStatus,
@@ -22,7 +22,7 @@ pub struct ScanJobRow {
     pub attempts: i64,
     pub error: Option<String>,
     pub counts: Option<SeverityCounts>,
-    pub rerun_of: Option<String>,
+    pub rerun_of: Option<ScanJobId>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -57,13 +57,13 @@ impl ReadModel for ScanJobs {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::ScanRequested(s) => Some(&s.scan_job_id),
-            Event::ScanStarted(s) => Some(&s.scan_job_id),
-            Event::ScanProgressed(s) => Some(&s.scan_job_id),
-            Event::ScanCompleted(s) => Some(&s.scan_job_id),
-            Event::ScanFailed(s) => Some(&s.scan_job_id),
-            Event::ScanCancelled(s) => Some(&s.scan_job_id),
-            Event::ScanDeleted(s) => Some(&s.scan_job_id),
+            Event::ScanRequested(s) => Some(s.scan_job_id.as_str()),
+            Event::ScanStarted(s) => Some(s.scan_job_id.as_str()),
+            Event::ScanProgressed(s) => Some(s.scan_job_id.as_str()),
+            Event::ScanCompleted(s) => Some(s.scan_job_id.as_str()),
+            Event::ScanFailed(s) => Some(s.scan_job_id.as_str()),
+            Event::ScanCancelled(s) => Some(s.scan_job_id.as_str()),
+            Event::ScanDeleted(s) => Some(s.scan_job_id.as_str()),
             _ => None,
         }
     }
@@ -72,7 +72,7 @@ impl ReadModel for ScanJobs {
         let at = origin.at;
         if let Event::ScanRequested(s) = event {
             return create(rows, &s.scan_job_id, || ScanJobRow {
-                org_id: origin.org_id.to_string(),
+                org_id: origin.org_id.clone(),
                 asset_id: s.asset_id.clone(),
                 profile: s.profile.clone(),
                 ports: s.ports.clone(),
@@ -90,7 +90,7 @@ impl ReadModel for ScanJobs {
             });
         }
         if let Event::ScanDeleted(s) = event {
-            rows.insert(s.scan_job_id.clone(), None);
+            rows.insert(s.scan_job_id.to_string(), None);
             return;
         }
         let Some(row) = Self::key(event).and_then(|id| live(rows, id)) else {
@@ -128,8 +128,8 @@ impl ReadModel for ScanJobs {
 
     fn vals(row: &ScanJobRow) -> Vec<Val> {
         vec![
-            Val::Text(row.org_id.clone()),
-            Val::Text(row.asset_id.clone()),
+            Val::Text(row.org_id.to_string()),
+            Val::Text(row.asset_id.to_string()),
             Val::Text(row.profile.clone()),
             Val::OptText(row.ports.as_ref().map(to_json)),
             Val::Text(row.status.as_str().into()),
@@ -138,7 +138,7 @@ impl ReadModel for ScanJobs {
             Val::Int(row.attempts),
             Val::OptText(row.error.clone()),
             Val::OptText(row.counts.as_ref().map(to_json)),
-            Val::OptText(row.rerun_of.clone()),
+            Val::OptText(row.rerun_of.as_ref().map(ToString::to_string)),
             Val::Int(row.created_at),
             Val::OptInt(row.started_at),
             Val::OptInt(row.finished_at),
@@ -148,8 +148,8 @@ impl ReadModel for ScanJobs {
 
     fn parse(r: &AnyRow) -> Result<ScanJobRow, StoreError> {
         Ok(ScanJobRow {
-            org_id: r.try_get("org_id")?,
-            asset_id: r.try_get("asset_id")?,
+            org_id: id(r, "org_id")?,
+            asset_id: id(r, "asset_id")?,
             profile: r.try_get("profile")?,
             ports: Self::TABLE.opt_json(r, "ports")?,
             status: Self::TABLE.named(r, "status", ScanStatus::parse)?,
@@ -158,7 +158,7 @@ impl ReadModel for ScanJobs {
             attempts: r.try_get("attempts")?,
             error: r.try_get("error")?,
             counts: Self::TABLE.opt_json(r, "counts")?,
-            rerun_of: r.try_get("rerun_of")?,
+            rerun_of: opt_id(r, "rerun_of")?,
             created_at: r.try_get("created_at")?,
             started_at: r.try_get("started_at")?,
             finished_at: r.try_get("finished_at")?,
@@ -215,8 +215,8 @@ fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
     Ok(ScanJobView {
         id: r.try_get("scan_job_id")?,
         status: row.status.as_str().into(),
-        asset_id_ref: row.asset_id.clone(),
-        asset_id: row.asset_id,
+        asset_id_ref: row.asset_id.to_string(),
+        asset_id: row.asset_id.into_string(),
         profile: row.profile,
         ports: row.ports,
         progress: row.progress,
@@ -224,7 +224,7 @@ fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
         attempts: row.attempts,
         error: row.error,
         counts: row.counts,
-        rerun_of: row.rerun_of,
+        rerun_of: row.rerun_of.map(String::from),
         created_at: iso(row.created_at),
         started_at: row.started_at.map(iso),
         finished_at: row.finished_at.map(iso),
@@ -235,11 +235,11 @@ fn scan_job(r: &AnyRow) -> Result<ScanJobView, StoreError> {
 impl ReadModels {
     pub async fn scan_jobs(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         f: &ScanJobFilter,
         p: PageRequest,
     ) -> Result<Page<ScanJobView>, StoreError> {
-        let mut w = Filter::by("s.org_id", org_id);
+        let mut w = Filter::by("s.org_id", org_id.as_str());
         w.eq("s.status", f.status.as_deref());
         w.eq("s.asset_id", f.asset_id.as_deref());
         w.eq("s.profile", f.profile.as_deref());
@@ -260,7 +260,7 @@ impl ReadModels {
         &self,
         before: i64,
         limit: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<(OrgId, ScanJobId)>, StoreError> {
         let rows = sqlx::query(
             "SELECT org_id, scan_job_id FROM rm_scan_jobs WHERE status IN ('queued', 'running') \
              AND created_at <= $1 ORDER BY created_at LIMIT $2",
@@ -270,22 +270,22 @@ impl ReadModels {
         .fetch_all(self.db.reader())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("org_id")?, r.try_get("scan_job_id")?)))
+            .map(|r| Ok((id(r, "org_id")?, id(r, "scan_job_id")?)))
             .collect()
     }
 
     /// Every scan job of an asset, newest first.
     pub async fn asset_scan_jobs(
         &self,
-        org_id: &str,
-        asset_id: &str,
+        org_id: &OrgId,
+        asset_id: &AssetId,
     ) -> Result<Vec<ScanJobView>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {SCAN_JOB_COLUMNS} FROM rm_scan_jobs s WHERE s.org_id = $1 AND s.asset_id = $2 \
              ORDER BY s.created_at DESC, s.scan_job_id DESC"
         ))
-        .bind(org_id)
-        .bind(asset_id)
+        .bind(org_id.as_str())
+        .bind(asset_id.as_str())
         .fetch_all(self.db.reader())
         .await?;
         rows.iter().map(scan_job).collect()
@@ -293,8 +293,8 @@ impl ReadModels {
 
     pub async fn scan_job(
         &self,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &ScanJobId,
     ) -> Result<Option<ScanJobView>, StoreError> {
         self.org_row(
             SCAN_JOB_COLUMNS,

@@ -3,8 +3,8 @@
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{to_json, ReadModel, Table};
-use easm_events::Event;
+use crate::table::{id, to_json, ReadModel, Table};
+use easm_events::{Event, OrgId, WebhookId};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookRow {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub url: String,
     pub events: Vec<String>,
     pub description: String,
@@ -43,11 +43,11 @@ impl ReadModel for Webhooks {
 
     fn key(event: &Event) -> Option<&str> {
         match event {
-            Event::WebhookCreated(w) => Some(&w.webhook_id),
-            Event::WebhookUpdated(w) => Some(&w.webhook_id),
-            Event::WebhookDeleted(w) => Some(&w.webhook_id),
-            Event::WebhookSecretRotated(w) => Some(&w.webhook_id),
-            Event::EndpointDisabled(w) => Some(&w.webhook_id),
+            Event::WebhookCreated(w) => Some(w.webhook_id.as_str()),
+            Event::WebhookUpdated(w) => Some(w.webhook_id.as_str()),
+            Event::WebhookDeleted(w) => Some(w.webhook_id.as_str()),
+            Event::WebhookSecretRotated(w) => Some(w.webhook_id.as_str()),
+            Event::EndpointDisabled(w) => Some(w.webhook_id.as_str()),
             _ => None,
         }
     }
@@ -56,7 +56,7 @@ impl ReadModel for Webhooks {
         let at = origin.at;
         match event {
             Event::WebhookCreated(w) => create(rows, &w.webhook_id, || WebhookRow {
-                org_id: origin.org_id.to_string(),
+                org_id: origin.org_id.clone(),
                 url: w.url.clone(),
                 events: w.events.clone(),
                 description: w.description.clone(),
@@ -89,7 +89,7 @@ impl ReadModel for Webhooks {
                 }
             }
             Event::WebhookDeleted(w) => {
-                rows.insert(w.webhook_id.clone(), None);
+                rows.insert(w.webhook_id.to_string(), None);
             }
             Event::EndpointDisabled(w) => {
                 if let Some(row) = live(rows, &w.webhook_id) {
@@ -103,7 +103,7 @@ impl ReadModel for Webhooks {
 
     fn vals(row: &WebhookRow) -> Vec<Val> {
         vec![
-            Val::Text(row.org_id.clone()),
+            Val::Text(row.org_id.to_string()),
             Val::Text(row.url.clone()),
             Val::Text(to_json(&row.events)),
             Val::Text(row.description.clone()),
@@ -116,7 +116,7 @@ impl ReadModel for Webhooks {
 
     fn parse(r: &AnyRow) -> Result<WebhookRow, StoreError> {
         Ok(WebhookRow {
-            org_id: r.try_get("org_id")?,
+            org_id: id(r, "org_id")?,
             url: r.try_get("url")?,
             events: Self::TABLE.json(r, "events")?,
             description: r.try_get("description")?,
@@ -162,7 +162,7 @@ fn webhook(r: &AnyRow) -> Result<WebhookView, StoreError> {
 impl ReadModels {
     pub async fn webhooks(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         p: PageRequest,
     ) -> Result<Page<WebhookView>, StoreError> {
         let order = "w.created_at, w.webhook_id";
@@ -205,7 +205,11 @@ impl ReadModels {
         Ok(out)
     }
 
-    pub async fn webhook(&self, org_id: &str, id: &str) -> Result<Option<WebhookView>, StoreError> {
+    pub async fn webhook(
+        &self,
+        org_id: &OrgId,
+        id: &WebhookId,
+    ) -> Result<Option<WebhookView>, StoreError> {
         self.org_row(
             WEBHOOK_COLUMNS,
             "rm_webhooks w",

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{AssetPatch, AssetType, Criticality, NewAsset, Permission, ScanStatus};
-use easm_events::{format_timestamp, Actor};
+use easm_events::{format_timestamp, Actor, AssetId, GroupId, ScanJobId};
 use easm_projections::read::{AssetFilter, AssetView, Page, ScanJobView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -121,7 +121,7 @@ pub async fn list_assets(
     Ok(Json(read.assets(&c.org_id, &filter, page).await?))
 }
 
-async fn asset_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AssetView> {
+async fn asset_view(app: &AppState, c: &Caller, id: &AssetId) -> ApiResult<AssetView> {
     app.read()
         .asset(&c.org_id, id)
         .await?
@@ -135,7 +135,7 @@ async fn asset_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AssetView
 pub async fn get_asset(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
 ) -> ApiResult<Json<AssetView>> {
     c.require(Permission::Read)?;
     Ok(Json(asset_view(&app, &c, &id).await?))
@@ -148,12 +148,12 @@ pub async fn get_asset(
 pub async fn update_asset(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
     ApiJson(body): ApiJson<AssetPatchBody>,
 ) -> ApiResult<Json<AssetView>> {
     c.require(Permission::Write)?;
     let patch = AssetPatch {
-        group_id: body.group_id,
+        group_id: body.group_id.map(GroupId::new),
         tags: body.tags,
         criticality: body.criticality,
     };
@@ -170,7 +170,7 @@ pub async fn update_asset(
 pub async fn delete_asset(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Write)?;
     app.commands.remove_asset(&c.meta(), &c.org_id, &id).await?;
@@ -184,7 +184,7 @@ pub async fn delete_asset(
 pub async fn asset_timeline(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<TimelineEntry>>> {
     c.require(Permission::Read)?;
@@ -238,14 +238,14 @@ pub struct AssetRisk {
 pub async fn asset_risk(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
 ) -> ApiResult<Json<AssetRisk>> {
     c.require(Permission::Read)?;
     asset_view(&app, &c, &id).await?;
     let breakdown = app.read().unresolved_by_severity(&c.org_id, &id).await?;
     let (score, grade) = easm_domain::risk_score(&breakdown);
     Ok(Json(AssetRisk {
-        asset_id: id,
+        asset_id: id.into_string(),
         score,
         grade: grade.to_string(),
         breakdown,
@@ -272,7 +272,7 @@ pub struct ProfileCoverage {
 pub async fn asset_coverage(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
 ) -> ApiResult<Json<Vec<ProfileCoverage>>> {
     c.require(Permission::Read)?;
     asset_view(&app, &c, &id).await?;
@@ -328,7 +328,7 @@ pub struct AssetHealth {
 pub async fn asset_health(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AssetId>,
 ) -> ApiResult<Json<AssetHealth>> {
     c.require(Permission::Read)?;
     asset_view(&app, &c, &id).await?;
@@ -345,7 +345,7 @@ pub async fn asset_health(
         .filter(|f| completed.is_none_or(|c| ended(f) > ended(&c)))
         .and_then(|f| f.error.clone());
     let mut health = AssetHealth {
-        asset_id: id,
+        asset_id: id.into_string(),
         status: "unknown".into(),
         scan_job_id: None,
         profile: None,
@@ -360,7 +360,11 @@ pub async fn asset_health(
     let Some(job) = completed else {
         return Ok(Json(health));
     };
-    if let Some(done) = app.commands.observation(&c.org_id, &job.id).await? {
+    if let Some(done) = app
+        .commands
+        .observation(&c.org_id, &ScanJobId::new(job.id.clone()))
+        .await?
+    {
         let seen = done.observed;
         health.status = if seen.services.is_empty() {
             "down"

@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use easm_domain::Permission;
-use easm_events::{export_line, export_value, RecordedEvent};
+use easm_events::{export_line, export_value, OrgId, RecordedEvent};
 use easm_projections::read::Page;
 use easm_store::{audit_signing_secret, AuditFilter, EventLog, FeedFilter};
 use serde::{Deserialize, Serialize};
@@ -392,7 +392,7 @@ impl AuditQuery {
 /// last said.
 async fn audit_record(
     log: &EventLog,
-    org_id: &str,
+    org_id: &OrgId,
     prefixes: &HashMap<String, String>,
     e: &RecordedEvent,
 ) -> ApiResult<AuditRecord> {

@@ -12,7 +12,8 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_domain::{audit_webhook_id, Permission};
+use easm_domain::{audit_webhook_id, Limits, Permission};
+use easm_events::WebhookId;
 use easm_projections::read::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -44,9 +45,9 @@ pub struct AuditWebhookView {
 }
 
 /// Owner, on a plan with the audit log.
-fn allowed(c: &Caller) -> ApiResult<String> {
+fn allowed(c: &Caller) -> ApiResult<WebhookId> {
     c.require(Permission::Configure)?;
-    if !c.plan.limits().audit_log {
+    if !Limits::of(c.plan).audit_log {
         return Err(ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
             "PLAN_LIMIT",
@@ -74,7 +75,7 @@ fn mask(secret: &str) -> String {
 async fn view(
     app: &AppState,
     c: &Caller,
-    id: &str,
+    id: &WebhookId,
     secret: Option<String>,
 ) -> ApiResult<AuditWebhookView> {
     let w = app

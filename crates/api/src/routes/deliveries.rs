@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::Permission;
-use easm_events::{format_timestamp, from_micros, test_payload};
+use easm_events::{format_timestamp, from_micros, test_payload, WebhookId};
 use easm_projections::read::Page;
 use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
 use serde::{Deserialize, Serialize};
@@ -108,12 +108,12 @@ pub struct Recovered {
 
 /// The endpoint must exist in the caller's organization (the audit log webhook is reached
 /// through its settings routes only).
-async fn endpoint(app: &AppState, c: &Caller, id: &str) -> ApiResult<()> {
+async fn endpoint(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult<()> {
     c.require(Permission::Administer)?;
     crate::routes::webhooks::view(app, c, id).await.map(|_| ())
 }
 
-async fn delivery(app: &AppState, webhook_id: &str, id: &str) -> ApiResult<DeliveryView> {
+async fn delivery(app: &AppState, webhook_id: &WebhookId, id: &str) -> ApiResult<DeliveryView> {
     app.deliveries
         .get(webhook_id, id)
         .await?
@@ -128,7 +128,7 @@ async fn delivery(app: &AppState, webhook_id: &str, id: &str) -> ApiResult<Deliv
 pub async fn list_deliveries(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
     endpoint(&app, &c, &id).await?;
@@ -136,7 +136,11 @@ pub async fn list_deliveries(
 }
 
 /// A page of an endpoint's deliveries.
-pub async fn page(app: &AppState, id: &str, q: DeliveryQuery) -> ApiResult<Page<DeliveryView>> {
+pub async fn page(
+    app: &AppState,
+    id: &WebhookId,
+    q: DeliveryQuery,
+) -> ApiResult<Page<DeliveryView>> {
     let p = page_request(q.page, q.per_page)?;
     if let Some(s) = &q.status {
         if !["pending", "succeeded", "failed"].contains(&s.as_str()) {
@@ -165,7 +169,7 @@ pub async fn page(app: &AppState, id: &str, q: DeliveryQuery) -> ApiResult<Page<
 pub async fn get_delivery(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, String)>,
 ) -> ApiResult<Json<DeliveryView>> {
     endpoint(&app, &c, &id).await?;
     Ok(Json(delivery(&app, &id, &delivery_id).await?))
@@ -178,7 +182,7 @@ pub async fn get_delivery(
 pub async fn retry_delivery(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, String)>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     endpoint(&app, &c, &id).await?;
     delivery(&app, &id, &delivery_id).await?;
@@ -202,7 +206,7 @@ pub async fn retry_delivery(
 pub async fn recover(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     ApiQuery(q): ApiQuery<RecoverQuery>,
 ) -> ApiResult<(StatusCode, Json<Recovered>)> {
     endpoint(&app, &c, &id).await?;
@@ -231,14 +235,14 @@ pub async fn recover(
 pub async fn test_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     endpoint(&app, &c, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(queue_test(&app, &c, &id).await?)))
 }
 
 /// Queue a `webhook.test` message to endpoint `id` of the caller's organization.
-pub async fn queue_test(app: &AppState, c: &Caller, id: &str) -> ApiResult<DeliveryView> {
+pub async fn queue_test(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult<DeliveryView> {
     let message = uuid::Uuid::now_v7();
     let delivery_id = format!("tst_{}_{id}", message.simple());
     let body = test_payload(&c.org_id, id, &chrono::Utc::now());
@@ -247,7 +251,7 @@ pub async fn queue_test(app: &AppState, c: &Caller, id: &str) -> ApiResult<Deliv
             &[NewDelivery {
                 delivery_id: delivery_id.clone(),
                 org_id: c.org_id.clone(),
-                webhook_id: id.to_string(),
+                webhook_id: id.clone(),
                 event_id: message.to_string(),
                 event_type: "webhook.test".into(),
                 payload: body.to_string(),

@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use easm_app::streams::finding_stream;
 use easm_domain::Permission;
-use easm_events::{FindingStatus, Severity};
+use easm_events::{FindingId, FindingStatus, Severity};
 use easm_projections::read::{FindingFilter, FindingView, Page, PageRequest};
 use easm_projections::ReadModels;
 use serde::{Deserialize, Serialize};
@@ -151,7 +151,7 @@ pub async fn list_findings(
     Ok(Json(page(&app, &c, q).await?))
 }
 
-async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<FindingView> {
+async fn view(app: &AppState, c: &Caller, id: &FindingId) -> ApiResult<FindingView> {
     app.read()
         .finding(&c.org_id, id)
         .await?
@@ -202,7 +202,7 @@ fn status_history(events: &[easm_events::RecordedEvent]) -> ApiResult<Vec<Status
             notes,
             actor_kind: r.actor.kind.as_str().into(),
             actor_id: r.actor.id.clone(),
-            scan_job_id: job,
+            scan_job_id: job.map(String::from),
         });
     }
     Ok(out)
@@ -215,7 +215,7 @@ fn status_history(events: &[easm_events::RecordedEvent]) -> ApiResult<Vec<Status
 pub async fn get_finding(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<FindingId>,
 ) -> ApiResult<Json<FindingDetail>> {
     c.require(Permission::Read)?;
     let finding = view(&app, &c, &id).await?;
@@ -237,7 +237,7 @@ pub async fn get_finding(
 pub async fn triage_finding(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<FindingId>,
     ApiJson(body): ApiJson<TriageBody>,
 ) -> ApiResult<Json<FindingView>> {
     c.require(Permission::Write)?;
@@ -298,7 +298,7 @@ pub async fn bulk_status(
         .bulk_finding_status(
             &c.meta(),
             &c.org_id,
-            &body.ids,
+            &body.ids.iter().map(FindingId::new).collect::<Vec<_>>(),
             &body.status,
             body.notes.as_deref(),
         )

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{NewAsset, Permission};
+use easm_events::GroupId;
 use easm_projections::read::{AssetFilter, AssetView, GroupSummary, GroupView, Page};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -26,7 +27,7 @@ pub struct BulkAssets {
 
 const MAX_BULK: usize = 1000;
 
-async fn group_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<GroupView> {
+async fn group_view(app: &AppState, c: &Caller, id: &GroupId) -> ApiResult<GroupView> {
     app.read()
         .group(&c.org_id, id)
         .await?
@@ -70,7 +71,7 @@ pub async fn create_group(
 pub async fn get_group(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
 ) -> ApiResult<Json<GroupView>> {
     c.require(Permission::Read)?;
     Ok(Json(group_view(&app, &c, &id).await?))
@@ -83,7 +84,7 @@ pub async fn get_group(
 pub async fn rename_group(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
     ApiJson(body): ApiJson<GroupName>,
 ) -> ApiResult<Json<GroupView>> {
     c.require(Permission::Write)?;
@@ -100,7 +101,7 @@ pub async fn rename_group(
 pub async fn delete_group(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
     app.commands.delete_group(&c.meta(), &c.org_id, &id).await?;
@@ -114,7 +115,7 @@ pub async fn delete_group(
 pub async fn group_summary(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
 ) -> ApiResult<Json<GroupSummary>> {
     c.require(Permission::Read)?;
     let s = app.read().group_summary(&c.org_id, &id).await?;
@@ -128,13 +129,13 @@ pub async fn group_summary(
 pub async fn group_assets(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<AssetView>>> {
     c.require(Permission::Read)?;
     group_view(&app, &c, &id).await?;
     let filter = AssetFilter {
-        group_id: Some(id),
+        group_id: Some(id.into_string()),
         ..Default::default()
     };
     Ok(Json(
@@ -151,7 +152,7 @@ pub async fn group_assets(
 pub async fn add_asset(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
     ApiJson(body): ApiJson<AssetInput>,
 ) -> ApiResult<(StatusCode, Json<AssetView>)> {
     c.require(Permission::Write)?;
@@ -175,7 +176,7 @@ pub async fn add_asset(
 pub async fn add_assets_bulk(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<GroupId>,
     ApiJson(body): ApiJson<BulkAssets>,
 ) -> ApiResult<(StatusCode, Json<BulkAdded>)> {
     c.require(Permission::Write)?;

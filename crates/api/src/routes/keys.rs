@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{Permission, Role};
+use easm_events::KeyId;
 use easm_projections::read::{ApiKeyView, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -65,13 +66,13 @@ pub async fn create_key(
             &c.org_id,
             Some(body.role),
             &body.name,
-            c.user_id.as_deref(),
+            c.user_id.as_ref(),
         )
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
-            key_id: key.key_id,
+            key_id: key.key_id.into_string(),
             key: key.secret,
             role: body.role.as_str().into(),
             name: body.name.trim().into(),
@@ -86,7 +87,7 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<KeyId>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
     app.commands.revoke_key(&c.meta(), &c.org_id, &id).await?;

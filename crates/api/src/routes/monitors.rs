@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_app::AlertAction;
 use easm_domain::{MonitorScope, MonitorSpec, Permission, ALERT_STATUSES};
-use easm_events::Severity;
+use easm_events::{AlertId, AssetId, GroupId, MonitorId, Severity};
 use easm_projections::read::{AlertFilter, AlertView, MonitorView, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -45,14 +45,14 @@ impl MonitorBody {
     }
 }
 
-async fn monitor_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<MonitorView> {
+async fn monitor_view(app: &AppState, c: &Caller, id: &MonitorId) -> ApiResult<MonitorView> {
     app.read()
         .monitor(&c.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("monitor"))
 }
 
-async fn alert_view(app: &AppState, c: &Caller, id: &str) -> ApiResult<AlertView> {
+async fn alert_view(app: &AppState, c: &Caller, id: &AlertId) -> ApiResult<AlertView> {
     app.read()
         .alert(&c.org_id, id)
         .await?
@@ -84,8 +84,8 @@ pub async fn create_monitor(
 ) -> ApiResult<(StatusCode, Json<MonitorView>)> {
     c.require(Permission::Write)?;
     let scope = match (&body.asset_id, &body.group_id) {
-        (Some(a), None) => MonitorScope::Asset(a.clone()),
-        (None, Some(g)) => MonitorScope::Group(g.clone()),
+        (Some(a), None) => MonitorScope::Asset(AssetId::new(a)),
+        (None, Some(g)) => MonitorScope::Group(GroupId::new(g)),
         _ => {
             return Err(ApiError::bad_request(
                 "assetId",
@@ -109,7 +109,7 @@ pub async fn create_monitor(
 pub async fn get_monitor(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<MonitorId>,
 ) -> ApiResult<Json<MonitorView>> {
     c.require(Permission::Read)?;
     Ok(Json(monitor_view(&app, &c, &id).await?))
@@ -122,7 +122,7 @@ pub async fn get_monitor(
 pub async fn update_monitor(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<MonitorId>,
     ApiJson(body): ApiJson<MonitorBody>,
 ) -> ApiResult<Json<MonitorView>> {
     c.require(Permission::Write)?;
@@ -145,7 +145,7 @@ pub async fn update_monitor(
 pub async fn delete_monitor(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<MonitorId>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Write)?;
     app.commands
@@ -172,7 +172,7 @@ pub struct MonitorRunView {
 pub async fn run_monitor(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<MonitorId>,
 ) -> ApiResult<(StatusCode, Json<MonitorRunView>)> {
     c.require(Permission::Write)?;
     let run = app
@@ -183,8 +183,8 @@ pub async fn run_monitor(
     Ok((
         StatusCode::ACCEPTED,
         Json(MonitorRunView {
-            monitor_id: id,
-            scan_job_ids: run.scan_job_ids,
+            monitor_id: id.into_string(),
+            scan_job_ids: run.scan_job_ids.into_iter().map(String::from).collect(),
             skipped: run.skipped,
         }),
     ))
@@ -249,7 +249,7 @@ pub async fn list_alerts(
 pub async fn get_alert(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AlertId>,
 ) -> ApiResult<Json<AlertView>> {
     c.require(Permission::Read)?;
     Ok(Json(alert_view(&app, &c, &id).await?))
@@ -269,7 +269,7 @@ pub struct AlertActionBody {
 pub async fn acknowledge_alert(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AlertId>,
     OptionalJson(body): OptionalJson<AlertActionBody>,
 ) -> ApiResult<Json<AlertView>> {
     change_alert(&app, &c, &id, body, AlertAction::Acknowledge).await
@@ -283,7 +283,7 @@ pub async fn acknowledge_alert(
 pub async fn resolve_alert(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<AlertId>,
     OptionalJson(body): OptionalJson<AlertActionBody>,
 ) -> ApiResult<Json<AlertView>> {
     change_alert(&app, &c, &id, body, AlertAction::Resolve).await
@@ -292,7 +292,7 @@ pub async fn resolve_alert(
 async fn change_alert(
     app: &AppState,
     c: &Caller,
-    id: &str,
+    id: &AlertId,
     body: AlertActionBody,
     action: AlertAction,
 ) -> ApiResult<Json<AlertView>> {

@@ -51,7 +51,7 @@ pub async fn get_org(
         name: org.name,
         plan: org.plan,
         created_at: org.created_at,
-        limits: c.plan.limits(),
+        limits: Limits::of(c.plan),
         usage: Usage { assets },
     }))
 }

@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use easm_app::ScanRequest;
 use easm_domain::Permission;
 use easm_domain::{DomainError, NucleiReader, Parsed};
-use easm_events::Detection;
+use easm_events::{AssetId, Detection, ScanJobId};
 use easm_projections::read::{FindingView, Page, ScanJobFilter, ScanJobView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -46,7 +46,7 @@ pub struct ScanJobQuery {
     pub per_page: Option<i64>,
 }
 
-async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<ScanJobView> {
+async fn view(app: &AppState, c: &Caller, id: &ScanJobId) -> ApiResult<ScanJobView> {
     app.read()
         .scan_job(&c.org_id, id)
         .await?
@@ -67,6 +67,7 @@ pub async fn create_scan_job(
     let asset_id = body
         .asset_id
         .or(body.asset_id_camel)
+        .map(AssetId::new)
         .ok_or_else(|| ApiError::bad_request("asset_id", "asset_id: is required"))?;
     let profile = body
         .profile
@@ -114,7 +115,7 @@ pub async fn list_scan_jobs(
 pub async fn get_scan_job(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<ScanJobId>,
 ) -> ApiResult<Json<ScanJobView>> {
     c.require(Permission::Read)?;
     Ok(Json(view(&app, &c, &id).await?))
@@ -127,7 +128,7 @@ pub async fn get_scan_job(
 pub async fn rerun_scan_job(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<ScanJobId>,
 ) -> ApiResult<(StatusCode, Json<ScanJobView>)> {
     c.require(Permission::Write)?;
     let new = app
@@ -144,7 +145,7 @@ pub async fn rerun_scan_job(
 pub async fn cancel_scan_job(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<ScanJobId>,
 ) -> ApiResult<Json<ScanJobView>> {
     c.require(Permission::Write)?;
     app.commands.cancel_scan(&c.meta(), &c.org_id, &id).await?;
@@ -158,7 +159,7 @@ pub async fn cancel_scan_job(
 pub async fn delete_scan_job(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<ScanJobId>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
     app.commands.delete_scan(&c.meta(), &c.org_id, &id).await?;
@@ -202,7 +203,7 @@ const IMPORT_BATCH: usize = 1000;
 pub async fn import_results(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<ScanJobId>,
     body: axum::body::Body,
 ) -> ApiResult<Json<ImportReport>> {
     use futures_util::StreamExt;
@@ -255,7 +256,7 @@ fn sort(parsed: Parsed, batch: &mut Vec<Detection>, report: &mut ImportReport) {
 async fn record(
     app: &AppState,
     c: &Caller,
-    id: &str,
+    id: &ScanJobId,
     batch: &mut Vec<Detection>,
     report: &mut ImportReport,
 ) -> ApiResult<()> {
@@ -279,11 +280,11 @@ async fn record(
 pub async fn scan_job_findings(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<ScanJobId>,
     ApiQuery(mut q): ApiQuery<FindingQuery>,
 ) -> ApiResult<Json<Page<FindingView>>> {
     c.require(Permission::Read)?;
     view(&app, &c, &id).await?;
-    q.scan_job_id = Some(id);
+    q.scan_job_id = Some(id.into_string());
     Ok(Json(findings::page(&app, &c, q).await?))
 }

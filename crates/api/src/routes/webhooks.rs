@@ -8,6 +8,7 @@ use axum::{Extension, Json};
 use easm_domain::{
     is_audit_webhook, is_forbidden_address, validate_webhook_url, Permission, WebhookSpec,
 };
+use easm_events::WebhookId;
 use easm_projections::read::{Page, WebhookView};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -90,7 +91,7 @@ pub async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> 
 
 /// A regular endpoint of the caller's organization; the audit log webhook is managed through
 /// `/api/settings/audit-webhook` only.
-pub async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<WebhookView> {
+pub async fn view(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult<WebhookView> {
     regular(id)?;
     app.read()
         .webhook(&c.org_id, id)
@@ -98,8 +99,8 @@ pub async fn view(app: &AppState, c: &Caller, id: &str) -> ApiResult<WebhookView
         .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
-fn regular(id: &str) -> ApiResult<()> {
-    if is_audit_webhook(id) {
+fn regular(id: &WebhookId) -> ApiResult<()> {
+    if is_audit_webhook(id.as_str()) {
         Err(ApiError::not_found("webhook"))
     } else {
         Ok(())
@@ -155,7 +156,7 @@ pub async fn create_webhook(
 pub async fn get_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<Json<WebhookView>> {
     c.require(Permission::Administer)?;
     Ok(Json(view(&app, &c, &id).await?))
@@ -168,7 +169,7 @@ pub async fn get_webhook(
 pub async fn update_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> ApiResult<Json<WebhookView>> {
     c.require(Permission::Administer)?;
@@ -195,7 +196,7 @@ pub async fn update_webhook(
 pub async fn delete_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Administer)?;
     regular(&id)?;
@@ -212,7 +213,7 @@ pub async fn delete_webhook(
 pub async fn rotate_secret(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<Json<WebhookWithSecret>> {
     c.require(Permission::Administer)?;
     regular(&id)?;

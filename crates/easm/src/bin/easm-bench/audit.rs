@@ -7,7 +7,7 @@ use easm_api::audit_export::{export_lines, Range};
 use easm_api::snapshot::{replay_org, Until};
 use easm_app::App;
 use easm_domain::Plan;
-use easm_events::{Actor, AssetAdded, Event, EventMeta};
+use easm_events::{Actor, AssetAdded, AssetId, Event, EventMeta, GroupId, OrgId};
 use easm_store::{audit_signing_secret, AppendRequest, Db, StreamAppend};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -84,24 +84,24 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
 }
 
 fn meta() -> EventMeta {
-    EventMeta::new(Actor::system_part("bench"), easm_app::new_id())
+    EventMeta::new(Actor::system_part("bench"), easm_app::new_id::<String>())
 }
 
 /// `args.events` valid `asset.added` events appended straight to the log in batches, hash-chained
 /// like any append: what is measured is reading the log back, not the command path.
-async fn seed(app: &App, org: &str, group: &str, args: &Args) -> Result<usize> {
+async fn seed(app: &App, org: &OrgId, group: &GroupId, args: &Args) -> Result<usize> {
     let mut written = 0;
     while written < args.events {
         let n = args.batch.min(args.events - written);
         let streams = (written..written + n)
             .map(|i| {
-                let asset_id = easm_app::new_id();
+                let asset_id: AssetId = easm_app::new_id();
                 StreamAppend {
                     stream_id: easm_app::streams::asset_stream(&asset_id),
                     expected_version: 0,
                     events: vec![Event::AssetAdded(AssetAdded {
                         asset_id,
-                        group_id: group.to_string(),
+                        group_id: group.clone(),
                         value: format!("h{i}.bench-audit.example.com"),
                         asset_type: "domain".into(),
                         tags: vec![],
@@ -112,7 +112,7 @@ async fn seed(app: &App, org: &str, group: &str, args: &Args) -> Result<usize> {
             .collect();
         app.log()
             .append(AppendRequest {
-                org_id: org.to_string(),
+                org_id: org.clone(),
                 meta: meta(),
                 streams,
                 constraints: vec![],
@@ -127,9 +127,9 @@ async fn seed(app: &App, org: &str, group: &str, args: &Args) -> Result<usize> {
 }
 
 /// The organization's verifiable export, written to `file`.
-async fn export(app: &App, org: &str, secret: [u8; 32], file: &Path) -> Result<()> {
+async fn export(app: &App, org: &OrgId, secret: [u8; 32], file: &Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
-    let lines = export_lines(app.log().clone(), org.to_string(), Range::default(), secret);
+    let lines = export_lines(app.log().clone(), org.clone(), Range::default(), secret);
     let mut lines = std::pin::pin!(lines);
     while let Some(chunk) = lines.next().await {
         out.write_all(chunk?.as_bytes())?;

@@ -10,7 +10,7 @@ use easm::background::Background;
 use easm::config::{DeliveryArgs, ScanArgs};
 use easm_api::AppState;
 use easm_domain::{NewAsset, Plan, WebhookSpec};
-use easm_events::{Actor, EventMeta};
+use easm_events::{Actor, EventMeta, GroupId, OrgId};
 use easm_store::Db;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -94,7 +94,7 @@ impl Bench {
     }
 
     /// An organization with `endpoints` endpoints on the receiver; returns its owner key and a group.
-    async fn org(&self, endpoints: usize) -> Result<(String, String, String)> {
+    async fn org(&self, endpoints: usize) -> Result<(OrgId, String, GroupId)> {
         let app = &self.state.commands;
         let (org, key) = app.create_org(&meta(), "bench", Plan::Enterprise).await?;
         for _ in 0..endpoints {
@@ -110,7 +110,7 @@ impl Bench {
         Ok((org, key.secret, group))
     }
 
-    async fn write(&self, key: &str, group: &str, n: usize) -> bool {
+    async fn write(&self, key: &str, group: &GroupId, n: usize) -> bool {
         let res = self
             .http
             .post(format!("{}/api/groups/{group}/assets", self.api))
@@ -200,7 +200,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
 }
 
 /// (API key, group) of an organization the clients write to.
-type Target = (String, String);
+type Target = (String, GroupId);
 
 impl Bench {
     /// End to end, as fast as the clients go.

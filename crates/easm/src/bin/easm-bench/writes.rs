@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use easm_app::App;
 use easm_domain::{NewAsset, Plan, Role};
-use easm_events::{Actor, Event, EventMeta, GroupCreated};
+use easm_events::{Actor, Event, EventMeta, GroupCreated, GroupId, OrgId};
 use easm_store::{AppendRequest, Backend, Db, EventLog, StreamAppend};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -119,7 +119,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
 /// An organization the clients write to, and a key of it.
 #[derive(Clone)]
 struct Client {
-    org: String,
+    org: OrgId,
     key: String,
 }
 
@@ -270,15 +270,15 @@ async fn commit_to_read_model_lag(
         .await?
         .json()
         .await?;
-    let org_id = org["id"].as_str().context("org id")?.to_string();
+    let org_id = OrgId::new(org["id"].as_str().context("org id")?);
     let mut lags = vec![];
     for _ in 0..args.lag_samples {
-        let id = uuid::Uuid::now_v7().to_string();
+        let id: GroupId = easm_app::new_id();
         log.append(AppendRequest {
             org_id: org_id.clone(),
             meta: meta(),
             streams: vec![StreamAppend {
-                stream_id: format!("group-{id}"),
+                stream_id: easm_app::streams::group_stream(&id),
                 expected_version: 0,
                 events: vec![Event::GroupCreated(GroupCreated {
                     group_id: id.clone(),
