@@ -7,8 +7,8 @@ use crate::replay::Replay;
 use crate::state::{tables, ReadState, Touched};
 use easm_events::{Event, RecordedEvent};
 use easm_store::{
-    chunk_rows, AnyConnection, Backend, BoxFuture, Db, EventLog, InlineProjection, LogSource,
-    ReplayEvent, ShadowFiller, StoreError, Write, APPENDS_LOCK,
+    AnyConnection, Backend, BoxFuture, Db, EventLog, InlineProjection, LogSource, ReplayEvent,
+    ShadowFiller, StoreError, Write, APPENDS_LOCK,
 };
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ impl Projector {
         events: &[Event],
     ) -> Result<Vec<Write>, StoreError> {
         let touched = Touched::by(conn, recorded, events).await?;
-        let size = chunk_rows(self.db.backend());
+        let size = self.db.backend().chunk_rows();
         let mut state = ReadState::load(conn, size, &touched).await?;
         for (r, e) in recorded.iter().zip(events) {
             state.fold(r.into(), e);

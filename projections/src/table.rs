@@ -5,7 +5,7 @@
 use crate::state::{Origin, RowMap};
 use easm_events::Event;
 use easm_store::{
-    anonymous_rows, placeholders, value_rows, AnyConnection, AnyRow, Row, StoreError, Val, Write,
+    anonymous_rows, placeholders, AnyConnection, AnyRow, Row, Sql, StoreError, Val, Write,
     BULK_VALUES,
 };
 use serde::de::DeserializeOwned;
@@ -193,12 +193,12 @@ pub(crate) fn writes<M: ReadModel>(
     for chunk in dead.chunks(size) {
         out.push(Write {
             table: table.name,
-            sql: format!(
-                "DELETE FROM {} WHERE {} IN ({})",
-                table.name,
-                table.pk,
-                placeholders(1, chunk.len())
-            ),
+            sql: Sql::new(format!(
+                "DELETE FROM {} WHERE {} IN (",
+                table.name, table.pk
+            ))
+            .values(0, chunk.len())
+            .text(")"),
             values: chunk
                 .iter()
                 .map(|(k, _)| Val::Text(k.to_string()))
@@ -218,14 +218,17 @@ pub(crate) fn writes<M: ReadModel>(
         }
         out.push(Write {
             table: table.name,
-            sql: format!(
-                "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            sql: Sql::new(format!(
+                "INSERT INTO {} ({}) VALUES ",
                 table.name,
-                table.column_list(),
-                value_rows(chunk.len(), width, 1, ""),
+                table.column_list()
+            ))
+            .rows(chunk.len(), width, 0, &Sql::default())
+            .text(format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
                 table.pk,
                 updates.join(", ")
-            ),
+            )),
             values,
         });
     }
@@ -249,10 +252,9 @@ fn replace_children(
     for chunk in stored.chunks(size) {
         out.push(Write {
             table,
-            sql: format!(
-                "DELETE FROM {table} WHERE {key} IN ({})",
-                placeholders(1, chunk.len())
-            ),
+            sql: Sql::new(format!("DELETE FROM {table} WHERE {key} IN ("))
+                .values(0, chunk.len())
+                .text(")"),
             values: chunk.iter().map(|k| Val::Text(k.to_string())).collect(),
         });
     }
@@ -260,11 +262,11 @@ fn replace_children(
     for chunk in values.chunks(size * width) {
         out.push(Write {
             table,
-            sql: format!(
-                "INSERT INTO {table} ({}) VALUES {}",
-                columns.join(", "),
-                value_rows(chunk.len() / width, width, 1, "")
-            ),
+            sql: Sql::new(format!(
+                "INSERT INTO {table} ({}) VALUES ",
+                columns.join(", ")
+            ))
+            .rows(chunk.len() / width, width, 0, &Sql::default()),
             values: chunk.to_vec(),
         });
     }
@@ -309,12 +311,12 @@ impl Rows {
             .chunks(BULK_VALUES / width * width)
             .map(|chunk| Write {
                 table: self.table,
-                sql: format!(
+                sql: Sql::new(format!(
                     "INSERT INTO {} ({}) VALUES {}",
                     self.table,
                     self.columns,
                     anonymous_rows(chunk.len() / width, width)
-                ),
+                )),
                 values: chunk.to_vec(),
             })
             .collect()

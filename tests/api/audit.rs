@@ -698,6 +698,24 @@ async fn the_trail_is_filtered_by_resource_actor_and_category(b: Backend) {
         .trail(&format!("?resource=group&resourceId={}", t.group))
         .await;
     assert_eq!(on_group.body["total"], 2, "{}", on_group.body);
+    // An id is matched exactly, as the stream's resource or a string anywhere in the data, and
+    // never read as a pattern.
+    let on_key = t.trail(&format!("?resourceId={}", t.viewer_id)).await;
+    let actions: Vec<&str> = on_key.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in ["api_key.created", "api_key.revoked", "access.denied"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let any_family = t.trail("?resource=%25").await;
+    assert_eq!(any_family.body["total"], 0, "{}", any_family.body);
+    for pattern in ["%25", "_", "%25-%25", &t.viewer_id[..8]] {
+        let matched = t.trail(&format!("?resourceId={pattern}")).await;
+        assert_eq!(matched.body["total"], 0, "{pattern}: {}", matched.body);
+    }
     let by_viewer = t.trail(&format!("?actor={}", t.viewer_id)).await;
     assert_eq!(by_viewer.body["total"], 2);
     let system = t.trail("?category=system").await;

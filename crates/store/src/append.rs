@@ -4,14 +4,15 @@
 //! trips whatever it holds.
 
 use crate::db::Backend;
+use crate::dialect::postgres;
 use crate::error::{AppendError, StoreError};
 use crate::log::{
     row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX,
 };
-use crate::reservations::{claims_sql, counts_sql, reserve, Reservations};
-use crate::sql::{chunk_rows, fuse_sql, placeholders, value_rows, Query, Write, BULK_VALUES};
-use easm_events::{chain_hash, from_micros, Event, RecordedEvent, Role, GENESIS_HASH};
-use sqlx::any::AnyRow;
+use crate::open::{check_versions, open, Head};
+use crate::reservations::{reserve, Reservations};
+use crate::sql::{Query, Sql, Write, BULK_VALUES};
+use easm_events::{chain_hash, from_micros, Event, RecordedEvent, Role};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -47,7 +48,7 @@ pub const APPENDS_LOCK: i64 = 0x6561_736d_6170_7064;
 /// sequences and hashes continuing the head's.
 fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> {
     let occurred_at = from_micros(chrono::Utc::now().timestamp_micros());
-    let (mut seq, mut prev_hash) = (head.seq, head.hash.clone());
+    let (mut seq, mut prev_hash) = (head.last_seq, head.last_hash.clone());
     let mut recorded = Vec::with_capacity(count);
     for s in &req.streams {
         for (i, event) in s.events.iter().enumerate() {
@@ -76,16 +77,6 @@ fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> 
         }
     }
     recorded
-}
-
-/// The chain head as the append found it, locked for the rest of the transaction.
-struct Head {
-    seq: i64,
-    hash: String,
-    projected: i64,
-    /// Where this append's positions start: on PostgreSQL made from the transaction id, on
-    /// SQLite (one writer) after the log's last position.
-    next_position: i64,
 }
 
 impl EventLog {
@@ -138,7 +129,7 @@ impl EventLog {
             projected: if self.projection.is_some() {
                 seq
             } else {
-                head.projected
+                head.projected_seq
             },
         };
         let writes = match &self.projection {
@@ -147,7 +138,8 @@ impl EventLog {
                 let events: Vec<Event> = req.streams.into_iter().flat_map(|s| s.events).collect();
                 // Events appended earlier by a log without read models come first.
                 let (mut earlier, mut typed_earlier) =
-                    org_chain_after(conn, req.org_id.as_str(), head.projected, head.seq).await?;
+                    org_chain_after(conn, req.org_id.as_str(), head.projected_seq, head.last_seq)
+                        .await?;
                 if earlier.is_empty() {
                     projection.project(conn, &recorded, &events).await?
                 } else {
@@ -175,14 +167,9 @@ impl EventLog {
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.db.backend() {
             Backend::Postgres => {
-                // A simple query cannot take parameters: the id is quoted as a literal.
-                let org = org_id.replace('\'', "''");
                 self.db
                     .writer()
-                    .begin_with(format!(
-                        "BEGIN; SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
-                         pg_advisory_xact_lock(hashtextextended('{org}', 0))"
-                    ))
+                    .begin_with(postgres::begin_append(org_id))
                     .await?
             }
             Backend::Sqlite => self.db.writer().begin().await?,
@@ -214,10 +201,10 @@ impl EventLog {
             loop {
                 let mut tx = self.begin_locked(org_id).await?;
                 let (head, _) = open(&mut tx, backend, org_id, &[], None).await?;
-                let upto = head.seq.min(head.projected + CATCH_UP_BATCH);
-                if head.projected < upto {
+                let upto = head.last_seq.min(head.projected_seq + CATCH_UP_BATCH);
+                if head.projected_seq < upto {
                     let (recorded, events) =
-                        org_chain_after(&mut tx, org_id, head.projected, upto).await?;
+                        org_chain_after(&mut tx, org_id, head.projected_seq, upto).await?;
                     for write in projection.project(&mut tx, &recorded, &events).await? {
                         write.run(&mut tx).await?;
                     }
@@ -228,190 +215,13 @@ impl EventLog {
                         .await?;
                 }
                 tx.commit().await?;
-                if upto >= head.seq {
+                if upto >= head.last_seq {
                     break;
                 }
             }
         }
         Ok(orgs.len())
     }
-}
-
-/// What an append finds as it opens, under the organization's lock.
-#[derive(Default)]
-pub(crate) struct Opened {
-    head: Option<Head>,
-    versions: BTreeMap<String, i64>,
-    /// (scope, key) claims taken.
-    pub claimed: BTreeSet<(String, String)>,
-    /// Counts of the scopes changed, as they now stand.
-    pub counts: BTreeMap<String, i64>,
-}
-
-/// Every row of an append's opening has one shape, so that PostgreSQL can unite them: `kind`
-/// names it. head: `txt` the last hash, `n1` the last sequence, `n2` the projected sequence,
-/// `n3` the next position; version: `name` the stream, `n1` its version; claim: `name` the
-/// scope, `txt` the key taken; count: `name` the scope, `n1` its count.
-const OPENED_COLUMNS: &str = "kind, name, txt, n1, n2, n3";
-
-impl Opened {
-    pub(crate) fn take(&mut self, row: &AnyRow) -> Result<(), StoreError> {
-        let kind: String = row.try_get("kind")?;
-        match kind.as_str() {
-            "head" => {
-                self.head = Some(Head {
-                    hash: row.try_get("txt")?,
-                    seq: row.try_get("n1")?,
-                    projected: row.try_get("n2")?,
-                    next_position: row.try_get("n3")?,
-                })
-            }
-            "version" => {
-                self.versions
-                    .insert(row.try_get("name")?, row.try_get("n1")?);
-            }
-            "claim" => {
-                self.claimed
-                    .insert((row.try_get("name")?, row.try_get("txt")?));
-            }
-            _ => {
-                self.counts.insert(row.try_get("name")?, row.try_get("n1")?);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Open an append in one round trip: the organization's chain head (created on its first
-/// append), the versions of `streams`, and, when `reserve` holds only claims, the claims and
-/// the counters they move. On PostgreSQL one statement; on SQLite, which cannot modify data
-/// in a CTE but takes several statements in one call, the head's write first, which takes the
-/// database's write lock before anything is read.
-async fn open(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    org_id: &str,
-    streams: &[&str],
-    reserve: Option<&Reservations<'_>>,
-) -> Result<(Head, Opened), StoreError> {
-    let (first, rest) = streams.split_at(streams.len().min(chunk_rows(backend)));
-    let claims = reserve.map(|r| r.claims.as_slice()).unwrap_or_default();
-    let by_scope = reserve.map(|r| r.by_scope()).unwrap_or_default();
-    // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
-    let claims_from = 3 + first.len();
-    let counts_from = claims_from + claims.len() * 3;
-    let versions = (!first.is_empty()).then(|| {
-        format!(
-            "SELECT 'version' AS kind, stream_id AS name, CAST(NULL AS TEXT) AS txt, \
-             MAX(stream_version) AS n1, CAST(NULL AS BIGINT) AS n2, CAST(NULL AS BIGINT) AS n3 \
-             FROM events WHERE stream_id IN ({}) GROUP BY stream_id",
-            placeholders(3, first.len())
-        )
-    });
-    let sql = match backend {
-        // Held by the lock, an existing head needs no row lock (nor a new row version). The
-        // select does not see the CTEs' rows: exactly one of `h` and `chain_heads` answers.
-        Backend::Postgres => {
-            let head = |from: &str| {
-                format!(
-                    "SELECT 'head' AS kind, CAST(NULL AS TEXT) AS name, last_hash AS txt, \
-                     last_seq AS n1, projected_seq AS n2, \
-                     pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} AS n3 FROM {from}"
-                )
-            };
-            let mut ctes = vec![format!(
-                "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
-            )];
-            let mut parts = vec![head("h"), head("chain_heads WHERE org_id = $1")];
-            parts.extend(versions);
-            if !claims.is_empty() {
-                ctes.push(format!("c AS ({})", claims_sql(claims.len(), claims_from)));
-                ctes.push(format!(
-                    "n AS ({})",
-                    counts_sql(by_scope.len(), counts_from)
-                ));
-                parts.push(format!("SELECT {OPENED_COLUMNS} FROM c"));
-                parts.push(format!("SELECT {OPENED_COLUMNS} FROM n"));
-            }
-            format!("WITH {} {}", ctes.join(", "), parts.join(" UNION ALL "))
-        }
-        Backend::Sqlite => {
-            let mut parts = vec![format!(
-                "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
-                 RETURNING 'head' AS kind, NULL AS name, last_hash AS txt, last_seq AS n1, \
-                 projected_seq AS n2, (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS n3"
-            )];
-            parts.extend(versions);
-            if !claims.is_empty() {
-                parts.push(claims_sql(claims.len(), claims_from));
-                parts.push(counts_sql(by_scope.len(), counts_from));
-            }
-            parts.join("; ")
-        }
-    };
-    let mut q = sqlx::query(&sql).bind(org_id).bind(GENESIS_HASH);
-    for id in first {
-        q = q.bind(*id);
-    }
-    for (scope, key, owner) in claims {
-        q = q.bind(*scope).bind(*key).bind(*owner);
-    }
-    for (scope, n) in &by_scope {
-        q = q.bind(*scope).bind(*n);
-    }
-    let mut opened = Opened::default();
-    for row in q.fetch_all(&mut *conn).await? {
-        opened.take(&row)?;
-    }
-    stream_versions(conn, backend, rest, &mut opened.versions).await?;
-    let head = opened.head.take().ok_or(sqlx::Error::RowNotFound)?;
-    Ok((head, opened))
-}
-
-/// The chain head of `$1` at the genesis hash `$2` if it has none; the conflict action follows.
-const CREATE_HEAD: &str = "INSERT INTO chain_heads (org_id, last_seq, last_hash) \
-     VALUES ($1, 0, $2) ON CONFLICT (org_id)";
-
-/// The latest version of each of `ids` that has events.
-async fn stream_versions(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    ids: &[&str],
-    into: &mut BTreeMap<String, i64>,
-) -> Result<(), StoreError> {
-    for chunk in ids.chunks(chunk_rows(backend)) {
-        let sql = format!(
-            "SELECT stream_id, MAX(stream_version) AS v FROM events \
-             WHERE stream_id IN ({}) GROUP BY stream_id",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            into.insert(row.try_get("stream_id")?, row.try_get("v")?);
-        }
-    }
-    Ok(())
-}
-
-/// Every stream the decision wrote or read is still at the version it was decided on.
-fn check_versions(
-    expected: &BTreeMap<&str, i64>,
-    actual: &BTreeMap<String, i64>,
-) -> Result<(), AppendError> {
-    for (stream_id, &version) in expected {
-        let found = actual.get(*stream_id).copied().unwrap_or(0);
-        if found != version {
-            return Err(AppendError::Conflict {
-                stream_id: stream_id.to_string(),
-                expected: version,
-                actual: found,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Where an append leaves the organization's chain head.
@@ -447,24 +257,22 @@ async fn insert_events(
     writes: &[Write],
 ) -> Result<(), sqlx::Error> {
     const WIDTH: usize = 20;
-    let chunks: Vec<&[RecordedEvent]> = events.chunks(chunk_rows(backend)).collect();
+    let chunks: Vec<&[RecordedEvent]> = events.chunks(backend.chunk_rows()).collect();
     let Some((last, earlier)) = chunks.split_last() else {
         return Ok(());
     };
     for chunk in earlier {
-        let sql = format!(
-            "INSERT INTO events ({COLUMNS}) VALUES {}",
-            value_rows(chunk.len(), WIDTH, 1, "")
-        );
+        let sql = Sql::new(format!("INSERT INTO events ({COLUMNS}) VALUES "))
+            .rows(chunk.len(), WIDTH, 0, &Sql::default())
+            .render(0);
         bind_events(sqlx::query(&sql), chunk)
             .execute(&mut *conn)
             .await?;
     }
     // $1 to $4 the head's advance, then the last events, then the writes that fit.
-    let mut parts = vec![format!(
-        "INSERT INTO events ({COLUMNS}) VALUES {}",
-        value_rows(last.len(), WIDTH, 5, "")
-    )];
+    let mut parts = vec![Sql::new(format!("INSERT INTO events ({COLUMNS}) VALUES "))
+        .rows(last.len(), WIDTH, 4, &Sql::default())
+        .render(0)];
     let mut next = 5 + last.len() * WIDTH;
     let mut tables = BTreeSet::new();
     let mut fused = 0;
@@ -474,12 +282,12 @@ async fn insert_events(
         if !fits {
             break;
         }
-        parts.push(w.sql_after(next - 1));
+        parts.push(w.sql.render(next - 1));
         next += w.values.len();
         fused += 1;
     }
     parts.push(ADVANCE_HEAD.to_string());
-    let sql = fuse_sql(backend, parts);
+    let sql = backend.fuse(parts);
     let mut q = bind_events(head.bind(sqlx::query(&sql)), last);
     for w in &writes[..fused] {
         q = w.bind(q);

@@ -3,7 +3,7 @@
 //! the delivery, and every attempt with what the receiver answered.
 
 use crate::db::{Backend, Db};
-use crate::sql::{fuse, placeholders, value_rows, Val, Write};
+use crate::sql::{fuse, Sql, Val, Write};
 use crate::{error::StoreError, now_micros};
 use easm_events::{OrgId, WebhookId};
 use sqlx::any::AnyRow;
@@ -141,15 +141,22 @@ fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64
             Val::OptInt(*until),
         ]);
     }
+    // Status pending, no attempts, due, created and updated at `now` (value 0).
+    let now_thrice = Sql::new(", 'pending', 0, ")
+        .value(0)
+        .text(", ")
+        .value(0)
+        .text(", ")
+        .value(0);
     Write {
         table: "deliveries",
-        sql: format!(
+        sql: Sql::new(
             "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, \
              payload, schedule_step, claimed_by, claimed_until, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES {} \
-             ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
-            value_rows(rows.len(), 9, 2, ", 'pending', 0, $1, $1, $1")
-        ),
+             next_attempt_at, created_at, updated_at) VALUES ",
+        )
+        .rows(rows.len(), 9, 1, &now_thrice)
+        .text(" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"),
         values,
     }
 }
@@ -158,10 +165,9 @@ fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64
 fn clear_outbox(positions: &[i64]) -> Write {
     Write {
         table: "outbox",
-        sql: format!(
-            "DELETE FROM outbox WHERE position IN ({})",
-            placeholders(1, positions.len())
-        ),
+        sql: Sql::new("DELETE FROM outbox WHERE position IN (")
+            .values(0, positions.len())
+            .text(")"),
         values: positions.iter().map(|p| Val::Int(*p)).collect(),
     }
 }
@@ -323,7 +329,8 @@ impl DeliveryQueue {
         let mut tx = self.db.writer().begin().await?;
         let mut rows = vec![];
         for w in writes {
-            rows.extend(w.bind(sqlx::query(&w.sql)).fetch_all(&mut *tx).await?);
+            let sql = w.sql.render(0);
+            rows.extend(w.bind(sqlx::query(&sql)).fetch_all(&mut *tx).await?);
         }
         tx.commit().await?;
         Ok(rows)
@@ -450,12 +457,12 @@ fn attempts_write(chunk: &[Finished]) -> Write {
     }
     Write {
         table: "delivery_attempts",
-        sql: format!(
+        sql: Sql::new(
             "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
-             duration_ms, status_code, error, response) VALUES {} \
-             ON CONFLICT (delivery_id, attempt) DO NOTHING",
-            value_rows(chunk.len(), 8, 1, "")
-        ),
+             duration_ms, status_code, error, response) VALUES ",
+        )
+        .rows(chunk.len(), 8, 0, &Sql::default())
+        .text(" ON CONFLICT (delivery_id, attempt) DO NOTHING"),
         values,
     }
 }
@@ -483,13 +490,16 @@ fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
     }
     Write {
         table: "deliveries",
-        sql: format!(
+        sql: Sql::new(
             "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
              schedule_step = v.column4, next_attempt_at = v.column5, claimed_by = NULL, \
              claimed_until = NULL, last_status = v.column6, last_error = v.column7, \
-             updated_at = $1 FROM (VALUES {}) AS v WHERE deliveries.delivery_id = v.column1",
-            value_rows(chunk.len(), 7, 2, "")
-        ),
+             updated_at = ",
+        )
+        .value(0)
+        .text(" FROM (VALUES ")
+        .rows(chunk.len(), 7, 1, &Sql::default())
+        .text(") AS v WHERE deliveries.delivery_id = v.column1"),
         values,
     }
 }
@@ -499,13 +509,13 @@ fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
 fn resets_write(chunk: &[(String, Option<i64>)]) -> Write {
     Write {
         table: "endpoint_health",
-        sql: format!(
-            "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
-             ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since \
-             WHERE COALESCE(endpoint_health.failing_since, -1) \
-             <> COALESCE(excluded.failing_since, -1)",
-            value_rows(chunk.len(), 2, 1, "")
-        ),
+        sql: Sql::new("INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ")
+            .rows(chunk.len(), 2, 0, &Sql::default())
+            .text(
+                " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since \
+                 WHERE COALESCE(endpoint_health.failing_since, -1) \
+                 <> COALESCE(excluded.failing_since, -1)",
+            ),
         values: chunk
             .iter()
             .flat_map(|(id, since)| [Val::Text(id.clone()), Val::OptInt(*since)])
@@ -517,13 +527,13 @@ fn resets_write(chunk: &[(String, Option<i64>)]) -> Write {
 fn continues_write(chunk: &[(String, i64)]) -> Write {
     Write {
         table: "endpoint_health",
-        sql: format!(
-            "INSERT INTO endpoint_health (webhook_id, failing_since) VALUES {} \
-             ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
-             COALESCE(endpoint_health.failing_since, excluded.failing_since) \
-             RETURNING webhook_id, failing_since",
-            value_rows(chunk.len(), 2, 1, "")
-        ),
+        sql: Sql::new("INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ")
+            .rows(chunk.len(), 2, 0, &Sql::default())
+            .text(
+                " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = \
+                 COALESCE(endpoint_health.failing_since, excluded.failing_since) \
+                 RETURNING webhook_id, failing_since",
+            ),
         values: chunk
             .iter()
             .flat_map(|(id, first)| [Val::Text(id.clone()), Val::Int(*first)])

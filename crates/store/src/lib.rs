@@ -6,11 +6,13 @@ mod append;
 mod db;
 mod deliveries;
 mod delivery_log;
+mod dialect;
 mod error;
 mod idempotency;
 mod lease;
 mod log;
 mod log_replay;
+mod open;
 mod reservations;
 mod secrets;
 mod shadow;
@@ -35,9 +37,7 @@ pub use log_replay::{LogSource, ReplayEvent};
 pub use secrets::WebhookSecrets;
 pub use shadow::{index_shadow, shadow_of, swap_in, Shadow, ShadowFiller};
 pub use signing::audit_signing_secret;
-pub use sql::{
-    anonymous_rows, chunk_rows, placeholders, value_rows, Filter, Val, Write, BULK_VALUES,
-};
+pub use sql::{anonymous_rows, placeholders, Filter, Sql, Val, Write, BULK_VALUES};
 pub use sqlx::{any::AnyRow, AnyConnection, Row};
 
 /// Epoch microseconds: the portable timestamp of every table.

@@ -9,15 +9,16 @@
 //! Readers of one organization need no horizon: its appends are serialized (see `org_after`).
 
 use crate::append::InlineProjection;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::StoreError;
 use crate::reservations::count_scope;
-use crate::sql::{chunk_rows, placeholders, Filter};
+use crate::sql::{placeholders, Filter};
 use easm_events::{
     decode, from_micros, Actor, ActorKind, Event, EventMeta, OrgId, RecordedEvent, Role,
+    EVENT_TYPES,
 };
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -72,7 +73,8 @@ pub struct AuditFilter {
     pub actions: Vec<String>,
     /// A resource type: the family of the event type (`asset`, `finding`, `access`, ...).
     pub resource: Option<String>,
-    /// A resource id: the event's stream or a value in its data.
+    /// A resource id, matched exactly: the resource of the event's stream, or a string anywhere
+    /// in its data.
     pub resource_id: Option<String>,
     /// `api` (keys and users), `cli`, or `system` (easm on its own).
     pub category: Option<String>,
@@ -116,38 +118,62 @@ pub struct EventLog {
     pub(crate) projection: Option<Arc<dyn InlineProjection>>,
 }
 
+/// A row of the `events` table, as [`COLUMNS`] selects it.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    position: i64,
+    event_id: String,
+    stream_id: String,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i64,
+    occurred_at: i64,
+    org_id: String,
+    actor_kind: String,
+    actor_id: String,
+    actor_role: Option<String>,
+    actor_ip: Option<String>,
+    request_id: String,
+    correlation_id: String,
+    causation_id: Option<String>,
+    data: String,
+    chain_seq: i64,
+    prev_hash: String,
+    hash: String,
+    actor_agent: Option<String>,
+}
+
 pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = r.try_get("position")?;
+    let r = EventRow::from_row(r)?;
+    let position = r.position;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-    let event_id: String = r.try_get("event_id")?;
-    let kind: String = r.try_get("actor_kind")?;
-    let data: String = r.try_get("data")?;
+    let kind = r.actor_kind;
     Ok(RecordedEvent {
-        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(e.to_string()))?,
+        event_id: Uuid::parse_str(&r.event_id).map_err(|e| corrupt(e.to_string()))?,
         position,
-        stream_id: r.try_get("stream_id")?,
-        stream_version: r.try_get("stream_version")?,
-        event_type: r.try_get("event_type")?,
-        schema_version: r.try_get::<i64, _>("schema_version")? as i32,
-        occurred_at: from_micros(r.try_get("occurred_at")?),
-        org_id: OrgId::new(r.try_get::<String, _>("org_id")?),
+        stream_id: r.stream_id,
+        stream_version: r.stream_version,
+        event_type: r.event_type,
+        schema_version: r.schema_version as i32,
+        occurred_at: from_micros(r.occurred_at),
+        org_id: OrgId::new(r.org_id),
         actor: Actor {
             kind: ActorKind::parse(&kind).ok_or_else(|| corrupt(format!("actor kind {kind}")))?,
-            id: r.try_get("actor_id")?,
+            id: r.actor_id,
             role: r
-                .try_get::<Option<String>, _>("actor_role")?
+                .actor_role
                 .map(|role| Role::parse(&role).ok_or_else(|| corrupt(format!("actor role {role}"))))
                 .transpose()?,
-            source_ip: r.try_get("actor_ip")?,
-            user_agent: r.try_get("actor_agent")?,
+            source_ip: r.actor_ip,
+            user_agent: r.actor_agent,
         },
-        request_id: r.try_get("request_id")?,
-        correlation_id: r.try_get("correlation_id")?,
-        causation_id: r.try_get("causation_id")?,
-        data: serde_json::from_str(&data).map_err(|e| corrupt(e.to_string()))?,
-        chain_seq: r.try_get("chain_seq")?,
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
+        request_id: r.request_id,
+        correlation_id: r.correlation_id,
+        causation_id: r.causation_id,
+        data: serde_json::from_str(&r.data).map_err(|e| corrupt(e.to_string()))?,
+        chain_seq: r.chain_seq,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
     })
 }
 
@@ -235,11 +261,9 @@ impl EventLog {
         position: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let horizon = match self.db.backend() {
-            Backend::Sqlite => String::new(),
-            Backend::Postgres => format!(
-                "AND position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
-            ),
+        let horizon = match self.db.backend().horizon() {
+            Some(h) => format!("AND {h}"),
+            None => String::new(),
         };
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE position > $1 {horizon} ORDER BY position LIMIT $2"
@@ -256,11 +280,9 @@ impl EventLog {
     /// horizon, so they are published in log order (the relay clears everything up to the last
     /// one it published).
     pub async fn outbox(&self, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let horizon = match self.db.backend() {
-            Backend::Sqlite => String::new(),
-            Backend::Postgres => format!(
-                "WHERE o.position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {POSITIONS_PER_TX}"
-            ),
+        let horizon = match self.db.backend().horizon() {
+            Some(h) => format!("WHERE o.{h}"),
+            None => String::new(),
         };
         self.outbox_rows(&horizon, limit).await
     }
@@ -282,12 +304,9 @@ impl EventLog {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let taken =
             format!("SELECT o.position FROM outbox o {filter} ORDER BY o.position LIMIT $1");
-        let wanted = match self.db.backend() {
-            Backend::Postgres => format!("= ANY(ARRAY({taken}))"),
-            Backend::Sqlite => format!("IN ({taken})"),
-        };
+        let wanted = self.db.backend().position_in(&taken);
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position {wanted} ORDER BY position"
+            "SELECT {COLUMNS} FROM events WHERE {wanted} ORDER BY position"
         ))
         .bind(limit)
         .fetch_all(self.db.reader())
@@ -377,12 +396,23 @@ impl EventLog {
         w.eq("actor_id", f.actor.as_deref());
         w.any("event_type", &f.actions);
         if let Some(r) = &f.resource {
-            let p = w.bind(format!("{r}.%"));
-            w.push(format!("event_type LIKE {p}"));
+            let family: Vec<String> = EVENT_TYPES
+                .iter()
+                .filter(|(t, _)| t.split_once('.').is_some_and(|(family, _)| family == r))
+                .map(|(t, _)| t.to_string())
+                .collect();
+            match family.is_empty() {
+                true => w.push("1 = 0"),
+                false => w.any("event_type", &family),
+            }
         }
         if let Some(id) = &f.resource_id {
-            let (stream, data) = (w.bind(format!("%-{id}")), w.bind(format!("%\"{id}\"%")));
-            w.push(format!("(stream_id LIKE {stream} OR data LIKE {data})"));
+            let id = w.bind(id.as_str());
+            w.push(format!(
+                "({} OR {})",
+                self.db.backend().stream_of(&id),
+                self.db.backend().names_in_data(&id)
+            ));
         }
         match f.category.as_deref() {
             Some("api") => w.push("actor_kind IN ('api_key', 'user')"),
@@ -426,7 +456,7 @@ impl EventLog {
         keys: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();
-        for chunk in keys.chunks(chunk_rows(self.db.backend())) {
+        for chunk in keys.chunks(self.db.backend().chunk_rows()) {
             let sql = format!(
                 "SELECT key, owner FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
                 placeholders(3, chunk.len())

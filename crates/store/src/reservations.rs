@@ -2,11 +2,11 @@
 //! groups) as keys claimed and released in a scope, and counters per scope, checked in the
 //! append's transaction.
 
-use crate::append::Opened;
 use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::Constraint;
-use crate::sql::{chunk_rows, placeholders, value_rows};
+use crate::open::Opened;
+use crate::sql::{placeholders, Sql};
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,12 +35,14 @@ impl<'a> Reservations<'a> {
         r
     }
 
-    /// Claims alone, few enough to go with the head's read. The counters then assume every
+    /// Claims alone, few enough to go in the statement that reads the head (PostgreSQL; on
+    /// SQLite, in process, a statement more costs no round trip). The counters then assume every
     /// claim succeeds; if one does not, the append fails and its transaction rolls back.
     pub fn with_head(&self, backend: Backend) -> bool {
-        self.releases.is_empty()
+        backend == Backend::Postgres
+            && self.releases.is_empty()
             && !self.claims.is_empty()
-            && self.claims.len() <= chunk_rows(backend)
+            && self.claims.len() <= backend.chunk_rows()
     }
 
     /// Claims per scope.
@@ -70,22 +72,20 @@ pub(crate) async fn reserve(
         return check_counts(conn, org_id, constraints, &opened.counts).await;
     }
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
-    for chunk in plan.claims.chunks(chunk_rows(backend)) {
+    for chunk in plan.claims.chunks(backend.chunk_rows()) {
         let sql = claims_sql(chunk.len(), 2);
-        let mut q = sqlx::query(&sql).bind(org_id);
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(org_id);
         for (scope, key, owner) in chunk {
             q = q.bind(*scope).bind(*key).bind(*owner);
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            opened.take(&row)?;
-        }
+        opened.claimed.extend(q.fetch_all(&mut *conn).await?);
     }
     require_claimed(&plan.claims, &opened.claimed)?;
     for (scope, n) in plan.by_scope() {
         *deltas.entry(scope).or_default() += n;
     }
     for (scope, keys) in &plan.releases {
-        for chunk in keys.chunks(chunk_rows(backend)) {
+        for chunk in keys.chunks(backend.chunk_rows()) {
             let sql = format!(
                 "DELETE FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
                 placeholders(3, chunk.len())
@@ -101,39 +101,34 @@ pub(crate) async fn reserve(
     deltas.retain(|_, d| *d != 0);
     if !deltas.is_empty() {
         let sql = counts_sql(deltas.len(), 2);
-        let mut q = sqlx::query(&sql).bind(org_id);
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(org_id);
         for (scope, delta) in &deltas {
             q = q.bind(*scope).bind(*delta);
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            opened.take(&row)?;
-        }
+        opened.counts.extend(q.fetch_all(&mut *conn).await?);
     }
     check_counts(conn, org_id, constraints, &opened.counts).await
 }
 
-/// Claims of `n` (scope, key, owner) from `$first` by the organization in `$1`; answers those
-/// taken as `claim` rows of [`OPENED_COLUMNS`].
+/// Claims of `n` (scope, key, owner) from `$first` by the organization in `$1`; answers the
+/// (scope, key) of those taken.
 pub(crate) fn claims_sql(n: usize, first: usize) -> String {
-    format!(
-        "INSERT INTO reservations (scope, key, owner, org_id) VALUES {} \
-         ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING 'claim' AS kind, scope AS name, \
-         key AS txt, CAST(NULL AS BIGINT) AS n1, CAST(NULL AS BIGINT) AS n2, \
-         CAST(NULL AS BIGINT) AS n3",
-        value_rows(n, 3, first, ", $1")
-    )
+    Sql::new("INSERT INTO reservations (scope, key, owner, org_id) VALUES ")
+        .rows(n, 3, first - 1, &Sql::new(", ").value(0))
+        .text(" ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key")
+        .render(0)
 }
 
 /// `n` (scope, change) pairs from `$first` added to the counters of the organization in `$1`;
-/// answers the new counts as `count` rows of [`OPENED_COLUMNS`].
+/// answers the (scope, count) they leave.
 pub(crate) fn counts_sql(n: usize, first: usize) -> String {
-    format!(
-        "INSERT INTO reservation_counts (scope, n, org_id) VALUES {} \
-         ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-         RETURNING 'count' AS kind, scope AS name, CAST(NULL AS TEXT) AS txt, n AS n1, \
-         CAST(NULL AS BIGINT) AS n2, CAST(NULL AS BIGINT) AS n3",
-        value_rows(n, 2, first, ", $1")
-    )
+    Sql::new("INSERT INTO reservation_counts (scope, n, org_id) VALUES ")
+        .rows(n, 2, first - 1, &Sql::new(", ").value(0))
+        .text(
+            " ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
+             RETURNING scope, n",
+        )
+        .render(0)
 }
 
 fn require_claimed(

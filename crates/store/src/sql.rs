@@ -1,5 +1,6 @@
-//! SQL text shared by both dialects: numbered placeholders, multi-row statement sizes, and
-//! writes prepared to be sent several in one round trip.
+//! SQL text shared by both dialects: numbered placeholders, statements whose placeholders are
+//! numbered only when sent, multi-row statement sizes, and writes prepared to be sent several in
+//! one round trip.
 
 use crate::db::Backend;
 
@@ -14,13 +15,74 @@ pub fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// `rows` tuples of `width` placeholders numbered from `$first`, each followed by `suffix`
-/// (values shared by every row).
-pub fn value_rows(rows: usize, width: usize, first: usize, suffix: &str) -> String {
-    (0..rows)
-        .map(|r| format!("({}{suffix})", placeholders(first + r * width, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A statement's text with its placeholders kept as indices of its values, numbered only when it
+/// is sent: several statements then go as one, each numbered after the values of those before
+/// it, without any text being read back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sql(Vec<Piece>);
+
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    Text(String),
+    /// The statement's value of this index (from 0).
+    Value(usize),
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Sql {
+        Sql(vec![Piece::Text(text.into())])
+    }
+
+    pub fn text(mut self, text: impl Into<String>) -> Sql {
+        self.0.push(Piece::Text(text.into()));
+        self
+    }
+
+    /// The placeholder of value `index`.
+    pub fn value(mut self, index: usize) -> Sql {
+        self.0.push(Piece::Value(index));
+        self
+    }
+
+    /// Values `from .. from + n`, comma-separated.
+    pub fn values(mut self, from: usize, n: usize) -> Sql {
+        for i in 0..n {
+            if i > 0 {
+                self.0.push(Piece::Text(", ".into()));
+            }
+            self.0.push(Piece::Value(from + i));
+        }
+        self
+    }
+
+    /// `n` tuples of `width` values from `from`, each ending with `shared` (text and values
+    /// common to every row, such as a timestamp).
+    pub fn rows(mut self, n: usize, width: usize, from: usize, shared: &Sql) -> Sql {
+        for r in 0..n {
+            self.0
+                .push(Piece::Text(if r == 0 { "(" } else { ", (" }.into()));
+            self = self.values(from + r * width, width);
+            self.0.extend(shared.0.iter().cloned());
+            self.0.push(Piece::Text(")".into()));
+        }
+        self
+    }
+
+    /// The text, value `i` numbered `$(after + i + 1)`: after the `after` values of the
+    /// statements sent before it.
+    pub fn render(&self, after: usize) -> String {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Value(i) => {
+                    out.push('$');
+                    out.push_str(&(after + i + 1).to_string());
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `rows` tuples of `width` anonymous `?` placeholders, for SQLite statements of many values:
@@ -33,15 +95,6 @@ pub fn anonymous_rows(rows: usize, width: usize) -> String {
 
 /// Values in one statement or call at most: under SQLite's highest placeholder number (32,766).
 pub const BULK_VALUES: usize = 30_000;
-
-/// Rows per multi-row statement. Measured: SQLite is fastest at 20 to 50 (sqlx binds SQLite
-/// parameters in time that grows with the statement), PostgreSQL keeps gaining up to about 500.
-pub fn chunk_rows(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 50,
-        Backend::Postgres => 500,
-    }
-}
 
 /// A WHERE clause built condition by condition, its text values bound as `$n` in the order they
 /// were added, numbered after the statement's own parameters. Every filtered query (lists of
@@ -133,12 +186,12 @@ pub enum Val {
     OptFloat(Option<f64>),
 }
 
-/// A statement not yet run, its placeholders numbered from `$1`, so that several can be sent
-/// in one round trip (read-model writes with an append's events, a batch of delivery outcomes).
+/// A statement not yet run, so that several can be sent in one round trip (read-model writes
+/// with an append's events, a batch of delivery outcomes).
 #[derive(Clone, Debug)]
 pub struct Write {
     pub table: &'static str,
-    pub sql: String,
+    pub sql: Sql,
     pub values: Vec<Val>,
 }
 
@@ -156,63 +209,27 @@ impl Write {
         q
     }
 
-    /// The statement with its placeholders moved up by `by`, to follow another's `by` values.
-    pub(crate) fn sql_after(&self, by: usize) -> String {
-        let mut out = String::with_capacity(self.sql.len() + 16);
-        let mut rest = self.sql.as_str();
-        while let Some(at) = rest.find('$') {
-            out.push_str(&rest[..=at]);
-            rest = &rest[at + 1..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if let Ok(n) = rest[..digits].parse::<usize>() {
-                out.push_str(&(n + by).to_string());
-                rest = &rest[digits..];
-            }
-        }
-        out.push_str(rest);
-        out
-    }
-
     pub async fn run(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        self.bind(sqlx::query(&self.sql)).execute(conn).await?;
+        self.bind(sqlx::query(&self.sql.render(0)))
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }
 
-/// `writes` sent as one (see [`fuse_sql`]); placeholders follow on from one write to the next:
-/// bind the writes in order.
+/// `writes` sent as one (see [`Backend::fuse`]); placeholders follow on from one write to the
+/// next: bind the writes in order.
 pub(crate) fn fuse(backend: Backend, writes: &[Write]) -> String {
     let mut at = 0;
     let parts = writes
         .iter()
         .map(|w| {
-            let sql = w.sql_after(at);
+            let sql = w.sql.render(at);
             at += w.values.len();
             sql
         })
         .collect();
-    fuse_sql(backend, parts)
-}
-
-/// Statements sent as one: on PostgreSQL one statement, the last its main statement (whose rows
-/// come back) and the others its CTEs, so no row may be changed by two of them; on SQLite,
-/// which cannot modify data in a CTE, statements of one call.
-pub(crate) fn fuse_sql(backend: Backend, mut parts: Vec<String>) -> String {
-    match backend {
-        Backend::Postgres => {
-            let main = parts.pop().unwrap_or_default();
-            if parts.is_empty() {
-                return main;
-            }
-            let ctes: Vec<String> = parts
-                .iter()
-                .enumerate()
-                .map(|(k, sql)| format!("w{k} AS ({sql})"))
-                .collect();
-            format!("WITH {} {main}", ctes.join(", "))
-        }
-        Backend::Sqlite => parts.join("; "),
-    }
+    backend.fuse(parts)
 }
 
 #[cfg(test)]
@@ -220,31 +237,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_move_up_and_nothing_else_changes() {
-        let w = Write {
-            table: "t",
-            sql: "INSERT INTO t (a, b) VALUES ($1, $2), ($3, 'x$') ON CONFLICT (a) DO NOTHING"
-                .into(),
-            values: vec![],
-        };
+    fn a_statement_is_numbered_after_the_values_before_it() {
+        let shared = Sql::new(", 'x$', ").value(0);
+        let sql = Sql::new("INSERT INTO t (a, b, c) VALUES ")
+            .rows(2, 2, 1, &shared)
+            .text(" ON CONFLICT (a) DO NOTHING");
         assert_eq!(
-            w.sql_after(40),
-            "INSERT INTO t (a, b) VALUES ($41, $42), ($43, 'x$') ON CONFLICT (a) DO NOTHING"
+            sql.render(0),
+            "INSERT INTO t (a, b, c) VALUES ($2, $3, 'x$', $1), ($4, $5, 'x$', $1) \
+             ON CONFLICT (a) DO NOTHING"
         );
-        assert_eq!(w.sql_after(0), w.sql);
+        assert_eq!(
+            sql.render(40),
+            "INSERT INTO t (a, b, c) VALUES ($42, $43, 'x$', $41), ($44, $45, 'x$', $41) \
+             ON CONFLICT (a) DO NOTHING"
+        );
+        assert_eq!(
+            Sql::new("IN (").values(0, 3).text(")").render(2),
+            "IN ($3, $4, $5)"
+        );
     }
 
     #[test]
     fn fused_writes_number_their_values_in_order() {
-        let w = |sql: &str, n: usize| Write {
+        let w = |sql: Sql, n: usize| Write {
             table: "t",
-            sql: sql.into(),
+            sql,
             values: vec![Val::Int(0); n],
         };
         let writes = [
-            w("INSERT INTO a VALUES ($1, $2)", 2),
-            w("DELETE FROM b WHERE id = $1", 1),
-            w("UPDATE c SET x = $1", 1),
+            w(Sql::new("INSERT INTO a VALUES (").values(0, 2).text(")"), 2),
+            w(Sql::new("DELETE FROM b WHERE id = ").value(0), 1),
+            w(Sql::new("UPDATE c SET x = ").value(0), 1),
         ];
         assert_eq!(
             fuse(Backend::Postgres, &writes),

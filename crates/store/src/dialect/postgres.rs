@@ -1,0 +1,179 @@
+//! PostgreSQL's SQL for the event log: the organization's append lock, an append's opening in one
+//! statement, positions made from transaction ids and the horizon below which every transaction
+//! has ended, statements fused as CTEs, JSON searched with jsonpath, and the rebuild's read.
+
+use crate::append::APPENDS_LOCK;
+use crate::error::StoreError;
+use crate::log::POSITIONS_PER_TX;
+use crate::log_replay::{replay_event, ReplayEvent, BATCH, NARROW};
+use crate::open::{Head, Opened, CREATE_HEAD};
+use crate::reservations::{claims_sql, counts_sql, Reservations};
+use crate::sql::placeholders;
+use easm_events::GENESIS_HASH;
+use futures_util::TryStreamExt;
+use sqlx::{AnyConnection, PgConnection, Row};
+
+pub(crate) const CHUNK_ROWS: usize = 500;
+
+/// Positions below this are final: every transaction that could still commit one has a larger id.
+pub(crate) const HORIZON: &str =
+    "position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 65536";
+const _: () = assert!(POSITIONS_PER_TX == 65536);
+
+/// The statement that begins an append's transaction and takes, before it writes anything (so
+/// its id, hence its positions, come after the lock), the organization's lock, and the shared
+/// lock a rebuild takes exclusively. A simple query cannot take parameters: the id is quoted.
+pub(crate) fn begin_append(org_id: &str) -> String {
+    let org = org_id.replace('\'', "''");
+    format!(
+        "BEGIN; SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
+         pg_advisory_xact_lock(hashtextextended('{org}', 0))"
+    )
+}
+
+/// An append's opening as one row: the head, and as JSON the versions of the streams (an object),
+/// the claims taken (an array of pairs) and the counts they leave (an object).
+#[derive(sqlx::FromRow)]
+struct OpenedRow {
+    #[sqlx(flatten)]
+    head: Head,
+    versions: Option<String>,
+    claimed: Option<String>,
+    counts: Option<String>,
+}
+
+/// Open an append in one statement: the head (created on the organization's first append), the
+/// versions of `streams`, and the claims of `reserve` with the counters they move. Held by the
+/// lock, an existing head needs no row lock (nor a new row version). The select does not see
+/// the CTEs' rows: exactly one of `h` and `chain_heads` answers.
+pub(crate) async fn open(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    streams: &[&str],
+    reserve: Option<&Reservations<'_>>,
+) -> Result<(Head, Opened), StoreError> {
+    let claims = reserve.map(|r| r.claims.as_slice()).unwrap_or_default();
+    let by_scope = reserve.map(|r| r.by_scope()).unwrap_or_default();
+    // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
+    let claims_from = 3 + streams.len();
+    let counts_from = claims_from + claims.len() * 3;
+    let mut ctes = vec![format!(
+        "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
+    )];
+    let versions = match streams.len() {
+        0 => "CAST(NULL AS TEXT)".to_string(),
+        n => format!(
+            "(SELECT CAST(json_object_agg(stream_id, v) AS TEXT) FROM \
+             (SELECT stream_id, MAX(stream_version) AS v FROM events \
+             WHERE stream_id IN ({}) GROUP BY stream_id) s)",
+            placeholders(3, n)
+        ),
+    };
+    let (claimed, counts) = if claims.is_empty() {
+        ("CAST(NULL AS TEXT)", "CAST(NULL AS TEXT)")
+    } else {
+        ctes.push(format!("c AS ({})", claims_sql(claims.len(), claims_from)));
+        ctes.push(format!(
+            "n AS ({})",
+            counts_sql(by_scope.len(), counts_from)
+        ));
+        (
+            "(SELECT CAST(json_agg(json_build_array(scope, key)) AS TEXT) FROM c)",
+            "(SELECT CAST(json_object_agg(scope, n) AS TEXT) FROM n)",
+        )
+    };
+    let sql = format!(
+        "WITH {} SELECT head.last_hash, head.last_seq, head.projected_seq, \
+         pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} AS next_position, \
+         {versions} AS versions, {claimed} AS claimed, {counts} AS counts FROM \
+         (SELECT last_hash, last_seq, projected_seq FROM h UNION ALL \
+         SELECT last_hash, last_seq, projected_seq FROM chain_heads WHERE org_id = $1) head",
+        ctes.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, OpenedRow>(&sql)
+        .bind(org_id)
+        .bind(GENESIS_HASH);
+    for id in streams {
+        q = q.bind(*id);
+    }
+    for (scope, key, owner) in claims {
+        q = q.bind(*scope).bind(*key).bind(*owner);
+    }
+    for (scope, n) in &by_scope {
+        q = q.bind(*scope).bind(*n);
+    }
+    let row = q.fetch_one(conn).await?;
+    let opened = Opened {
+        versions: Opened::json(org_id, "versions", row.versions)?,
+        claimed: Opened::json(org_id, "claimed", row.claimed)?,
+        counts: Opened::json(org_id, "counts", row.counts)?,
+    };
+    Ok((row.head, opened))
+}
+
+/// Statements sent as one: the last is the main statement (whose rows come back) and the
+/// others its CTEs, so no row may be changed by two of them.
+pub(crate) fn fuse(mut parts: Vec<String>) -> String {
+    let main = parts.pop().unwrap_or_default();
+    if parts.is_empty() {
+        return main;
+    }
+    let ctes: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(k, sql)| format!("w{k} AS ({sql})"))
+        .collect();
+    format!("WITH {} {main}", ctes.join(", "))
+}
+
+/// `position` among the positions `taken` selects: an array compares as one value, which keeps
+/// the planner (misled by the outbox's churn) on the events' primary key.
+pub(crate) fn position_in(taken: &str) -> String {
+    format!("position = ANY(ARRAY({taken}))")
+}
+
+/// Streams are `<kind>-<id>`.
+pub(crate) fn stream_of(id: &str) -> String {
+    format!("right(stream_id, length({id}) + 1) = '-' || {id}")
+}
+
+/// `id` as a string anywhere in the data, at any depth.
+pub(crate) fn names_in_data(id: &str) -> String {
+    format!(
+        "jsonb_path_exists(CAST(data AS jsonb), '$.** ? (@ == $id)', \
+         jsonb_build_object('id', CAST({id} AS TEXT)))"
+    )
+}
+
+/// The rebuild's read: each batch's rows streamed and decoded as they arrive, on a connection
+/// of its own (no conversion through sqlx's `Any` rows).
+pub(crate) async fn each_event(
+    conn: &mut PgConnection,
+    f: &mut impl FnMut(ReplayEvent) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    let mut after = 0;
+    loop {
+        let mut rows = sqlx::query(NARROW)
+            .bind(after)
+            .bind(BATCH)
+            .fetch(&mut *conn);
+        let mut in_batch = 0;
+        while let Some(r) = rows.try_next().await? {
+            let data: String = r.try_get(7)?;
+            let e = replay_event(
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
+                (r.try_get(4)?, r.try_get(5)?, r.try_get(6)?),
+                &data,
+            )?;
+            after = e.position;
+            f(e)?;
+            in_batch += 1;
+        }
+        n += in_batch;
+        if in_batch < BATCH as u64 {
+            break;
+        }
+    }
+    Ok(n)
+}

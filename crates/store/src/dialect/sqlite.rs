@@ -1,0 +1,108 @@
+//! SQLite's SQL for the event log: an append's opening (its head's write takes the database's
+//! write lock first), positions after the log's last one (one writer commits in order),
+//! statements sent as one call, JSON searched with `json_tree`, and the rebuild's read.
+
+use crate::error::StoreError;
+use crate::log_replay::{replay_event, ReplayEvent, BATCH, NARROW};
+use crate::open::{Head, CREATE_HEAD};
+use easm_events::GENESIS_HASH;
+use serde_json::value::RawValue;
+use sqlx::AnyConnection;
+
+/// sqlx binds SQLite parameters in time that grows with the statement: 20 to 50 rows is fastest.
+pub(crate) const CHUNK_ROWS: usize = 50;
+
+/// The organization's head, created on its first append. Its write comes first: it takes the
+/// database's write lock before anything is read.
+pub(crate) async fn open_head(conn: &mut AnyConnection, org_id: &str) -> Result<Head, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
+         RETURNING last_hash, last_seq, projected_seq, \
+         (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS next_position"
+    ))
+    .bind(org_id)
+    .bind(GENESIS_HASH)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Statements of one call (SQLite cannot modify data in a CTE).
+pub(crate) fn fuse(parts: Vec<String>) -> String {
+    parts.join("; ")
+}
+
+pub(crate) fn position_in(taken: &str) -> String {
+    format!("position IN ({taken})")
+}
+
+/// Streams are `<kind>-<id>`.
+pub(crate) fn stream_of(id: &str) -> String {
+    format!("substr(stream_id, -(length({id}) + 1)) = '-' || {id}")
+}
+
+/// `id` as a string anywhere in the data, at any depth.
+pub(crate) fn names_in_data(id: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM json_tree(events.data) WHERE type = 'text' AND value = {id})")
+}
+
+/// The rebuild's read: a batch packed into one JSON array (sqlx hands each SQLite row over
+/// between threads, which costs more than reading it), the next batch read while this one is
+/// decoded.
+pub(crate) async fn each_event(
+    conn: &mut AnyConnection,
+    f: &mut impl FnMut(ReplayEvent) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    let packed = format!(
+        "SELECT json_group_array(json_array(position, chain_seq, org_id, occurred_at, \
+         actor_id, event_type, schema_version, json(data)) ORDER BY position), \
+         MAX(position), COUNT(*) FROM ({NARROW})"
+    );
+    async fn batch(
+        conn: &mut AnyConnection,
+        sql: &str,
+        after: i64,
+    ) -> Result<(String, Option<i64>, i64), sqlx::Error> {
+        sqlx::query_as(sql)
+            .bind(after)
+            .bind(BATCH)
+            .fetch_one(conn)
+            .await
+    }
+    let mut this = batch(&mut *conn, &packed, 0).await?;
+    loop {
+        let (json, last, count) = this;
+        let next = async {
+            match last {
+                Some(last) if count == BATCH => Some(batch(&mut *conn, &packed, last).await),
+                _ => None,
+            }
+        };
+        let decode = async {
+            // Let the next batch's query go out first.
+            tokio::task::yield_now().await;
+            type Packed<'a> = (i64, i64, String, i64, String, String, i64, &'a RawValue);
+            let rows: Vec<Packed> =
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    position: last.unwrap_or_default(),
+                    reason: format!("in the {count} events up to here: {e}"),
+                })?;
+            for (p, seq, org, at, actor, kind, version, data) in rows {
+                f(replay_event(
+                    (p, seq, org, at),
+                    (actor, kind, version),
+                    data.get(),
+                )?)?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let (next, decoded) = tokio::join!(next, decode);
+        decoded?;
+        n += count as u64;
+        match next {
+            Some(next) => this = next?,
+            None => break,
+        }
+    }
+    Ok(n)
+}
