@@ -17,6 +17,7 @@ mod members;
 mod monitors;
 mod rebuild;
 mod receiver;
+mod scan_results;
 mod scanner;
 mod scans;
 mod targets;

@@ -8,24 +8,22 @@ use crate::helpers::Backend;
 use crate::on_sqlite_and_nats;
 use crate::receiver::Receiver;
 use crate::targets::{self, cert, Page};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const REDIS: u16 = 6379;
-const PRIVATE: (&str, &str) = ("EASM_SCAN_ALLOW_PRIVATE", "true");
+pub(crate) const REDIS: u16 = 6379;
+pub(crate) const PRIVATE: (&str, &str) = ("EASM_SCAN_ALLOW_PRIVATE", "true");
 
 on_sqlite_and_nats!(
-    a_scan_finds_what_local_servers_expose,
     a_worker_killed_mid_scan_is_replaced_and_the_job_completes_once,
     two_processes_share_the_scans,
 );
 
 /// An asset in a new group.
-async fn asset(s: &Setup, value: &str, ty: &str) -> String {
+pub(crate) async fn asset(s: &Setup, value: &str, ty: &str) -> String {
     let g = s
         .post(
             "/api/groups",
@@ -43,7 +41,7 @@ async fn asset(s: &Setup, value: &str, ty: &str) -> String {
     a.id()
 }
 
-async fn scan(s: &Setup, asset: &str, profile: &str, ports: &[u16]) -> String {
+pub(crate) async fn scan(s: &Setup, asset: &str, profile: &str, ports: &[u16]) -> String {
     let a = s
         .post(
             "/api/scan-jobs",
@@ -56,7 +54,7 @@ async fn scan(s: &Setup, asset: &str, profile: &str, ports: &[u16]) -> String {
 }
 
 /// The job once its status is `status` (panics after a while, or if it ends otherwise).
-async fn job_when(s: &Setup, job: &str, status: &str) -> Value {
+pub(crate) async fn job_when(s: &Setup, job: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let a = s.get(&format!("/api/scan-jobs/{job}")).await;
@@ -76,7 +74,7 @@ async fn job_when(s: &Setup, job: &str, status: &str) -> Value {
     }
 }
 
-async fn findings_of(s: &Setup, job: &str) -> Vec<Value> {
+pub(crate) async fn findings_of(s: &Setup, job: &str) -> Vec<Value> {
     let a = s
         .get(&format!("/api/scan-jobs/{job}/findings?perPage=100"))
         .await;
@@ -84,7 +82,7 @@ async fn findings_of(s: &Setup, job: &str) -> Vec<Value> {
     a.body["items"].as_array().unwrap().clone()
 }
 
-fn page(status: u16, headers: &[(&'static str, &str)], body: &str) -> Page {
+pub(crate) fn page(status: u16, headers: &[(&'static str, &str)], body: &str) -> Page {
     (
         status,
         headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
@@ -92,7 +90,7 @@ fn page(status: u16, headers: &[(&'static str, &str)], body: &str) -> Page {
     )
 }
 
-fn by_key(findings: &[Value]) -> HashMap<(String, String), Value> {
+pub(crate) fn by_key(findings: &[Value]) -> HashMap<(String, String), Value> {
     findings
         .iter()
         .map(|f| {
@@ -103,284 +101,6 @@ fn by_key(findings: &[Value]) -> HashMap<(String, String), Value> {
             (key, f.clone())
         })
         .collect()
-}
-
-async fn a_scan_finds_what_local_servers_expose(b: Backend, nats: bool) {
-    let s = Setup::start(b, nats, &[PRIVATE]).await;
-    let receiver = Receiver::start().await;
-    let (_, secret) = s
-        .webhook(
-            &receiver.url,
-            &[
-                "finding.new",
-                "finding.resolved",
-                "finding.reopened",
-                "scan.completed",
-            ],
-        )
-        .await;
-    // An HTTPS server with an expired, self-signed certificate for another name.
-    let expired = cert(&["other.example"], (2020, 1, 1), (2021, 1, 1));
-    let https = targets::http(
-        Some(&expired),
-        Arc::new(|path| match path {
-            "/" => page(200, &[("Server", "nginx/1.18.0")], "<title>Shop</title>"),
-            _ => page(404, &[], ""),
-        }),
-    )
-    .await;
-    // A plain HTTP server with good headers, a listing, a .env and (while `exposed`) a .git.
-    let exposed = Arc::new(AtomicBool::new(true));
-    let web = {
-        let exposed = exposed.clone();
-        targets::http(
-            None,
-            Arc::new(move |path| match path {
-                "/" => page(
-                    200,
-                    &[
-                        (
-                            "Content-Security-Policy",
-                            "default-src 'self'; frame-ancestors 'none'",
-                        ),
-                        ("X-Content-Type-Options", "nosniff"),
-                    ],
-                    "<html><head><title>Index of /</title></head></html>",
-                ),
-                "/.git/HEAD" if exposed.load(Ordering::SeqCst) => {
-                    page(200, &[], "ref: refs/heads/main\n")
-                }
-                "/.env" => page(
-                    200,
-                    &[("Content-Type", "text/plain")],
-                    "DB_PASSWORD=hunter2\nAPI_KEY=abc\n",
-                ),
-                _ => page(404, &[], "not found"),
-            }),
-        )
-        .await
-    };
-    let es = targets::elasticsearch().await;
-    let mc = targets::memcached().await;
-    let mongo = targets::mongodb().await;
-    let ports = [https.port, web.port, es.port, mc.port, mongo.port, REDIS];
-    let asset = asset(&s, "127.0.0.1", "ip").await;
-    let job = scan(&s, &asset, "standard", &ports).await;
-    let done = job_when(&s, &job, "completed").await;
-    assert_eq!(done["progress"], 100);
-    assert_eq!(done["attempts"], 1);
-
-    let findings = findings_of(&s, &job).await;
-    let found = by_key(&findings);
-    let at = |port: u16| format!("127.0.0.1:{port}");
-    let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
-    let https_root = format!("https://127.0.0.1:{}/", https.port);
-    let expected = [
-        ("tls.expired-cert", at(https.port)),
-        ("tls.self-signed-cert", at(https.port)),
-        ("tls.hostname-mismatch", at(https.port)),
-        ("http.missing-hsts", https_root.clone()),
-        ("http.missing-csp", https_root.clone()),
-        ("http.missing-x-frame-options", https_root.clone()),
-        ("http.server-version-disclosure", https_root.clone()),
-        ("http.exposed-git", url(web.port, "/.git/HEAD")),
-        ("http.exposed-env", url(web.port, "/.env")),
-        ("http.directory-listing", url(web.port, "/")),
-        ("service.elasticsearch-unauthenticated", url(es.port, "")),
-        ("service.memcached-unauthenticated", at(mc.port)),
-        ("service.mongodb-unauthenticated", at(mongo.port)),
-        ("service.redis-unauthenticated", at(REDIS)),
-    ];
-    for (template, matched) in &expected {
-        let key = (template.to_string(), matched.clone());
-        let f = found
-            .get(&key)
-            .unwrap_or_else(|| panic!("{template} at {matched} not in {:#?}", found.keys()));
-        assert_eq!(f["status"], "open");
-        assert_eq!(f["source"], "easm");
-        for field in [
-            "title",
-            "severity",
-            "category",
-            "description",
-            "evidence",
-            "remediation",
-        ] {
-            assert!(
-                !f[field].as_str().unwrap_or_default().is_empty(),
-                "{template} has no {field}: {f}"
-            );
-        }
-        assert!(!f["references"].as_array().unwrap().is_empty());
-    }
-    // Good headers on the plain server are not findings.
-    for template in [
-        "http.missing-csp",
-        "http.missing-x-frame-options",
-        "http.missing-hsts",
-    ] {
-        assert!(!found.contains_key(&(template.to_string(), url(web.port, "/"))));
-    }
-    let get = |t: &str, m: &str| found[&(t.to_string(), m.to_string())].clone();
-    let cert_evidence = get("tls.expired-cert", &at(https.port))["evidence"].clone();
-    let cert_evidence = cert_evidence.as_str().unwrap();
-    assert!(
-        cert_evidence.contains("notAfter: 2021-01-01"),
-        "{cert_evidence}"
-    );
-    assert!(cert_evidence.contains("other.example"), "{cert_evidence}");
-    let env = get("http.exposed-env", &url(web.port, "/.env"));
-    let env_evidence = env["evidence"].as_str().unwrap();
-    assert!(env_evidence.contains("DB_PASSWORD") && !env_evidence.contains("hunter2"));
-    assert!(
-        get("service.mongodb-unauthenticated", &at(mongo.port))["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("customers")
-    );
-    assert!(
-        get("http.server-version-disclosure", &https_root)["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("nginx/1.18.0")
-    );
-    assert_eq!(
-        get("http.exposed-git", &url(web.port, "/.git/HEAD"))["cwe"],
-        "CWE-538"
-    );
-
-    // The job's counts are the findings' severities.
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for f in &findings {
-        *counts
-            .entry(f["severity"].as_str().unwrap().into())
-            .or_default() += 1;
-    }
-    for (severity, n) in &counts {
-        assert_eq!(
-            done["counts"][severity], *n,
-            "{severity}: {}",
-            done["counts"]
-        );
-    }
-
-    // What answered where.
-    let health = s.get(&format!("/api/assets/{asset}/health")).await;
-    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
-    assert_eq!(health.body["status"], "up");
-    assert_eq!(health.body["scanJobId"], job.as_str());
-    assert_eq!(health.body["addresses"], json!(["127.0.0.1"]));
-    assert_eq!(health.body["portsScanned"], ports.len());
-    let mut sorted = ports.to_vec();
-    sorted.sort_unstable();
-    assert_eq!(health.body["openPorts"], json!(sorted));
-    let service = |port: u16| {
-        health.body["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["port"] == port)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(service(https.port)["service"], "https");
-    assert_eq!(service(https.port)["tls"], true);
-    assert_eq!(service(web.port)["service"], "http");
-    assert_eq!(service(es.port)["service"], "elasticsearch");
-    assert_eq!(service(mc.port)["service"], "memcached");
-    assert_eq!(service(mongo.port)["service"], "mongodb");
-    assert_eq!(service(REDIS)["service"], "redis");
-
-    // Signed webhooks: every new finding and the completion.
-    let got = receiver.wait_for(findings.len() + 1, WAIT).await;
-    for r in &got {
-        let (id, ts) = (r.header("webhook-id"), r.header("webhook-timestamp"));
-        let signed = easm_delivery::sign(
-            std::slice::from_ref(&secret),
-            id,
-            ts.parse().unwrap(),
-            r.body.as_bytes(),
-        );
-        assert_eq!(r.header("webhook-signature"), signed.unwrap());
-    }
-    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
-    let completed: Vec<&Value> = bodies
-        .iter()
-        .filter(|x| x["type"] == "scan.completed")
-        .collect();
-    assert_eq!(completed.len(), 1);
-    assert_eq!(completed[0]["data"]["scanJobId"], job.as_str());
-    assert_eq!(
-        bodies.iter().filter(|x| x["type"] == "finding.new").count(),
-        findings.len()
-    );
-
-    // Triage and export.
-    let git = get("http.exposed-git", &url(web.port, "/.git/HEAD"));
-    let git_id = git["id"].as_str().unwrap().to_string();
-    let env_id = env["id"].as_str().unwrap().to_string();
-    let ack = s
-        .call(
-            Method::PATCH,
-            &format!("/api/findings/{env_id}"),
-            Some(json!({"status": "acknowledged", "assignee": "sec@example.com"})),
-        )
-        .await;
-    assert_eq!(ack.status, StatusCode::OK, "{}", ack.body);
-    let csv = s
-        .http
-        .get(
-            s.server
-                .as_ref()
-                .unwrap()
-                .url(&format!("/api/findings/export?format=csv&asset_id={asset}")),
-        )
-        .header("X-API-Key", &s.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(csv.lines().count(), findings.len() + 1, "{csv}");
-    assert!(csv.contains("service.redis-unauthenticated"));
-
-    // The repository is gone: the next scan of the profile resolves it; back: reopened.
-    exposed.store(false, Ordering::SeqCst);
-    let again = s
-        .post(&format!("/api/scan-jobs/{job}/run"), json!({}))
-        .await;
-    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
-    job_when(&s, &again.id(), "completed").await;
-    let f = s.get(&format!("/api/findings/{git_id}")).await;
-    assert_eq!(f.body["status"], "resolved", "{}", f.body);
-    let last = f.body["statusHistory"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["to"], "resolved");
-    assert_eq!(last["scanJobId"], again.id().as_str());
-    let env_now = s.get(&format!("/api/findings/{env_id}")).await;
-    assert_eq!(env_now.body["status"], "acknowledged", "still detected");
-    assert_eq!(env_now.body["detectionCount"], 2);
-    exposed.store(true, Ordering::SeqCst);
-    let third = s
-        .post(&format!("/api/scan-jobs/{job}/run"), json!({}))
-        .await;
-    job_when(&s, &third.id(), "completed").await;
-    let f = s.get(&format!("/api/findings/{git_id}")).await;
-    assert_eq!(f.body["status"], "open", "{}", f.body);
-    assert_eq!(f.body["detectionCount"], 2);
-    let got = receiver.wait_for(findings.len() + 5, WAIT).await;
-    let types: Vec<String> = got
-        .iter()
-        .map(|r| r.json()["type"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(types.iter().filter(|t| *t == "finding.resolved").count(), 1);
-    assert_eq!(types.iter().filter(|t| *t == "finding.reopened").count(), 1);
-    assert_eq!(types.iter().filter(|t| *t == "scan.completed").count(), 3);
 }
 
 async fn a_worker_killed_mid_scan_is_replaced_and_the_job_completes_once(b: Backend, nats: bool) {
