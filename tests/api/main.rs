@@ -14,6 +14,7 @@ mod event_log;
 mod findings;
 mod groups;
 mod members;
+mod monitor_alerts;
 mod monitors;
 mod rebuild;
 mod receiver;

@@ -1,18 +1,11 @@
-//! Monitors and alerts: the API's validation, roles, plan limit and manual runs on both
-//! backends; and end to end through `easm serve`, a monitor's scheduled and manual scans of real
-//! servers on 127.0.0.1 raising alerts that are delivered as signed `alert.created` webhooks and
-//! acknowledged and resolved.
+//! Monitors and alerts through the API, on both backends: validation, roles, the plan's limit,
+//! manual runs, rebuilds (the alerts a monitor's scans raise are in `monitor_alerts.rs`).
 
-use crate::delivery::{Setup, WAIT};
 use crate::helpers::{Answer, Backend, Tenant};
-use crate::receiver::Receiver;
-use crate::targets;
-use crate::{on_both_backends, on_sqlite_and_nats};
+use crate::on_both_backends;
 use easm_domain::{Plan, Role};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 on_both_backends!(
     monitor_requests_are_validated_and_need_write_access,
@@ -22,7 +15,6 @@ on_both_backends!(
     a_monitor_of_a_removed_asset_runs_and_says_so,
     alerts_start_empty_and_monitors_rebuild_from_the_log,
 );
-on_sqlite_and_nats!(a_monitor_scans_on_schedule_and_alerts_on_change);
 
 /// A free organization with the group `Edge` holding an IP and a CIDR range.
 struct Edge {
@@ -224,203 +216,4 @@ async fn alerts_start_empty_and_monitors_rebuild_from_the_log(b: Backend) {
     assert!(rows.iter().any(|r| r.starts_with("rm_monitors|")));
     s.t.app.state.commands.projector().rebuild().await.unwrap();
     assert_eq!(s.t.app.state.read().dump().await.unwrap(), rows);
-}
-
-/// The monitor's record once `done` holds of it.
-async fn monitor_when(s: &Setup, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let m = s.get(&format!("/api/monitors/{id}")).await;
-        assert_eq!(m.status, StatusCode::OK, "{}", m.body);
-        if done(&m.body) {
-            return m.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "monitor never got there: {}",
-            m.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn completed(s: &Setup, job: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let j = s.get(&format!("/api/scan-jobs/{job}")).await;
-        match j.body["status"].as_str() {
-            Some("completed") => return,
-            Some("queued" | "running") => {}
-            other => panic!("job ended {other:?}: {}", j.body),
-        }
-        assert!(Instant::now() < deadline, "job never completed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A port free now, for a server started later.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn a_monitor_scans_on_schedule_and_alerts_on_change(b: Backend, nats: bool) {
-    let s = Setup::start(
-        b,
-        nats,
-        &[
-            ("EASM_SCAN_ALLOW_PRIVATE", "true"),
-            ("EASM_MONITOR_INTERVAL", "200ms"),
-        ],
-    )
-    .await;
-    let receiver = Receiver::start().await;
-    s.webhook(&receiver.url, &["alert.created"]).await;
-    let web = targets::http(
-        None,
-        Arc::new(|_| (200, vec![], "<title>Shop</title>".to_string())),
-    )
-    .await;
-    let (open, later) = (web.port, free_port());
-    let g = s.post("/api/groups", json!({"name": "Edge"})).await;
-    let asset = s
-        .post(
-            &format!("/api/groups/{}/assets", g.id()),
-            json!({"value": "127.0.0.1", "type": "ip"}),
-        )
-        .await
-        .id();
-    let m = s
-        .post(
-            "/api/monitors",
-            json!({"assetId": asset, "frequencyHours": 1, "ports": [open, later]}),
-        )
-        .await;
-    assert_eq!(m.status, StatusCode::CREATED, "{}", m.body);
-    let id = m.id();
-
-    // The scheduler runs it at once, then not again within the hour.
-    let ran = monitor_when(&s, &id, |m| m["runCount"] == 1).await;
-    let first = ran["lastScanJobIds"][0].as_str().unwrap().to_string();
-    completed(&s, &first).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        s.get(&format!("/api/monitors/{id}")).await.body["runCount"],
-        1
-    );
-    // A first observation has nothing to compare with.
-    assert_eq!(s.get("/api/monitors/alerts").await.body["total"], 0);
-
-    // The web server goes away and an SSH-like service opens on the other port.
-    drop(web);
-    let ssh = tokio::net::TcpListener::bind(("127.0.0.1", later))
-        .await
-        .unwrap();
-    let banner = tokio::spawn(async move {
-        while let Ok((mut c, _)) = ssh.accept().await {
-            use tokio::io::AsyncWriteExt;
-            let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
-        }
-    });
-    let run = s.post(&format!("/api/monitors/{id}/run"), json!({})).await;
-    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.body);
-    let second = run.body["scanJobIds"][0].as_str().unwrap().to_string();
-    completed(&s, &second).await;
-    banner.abort();
-
-    let alerts = s.get(&format!("/api/monitors/alerts?monitorId={id}")).await;
-    assert_eq!(alerts.body["total"], 2, "{}", alerts.body);
-    let by_type = |t: &str| -> Value {
-        alerts.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["type"] == t)
-            .unwrap_or_else(|| panic!("no {t}: {}", alerts.body))
-            .clone()
-    };
-    let new_port = by_type("new_port");
-    assert_eq!(new_port["details"]["port"], later);
-    assert_eq!(new_port["details"]["service"], "ssh");
-    assert_eq!(new_port["severity"], "medium");
-    assert_eq!(new_port["scanJobId"], second.as_str());
-    assert_eq!(new_port["assetId"], asset.as_str());
-    assert_eq!(new_port["status"], "open");
-    let closed = by_type("port_closed");
-    assert_eq!(closed["details"]["port"], open);
-    assert_eq!(closed["severity"], "low");
-
-    // Both reach the receiver, signed, as alert.created.
-    let got = receiver.wait_for(2, WAIT).await;
-    let mut delivered: Vec<String> = got
-        .iter()
-        .map(|r| {
-            assert!(r.header("webhook-signature").starts_with("v1,"));
-            let body = r.json();
-            assert_eq!(body["type"], "alert.created");
-            body["data"]["alertId"].as_str().unwrap().to_string()
-        })
-        .collect();
-    delivered.sort();
-    let mut ids = vec![
-        new_port["id"].as_str().unwrap().to_string(),
-        closed["id"].as_str().unwrap().to_string(),
-    ];
-    ids.sort();
-    assert_eq!(delivered, ids);
-
-    // Acknowledged (who and when recorded), then resolved, each once.
-    let ack_path = format!(
-        "/api/monitors/alerts/{}/acknowledge",
-        new_port["id"].as_str().unwrap()
-    );
-    let ack = s.post(&ack_path, json!({"notes": "planned SSH"})).await;
-    assert_eq!(ack.status, StatusCode::OK, "{}", ack.body);
-    assert_eq!(ack.body["status"], "acknowledged");
-    assert_eq!(ack.body["notes"], "planned SSH");
-    assert!(ack.body["acknowledgedAt"].is_string() && ack.body["acknowledgedBy"].is_string());
-    assert_eq!(
-        s.post(&ack_path, json!({})).await.status,
-        StatusCode::CONFLICT
-    );
-    let resolve = |a: &Value| format!("/api/monitors/alerts/{}/resolve", a["id"].as_str().unwrap());
-    let done = s.post(&resolve(&new_port), json!({})).await;
-    assert_eq!(
-        (done.status, done.body["status"].as_str()),
-        (StatusCode::OK, Some("resolved"))
-    );
-    assert_eq!(
-        s.post(&resolve(&new_port), json!({})).await.status,
-        StatusCode::CONFLICT
-    );
-    // Without a body too, from open.
-    let closed_done = s.call(Method::POST, &resolve(&closed), None).await;
-    assert_eq!(closed_done.status, StatusCode::OK, "{}", closed_done.body);
-    assert_eq!(
-        s.get("/api/monitors/alerts?status=open").await.body["total"],
-        0
-    );
-    assert_eq!(
-        s.get("/api/monitors/alerts?status=resolved").await.body["total"],
-        2
-    );
-    assert_eq!(
-        s.get("/api/monitors/alerts?type=port_closed").await.body["total"],
-        1
-    );
-    assert_eq!(
-        s.get("/api/monitors/alerts?severity=medium&status=resolved")
-            .await
-            .body["total"],
-        1
-    );
-    let audit = s.get("/api/audit-log?action=alert.acknowledged").await;
-    assert_eq!(audit.body["total"], 1, "{}", audit.body);
-    assert_eq!(
-        audit.body["items"][0]["resource"],
-        json!({"type": "alert", "id": new_port["id"]})
-    );
 }
