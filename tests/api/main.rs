@@ -5,6 +5,7 @@ mod helpers;
 
 mod assets;
 mod audit;
+mod audit_webhook;
 mod auth;
 mod bus;
 mod cli;
