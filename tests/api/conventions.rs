@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 on_both_backends!(
     idempotency_key_replays_the_first_answer,
     bad_input_is_a_clear_4xx_naming_the_field,
+    a_body_over_the_limit_is_refused_and_changes_nothing,
+    unknown_routes_methods_and_filters_are_named_as_such,
     pagination_is_bounded,
     health_and_readiness,
 );
@@ -146,6 +148,17 @@ async fn bad_input_is_a_clear_4xx_naming_the_field(b: Backend) {
     assert_eq!(patch.status, StatusCode::BAD_REQUEST);
     assert_eq!(patch.body["field"], "criticality");
 
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "no bad request changed anything"
+    );
+}
+
+async fn a_body_over_the_limit_is_refused_and_changes_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
+    let events = app.event_count().await;
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(1_100_000));
     let too_big = app
         .client
@@ -159,12 +172,12 @@ async fn bad_input_is_a_clear_4xx_naming_the_field(b: Backend) {
     let too_big = answer(too_big).await;
     assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(too_big.code(), "PAYLOAD_TOO_LARGE");
-    assert_eq!(
-        app.event_count().await,
-        events,
-        "no bad request changed anything"
-    );
+    assert_eq!(app.event_count().await, events);
+}
 
+async fn unknown_routes_methods_and_filters_are_named_as_such(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Pro).await;
     let unknown = app.get(&key, "/api/nothing-here").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.code(), "ROUTE_NOT_FOUND");
