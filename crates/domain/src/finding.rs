@@ -330,6 +330,16 @@ mod tests {
         }
     }
 
+    /// `d` detected on the asset `a` as the finding `f` by the scan `job`.
+    fn detect(
+        f: &Finding,
+        job: &str,
+        profile: Option<&str>,
+        d: &Detection,
+    ) -> Result<Vec<Event>, DomainError> {
+        f.detect(&"f".into(), &"a".into(), &job.into(), profile, d)
+    }
+
     fn fold(events: &[Event]) -> Finding {
         Finding::from_events(events)
     }
@@ -351,15 +361,7 @@ mod tests {
     #[test]
     fn detections_create_then_count_then_reopen() {
         let f = Finding::default();
-        let mut events = f
-            .detect(
-                &"f".into(),
-                &"a".into(),
-                &"s1".into(),
-                Some("quick"),
-                &detection(),
-            )
-            .unwrap();
+        let mut events = detect(&f, "s1", Some("quick"), &detection()).unwrap();
         let Event::FindingNew(n) = &events[0] else {
             panic!()
         };
@@ -367,40 +369,16 @@ mod tests {
         let f = fold(&events);
         assert_eq!(f.status, FindingStatus::Open);
         // The same job reporting twice records it once.
-        assert!(f
-            .detect(
-                &"f".into(),
-                &"a".into(),
-                &"s1".into(),
-                Some("quick"),
-                &detection()
-            )
+        assert!(detect(&f, "s1", Some("quick"), &detection())
             .unwrap()
             .is_empty());
-        events.extend(
-            f.detect(
-                &"f".into(),
-                &"a".into(),
-                &"s2".into(),
-                Some("deep"),
-                &detection(),
-            )
-            .unwrap(),
-        );
+        events.extend(detect(&f, "s2", Some("deep"), &detection()).unwrap());
         let f = fold(&events);
         assert_eq!(f.scan_job_ids, vec!["s1", "s2"]);
         assert_eq!(f.profiles, vec!["quick", "deep"]);
         events.extend(f.change_status("resolved", Some("fixed")).unwrap());
         let f = fold(&events);
-        let again = f
-            .detect(
-                &"f".into(),
-                &"a".into(),
-                &"s3".into(),
-                Some("quick"),
-                &detection(),
-            )
-            .unwrap();
+        let again = detect(&f, "s3", Some("quick"), &detection()).unwrap();
         assert!(matches!(again[0], Event::FindingReopened(_)));
         assert!(matches!(again[1], Event::FindingRedetected(_)));
         events.extend(again);
@@ -411,32 +389,18 @@ mod tests {
     fn detections_are_validated() {
         let mut d = detection();
         d.severity = "severe".into();
-        assert!(Finding::default()
-            .detect(&"f".into(), &"a".into(), &"s".into(), None, &d)
-            .is_err());
+        assert!(detect(&Finding::default(), "s", None, &d).is_err());
         let mut d = detection();
         d.cvss_score = Some(11.0);
-        assert!(Finding::default()
-            .detect(&"f".into(), &"a".into(), &"s".into(), None, &d)
-            .is_err());
+        assert!(detect(&Finding::default(), "s", None, &d).is_err());
         let mut d = detection();
         d.title = "  ".into();
-        assert!(Finding::default()
-            .detect(&"f".into(), &"a".into(), &"s".into(), None, &d)
-            .is_err());
+        assert!(detect(&Finding::default(), "s", None, &d).is_err());
     }
 
     #[test]
     fn status_changes_are_named_after_their_target() {
-        let events = Finding::default()
-            .detect(
-                &"f".into(),
-                &"a".into(),
-                &"s1".into(),
-                Some("quick"),
-                &detection(),
-            )
-            .unwrap();
+        let events = detect(&Finding::default(), "s1", Some("quick"), &detection()).unwrap();
         let f = fold(&events);
         assert!(f.change_status("open", None).unwrap().is_empty());
         assert!(f.change_status("closed", None).is_err());
@@ -458,15 +422,7 @@ mod tests {
 
     #[test]
     fn auto_resolution_follows_the_profiles_that_detected_it() {
-        let events = Finding::default()
-            .detect(
-                &"f".into(),
-                &"a".into(),
-                &"s1".into(),
-                Some("deep"),
-                &detection(),
-            )
-            .unwrap();
+        let events = detect(&Finding::default(), "s1", Some("deep"), &detection()).unwrap();
         let f = fold(&events);
         assert!(
             f.auto_resolve(&"s2".into(), "quick", &[8443]).is_empty(),
@@ -500,9 +456,7 @@ mod tests {
 
     #[test]
     fn triage_fields() {
-        let events = Finding::default()
-            .detect(&"f".into(), &"a".into(), &"s1".into(), None, &detection())
-            .unwrap();
+        let events = detect(&Finding::default(), "s1", None, &detection()).unwrap();
         let f = fold(&events);
         assert!(f.update(None, None).unwrap().is_empty());
         let u = f.update(Some("alice"), Some("see ticket 42")).unwrap();
