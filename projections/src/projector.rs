@@ -8,7 +8,7 @@ use crate::state::{tables, ReadState, Touched};
 use easm_events::{Event, RecordedEvent};
 use easm_store::{
     AnyConnection, Backend, BoxFuture, Db, EventLog, InlineProjection, LogSource, ReplayEvent,
-    ShadowFiller, StoreError, Write, APPENDS_LOCK,
+    ShadowFiller, StoreError, Write,
 };
 use std::sync::Arc;
 
@@ -53,13 +53,10 @@ impl Projector {
     /// events replayed.
     pub async fn rebuild(&self) -> Result<u64, StoreError> {
         let mut tx = self.db.writer().begin().await?;
-        // Hold every append out (each holds the PostgreSQL lock shared from its first statement;
-        // SQLite has one writer), so the log stands still and no append waits on a row here.
-        let hold = match self.db.backend() {
-            Backend::Postgres => format!("SELECT pg_advisory_xact_lock({APPENDS_LOCK})"),
-            Backend::Sqlite => "UPDATE chain_heads SET projected_seq = projected_seq".into(),
-        };
-        sqlx::query(&hold).execute(&mut *tx).await?;
+        // The log stands still, and no append waits on a row here.
+        sqlx::query(&self.db.backend().hold_appends())
+            .execute(&mut *tx)
+            .await?;
         let mut replay = Replay::default();
         let fold = |r: ReplayEvent| {
             replay.fold(r.chain_seq, (&r).into(), &r.event);

@@ -41,9 +41,6 @@ pub trait InlineProjection: Send + Sync {
 /// (An append folds whatever backlog it finds: its caller reads its own write at once.)
 const CATCH_UP_BATCH: i64 = 5_000;
 
-/// PostgreSQL advisory lock every append holds shared and a rebuild exclusively.
-pub const APPENDS_LOCK: i64 = 0x6561_736d_6170_7064;
-
 /// The events of `req` as the log records them: positions from the head's next one, chain
 /// sequences and hashes continuing the head's.
 fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> {

@@ -19,7 +19,7 @@ mod shadow;
 mod signing;
 mod sql;
 
-pub use append::{BoxFuture, InlineProjection, APPENDS_LOCK};
+pub use append::{BoxFuture, InlineProjection};
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, DeliveryQueue, DueDelivery, Finished, NewDelivery, NextStep, QueueClaim, FAILED,

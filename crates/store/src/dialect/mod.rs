@@ -33,6 +33,14 @@ impl Backend {
         }
     }
 
+    /// The statement with which a transaction holds every append out until it ends (a rebuild).
+    pub fn hold_appends(self) -> String {
+        match self {
+            Backend::Sqlite => sqlite::hold_appends(),
+            Backend::Postgres => postgres::hold_appends(),
+        }
+    }
+
     /// Statements sent as one; the last one's rows come back.
     pub(crate) fn fuse(self, parts: Vec<String>) -> String {
         match self {

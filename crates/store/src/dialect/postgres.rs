@@ -2,7 +2,6 @@
 //! statement, positions made from transaction ids and the horizon below which every transaction
 //! has ended, statements fused as CTEs, JSON searched with jsonpath, and the rebuild's read.
 
-use crate::append::APPENDS_LOCK;
 use crate::error::StoreError;
 use crate::log::POSITIONS_PER_TX;
 use crate::log_replay::{replay_event, ReplayEvent, BATCH, NARROW};
@@ -29,6 +28,14 @@ pub(crate) fn begin_append(org_id: &str) -> String {
         "BEGIN; SELECT pg_advisory_xact_lock_shared({APPENDS_LOCK}), \
          pg_advisory_xact_lock(hashtextextended('{org}', 0))"
     )
+}
+
+/// The advisory lock every append holds shared from its first statement and a rebuild takes
+/// exclusively.
+pub const APPENDS_LOCK: i64 = 0x6561_736d_6170_7064;
+
+pub(crate) fn hold_appends() -> String {
+    format!("SELECT pg_advisory_xact_lock({APPENDS_LOCK})")
 }
 
 /// An append's opening as one row: the head, and as JSON the versions of the streams (an object),

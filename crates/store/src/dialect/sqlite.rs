@@ -12,6 +12,11 @@ use sqlx::AnyConnection;
 /// sqlx binds SQLite parameters in time that grows with the statement: 20 to 50 rows is fastest.
 pub(crate) const CHUNK_ROWS: usize = 50;
 
+/// SQLite has one writer: a write takes the database's write lock until the transaction ends.
+pub(crate) fn hold_appends() -> String {
+    "UPDATE chain_heads SET projected_seq = projected_seq".into()
+}
+
 /// The organization's head, created on its first append. Its write comes first: it takes the
 /// database's write lock before anything is read.
 pub(crate) async fn open_head(conn: &mut AnyConnection, org_id: &str) -> Result<Head, StoreError> {
