@@ -1,6 +1,7 @@
 //! The pure domain of easm: commands are decided into events, and events evolve aggregate state.
 //! Nothing here performs I/O; the store and the API supply whatever a decision needs to know.
 
+mod alert;
 mod asset;
 mod asset_value;
 mod error;
@@ -15,14 +16,13 @@ mod roles;
 mod scan;
 mod webhook;
 
+pub use alert::{changes, Alert, AlertStatus, Change, ALERT_STATUSES};
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use error::{DomainError, ItemError};
 pub use finding::{finding_id, validate_detection, Finding};
 pub use group::{validate_group_name, Group};
-pub use monitor::{
-    changes, Alert, AlertStatus, Change, Monitor, MonitorScope, MonitorSpec, ALERT_STATUSES,
-};
+pub use monitor::{Monitor, MonitorScope, MonitorSpec};
 pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};
 pub use plans::{Limits, Plan};
