@@ -4,10 +4,10 @@ use crate::deliveries::{DeliveryQueue, PENDING};
 use crate::error::StoreError;
 use easm_events::WebhookId;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::FromRow;
 use std::collections::HashMap;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DeliveryRecord {
     pub delivery_id: String,
     pub webhook_id: String,
@@ -20,10 +20,11 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    #[sqlx(skip)]
     pub attempt_log: Vec<AttemptRecord>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct AttemptRecord {
     pub attempt: i64,
     pub started_at: i64,
@@ -36,23 +37,19 @@ pub struct AttemptRecord {
 const RECORD_COLUMNS: &str = "delivery_id, webhook_id, event_id, event_type, status, attempts, \
      next_attempt_at, last_status, last_error, created_at, updated_at";
 
+/// A delivery as stored: when it is due again matters only while it is pending.
 fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
-    let status: String = r.try_get("status")?;
-    let next: i64 = r.try_get("next_attempt_at")?;
-    Ok(DeliveryRecord {
-        delivery_id: r.try_get("delivery_id")?,
-        webhook_id: r.try_get("webhook_id")?,
-        event_id: r.try_get("event_id")?,
-        event_type: r.try_get("event_type")?,
-        next_attempt_at: (status == PENDING).then_some(next),
-        status,
-        attempts: r.try_get("attempts")?,
-        last_status: r.try_get("last_status")?,
-        last_error: r.try_get("last_error")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        attempt_log: vec![],
-    })
+    let mut d = DeliveryRecord::from_row(r)?;
+    d.next_attempt_at = d.next_attempt_at.filter(|_| d.status == PENDING);
+    Ok(d)
+}
+
+/// An attempt with the delivery it belongs to.
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    delivery_id: String,
+    #[sqlx(flatten)]
+    attempt: AttemptRecord,
 }
 
 impl DeliveryQueue {
@@ -113,22 +110,12 @@ impl DeliveryQueue {
                  FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
                 list.join(", ")
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query_as::<_, AttemptRow>(&sql);
             for r in chunk {
                 q = q.bind(&r.delivery_id);
             }
             for a in q.fetch_all(self.db.reader()).await? {
-                by_id
-                    .entry(a.try_get("delivery_id")?)
-                    .or_default()
-                    .push(AttemptRecord {
-                        attempt: a.try_get("attempt")?,
-                        started_at: a.try_get("started_at")?,
-                        duration_ms: a.try_get("duration_ms")?,
-                        status_code: a.try_get("status_code")?,
-                        error: a.try_get("error")?,
-                        response: a.try_get("response")?,
-                    });
+                by_id.entry(a.delivery_id).or_default().push(a.attempt);
             }
         }
         for r in records {
