@@ -1,6 +1,6 @@
 //! What an append finds as it opens, under its organization's lock: the chain head, the versions
-//! of the streams its decision read, and, on PostgreSQL, the claims it takes (the SQL of each
-//! dialect is in `dialect/`).
+//! of the streams its decision read, and the claims it takes (the SQL of each dialect is in
+//! `dialect/`).
 
 use crate::db::Backend;
 use crate::dialect::{postgres, sqlite};
@@ -56,8 +56,8 @@ impl Opened {
     }
 }
 
-/// Open an append: the head, the versions of `streams`, and, when `reserve` goes with the head
-/// (PostgreSQL), its claims and the counters they move.
+/// Open an append: the head, the versions of `streams`, and, when `reserve` goes with the head,
+/// its claims and the counters they move.
 pub(crate) async fn open(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -65,15 +65,10 @@ pub(crate) async fn open(
     streams: &[&str],
     reserve: Option<&Reservations<'_>>,
 ) -> Result<(Head, Opened), StoreError> {
-    let (mut head_and_opened, rest) = match backend {
-        Backend::Postgres => {
-            let (first, rest) = streams.split_at(streams.len().min(backend.chunk_rows()));
-            (postgres::open(conn, org_id, first, reserve).await?, rest)
-        }
-        Backend::Sqlite => (
-            (sqlite::open_head(conn, org_id).await?, Opened::default()),
-            streams,
-        ),
+    let (first, rest) = streams.split_at(streams.len().min(backend.chunk_rows()));
+    let mut head_and_opened = match backend {
+        Backend::Postgres => postgres::open(conn, org_id, first, reserve).await?,
+        Backend::Sqlite => sqlite::open(conn, org_id, first, reserve).await?,
     };
     stream_versions(conn, backend, rest, &mut head_and_opened.1.versions).await?;
     Ok(head_and_opened)

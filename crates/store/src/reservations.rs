@@ -35,12 +35,10 @@ impl<'a> Reservations<'a> {
         r
     }
 
-    /// Claims alone, few enough to go in the statement that reads the head (PostgreSQL; on
-    /// SQLite, in process, a statement more costs no round trip). The counters then assume every
+    /// Claims alone, few enough to go with the head's read. The counters then assume every
     /// claim succeeds; if one does not, the append fails and its transaction rolls back.
     pub fn with_head(&self, backend: Backend) -> bool {
-        backend == Backend::Postgres
-            && self.releases.is_empty()
+        self.releases.is_empty()
             && !self.claims.is_empty()
             && self.claims.len() <= backend.chunk_rows()
     }

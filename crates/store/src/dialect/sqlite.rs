@@ -1,13 +1,15 @@
-//! SQLite's SQL for the event log: an append's opening (its head's write takes the database's
-//! write lock first), positions after the log's last one (one writer commits in order),
-//! statements sent as one call, JSON searched with `json_tree`, and the rebuild's read.
+//! SQLite's SQL for the event log: an append's opening in one call (its head's write takes the
+//! database's write lock first), positions after the log's last one (one writer commits in
+//! order), statements sent as one call, JSON searched with `json_tree`, and the rebuild's read.
 
 use crate::error::StoreError;
 use crate::log_replay::{replay_event, ReplayEvent, BATCH, NARROW};
-use crate::open::{Head, CREATE_HEAD};
+use crate::open::{Head, Opened, CREATE_HEAD};
+use crate::reservations::{claims_sql, counts_sql, Reservations};
+use crate::sql::placeholders;
 use easm_events::GENESIS_HASH;
 use serde_json::value::RawValue;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Column, FromRow, Row};
 
 /// sqlx binds SQLite parameters in time that grows with the statement: 20 to 50 rows is fastest.
 pub(crate) const CHUNK_ROWS: usize = 50;
@@ -17,18 +19,69 @@ pub(crate) fn hold_appends() -> String {
     "UPDATE chain_heads SET projected_seq = projected_seq".into()
 }
 
-/// The organization's head, created on its first append. Its write comes first: it takes the
-/// database's write lock before anything is read.
-pub(crate) async fn open_head(conn: &mut AnyConnection, org_id: &str) -> Result<Head, StoreError> {
-    Ok(sqlx::query_as(&format!(
+/// Open an append in one call of several statements (SQLite cannot modify data in a CTE): the
+/// head's write first (created on the organization's first append), which takes the database's
+/// write lock before anything is read; then the versions of `streams`, and the claims of
+/// `reserve` with the counters they move. Each statement's rows are told apart by the name of
+/// their columns and decode as their own type.
+pub(crate) async fn open(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    streams: &[&str],
+    reserve: Option<&Reservations<'_>>,
+) -> Result<(Head, Opened), StoreError> {
+    let claims = reserve.map(|r| r.claims.as_slice()).unwrap_or_default();
+    let by_scope = reserve.map(|r| r.by_scope()).unwrap_or_default();
+    // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
+    let claims_from = 3 + streams.len();
+    let counts_from = claims_from + claims.len() * 3;
+    let mut parts = vec![format!(
         "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
          RETURNING last_hash, last_seq, projected_seq, \
          (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS next_position"
-    ))
-    .bind(org_id)
-    .bind(GENESIS_HASH)
-    .fetch_one(conn)
-    .await?)
+    )];
+    if !streams.is_empty() {
+        parts.push(format!(
+            "SELECT stream_id, MAX(stream_version) AS version FROM events \
+             WHERE stream_id IN ({}) GROUP BY stream_id",
+            placeholders(3, streams.len())
+        ));
+    }
+    if !claims.is_empty() {
+        parts.push(claims_sql(claims.len(), claims_from));
+        parts.push(counts_sql(by_scope.len(), counts_from));
+    }
+    let sql = fuse(parts);
+    let mut q = sqlx::query(&sql).bind(org_id).bind(GENESIS_HASH);
+    for id in streams {
+        q = q.bind(*id);
+    }
+    for (scope, key, owner) in claims {
+        q = q.bind(*scope).bind(*key).bind(*owner);
+    }
+    for (scope, n) in &by_scope {
+        q = q.bind(*scope).bind(*n);
+    }
+    let (mut head, mut opened) = (None, Opened::default());
+    for row in q.fetch_all(&mut *conn).await? {
+        let named = |column: &str| row.columns().iter().any(|c| c.name() == column);
+        if named("last_hash") {
+            head = Some(Head::from_row(&row)?);
+        } else if named("version") {
+            opened
+                .versions
+                .insert(row.try_get("stream_id")?, row.try_get("version")?);
+        } else if named("key") {
+            opened
+                .claimed
+                .insert((row.try_get("scope")?, row.try_get("key")?));
+        } else {
+            opened
+                .counts
+                .insert(row.try_get("scope")?, row.try_get("n")?);
+        }
+    }
+    Ok((head.ok_or(sqlx::Error::RowNotFound)?, opened))
 }
 
 /// Statements of one call (SQLite cannot modify data in a CTE).
