@@ -5,8 +5,9 @@
 use crate::db::Backend;
 use crate::dialect::{postgres, sqlite};
 use crate::error::{AppendError, StoreError};
-use crate::reservations::Reservations;
-use crate::sql::placeholders;
+use crate::reservations::{claims_sql, counts_sql, Reservations};
+use crate::sql::{placeholders, Query};
+use easm_events::GENESIS_HASH;
 use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +57,49 @@ impl Opened {
     }
 }
 
+/// What an opening asks for, and the values it binds: `$1` the organization, `$2` the genesis
+/// hash, then the streams, the claims (scope, key, owner) and the counts (scope, change).
+pub(crate) struct Opening<'a> {
+    pub org_id: &'a str,
+    pub streams: &'a [&'a str],
+    pub claims: &'a [(&'a str, &'a str, &'a str)],
+    pub by_scope: BTreeMap<&'a str, i64>,
+}
+
+impl Opening<'_> {
+    /// The streams' placeholders.
+    pub fn stream_list(&self) -> String {
+        placeholders(3, self.streams.len())
+    }
+
+    /// The claims, answering (scope, key) of those taken.
+    pub fn claims_sql(&self) -> String {
+        claims_sql(self.claims.len(), 3 + self.streams.len())
+    }
+
+    /// The counters the claims move, answering (scope, count).
+    pub fn counts_sql(&self) -> String {
+        counts_sql(
+            self.by_scope.len(),
+            3 + self.streams.len() + self.claims.len() * 3,
+        )
+    }
+
+    pub fn bind<'q>(&'q self, mut q: Query<'q>) -> Query<'q> {
+        q = q.bind(self.org_id).bind(GENESIS_HASH);
+        for id in self.streams {
+            q = q.bind(*id);
+        }
+        for (scope, key, owner) in self.claims {
+            q = q.bind(*scope).bind(*key).bind(*owner);
+        }
+        for (scope, n) in &self.by_scope {
+            q = q.bind(*scope).bind(*n);
+        }
+        q
+    }
+}
+
 /// Open an append: the head, the versions of `streams`, and, when `reserve` goes with the head,
 /// its claims and the counters they move.
 pub(crate) async fn open(
@@ -66,9 +110,15 @@ pub(crate) async fn open(
     reserve: Option<&Reservations<'_>>,
 ) -> Result<(Head, Opened), StoreError> {
     let (first, rest) = streams.split_at(streams.len().min(backend.chunk_rows()));
+    let opening = Opening {
+        org_id,
+        streams: first,
+        claims: reserve.map(|r| r.claims.as_slice()).unwrap_or_default(),
+        by_scope: reserve.map(|r| r.by_scope()).unwrap_or_default(),
+    };
     let mut head_and_opened = match backend {
-        Backend::Postgres => postgres::open(conn, org_id, first, reserve).await?,
-        Backend::Sqlite => sqlite::open(conn, org_id, first, reserve).await?,
+        Backend::Postgres => postgres::open(conn, &opening).await?,
+        Backend::Sqlite => sqlite::open(conn, &opening).await?,
     };
     stream_versions(conn, backend, rest, &mut head_and_opened.1.versions).await?;
     Ok(head_and_opened)

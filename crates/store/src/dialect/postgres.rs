@@ -5,12 +5,9 @@
 use crate::error::StoreError;
 use crate::log::POSITIONS_PER_TX;
 use crate::log_replay::{replay_event, ReplayEvent, BATCH, NARROW};
-use crate::open::{Head, Opened, CREATE_HEAD};
-use crate::reservations::{claims_sql, counts_sql, Reservations};
-use crate::sql::placeholders;
-use easm_events::GENESIS_HASH;
+use crate::open::{Head, Opened, Opening, CREATE_HEAD};
 use futures_util::TryStreamExt;
-use sqlx::{AnyConnection, PgConnection, Row};
+use sqlx::{AnyConnection, FromRow, PgConnection, Row};
 
 pub(crate) const CHUNK_ROWS: usize = 500;
 
@@ -50,40 +47,30 @@ struct OpenedRow {
 }
 
 /// Open an append in one statement: the head (created on the organization's first append), the
-/// versions of `streams`, and the claims of `reserve` with the counters they move. Held by the
-/// lock, an existing head needs no row lock (nor a new row version). The select does not see
-/// the CTEs' rows: exactly one of `h` and `chain_heads` answers.
+/// versions of the streams, and the claims with the counters they move. Held by the lock, an
+/// existing head needs no row lock (nor a new row version). The select does not see the CTEs'
+/// rows: exactly one of `h` and `chain_heads` answers.
 pub(crate) async fn open(
     conn: &mut AnyConnection,
-    org_id: &str,
-    streams: &[&str],
-    reserve: Option<&Reservations<'_>>,
+    o: &Opening<'_>,
 ) -> Result<(Head, Opened), StoreError> {
-    let claims = reserve.map(|r| r.claims.as_slice()).unwrap_or_default();
-    let by_scope = reserve.map(|r| r.by_scope()).unwrap_or_default();
-    // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
-    let claims_from = 3 + streams.len();
-    let counts_from = claims_from + claims.len() * 3;
     let mut ctes = vec![format!(
         "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
     )];
-    let versions = match streams.len() {
+    let versions = match o.streams.len() {
         0 => "CAST(NULL AS TEXT)".to_string(),
-        n => format!(
+        _ => format!(
             "(SELECT CAST(json_object_agg(stream_id, v) AS TEXT) FROM \
              (SELECT stream_id, MAX(stream_version) AS v FROM events \
              WHERE stream_id IN ({}) GROUP BY stream_id) s)",
-            placeholders(3, n)
+            o.stream_list()
         ),
     };
-    let (claimed, counts) = if claims.is_empty() {
+    let (claimed, counts) = if o.claims.is_empty() {
         ("CAST(NULL AS TEXT)", "CAST(NULL AS TEXT)")
     } else {
-        ctes.push(format!("c AS ({})", claims_sql(claims.len(), claims_from)));
-        ctes.push(format!(
-            "n AS ({})",
-            counts_sql(by_scope.len(), counts_from)
-        ));
+        ctes.push(format!("c AS ({})", o.claims_sql()));
+        ctes.push(format!("n AS ({})", o.counts_sql()));
         (
             "(SELECT CAST(json_agg(json_build_array(scope, key)) AS TEXT) FROM c)",
             "(SELECT CAST(json_object_agg(scope, n) AS TEXT) FROM n)",
@@ -97,23 +84,11 @@ pub(crate) async fn open(
          SELECT last_hash, last_seq, projected_seq FROM chain_heads WHERE org_id = $1) head",
         ctes.join(", ")
     );
-    let mut q = sqlx::query_as::<_, OpenedRow>(&sql)
-        .bind(org_id)
-        .bind(GENESIS_HASH);
-    for id in streams {
-        q = q.bind(*id);
-    }
-    for (scope, key, owner) in claims {
-        q = q.bind(*scope).bind(*key).bind(*owner);
-    }
-    for (scope, n) in &by_scope {
-        q = q.bind(*scope).bind(*n);
-    }
-    let row = q.fetch_one(conn).await?;
+    let row = OpenedRow::from_row(&o.bind(sqlx::query(&sql)).fetch_one(conn).await?)?;
     let opened = Opened {
-        versions: Opened::json(org_id, "versions", row.versions)?,
-        claimed: Opened::json(org_id, "claimed", row.claimed)?,
-        counts: Opened::json(org_id, "counts", row.counts)?,
+        versions: Opened::json(o.org_id, "versions", row.versions)?,
+        claimed: Opened::json(o.org_id, "claimed", row.claimed)?,
+        counts: Opened::json(o.org_id, "counts", row.counts)?,
     };
     Ok((row.head, opened))
 }

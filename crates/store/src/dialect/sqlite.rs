@@ -4,10 +4,7 @@
 
 use crate::error::StoreError;
 use crate::log_replay::{replay_event, ReplayEvent, BATCH, NARROW};
-use crate::open::{Head, Opened, CREATE_HEAD};
-use crate::reservations::{claims_sql, counts_sql, Reservations};
-use crate::sql::placeholders;
-use easm_events::GENESIS_HASH;
+use crate::open::{Head, Opened, Opening, CREATE_HEAD};
 use serde_json::value::RawValue;
 use sqlx::{AnyConnection, Column, FromRow, Row};
 
@@ -21,49 +18,33 @@ pub(crate) fn hold_appends() -> String {
 
 /// Open an append in one call of several statements (SQLite cannot modify data in a CTE): the
 /// head's write first (created on the organization's first append), which takes the database's
-/// write lock before anything is read; then the versions of `streams`, and the claims of
-/// `reserve` with the counters they move. Each statement's rows are told apart by the name of
+/// write lock before anything is read; then the versions of the streams, and the claims with the
+/// counters they move. Each statement's rows are told apart by the name of
 /// their columns and decode as their own type.
 pub(crate) async fn open(
     conn: &mut AnyConnection,
-    org_id: &str,
-    streams: &[&str],
-    reserve: Option<&Reservations<'_>>,
+    o: &Opening<'_>,
 ) -> Result<(Head, Opened), StoreError> {
-    let claims = reserve.map(|r| r.claims.as_slice()).unwrap_or_default();
-    let by_scope = reserve.map(|r| r.by_scope()).unwrap_or_default();
-    // $1 the organization, $2 the genesis hash, then the streams, claims and counts.
-    let claims_from = 3 + streams.len();
-    let counts_from = claims_from + claims.len() * 3;
     let mut parts = vec![format!(
         "{CREATE_HEAD} DO UPDATE SET last_seq = chain_heads.last_seq \
          RETURNING last_hash, last_seq, projected_seq, \
          (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS next_position"
     )];
-    if !streams.is_empty() {
+    if !o.streams.is_empty() {
         parts.push(format!(
             "SELECT stream_id, MAX(stream_version) AS version FROM events \
              WHERE stream_id IN ({}) GROUP BY stream_id",
-            placeholders(3, streams.len())
+            o.stream_list()
         ));
     }
-    if !claims.is_empty() {
-        parts.push(claims_sql(claims.len(), claims_from));
-        parts.push(counts_sql(by_scope.len(), counts_from));
+    if !o.claims.is_empty() {
+        parts.push(o.claims_sql());
+        parts.push(o.counts_sql());
     }
     let sql = fuse(parts);
-    let mut q = sqlx::query(&sql).bind(org_id).bind(GENESIS_HASH);
-    for id in streams {
-        q = q.bind(*id);
-    }
-    for (scope, key, owner) in claims {
-        q = q.bind(*scope).bind(*key).bind(*owner);
-    }
-    for (scope, n) in &by_scope {
-        q = q.bind(*scope).bind(*n);
-    }
+    let rows = o.bind(sqlx::query(&sql)).fetch_all(&mut *conn).await?;
     let (mut head, mut opened) = (None, Opened::default());
-    for row in q.fetch_all(&mut *conn).await? {
+    for row in rows {
         let named = |column: &str| row.columns().iter().any(|c| c.name() == column);
         if named("last_hash") {
             head = Some(Head::from_row(&row)?);
