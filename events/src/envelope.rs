@@ -117,6 +117,18 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A time as clients write one: RFC 3339, or a plain date (`2026-04-01`), meaning the start of
+/// that day UTC, as the primary model's own examples write `since`.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+    }
+}
+
 /// Timestamps are stored as epoch microseconds so both databases keep them exactly.
 pub fn from_micros(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()

@@ -18,7 +18,9 @@ mod schema_check;
 
 pub use catalogue::*;
 pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
-pub use envelope::{format_timestamp, from_micros, Actor, ActorKind, EventMeta, RecordedEvent};
+pub use envelope::{
+    format_timestamp, from_micros, parse_timestamp, Actor, ActorKind, EventMeta, RecordedEvent,
+};
 pub use export::{
     digest_line, export_line, export_value, public_key, verify, DigestFacts, Tampered, Verified,
     DIGEST_FORMAT,

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     imported_results_become_findings_with_their_details,
     findings_are_filtered_searched_and_sorted,
+    a_plain_date_filters_from_the_start_of_its_day,
     results_imported_again_are_detections_of_the_same_findings,
     a_resolved_finding_detected_again_reopens_with_its_history,
     triage_refuses_bad_input_other_roles_and_other_organizations,
@@ -205,6 +206,33 @@ async fn findings_are_filtered_searched_and_sorted(b: Backend) {
         let bad = s.get(&format!("/api/findings?{q}")).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(bad.body["field"], field);
+    }
+}
+
+/// `since=2026-04-01`, as the primary model writes it: the start of that day UTC.
+async fn a_plain_date_filters_from_the_start_of_its_day(b: Backend) {
+    let s = Imported::new(b).await;
+    let all = s.get("/api/findings").await.body["total"].clone();
+    assert!(all.as_u64().unwrap() > 0);
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    for (q, total) in [
+        ("since=2000-01-01".to_string(), all.clone()),
+        (format!("since={tomorrow}"), json!(0)),
+        ("until=2000-01-01".to_string(), json!(0)),
+        (format!("until={tomorrow}"), all.clone()),
+        (format!("since={tomorrow}T00:00:00Z"), json!(0)),
+    ] {
+        let found = s.get(&format!("/api/findings?{q}")).await;
+        assert_eq!(found.status, StatusCode::OK, "{q}: {}", found.body);
+        assert_eq!(found.body["total"], total, "{q}");
+    }
+    let assets = s.get("/api/assets?asOf=2000-01-01").await;
+    assert_eq!(assets.status, StatusCode::OK, "{}", assets.body);
+    assert_eq!(assets.body["total"], 0, "nothing existed then");
+    for q in ["since=2026-13-01", "until=01/04/2026", "asOf=2026-04"] {
+        let bad = s.get(&format!("/api/findings?{q}")).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{q}");
     }
 }
 

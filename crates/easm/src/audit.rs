@@ -40,8 +40,8 @@ pub enum Audit {
 
 fn time(field: &str, v: Option<String>) -> Result<Option<(i64, String)>> {
     v.map(|s| {
-        let t = chrono::DateTime::parse_from_rfc3339(&s)
-            .with_context(|| format!("--{field}: not an RFC 3339 time: {s}"))?;
+        let t = easm_events::parse_timestamp(&s)
+            .with_context(|| format!("--{field}: not an RFC 3339 time or a date: {s}"))?;
         Ok((t.timestamp_micros(), s))
     })
     .transpose()

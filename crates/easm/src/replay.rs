@@ -35,8 +35,8 @@ pub struct ReplayArgs {
 pub async fn replay(app: &App, args: ReplayArgs) -> Result<()> {
     let until = match (&args.until, args.until_position) {
         (Some(t), _) => Until::Time(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .with_context(|| format!("--until: not an RFC 3339 time: {t}"))?
+            easm_events::parse_timestamp(t)
+                .with_context(|| format!("--until: not an RFC 3339 time or a date: {t}"))?
                 .timestamp_micros(),
         ),
         (None, Some(p)) => Until::Position(p),

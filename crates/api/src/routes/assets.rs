@@ -69,7 +69,8 @@ pub struct AssetQuery {
     pub criticality: Option<String>,
     /// Case-insensitive substring of the value.
     pub q: Option<String>,
-    /// RFC 3339: the assets as they were at that moment, replayed from the log.
+    /// A time (RFC 3339, or a date for its start UTC): the assets as they were at that moment,
+    /// replayed from the log.
     pub as_of: Option<String>,
 }
 

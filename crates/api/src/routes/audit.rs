@@ -152,9 +152,9 @@ pub async fn events(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// RFC 3339; events at or after it.
+    /// A time (RFC 3339, or a date for its start UTC); events at or after it.
     pub since: Option<String>,
-    /// RFC 3339; events before it.
+    /// A time (RFC 3339, or a date for its start UTC); events before it.
     pub until: Option<String>,
 }
 
@@ -229,9 +229,9 @@ pub struct AuditQuery {
     pub category: Option<String>,
     /// `success` or `denied`.
     pub outcome: Option<String>,
-    /// RFC 3339, included.
+    /// A time (RFC 3339, or a date for its start UTC), included.
     pub since: Option<String>,
-    /// RFC 3339, included.
+    /// A time (RFC 3339, or a date for its start UTC), included.
     pub until: Option<String>,
     pub page: Option<i64>,
     pub per_page: Option<i64>,

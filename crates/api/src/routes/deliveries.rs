@@ -96,7 +96,8 @@ pub struct DeliveryQuery {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecoverQuery {
-    /// RFC 3339 time: failed deliveries created at or after it are sent again.
+    /// A time (RFC 3339, or a date for its start UTC): failed deliveries created at or after
+    /// it are sent again.
     pub since: Option<String>,
 }
 
@@ -213,11 +214,11 @@ pub async fn recover(
     let since = q
         .since
         .as_deref()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .and_then(easm_events::parse_timestamp)
         .ok_or_else(|| {
             ApiError::bad_request(
                 "since",
-                "since: required, an RFC 3339 time such as 2026-11-01T00:00:00Z",
+                "since: required, an RFC 3339 time such as 2026-11-01T00:00:00Z or a date",
             )
         })?;
     let requeued = app

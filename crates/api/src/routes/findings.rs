@@ -29,9 +29,9 @@ pub struct FindingQuery {
     #[serde(rename = "templateId")]
     #[param(rename = "templateId")]
     pub template_id: Option<String>,
-    /// Last detected at or after this RFC 3339 time.
+    /// Last detected at or after this time (RFC 3339, or a date for its start UTC).
     pub since: Option<String>,
-    /// Last detected at or before this RFC 3339 time.
+    /// Last detected at or before this time (RFC 3339, or a date for its start UTC).
     pub until: Option<String>,
     /// Case-insensitive substring of title, templateId or matchedAt.
     pub q: Option<String>,
@@ -49,13 +49,17 @@ pub struct FindingQuery {
     pub per_page: Option<i64>,
 }
 
+/// A time parameter (`since`, `until`, `asOf`) as epoch microseconds.
 pub(crate) fn time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
         .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
+            easm_events::parse_timestamp(s)
                 .map(|t| t.timestamp_micros())
-                .map_err(|_| {
-                    ApiError::bad_request(field, format!("{field}: must be an RFC 3339 time"))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        field,
+                        format!("{field}: must be an RFC 3339 time or a date (YYYY-MM-DD)"),
+                    )
                 })
         })
         .transpose()
