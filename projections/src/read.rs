@@ -4,7 +4,7 @@
 pub use crate::models::alerts::{AlertFilter, AlertView};
 pub use crate::models::assets::{added_assets, AssetFilter, AssetView};
 pub use crate::models::findings::{FindingFilter, FindingView};
-pub use crate::models::groups::{GroupSummary, GroupView};
+pub use crate::models::groups::{GroupSummary, GroupView, RecentScans};
 pub use crate::models::keys::{ApiKeyView, KeyAuth};
 pub use crate::models::monitors::{DueMonitor, MonitorView};
 pub use crate::models::orgs::OrgView;

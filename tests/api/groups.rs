@@ -7,6 +7,7 @@ use serde_json::json;
 on_both_backends!(
     groups_count_rename_summarize_and_delete_when_empty,
     adding_to_a_group_sees_its_renames_and_deletion_at_once,
+    a_group_summary_counts_the_scans_of_its_assets,
 );
 
 async fn groups_count_rename_summarize_and_delete_when_empty(b: Backend) {
@@ -141,4 +142,75 @@ async fn adding_to_a_group_sees_its_renames_and_deletion_at_once(b: Backend) {
         .await;
     assert_eq!(late.status, StatusCode::NOT_FOUND, "{}", late.body);
     assert_eq!(app.get(&key, "/api/assets").await.body["total"], 0);
+}
+
+/// The summary counts the scans of the group's assets: the assets with a completed scan, the
+/// jobs of the last 30 days by status, and when the last completed one finished.
+async fn a_group_summary_counts_the_scans_of_its_assets(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "Edge").await;
+    let a = app.asset(&key, &g, "a.example.com", "subdomain").await;
+    let b = app.asset(&key, &g, "b.example.com", "subdomain").await;
+    app.asset(&key, &g, "c.example.com", "subdomain").await;
+    let elsewhere = app.group(&key, "Elsewhere").await;
+    let d = app
+        .asset(&key, &elsewhere, "d.example.com", "subdomain")
+        .await;
+    let summary = || async { app.get(&key, &format!("/api/groups/{g}/summary")).await };
+    let none = summary().await;
+    assert_eq!(none.body["scannedAssets"], 0, "{}", none.body);
+    assert_eq!(none.body["recentScans"]["total"], 0);
+    assert_eq!(none.body["recentScans"]["days"], 30);
+    assert!(none.body["lastScanAt"].is_null());
+
+    let job = |asset: String, profile: &'static str| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let j = app
+                .post(
+                    key,
+                    "/api/scan-jobs",
+                    json!({"asset_id": asset, "profile": profile}),
+                )
+                .await;
+            assert_eq!(j.status, StatusCode::CREATED, "{}", j.body);
+            easm_events::ScanJobId::new(j.id())
+        }
+    };
+    let (done, failed) = (job(a.clone(), "quick").await, job(b, "quick").await);
+    job(a, "standard").await;
+    let other = job(d, "quick").await;
+    let commands = &app.state.commands;
+    let meta = system_meta();
+    for j in [&done, &failed, &other] {
+        commands
+            .start_scan(&meta, &org, j, "test")
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for j in [&done, &other] {
+        commands
+            .complete_scan(&meta, &org, j, &[], Default::default(), &[443])
+            .await
+            .unwrap();
+    }
+    commands
+        .fail_scan(&meta, &org, &failed, "unreachable")
+        .await
+        .unwrap();
+
+    let s = summary().await;
+    assert_eq!(s.status, StatusCode::OK, "{}", s.body);
+    assert_eq!(s.body["scannedAssets"], 1, "{}", s.body);
+    assert_eq!(s.body["recentScans"]["total"], 3);
+    assert_eq!(
+        s.body["recentScans"]["byStatus"],
+        json!({"queued": 1, "running": 0, "completed": 1, "failed": 1, "cancelled": 0})
+    );
+    let last = s.body["lastScanAt"].as_str().unwrap();
+    let finished = app.get(&key, &format!("/api/scan-jobs/{done}")).await;
+    assert_eq!(finished.body["finishedAt"], last);
 }

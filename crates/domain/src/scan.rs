@@ -35,17 +35,20 @@ impl ScanStatus {
         }
     }
 
-    /// A stored status; `none` (a job not requested yet) is never stored.
+    /// The statuses a job can be stored with (`none`, a job not requested yet, never is).
+    pub const STORED: [ScanStatus; 5] = [
+        ScanStatus::Queued,
+        ScanStatus::Running,
+        ScanStatus::Completed,
+        ScanStatus::Failed,
+        ScanStatus::Cancelled,
+    ];
+
+    /// A stored status.
     pub fn parse(s: &str) -> Option<ScanStatus> {
-        [
-            ScanStatus::Queued,
-            ScanStatus::Running,
-            ScanStatus::Completed,
-            ScanStatus::Failed,
-            ScanStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+        ScanStatus::STORED
+            .into_iter()
+            .find(|status| status.as_str() == s)
     }
 
     /// Queued or running: the job still holds its (asset, profile) slot.

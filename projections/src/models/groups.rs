@@ -3,6 +3,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, ReadModel, Table};
+use easm_domain::ScanStatus;
 use easm_events::{Event, GroupId, OrgId};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
@@ -97,6 +98,24 @@ pub struct GroupSummary {
     pub by_type: BTreeMap<String, i64>,
     /// Asset count per criticality, every level present.
     pub by_criticality: BTreeMap<String, i64>,
+    /// Assets of the group with at least one completed scan.
+    pub scanned_assets: i64,
+    /// Scan jobs of the group's assets created in the last [`RECENT_DAYS`] days.
+    pub recent_scans: RecentScans,
+    /// When the last completed scan of one of the group's assets finished.
+    pub last_scan_at: Option<String>,
+}
+
+/// How far back a group's summary counts its scans.
+pub const RECENT_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentScans {
+    pub days: i64,
+    pub total: i64,
+    /// Jobs per status, every status present.
+    pub by_status: BTreeMap<String, i64>,
 }
 
 const GROUP_COLUMNS: &str = "g.group_id, g.name, g.created_at, g.updated_at, \
@@ -170,12 +189,54 @@ impl ReadModels {
                 map.insert(r.try_get("k")?, r.try_get("n")?);
             }
         }
+        let (scanned_assets, recent_scans, last_scan_at) = self.group_scans(group_id).await?;
         Ok(Some(GroupSummary {
             id: g.id,
             name: g.name,
             total_assets: g.asset_count,
             by_type,
             by_criticality,
+            scanned_assets,
+            recent_scans,
+            last_scan_at,
         }))
+    }
+
+    /// The scans of the group's assets: how many assets have a completed one, the jobs of the
+    /// last [`RECENT_DAYS`] days by status, when the last completed one finished.
+    async fn group_scans(
+        &self,
+        group_id: &GroupId,
+    ) -> Result<(i64, RecentScans, Option<String>), StoreError> {
+        let completed = ScanStatus::Completed.as_str();
+        let (scanned, last): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(DISTINCT s.asset_id), MAX(s.finished_at) FROM rm_scan_jobs s \
+             JOIN rm_assets a ON a.asset_id = s.asset_id WHERE a.group_id = $1 AND s.status = $2",
+        )
+        .bind(group_id.as_str())
+        .bind(completed)
+        .fetch_one(self.db.reader())
+        .await?;
+        let since = easm_store::now_micros() - RECENT_DAYS * 86_400_000_000;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT s.status, COUNT(*) FROM rm_scan_jobs s \
+             JOIN rm_assets a ON a.asset_id = s.asset_id \
+             WHERE a.group_id = $1 AND s.created_at >= $2 GROUP BY s.status",
+        )
+        .bind(group_id.as_str())
+        .bind(since)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut by_status: BTreeMap<String, i64> = ScanStatus::STORED
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        by_status.extend(rows);
+        let recent = RecentScans {
+            days: RECENT_DAYS,
+            total: by_status.values().sum(),
+            by_status,
+        };
+        Ok((scanned, recent, last.map(iso)))
     }
 }
