@@ -2,7 +2,7 @@
 //! live with it in `models/`; this holds what they share, and re-exports their shapes.
 
 pub use crate::models::alerts::{AlertFilter, AlertView};
-pub use crate::models::assets::{added_assets, AssetFilter, AssetView};
+pub use crate::models::assets::{added_assets, AssetFilter, AssetRelated, AssetView};
 pub use crate::models::findings::{FindingFilter, FindingView};
 pub use crate::models::groups::{GroupSummary, GroupView, RecentScans};
 pub use crate::models::keys::{ApiKeyView, KeyAuth};

@@ -11,7 +11,8 @@ on_both_backends!(
     duplicate_value_answers_409_with_existing_id,
     bulk_add_is_all_or_nothing,
     plan_asset_limit_answers_402,
-    timeline_reads_the_log_oldest_first,
+    timeline_reads_the_log_newest_first,
+    a_timeline_holds_the_scans_findings_and_alerts_of_its_asset,
     parallel_patches_lose_no_update,
 );
 
@@ -318,7 +319,7 @@ async fn plan_asset_limit_answers_402(b: Backend) {
     assert!(created <= 25);
 }
 
-async fn timeline_reads_the_log_oldest_first(b: Backend) {
+async fn timeline_reads_the_log_newest_first(b: Backend) {
     let app = spawn_app(b).await;
     let (_, key) = app.org(Plan::Pro).await;
     let g = app.group(&key, "G").await;
@@ -343,20 +344,20 @@ async fn timeline_reads_the_log_oldest_first(b: Backend) {
     assert_eq!(
         types,
         [
-            "asset.added",
+            "asset.removed",
             "asset.updated",
             "asset.updated",
-            "asset.removed"
+            "asset.added"
         ]
     );
-    assert_eq!(t.body["items"][1]["data"]["criticality"], "high");
-    assert_eq!(t.body["items"][0]["actor"]["kind"], "api_key");
-    assert_eq!(t.body["items"][0]["actor"]["role"], "owner");
+    assert_eq!(t.body["items"][2]["data"]["criticality"], "high");
+    assert_eq!(t.body["items"][3]["actor"]["kind"], "api_key");
+    assert_eq!(t.body["items"][3]["actor"]["role"], "owner");
     let p2 = app
         .get(&key, &format!("/api/assets/{id}/timeline?page=2&perPage=3"))
         .await;
     assert_eq!(p2.body["total"], 4);
-    assert_eq!(p2.body["items"][0]["type"], "asset.removed");
+    assert_eq!(p2.body["items"][0]["type"], "asset.added");
     let (_, other) = app.org(Plan::Pro).await;
     assert_eq!(
         app.get(&other, &format!("/api/assets/{id}/timeline"))
@@ -414,7 +415,7 @@ async fn parallel_patches_lose_no_update(b: Backend) {
     let mut tags = json!([]);
     let mut crit = json!("medium");
     let mut group = json!(g);
-    for e in timeline.body["items"].as_array().unwrap() {
+    for e in timeline.body["items"].as_array().unwrap().iter().rev() {
         let d = &e["data"];
         if !d["tags"].is_null() {
             tags = d["tags"].clone();
@@ -442,4 +443,131 @@ async fn parallel_patches_lose_no_update(b: Backend) {
         (1..=versions.len() as i64).collect::<Vec<_>>(),
         "no gaps, no duplicates"
     );
+}
+
+/// Beside its own events, an asset's timeline holds the scans of it (without their progress),
+/// the findings on it as they are triaged, and the alerts raised on it; newest first.
+async fn a_timeline_holds_the_scans_findings_and_alerts_of_its_asset(b: Backend) {
+    let app = spawn_app(b).await;
+    let (org, key) = app.org(Plan::Pro).await;
+    let g = app.group(&key, "G").await;
+    let id = app.asset(&key, &g, "t.example.com", "subdomain").await;
+    let other = app.asset(&key, &g, "u.example.com", "subdomain").await;
+    let monitor = app
+        .post(
+            &key,
+            "/api/monitors",
+            json!({"assetId": id, "ports": [443], "enabled": true}),
+        )
+        .await;
+    assert_eq!(monitor.status, StatusCode::CREATED, "{}", monitor.body);
+    let https = easm_events::ServiceSeen {
+        port: 443,
+        service: "https".into(),
+        tls: true,
+        detail: None,
+    };
+    let finding = easm_events::Detection {
+        template_id: "tls.expired-cert".into(),
+        title: "Expired certificate".into(),
+        severity: "high".into(),
+        matched_at: "t.example.com:443".into(),
+        source: "easm".into(),
+        ..Default::default()
+    };
+    // Two scans of the asset: 443 answers, then it does not (an alert); one of another asset.
+    for (asset, services) in [(&id, vec![https]), (&id, vec![]), (&other, vec![])] {
+        scanned(&app, &org, &key, asset, services, &finding).await;
+    }
+    let found = app.get(&key, &format!("/api/findings?asset_id={id}")).await;
+    let finding_id = found.body["items"][0]["id"].as_str().unwrap().to_string();
+    let ack = app
+        .patch(
+            &key,
+            &format!("/api/findings/{finding_id}"),
+            json!({"status": "acknowledged"}),
+        )
+        .await;
+    assert_eq!(ack.status, StatusCode::OK, "{}", ack.body);
+
+    let t = app
+        .get(&key, &format!("/api/assets/{id}/timeline?perPage=100"))
+        .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+    let types: Vec<&str> = t.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"finding.status_changed"), "{types:?}");
+    assert_eq!(types.last(), Some(&"asset.added"), "{types:?}");
+    for kind in [
+        "scan.requested",
+        "scan.started",
+        "scan.completed",
+        "finding.new",
+        "finding.redetected",
+        "alert.created",
+        "risk.changed",
+    ] {
+        assert!(types.contains(&kind), "{kind} in {types:?}");
+    }
+    assert!(!types.contains(&"scan.progressed"), "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "scan.completed").count(), 2);
+    assert_eq!(t.body["total"], types.len());
+    let positions: Vec<i64> = t.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] > w[1]), "newest first");
+}
+
+/// A scan of `asset` on 443 run to completion through the command side, seeing `services` and
+/// detecting `finding`.
+async fn scanned(
+    app: &TestApp,
+    org: &easm_events::OrgId,
+    key: &str,
+    asset: &str,
+    services: Vec<easm_events::ServiceSeen>,
+    finding: &easm_events::Detection,
+) {
+    let j = app
+        .post(
+            key,
+            "/api/scan-jobs",
+            json!({"asset_id": asset, "profile": "quick", "ports": [443]}),
+        )
+        .await;
+    assert_eq!(j.status, StatusCode::CREATED, "{}", j.body);
+    let job = easm_events::ScanJobId::new(j.id());
+    let (commands, meta) = (&app.state.commands, system_meta());
+    commands
+        .start_scan(&meta, org, &job, "test")
+        .await
+        .unwrap()
+        .unwrap();
+    commands
+        .scan_progress(&meta, org, &job, 50, "ports")
+        .await
+        .unwrap();
+    let observed = easm_events::Observed {
+        ports_scanned: Some(1),
+        services,
+        ..Default::default()
+    };
+    commands
+        .complete_scan(
+            &meta,
+            org,
+            &job,
+            std::slice::from_ref(finding),
+            observed,
+            &[443],
+        )
+        .await
+        .unwrap();
 }

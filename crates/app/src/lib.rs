@@ -20,6 +20,7 @@ mod organizations;
 mod risk;
 mod scans;
 pub mod streams;
+mod timeline;
 mod webhooks;
 
 pub use alerts::AlertAction;

@@ -254,6 +254,43 @@ impl EventLog {
         Ok((events, total))
     }
 
+    /// One page of the events of `streams` within an organization, newest first, leaving out
+    /// the types in `skip`, and the total.
+    pub async fn streams_page(
+        &self,
+        org_id: &OrgId,
+        streams: &[String],
+        skip: &[&str],
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
+        let mut w = Filter::by("org_id", org_id.as_str());
+        let list = w.bind(serde_json::json!(streams).to_string());
+        w.push(self.db.backend().in_json_list("stream_id", &list));
+        for t in skip {
+            let p = w.bind(*t);
+            w.push(format!("event_type <> {p}"));
+        }
+        let filter = w.sql();
+        let count_sql = format!("SELECT COUNT(*) FROM events WHERE {filter}");
+        let mut count = sqlx::query_scalar(&count_sql);
+        for b in w.binds() {
+            count = count.bind(b);
+        }
+        let total: i64 = count.fetch_one(self.db.reader()).await?;
+        let page = format!(
+            "SELECT {COLUMNS} FROM events WHERE {filter} ORDER BY position DESC \
+             LIMIT {limit} OFFSET {offset}"
+        );
+        let mut q = sqlx::query(&page);
+        for b in w.binds() {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.db.reader()).await?;
+        let events = rows.iter().map(row_to_event).collect::<Result<_, _>>()?;
+        Ok((events, total))
+    }
+
     /// Up to `limit` events after `position` in global order, never past the point below which
     /// every transaction has ended (on SQLite, with its one writer, every committed event).
     pub async fn read_all_after(

@@ -1,10 +1,13 @@
 //! Assets: value, type, group, criticality and tags (also kept one per row in `rm_asset_tags`,
 //! so the tag filter is an index lookup).
 
+use crate::models::alerts::Alerts;
+use crate::models::findings::Findings;
+use crate::models::scan_jobs::ScanJobs;
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, ReadState, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
-use easm_events::{AssetId, Event, GroupId, OrgId, RecordedEvent};
+use easm_events::{AlertId, AssetId, Event, FindingId, GroupId, OrgId, RecordedEvent, ScanJobId};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -299,5 +302,50 @@ mod tests {
             "one tag row (asset, org, tag) of the live asset"
         );
         assert_eq!(tags[0], Val::Text("a2".into()));
+    }
+}
+
+/// What the read models hold of one asset beyond its row, by id: its scan jobs, findings and
+/// alerts (for its timeline).
+#[derive(Debug, Default, PartialEq)]
+pub struct AssetRelated {
+    pub scan_jobs: Vec<ScanJobId>,
+    pub findings: Vec<FindingId>,
+    pub alerts: Vec<AlertId>,
+}
+
+impl ReadModels {
+    pub async fn asset_related(
+        &self,
+        org_id: &OrgId,
+        asset_id: &AssetId,
+    ) -> Result<AssetRelated, StoreError> {
+        Ok(AssetRelated {
+            scan_jobs: self
+                .ids_of_asset(&ScanJobs::TABLE, org_id, asset_id)
+                .await?,
+            findings: self
+                .ids_of_asset(&Findings::TABLE, org_id, asset_id)
+                .await?,
+            alerts: self.ids_of_asset(&Alerts::TABLE, org_id, asset_id).await?,
+        })
+    }
+
+    /// The keys of the rows of `table` that belong to the asset.
+    async fn ids_of_asset<T: From<String>>(
+        &self,
+        table: &Table,
+        org_id: &OrgId,
+        asset_id: &AssetId,
+    ) -> Result<Vec<T>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT {} FROM {} WHERE asset_id = $1 AND org_id = $2",
+            table.pk, table.name
+        ))
+        .bind(asset_id.as_str())
+        .bind(org_id.as_str())
+        .fetch_all(self.db.reader())
+        .await?;
+        Ok(ids.into_iter().map(T::from).collect())
     }
 }

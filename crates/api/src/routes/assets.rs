@@ -178,7 +178,8 @@ pub async fn delete_asset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Every event about the asset, oldest first, read from the event log.
+/// The asset's history, newest first, read from the event log: its own events and risk, the
+/// scans of it (without their progress ticks), its findings and the alerts raised on it.
 #[utoipa::path(get, path = "/api/assets/{id}/timeline", tag = "assets", params(("id" = String, Path), PageParams),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = Page<TimelineEntry>), (status = 404, body = ErrorBody)))]
@@ -190,14 +191,11 @@ pub async fn asset_timeline(
 ) -> ApiResult<Json<Page<TimelineEntry>>> {
     c.require(Permission::Read)?;
     let p = q.resolve()?;
-    let stream = easm_app::streams::asset_stream(&id);
     let (events, total) = app
-        .log()
-        .stream_page(&c.org_id, &stream, (p.page - 1) * p.per_page, p.per_page)
-        .await?;
-    if total == 0 {
-        return Err(ApiError::not_found("asset"));
-    }
+        .commands
+        .asset_timeline(&c.org_id, &id, (p.page - 1) * p.per_page, p.per_page)
+        .await?
+        .ok_or_else(|| ApiError::not_found("asset"))?;
     let items = events
         .into_iter()
         .map(|e| TimelineEntry {

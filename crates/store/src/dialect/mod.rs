@@ -49,6 +49,15 @@ impl Backend {
         }
     }
 
+    /// Whether `column` is one of the strings of the JSON array bound at the placeholder `list`
+    /// (a list of any length in one value).
+    pub(crate) fn in_json_list(self, column: &str, list: &str) -> String {
+        match self {
+            Backend::Sqlite => sqlite::in_json_list(column, list),
+            Backend::Postgres => postgres::in_json_list(column, list),
+        }
+    }
+
     /// Whether an event's stream is the resource whose id is the placeholder `id`.
     pub(crate) fn stream_of(self, id: &str) -> String {
         match self {

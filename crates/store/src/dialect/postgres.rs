@@ -114,6 +114,10 @@ pub(crate) fn position_in(taken: &str) -> String {
     format!("position = ANY(ARRAY({taken}))")
 }
 
+pub(crate) fn in_json_list(column: &str, list: &str) -> String {
+    format!("{column} IN (SELECT jsonb_array_elements_text(CAST({list} AS jsonb)))")
+}
+
 /// Streams are `<kind>-<id>`.
 pub(crate) fn stream_of(id: &str) -> String {
     format!("right(stream_id, length({id}) + 1) = '-' || {id}")

@@ -74,6 +74,10 @@ pub(crate) fn position_in(taken: &str) -> String {
     format!("position IN ({taken})")
 }
 
+pub(crate) fn in_json_list(column: &str, list: &str) -> String {
+    format!("{column} IN (SELECT value FROM json_each({list}))")
+}
+
 /// Streams are `<kind>-<id>`.
 pub(crate) fn stream_of(id: &str) -> String {
     format!("substr(stream_id, -(length({id}) + 1)) = '-' || {id}")
