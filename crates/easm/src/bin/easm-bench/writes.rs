@@ -8,6 +8,7 @@ use easm_domain::{NewAsset, Plan, Role};
 use easm_events::{Actor, Event, EventMeta, GroupCreated, GroupId, OrgId};
 use easm_store::{AppendRequest, Backend, Db, EventLog, StreamAppend};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -149,12 +150,15 @@ async fn writes_at(
         .collect();
     let started = Instant::now();
     let mut lat = vec![];
-    let mut errors = 0;
+    let mut failed: BTreeMap<String, u64> = BTreeMap::new();
     for t in tasks {
         let (l, e) = t.await??;
         lat.extend(l);
-        errors += e;
+        for (status, n) in e {
+            *failed.entry(status).or_default() += n;
+        }
     }
+    let errors: u64 = failed.values().sum();
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort();
     let rate = lat.len() as f64 / elapsed;
@@ -166,15 +170,20 @@ async fn writes_at(
     let ratio = ceiling
         .map(|c| format!("{:.0}%", 100.0 * rate / c))
         .unwrap_or("-".into());
+    let shown = match errors {
+        0 => "0".to_string(),
+        n => format!("{n} {failed:?}"),
+    };
     println!(
-        "| {clients} | {rate:.0} | {:.1} | {:.1} | {errors} | {} | {ratio} |",
+        "| {clients} | {rate:.0} | {:.1} | {:.1} | {shown} | {} | {ratio} |",
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         ceiling.map(|c| format!("{c:.0}")).unwrap_or("-".into()),
     );
     Ok(
         json!({"clients": clients, "writesPerSecond": rate, "p50Ms": percentile(&lat, 0.5),
-        "p99Ms": percentile(&lat, 0.99), "errors": errors, "pgbenchTps": ceiling}),
+        "p99Ms": percentile(&lat, 0.99), "errors": errors, "errorsBy": failed,
+        "pgbenchTps": ceiling}),
     )
 }
 
@@ -187,7 +196,7 @@ async fn add_assets_until(
     client: Client,
     c: usize,
     deadline: Instant,
-) -> Result<(Vec<Duration>, u64)> {
+) -> Result<(Vec<Duration>, BTreeMap<String, u64>)> {
     let mut key = client.key;
     let g: serde_json::Value = http
         .post(format!("{url}/api/groups"))
@@ -199,7 +208,7 @@ async fn add_assets_until(
         .await?;
     let gid = g["id"].as_str().context("group id")?.to_string();
     let mut lat = vec![];
-    let mut errors = 0u64;
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut i = 0u64;
     while Instant::now() < deadline {
         i += 1;
@@ -219,10 +228,18 @@ async fn add_assets_until(
             .json(&json!({"value": value, "type": "subdomain"}))
             .send()
             .await;
-        match r {
-            Ok(r) if r.status().as_u16() == 201 => lat.push(started.elapsed()),
-            _ => errors += 1,
-        }
+        // A failure is counted by its status, or by the kind of transport error.
+        let failure = match r {
+            Ok(r) if r.status().as_u16() == 201 => {
+                lat.push(started.elapsed());
+                continue;
+            }
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".to_string(),
+            Err(e) if e.is_connect() => "connect".to_string(),
+            Err(_) => "transport".to_string(),
+        };
+        *errors.entry(failure).or_default() += 1;
     }
     Ok((lat, errors))
 }
