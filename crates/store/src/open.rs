@@ -116,12 +116,12 @@ pub(crate) async fn open(
         claims: reserve.map(|r| r.claims.as_slice()).unwrap_or_default(),
         by_scope: reserve.map(|r| r.by_scope()).unwrap_or_default(),
     };
-    let mut head_and_opened = match backend {
+    let (head, mut opened) = match backend {
         Backend::Postgres => postgres::open(conn, &opening).await?,
         Backend::Sqlite => sqlite::open(conn, &opening).await?,
     };
-    stream_versions(conn, backend, rest, &mut head_and_opened.1.versions).await?;
-    Ok(head_and_opened)
+    stream_versions(conn, backend, rest, &mut opened.versions).await?;
+    Ok((head, opened))
 }
 
 /// The latest version of each of `ids` that has events.
