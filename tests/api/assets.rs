@@ -335,12 +335,7 @@ async fn timeline_reads_the_log_newest_first(b: Backend) {
     app.delete(&key, &format!("/api/assets/{id}")).await;
     let t = app.get(&key, &format!("/api/assets/{id}/timeline")).await;
     assert_eq!(t.status, StatusCode::OK);
-    let types: Vec<&str> = t.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = t.items_field("type");
     assert_eq!(
         types,
         [
@@ -494,12 +489,7 @@ async fn a_timeline_holds_the_scans_findings_and_alerts_of_its_asset(b: Backend)
         .get(&key, &format!("/api/assets/{id}/timeline?perPage=100"))
         .await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
-    let types: Vec<&str> = t.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = t.items_field("type");
     assert_eq!(types.first(), Some(&"finding.status_changed"), "{types:?}");
     assert_eq!(types.last(), Some(&"asset.added"), "{types:?}");
     for kind in [

@@ -530,8 +530,9 @@ async fn verify_names_an_edited_read_model_row(b: Backend) {
     let verified = easm(&h.app.store, &["projections", "verify"]);
     assert!(
         verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
     );
     sqlx::query("UPDATE rm_findings SET status = 'ignored' WHERE finding_id = $1")
         .bind(&h.critical)
@@ -701,12 +702,7 @@ async fn the_trail_is_filtered_by_resource_actor_and_category(b: Backend) {
     // An id is matched exactly, as the stream's resource or a string anywhere in the data, and
     // never read as a pattern.
     let on_key = t.trail(&format!("?resourceId={}", t.viewer_id)).await;
-    let actions: Vec<&str> = on_key.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = on_key.items_field("action");
     for action in ["api_key.created", "api_key.revoked", "access.denied"] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }

@@ -156,6 +156,16 @@ impl Answer {
         self.body["code"].as_str().unwrap_or_default()
     }
 
+    /// The string `field` of each item of a page, in order.
+    pub fn items_field(&self, field: &str) -> Vec<&str> {
+        self.body["items"]
+            .as_array()
+            .expect("a page")
+            .iter()
+            .map(|item| item[field].as_str().expect("a string field"))
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

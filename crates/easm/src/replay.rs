@@ -79,12 +79,20 @@ async fn shadow(app: &App, heads: &BTreeMap<String, i64>, path: &Path) -> Result
     Ok(replay_into(path, pages, included, |_| {}).await?)
 }
 
+/// How often, and how far apart, `verify` tries for a moment when the read models hold still.
+const VERIFY_ATTEMPTS: u32 = 50;
+const VERIFY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Compare the live read models with a replay of the log; true when they agree.
 pub async fn verify(app: &App) -> Result<bool> {
     let path = std::env::temp_dir().join(format!("easm-verify-{}.db", std::process::id()));
     // The live models may move on while we read: compare at chain heads that held still, once
-    // the replay has reached all of them (PostgreSQL reads stop at the oldest open transaction).
-    for _ in 0..5 {
+    // the replay has reached all of them (PostgreSQL reads stop at the oldest transaction still
+    // open in the whole cluster, which may be another database's): so try again a while.
+    for attempt in 0..VERIFY_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(VERIFY_PAUSE).await;
+        }
         let heads = app.log().projected().await?;
         let live = app.read().dump().await?;
         if app.log().projected().await? != heads {
@@ -114,5 +122,5 @@ pub async fn verify(app: &App) -> Result<bool> {
         );
         return Ok(ok);
     }
-    bail!("the read models kept moving; run it again")
+    bail!("the read models kept moving for five seconds; run it again")
 }
