@@ -150,3 +150,24 @@ mod micros {
             .map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_is_rfc_3339_or_a_date_meaning_its_start_utc() {
+        let at = |s: &str| parse_timestamp(s).map(|t| format_timestamp(&t));
+        assert_eq!(
+            at("2026-04-01").as_deref(),
+            Some("2026-04-01T00:00:00.000000Z")
+        );
+        assert_eq!(
+            at("2026-04-01T12:30:00+02:00").as_deref(),
+            Some("2026-04-01T10:30:00.000000Z")
+        );
+        for bad in ["2026-13-01", "2026-04", "01/04/2026", "", "yesterday"] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
+}
