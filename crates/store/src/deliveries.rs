@@ -71,11 +71,12 @@ enum FailureRun {
 }
 
 /// Per endpoint of a batch, what its attempts say about its run of failures.
-fn failure_runs(batch: &[Finished]) -> Vec<(String, FailureRun)> {
-    let mut by_endpoint: std::collections::BTreeMap<&str, Vec<(i64, bool)>> = Default::default();
+fn failure_runs(batch: &[Finished]) -> Vec<(WebhookId, FailureRun)> {
+    let mut by_endpoint: std::collections::BTreeMap<&WebhookId, Vec<(i64, bool)>> =
+        Default::default();
     for f in batch {
         by_endpoint
-            .entry(f.delivery.webhook_id.as_str())
+            .entry(&f.delivery.webhook_id)
             .or_default()
             .push((f.attempt.started_at, f.next == NextStep::Succeeded));
     }
@@ -88,7 +89,7 @@ fn failure_runs(batch: &[Finished]) -> Vec<(String, FailureRun)> {
                 Some(i) => FailureRun::AfterSuccess(attempts.get(i + 1).map(|(at, _)| *at)),
                 None => FailureRun::Continues(attempts[0].0),
             };
-            (id.to_string(), run)
+            (id.clone(), run)
         })
         .collect()
 }
@@ -362,8 +363,8 @@ impl DeliveryQueue {
             return Ok(vec![]);
         }
         let now = now_micros();
-        let mut resets: Vec<(String, Option<i64>)> = vec![];
-        let mut continues: Vec<(String, i64)> = vec![];
+        let mut resets: Vec<(WebhookId, Option<i64>)> = vec![];
+        let mut continues: Vec<(WebhookId, i64)> = vec![];
         for (webhook_id, run) in failure_runs(batch) {
             match run {
                 FailureRun::AfterSuccess(since) => resets.push((webhook_id, since)),
@@ -372,7 +373,7 @@ impl DeliveryQueue {
         }
         let mut failing: Vec<(WebhookId, i64)> = resets
             .iter()
-            .filter_map(|(id, since)| since.map(|s| (WebhookId::new(id), s)))
+            .filter_map(|(id, since)| since.map(|s| (id.clone(), s)))
             .collect();
         let mut writes: Vec<Write> = vec![];
         for chunk in batch.chunks(50) {
@@ -506,7 +507,7 @@ fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
 
 /// Endpoints that answered: their run of failures now starts where given (none: no run).
 /// Nothing is written when that is unchanged.
-fn resets_write(chunk: &[(String, Option<i64>)]) -> Write {
+fn resets_write(chunk: &[(WebhookId, Option<i64>)]) -> Write {
     Write {
         table: "endpoint_health",
         sql: Sql::new("INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ")
@@ -518,13 +519,13 @@ fn resets_write(chunk: &[(String, Option<i64>)]) -> Write {
             ),
         values: chunk
             .iter()
-            .flat_map(|(id, since)| [Val::Text(id.clone()), Val::OptInt(*since)])
+            .flat_map(|(id, since)| [Val::Text(id.to_string()), Val::OptInt(*since)])
             .collect(),
     }
 }
 
 /// Endpoints that only failed: an earlier start of their run is kept; answers the runs.
-fn continues_write(chunk: &[(String, i64)]) -> Write {
+fn continues_write(chunk: &[(WebhookId, i64)]) -> Write {
     Write {
         table: "endpoint_health",
         sql: Sql::new("INSERT INTO endpoint_health (webhook_id, failing_since) VALUES ")
@@ -536,7 +537,7 @@ fn continues_write(chunk: &[(String, i64)]) -> Write {
             ),
         values: chunk
             .iter()
-            .flat_map(|(id, first)| [Val::Text(id.clone()), Val::Int(*first)])
+            .flat_map(|(id, first)| [Val::Text(id.to_string()), Val::Int(*first)])
             .collect(),
     }
 }

@@ -271,24 +271,7 @@ impl EventLog {
             let p = w.bind(*t);
             w.push(format!("event_type <> {p}"));
         }
-        let filter = w.sql();
-        let count_sql = format!("SELECT COUNT(*) FROM events WHERE {filter}");
-        let mut count = sqlx::query_scalar(&count_sql);
-        for b in w.binds() {
-            count = count.bind(b);
-        }
-        let total: i64 = count.fetch_one(self.db.reader()).await?;
-        let page = format!(
-            "SELECT {COLUMNS} FROM events WHERE {filter} ORDER BY position DESC \
-             LIMIT {limit} OFFSET {offset}"
-        );
-        let mut q = sqlx::query(&page);
-        for b in w.binds() {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(self.db.reader()).await?;
-        let events = rows.iter().map(row_to_event).collect::<Result<_, _>>()?;
-        Ok((events, total))
+        self.newest_first(&w, offset, limit).await
     }
 
     /// Up to `limit` events after `position` in global order, never past the point below which
@@ -465,19 +448,29 @@ impl EventLog {
         }
         w.compare("occurred_at", ">=", f.since);
         w.compare("occurred_at", "<=", f.until);
-        let binds = w.binds();
-        let filter = w.sql();
-        let count = format!("SELECT COUNT(*) FROM events WHERE {filter}");
+        self.newest_first(&w, offset, limit).await
+    }
+
+    /// One page of the events `filter` selects, newest first, and how many it selects.
+    async fn newest_first(
+        &self,
+        filter: &Filter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
+        let condition = filter.sql();
+        let count = format!("SELECT COUNT(*) FROM events WHERE {condition}");
         let mut q = sqlx::query_scalar::<_, i64>(&count);
-        for b in binds {
+        for b in filter.binds() {
             q = q.bind(b);
         }
         let total = q.fetch_one(self.db.reader()).await?;
         let page = format!(
-            "SELECT {COLUMNS} FROM events WHERE {filter} ORDER BY position DESC LIMIT {limit} OFFSET {offset}"
+            "SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY position DESC \
+             LIMIT {limit} OFFSET {offset}"
         );
         let mut q = sqlx::query(&page);
-        for b in binds {
+        for b in filter.binds() {
             q = q.bind(b);
         }
         let rows = q.fetch_all(self.db.reader()).await?;

@@ -67,9 +67,9 @@ pub(crate) struct Opening<'a> {
 }
 
 impl Opening<'_> {
-    /// The streams' placeholders.
-    pub fn stream_list(&self) -> String {
-        placeholders(3, self.streams.len())
+    /// The latest version of each of the streams that has events.
+    pub fn versions_sql(&self) -> String {
+        versions_sql(3, self.streams.len())
     }
 
     /// The claims, answering (scope, key) of those taken.
@@ -124,6 +124,15 @@ pub(crate) async fn open(
     Ok((head, opened))
 }
 
+/// (stream_id, version) of each of `n` streams from `$first` that has events.
+fn versions_sql(first: usize, n: usize) -> String {
+    format!(
+        "SELECT stream_id, MAX(stream_version) AS version FROM events \
+         WHERE stream_id IN ({}) GROUP BY stream_id",
+        placeholders(first, n)
+    )
+}
+
 /// The latest version of each of `ids` that has events.
 async fn stream_versions(
     conn: &mut AnyConnection,
@@ -132,11 +141,7 @@ async fn stream_versions(
     into: &mut BTreeMap<String, i64>,
 ) -> Result<(), StoreError> {
     for chunk in ids.chunks(backend.chunk_rows()) {
-        let sql = format!(
-            "SELECT stream_id, MAX(stream_version) AS v FROM events \
-             WHERE stream_id IN ({}) GROUP BY stream_id",
-            placeholders(1, chunk.len())
-        );
+        let sql = versions_sql(1, chunk.len());
         let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
         for id in chunk {
             q = q.bind(*id);

@@ -60,10 +60,8 @@ pub(crate) async fn open(
     let versions = match o.streams.len() {
         0 => "CAST(NULL AS TEXT)".to_string(),
         _ => format!(
-            "(SELECT CAST(json_object_agg(stream_id, v) AS TEXT) FROM \
-             (SELECT stream_id, MAX(stream_version) AS v FROM events \
-             WHERE stream_id IN ({}) GROUP BY stream_id) s)",
-            o.stream_list()
+            "(SELECT CAST(json_object_agg(stream_id, version) AS TEXT) FROM ({}) s)",
+            o.versions_sql()
         ),
     };
     let (claimed, counts) = if o.claims.is_empty() {

@@ -31,11 +31,7 @@ pub(crate) async fn open(
          (SELECT COALESCE(MAX(position), 0) + 1 FROM events) AS next_position"
     )];
     if !o.streams.is_empty() {
-        parts.push(format!(
-            "SELECT stream_id, MAX(stream_version) AS version FROM events \
-             WHERE stream_id IN ({}) GROUP BY stream_id",
-            o.stream_list()
-        ));
+        parts.push(o.versions_sql());
     }
     if !o.claims.is_empty() {
         parts.push(o.claims_sql());
