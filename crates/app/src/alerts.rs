@@ -92,11 +92,11 @@ impl App {
         if before.observed.ports_scanned.is_none() || observed.ports_scanned.is_none() {
             return Ok(vec![]);
         }
+        let monitor_id = MonitorId::new(&monitor.id);
         Ok(changes(&asset.value, &before.observed, observed)
             .into_iter()
             .map(|change| {
                 let alert_id: AlertId = new_id();
-                let monitor_id = MonitorId::new(&monitor.id);
                 StreamAppend {
                     stream_id: alert_stream(&alert_id),
                     expected_version: 0,

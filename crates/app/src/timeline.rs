@@ -19,20 +19,16 @@ impl App {
         offset: i64,
         limit: i64,
     ) -> Result<Option<(Vec<RecordedEvent>, i64)>, CommandError> {
-        let own = asset_stream(asset_id);
-        let (version, _) = self.log.load(org_id, &own).await?;
-        if version == 0 {
-            return Ok(None);
-        }
         let related = self.read.asset_related(org_id, asset_id).await?;
-        let mut streams = vec![own, risk_stream(asset_id)];
+        let mut streams = vec![asset_stream(asset_id), risk_stream(asset_id)];
         streams.extend(related.scan_jobs.iter().map(scan_stream));
         streams.extend(related.findings.iter().map(finding_stream));
         streams.extend(related.alerts.iter().map(alert_stream));
-        let page = self
+        let (events, total) = self
             .log
             .streams_page(org_id, &streams, NOT_IN_TIMELINES, offset, limit)
             .await?;
-        Ok(Some(page))
+        // An asset that existed has at least its `asset.added`, which no timeline leaves out.
+        Ok((total > 0).then_some((events, total)))
     }
 }
