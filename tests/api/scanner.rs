@@ -8,6 +8,7 @@ use crate::helpers::Backend;
 use crate::on_sqlite_and_nats;
 use crate::receiver::Receiver;
 use crate::targets::{self, cert, Page};
+use easm::zone_server::{ZoneServer, Zones};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -161,8 +162,14 @@ async fn private_targets_are_refused_unless_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn names_resolve_through_the_configured_resolver() {
-    let dns = targets::dns("app.scan.test", "edge.scan.test", [127, 0, 0, 1]).await;
-    let resolver = format!("127.0.0.1:{}", dns.port);
+    let zones = Zones::default()
+        .zone("scan.test")
+        .cname("app.scan.test", "edge.scan.test")
+        .a("edge.scan.test", [127, 0, 0, 1].into());
+    let dns = ZoneServer::start(zones).await.unwrap();
+    // The first upstream never answers: the resolver goes on to the next.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let resolver = format!("{},{}", silent.local_addr().unwrap(), dns.addr);
     let s = Setup::start(
         Backend::Sqlite,
         false,
@@ -193,7 +200,10 @@ async fn names_resolve_through_the_configured_resolver() {
     let job = scan(&s, &unknown, "quick", &[web.port]).await;
     let failed = job_when(&s, &job, "failed").await;
     assert!(
-        failed["error"].as_str().unwrap().contains("nope.scan.test"),
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("nope.scan.test does not exist (NXDOMAIN)"),
         "{failed}"
     );
 }

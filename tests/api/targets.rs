@@ -5,7 +5,7 @@
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub struct Target {
@@ -255,54 +255,6 @@ pub async fn slow(silence: std::time::Duration) -> Target {
                 tokio::time::sleep(silence).await;
                 drop(s);
             });
-        }
-    });
-    Target { port, task }
-}
-
-/// A DNS server on UDP: `name` is a CNAME of `target`, which has the A record `ip`; other
-/// names do not exist.
-pub async fn dns(name: &'static str, target: &'static str, ip: [u8; 4]) -> Target {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let encode = |n: &str| {
-        let mut out = vec![];
-        for label in n.split('.') {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    };
-    let (qname, tname) = (encode(name), encode(target));
-    let task = tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let q = &buf[..n];
-            let qend = 12 + q[12..].iter().position(|b| *b == 0).unwrap() + 1;
-            let qtype = u16::from_be_bytes([q[qend], q[qend + 1]]);
-            let mut r = q[..qend + 4].to_vec();
-            r[2] = 0x81;
-            r[3] = 0x80;
-            if q[12..qend] != qname[..] {
-                r[3] = 0x83; // NXDOMAIN
-            } else {
-                let mut answers = 1u8;
-                r.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60]);
-                r.extend_from_slice(&(tname.len() as u16).to_be_bytes());
-                r.extend_from_slice(&tname);
-                if qtype == 1 {
-                    answers += 1;
-                    r.extend_from_slice(&tname);
-                    r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-                    r.extend_from_slice(&ip);
-                }
-                r[7] = answers;
-            }
-            let _ = socket.send_to(&r, from).await;
         }
     });
     Target { port, task }

@@ -57,16 +57,19 @@ impl Background {
             tokio::spawn(run_monitors(app.clone(), scheduler, every, until_stop())),
         ];
         let lease = scan.scan_lease;
-        let scanners = (scan.scan_workers > 0).then(|| {
-            let config = WorkerConfig {
-                holder: holder.clone(),
-                scan: scan.scan(),
-                jobs: scan.scan_workers,
-                lease,
-                poll: Duration::from_millis(500),
-            };
-            ScanWorker::new(app.clone(), db.clone(), config)
-        });
+        let scanners = match scan.scan_workers {
+            0 => None,
+            jobs => {
+                let config = WorkerConfig {
+                    holder: holder.clone(),
+                    scan: scan.scan().map_err(anyhow::Error::msg)?,
+                    jobs,
+                    lease,
+                    poll: Duration::from_millis(500),
+                };
+                Some(ScanWorker::new(app.clone(), db.clone(), config))
+            }
+        };
         match args.bus(&holder) {
             Some(bus) => {
                 let relay = Relay::connect(db.clone(), bus.clone())

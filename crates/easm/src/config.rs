@@ -6,6 +6,7 @@ use anyhow::Context;
 use easm_bus::BusConfig;
 use easm_delivery::{parse_duration, DeliveryConfig, RetrySchedule};
 use easm_domain::{Plan, Role};
+use easm_scanner::dns::{self, Dns};
 use easm_scanner::ScanConfig;
 use easm_store::{Db, DbConfig};
 use std::net::{IpAddr, SocketAddr};
@@ -154,9 +155,10 @@ pub struct ScanArgs {
     /// labs). Off by default: a tenant must not probe the server's own network.
     #[arg(long, env = "EASM_SCAN_ALLOW_PRIVATE")]
     pub scan_allow_private: bool,
-    /// DNS server (`ip` or `ip:port`) the scanner asks instead of the system resolver.
-    #[arg(long, env = "EASM_SCAN_RESOLVER", value_parser = Resolver::parse)]
-    pub scan_resolver: Option<Resolver>,
+    /// DNS servers (`ip` or `ip:port`, comma-separated, asked in turn) the scanner and
+    /// discovery ask instead of the system's resolvers.
+    #[arg(long, env = "EASM_SCAN_RESOLVER", value_parser = Resolvers::parse)]
+    pub scan_resolver: Option<Resolvers>,
     /// Scan jobs one process runs at once; 0 runs no scan worker in this process.
     #[arg(long, env = "EASM_SCAN_WORKERS", default_value_t = 2)]
     pub scan_workers: usize,
@@ -181,29 +183,38 @@ impl ScanArgs {
         }
     }
 
-    pub fn scan(&self) -> ScanConfig {
-        ScanConfig {
+    /// The DNS servers to ask; empty for the system's.
+    pub fn resolvers(&self) -> &[SocketAddr] {
+        self.scan_resolver.as_ref().map_or(&[], |r| &r.0)
+    }
+
+    /// Fails when the system's DNS configuration cannot be read and no resolver is set.
+    pub fn scan(&self) -> Result<ScanConfig, String> {
+        let dns = Dns::new(self.resolvers(), dns::TIMEOUT)?;
+        Ok(ScanConfig {
             allow_private: self.scan_allow_private,
-            resolver: self.scan_resolver.and_then(|r| r.0),
-            ..ScanConfig::default()
-        }
+            ..ScanConfig::new(dns)
+        })
     }
 }
 
-/// `EASM_SCAN_RESOLVER`: a DNS server's address, port 53 unless given; empty means the system
-/// resolver.
-#[derive(Clone, Copy, Debug)]
-pub struct Resolver(Option<SocketAddr>);
+/// `EASM_SCAN_RESOLVER`: DNS servers' addresses, comma-separated, port 53 unless given; empty
+/// means the system's resolvers.
+#[derive(Clone, Debug)]
+pub struct Resolvers(Vec<SocketAddr>);
 
-impl Resolver {
-    fn parse(s: &str) -> Result<Resolver, String> {
-        if s.is_empty() {
-            return Ok(Resolver(None));
-        }
-        s.parse()
-            .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, 53).into()))
-            .map(|a| Resolver(Some(a)))
-            .map_err(|_| format!("{s} is not an ip or ip:port"))
+impl Resolvers {
+    fn parse(s: &str) -> Result<Resolvers, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse()
+                    .or_else(|_| a.parse::<IpAddr>().map(|ip| (ip, 53).into()))
+                    .map_err(|_| format!("{a} is not an ip or ip:port"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Resolvers)
     }
 }
 
@@ -285,25 +296,24 @@ mod tests {
         assert!(parse(&["--webhook-disable-after", "5"]).is_err());
         assert!(parse(&["--webhook-rate", "0"]).is_err());
         assert!(parse(&["--scan-resolver", "dns.example"]).is_err());
+        assert!(parse(&["--scan-resolver", "127.0.0.1,dns.example"]).is_err());
         let s = parse(&[
             "--scan-resolver",
-            "127.0.0.1",
+            "127.0.0.1, [::1]:5353",
             "--monitor-interval",
             "200ms",
         ])
         .unwrap();
-        assert_eq!(
-            s.scan.scan().resolver,
-            Some("127.0.0.1:53".parse().unwrap())
-        );
+        let expected: Vec<SocketAddr> = vec![
+            "127.0.0.1:53".parse().unwrap(),
+            "[::1]:5353".parse().unwrap(),
+        ];
+        assert_eq!(s.scan.resolvers(), expected);
         assert_eq!(s.scan.monitor_interval, Duration::from_millis(200));
+        let none: &[SocketAddr] = &[];
         assert_eq!(
-            parse(&["--scan-resolver", ""])
-                .unwrap()
-                .scan
-                .scan()
-                .resolver,
-            None
+            parse(&["--scan-resolver", ""]).unwrap().scan.resolvers(),
+            none
         );
     }
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod background;
 pub mod config;
 pub mod replay;
+pub mod zone_server;
 
 /// Ends when the process is asked to stop (Ctrl-C, SIGTERM).
 pub async fn shutdown_signal() {

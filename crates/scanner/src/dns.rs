@@ -1,14 +1,27 @@
-//! Name resolution: A, AAAA and CNAME records. With a configured resolver every query goes to
-//! it over UDP (RFC 1035); otherwise addresses come from the system (hosts file included) and
-//! CNAMEs from the first nameserver of /etc/resolv.conf when there is one.
+//! Name resolution for the scanner and for discovery, with hickory's resolver: UDP with TCP on
+//! truncation, retries, several upstreams, and negative answers told apart (a name that does
+//! not exist, a name without records of the type, a failing server, no answer in time). The
+//! upstreams are the configured ones (`EASM_SCAN_RESOLVER`), else the system's (resolv.conf and
+//! the hosts file). Zone transfers (AXFR over TCP, RFC 5936) go to a zone's own name servers.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::TokioResolver;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-const A: u16 = 1;
-const CNAME: u16 = 5;
-const AAAA: u16 = 28;
+pub use hickory_resolver::proto::rr::RecordType as Type;
+
+/// How long one query waits for its answer (each is tried twice).
+pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Resolved {
@@ -16,163 +29,267 @@ pub struct Resolved {
     pub cnames: Vec<String>,
 }
 
-pub async fn resolve(
-    host: &str,
-    resolver: Option<SocketAddr>,
+/// Why a lookup gave no records.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0} does not exist (NXDOMAIN)")]
+    NxDomain(String),
+    #[error("{0} has no {1} record")]
+    NoData(String, RecordType),
+    #[error("the DNS server failed for {0}: {1}")]
+    ServerFailure(String, ResponseCode),
+    #[error("no DNS server answered for {0} in time")]
+    Timeout(String),
+    #[error("DNS lookup of {0}: {1}")]
+    Other(String, String),
+}
+
+impl LookupError {
+    /// The name does not exist, or exists without records of the type: an answer, not a fault.
+    pub fn is_negative(&self) -> bool {
+        matches!(self, LookupError::NxDomain(_) | LookupError::NoData(..))
+    }
+
+    fn of(name: &str, record_type: RecordType, e: NetError) -> LookupError {
+        match e {
+            NetError::Dns(DnsError::NoRecordsFound(n)) => match n.response_code {
+                ResponseCode::NXDomain => LookupError::NxDomain(name.into()),
+                ResponseCode::NoError => LookupError::NoData(name.into(), record_type),
+                code => LookupError::ServerFailure(name.into(), code),
+            },
+            NetError::Dns(DnsError::ResponseCode(code)) => {
+                LookupError::ServerFailure(name.into(), code)
+            }
+            NetError::Timeout => LookupError::Timeout(name.into()),
+            e => LookupError::Other(name.into(), e.to_string()),
+        }
+    }
+}
+
+/// A resolver shared by every job of the process (cheap to clone).
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
     timeout: Duration,
-) -> Result<Resolved, String> {
-    let mut out = Resolved::default();
-    match resolver {
-        Some(server) => {
-            for qtype in [A, AAAA] {
-                let (addrs, cnames) = query(server, host, qtype, timeout).await?;
-                out.addresses.extend(addrs);
-                for c in cnames {
-                    if !out.cnames.contains(&c) {
-                        out.cnames.push(c);
+}
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dns")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Dns {
+    /// Ask `upstreams` in turn (UDP, TCP on truncation or error), or the system's resolvers when
+    /// none is given.
+    pub fn new(upstreams: &[SocketAddr], timeout: Duration) -> Result<Dns, String> {
+        let provider = TokioRuntimeProvider::default();
+        let mut builder = if upstreams.is_empty() {
+            TokioResolver::builder(provider)
+                .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
+        } else {
+            let servers = upstreams
+                .iter()
+                .map(|a| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = a.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = a.port();
+                    NameServerConfig::new(a.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            let mut b = TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                provider,
+            );
+            b.options_mut().use_hosts_file = ResolveHosts::Never;
+            b
+        };
+        let opts: &mut ResolverOpts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        opts.preserve_intermediates = true;
+        opts.try_tcp_on_error = true;
+        opts.ndots = 0;
+        opts.max_active_requests = 4096;
+        let resolver = builder
+            .build()
+            .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
+        Ok(Dns { resolver, timeout })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The addresses of `host` and the CNAMEs on the way to them.
+    pub async fn resolve(&self, host: &str) -> Result<Resolved, LookupError> {
+        let fqdn = fqdn(host);
+        let found = self
+            .resolver
+            .lookup_ip(fqdn.as_str())
+            .await
+            .map_err(|e| LookupError::of(host, RecordType::A, e))?;
+        let mut out = Resolved::default();
+        for record in found.as_lookup().answers() {
+            match &record.data {
+                RData::A(a) => push_new(&mut out.addresses, IpAddr::V4(a.0)),
+                RData::AAAA(a) => push_new(&mut out.addresses, IpAddr::V6(a.0)),
+                RData::CNAME(c) => push_new(&mut out.cnames, name_text(&c.0)),
+                _ => {}
+            }
+        }
+        if out.addresses.is_empty() {
+            return Err(LookupError::NoData(host.into(), RecordType::A));
+        }
+        Ok(out)
+    }
+
+    /// The first-level CNAME target of `name`, if it is an alias.
+    pub async fn cname(&self, name: &str) -> Result<Option<String>, LookupError> {
+        match self.records(name, RecordType::CNAME).await {
+            Ok(records) => Ok(records.into_iter().find_map(|r| match r {
+                RData::CNAME(c) => Some(name_text(&c.0)),
+                _ => None,
+            })),
+            Err(LookupError::NoData(..)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names an address points back to (PTR).
+    pub async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, LookupError> {
+        let found = self
+            .resolver
+            .reverse_lookup(ip)
+            .await
+            .map_err(|e| LookupError::of(&ip.to_string(), RecordType::PTR, e))?;
+        Ok(found
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::PTR(p) => Some(name_text(&p.0)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The name servers of a zone.
+    pub async fn name_servers(&self, zone: &str) -> Result<Vec<String>, LookupError> {
+        Ok(self
+            .records(zone, RecordType::NS)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::NS(ns) => Some(name_text(&ns.0)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The records of one type at `name`, as answered.
+    pub async fn records(&self, name: &str, t: RecordType) -> Result<Vec<RData>, LookupError> {
+        let found = self
+            .resolver
+            .lookup(fqdn(name).as_str(), t)
+            .await
+            .map_err(|e| LookupError::of(name, t, e))?;
+        let wanted: Vec<RData> = found
+            .answers()
+            .iter()
+            .filter(|r| r.record_type() == t)
+            .map(|r| r.data.clone())
+            .collect();
+        if wanted.is_empty() {
+            return Err(LookupError::NoData(name.into(), t));
+        }
+        Ok(wanted)
+    }
+}
+
+/// One record of a transferred zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneRecord {
+    pub name: String,
+    pub record_type: RecordType,
+    pub data: String,
+}
+
+/// The whole zone from `server` by AXFR over TCP, or why not (refused, no answer, malformed).
+/// The transfer ends at the second SOA record; at most `max_records` are kept.
+pub async fn zone_transfer(
+    server: SocketAddr,
+    zone: &str,
+    timeout: Duration,
+    max_records: usize,
+) -> Result<Vec<ZoneRecord>, String> {
+    let origin = Name::from_ascii(fqdn(zone)).map_err(|e| format!("{zone}: {e}"))?;
+    let mut query = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    query.add_query(Query::query(origin, RecordType::AXFR));
+    let bytes = query.to_vec().map_err(|e| e.to_string())?;
+    let transfer = async {
+        let mut s = TcpStream::connect(server)
+            .await
+            .map_err(|e| format!("{server}: {e}"))?;
+        s.write_all(&(bytes.len() as u16).to_be_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        let mut out = vec![];
+        let mut soas = 0;
+        loop {
+            let len = s
+                .read_u16()
+                .await
+                .map_err(|e| format!("{server} closed the transfer: {e}"))?;
+            let mut buf = vec![0u8; len as usize];
+            s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            let msg = Message::from_vec(&buf).map_err(|e| format!("bad answer: {e}"))?;
+            if msg.metadata.id != query.metadata.id {
+                return Err("the answer does not match the query".into());
+            }
+            if msg.metadata.response_code != ResponseCode::NoError {
+                return Err(format!("refused ({})", msg.metadata.response_code));
+            }
+            if msg.answers.is_empty() {
+                return Err("refused (an empty answer)".into());
+            }
+            for r in &msg.answers {
+                if r.record_type() == RecordType::SOA {
+                    soas += 1;
+                    if soas == 2 {
+                        return Ok(out);
                     }
                 }
-            }
-        }
-        None => {
-            let found = tokio::time::timeout(timeout, tokio::net::lookup_host((host, 0)))
-                .await
-                .map_err(|_| format!("resolving {host} timed out"))?
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-            for a in found {
-                if !out.addresses.contains(&a.ip()) {
-                    out.addresses.push(a.ip());
-                }
-            }
-            if let Some(server) = system_nameserver() {
-                if let Ok((_, cnames)) = query(server, host, CNAME, timeout).await {
-                    out.cnames = cnames;
+                if out.len() < max_records {
+                    out.push(ZoneRecord {
+                        name: name_text(&r.name),
+                        record_type: r.record_type(),
+                        data: r.data.to_string(),
+                    });
                 }
             }
         }
-    }
-    if out.addresses.is_empty() {
-        return Err(format!("{host} has no A or AAAA record"));
-    }
-    Ok(out)
-}
-
-fn system_nameserver() -> Option<SocketAddr> {
-    let conf = std::fs::read_to_string("/etc/resolv.conf").ok()?;
-    conf.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .find_map(|ip| ip.trim().parse::<IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-}
-
-fn encode_query(id: u16, host: &str, qtype: u16) -> Vec<u8> {
-    let mut q = Vec::with_capacity(host.len() + 18);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
-    for label in host.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.push(0);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&1u16.to_be_bytes()); // IN
-    q
-}
-
-async fn query(
-    server: SocketAddr,
-    host: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<(Vec<IpAddr>, Vec<String>), String> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-    let id: u16 = rand::random();
-    socket
-        .send_to(&encode_query(id, host, qtype), server)
+    tokio::time::timeout(timeout, transfer)
         .await
-        .map_err(|e| format!("DNS query to {server}: {e}"))?;
-    let mut buf = vec![0u8; 4096];
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let (n, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
-            .await
-            .map_err(|_| format!("DNS server {server} did not answer"))?
-            .map_err(|e| e.to_string())?;
-        if from == server && n >= 12 && buf[..2] == id.to_be_bytes() {
-            return parse_answer(&buf[..n]).ok_or_else(|| format!("bad DNS answer from {server}"));
-        }
-    }
+        .map_err(|_| format!("{server} did not finish the transfer in time"))?
 }
 
-/// A (possibly compressed) name at `pos`; returns it and the position after it.
-fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
-    let mut labels = vec![];
-    let mut end = None;
-    for _ in 0..64 {
-        let len = *msg.get(pos)? as usize;
-        if len == 0 {
-            return Some((labels.join("."), end.unwrap_or(pos + 1)));
-        }
-        if len & 0xc0 == 0xc0 {
-            let ptr = ((len & 0x3f) << 8) | *msg.get(pos + 1)? as usize;
-            end.get_or_insert(pos + 2);
-            pos = ptr;
-            continue;
-        }
-        labels.push(String::from_utf8_lossy(msg.get(pos + 1..pos + 1 + len)?).to_lowercase());
-        pos += 1 + len;
-    }
-    None
+/// Lowercase, without the root's dot.
+pub fn name_text(n: &Name) -> String {
+    n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn parse_answer(msg: &[u8]) -> Option<(Vec<IpAddr>, Vec<String>)> {
-    let questions = u16::from_be_bytes([msg[4], msg[5]]);
-    let answers = u16::from_be_bytes([msg[6], msg[7]]);
-    let mut pos = 12;
-    for _ in 0..questions {
-        pos = read_name(msg, pos)?.1 + 4;
-    }
-    let (mut addrs, mut cnames) = (vec![], vec![]);
-    for _ in 0..answers {
-        pos = read_name(msg, pos)?.1;
-        let rtype = u16::from_be_bytes([*msg.get(pos)?, *msg.get(pos + 1)?]);
-        let len = u16::from_be_bytes([*msg.get(pos + 8)?, *msg.get(pos + 9)?]) as usize;
-        let data = pos + 10;
-        let rdata = msg.get(data..data + len)?;
-        match (rtype, len) {
-            (A, 4) => addrs.push(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
-            (AAAA, 16) => addrs.push(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
-            (CNAME, _) => cnames.push(read_name(msg, data)?.0),
-            _ => {}
-        }
-        pos = data + len;
-    }
-    Some((addrs, cnames))
+fn fqdn(host: &str) -> String {
+    format!("{}.", host.trim_end_matches('.'))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_with_compressed_cnames_parse() {
-        let mut msg = encode_query(7, "www.example.com", A);
-        msg[7] = 2; // two answers
-                    // www.example.com CNAME web.example.com (pointer to "example.com" at 16)
-        msg.extend_from_slice(&[
-            0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b'w', b'e', b'b', 0xc0, 16,
-        ]);
-        let web = msg.len() - 6;
-        msg.extend_from_slice(&[
-            0xc0, web as u8, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 93, 184, 216, 34,
-        ]);
-        let (addrs, cnames) = parse_answer(&msg).unwrap();
-        assert_eq!(cnames, vec!["web.example.com"]);
-        assert_eq!(addrs, vec![IpAddr::from([93, 184, 216, 34])]);
+fn push_new<T: PartialEq>(v: &mut Vec<T>, x: T) {
+    if !v.contains(&x) {
+        v.push(x);
     }
 }

@@ -24,8 +24,8 @@ use tokio::sync::watch;
 pub struct ScanConfig {
     /// Scan loopback, private, link-local, CGNAT and metadata addresses (tests, labs).
     pub allow_private: bool,
-    /// A DNS server to ask instead of the system resolver.
-    pub resolver: Option<SocketAddr>,
+    /// The resolver every job asks.
+    pub dns: dns::Dns,
     pub connect_timeout: Duration,
     /// How long a probe waits for a port to show what it speaks.
     pub probe_timeout: Duration,
@@ -37,11 +37,12 @@ pub struct ScanConfig {
     pub service_concurrency: usize,
 }
 
-impl Default for ScanConfig {
-    fn default() -> Self {
+impl ScanConfig {
+    /// The documented timeouts and limits, resolving with `dns`.
+    pub fn new(dns: dns::Dns) -> Self {
         ScanConfig {
             allow_private: false,
-            resolver: None,
+            dns,
             connect_timeout: Duration::from_millis(1500),
             probe_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(5),
@@ -129,9 +130,11 @@ pub async fn scan(
     match host.parse::<IpAddr>() {
         Ok(ip) => out.addresses.push(ip),
         Err(_) => {
-            let r = dns::resolve(host, cfg.resolver, cfg.io_timeout)
+            let r = cfg
+                .dns
+                .resolve(host)
                 .await
-                .map_err(ScanError::Unresolvable)?;
+                .map_err(|e| ScanError::Unresolvable(e.to_string()))?;
             out.addresses = r.addresses;
             out.cnames = r.cnames;
         }
