@@ -1,6 +1,7 @@
 //! Every event type easm can append, with the schema version it is written at. Field names are
 //! camelCase JSON; a type's JSON Schema is in `events/schemas/<type>.v<version>.json`.
 
+pub use crate::discovery::*;
 use crate::ids::*;
 pub use crate::monitors::*;
 use crate::names::{Plan, Role};
@@ -217,6 +218,7 @@ pub const SUBSCRIBABLE: &[&str] = &[
     "asset.added",
     "asset.removed",
     "endpoint.disabled",
+    "discovery.completed",
     "audit.*",
 ];
 
@@ -311,4 +313,12 @@ catalogue! {
     AlertCreated("alert.created", 1),
     AlertAcknowledged("alert.acknowledged", 1),
     AlertResolved("alert.resolved", 1),
+    DiscoveryRequested("discovery.requested", 1),
+    DiscoveryStarted("discovery.started", 1),
+    DiscoveryProgressed("discovery.progressed", 1),
+    DiscoveryNamesFound("discovery.names_found", 1),
+    DiscoveryCompleted("discovery.completed", 1),
+    DiscoveryFailed("discovery.failed", 1),
+    DiscoveryCancelled("discovery.cancelled", 1),
+    DiscoveryPromoted("discovery.promoted", 1),
 }

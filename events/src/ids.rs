@@ -98,4 +98,5 @@ ids! {
     FindingId,
     MonitorId,
     AlertId,
+    DiscoveryJobId,
 }

@@ -4,6 +4,7 @@
 
 mod catalogue;
 mod chain;
+mod discovery;
 mod envelope;
 mod export;
 mod ids;
@@ -26,7 +27,8 @@ pub use export::{
     DIGEST_FORMAT,
 };
 pub use ids::{
-    AlertId, AssetId, FindingId, GroupId, KeyId, MonitorId, OrgId, ScanJobId, UserId, WebhookId,
+    AlertId, AssetId, DiscoveryJobId, FindingId, GroupId, KeyId, MonitorId, OrgId, ScanJobId,
+    UserId, WebhookId,
 };
 pub use names::{FindingStatus, Plan, Role, Severity};
 pub use payload::{

@@ -274,6 +274,73 @@ fn samples() -> Vec<Event> {
             from: "acknowledged".into(),
             notes: None,
         }),
+        Event::DiscoveryRequested(DiscoveryRequested {
+            discovery_job_id: "d".into(),
+            domains: vec!["example.com".into()],
+            deep: false,
+            monitor_id: Some("m".into()),
+        }),
+        Event::DiscoveryStarted(DiscoveryStarted {
+            discovery_job_id: "d".into(),
+            worker_id: "w".into(),
+            attempt: 1,
+        }),
+        Event::DiscoveryProgressed(DiscoveryProgressed {
+            discovery_job_id: "d".into(),
+            progress: 40,
+            stage: "bruteforce".into(),
+        }),
+        Event::DiscoveryNamesFound(DiscoveryNamesFound {
+            discovery_job_id: "d".into(),
+            names: vec![FoundName {
+                name: "old.example.com".into(),
+                addresses: vec![],
+                cname: Some("edge.example.net".into()),
+                sources: vec!["ct".into()],
+                expired: true,
+            }],
+        }),
+        Event::DiscoveryCompleted(DiscoveryCompleted {
+            discovery_job_id: "d".into(),
+            domains: vec!["example.com".into()],
+            modules: vec![ModuleRun {
+                module: "axfr".into(),
+                found: 0,
+                duration_ms: 12,
+                error: Some("refused".into()),
+            }],
+            subdomains: 1,
+            new_names: vec!["api.example.com".into()],
+            ips: vec![FoundAddress {
+                address: "192.0.2.1".into(),
+                names: vec!["api.example.com".into()],
+                ptr: vec!["host.example.net".into()],
+            }],
+            services: vec![FoundService {
+                host: "api.example.com".into(),
+                port: 443,
+                service: "https".into(),
+                sans: vec!["api.example.com".into()],
+            }],
+            wildcard: vec![Wildcard {
+                zone: "dev.example.com".into(),
+                answers: vec!["192.0.2.9".into()],
+                filtered: 3,
+            }],
+        }),
+        Event::DiscoveryFailed(DiscoveryFailed {
+            discovery_job_id: "d".into(),
+            reason: "no DNS server answered".into(),
+        }),
+        Event::DiscoveryCancelled(DiscoveryCancelled {
+            discovery_job_id: "d".into(),
+        }),
+        Event::DiscoveryPromoted(DiscoveryPromoted {
+            discovery_job_id: "d".into(),
+            group_id: "g".into(),
+            asset_ids: vec!["a".into()],
+            values: vec!["api.example.com".into()],
+        }),
     ]
 }
 

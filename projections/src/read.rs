@@ -3,6 +3,7 @@
 
 pub use crate::models::alerts::{AlertFilter, AlertView};
 pub use crate::models::assets::{added_assets, AssetFilter, AssetRelated, AssetView};
+pub use crate::models::discovery::{DiscoveryJobFilter, DiscoveryJobView, SubdomainView};
 pub use crate::models::findings::{FindingFilter, FindingView};
 pub use crate::models::groups::{GroupSummary, GroupView, RecentScans};
 pub use crate::models::keys::{ApiKeyView, KeyAuth};
@@ -166,6 +167,8 @@ impl ReadModels {
             ("rm_finding_jobs", "finding_id, scan_job_id"),
             ("rm_monitors", "monitor_id"),
             ("rm_alerts", "alert_id"),
+            ("rm_discovery_jobs", "discovery_job_id"),
+            ("rm_discovery_names", "name_key"),
         ] {
             let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
                 .fetch_all(self.db.reader())

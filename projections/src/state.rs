@@ -4,8 +4,17 @@
 //! Each read model lives in `models/`; the list below is the one place that names them all.
 
 use crate::models::{
-    alerts::Alerts, assets::Assets, findings::Findings, groups::Groups, keys::Keys,
-    monitors::Monitors, orgs::Orgs, scan_jobs::ScanJobs, users::Users, webhooks::Webhooks,
+    alerts::Alerts,
+    assets::Assets,
+    discovery::{DiscoveredNames, DiscoveryJobs},
+    findings::Findings,
+    groups::Groups,
+    keys::Keys,
+    monitors::Monitors,
+    orgs::Orgs,
+    scan_jobs::ScanJobs,
+    users::Users,
+    webhooks::Webhooks,
 };
 use crate::table::{load, writes, ReadModel, Rows};
 use easm_events::{Event, OrgId, RecordedEvent};
@@ -154,6 +163,8 @@ read_models! {
     findings: Findings,
     monitors: Monitors,
     alerts: Alerts,
+    discovery_jobs: DiscoveryJobs,
+    discovered_names: DiscoveredNames,
 }
 
 /// Read-model tests read as behaviour: given these events (at these times), then these rows.

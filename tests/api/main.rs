@@ -11,6 +11,7 @@ mod bus;
 mod cli;
 mod conventions;
 mod delivery;
+mod discovery;
 mod dns;
 mod event_log;
 mod findings;

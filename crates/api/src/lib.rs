@@ -18,8 +18,8 @@ use easm_projections::ReadModels;
 use easm_store::{Db, DeliveryQueue, EventLog, IdempotencyStore};
 use error::ApiError;
 use routes::{
-    assets, audit, audit_webhook, deliveries, findings, groups, health, keys, monitors, org, scans,
-    webhooks,
+    assets, audit, audit_webhook, deliveries, discovery, findings, groups, health, keys, monitors,
+    org, scans, webhooks,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ impl AppState {
 #[openapi(
     info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
     modifiers(&Security),
-    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "monitors"), (name = "webhooks"), (name = "health"))
+    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "discovery"), (name = "monitors"), (name = "webhooks"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -131,6 +131,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scans::cancel_scan_job))
         .routes(routes!(scans::import_results))
         .routes(routes!(scans::scan_job_findings))
+        .routes(routes!(discovery::run_discovery))
+        .routes(routes!(discovery::list_discovery_jobs))
+        .routes(routes!(discovery::get_discovery_job))
+        .routes(routes!(discovery::cancel_discovery_job))
+        .routes(routes!(discovery::add_discovered_assets))
         .routes(routes!(findings::list_findings))
         .routes(routes!(findings::export_findings))
         .routes(routes!(findings::bulk_status))

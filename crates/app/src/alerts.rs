@@ -4,7 +4,7 @@
 
 use crate::streams::{alert_stream, scan_stream};
 use crate::{new_id, App, CommandError};
-use easm_domain::{changes, Alert, ScanJob, ScanStatus};
+use easm_domain::{changes, Alert, JobStatus, ScanJob};
 use easm_events::{
     AlertId, AssetId, EventMeta, GroupId, MonitorId, Observed, OrgId, ScanCompleted, ScanJobId,
 };
@@ -73,7 +73,7 @@ impl App {
             .await?
             .into_iter()
             .filter(|j| {
-                j.status == ScanStatus::Completed.as_str()
+                j.status == JobStatus::Completed.as_str()
                     && job.id != j.id.as_str()
                     && j.profile == job.profile
                     && j.ports == job.ports

@@ -28,6 +28,28 @@ impl App {
         group_id: &GroupId,
         items: &[NewAsset],
     ) -> Result<Vec<AssetView>, CommandError> {
+        self.add_assets_with(meta, org_id, plan, group_id, items, |_| async {
+            Ok(Decision::none())
+        })
+        .await
+    }
+
+    /// [`App::add_assets`], committing in the same append what `also` decides on the assets
+    /// about to be added (their ids and values): a promotion records them with its job.
+    pub(crate) async fn add_assets_with<A, AF>(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        plan: Plan,
+        group_id: &GroupId,
+        items: &[NewAsset],
+        also: A,
+    ) -> Result<Vec<AssetView>, CommandError>
+    where
+        A: Fn(Vec<(AssetId, String)>) -> AF,
+        AF: std::future::Future<Output = Result<Decision, CommandError>>,
+    {
+        let also = &also;
         let ids: Vec<AssetId> = items.iter().map(|_| new_id()).collect();
         let gstream = &group_stream(group_id);
         let ids = &ids;
@@ -49,7 +71,16 @@ impl App {
                             add_assets(&group, items, &stored, ids)?
                         }
                     };
-                    Ok(adding(group_id, gstream, gv, plan, events))
+                    let added = events
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::AssetAdded(a) => Some((a.asset_id.clone(), a.value.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut d = adding(group_id, gstream, gv, plan, events);
+                    d.extend(also(added).await?);
+                    Ok(d)
                 }
             })
             .await?;

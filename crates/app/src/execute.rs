@@ -47,6 +47,12 @@ impl Decision {
         }
     }
 
+    /// Another decision's appends and constraints, committed with this one's.
+    pub fn extend(&mut self, other: Decision) {
+        self.streams.extend(other.streams);
+        self.constraints.extend(other.constraints);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.streams.iter().all(|s| s.events.is_empty())
     }

@@ -9,6 +9,7 @@ mod access;
 mod alerts;
 mod assets;
 mod credentials;
+mod discovery;
 mod error;
 mod execute;
 mod findings;
@@ -25,6 +26,7 @@ mod webhooks;
 
 pub use alerts::AlertAction;
 pub use credentials::{hash_key, new_id, IssuedKey};
+pub use discovery::{Promoted, DISCOVERED_GROUP};
 pub use error::CommandError;
 pub use findings::Imported;
 pub use monitors::MonitorRun;

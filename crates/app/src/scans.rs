@@ -5,7 +5,7 @@ use crate::execute::Decision;
 use crate::streams::{asset_stream, finding_stream, month_scans, scan_stream, ACTIVE_SCANS};
 use crate::{new_id, App, CommandError};
 use easm_domain::{
-    active_scan_key, Aggregate, Asset, DomainError, Finding, Limits, Plan, ScanJob, ScanStatus,
+    active_scan_key, Aggregate, Asset, DomainError, Finding, JobStatus, Limits, Plan, ScanJob,
 };
 use easm_events::{
     AssetId, Detection, Event, EventMeta, Observed, OrgId, ScanJobId, SeverityCounts,
@@ -218,7 +218,7 @@ impl App {
         let running = AtomicBool::new(false);
         let recorded = self
             .on_scan(meta, org_id, id, |j| {
-                running.store(j.status == ScanStatus::Running, Ordering::Relaxed);
+                running.store(j.status == JobStatus::Running, Ordering::Relaxed);
                 j.progress(progress, stage)
             })
             .await;
@@ -253,7 +253,7 @@ impl App {
     ) -> Result<(), CommandError> {
         let stream = scan_stream(id);
         let (_, job) = self.load::<ScanJob>(org_id, &stream).await?;
-        if job.require().is_err() || job.status != ScanStatus::Running {
+        if job.require().is_err() || job.status != JobStatus::Running {
             return Ok(());
         }
         self.record_detections(meta, org_id, id, &job, Some(&job.profile), detections)

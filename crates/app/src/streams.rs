@@ -2,7 +2,9 @@
 //! across streams. The read side and tools name streams through these too.
 
 use chrono::{DateTime, Utc};
-use easm_events::{AlertId, AssetId, FindingId, GroupId, MonitorId, OrgId, ScanJobId, WebhookId};
+use easm_events::{
+    AlertId, AssetId, DiscoveryJobId, FindingId, GroupId, MonitorId, OrgId, ScanJobId, WebhookId,
+};
 
 pub fn org_stream(id: &OrgId) -> String {
     format!("org-{id}")
@@ -18,6 +20,10 @@ pub fn asset_stream(id: &AssetId) -> String {
 
 pub fn scan_stream(id: &ScanJobId) -> String {
     format!("scan-{id}")
+}
+
+pub fn discovery_stream(id: &DiscoveryJobId) -> String {
+    format!("discovery-{id}")
 }
 
 pub fn finding_stream(id: &FindingId) -> String {
@@ -60,6 +66,12 @@ pub(crate) const ACTIVE_SCANS: &str = "active_scans";
 /// Reservation scope of the scans requested in a calendar month (UTC), for the plan's quota.
 pub(crate) fn month_scans(at: DateTime<Utc>) -> String {
     format!("scans:{}", at.format("%Y-%m"))
+}
+
+/// Reservation scope of the discovery jobs requested in a calendar month (UTC), for the plan's
+/// quota.
+pub(crate) fn month_discoveries(at: DateTime<Utc>) -> String {
+    format!("discovery:{}", at.format("%Y-%m"))
 }
 
 /// Reservation scope of the organization's monitors, counted for the plan's scheduled scans.

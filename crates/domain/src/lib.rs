@@ -4,9 +4,11 @@
 mod alert;
 mod asset;
 mod asset_value;
+mod discovery;
 mod error;
 mod finding;
 mod group;
+mod job;
 mod monitor;
 mod nuclei;
 mod organization;
@@ -19,9 +21,11 @@ mod webhook;
 pub use alert::{changes, Alert, AlertStatus, Change, ALERT_STATUSES};
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
+pub use discovery::{validate_domains, DiscoveryJob, MAX_DOMAINS};
 pub use error::{DomainError, ItemError};
 pub use finding::{finding_id, validate_detection, Finding};
 pub use group::{validate_group_name, Group};
+pub use job::JobStatus;
 pub use monitor::{Monitor, MonitorScope, MonitorSpec};
 pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};
@@ -29,8 +33,7 @@ pub use plans::{Limits, Plan};
 pub use risk::{risk_score, AssetRisk};
 pub use roles::{Grants, Permission, Role};
 pub use scan::{
-    active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, ScanStatus, MAX_PORTS,
-    PROFILES,
+    active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, MAX_PORTS, PROFILES,
 };
 pub use webhook::{
     audit_webhook_id, is_audit_webhook, is_forbidden_address, subscribed, validate_event_filters,

@@ -8,6 +8,7 @@ pub use easm_events::Plan;
 pub struct Limits {
     pub assets: Option<u64>,
     pub scans_per_month: Option<u64>,
+    pub discovery_jobs_per_month: Option<u64>,
     pub scheduled_scans: Option<u64>,
     pub credential_monitors: Option<u64>,
     pub audit_log: bool,
@@ -21,6 +22,7 @@ impl Limits {
             Plan::Free => Limits {
                 assets: Some(25),
                 scans_per_month: Some(100),
+                discovery_jobs_per_month: Some(10),
                 scheduled_scans: Some(2),
                 credential_monitors: Some(1),
                 audit_log: false,
@@ -29,6 +31,7 @@ impl Limits {
             Plan::Pro => Limits {
                 assets: Some(1_000),
                 scans_per_month: Some(5_000),
+                discovery_jobs_per_month: Some(500),
                 scheduled_scans: Some(50),
                 credential_monitors: Some(10),
                 audit_log: false,
@@ -37,6 +40,7 @@ impl Limits {
             Plan::Enterprise => Limits {
                 assets: None,
                 scans_per_month: None,
+                discovery_jobs_per_month: None,
                 scheduled_scans: None,
                 credential_monitors: None,
                 audit_log: true,

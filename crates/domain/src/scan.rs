@@ -1,7 +1,7 @@
 //! Scan jobs: requested, taken by a worker (again if one dies), progressing, and ended exactly
 //! once (completed, failed or cancelled).
 
-use crate::{Aggregate, DomainError};
+use crate::{Aggregate, DomainError, JobStatus};
 use easm_events::{AssetId, ScanJobId};
 use easm_events::{
     Event, Observed, ScanCancelled, ScanCompleted, ScanDeleted, ScanFailed, ScanProgressed,
@@ -12,58 +12,13 @@ pub const PROFILES: [&str; 3] = ["quick", "standard", "deep"];
 /// Ports one job may name explicitly.
 pub const MAX_PORTS: usize = 1000;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ScanStatus {
-    #[default]
-    None,
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl ScanStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScanStatus::None => "none",
-            ScanStatus::Queued => "queued",
-            ScanStatus::Running => "running",
-            ScanStatus::Completed => "completed",
-            ScanStatus::Failed => "failed",
-            ScanStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// The statuses a job can be stored with (`none`, a job not requested yet, never is).
-    pub const STORED: [ScanStatus; 5] = [
-        ScanStatus::Queued,
-        ScanStatus::Running,
-        ScanStatus::Completed,
-        ScanStatus::Failed,
-        ScanStatus::Cancelled,
-    ];
-
-    /// A stored status.
-    pub fn parse(s: &str) -> Option<ScanStatus> {
-        ScanStatus::STORED
-            .into_iter()
-            .find(|status| status.as_str() == s)
-    }
-
-    /// Queued or running: the job still holds its (asset, profile) slot.
-    pub fn active(self) -> bool {
-        matches!(self, ScanStatus::Queued | ScanStatus::Running)
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScanJob {
     pub id: ScanJobId,
     pub asset_id: AssetId,
     pub profile: String,
     pub ports: Option<Vec<u16>>,
-    pub status: ScanStatus,
+    pub status: JobStatus,
     pub progress: u8,
     /// Workers that took the job so far.
     pub attempts: u32,
@@ -125,7 +80,7 @@ pub fn scan_host(asset_type: &str, value: &str) -> Result<String, String> {
 impl ScanJob {
     /// The job exists and was not deleted.
     pub fn require(&self) -> Result<(), DomainError> {
-        if self.status == ScanStatus::None || self.deleted {
+        if self.status == JobStatus::None || self.deleted {
             Err(DomainError::NotFound {
                 resource: "scan job",
             })
@@ -175,7 +130,7 @@ impl ScanJob {
     pub fn progress(&self, progress: u8, stage: &str) -> Result<Vec<Event>, DomainError> {
         self.require()?;
         let progress = progress.min(100);
-        if self.status != ScanStatus::Running || progress <= self.progress {
+        if self.status != JobStatus::Running || progress <= self.progress {
             return Ok(vec![]);
         }
         Ok(vec![Event::ScanProgressed(ScanProgressed {
@@ -193,14 +148,14 @@ impl ScanJob {
     ) -> Result<Vec<Event>, DomainError> {
         self.require()?;
         match self.status {
-            ScanStatus::Running => Ok(vec![Event::ScanCompleted(ScanCompleted {
+            JobStatus::Running => Ok(vec![Event::ScanCompleted(ScanCompleted {
                 scan_job_id: self.id.clone(),
                 asset_id: self.asset_id.clone(),
                 profile: self.profile.clone(),
                 counts,
                 observed,
             })]),
-            ScanStatus::Queued => Err(DomainError::Conflict {
+            JobStatus::Queued => Err(DomainError::Conflict {
                 message: "the scan job has not started".into(),
                 existing_id: None,
             }),
@@ -254,21 +209,21 @@ impl Aggregate for ScanJob {
                     asset_id: e.asset_id.clone(),
                     profile: e.profile.clone(),
                     ports: e.ports.clone(),
-                    status: ScanStatus::Queued,
+                    status: JobStatus::Queued,
                     ..ScanJob::default()
                 }
             }
             Event::ScanStarted(e) => {
-                self.status = ScanStatus::Running;
+                self.status = JobStatus::Running;
                 self.attempts = e.attempt;
             }
             Event::ScanProgressed(e) => self.progress = e.progress,
             Event::ScanCompleted(_) => {
-                self.status = ScanStatus::Completed;
+                self.status = JobStatus::Completed;
                 self.progress = 100;
             }
-            Event::ScanFailed(_) => self.status = ScanStatus::Failed,
-            Event::ScanCancelled(_) => self.status = ScanStatus::Cancelled,
+            Event::ScanFailed(_) => self.status = JobStatus::Failed,
+            Event::ScanCancelled(_) => self.status = JobStatus::Cancelled,
             Event::ScanDeleted(_) => self.deleted = true,
             _ => {}
         }
@@ -322,13 +277,13 @@ mod tests {
     fn a_job_runs_and_completes_exactly_once() {
         let mut events = requested();
         let j = job(&events);
-        assert_eq!(j.status, ScanStatus::Queued);
+        assert_eq!(j.status, JobStatus::Queued);
         assert!(j
             .complete(SeverityCounts::default(), Observed::default())
             .is_err());
         events.extend(j.start("w1").unwrap());
         let j = job(&events);
-        assert_eq!((j.status, j.attempts), (ScanStatus::Running, 1));
+        assert_eq!((j.status, j.attempts), (JobStatus::Running, 1));
         // The worker died; another takes the job over.
         events.extend(j.start("w2").unwrap());
         let j = job(&events);
@@ -341,7 +296,7 @@ mod tests {
                 .unwrap(),
         );
         let j = job(&events);
-        assert_eq!((j.status, j.progress), (ScanStatus::Completed, 100));
+        assert_eq!((j.status, j.progress), (JobStatus::Completed, 100));
         assert!(j
             .complete(SeverityCounts::default(), Observed::default())
             .unwrap()
@@ -356,7 +311,7 @@ mod tests {
         let mut events = requested();
         events.extend(job(&events).cancel().unwrap());
         let j = job(&events);
-        assert_eq!(j.status, ScanStatus::Cancelled);
+        assert_eq!(j.status, JobStatus::Cancelled);
         assert!(j.start("w").is_err());
         let running = {
             let mut e = requested();

@@ -1,14 +1,17 @@
 //! What runs beside the API in `serve`, and alone in `deliver`: the outbox relay, fan-out, the
-//! delivery worker, the scan workers and the monitor scheduler.
+//! delivery worker, the job workers (scans, discovery) and the monitor scheduler.
 
 use crate::config::{DeliveryArgs, ScanArgs};
 use anyhow::Result;
 use easm_api::AppState;
 use easm_bus::Relay;
 use easm_delivery::{Fanout, Worker};
+use easm_scanner::discovery_jobs::DiscoveryJobs;
+use easm_scanner::scan_jobs::ScanJobs;
 use easm_scanner::scheduler::run_monitors;
-use easm_scanner::worker::{ScanWorker, WorkerConfig};
+use easm_scanner::worker::{Worker as JobWorker, WorkerConfig};
 use easm_store::Lease;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The work beside the API: the outbox relay (NATS mode; leased, so one process relays), fan-out
@@ -57,17 +60,32 @@ impl Background {
             tokio::spawn(run_monitors(app.clone(), scheduler, every, until_stop())),
         ];
         let lease = scan.scan_lease;
-        let scanners = match scan.scan_workers {
-            0 => None,
-            jobs => {
+        let workers = match scan.scan_workers {
+            0 => vec![],
+            n => {
+                let scan_config = scan.scan().map_err(anyhow::Error::msg)?;
+                let discovery = scan.discovery(scan_config.dns.clone());
                 let config = WorkerConfig {
                     holder: holder.clone(),
-                    scan: scan.scan().map_err(anyhow::Error::msg)?,
-                    jobs,
                     lease,
                     poll: Duration::from_millis(500),
                 };
-                Some(ScanWorker::new(app.clone(), db.clone(), config))
+                // Each kind has its own slots: a work queue waits for its next message holding
+                // one, which must not keep the other kind's jobs waiting.
+                let scans = ScanJobs {
+                    app: app.clone(),
+                    scan: scan_config,
+                    holder: holder.clone(),
+                };
+                let discoveries = DiscoveryJobs {
+                    app: app.clone(),
+                    config: discovery,
+                    holder: holder.clone(),
+                };
+                vec![
+                    JobWorker::new(Arc::new(scans), db.clone(), config.clone(), n),
+                    JobWorker::new(Arc::new(discoveries), db.clone(), config, n),
+                ]
             }
         };
         match args.bus(&holder) {
@@ -76,16 +94,16 @@ impl Background {
                     .await?
                     .wake_on(app.committed().clone());
                 tasks.push(tokio::spawn(relay.run(until_stop())));
-                if let Some(s) = scanners {
+                for w in workers {
                     // The sweep only takes what the work queue left longer than a lease.
-                    tasks.push(tokio::spawn(s.clone().run_queue(lease * 4, until_stop())));
-                    tasks.push(tokio::spawn(s.run_jetstream(bus.clone(), until_stop())));
+                    tasks.push(tokio::spawn(w.clone().run_queue(lease * 4, until_stop())));
+                    tasks.push(tokio::spawn(w.run_jetstream(bus.clone(), until_stop())));
                 }
                 tasks.push(tokio::spawn(fanout.run_jetstream(bus, until_stop())));
             }
             None => {
-                if let Some(s) = scanners {
-                    tasks.push(tokio::spawn(s.run_queue(Duration::ZERO, until_stop())));
+                for w in workers {
+                    tasks.push(tokio::spawn(w.run_queue(Duration::ZERO, until_stop())));
                 }
                 tasks.push(tokio::spawn(fanout.run_outbox(
                     db,

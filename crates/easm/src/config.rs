@@ -6,6 +6,7 @@ use anyhow::Context;
 use easm_bus::BusConfig;
 use easm_delivery::{parse_duration, DeliveryConfig, RetrySchedule};
 use easm_domain::{Plan, Role};
+use easm_scanner::discovery::{DiscoveryConfig, Module};
 use easm_scanner::dns::{self, Dns};
 use easm_scanner::ScanConfig;
 use easm_store::{Db, DbConfig};
@@ -166,6 +167,27 @@ pub struct ScanArgs {
     /// over after it (units ms, s, m, h).
     #[arg(long, env = "EASM_SCAN_LEASE", default_value = "30s", value_parser = at_least(Duration::from_secs(1)))]
     pub scan_lease: Duration,
+    /// The discovery modules that may run, comma-separated (`permutations` only in deep jobs).
+    #[arg(long, env = "EASM_DISCOVERY_MODULES", default_value = "ct,axfr,bruteforce,permutations,tls,reverse", value_parser = parse_modules)]
+    pub discovery_modules: Modules,
+    /// A crt.sh-compatible certificate transparency service.
+    #[arg(long, env = "EASM_DISCOVERY_CT_URL", default_value = "https://crt.sh")]
+    pub discovery_ct_url: String,
+    /// The port name servers are asked for zone transfers on (53 but in labs and tests).
+    #[arg(long, env = "EASM_DISCOVERY_AXFR_PORT", default_value_t = 53)]
+    pub discovery_axfr_port: u16,
+    /// Ports whose certificates discovery reads on found hosts, comma-separated (deep jobs add
+    /// 4443 and 9443).
+    #[arg(
+        long,
+        env = "EASM_DISCOVERY_TLS_PORTS",
+        default_value = "443,8443",
+        value_delimiter = ','
+    )]
+    pub discovery_tls_ports: Vec<u16>,
+    /// Names one discovery job resolves at once.
+    #[arg(long, env = "EASM_DISCOVERY_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub discovery_concurrency: u32,
     /// How often monitors are checked for a due run (units ms, s, m, h).
     #[arg(long, env = "EASM_MONITOR_INTERVAL", default_value = "30s", value_parser = at_least(Duration::from_millis(100)))]
     pub monitor_interval: Duration,
@@ -178,6 +200,11 @@ impl ScanArgs {
             scan_allow_private: false,
             scan_resolver: None,
             scan_workers: 0,
+            discovery_modules: Modules(Module::ALL.to_vec()),
+            discovery_ct_url: "https://crt.sh".into(),
+            discovery_axfr_port: 53,
+            discovery_tls_ports: vec![443, 8443],
+            discovery_concurrency: 256,
             scan_lease: Duration::from_secs(30),
             monitor_interval: Duration::from_secs(30),
         }
@@ -196,6 +223,40 @@ impl ScanArgs {
             ..ScanConfig::new(dns)
         })
     }
+}
+
+impl ScanArgs {
+    /// What discovery jobs run with, resolving through `dns`.
+    pub fn discovery(&self, dns: Dns) -> DiscoveryConfig {
+        DiscoveryConfig {
+            dns,
+            modules: self.discovery_modules.0.clone(),
+            ct_url: self.discovery_ct_url.clone(),
+            axfr_port: self.discovery_axfr_port,
+            tls_ports: self.discovery_tls_ports.clone(),
+            allow_private: self.scan_allow_private,
+            concurrency: self.discovery_concurrency as usize,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `EASM_DISCOVERY_MODULES`: module names, comma-separated; empty runs none.
+#[derive(Clone, Debug)]
+pub struct Modules(pub Vec<Module>);
+
+fn parse_modules(s: &str) -> Result<Modules, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            Module::parse(m).ok_or_else(|| {
+                let names: Vec<&str> = Module::ALL.iter().map(|m| m.as_str()).collect();
+                format!("{m}: a discovery module is one of {}", names.join(", "))
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Modules)
 }
 
 /// `EASM_SCAN_RESOLVER`: DNS servers' addresses, comma-separated, port 53 unless given; empty
@@ -296,6 +357,12 @@ mod tests {
         assert!(parse(&["--webhook-disable-after", "5"]).is_err());
         assert!(parse(&["--webhook-rate", "0"]).is_err());
         assert!(parse(&["--scan-resolver", "dns.example"]).is_err());
+        assert!(parse(&["--discovery-modules", "ct,whois"]).is_err());
+        let only = parse(&["--discovery-modules", "axfr, tls"]).unwrap();
+        assert_eq!(
+            only.scan.discovery_modules.0,
+            vec![Module::Axfr, Module::Tls]
+        );
         assert!(parse(&["--scan-resolver", "127.0.0.1,dns.example"]).is_err());
         let s = parse(&[
             "--scan-resolver",

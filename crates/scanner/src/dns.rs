@@ -148,6 +148,51 @@ impl Dns {
         Ok(out)
     }
 
+    /// Whether `name` exists and what it answers, in as few queries as brute force affords: A
+    /// first (a name that does not exist costs one query), AAAA when it has no A record, and
+    /// its CNAME when it has no address (an alias to a missing name).
+    pub async fn probe(&self, name: &str) -> Result<Resolved, LookupError> {
+        let mut out = Resolved::default();
+        let mut failure = None;
+        for t in [RecordType::A, RecordType::AAAA] {
+            match self.resolver.lookup(fqdn(name).as_str(), t).await {
+                Ok(found) => {
+                    for record in found.answers() {
+                        match &record.data {
+                            RData::A(a) => push_new(&mut out.addresses, IpAddr::V4(a.0)),
+                            RData::AAAA(a) => push_new(&mut out.addresses, IpAddr::V6(a.0)),
+                            RData::CNAME(c) => push_new(&mut out.cnames, name_text(&c.0)),
+                            _ => {}
+                        }
+                    }
+                    if !out.addresses.is_empty() {
+                        return Ok(out);
+                    }
+                }
+                Err(e) => match LookupError::of(name, t, e) {
+                    e @ LookupError::NxDomain(_) => return Err(e),
+                    LookupError::NoData(..) => {}
+                    e => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
+            }
+        }
+        if out.cnames.is_empty() {
+            match self.cname(name).await {
+                Ok(Some(target)) => out.cnames.push(target),
+                Ok(None) => {}
+                Err(e) => return Err(failure.unwrap_or(e)),
+            }
+        }
+        match (out.cnames.is_empty(), failure) {
+            (false, _) => Ok(out),
+            (true, Some(e)) => Err(e),
+            (true, None) => Err(LookupError::NoData(name.into(), RecordType::A)),
+        }
+    }
+
     /// The first-level CNAME target of `name`, if it is an alias.
     pub async fn cname(&self, name: &str) -> Result<Option<String>, LookupError> {
         match self.records(name, RecordType::CNAME).await {

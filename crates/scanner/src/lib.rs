@@ -2,10 +2,13 @@
 //! to the profile's ports, finds out what speaks on each open port and checks it. All network
 //! I/O is async with a timeout, and each stage has a concurrency limit.
 
+pub mod discovery;
+pub mod discovery_jobs;
 pub mod dns;
 pub mod http;
 pub mod ports;
 pub mod probe;
+pub mod scan_jobs;
 pub mod scheduler;
 pub mod services;
 pub mod templates;

@@ -196,6 +196,18 @@ fn cert_names(cert: &X509Certificate<'_>) -> (Vec<String>, Vec<IpAddr>) {
     (dns, ips)
 }
 
+/// The DNS names of the certificate the TLS service on `addr` presents for `host`.
+pub async fn certificate_names(
+    addr: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    let (_, chain) = connect(addr, host, timeout).await?;
+    let leaf = chain.first().ok_or("no certificate")?;
+    let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| e.to_string())?;
+    Ok(cert_names(&cert).0)
+}
+
 /// Examine the TLS service on `addr`: None when it does not speak TLS.
 pub async fn inspect(
     addr: SocketAddr,

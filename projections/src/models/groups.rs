@@ -3,7 +3,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, ReadModel, Table};
-use easm_domain::ScanStatus;
+use easm_domain::JobStatus;
 use easm_events::{Event, GroupId, OrgId};
 use easm_store::{AnyRow, Row, StoreError, Val};
 use serde::Serialize;
@@ -159,6 +159,23 @@ impl ReadModels {
         .await
     }
 
+    /// The oldest live group of the organization with this name.
+    pub async fn group_named(
+        &self,
+        org_id: &OrgId,
+        name: &str,
+    ) -> Result<Option<GroupId>, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT group_id FROM rm_groups WHERE org_id = $1 AND name = $2 \
+             ORDER BY created_at, group_id LIMIT 1",
+        )
+        .bind(org_id.as_str())
+        .bind(name)
+        .fetch_optional(self.db.reader())
+        .await?;
+        Ok(found.map(GroupId::new))
+    }
+
     pub async fn group_summary(
         &self,
         org_id: &OrgId,
@@ -208,7 +225,7 @@ impl ReadModels {
         &self,
         group_id: &GroupId,
     ) -> Result<(i64, RecentScans, Option<String>), StoreError> {
-        let completed = ScanStatus::Completed.as_str();
+        let completed = JobStatus::Completed.as_str();
         let (scanned, last): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(DISTINCT s.asset_id), MAX(s.finished_at) FROM rm_scan_jobs s \
              JOIN rm_assets a ON a.asset_id = s.asset_id WHERE a.group_id = $1 AND s.status = $2",
@@ -227,7 +244,7 @@ impl ReadModels {
         .bind(since)
         .fetch_all(self.db.reader())
         .await?;
-        let mut by_status: BTreeMap<String, i64> = ScanStatus::STORED
+        let mut by_status: BTreeMap<String, i64> = JobStatus::STORED
             .iter()
             .map(|s| (s.as_str().to_string(), 0))
             .collect();

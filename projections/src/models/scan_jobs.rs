@@ -4,7 +4,7 @@
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, opt_id, to_json, ReadModel, Table};
-use easm_domain::ScanStatus;
+use easm_domain::JobStatus;
 use easm_events::{AssetId, Event, OrgId, ScanJobId, SeverityCounts};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
@@ -16,7 +16,7 @@ pub struct ScanJobRow {
     pub asset_id: AssetId,
     pub profile: String,
     pub ports: Option<Vec<u16>>,
-    pub status: ScanStatus,
+    pub status: JobStatus,
     pub progress: i64,
     pub stage: Option<String>,
     pub attempts: i64,
@@ -76,7 +76,7 @@ impl ReadModel for ScanJobs {
                 asset_id: s.asset_id.clone(),
                 profile: s.profile.clone(),
                 ports: s.ports.clone(),
-                status: ScanStatus::Queued,
+                status: JobStatus::Queued,
                 progress: 0,
                 stage: None,
                 attempts: 0,
@@ -98,7 +98,7 @@ impl ReadModel for ScanJobs {
         };
         match event {
             Event::ScanStarted(s) => {
-                row.status = ScanStatus::Running;
+                row.status = JobStatus::Running;
                 row.attempts = i64::from(s.attempt);
                 row.started_at.get_or_insert(at);
             }
@@ -107,18 +107,18 @@ impl ReadModel for ScanJobs {
                 row.stage = Some(s.stage.clone());
             }
             Event::ScanCompleted(s) => {
-                row.status = ScanStatus::Completed;
+                row.status = JobStatus::Completed;
                 row.progress = 100;
                 row.counts = Some(s.counts.clone());
                 row.finished_at = Some(at);
             }
             Event::ScanFailed(s) => {
-                row.status = ScanStatus::Failed;
+                row.status = JobStatus::Failed;
                 row.error = Some(s.reason.clone());
                 row.finished_at = Some(at);
             }
             Event::ScanCancelled(_) => {
-                row.status = ScanStatus::Cancelled;
+                row.status = JobStatus::Cancelled;
                 row.finished_at = Some(at);
             }
             _ => return,
@@ -152,7 +152,7 @@ impl ReadModel for ScanJobs {
             asset_id: id(r, "asset_id")?,
             profile: r.try_get("profile")?,
             ports: Self::TABLE.opt_json(r, "ports")?,
-            status: Self::TABLE.named(r, "status", ScanStatus::parse)?,
+            status: Self::TABLE.named(r, "status", JobStatus::parse)?,
             progress: r.try_get("progress")?,
             stage: r.try_get("stage")?,
             attempts: r.try_get("attempts")?,
@@ -357,7 +357,7 @@ mod tests {
         let row = state.scan_jobs["j1"].clone().unwrap();
         assert_eq!(
             (row.status, row.progress, row.attempts),
-            (ScanStatus::Completed, 100, 2)
+            (JobStatus::Completed, 100, 2)
         );
         assert_eq!((row.started_at, row.finished_at), (Some(1), Some(4)));
         assert_eq!(row.stage.as_deref(), Some("ports"));

@@ -6,7 +6,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_domain::{AssetPatch, AssetType, Criticality, NewAsset, Permission, ScanStatus};
+use easm_domain::{AssetPatch, AssetType, Criticality, JobStatus, NewAsset, Permission};
 use easm_events::{format_timestamp, Actor, AssetId, GroupId, ScanJobId};
 use easm_projections::read::{AssetFilter, AssetView, Page, ScanJobView};
 use serde::{Deserialize, Serialize};
@@ -289,7 +289,7 @@ pub async fn asset_coverage(
                     last_requested_at: last.map(|j| j.created_at.clone()),
                     last_completed_at: mine
                         .iter()
-                        .find(|j| j.status == ScanStatus::Completed.as_str())
+                        .find(|j| j.status == JobStatus::Completed.as_str())
                         .and_then(|j| j.finished_at.clone()),
                     jobs: mine.len(),
                 }
@@ -335,7 +335,7 @@ pub async fn asset_health(
     let ended = |j: &&ScanJobView| j.finished_at.clone().unwrap_or_default();
     let completed = jobs
         .iter()
-        .filter(|j| j.status == ScanStatus::Completed.as_str())
+        .filter(|j| j.status == JobStatus::Completed.as_str())
         .max_by_key(ended);
     let last_error = jobs
         .iter()

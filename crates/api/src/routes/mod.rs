@@ -5,6 +5,7 @@ pub mod assets;
 pub mod audit;
 pub mod audit_webhook;
 pub mod deliveries;
+pub mod discovery;
 pub mod findings;
 pub mod groups;
 pub mod health;

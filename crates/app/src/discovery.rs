@@ -1,0 +1,251 @@
+//! Discovery jobs: requested within the month's quota, cancelled, and their findings promoted to
+//! assets through the API; started, advanced, fed names and ended by the scan workers.
+
+use crate::execute::Decision;
+use crate::streams::{discovery_stream, month_discoveries, ASSET_VALUES};
+use crate::{new_id, App, CommandError};
+use easm_domain::{DiscoveryJob, DomainError, JobStatus, Limits, NewAsset, Plan};
+use easm_events::{
+    DiscoveryCompleted, DiscoveryJobId, Event, EventMeta, FoundName, GroupId, MonitorId, OrgId,
+};
+use easm_projections::read::AssetView;
+use easm_store::Constraint;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The group promoted items go to when the caller names none; created on first use.
+pub const DISCOVERED_GROUP: &str = "Discovered";
+
+/// What a promotion did.
+#[derive(Debug, Default)]
+pub struct Promoted {
+    pub added: Vec<AssetView>,
+    /// Values left out, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl App {
+    /// Queue a discovery job within the plan's discovery jobs per month (402).
+    pub async fn request_discovery(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        plan: Plan,
+        domains: &[String],
+        deep: bool,
+        monitor_id: Option<&MonitorId>,
+    ) -> Result<DiscoveryJobId, CommandError> {
+        let id = new_id();
+        let events = DiscoveryJob::request(&id, domains, deep, monitor_id)?;
+        let month = month_discoveries(chrono::Utc::now());
+        let limit = Limits::of(plan).discovery_jobs_per_month;
+        self.execute(org_id, meta, || async {
+            let mut d = Decision::one(discovery_stream(&id), 0, events.clone());
+            if let Some(max) = limit {
+                if self.log.count_reservations(org_id, &month).await? >= max {
+                    return Err(DomainError::PlanLimit {
+                        limit: "discovery jobs per month",
+                        max,
+                        plan: plan.as_str().into(),
+                    }
+                    .into());
+                }
+                d.constraints.push(Constraint::AtMost {
+                    scope: month.clone(),
+                    max,
+                });
+            }
+            d.constraints.push(Constraint::Claim {
+                scope: month.clone(),
+                key: id.to_string(),
+                owner: id.to_string(),
+            });
+            Ok(d)
+        })
+        .await?;
+        Ok(id)
+    }
+
+    async fn on_discovery(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        decide: impl Fn(&DiscoveryJob) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<(), CommandError> {
+        let stream = discovery_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
+            Ok(Decision::one(stream.clone(), v, decide(&job)?))
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn cancel_discovery(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+    ) -> Result<(), CommandError> {
+        self.on_discovery(meta, org_id, id, DiscoveryJob::cancel)
+            .await
+    }
+
+    /// A worker takes a queued job, or a running one whose worker died; None when there is
+    /// nothing to run.
+    pub async fn start_discovery(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        worker_id: &str,
+    ) -> Result<Option<DiscoveryJob>, CommandError> {
+        let stream = discovery_stream(id);
+        let (_, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
+        if job.require().is_err() || !job.status.active() {
+            return Ok(None);
+        }
+        match self
+            .on_discovery(meta, org_id, id, |j| j.start(worker_id))
+            .await
+        {
+            Err(CommandError::Domain(
+                DomainError::Conflict { .. } | DomainError::NotFound { .. },
+            )) => return Ok(None),
+            r => r?,
+        }
+        let (_, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
+        Ok(Some(job))
+    }
+
+    /// Record a change of a running job; false once it no longer runs (cancelled, ended), so
+    /// the worker stops.
+    async fn while_running(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        decide: impl Fn(&DiscoveryJob) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<bool, CommandError> {
+        let running = AtomicBool::new(false);
+        self.on_discovery(meta, org_id, id, |j| {
+            running.store(j.status == JobStatus::Running, Ordering::Relaxed);
+            decide(j)
+        })
+        .await?;
+        Ok(running.load(Ordering::Relaxed))
+    }
+
+    pub async fn discovery_progress(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        progress: u8,
+        stage: &str,
+    ) -> Result<bool, CommandError> {
+        self.while_running(meta, org_id, id, |j| j.progress(progress, stage))
+            .await
+    }
+
+    /// A batch of names a running job found.
+    pub async fn discovery_found(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        names: &[FoundName],
+    ) -> Result<bool, CommandError> {
+        self.while_running(meta, org_id, id, |j| j.found(names.to_vec()))
+            .await
+    }
+
+    pub async fn fail_discovery(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        reason: &str,
+    ) -> Result<(), CommandError> {
+        self.on_discovery(meta, org_id, id, |j| j.fail(reason))
+            .await
+    }
+
+    /// End a running job once, naming the names no earlier job of the organization found.
+    pub async fn complete_discovery(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        id: &DiscoveryJobId,
+        summary: DiscoveryCompleted,
+    ) -> Result<(), CommandError> {
+        let new_names = self.read.first_found_names(org_id, id).await?;
+        let summary = DiscoveryCompleted {
+            new_names,
+            ..summary
+        };
+        self.on_discovery(meta, org_id, id, |j| j.complete(summary.clone()))
+            .await
+    }
+
+    /// Make assets of what a job found, all or nothing: subdomains and addresses into
+    /// `group_id`, or the `Discovered` group (created on first use). Values the job did not
+    /// find, or that are assets already, are skipped with the reason.
+    pub async fn promote_discovered(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        plan: Plan,
+        id: &DiscoveryJobId,
+        values: &[String],
+        group_id: Option<&GroupId>,
+    ) -> Result<Promoted, CommandError> {
+        let stream = discovery_stream(id);
+        let (_, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
+        job.require()?;
+        let mut out = Promoted::default();
+        let mut items: Vec<NewAsset> = vec![];
+        for raw in values {
+            match job.promotable(raw) {
+                Ok((t, value)) if items.iter().all(|i| i.value != value) => items.push(NewAsset {
+                    value,
+                    asset_type: t.as_str().into(),
+                    tags: Some(vec!["discovered".into()]),
+                    criticality: None,
+                }),
+                Ok(_) => {}
+                Err(reason) => out.skipped.push((raw.clone(), reason)),
+            }
+        }
+        let wanted: Vec<String> = items.iter().map(|i| i.value.clone()).collect();
+        let existing = self.log.reservations(org_id, ASSET_VALUES, &wanted).await?;
+        items.retain(|i| {
+            let held = existing.iter().find(|(v, _)| *v == i.value);
+            if let Some((v, owner)) = held {
+                out.skipped
+                    .push((v.clone(), format!("{v} is already an asset ({owner})")));
+            }
+            held.is_none()
+        });
+        if items.is_empty() {
+            return Ok(out);
+        }
+        let group = match group_id {
+            Some(g) => g.clone(),
+            None => match self.read.group_named(org_id, DISCOVERED_GROUP).await? {
+                Some(g) => g,
+                None => self.create_group(meta, org_id, DISCOVERED_GROUP).await?,
+            },
+        };
+        out.added = self
+            .add_assets_with(meta, org_id, plan, &group, &items, |added| {
+                let (stream, group) = (&stream, &group);
+                async move {
+                    let (v, job) = self.load::<DiscoveryJob>(org_id, stream).await?;
+                    Ok(Decision::one(stream.clone(), v, job.promote(group, added)?))
+                }
+            })
+            .await?;
+        Ok(out)
+    }
+}
