@@ -30,7 +30,7 @@ pub use ids::{
     AlertId, AssetId, DiscoveryJobId, FindingId, GroupId, KeyId, MonitorId, OrgId, ScanJobId,
     UserId, WebhookId,
 };
-pub use names::{FindingStatus, Plan, Role, Severity};
+pub use names::{FindingStatus, MonitorKind, Plan, Role, Severity};
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
 };

@@ -3,6 +3,7 @@
 //! `events/schemas/<type>.v1.json`.
 
 use crate::ids::*;
+use crate::names::MonitorKind;
 use serde::{Deserialize, Serialize};
 
 /// A monitor watches one asset or every asset of one group (exactly one of the two).
@@ -22,6 +23,9 @@ pub struct MonitorCreated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
     pub enabled: bool,
+    /// `schedule` for a scan schedule (`/api/scan-schedules`); absent for a monitor.
+    #[serde(default, skip_serializing_if = "MonitorKind::is_monitor")]
+    pub kind: MonitorKind,
 }
 
 /// Only the fields present changed.

@@ -4,11 +4,11 @@
 
 /// Declares such an enum with its names, `ALL`, `NAMES`, `as_str`, `parse` and serde as the name.
 macro_rules! named {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$attr:meta])* $variant:ident = $text:literal),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum $name {
-            $($variant,)*
+            $($(#[$attr])* $variant,)*
         }
 
         impl $name {
@@ -121,4 +121,22 @@ named! {
 named! {
     /// An organization's plan (its limits are the domain's).
     Plan { Free = "free", Pro = "pro", Enterprise = "enterprise" }
+}
+
+named! {
+    /// What a recurring schedule of scans is: a monitor (its scans raise alerts when the asset
+    /// changes, and a domain's monitor runs discovery too) or a plain scan schedule. Monitors
+    /// are the default: events written before schedules existed have no kind.
+    #[derive(Default)]
+    MonitorKind {
+        #[default]
+        Monitor = "monitor",
+        Schedule = "schedule",
+    }
+}
+
+impl MonitorKind {
+    pub fn is_monitor(&self) -> bool {
+        *self == MonitorKind::Monitor
+    }
 }

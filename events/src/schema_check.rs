@@ -235,6 +235,7 @@ fn samples() -> Vec<Event> {
             profile: "quick".into(),
             ports: Some(vec![443]),
             enabled: true,
+            kind: crate::MonitorKind::Schedule,
         }),
         Event::MonitorUpdated(MonitorUpdated {
             monitor_id: "m".into(),

@@ -7,7 +7,7 @@ pub use crate::models::discovery::{DiscoveryJobFilter, DiscoveryJobView, Subdoma
 pub use crate::models::findings::{FindingFilter, FindingView};
 pub use crate::models::groups::{GroupSummary, GroupView, RecentScans};
 pub use crate::models::keys::{ApiKeyView, KeyAuth};
-pub use crate::models::monitors::{DueMonitor, MonitorView};
+pub use crate::models::monitors::{DueMonitor, MonitorView, ScanScheduleView};
 pub use crate::models::orgs::OrgView;
 pub use crate::models::scan_jobs::{ScanJobFilter, ScanJobView};
 pub use crate::models::users::UserView;

@@ -22,6 +22,7 @@ mod monitors;
 mod rebuild;
 mod receiver;
 mod scan_results;
+mod scan_schedules;
 mod scanner;
 mod scans;
 mod targets;

@@ -19,7 +19,7 @@ use easm_store::{Db, DeliveryQueue, EventLog, IdempotencyStore};
 use error::ApiError;
 use routes::{
     assets, audit, audit_webhook, deliveries, discovery, findings, groups, health, keys, monitors,
-    org, scans, webhooks,
+    org, scan_schedules, scans, webhooks,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +131,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scans::cancel_scan_job))
         .routes(routes!(scans::import_results))
         .routes(routes!(scans::scan_job_findings))
+        .routes(routes!(
+            scan_schedules::list_scan_schedules,
+            scan_schedules::create_scan_schedule
+        ))
+        .routes(routes!(
+            scan_schedules::get_scan_schedule,
+            scan_schedules::update_scan_schedule,
+            scan_schedules::delete_scan_schedule
+        ))
+        .routes(routes!(scan_schedules::run_scan_schedule))
         .routes(routes!(discovery::run_discovery))
         .routes(routes!(discovery::list_discovery_jobs))
         .routes(routes!(discovery::get_discovery_job))

@@ -6,7 +6,7 @@ use crate::execute::Decision;
 use crate::streams::{asset_stream, group_stream, monitor_stream, MONITORS};
 use crate::{new_id, App, CommandError, ScanRequest};
 use easm_domain::{Asset, DomainError, Group, Limits, Monitor, MonitorScope, MonitorSpec, Plan};
-use easm_events::{AssetId, EventMeta, MonitorId, OrgId, ScanJobId, SkippedAsset};
+use easm_events::{AssetId, EventMeta, MonitorId, MonitorKind, OrgId, ScanJobId, SkippedAsset};
 use easm_projections::read::{AssetFilter, AssetView, PageRequest};
 use easm_store::Constraint;
 
@@ -26,10 +26,11 @@ impl App {
         org_id: &OrgId,
         plan: Plan,
         scope: MonitorScope,
+        kind: MonitorKind,
         spec: &MonitorSpec<'_>,
     ) -> Result<MonitorId, CommandError> {
         let id = new_id();
-        let events = Monitor::create(&id, scope.clone(), spec)?;
+        let events = Monitor::create(&id, scope.clone(), kind, spec)?;
         let limit = Limits::of(plan).scheduled_scans;
         self.execute(org_id, meta, || async {
             let (target, version) = match &scope {
@@ -90,25 +91,29 @@ impl App {
         meta: &EventMeta,
         org_id: &OrgId,
         id: &MonitorId,
+        kind: MonitorKind,
         spec: &MonitorSpec<'_>,
     ) -> Result<(), CommandError> {
         self.on_stream(org_id, meta, monitor_stream(id), |m: &Monitor| {
+            m.require_kind(kind)?;
             m.update(spec)
         })
         .await?;
         Ok(())
     }
 
-    /// Its alerts stay; its slot of the plan is freed.
+    /// Its alerts and scan jobs stay; its slot of the plan is freed.
     pub async fn delete_monitor(
         &self,
         meta: &EventMeta,
         org_id: &OrgId,
         id: &MonitorId,
+        kind: MonitorKind,
     ) -> Result<(), CommandError> {
         let stream = monitor_stream(id);
         self.execute(org_id, meta, || async {
             let (v, m) = self.load::<Monitor>(org_id, &stream).await?;
+            m.require_kind(kind)?;
             let mut d = Decision::one(stream.clone(), v, m.delete()?);
             d.constraints.push(Constraint::Release {
                 scope: MONITORS.into(),
@@ -121,7 +126,8 @@ impl App {
     }
 
     /// Request the monitor's scans and record the run. A scheduled run of a monitor that is not
-    /// due does nothing (None): another process ran it first. An asset that cannot be scanned
+    /// due does nothing (None): another process ran it first. A run by hand names the kind the
+    /// caller asked for (`manual`); the scheduler runs both kinds. An asset that cannot be scanned
     /// now (a scan of it is already active, the month's quota is spent, a CIDR range) is
     /// skipped with the reason.
     pub async fn run_monitor(
@@ -130,11 +136,15 @@ impl App {
         org_id: &OrgId,
         plan: Plan,
         id: &MonitorId,
-        manual: bool,
+        manual: Option<MonitorKind>,
     ) -> Result<Option<MonitorRun>, CommandError> {
         let stream = monitor_stream(id);
         let (_, monitor) = self.load::<Monitor>(org_id, &stream).await?;
-        monitor.require()?;
+        match manual {
+            Some(kind) => monitor.require_kind(kind)?,
+            None => monitor.require()?,
+        }
+        let manual = manual.is_some();
         let now = chrono::Utc::now();
         if !manual && !monitor.due(now) {
             return Ok(None);
@@ -145,6 +155,11 @@ impl App {
             .as_ref()
             .map(|p| p.iter().map(|&p| i64::from(p)).collect());
         let assets = self.monitored_assets(org_id, &monitor).await?;
+        // Its scans are requested like a user's, caused by the monitor or schedule.
+        let caused = EventMeta {
+            causation_id: Some(id.to_string()),
+            ..meta.clone()
+        };
         if let (Some(MonitorScope::Asset(gone)), true) = (&monitor.scope, assets.is_empty()) {
             run.skipped.push(SkippedAsset {
                 asset_id: gone.clone(),
@@ -167,7 +182,7 @@ impl App {
                 ports: ports.as_deref(),
                 rerun_of: None,
             };
-            match self.request_scan(meta, org_id, plan, &req).await {
+            match self.request_scan(&caused, org_id, plan, &req).await {
                 Ok(job) => run.scan_job_ids.push(job),
                 Err(CommandError::Domain(e)) => run.skipped.push(skip(e.to_string())),
                 Err(e) => return Err(e),
@@ -222,7 +237,7 @@ impl App {
         for due in self.read.due_monitors(now, 100).await? {
             let plan = due.plan;
             match self
-                .run_monitor(meta, &due.org_id, plan, &due.monitor_id, false)
+                .run_monitor(meta, &due.org_id, plan, &due.monitor_id, None)
                 .await
             {
                 Ok(Some(_)) => ran += 1,

@@ -4,12 +4,14 @@
 use crate::{validate_ports, validate_profile, Aggregate, DomainError};
 use chrono::{DateTime, Duration, Utc};
 use easm_events::{
-    AssetId, Event, GroupId, MonitorCreated, MonitorDeleted, MonitorId, MonitorTriggered,
-    MonitorUpdated, ScanJobId, SkippedAsset,
+    AssetId, Event, GroupId, MonitorCreated, MonitorDeleted, MonitorId, MonitorKind,
+    MonitorTriggered, MonitorUpdated, ScanJobId, SkippedAsset,
 };
 
 pub const MAX_FREQUENCY_HOURS: i64 = 720;
 pub const DEFAULT_FREQUENCY_HOURS: i64 = 24;
+/// Scan schedules run every 1 to this many days.
+pub const MAX_FREQUENCY_DAYS: i64 = 90;
 
 /// What a monitor watches: one asset, or every asset of one group at the time it runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,14 +29,23 @@ pub struct MonitorSpec<'a> {
     pub enabled: Option<bool>,
 }
 
-fn validate_frequency(hours: i64) -> Result<u32, DomainError> {
-    if (1..=MAX_FREQUENCY_HOURS).contains(&hours) {
-        Ok(hours as u32)
-    } else {
-        Err(DomainError::validation(
+/// Monitors run every 1 to 720 hours; scan schedules every 1 to 90 days (given in hours).
+fn validate_frequency(kind: MonitorKind, hours: i64) -> Result<u32, DomainError> {
+    match kind {
+        MonitorKind::Monitor if (1..=MAX_FREQUENCY_HOURS).contains(&hours) => Ok(hours as u32),
+        MonitorKind::Monitor => Err(DomainError::validation(
             "frequencyHours",
             format!("must be 1 to {MAX_FREQUENCY_HOURS}"),
-        ))
+        )),
+        MonitorKind::Schedule
+            if hours % 24 == 0 && (1..=MAX_FREQUENCY_DAYS).contains(&(hours / 24)) =>
+        {
+            Ok(hours as u32)
+        }
+        MonitorKind::Schedule => Err(DomainError::validation(
+            "frequencyDays",
+            format!("must be 1 to {MAX_FREQUENCY_DAYS}"),
+        )),
     }
 }
 
@@ -42,6 +53,7 @@ fn validate_frequency(hours: i64) -> Result<u32, DomainError> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Monitor {
     pub id: MonitorId,
+    pub kind: MonitorKind,
     pub scope: Option<MonitorScope>,
     pub frequency_hours: u32,
     pub profile: String,
@@ -55,6 +67,7 @@ impl Monitor {
     pub fn create(
         id: &MonitorId,
         scope: MonitorScope,
+        kind: MonitorKind,
         spec: &MonitorSpec<'_>,
     ) -> Result<Vec<Event>, DomainError> {
         let (asset_id, group_id) = match scope {
@@ -66,11 +79,13 @@ impl Monitor {
             asset_id,
             group_id,
             frequency_hours: validate_frequency(
+                kind,
                 spec.frequency_hours.unwrap_or(DEFAULT_FREQUENCY_HOURS),
             )?,
             profile: validate_profile(spec.profile.unwrap_or("quick"))?,
             ports: spec.ports.map(validate_ports).transpose()?,
             enabled: spec.enabled.unwrap_or(true),
+            kind,
         })])
     }
 
@@ -84,6 +99,20 @@ impl Monitor {
         }
     }
 
+    /// Exists and is of `kind`: a monitor is not found among scan schedules, nor the reverse.
+    pub fn require_kind(&self, kind: MonitorKind) -> Result<(), DomainError> {
+        self.require()?;
+        if self.kind != kind {
+            return Err(DomainError::NotFound {
+                resource: match kind {
+                    MonitorKind::Monitor => "monitor",
+                    MonitorKind::Schedule => "scan schedule",
+                },
+            });
+        }
+        Ok(())
+    }
+
     /// Only what changes is recorded; ports and scope are fixed at creation (they define which
     /// scans are compared with each other).
     pub fn update(&self, spec: &MonitorSpec<'_>) -> Result<Vec<Event>, DomainError> {
@@ -94,7 +123,10 @@ impl Monitor {
                 "cannot change; create another monitor",
             ));
         }
-        let frequency = spec.frequency_hours.map(validate_frequency).transpose()?;
+        let frequency = spec
+            .frequency_hours
+            .map(|h| validate_frequency(self.kind, h))
+            .transpose()?;
         let profile = spec.profile.map(validate_profile).transpose()?;
         let change = MonitorUpdated {
             monitor_id: self.id.clone(),
@@ -164,6 +196,7 @@ impl Aggregate for Monitor {
             Event::MonitorCreated(e) => {
                 *self = Monitor {
                     id: e.monitor_id.clone(),
+                    kind: e.kind,
                     scope: Some(match (&e.asset_id, &e.group_id) {
                         (Some(a), _) => MonitorScope::Asset(a.clone()),
                         (None, g) => MonitorScope::Group(g.clone().unwrap_or_default()),
@@ -204,7 +237,13 @@ mod tests {
 
     fn created(spec: &MonitorSpec<'_>) -> Monitor {
         Monitor::from_events(
-            &Monitor::create(&"m".into(), MonitorScope::Asset("a".into()), spec).unwrap(),
+            &Monitor::create(
+                &"m".into(),
+                MonitorScope::Asset("a".into()),
+                MonitorKind::Monitor,
+                spec,
+            )
+            .unwrap(),
         )
     }
 
@@ -222,13 +261,20 @@ mod tests {
                 frequency_hours: Some(hours),
                 ..Default::default()
             };
-            assert!(Monitor::create(&"m".into(), MonitorScope::Group("g".into()), &spec).is_err());
+            assert!(Monitor::create(
+                &"m".into(),
+                MonitorScope::Group("g".into()),
+                MonitorKind::Monitor,
+                &spec
+            )
+            .is_err());
         }
         let bad = MonitorSpec {
             profile: Some("full"),
             ..Default::default()
         };
-        assert!(Monitor::create(&"m".into(), MonitorScope::Group("g".into()), &bad).is_err());
+        let group = || MonitorScope::Group("g".into());
+        assert!(Monitor::create(&"m".into(), group(), MonitorKind::Monitor, &bad).is_err());
         let ports = MonitorSpec {
             ports: Some(&[443, 80]),
             ..Default::default()
@@ -241,6 +287,7 @@ mod tests {
         let mut events = Monitor::create(
             &"m".into(),
             MonitorScope::Asset("a".into()),
+            MonitorKind::Monitor,
             &MonitorSpec::default(),
         )
         .unwrap();
@@ -284,5 +331,33 @@ mod tests {
         let m = Monitor::from_events(&events);
         assert!(matches!(m.delete(), Err(DomainError::NotFound { .. })));
         assert!(m.trigger(t0, true, vec![], vec![]).is_err());
+    }
+
+    #[test]
+    fn schedules_run_every_1_to_90_days() {
+        let days = |d: i64| MonitorSpec {
+            frequency_hours: Some(d * 24),
+            ..Default::default()
+        };
+        let asset = || MonitorScope::Asset("a".into());
+        let events =
+            Monitor::create(&"s".into(), asset(), MonitorKind::Schedule, &days(90)).unwrap();
+        let s = Monitor::from_events(&events);
+        assert_eq!((s.kind, s.frequency_hours), (MonitorKind::Schedule, 2160));
+        for bad in [
+            days(0),
+            days(91),
+            MonitorSpec {
+                frequency_hours: Some(25),
+                ..Default::default()
+            },
+        ] {
+            let e = Monitor::create(&"s".into(), asset(), MonitorKind::Schedule, &bad).unwrap_err();
+            assert!(e.to_string().contains("frequencyDays"), "{e}");
+        }
+        assert!(s.update(&days(91)).is_err());
+        assert_eq!(s.update(&days(7)).unwrap().len(), 1);
+        // A monitor keeps its limit of 720 hours.
+        assert!(Monitor::create(&"m".into(), asset(), MonitorKind::Monitor, &days(31)).is_err());
     }
 }

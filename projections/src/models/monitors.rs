@@ -5,14 +5,15 @@ use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, opt_id, to_json, ReadModel, Table};
 use easm_domain::Plan;
-use easm_events::{AssetId, Event, GroupId, MonitorId, OrgId, ScanJobId};
-use easm_store::{AnyRow, Row, StoreError, Val};
+use easm_events::{AssetId, Event, GroupId, MonitorId, MonitorKind, OrgId, ScanJobId};
+use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorRow {
     pub org_id: OrgId,
+    pub kind: MonitorKind,
     pub asset_id: Option<AssetId>,
     pub group_id: Option<GroupId>,
     pub frequency_hours: i64,
@@ -59,6 +60,7 @@ impl ReadModel for Monitors {
             "last_scan_job_ids",
             "created_at",
             "updated_at",
+            "kind",
         ],
     };
 
@@ -78,6 +80,7 @@ impl ReadModel for Monitors {
             Event::MonitorCreated(m) => create(rows, &m.monitor_id, || {
                 let mut row = MonitorRow {
                     org_id: origin.org_id.clone(),
+                    kind: m.kind,
                     asset_id: m.asset_id.clone(),
                     group_id: m.group_id.clone(),
                     frequency_hours: i64::from(m.frequency_hours),
@@ -142,12 +145,14 @@ impl ReadModel for Monitors {
             Val::Text(to_json(&row.last_scan_job_ids)),
             Val::Int(row.created_at),
             Val::Int(row.updated_at),
+            Val::Text(row.kind.as_str().into()),
         ]
     }
 
     fn parse(r: &AnyRow) -> Result<MonitorRow, StoreError> {
         Ok(MonitorRow {
             org_id: id(r, "org_id")?,
+            kind: Self::TABLE.named(r, "kind", MonitorKind::parse)?,
             asset_id: opt_id(r, "asset_id")?,
             group_id: opt_id(r, "group_id")?,
             frequency_hours: r.try_get("frequency_hours")?,
@@ -189,7 +194,7 @@ pub struct MonitorView {
 
 const MONITOR_COLUMNS: &str = "m.monitor_id, m.org_id, m.asset_id, m.group_id, \
      m.frequency_hours, m.profile, m.ports, m.enabled, m.last_run_at, m.next_run_at, m.run_count, \
-     m.last_scan_job_ids, m.created_at, m.updated_at";
+     m.last_scan_job_ids, m.created_at, m.updated_at, m.kind";
 
 fn monitor(r: &AnyRow) -> Result<MonitorView, StoreError> {
     let row = Monitors::parse(r)?;
@@ -220,6 +225,49 @@ fn monitor(r: &AnyRow) -> Result<MonitorView, StoreError> {
     })
 }
 
+/// A scan schedule as `/api/scan-schedules` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanScheduleView {
+    pub id: String,
+    /// `asset` or `group`.
+    pub schedule_type: String,
+    pub asset_id: Option<String>,
+    pub group_id: Option<String>,
+    /// quick, standard or deep.
+    pub profile: String,
+    /// Days between runs, 1 to 90.
+    pub frequency_days: i64,
+    pub enabled: bool,
+    pub last_run_at: Option<String>,
+    /// When it runs next; null while disabled.
+    pub next_run_at: Option<String>,
+    pub run_count: i64,
+    /// The scan jobs of the last run.
+    pub last_scan_job_ids: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn schedule(r: &AnyRow) -> Result<ScanScheduleView, StoreError> {
+    let m = monitor(r)?;
+    Ok(ScanScheduleView {
+        id: m.id,
+        schedule_type: m.scope,
+        asset_id: m.asset_id,
+        group_id: m.group_id,
+        profile: m.profile,
+        frequency_days: m.frequency_hours / 24,
+        enabled: m.enabled,
+        last_run_at: m.last_run_at,
+        next_run_at: m.next_run_at,
+        run_count: m.run_count,
+        last_scan_job_ids: m.last_scan_job_ids,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
 /// A monitor whose next run is due: (organization, plan, monitor).
 pub struct DueMonitor {
     pub org_id: OrgId,
@@ -233,16 +281,8 @@ impl ReadModels {
         org_id: &OrgId,
         p: PageRequest,
     ) -> Result<Page<MonitorView>, StoreError> {
-        self.org_page(
-            MONITOR_COLUMNS,
-            "rm_monitors m",
-            "m",
-            "m.created_at, m.monitor_id",
-            org_id,
-            p,
-            monitor,
-        )
-        .await
+        self.monitors_of(org_id, MonitorKind::Monitor, p, monitor)
+            .await
     }
 
     pub async fn monitor(
@@ -250,19 +290,69 @@ impl ReadModels {
         org_id: &OrgId,
         id: &MonitorId,
     ) -> Result<Option<MonitorView>, StoreError> {
-        self.org_row(
+        self.monitor_of(org_id, id, MonitorKind::Monitor, monitor)
+            .await
+    }
+
+    pub async fn scan_schedules(
+        &self,
+        org_id: &OrgId,
+        p: PageRequest,
+    ) -> Result<Page<ScanScheduleView>, StoreError> {
+        self.monitors_of(org_id, MonitorKind::Schedule, p, schedule)
+            .await
+    }
+
+    pub async fn scan_schedule(
+        &self,
+        org_id: &OrgId,
+        id: &MonitorId,
+    ) -> Result<Option<ScanScheduleView>, StoreError> {
+        self.monitor_of(org_id, id, MonitorKind::Schedule, schedule)
+            .await
+    }
+
+    async fn monitors_of<T>(
+        &self,
+        org_id: &OrgId,
+        kind: MonitorKind,
+        p: PageRequest,
+        parse: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let mut w = Filter::by("m.org_id", org_id.as_str());
+        w.eq("m.kind", Some(kind.as_str()));
+        self.filtered_page(
             MONITOR_COLUMNS,
             "rm_monitors m",
-            "m",
-            "monitor_id",
-            org_id,
-            id,
-            monitor,
+            "m.created_at, m.monitor_id",
+            &w,
+            p,
+            parse,
         )
         .await
     }
 
-    /// Enabled monitors of the asset or of its group, the asset's own first.
+    async fn monitor_of<T>(
+        &self,
+        org_id: &OrgId,
+        id: &MonitorId,
+        kind: MonitorKind,
+        parse: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {MONITOR_COLUMNS} FROM rm_monitors m \
+             WHERE m.org_id = $1 AND m.monitor_id = $2 AND m.kind = $3"
+        ))
+        .bind(org_id.as_str())
+        .bind(id.as_str())
+        .bind(kind.as_str())
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(parse).transpose()
+    }
+
+    /// Enabled monitors (not scan schedules) of the asset or of its group, the asset's own
+    /// first.
     pub async fn monitors_watching(
         &self,
         org_id: &OrgId,
@@ -271,7 +361,7 @@ impl ReadModels {
     ) -> Result<Vec<MonitorView>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {MONITOR_COLUMNS} FROM rm_monitors m WHERE m.org_id = $1 AND m.enabled = 1 \
-             AND (m.asset_id = $2 OR m.group_id = $3) \
+             AND m.kind = 'monitor' AND (m.asset_id = $2 OR m.group_id = $3) \
              ORDER BY CASE WHEN m.asset_id IS NULL THEN 1 ELSE 0 END, m.created_at, m.monitor_id"
         ))
         .bind(org_id.as_str())
@@ -322,6 +412,7 @@ mod tests {
             profile: "quick".into(),
             ports: None,
             enabled,
+            kind: MonitorKind::Monitor,
         })
     }
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_app::AlertAction;
 use easm_domain::{MonitorScope, MonitorSpec, Permission, ALERT_STATUSES};
-use easm_events::{AlertId, AssetId, GroupId, MonitorId, Severity};
+use easm_events::{AlertId, AssetId, GroupId, MonitorId, MonitorKind, Severity};
 use easm_projections::read::{AlertFilter, AlertView, MonitorView, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -95,7 +95,14 @@ pub async fn create_monitor(
     };
     let id = app
         .commands
-        .create_monitor(&c.meta(), &c.org_id, c.plan, scope, &body.spec())
+        .create_monitor(
+            &c.meta(),
+            &c.org_id,
+            c.plan,
+            scope,
+            MonitorKind::Monitor,
+            &body.spec(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -133,7 +140,13 @@ pub async fn update_monitor(
         ));
     }
     app.commands
-        .update_monitor(&c.meta(), &c.org_id, &id, &body.spec())
+        .update_monitor(
+            &c.meta(),
+            &c.org_id,
+            &id,
+            MonitorKind::Monitor,
+            &body.spec(),
+        )
         .await?;
     Ok(Json(monitor_view(&app, &c, &id).await?))
 }
@@ -149,11 +162,12 @@ pub async fn delete_monitor(
 ) -> ApiResult<StatusCode> {
     c.require(Permission::Write)?;
     app.commands
-        .delete_monitor(&c.meta(), &c.org_id, &id)
+        .delete_monitor(&c.meta(), &c.org_id, &id, MonitorKind::Monitor)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One run of a monitor or a scan schedule (`monitorId` names either).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorRunView {
@@ -162,6 +176,16 @@ pub struct MonitorRunView {
     /// Assets not scanned this time, with the reason.
     #[schema(value_type = Vec<Object>)]
     pub skipped: Vec<easm_events::SkippedAsset>,
+}
+
+impl MonitorRunView {
+    pub(crate) fn of(id: MonitorId, run: easm_app::MonitorRun) -> Self {
+        MonitorRunView {
+            monitor_id: id.into_string(),
+            scan_job_ids: run.scan_job_ids.into_iter().map(String::from).collect(),
+            skipped: run.skipped,
+        }
+    }
 }
 
 /// Run the monitor now, without waiting for its schedule; the next scheduled run counts from
@@ -177,17 +201,16 @@ pub async fn run_monitor(
     c.require(Permission::Write)?;
     let run = app
         .commands
-        .run_monitor(&c.meta(), &c.org_id, c.plan, &id, true)
+        .run_monitor(
+            &c.meta(),
+            &c.org_id,
+            c.plan,
+            &id,
+            Some(MonitorKind::Monitor),
+        )
         .await?
         .unwrap_or_default();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(MonitorRunView {
-            monitor_id: id.into_string(),
-            scan_job_ids: run.scan_job_ids.into_iter().map(String::from).collect(),
-            skipped: run.skipped,
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(MonitorRunView::of(id, run))))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -25,11 +25,16 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    ensure!(args.real * 2 <= args.candidates, "--real must be at most half of --candidates");
+    ensure!(
+        args.real * 2 <= args.candidates,
+        "--real must be at most half of --candidates"
+    );
     let mut zones = Zones::default()
         .zone("bench.test")
         .a("*.wild.bench.test", [127, 0, 0, 9].into());
-    let real: Vec<String> = (0..args.real).map(|i| format!("host{i}.bench.test")).collect();
+    let real: Vec<String> = (0..args.real)
+        .map(|i| format!("host{i}.bench.test"))
+        .collect();
     for (i, name) in real.iter().enumerate() {
         zones = zones.a(name, [127, 1, (i / 250) as u8, (i % 250) as u8 + 1].into());
     }
