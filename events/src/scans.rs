@@ -155,17 +155,21 @@ pub struct Detection {
     pub matched_at: String,
     #[serde(default)]
     pub matcher_name: String,
-    /// `easm` (the built-in scanner) or `nuclei` (imported).
+    /// `easm` (the built-in scanner), `nuclei` (imported) or `discovery`.
     pub source: String,
 }
 
-/// The first detection of a finding.
+/// The first detection of a finding, by a scan (`scanJobId`) or a discovery job
+/// (`discoveryJobId`): exactly one of the two.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingNew {
     pub finding_id: FindingId,
     pub asset_id: AssetId,
-    pub scan_job_id: ScanJobId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_job_id: Option<ScanJobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<DiscoveryJobId>,
     /// Profile of the detecting scan; absent for imported results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
@@ -174,12 +178,15 @@ pub struct FindingNew {
     pub detection: Box<Detection>,
 }
 
-/// A later detection of an open, acknowledged or ignored finding.
+/// A later detection of an open, acknowledged or ignored finding (by a scan or a discovery job).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingRedetected {
     pub finding_id: FindingId,
-    pub scan_job_id: ScanJobId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_job_id: Option<ScanJobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<DiscoveryJobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     pub evidence: String,
@@ -193,6 +200,8 @@ pub struct FindingReopened {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_job_id: Option<ScanJobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<DiscoveryJobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
 }
 
@@ -205,6 +214,9 @@ pub struct FindingResolved {
     pub from: FindingStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_job_id: Option<ScanJobId>,
+    /// The completed discovery job that no longer detected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<DiscoveryJobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
 }

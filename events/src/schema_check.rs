@@ -180,7 +180,8 @@ fn samples() -> Vec<Event> {
         Event::FindingNew(FindingNew {
             finding_id: "f".into(),
             asset_id: "a".into(),
-            scan_job_id: "s".into(),
+            scan_job_id: Some("s".into()),
+            discovery_job_id: None,
             profile: Some("quick".into()),
             detection: Box::new(Detection {
                 template_id: "tls.expired-cert".into(),
@@ -201,19 +202,22 @@ fn samples() -> Vec<Event> {
         }),
         Event::FindingRedetected(FindingRedetected {
             finding_id: "f".into(),
-            scan_job_id: "s2".into(),
-            profile: None,
+            scan_job_id: None,
+            discovery_job_id: Some("d".into()),
+            profile: Some("discovery".into()),
             evidence: "notAfter=2026-01-01T00:00:00Z".into(),
         }),
         Event::FindingReopened(FindingReopened {
             finding_id: "f".into(),
             scan_job_id: Some("s3".into()),
+            discovery_job_id: None,
             notes: None,
         }),
         Event::FindingResolved(FindingResolved {
             finding_id: "f".into(),
             from: FindingStatus::Acknowledged,
             scan_job_id: None,
+            discovery_job_id: Some("d".into()),
             notes: Some("renewed".into()),
         }),
         Event::FindingStatusChanged(FindingStatusChanged {

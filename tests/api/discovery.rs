@@ -131,6 +131,8 @@ async fn every_module_finds_its_names_and_wildcards_are_filtered(b: Backend, nat
         ],
     )
     .await;
+    // The root is an asset: what discovery finds wrong with it becomes its findings.
+    let root = crate::scanner::asset(&s, "disc.test", "domain").await;
     let run = s
         .post(
             "/api/discovery/run",
@@ -214,12 +216,31 @@ async fn every_module_finds_its_names_and_wildcards_are_filtered(b: Backend, nat
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(new.len(), found.len(), "a first run finds only new names");
+    let findings = dns_findings(&s, &root).await;
+    assert_eq!(
+        findings.keys().collect::<Vec<_>>(),
+        ["dns.dangling-cname", "dns.zone-transfer"]
+    );
+    let zt = &findings["dns.zone-transfer"];
+    assert_eq!(zt["severity"], "high");
+    assert_eq!(zt["source"], "discovery");
+    assert_eq!(zt["discoveryJobIds"], json!([run.id()]));
+    assert_eq!(zt["scanJobIds"], json!([]));
+    assert_eq!(findings["dns.dangling-cname"]["matchedAt"], "old.disc.test");
+    assert!(findings["dns.dangling-cname"]["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("gone.other.test"));
     // The second run finds the same names, none of them new.
     let again = s
         .post("/api/discovery/run", json!({"domains": ["disc.test"]}))
         .await;
     let again = discovery_when(&s, &again.id(), "completed").await;
     assert!(by_name(&again).contains_key("www.disc.test"));
+    let findings = dns_findings(&s, &root).await;
+    assert_eq!(findings.len(), 2, "detected again, not twice");
+    assert_eq!(findings["dns.zone-transfer"]["detectionCount"], 2);
+    assert_eq!(findings["dns.zone-transfer"]["status"], "open");
     assert_eq!(again["newNames"], json!([]));
     assert_eq!(
         by_name(&again)["www.disc.test"]["firstSeen"],
@@ -240,6 +261,18 @@ async fn every_module_finds_its_names_and_wildcards_are_filtered(b: Backend, nat
         )
         .await;
     assert_eq!(cancelled.status, StatusCode::CONFLICT);
+}
+
+/// The findings of `asset` by template.
+async fn dns_findings(s: &Setup, asset: &str) -> BTreeMap<String, Value> {
+    let a = s.get(&format!("/api/findings?asset_id={asset}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["templateId"].as_str().unwrap().to_string(), f.clone()))
+        .collect()
 }
 
 /// A job of `org` that ran and found `names` (with addresses), driven through the command side
@@ -279,7 +312,7 @@ async fn found_job(
         services: vec![],
         wildcard: vec![],
     };
-    c.complete_discovery(&meta, org, &id, summary)
+    c.complete_discovery(&meta, org, &id, summary, &[])
         .await
         .unwrap();
     id

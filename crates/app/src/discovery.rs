@@ -2,15 +2,35 @@
 //! assets through the API; started, advanced, fed names and ended by the scan workers.
 
 use crate::execute::Decision;
-use crate::streams::{discovery_stream, month_discoveries, ASSET_VALUES};
+use crate::streams::{discovery_stream, finding_stream, month_discoveries, ASSET_VALUES};
 use crate::{new_id, App, CommandError};
-use easm_domain::{DiscoveryJob, DomainError, JobStatus, Limits, NewAsset, Plan};
+use easm_domain::{
+    DetectedBy, DiscoveryJob, DomainError, Finding, JobStatus, Limits, NewAsset, Plan,
+};
 use easm_events::{
-    DiscoveryCompleted, DiscoveryJobId, Event, EventMeta, FoundName, GroupId, MonitorId, OrgId,
+    AssetId, Detection, DiscoveryCompleted, DiscoveryJobId, Event, EventMeta, FoundName, GroupId,
+    MonitorId, OrgId,
 };
 use easm_projections::read::AssetView;
 use easm_store::Constraint;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The profile of the findings discovery detects.
+const DISCOVERY: &str = "discovery";
+
+/// The templates a completed job can tell are gone: a dangling alias whenever it ran, an open
+/// zone transfer only when the `axfr` module asked without failing.
+fn resolvable_templates(summary: &DiscoveryCompleted) -> Vec<&'static str> {
+    let mut out = vec!["dns.dangling-cname"];
+    if summary
+        .modules
+        .iter()
+        .any(|m| m.module == "axfr" && m.error.is_none())
+    {
+        out.push("dns.zone-transfer");
+    }
+    out
+}
 
 /// The group promoted items go to when the caller names none; created on first use.
 pub const DISCOVERED_GROUP: &str = "Discovered";
@@ -172,20 +192,66 @@ impl App {
     }
 
     /// End a running job once, naming the names no earlier job of the organization found.
+    /// What it detected (by root domain) becomes findings of the domains that are assets of
+    /// the organization, under the scanner's rules: deduplicated, reopened when detected again,
+    /// and resolved in the completing append when a module that ran cleanly no longer sees
+    /// them.
     pub async fn complete_discovery(
         &self,
         meta: &EventMeta,
         org_id: &OrgId,
         id: &DiscoveryJobId,
         summary: DiscoveryCompleted,
+        detections: &[(String, Detection)],
     ) -> Result<(), CommandError> {
-        let new_names = self.read.first_found_names(org_id, id).await?;
+        let stream = discovery_stream(id);
+        let (_, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
+        if job.require().is_err() || job.status != JobStatus::Running {
+            return Ok(());
+        }
+        let by = DetectedBy::Discovery(id.clone());
+        let assets: Vec<(String, AssetId)> = self
+            .log
+            .reservations(org_id, ASSET_VALUES, &job.domains)
+            .await?
+            .into_iter()
+            .map(|(domain, owner)| (domain, AssetId::new(owner)))
+            .collect();
+        for (domain, asset) in &assets {
+            let found: Vec<Detection> = detections
+                .iter()
+                .filter(|(d, _)| d == domain)
+                .map(|(_, x)| x.clone())
+                .collect();
+            self.record_detections(meta, org_id, &by, asset, Some(DISCOVERY), &found)
+                .await?;
+        }
+        let resolvable = resolvable_templates(&summary);
         let summary = DiscoveryCompleted {
-            new_names,
+            new_names: self.read.first_found_names(org_id, id).await?,
             ..summary
         };
-        self.on_discovery(meta, org_id, id, |j| j.complete(summary.clone()))
-            .await
+        self.execute(org_id, meta, || async {
+            let (v, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
+            let mut d = Decision::one(stream.clone(), v, job.complete(summary.clone())?);
+            if d.is_empty() {
+                return Ok(d);
+            }
+            for (_, asset) in &assets {
+                for finding in self.read.unresolved_findings(org_id, asset).await? {
+                    let fs = finding_stream(&finding);
+                    let (fv, f) = self.load::<Finding>(org_id, &fs).await?;
+                    if resolvable.contains(&f.template_id.as_str()) {
+                        d.push(fs, fv, f.auto_resolve(&by, DISCOVERY, &[]));
+                    }
+                }
+            }
+            Ok(d)
+        })
+        .await?;
+        self.refresh_risk(meta, org_id, assets.into_iter().map(|(_, a)| a))
+            .await;
+        Ok(())
     }
 
     /// Make assets of what a job found, all or nothing: subdomains and addresses into

@@ -4,8 +4,8 @@
 use crate::execute::Decision;
 use crate::streams::{finding_stream, scan_stream};
 use crate::{App, CommandError};
-use easm_domain::{finding_id, DomainError, Finding, ItemError, ScanJob};
-use easm_events::{Detection, Event, EventMeta, FindingId, OrgId, ScanJobId};
+use easm_domain::{finding_id, DetectedBy, DomainError, Finding, ItemError, ScanJob};
+use easm_events::{AssetId, Detection, Event, EventMeta, FindingId, OrgId, ScanJobId};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -54,20 +54,27 @@ impl App {
             .await?;
         job.require()?;
         let imported = self
-            .record_detections(meta, org_id, scan_job_id, &job, None, detections)
+            .record_detections(
+                meta,
+                org_id,
+                &DetectedBy::Scan(scan_job_id.clone()),
+                &job.asset_id,
+                None,
+                detections,
+            )
             .await?;
         self.refresh_risk(meta, org_id, [job.asset_id]).await;
         Ok(imported)
     }
 
-    /// Detections of `job` (`profile` for the built-in scanner, None for imports), appended
-    /// [`IMPORT_CHUNK`] findings at a time.
+    /// Detections on `asset_id` by a job (`profile` for the built-in scanner and discovery,
+    /// None for imports), appended [`IMPORT_CHUNK`] findings at a time.
     pub(crate) async fn record_detections(
         &self,
         meta: &EventMeta,
         org_id: &OrgId,
-        scan_job_id: &ScanJobId,
-        job: &ScanJob,
+        by: &DetectedBy,
+        asset_id: &AssetId,
         profile: Option<&str>,
         detections: &[Detection],
     ) -> Result<Imported, CommandError> {
@@ -77,7 +84,7 @@ impl App {
             .map(|d| {
                 let id = finding_id(
                     org_id,
-                    &job.asset_id,
+                    asset_id,
                     d.template_id.trim(),
                     d.matched_at.trim(),
                     d.matcher_name.trim(),
@@ -96,7 +103,7 @@ impl App {
                 for (id, detection) in chunk {
                     let stream = finding_stream(id);
                     let (v, f) = self.load::<Finding>(org_id, &stream).await?;
-                    let events = f.detect(id, &job.asset_id, scan_job_id, profile, detection)?;
+                    let events = f.detect(id, asset_id, by, profile, detection)?;
                     counted.count(&events);
                     d.push(stream, v, events);
                 }

@@ -5,7 +5,8 @@ use crate::execute::Decision;
 use crate::streams::{asset_stream, finding_stream, month_scans, scan_stream, ACTIVE_SCANS};
 use crate::{new_id, App, CommandError};
 use easm_domain::{
-    active_scan_key, Aggregate, Asset, DomainError, Finding, JobStatus, Limits, Plan, ScanJob,
+    active_scan_key, Aggregate, Asset, DetectedBy, DomainError, Finding, JobStatus, Limits, Plan,
+    ScanJob,
 };
 use easm_events::{
     AssetId, Detection, Event, EventMeta, Observed, OrgId, ScanJobId, SeverityCounts,
@@ -256,8 +257,16 @@ impl App {
         if job.require().is_err() || job.status != JobStatus::Running {
             return Ok(());
         }
-        self.record_detections(meta, org_id, id, &job, Some(&job.profile), detections)
-            .await?;
+        let by = DetectedBy::Scan(id.clone());
+        self.record_detections(
+            meta,
+            org_id,
+            &by,
+            &job.asset_id,
+            Some(&job.profile),
+            detections,
+        )
+        .await?;
         let counts = count_severities(detections);
         self.execute(org_id, meta, || async {
             let (v, job) = self.load::<ScanJob>(org_id, &stream).await?;
@@ -273,7 +282,7 @@ impl App {
             for finding in self.read.unresolved_findings(org_id, &job.asset_id).await? {
                 let fs = finding_stream(&finding);
                 let (fv, f) = self.load::<Finding>(org_id, &fs).await?;
-                d.push(fs, fv, f.auto_resolve(id, &job.profile, ports));
+                d.push(fs, fv, f.auto_resolve(&by, &job.profile, ports));
             }
             d.streams
                 .extend(self.alerts_for(org_id, &job, &observed).await?);

@@ -3,7 +3,7 @@
 //! when a completed scan of a profile that detected it no longer does.
 
 use crate::{Aggregate, DomainError};
-use easm_events::{AssetId, FindingId, OrgId, ScanJobId};
+use easm_events::{AssetId, DiscoveryJobId, FindingId, OrgId, ScanJobId};
 use easm_events::{
     Detection, Event, FindingNew, FindingRedetected, FindingReopened, FindingResolved,
     FindingStatus, FindingStatusChanged, FindingUpdated, Severity,
@@ -80,8 +80,11 @@ pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
             ));
         }
     }
-    if !["easm", "nuclei"].contains(&d.source.as_str()) {
-        return Err(DomainError::validation("source", "must be easm or nuclei"));
+    if !["easm", "nuclei", "discovery"].contains(&d.source.as_str()) {
+        return Err(DomainError::validation(
+            "source",
+            "must be easm, nuclei or discovery",
+        ));
     }
     Ok(Detection {
         template_id: bounded("templateId", &d.template_id, MAX_SHORT, true)?,
@@ -113,16 +116,59 @@ pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
     })
 }
 
+/// The job a detection comes from: a scan (the built-in scanner, or the job an import of nuclei
+/// results completes), or a discovery job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DetectedBy {
+    Scan(ScanJobId),
+    Discovery(DiscoveryJobId),
+}
+
+impl DetectedBy {
+    fn scan(&self) -> Option<ScanJobId> {
+        match self {
+            DetectedBy::Scan(id) => Some(id.clone()),
+            DetectedBy::Discovery(_) => None,
+        }
+    }
+
+    fn discovery(&self) -> Option<DiscoveryJobId> {
+        match self {
+            DetectedBy::Discovery(id) => Some(id.clone()),
+            DetectedBy::Scan(_) => None,
+        }
+    }
+
+    /// The job of an event's `scanJobId` or `discoveryJobId`.
+    fn of(scan: &Option<ScanJobId>, discovery: &Option<DiscoveryJobId>) -> Option<DetectedBy> {
+        match (scan, discovery) {
+            (Some(s), _) => Some(DetectedBy::Scan(s.clone())),
+            (None, Some(d)) => Some(DetectedBy::Discovery(d.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DetectedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DetectedBy::Scan(id) => write!(f, "scan {id}"),
+            DetectedBy::Discovery(id) => write!(f, "discovery job {id}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Finding {
     pub id: FindingId,
     pub asset_id: AssetId,
     pub status: FindingStatus,
-    /// Scan jobs (and imports) that detected it.
-    pub scan_job_ids: Vec<ScanJobId>,
+    /// The jobs (scans, imports, discovery) that detected it.
+    pub detected_by: Vec<DetectedBy>,
     /// Profiles of the scans that detected it (auto-resolution only follows those).
     pub profiles: Vec<String>,
     pub source: String,
+    pub template_id: String,
     pub matched_at: String,
 }
 
@@ -142,13 +188,13 @@ impl Finding {
         !self.id.is_empty()
     }
 
-    /// A detection by `scan_job_id` (of `profile`, None for imports). The same job reporting
-    /// again (a retried worker) records nothing.
+    /// A detection by `by` (of `profile`: the scan's, `discovery`, or None for imports). The
+    /// same job reporting again (a retried worker) records nothing.
     pub fn detect(
         &self,
         id: &FindingId,
         asset_id: &AssetId,
-        scan_job_id: &ScanJobId,
+        by: &DetectedBy,
         profile: Option<&str>,
         detection: &Detection,
     ) -> Result<Vec<Event>, DomainError> {
@@ -157,25 +203,28 @@ impl Finding {
             return Ok(vec![Event::FindingNew(FindingNew {
                 finding_id: id.into(),
                 asset_id: asset_id.into(),
-                scan_job_id: scan_job_id.into(),
+                scan_job_id: by.scan(),
+                discovery_job_id: by.discovery(),
                 profile: profile.map(str::to_string),
                 detection: Box::new(detection),
             })]);
         }
-        if self.scan_job_ids.iter().any(|s| s == scan_job_id) {
+        if self.detected_by.contains(by) {
             return Ok(vec![]);
         }
         let mut events = vec![];
         if self.status == FindingStatus::Resolved {
             events.push(Event::FindingReopened(FindingReopened {
                 finding_id: self.id.clone(),
-                scan_job_id: Some(scan_job_id.into()),
+                scan_job_id: by.scan(),
+                discovery_job_id: by.discovery(),
                 notes: None,
             }));
         }
         events.push(Event::FindingRedetected(FindingRedetected {
             finding_id: self.id.clone(),
-            scan_job_id: scan_job_id.into(),
+            scan_job_id: by.scan(),
+            discovery_job_id: by.discovery(),
             profile: profile.map(str::to_string),
             evidence: detection.evidence,
         }));
@@ -216,12 +265,14 @@ impl Finding {
                 finding_id: id,
                 from,
                 scan_job_id: None,
+                discovery_job_id: None,
                 notes,
             }),
             (FindingStatus::Resolved, FindingStatus::Open) => {
                 Event::FindingReopened(FindingReopened {
                     finding_id: id,
                     scan_job_id: None,
+                    discovery_job_id: None,
                     notes,
                 })
             }
@@ -234,30 +285,28 @@ impl Finding {
         }])
     }
 
-    /// A completed scan of `profile` over `ports` did not detect it: resolve it if that profile
-    /// ever did, the scan tried its port, and it is open or acknowledged (ignored findings stay
-    /// ignored).
-    pub fn auto_resolve(
-        &self,
-        scan_job_id: &ScanJobId,
-        profile: &str,
-        ports: &[u16],
-    ) -> Vec<Event> {
+    /// A completed job of `profile` (`discovery` for discovery jobs) over `ports` did not
+    /// detect it: resolve it if that profile ever did, the job tried its port, and it is open or
+    /// acknowledged (ignored findings stay ignored).
+    pub fn auto_resolve(&self, by: &DetectedBy, profile: &str, ports: &[u16]) -> Vec<Event> {
         let covered = matched_port(&self.matched_at).is_none_or(|p| ports.contains(&p));
         let eligible = self.status.unresolved()
             && covered
             && self.profiles.iter().any(|p| p == profile)
-            && !self.scan_job_ids.iter().any(|s| s == scan_job_id);
+            && !self.detected_by.contains(by);
         if !eligible {
             return vec![];
         }
+        let what = match by {
+            DetectedBy::Scan(id) => format!("the completed {profile} scan {id}"),
+            DetectedBy::Discovery(id) => format!("the completed discovery job {id}"),
+        };
         vec![Event::FindingResolved(FindingResolved {
             finding_id: self.id.clone(),
             from: self.status,
-            scan_job_id: Some(scan_job_id.into()),
-            notes: Some(format!(
-                "not detected by the completed {profile} scan {scan_job_id}"
-            )),
+            scan_job_id: by.scan(),
+            discovery_job_id: by.discovery(),
+            notes: Some(format!("not detected by {what}")),
         })]
     }
 
@@ -287,9 +336,9 @@ impl Finding {
 
 impl Aggregate for Finding {
     fn apply(&mut self, event: &Event) {
-        let mut detected = |job: &ScanJobId, profile: &Option<String>| {
-            if !self.scan_job_ids.contains(job) {
-                self.scan_job_ids.push(job.clone());
+        let mut detected = |job: Option<DetectedBy>, profile: &Option<String>| {
+            if let Some(job) = job.filter(|j| !self.detected_by.contains(j)) {
+                self.detected_by.push(job);
             }
             if let Some(p) = profile {
                 if !self.profiles.contains(p) {
@@ -299,14 +348,21 @@ impl Aggregate for Finding {
         };
         match event {
             Event::FindingNew(e) => {
-                detected(&e.scan_job_id, &e.profile);
+                detected(
+                    DetectedBy::of(&e.scan_job_id, &e.discovery_job_id),
+                    &e.profile,
+                );
                 self.id = e.finding_id.clone();
                 self.asset_id = e.asset_id.clone();
                 self.status = FindingStatus::Open;
                 self.source = e.detection.source.clone();
+                self.template_id = e.detection.template_id.clone();
                 self.matched_at = e.detection.matched_at.clone();
             }
-            Event::FindingRedetected(e) => detected(&e.scan_job_id, &e.profile),
+            Event::FindingRedetected(e) => detected(
+                DetectedBy::of(&e.scan_job_id, &e.discovery_job_id),
+                &e.profile,
+            ),
             Event::FindingReopened(_) => self.status = FindingStatus::Open,
             Event::FindingResolved(_) => self.status = FindingStatus::Resolved,
             Event::FindingStatusChanged(e) => self.status = e.to,
@@ -318,6 +374,10 @@ impl Aggregate for Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scan(id: &str) -> DetectedBy {
+        DetectedBy::Scan(id.into())
+    }
 
     fn detection() -> Detection {
         Detection {
@@ -337,7 +397,7 @@ mod tests {
         profile: Option<&str>,
         d: &Detection,
     ) -> Result<Vec<Event>, DomainError> {
-        f.detect(&"f".into(), &"a".into(), &job.into(), profile, d)
+        f.detect(&"f".into(), &"a".into(), &scan(job), profile, d)
     }
 
     fn fold(events: &[Event]) -> Finding {
@@ -374,7 +434,7 @@ mod tests {
             .is_empty());
         events.extend(detect(&f, "s2", Some("deep"), &detection()).unwrap());
         let f = fold(&events);
-        assert_eq!(f.scan_job_ids, vec!["s1", "s2"]);
+        assert_eq!(f.detected_by, vec![scan("s1"), scan("s2")]);
         assert_eq!(f.profiles, vec!["quick", "deep"]);
         events.extend(f.change_status("resolved", Some("fixed")).unwrap());
         let f = fold(&events);
@@ -425,23 +485,23 @@ mod tests {
         let events = detect(&Finding::default(), "s1", Some("deep"), &detection()).unwrap();
         let f = fold(&events);
         assert!(
-            f.auto_resolve(&"s2".into(), "quick", &[8443]).is_empty(),
+            f.auto_resolve(&scan("s2"), "quick", &[8443]).is_empty(),
             "quick never saw it"
         );
         assert!(
-            f.auto_resolve(&"s1".into(), "deep", &[8443]).is_empty(),
+            f.auto_resolve(&scan("s1"), "deep", &[8443]).is_empty(),
             "the detecting job itself"
         );
         assert!(
-            f.auto_resolve(&"s2".into(), "deep", &[80]).is_empty(),
+            f.auto_resolve(&scan("s2"), "deep", &[80]).is_empty(),
             "the scan did not try its port"
         );
-        let r = f.auto_resolve(&"s2".into(), "deep", &[80, 8443]);
+        let r = f.auto_resolve(&scan("s2"), "deep", &[80, 8443]);
         assert!(matches!(&r[0], Event::FindingResolved(x) if x.scan_job_id == Some("s2".into())));
         let mut ignored = events.clone();
         ignored.extend(f.change_status("ignored", None).unwrap());
         assert!(fold(&ignored)
-            .auto_resolve(&"s2".into(), "deep", &[8443])
+            .auto_resolve(&scan("s2"), "deep", &[8443])
             .is_empty());
     }
 
@@ -464,5 +524,40 @@ mod tests {
             matches!(&u[0], Event::FindingUpdated(x) if x.assignee.as_deref() == Some("alice"))
         );
         assert!(f.update(Some(&"x".repeat(600)), None).is_err());
+    }
+
+    #[test]
+    fn a_discovery_job_detects_and_auto_resolves_its_own_findings() {
+        let mut d = detection();
+        d.template_id = "dns.zone-transfer".into();
+        d.matched_at = "example.com@ns.example.com".into();
+        d.source = "discovery".into();
+        let by = DetectedBy::Discovery("d1".into());
+        let new = Finding::default()
+            .detect(&"f".into(), &"a".into(), &by, Some("discovery"), &d)
+            .unwrap();
+        let Event::FindingNew(n) = &new[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (n.scan_job_id.clone(), n.discovery_job_id.clone()),
+            (None, Some("d1".into()))
+        );
+        let f = Finding::from_events(&new);
+        assert!(f
+            .detect(&"f".into(), &"a".into(), &by, Some("discovery"), &d)
+            .unwrap()
+            .is_empty());
+        let later = DetectedBy::Discovery("d2".into());
+        assert!(
+            f.auto_resolve(&scan("s9"), "quick", &[]).is_empty(),
+            "a scan never resolves it"
+        );
+        let r = f.auto_resolve(&later, "discovery", &[]);
+        let Event::FindingResolved(x) = &r[0] else {
+            panic!()
+        };
+        assert_eq!(x.discovery_job_id, Some("d2".into()));
+        assert!(x.notes.as_deref().unwrap().contains("discovery job d2"));
     }
 }

@@ -23,7 +23,7 @@ pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use discovery::{validate_domains, DiscoveryJob, MAX_DOMAINS};
 pub use error::{DomainError, ItemError};
-pub use finding::{finding_id, validate_detection, Finding};
+pub use finding::{finding_id, validate_detection, DetectedBy, Finding};
 pub use group::{validate_group_name, Group};
 pub use job::JobStatus;
 pub use monitor::{Monitor, MonitorScope, MonitorSpec};

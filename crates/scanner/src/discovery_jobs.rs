@@ -153,7 +153,7 @@ impl DiscoveryJobs {
             wildcard: found.wildcard,
         };
         self.app
-            .complete_discovery(&scanner(), org, id, summary)
+            .complete_discovery(&scanner(), org, id, summary, &found.detections)
             .await
     }
 }

@@ -6,7 +6,8 @@ use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
 use easm_events::{
-    AssetId, Detection, Event, FindingId, FindingStatus, OrgId, ScanJobId, SeverityCounts,
+    AssetId, Detection, DiscoveryJobId, Event, FindingId, FindingStatus, OrgId, ScanJobId,
+    SeverityCounts,
 };
 use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
@@ -21,6 +22,8 @@ pub struct FindingRow {
     pub assignee: Option<String>,
     pub notes: Option<String>,
     pub scan_job_ids: Vec<ScanJobId>,
+    /// Discovery jobs that detected it (DNS findings).
+    pub discovery_job_ids: Vec<DiscoveryJobId>,
     pub detection_count: i64,
     pub first_detected: i64,
     pub last_detected: i64,
@@ -59,6 +62,7 @@ impl ReadModel for Findings {
             "first_detected",
             "last_detected",
             "updated_at",
+            "discovery_job_ids",
         ],
     };
 
@@ -84,7 +88,8 @@ impl ReadModel for Findings {
                 status: FindingStatus::Open,
                 assignee: None,
                 notes: None,
-                scan_job_ids: vec![f.scan_job_id.clone()],
+                scan_job_ids: f.scan_job_id.iter().cloned().collect(),
+                discovery_job_ids: f.discovery_job_id.iter().cloned().collect(),
                 detection_count: 1,
                 first_detected: at,
                 last_detected: at,
@@ -92,8 +97,19 @@ impl ReadModel for Findings {
             }),
             Event::FindingRedetected(f) => {
                 if let Some(row) = live(rows, &f.finding_id) {
-                    if !row.scan_job_ids.contains(&f.scan_job_id) {
-                        row.scan_job_ids.push(f.scan_job_id.clone());
+                    if let Some(j) = f
+                        .scan_job_id
+                        .as_ref()
+                        .filter(|j| !row.scan_job_ids.contains(j))
+                    {
+                        row.scan_job_ids.push(j.clone());
+                    }
+                    if let Some(j) = f
+                        .discovery_job_id
+                        .as_ref()
+                        .filter(|j| !row.discovery_job_ids.contains(j))
+                    {
+                        row.discovery_job_ids.push(j.clone());
                     }
                     row.detection.evidence = f.evidence.clone();
                     row.detection_count += 1;
@@ -159,6 +175,7 @@ impl ReadModel for Findings {
             Val::Int(row.first_detected),
             Val::Int(row.last_detected),
             Val::Int(row.updated_at),
+            Val::Text(to_json(&row.discovery_job_ids)),
         ]
     }
 
@@ -186,6 +203,7 @@ impl ReadModel for Findings {
             assignee: r.try_get("assignee")?,
             notes: r.try_get("notes")?,
             scan_job_ids: Self::TABLE.json(r, "scan_job_ids")?,
+            discovery_job_ids: Self::TABLE.json(r, "discovery_job_ids")?,
             detection_count: r.try_get("detection_count")?,
             first_detected: r.try_get("first_detected")?,
             last_detected: r.try_get("last_detected")?,
@@ -252,8 +270,9 @@ fn set_status(
     }
 }
 
-/// Findings some live scan job detected; the others left with their deleted jobs.
-const DETECTED: &str = "f.scan_job_ids <> '[]'";
+/// Findings some live scan job or a discovery job detected; the others left with their deleted
+/// scan jobs.
+const DETECTED: &str = "(f.scan_job_ids <> '[]' OR f.discovery_job_ids <> '[]')";
 
 #[derive(Clone, Debug, Default)]
 pub struct FindingFilter {
@@ -293,13 +312,15 @@ pub struct FindingView {
     pub cvss_score: Option<f64>,
     pub matched_at: String,
     pub matcher_name: String,
-    /// `easm` or `nuclei`.
+    /// `easm`, `nuclei` or `discovery`.
     pub source: String,
     /// open, acknowledged, resolved or ignored.
     pub status: String,
     pub assignee: Option<String>,
     pub notes: Option<String>,
     pub scan_job_ids: Vec<String>,
+    /// The discovery jobs that detected it (`dns.zone-transfer`, `dns.dangling-cname`).
+    pub discovery_job_ids: Vec<String>,
     pub detection_count: i64,
     pub first_detected: String,
     pub last_detected: String,
@@ -310,7 +331,7 @@ const FINDING_COLUMNS: &str =
     "f.finding_id, f.org_id, f.asset_id, f.template_id, f.title, f.severity, \
      f.category, f.description, f.evidence, f.remediation, f.refs, f.cve, f.cwe, f.cvss_score, \
      f.matched_at, f.matcher_name, f.source, f.status, f.assignee, f.notes, f.scan_job_ids, \
-     f.detection_count, f.first_detected, f.last_detected, f.updated_at";
+     f.detection_count, f.first_detected, f.last_detected, f.updated_at, f.discovery_job_ids";
 
 fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
     let row = Findings::parse(r)?;
@@ -336,6 +357,11 @@ fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
         assignee: row.assignee,
         notes: row.notes,
         scan_job_ids: row.scan_job_ids.into_iter().map(String::from).collect(),
+        discovery_job_ids: row
+            .discovery_job_ids
+            .into_iter()
+            .map(String::from)
+            .collect(),
         detection_count: row.detection_count,
         first_detected: iso(row.first_detected),
         last_detected: iso(row.last_detected),
@@ -403,7 +429,7 @@ impl ReadModels {
                 finding,
             )
             .await?;
-        Ok(found.filter(|f| !f.scan_job_ids.is_empty()))
+        Ok(found.filter(|f| !f.scan_job_ids.is_empty() || !f.discovery_job_ids.is_empty()))
     }
 
     /// Unresolved (open or acknowledged) findings of an asset per severity.
@@ -458,7 +484,8 @@ mod tests {
         Event::FindingNew(easm_events::FindingNew {
             finding_id: "f1".into(),
             asset_id: "a1".into(),
-            scan_job_id: job.into(),
+            scan_job_id: Some(job.into()),
+            discovery_job_id: None,
             profile: None,
             detection: Box::new(Detection {
                 template_id: "tls.expired-cert".into(),
@@ -471,7 +498,8 @@ mod tests {
     fn redetected(job: &str) -> Event {
         Event::FindingRedetected(FindingRedetected {
             finding_id: "f1".into(),
-            scan_job_id: job.into(),
+            scan_job_id: Some(job.into()),
+            discovery_job_id: None,
             evidence: "again".into(),
             profile: None,
         })
@@ -499,6 +527,7 @@ mod tests {
                 from: FindingStatus::Open,
                 notes: Some("fixed".into()),
                 scan_job_id: None,
+                discovery_job_id: None,
             }),
             Event::ScanDeleted(ScanDeleted {
                 scan_job_id: "j1".into(),

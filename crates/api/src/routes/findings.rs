@@ -176,6 +176,8 @@ pub struct StatusChange {
     pub actor_id: String,
     /// The scan job whose detection or completion caused it, if any.
     pub scan_job_id: Option<String>,
+    /// The discovery job whose detection or completion caused it, if any.
+    pub discovery_job_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -192,11 +194,23 @@ fn status_history(events: &[easm_events::RecordedEvent]) -> ApiResult<Vec<Status
     let mut out = vec![];
     let mut current: Option<FindingStatus> = None;
     for r in events {
-        let (to, notes, job) = match easm_store::typed(r)? {
-            Event::FindingNew(e) => (FindingStatus::Open, None, Some(e.scan_job_id)),
-            Event::FindingReopened(e) => (FindingStatus::Open, e.notes, e.scan_job_id),
-            Event::FindingResolved(e) => (FindingStatus::Resolved, e.notes, e.scan_job_id),
-            Event::FindingStatusChanged(e) => (e.to, e.notes, None),
+        let (to, notes, (job, discovery)) = match easm_store::typed(r)? {
+            Event::FindingNew(e) => (
+                FindingStatus::Open,
+                None,
+                (e.scan_job_id, e.discovery_job_id),
+            ),
+            Event::FindingReopened(e) => (
+                FindingStatus::Open,
+                e.notes,
+                (e.scan_job_id, e.discovery_job_id),
+            ),
+            Event::FindingResolved(e) => (
+                FindingStatus::Resolved,
+                e.notes,
+                (e.scan_job_id, e.discovery_job_id),
+            ),
+            Event::FindingStatusChanged(e) => (e.to, e.notes, (None, None)),
             _ => continue,
         };
         out.push(StatusChange {
@@ -207,6 +221,7 @@ fn status_history(events: &[easm_events::RecordedEvent]) -> ApiResult<Vec<Status
             actor_kind: r.actor.kind.as_str().into(),
             actor_id: r.actor.id.clone(),
             scan_job_id: job.map(String::from),
+            discovery_job_id: discovery.map(String::from),
         });
     }
     Ok(out)
