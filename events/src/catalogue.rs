@@ -310,7 +310,7 @@ catalogue! {
     MonitorUpdated("monitor.updated", 1),
     MonitorDeleted("monitor.deleted", 1),
     MonitorTriggered("monitor.triggered", 1),
-    AlertCreated("alert.created", 1),
+    AlertCreated("alert.created", 2),
     AlertAcknowledged("alert.acknowledged", 1),
     AlertResolved("alert.resolved", 1),
     DiscoveryRequested("discovery.requested", 1),

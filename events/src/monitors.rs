@@ -58,6 +58,9 @@ pub struct MonitorTriggered {
     /// Asked for by a user (`POST /api/monitors/{id}/run`) rather than by the schedule.
     pub manual: bool,
     pub scan_job_ids: Vec<ScanJobId>,
+    /// The discovery job a monitor runs over its domain assets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovery_job_ids: Vec<DiscoveryJobId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedAsset>,
 }
@@ -70,16 +73,21 @@ pub struct SkippedAsset {
 }
 
 /// A completed scan saw the asset differ from the previous completed scan of the same profile
-/// and ports.
+/// and ports, or a monitor's discovery job found a name no earlier job had.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertCreated {
     pub alert_id: AlertId,
     pub monitor_id: MonitorId,
     pub asset_id: AssetId,
-    /// The scan that saw the change.
-    pub scan_job_id: ScanJobId,
-    /// `new_port`, `port_closed`, `service_changed`, `certificate_changed` or `dns_changed`.
+    /// The scan that saw the change (v1: always present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_job_id: Option<ScanJobId>,
+    /// The discovery job that found the name of a `new_subdomain` alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<DiscoveryJobId>,
+    /// `new_port`, `port_closed`, `service_changed`, `certificate_changed`, `dns_changed` or
+    /// `new_subdomain`.
     pub alert_type: String,
     /// `critical`, `high`, `medium`, `low` or `info`.
     pub severity: String,

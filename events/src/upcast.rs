@@ -46,7 +46,7 @@ fn upcast(event_type: &str, version: i32, data: Value) -> Result<Value, DecodeEr
         data = match (event_type, v) {
             ("asset.added", 1) => upcast_asset_added_v1(data),
             // v2 made `scanJobId` optional beside `discoveryJobId`: every v1 event is a v2 one.
-            ("finding.new" | "finding.redetected", 1) => data,
+            ("finding.new" | "finding.redetected" | "alert.created", 1) => data,
             _ => return Err(DecodeError::UnsupportedVersion(event_type.into(), version)),
         };
         v += 1;

@@ -17,7 +17,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-on_sqlite_and_nats!(every_module_finds_its_names_and_wildcards_are_filtered);
+on_sqlite_and_nats!(
+    every_module_finds_its_names_and_wildcards_are_filtered,
+    a_monitor_of_a_domain_alerts_on_names_no_earlier_run_found,
+    a_discovery_job_survives_its_worker_and_stops_when_cancelled,
+);
 on_both_backends!(
     promotion_adds_only_found_values_within_the_plan,
     discovery_jobs_are_validated_and_counted_per_month,
@@ -261,6 +265,134 @@ async fn every_module_finds_its_names_and_wildcards_are_filtered(b: Backend, nat
         )
         .await;
     assert_eq!(cancelled.status, StatusCode::CONFLICT);
+}
+
+async fn a_monitor_of_a_domain_alerts_on_names_no_earlier_run_found(b: Backend, nats: bool) {
+    let dns = ZoneServer::start(zones()).await.unwrap();
+    let logged = Arc::new(std::sync::Mutex::new(vec!["www.disc.test"]));
+    let ct = targets::http(None, {
+        let logged = logged.clone();
+        Arc::new(move |_: &str| {
+            let names = logged.lock().unwrap().join("\n");
+            let body = json!([{"name_value": names, "not_after": "2099-01-01T00:00:00"}]);
+            (
+                200,
+                vec![("Content-Type", "application/json".into())],
+                body.to_string(),
+            )
+        })
+    })
+    .await;
+    let (resolver, ct_url) = (
+        dns.addr.to_string(),
+        format!("http://127.0.0.1:{}", ct.port),
+    );
+    let s = Setup::start(
+        b,
+        nats,
+        &[
+            PRIVATE,
+            ("EASM_SCAN_RESOLVER", &resolver),
+            ("EASM_DISCOVERY_CT_URL", &ct_url),
+            ("EASM_DISCOVERY_MODULES", "ct"),
+        ],
+    )
+    .await;
+    let root = crate::scanner::asset(&s, "disc.test", "domain").await;
+    let monitor = s.post("/api/monitors", json!({"assetId": root})).await;
+    assert_eq!(monitor.status, StatusCode::CREATED, "{}", monitor.body);
+    let first = run_monitor(&s, &monitor.id()).await;
+    let baseline = discovery_when(&s, &first, "completed").await;
+    assert_eq!(baseline["monitorId"], monitor.id().as_str());
+    assert_eq!(baseline["newNames"], json!(["www.disc.test"]));
+    let alerts = s.get("/api/monitors/alerts?type=new_subdomain").await;
+    assert_eq!(
+        alerts.body["total"], 0,
+        "the first run is the baseline: {}",
+        alerts.body
+    );
+    logged.lock().unwrap().push("brand-new.disc.test");
+    let second = run_monitor(&s, &monitor.id()).await;
+    let job = discovery_when(&s, &second, "completed").await;
+    assert_eq!(job["newNames"], json!(["brand-new.disc.test"]));
+    let alerts = s.get("/api/monitors/alerts?type=new_subdomain").await;
+    assert_eq!(alerts.body["total"], 1, "{}", alerts.body);
+    let alert = &alerts.body["items"][0];
+    assert_eq!(alert["assetId"], root.as_str());
+    assert_eq!(alert["monitorId"], monitor.id().as_str());
+    assert_eq!(alert["discoveryJobId"], second.as_str());
+    assert_eq!(alert["scanJobId"], Value::Null);
+    assert_eq!(alert["details"]["name"], "brand-new.disc.test");
+    assert_eq!(alert["details"]["domain"], "disc.test");
+    assert_eq!(alert["severity"], "medium");
+}
+
+async fn a_discovery_job_survives_its_worker_and_stops_when_cancelled(b: Backend, nats: bool) {
+    let dns = ZoneServer::start(zones()).await.unwrap();
+    // Certificate transparency that keeps every job waiting 3 s, then fails.
+    let ct = targets::slow(Duration::from_secs(3)).await;
+    let (resolver, ct_url) = (
+        dns.addr.to_string(),
+        format!("http://127.0.0.1:{}", ct.port),
+    );
+    let mut s = Setup::start(
+        b,
+        nats,
+        &[
+            PRIVATE,
+            ("EASM_SCAN_LEASE", "2s"),
+            ("EASM_SCAN_RESOLVER", &resolver),
+            ("EASM_DISCOVERY_CT_URL", &ct_url),
+            ("EASM_DISCOVERY_MODULES", "ct,bruteforce"),
+        ],
+    )
+    .await;
+    let receiver = crate::receiver::Receiver::start().await;
+    s.webhook(&receiver.url, &["discovery.completed"]).await;
+    let job = s
+        .post("/api/discovery/run", json!({"domains": ["disc.test"]}))
+        .await
+        .id();
+    discovery_when(&s, &job, "running").await;
+    s.server.take().unwrap().kill();
+    s.restart();
+    let done = discovery_when(&s, &job, "completed").await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert!(by_name(&done).contains_key("api.disc.test"));
+    assert!(done["modules"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("certificate transparency"));
+    let got = receiver.wait_for(1, crate::delivery::WAIT).await;
+    assert_eq!(got[0].json()["type"], "discovery.completed");
+    assert_eq!(got[0].json()["data"]["discoveryJobId"], job.as_str());
+    // A cancelled job stops where it is and never completes.
+    let other = s
+        .post("/api/discovery/run", json!({"domains": ["disc.test"]}))
+        .await
+        .id();
+    discovery_when(&s, &other, "running").await;
+    let cancelled = s
+        .post(&format!("/api/discovery/jobs/{other}/cancel"), json!({}))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = s.get(&format!("/api/discovery/jobs/{other}")).await;
+    assert_eq!(after.body["status"], "cancelled", "{}", after.body);
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "one discovery.completed, once"
+    );
+}
+
+/// Run a monitor by hand; its discovery job.
+async fn run_monitor(s: &Setup, monitor: &str) -> String {
+    let a = s
+        .post(&format!("/api/monitors/{monitor}/run"), json!({}))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    a.body["discoveryJobIds"][0].as_str().unwrap().to_string()
 }
 
 /// The findings of `asset` by template.

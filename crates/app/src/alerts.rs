@@ -4,7 +4,7 @@
 
 use crate::streams::{alert_stream, scan_stream};
 use crate::{new_id, App, CommandError};
-use easm_domain::{changes, Alert, JobStatus, ScanJob};
+use easm_domain::{changes, Alert, DetectedBy, JobStatus, ScanJob};
 use easm_events::{
     AlertId, AssetId, EventMeta, GroupId, MonitorId, Observed, OrgId, ScanCompleted, ScanJobId,
 };
@@ -100,7 +100,12 @@ impl App {
                 StreamAppend {
                     stream_id: alert_stream(&alert_id),
                     expected_version: 0,
-                    events: vec![change.into_alert(&alert_id, &monitor_id, &asset_id, &job.id)],
+                    events: vec![change.into_alert(
+                        &alert_id,
+                        &monitor_id,
+                        &asset_id,
+                        &DetectedBy::Scan(job.id.clone()),
+                    )],
                 }
             })
             .collect())

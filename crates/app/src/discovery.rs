@@ -2,17 +2,21 @@
 //! assets through the API; started, advanced, fed names and ended by the scan workers.
 
 use crate::execute::Decision;
-use crate::streams::{discovery_stream, finding_stream, month_discoveries, ASSET_VALUES};
+use crate::streams::{
+    alert_stream, discovery_stream, finding_stream, monitor_stream, month_discoveries, ASSET_VALUES,
+};
 use crate::{new_id, App, CommandError};
 use easm_domain::{
-    DetectedBy, DiscoveryJob, DomainError, Finding, JobStatus, Limits, NewAsset, Plan,
+    new_subdomain, DetectedBy, DiscoveryJob, DomainError, Finding, JobStatus, Limits, Monitor,
+    NewAsset, Plan,
 };
 use easm_events::{
-    AssetId, Detection, DiscoveryCompleted, DiscoveryJobId, Event, EventMeta, FoundName, GroupId,
-    MonitorId, OrgId,
+    AlertId, AssetId, Detection, DiscoveryCompleted, DiscoveryJobId, Event, EventMeta, FoundName,
+    GroupId, MonitorId, OrgId,
 };
 use easm_projections::read::AssetView;
 use easm_store::Constraint;
+use easm_store::StreamAppend;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The profile of the findings discovery detects.
@@ -231,6 +235,9 @@ impl App {
             new_names: self.read.first_found_names(org_id, id).await?,
             ..summary
         };
+        let alerts = self
+            .new_subdomain_alerts(org_id, &job, &assets, &summary.new_names)
+            .await?;
         self.execute(org_id, meta, || async {
             let (v, job) = self.load::<DiscoveryJob>(org_id, &stream).await?;
             let mut d = Decision::one(stream.clone(), v, job.complete(summary.clone())?);
@@ -246,12 +253,58 @@ impl App {
                     }
                 }
             }
+            d.streams.extend(alerts.iter().cloned());
             Ok(d)
         })
         .await?;
         self.refresh_risk(meta, org_id, assets.into_iter().map(|(_, a)| a))
             .await;
         Ok(())
+    }
+
+    /// The `new_subdomain` alerts of a monitor's job: one per new name under each of its domains
+    /// that is an asset and was discovered before (the first run is the baseline).
+    async fn new_subdomain_alerts(
+        &self,
+        org_id: &OrgId,
+        job: &DiscoveryJob,
+        assets: &[(String, AssetId)],
+        new_names: &[String],
+    ) -> Result<Vec<StreamAppend>, CommandError> {
+        let Some(monitor_id) = &job.monitor_id else {
+            return Ok(vec![]);
+        };
+        let (_, monitor) = self
+            .load::<Monitor>(org_id, &monitor_stream(monitor_id))
+            .await?;
+        if monitor.require().is_err() || new_names.is_empty() {
+            return Ok(vec![]);
+        }
+        let Some(found) = self.read.discovery_job(org_id, &job.id).await? else {
+            return Ok(vec![]);
+        };
+        let subdomains = found.subdomains.unwrap_or_default();
+        let by = DetectedBy::Discovery(job.id.clone());
+        let mut out = vec![];
+        for (domain, asset) in assets {
+            if !self.read.discovered_before(org_id, domain, &job.id).await? {
+                continue;
+            }
+            let suffix = format!(".{domain}");
+            for s in subdomains
+                .iter()
+                .filter(|s| s.name.ends_with(&suffix) && new_names.contains(&s.name))
+            {
+                let alert_id: AlertId = new_id();
+                let change = new_subdomain(domain, &s.name, &s.addresses, &s.sources);
+                out.push(StreamAppend {
+                    stream_id: alert_stream(&alert_id),
+                    expected_version: 0,
+                    events: vec![change.into_alert(&alert_id, monitor_id, asset, &by)],
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Make assets of what a job found, all or nothing: subdomains and addresses into

@@ -5,8 +5,12 @@
 use crate::execute::Decision;
 use crate::streams::{asset_stream, group_stream, monitor_stream, MONITORS};
 use crate::{new_id, App, CommandError, ScanRequest};
-use easm_domain::{Asset, DomainError, Group, Limits, Monitor, MonitorScope, MonitorSpec, Plan};
-use easm_events::{AssetId, EventMeta, MonitorId, MonitorKind, OrgId, ScanJobId, SkippedAsset};
+use easm_domain::{
+    Asset, DomainError, Group, Limits, Monitor, MonitorScope, MonitorSpec, Plan, MAX_DOMAINS,
+};
+use easm_events::{
+    AssetId, DiscoveryJobId, EventMeta, MonitorId, MonitorKind, OrgId, ScanJobId, SkippedAsset,
+};
 use easm_projections::read::{AssetFilter, AssetView, PageRequest};
 use easm_store::Constraint;
 
@@ -14,6 +18,8 @@ use easm_store::Constraint;
 #[derive(Debug, Default)]
 pub struct MonitorRun {
     pub scan_job_ids: Vec<ScanJobId>,
+    /// A monitor's discovery over its domain assets.
+    pub discovery_job_ids: Vec<DiscoveryJobId>,
     pub skipped: Vec<SkippedAsset>,
 }
 
@@ -166,7 +172,7 @@ impl App {
                 reason: "the asset was removed".into(),
             });
         }
-        for asset in assets {
+        for asset in &assets {
             let skip = |reason: String| SkippedAsset {
                 asset_id: AssetId::new(&asset.id),
                 reason,
@@ -188,12 +194,54 @@ impl App {
                 Err(e) => return Err(e),
             }
         }
+        if monitor.kind == MonitorKind::Monitor {
+            self.discover_domains(&caused, org_id, plan, id, &assets, &mut run)
+                .await?;
+        }
         let recorded = self
             .on_stream(org_id, meta, stream, |m: &Monitor| {
-                m.trigger(now, manual, run.scan_job_ids.clone(), run.skipped.clone())
+                m.trigger(
+                    now,
+                    manual,
+                    run.scan_job_ids.clone(),
+                    run.discovery_job_ids.clone(),
+                    run.skipped.clone(),
+                )
             })
             .await?;
         Ok((!recorded.is_empty()).then_some(run))
+    }
+
+    /// A monitor also runs discovery over its domain assets, [`MAX_DOMAINS`] per job, so that
+    /// its next runs raise `new_subdomain` alerts. A job that cannot start (the month's
+    /// discovery jobs spent) skips its domains with the reason.
+    async fn discover_domains(
+        &self,
+        meta: &EventMeta,
+        org_id: &OrgId,
+        plan: Plan,
+        id: &MonitorId,
+        assets: &[AssetView],
+        run: &mut MonitorRun,
+    ) -> Result<(), CommandError> {
+        let domains: Vec<&AssetView> = assets.iter().filter(|a| a.asset_type == "domain").collect();
+        for chunk in domains.chunks(MAX_DOMAINS) {
+            let values: Vec<String> = chunk.iter().map(|a| a.value.clone()).collect();
+            match self
+                .request_discovery(meta, org_id, plan, &values, false, Some(id))
+                .await
+            {
+                Ok(job) => run.discovery_job_ids.push(job),
+                Err(CommandError::Domain(e)) => {
+                    run.skipped.extend(chunk.iter().map(|a| SkippedAsset {
+                        asset_id: AssetId::new(&a.id),
+                        reason: format!("discovery: {e}"),
+                    }))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The live assets a run scans: the monitor's asset, or every asset of its group now.

@@ -1,10 +1,10 @@
 //! Alerts: raised when a completed scan of a monitored asset sees it differ from the previous
 //! completed scan of the same asset, profile and ports; acknowledged and resolved by people.
 
-use crate::{Aggregate, DomainError};
+use crate::{Aggregate, DetectedBy, DomainError};
 use easm_events::{
     AlertAcknowledged, AlertCreated, AlertId, AlertResolved, AssetId, Event, MonitorId, Observed,
-    ScanJobId, ServiceSeen,
+    ServiceSeen,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -136,18 +136,30 @@ impl Change {
         alert_id: &AlertId,
         monitor_id: &MonitorId,
         asset_id: &AssetId,
-        scan_job_id: &ScanJobId,
+        by: &DetectedBy,
     ) -> Event {
         Event::AlertCreated(AlertCreated {
             alert_id: alert_id.into(),
             monitor_id: monitor_id.into(),
             asset_id: asset_id.into(),
-            scan_job_id: scan_job_id.into(),
+            scan_job_id: by.scan(),
+            discovery_job_id: by.discovery(),
             alert_type: self.alert_type.into(),
             severity: self.severity.into(),
             title: self.title,
             details: self.details,
         })
+    }
+}
+
+/// A name under `domain` that no earlier discovery job of the organization found, seen by a
+/// monitor's discovery run.
+pub fn new_subdomain(domain: &str, name: &str, addresses: &[String], sources: &[String]) -> Change {
+    Change {
+        alert_type: "new_subdomain",
+        severity: "medium",
+        title: format!("New subdomain {name} of {domain}"),
+        details: json!({"domain": domain, "name": name, "addresses": addresses, "sources": sources}),
     }
 }
 
@@ -246,8 +258,12 @@ mod tests {
             title: "t".into(),
             details: json!({}),
         };
-        let mut events =
-            vec![change.into_alert(&"al".into(), &"m".into(), &"a".into(), &"s".into())];
+        let mut events = vec![change.into_alert(
+            &"al".into(),
+            &"m".into(),
+            &"a".into(),
+            &DetectedBy::Scan("s".into()),
+        )];
         let a = Alert::from_events(&events);
         events.extend(a.acknowledge(Some("seen")).unwrap());
         let a = Alert::from_events(&events);

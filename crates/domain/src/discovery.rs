@@ -17,6 +17,8 @@ pub struct DiscoveryJob {
     pub id: DiscoveryJobId,
     pub domains: Vec<String>,
     pub deep: bool,
+    /// The monitor whose run requested it.
+    pub monitor_id: Option<MonitorId>,
     pub status: JobStatus,
     pub progress: u8,
     pub attempts: u32,
@@ -212,6 +214,7 @@ impl Aggregate for DiscoveryJob {
                 self.id = e.discovery_job_id.clone();
                 self.domains = e.domains.clone();
                 self.deep = e.deep;
+                self.monitor_id.clone_from(&e.monitor_id);
                 self.status = JobStatus::Queued;
             }
             Event::DiscoveryStarted(e) => {

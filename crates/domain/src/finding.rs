@@ -2,8 +2,8 @@
 //! or import detects it again; triage statuses, reopening on re-detection, and auto-resolution
 //! when a completed scan of a profile that detected it no longer does.
 
-use crate::{Aggregate, DomainError};
-use easm_events::{AssetId, DiscoveryJobId, FindingId, OrgId, ScanJobId};
+use crate::{Aggregate, DetectedBy, DomainError};
+use easm_events::{AssetId, FindingId, OrgId};
 use easm_events::{
     Detection, Event, FindingNew, FindingRedetected, FindingReopened, FindingResolved,
     FindingStatus, FindingStatusChanged, FindingUpdated, Severity,
@@ -114,48 +114,6 @@ pub fn validate_detection(d: &Detection) -> Result<Detection, DomainError> {
         matcher_name: bounded("matcherName", &d.matcher_name, MAX_SHORT, false)?,
         source: d.source.clone(),
     })
-}
-
-/// The job a detection comes from: a scan (the built-in scanner, or the job an import of nuclei
-/// results completes), or a discovery job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DetectedBy {
-    Scan(ScanJobId),
-    Discovery(DiscoveryJobId),
-}
-
-impl DetectedBy {
-    fn scan(&self) -> Option<ScanJobId> {
-        match self {
-            DetectedBy::Scan(id) => Some(id.clone()),
-            DetectedBy::Discovery(_) => None,
-        }
-    }
-
-    fn discovery(&self) -> Option<DiscoveryJobId> {
-        match self {
-            DetectedBy::Discovery(id) => Some(id.clone()),
-            DetectedBy::Scan(_) => None,
-        }
-    }
-
-    /// The job of an event's `scanJobId` or `discoveryJobId`.
-    fn of(scan: &Option<ScanJobId>, discovery: &Option<DiscoveryJobId>) -> Option<DetectedBy> {
-        match (scan, discovery) {
-            (Some(s), _) => Some(DetectedBy::Scan(s.clone())),
-            (None, Some(d)) => Some(DetectedBy::Discovery(d.clone())),
-            (None, None) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for DetectedBy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DetectedBy::Scan(id) => write!(f, "scan {id}"),
-            DetectedBy::Discovery(id) => write!(f, "discovery job {id}"),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

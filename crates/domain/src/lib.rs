@@ -18,14 +18,14 @@ mod roles;
 mod scan;
 mod webhook;
 
-pub use alert::{changes, Alert, AlertStatus, Change, ALERT_STATUSES};
+pub use alert::{changes, new_subdomain, Alert, AlertStatus, Change, ALERT_STATUSES};
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use discovery::{validate_domains, DiscoveryJob, MAX_DOMAINS};
 pub use error::{DomainError, ItemError};
-pub use finding::{finding_id, validate_detection, DetectedBy, Finding};
+pub use finding::{finding_id, validate_detection, Finding};
 pub use group::{validate_group_name, Group};
-pub use job::JobStatus;
+pub use job::{DetectedBy, JobStatus};
 pub use monitor::{Monitor, MonitorScope, MonitorSpec};
 pub use nuclei::{NucleiReader, Parsed};
 pub use organization::{create_org, validate_name, Organization};

@@ -4,8 +4,8 @@
 use crate::{validate_ports, validate_profile, Aggregate, DomainError};
 use chrono::{DateTime, Duration, Utc};
 use easm_events::{
-    AssetId, Event, GroupId, MonitorCreated, MonitorDeleted, MonitorId, MonitorKind,
-    MonitorTriggered, MonitorUpdated, ScanJobId, SkippedAsset,
+    AssetId, DiscoveryJobId, Event, GroupId, MonitorCreated, MonitorDeleted, MonitorId,
+    MonitorKind, MonitorTriggered, MonitorUpdated, ScanJobId, SkippedAsset,
 };
 
 pub const MAX_FREQUENCY_HOURS: i64 = 720;
@@ -174,6 +174,7 @@ impl Monitor {
         now: DateTime<Utc>,
         manual: bool,
         scan_job_ids: Vec<ScanJobId>,
+        discovery_job_ids: Vec<DiscoveryJobId>,
         skipped: Vec<SkippedAsset>,
     ) -> Result<Vec<Event>, DomainError> {
         self.require()?;
@@ -185,6 +186,7 @@ impl Monitor {
             ran_at: easm_events::format_timestamp(&now),
             manual,
             scan_job_ids,
+            discovery_job_ids,
             skipped,
         })])
     }
@@ -294,15 +296,18 @@ mod tests {
         let m = Monitor::from_events(&events);
         let t0 = at("2026-11-30T10:00:00Z");
         assert!(m.due(t0));
-        events.extend(m.trigger(t0, false, vec!["s".into()], vec![]).unwrap());
+        events.extend(
+            m.trigger(t0, false, vec!["s".into()], vec![], vec![])
+                .unwrap(),
+        );
         let m = Monitor::from_events(&events);
         assert!(!m.due(t0 + Duration::hours(23)));
         assert!(m
-            .trigger(t0 + Duration::hours(1), false, vec![], vec![])
+            .trigger(t0 + Duration::hours(1), false, vec![], vec![], vec![])
             .unwrap()
             .is_empty());
         assert_eq!(
-            m.trigger(t0 + Duration::hours(1), true, vec![], vec![])
+            m.trigger(t0 + Duration::hours(1), true, vec![], vec![], vec![])
                 .unwrap()
                 .len(),
             1
@@ -330,7 +335,7 @@ mod tests {
         events.extend(m.delete().unwrap());
         let m = Monitor::from_events(&events);
         assert!(matches!(m.delete(), Err(DomainError::NotFound { .. })));
-        assert!(m.trigger(t0, true, vec![], vec![]).is_err());
+        assert!(m.trigger(t0, true, vec![], vec![], vec![]).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use uuid::Uuid;
 /// Events one append may hold (the low 16 bits of a PostgreSQL position).
 pub const POSITIONS_PER_TX: i64 = 1 << 16;
 
+#[derive(Clone, Debug)]
 pub struct StreamAppend {
     pub stream_id: String,
     /// The version the decision was based on: 0 for a new stream.

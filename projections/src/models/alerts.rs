@@ -2,9 +2,9 @@
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
-use crate::table::{id, ReadModel, Table};
+use crate::table::{id, opt_id, ReadModel, Table};
 use easm_domain::AlertStatus;
-use easm_events::{AlertId, AssetId, Event, MonitorId, OrgId, ScanJobId};
+use easm_events::{AlertId, AssetId, DiscoveryJobId, Event, MonitorId, OrgId, ScanJobId};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,7 +14,8 @@ pub struct AlertRow {
     pub org_id: OrgId,
     pub monitor_id: MonitorId,
     pub asset_id: AssetId,
-    pub scan_job_id: ScanJobId,
+    pub scan_job_id: Option<ScanJobId>,
+    pub discovery_job_id: Option<DiscoveryJobId>,
     pub alert_type: String,
     pub severity: String,
     pub title: String,
@@ -53,6 +54,7 @@ impl ReadModel for Alerts {
             "resolved_by",
             "created_at",
             "updated_at",
+            "discovery_job_id",
         ],
     };
 
@@ -74,6 +76,7 @@ impl ReadModel for Alerts {
                 monitor_id: a.monitor_id.clone(),
                 asset_id: a.asset_id.clone(),
                 scan_job_id: a.scan_job_id.clone(),
+                discovery_job_id: a.discovery_job_id.clone(),
                 alert_type: a.alert_type.clone(),
                 severity: a.severity.clone(),
                 title: a.title.clone(),
@@ -118,7 +121,7 @@ impl ReadModel for Alerts {
             Val::Text(row.org_id.to_string()),
             Val::Text(row.monitor_id.to_string()),
             Val::Text(row.asset_id.to_string()),
-            Val::Text(row.scan_job_id.to_string()),
+            Val::OptText(row.scan_job_id.as_ref().map(ToString::to_string)),
             Val::Text(row.alert_type.clone()),
             Val::Text(row.severity.clone()),
             Val::Text(row.title.clone()),
@@ -131,6 +134,7 @@ impl ReadModel for Alerts {
             Val::OptText(row.resolved_by.clone()),
             Val::Int(row.created_at),
             Val::Int(row.updated_at),
+            Val::OptText(row.discovery_job_id.as_ref().map(ToString::to_string)),
         ]
     }
 
@@ -139,7 +143,8 @@ impl ReadModel for Alerts {
             org_id: id(r, "org_id")?,
             monitor_id: id(r, "monitor_id")?,
             asset_id: id(r, "asset_id")?,
-            scan_job_id: id(r, "scan_job_id")?,
+            scan_job_id: opt_id(r, "scan_job_id")?,
+            discovery_job_id: opt_id(r, "discovery_job_id")?,
             alert_type: r.try_get("alert_type")?,
             severity: r.try_get("severity")?,
             title: r.try_get("title")?,
@@ -162,9 +167,12 @@ pub struct AlertView {
     pub id: String,
     pub monitor_id: String,
     pub asset_id: String,
-    /// The scan that saw the change.
-    pub scan_job_id: String,
-    /// `new_port`, `port_closed`, `service_changed`, `certificate_changed` or `dns_changed`.
+    /// The scan that saw the change (absent for `new_subdomain`).
+    pub scan_job_id: Option<String>,
+    /// The discovery job that found the name of a `new_subdomain` alert.
+    pub discovery_job_id: Option<String>,
+    /// `new_port`, `port_closed`, `service_changed`, `certificate_changed`, `dns_changed` or
+    /// `new_subdomain`.
     #[serde(rename = "type")]
     pub alert_type: String,
     pub severity: String,
@@ -185,7 +193,8 @@ pub struct AlertView {
 
 const ALERT_COLUMNS: &str = "l.alert_id, l.org_id, l.monitor_id, l.asset_id, l.scan_job_id, \
      l.alert_type, l.severity, l.title, l.details, l.status, l.notes, l.acknowledged_at, \
-     l.acknowledged_by, l.resolved_at, l.resolved_by, l.created_at, l.updated_at";
+     l.acknowledged_by, l.resolved_at, l.resolved_by, l.created_at, l.updated_at, \
+     l.discovery_job_id";
 
 fn alert(r: &AnyRow) -> Result<AlertView, StoreError> {
     let row = Alerts::parse(r)?;
@@ -193,7 +202,8 @@ fn alert(r: &AnyRow) -> Result<AlertView, StoreError> {
         id: r.try_get("alert_id")?,
         monitor_id: row.monitor_id.into_string(),
         asset_id: row.asset_id.into_string(),
-        scan_job_id: row.scan_job_id.into_string(),
+        scan_job_id: row.scan_job_id.map(String::from),
+        discovery_job_id: row.discovery_job_id.map(String::from),
         alert_type: row.alert_type,
         severity: row.severity,
         title: row.title,
@@ -273,7 +283,8 @@ mod tests {
                 alert_id: "l1".into(),
                 monitor_id: "m1".into(),
                 asset_id: "a1".into(),
-                scan_job_id: "j1".into(),
+                scan_job_id: Some("j1".into()),
+                discovery_job_id: None,
                 alert_type: "new_port".into(),
                 severity: "high".into(),
                 title: "port 6379 opened".into(),

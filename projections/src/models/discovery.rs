@@ -504,6 +504,30 @@ impl ReadModels {
             .collect()
     }
 
+    /// Whether a job of the organization over `domain` completed before `job` was requested: a
+    /// baseline, without which every name would look new.
+    pub async fn discovered_before(
+        &self,
+        org_id: &OrgId,
+        domain: &str,
+        job: &DiscoveryJobId,
+    ) -> Result<bool, StoreError> {
+        // Domains are normalised hostnames: no quote can break out of the JSON string matched.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM rm_discovery_jobs o JOIN rm_discovery_jobs j \
+             ON j.discovery_job_id = $1 AND o.org_id = j.org_id \
+             WHERE o.org_id = $2 AND o.status = 'completed' \
+             AND o.discovery_job_id <> j.discovery_job_id AND o.created_at <= j.created_at \
+             AND o.domains LIKE $3",
+        )
+        .bind(job.as_str())
+        .bind(org_id.as_str())
+        .bind(format!("%\"{domain}\"%"))
+        .fetch_one(self.db.reader())
+        .await?;
+        Ok(n > 0)
+    }
+
     /// The names of a job that no other job of the organization found before it, sorted.
     pub async fn first_found_names(
         &self,

@@ -427,6 +427,7 @@ mod tests {
                 ran_at: "1970-01-01T00:00:00.000005Z".into(),
                 manual: false,
                 scan_job_ids: vec!["j1".into()],
+                discovery_job_ids: vec![],
                 skipped: vec![],
             }),
         ]);

@@ -173,6 +173,8 @@ pub async fn delete_monitor(
 pub struct MonitorRunView {
     pub monitor_id: String,
     pub scan_job_ids: Vec<String>,
+    /// The discovery job a monitor runs over its domain assets (none for scan schedules).
+    pub discovery_job_ids: Vec<String>,
     /// Assets not scanned this time, with the reason.
     #[schema(value_type = Vec<Object>)]
     pub skipped: Vec<easm_events::SkippedAsset>,
@@ -183,6 +185,11 @@ impl MonitorRunView {
         MonitorRunView {
             monitor_id: id.into_string(),
             scan_job_ids: run.scan_job_ids.into_iter().map(String::from).collect(),
+            discovery_job_ids: run
+                .discovery_job_ids
+                .into_iter()
+                .map(String::from)
+                .collect(),
             skipped: run.skipped,
         }
     }
