@@ -98,6 +98,9 @@ pub struct AssetAdded {
     pub asset_type: String,
     pub tags: Vec<String>,
     pub criticality: String,
+    /// The discovery job whose finding was promoted to this asset, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<DiscoveryJobId>,
 }
 
 /// Only the attributes that changed are present; each holds the value after the change.

@@ -64,6 +64,7 @@ fn samples() -> Vec<Event> {
             asset_type: "domain".into(),
             tags: vec!["prod".into()],
             criticality: "high".into(),
+            discovery_job_id: None,
         }),
         Event::AssetUpdated(AssetUpdated {
             asset_id: "a".into(),

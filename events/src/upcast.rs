@@ -115,6 +115,7 @@ mod tests {
                 asset_type: "domain".into(),
                 tags: vec![],
                 criticality: "medium".into(),
+                discovery_job_id: None,
             })
         );
     }

@@ -21,6 +21,7 @@ on_sqlite_and_nats!(
     every_module_finds_its_names_and_wildcards_are_filtered,
     a_monitor_of_a_domain_alerts_on_names_no_earlier_run_found,
     a_discovery_job_survives_its_worker_and_stops_when_cancelled,
+    a_deep_job_permutes_found_names_and_filters_a_wildcard_sub_zone,
 );
 on_both_backends!(
     promotion_adds_only_found_values_within_the_plan,
@@ -42,6 +43,9 @@ fn zones() -> Zones {
         .a("san-only-host.disc.test", LOCAL.into())
         .a("rev-only-host.disc.test", [127, 0, 0, 2].into())
         .cname("old.disc.test", "gone.other.test")
+        .a("*.wild.disc.test", [127, 0, 0, 9].into())
+        .a("real.wild.disc.test", [127, 0, 0, 10].into())
+        .a("api-dev.disc.test", LOCAL.into())
         .zone("other.test")
         .zone("wildroot.test")
         .a("ns.wildroot.test", LOCAL.into())
@@ -357,7 +361,8 @@ async fn a_discovery_job_survives_its_worker_and_stops_when_cancelled(b: Backend
     s.server.take().unwrap().kill();
     s.restart();
     let done = discovery_when(&s, &job, "completed").await;
-    assert_eq!(done["attempts"], 2, "{done}");
+    // Taken over (a loaded machine may let a lease of 2 s lapse once more).
+    assert!(done["attempts"].as_u64().unwrap() >= 2, "{done}");
     assert!(by_name(&done).contains_key("api.disc.test"));
     assert!(done["modules"][0]["error"]
         .as_str()
@@ -383,6 +388,78 @@ async fn a_discovery_job_survives_its_worker_and_stops_when_cancelled(b: Backend
         receiver.received().len(),
         1,
         "one discovery.completed, once"
+    );
+}
+
+async fn a_deep_job_permutes_found_names_and_filters_a_wildcard_sub_zone(b: Backend, nats: bool) {
+    let dns = ZoneServer::start(zones()).await.unwrap();
+    let ct = targets::http(
+        None,
+        Arc::new(|_: &str| {
+            let names = "api.disc.test\nreal.wild.disc.test";
+            let body = json!([{"name_value": names, "not_after": "2099-01-01T00:00:00"}]);
+            (
+                200,
+                vec![("Content-Type", "application/json".into())],
+                body.to_string(),
+            )
+        }),
+    )
+    .await;
+    let (resolver, ct_url) = (
+        dns.addr.to_string(),
+        format!("http://127.0.0.1:{}", ct.port),
+    );
+    let s = Setup::start(
+        b,
+        nats,
+        &[
+            PRIVATE,
+            ("EASM_SCAN_RESOLVER", &resolver),
+            ("EASM_DISCOVERY_CT_URL", &ct_url),
+            ("EASM_DISCOVERY_MODULES", "ct,permutations"),
+        ],
+    )
+    .await;
+    let shallow = s
+        .post("/api/discovery/run", json!({"domains": ["disc.test"]}))
+        .await
+        .id();
+    let shallow = discovery_when(&s, &shallow, "completed").await;
+    let modules: Vec<&str> = shallow["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["module"].as_str().unwrap())
+        .collect();
+    assert_eq!(modules, ["ct"], "permutations run in deep jobs only");
+    let deep = s
+        .post(
+            "/api/discovery/run",
+            json!({"domains": ["disc.test"], "deep": true}),
+        )
+        .await
+        .id();
+    let job = discovery_when(&s, &deep, "completed").await;
+    let found = by_name(&job);
+    assert_eq!(sources(&found, "api-dev.disc.test"), ["permutations"]);
+    // Permutations under `wild.disc.test` all answer its wildcard: none is reported.
+    let wild: Vec<&String> = found
+        .keys()
+        .filter(|n| n.ends_with(".wild.disc.test"))
+        .collect();
+    assert_eq!(wild, ["real.wild.disc.test"]);
+    let zones: Vec<&str> = job["wildcard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(zones, ["wild.disc.test"]);
+    assert!(
+        job["wildcard"][0]["filtered"].as_u64().unwrap() > 10,
+        "{}",
+        job["wildcard"]
     );
 }
 
@@ -498,6 +575,7 @@ async fn promotion_adds_only_found_values_within_the_plan(b: Backend) {
         .as_str()
         .unwrap()
         .contains("already an asset"));
+    // The asset's own history says which job it was promoted from.
     let timeline = app
         .get(
             &key,
@@ -508,6 +586,11 @@ async fn promotion_adds_only_found_values_within_the_plan(b: Backend) {
         )
         .await;
     assert_eq!(timeline.status, StatusCode::OK);
+    assert_eq!(timeline.body["items"][0]["type"], "asset.added");
+    assert_eq!(
+        timeline.body["items"][0]["data"]["discoveryJobId"],
+        job.as_str()
+    );
     // The free plan holds 25 assets: 30 more names would pass it, and nothing is added.
     let many: Vec<(String, String)> = (0..30)
         .map(|i| (format!("h{i}.example.com"), format!("192.0.2.{}", 10 + i)))

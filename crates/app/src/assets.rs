@@ -34,8 +34,8 @@ impl App {
         .await
     }
 
-    /// [`App::add_assets`], committing in the same append what `also` decides on the assets
-    /// about to be added (their ids and values): a promotion records them with its job.
+    /// [`App::add_assets`], committing in the same append what `also` decides on the events
+    /// about to be appended (it may mark them): a promotion records its job with the assets.
     pub(crate) async fn add_assets_with<A, AF>(
         &self,
         meta: &EventMeta,
@@ -46,7 +46,7 @@ impl App {
         also: A,
     ) -> Result<Vec<AssetView>, CommandError>
     where
-        A: Fn(Vec<(AssetId, String)>) -> AF,
+        A: Fn(&mut Vec<Event>) -> AF,
         AF: std::future::Future<Output = Result<Decision, CommandError>>,
     {
         let also = &also;
@@ -71,15 +71,10 @@ impl App {
                             add_assets(&group, items, &stored, ids)?
                         }
                     };
-                    let added = events
-                        .iter()
-                        .filter_map(|e| match e {
-                            Event::AssetAdded(a) => Some((a.asset_id.clone(), a.value.clone())),
-                            _ => None,
-                        })
-                        .collect();
+                    let mut events = events;
+                    let more = also(&mut events);
                     let mut d = adding(group_id, gstream, gv, plan, events);
-                    d.extend(also(added).await?);
+                    d.extend(more.await?);
                     Ok(d)
                 }
             })

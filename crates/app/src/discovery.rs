@@ -357,7 +357,15 @@ impl App {
             },
         };
         out.added = self
-            .add_assets_with(meta, org_id, plan, &group, &items, |added| {
+            .add_assets_with(meta, org_id, plan, &group, &items, |events| {
+                *events = job.mark_promoted(std::mem::take(events));
+                let added: Vec<(AssetId, String)> = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::AssetAdded(a) => Some((a.asset_id.clone(), a.value.clone())),
+                        _ => None,
+                    })
+                    .collect();
                 let (stream, group) = (&stream, &group);
                 async move {
                     let (v, job) = self.load::<DiscoveryJob>(org_id, stream).await?;

@@ -182,6 +182,7 @@ pub fn add_assets(
             asset_type: t.as_str().into(),
             tags,
             criticality,
+            discovery_job_id: None,
         }));
     }
     if !errors.is_empty() {

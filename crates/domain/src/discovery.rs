@@ -188,6 +188,21 @@ impl DiscoveryJob {
         Ok(asset)
     }
 
+    /// The `asset.added` events of a promotion, each naming this job as the asset's origin (so
+    /// the asset's own history shows where it came from).
+    pub fn mark_promoted(&self, events: Vec<Event>) -> Vec<Event> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                Event::AssetAdded(mut a) => {
+                    a.discovery_job_id = Some(self.id.clone());
+                    Event::AssetAdded(a)
+                }
+                e => e,
+            })
+            .collect()
+    }
+
     pub fn promote(
         &self,
         group_id: &GroupId,

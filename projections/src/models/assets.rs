@@ -260,6 +260,7 @@ mod tests {
             asset_type: "domain".into(),
             tags: vec!["prod".into()],
             criticality: "medium".into(),
+            discovery_job_id: None,
         })
     }
 

@@ -106,6 +106,7 @@ async fn seed(app: &App, org: &OrgId, group: &GroupId, args: &Args) -> Result<us
                         asset_type: "domain".into(),
                         tags: vec![],
                         criticality: "medium".into(),
+                        discovery_job_id: None,
                     })],
                 }
             })
