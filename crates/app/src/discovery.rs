@@ -1,7 +1,7 @@
 //! Discovery jobs: requested within the month's quota, cancelled, and their findings promoted to
 //! assets through the API; started, advanced, fed names and ended by the scan workers.
 
-use crate::execute::Decision;
+use crate::execute::{Decision, Quota};
 use crate::streams::{
     alert_stream, discovery_stream, finding_stream, monitor_stream, month_discoveries, ASSET_VALUES,
 };
@@ -15,7 +15,6 @@ use easm_events::{
     GroupId, MonitorId, OrgId,
 };
 use easm_projections::read::AssetView;
-use easm_store::Constraint;
 use easm_store::StreamAppend;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -64,25 +63,13 @@ impl App {
         let limit = Limits::of(plan).discovery_jobs_per_month;
         self.execute(org_id, meta, || async {
             let mut d = Decision::one(discovery_stream(&id), 0, events.clone());
-            if let Some(max) = limit {
-                if self.log.count_reservations(org_id, &month).await? >= max {
-                    return Err(DomainError::PlanLimit {
-                        limit: "discovery jobs per month",
-                        max,
-                        plan: plan.as_str().into(),
-                    }
-                    .into());
-                }
-                d.constraints.push(Constraint::AtMost {
-                    scope: month.clone(),
-                    max,
-                });
-            }
-            d.constraints.push(Constraint::Claim {
-                scope: month.clone(),
-                key: id.to_string(),
-                owner: id.to_string(),
-            });
+            let quota = Quota {
+                scope: &month,
+                name: "discovery jobs per month",
+                max: limit,
+                plan,
+            };
+            self.within(org_id, &quota, id.as_str(), &mut d).await?;
             Ok(d)
         })
         .await?;

@@ -58,7 +58,47 @@ impl Decision {
     }
 }
 
+/// A plan's limit on the reservations of one scope (scans this month, monitors...).
+pub(crate) struct Quota<'a> {
+    pub scope: &'a str,
+    /// What the plan calls it, e.g. `scans per month`.
+    pub name: &'static str,
+    pub max: Option<u64>,
+    pub plan: easm_domain::Plan,
+}
+
 impl App {
+    /// Refuse (402) when `quota`'s scope is full now, and hold the append to it, which then
+    /// claims `key` in the scope.
+    pub(crate) async fn within(
+        &self,
+        org_id: &OrgId,
+        quota: &Quota<'_>,
+        key: &str,
+        d: &mut Decision,
+    ) -> Result<(), CommandError> {
+        if let Some(max) = quota.max {
+            if self.log.count_reservations(org_id, quota.scope).await? >= max {
+                return Err(DomainError::PlanLimit {
+                    limit: quota.name,
+                    max,
+                    plan: quota.plan.as_str().into(),
+                }
+                .into());
+            }
+            d.constraints.push(Constraint::AtMost {
+                scope: quota.scope.into(),
+                max,
+            });
+        }
+        d.constraints.push(Constraint::Claim {
+            scope: quota.scope.into(),
+            key: key.into(),
+            owner: key.into(),
+        });
+        Ok(())
+    }
+
     /// Decide and append, deciding again when the state moved underneath. `decide` is re-run
     /// from scratch on every attempt; once committed, the read models hold the events.
     pub(crate) async fn execute<F, Fut>(

@@ -2,7 +2,7 @@
 //! scheduler when due or by hand; each run is recorded with the jobs it requested and the assets
 //! it skipped.
 
-use crate::execute::Decision;
+use crate::execute::{Decision, Quota};
 use crate::streams::{asset_stream, group_stream, monitor_stream, MONITORS};
 use crate::{new_id, App, CommandError, ScanRequest};
 use easm_domain::{
@@ -61,31 +61,17 @@ impl App {
                 }
             };
             let mut d = Decision::one(monitor_stream(&id), 0, events.clone());
-            if let Some(max) = limit {
-                if self.log.count_reservations(org_id, MONITORS).await? >= max {
-                    return Err(DomainError::PlanLimit {
-                        limit: "scheduled scans",
-                        max,
-                        plan: plan.as_str().into(),
-                    }
-                    .into());
-                }
-                d.constraints.push(Constraint::AtMost {
-                    scope: MONITORS.into(),
-                    max,
-                });
-            }
-            d.constraints.extend([
-                Constraint::Claim {
-                    scope: MONITORS.into(),
-                    key: id.to_string(),
-                    owner: id.to_string(),
-                },
-                Constraint::StreamAt {
-                    stream_id: target,
-                    version,
-                },
-            ]);
+            let quota = Quota {
+                scope: MONITORS,
+                name: "scheduled scans",
+                max: limit,
+                plan,
+            };
+            self.within(org_id, &quota, id.as_str(), &mut d).await?;
+            d.constraints.push(Constraint::StreamAt {
+                stream_id: target,
+                version,
+            });
             Ok(d)
         })
         .await?;

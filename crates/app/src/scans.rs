@@ -1,7 +1,7 @@
 //! Scan jobs: requested (one active per asset and profile, within the month's quota), re-run,
 //! cancelled and deleted through the API; started, advanced, completed and failed by workers.
 
-use crate::execute::Decision;
+use crate::execute::{Decision, Quota};
 use crate::streams::{asset_stream, finding_stream, month_scans, scan_stream, ACTIVE_SCANS};
 use crate::{new_id, App, CommandError};
 use easm_domain::{
@@ -64,26 +64,14 @@ impl App {
                 .into());
             }
             let mut d = Decision::one(scan_stream(&id), 0, events.clone());
-            if let Some(max) = limit {
-                if self.log.count_reservations(org_id, &month).await? >= max {
-                    return Err(DomainError::PlanLimit {
-                        limit: "scans per month",
-                        max,
-                        plan: plan.as_str().into(),
-                    }
-                    .into());
-                }
-                d.constraints.push(Constraint::AtMost {
-                    scope: month.clone(),
-                    max,
-                });
-            }
+            let quota = Quota {
+                scope: &month,
+                name: "scans per month",
+                max: limit,
+                plan,
+            };
+            self.within(org_id, &quota, id.as_str(), &mut d).await?;
             d.constraints.extend([
-                Constraint::Claim {
-                    scope: month.clone(),
-                    key: id.to_string(),
-                    owner: id.to_string(),
-                },
                 Constraint::Claim {
                     scope: ACTIVE_SCANS.into(),
                     key: slot.clone(),

@@ -2,7 +2,7 @@
 //! record names in batches and progress as they come, then complete with what else was found.
 
 use crate::discovery::{discover, DiscoveryConfig, Outcome as Found, Report};
-use crate::worker::{scanner, Jobs, Outcome, PROGRESS_EVERY};
+use crate::worker::{scanner, Jobs, Kind, Outcome, PROGRESS_EVERY};
 use easm_app::{App, CommandError};
 use easm_events::{DiscoveryCompleted, DiscoveryJobId, OrgId};
 use easm_store::StoreError;
@@ -18,16 +18,13 @@ pub struct DiscoveryJobs {
 }
 
 impl Jobs for DiscoveryJobs {
-    fn kind(&self) -> &'static str {
-        "discovery"
-    }
-
-    fn requested(&self) -> (&'static str, &'static str) {
-        ("discovery.requested", "discoveryJobId")
-    }
-
-    fn consumer(&self) -> &'static str {
-        "discovery"
+    fn kind(&self) -> &'static Kind {
+        &Kind {
+            name: "discovery",
+            requested: "discovery.requested",
+            id_field: "discoveryJobId",
+            consumer: "discovery",
+        }
     }
 
     fn active(

@@ -1,7 +1,7 @@
 //! Scan jobs as the workers run them: start, scan the asset's host with the job's profile and
 //! ports, record progress as it goes, then complete with what was seen, or fail with why.
 
-use crate::worker::{scanner, Jobs, Outcome, PROGRESS_EVERY};
+use crate::worker::{scanner, Jobs, Kind, Outcome, PROGRESS_EVERY};
 use crate::{scan, Progress, Report, ScanConfig};
 use easm_app::{App, CommandError};
 use easm_events::{Observed, OrgId, ScanJobId};
@@ -18,16 +18,13 @@ pub struct ScanJobs {
 }
 
 impl Jobs for ScanJobs {
-    fn kind(&self) -> &'static str {
-        "scan"
-    }
-
-    fn requested(&self) -> (&'static str, &'static str) {
-        ("scan.requested", "scanJobId")
-    }
-
-    fn consumer(&self) -> &'static str {
-        "scans"
+    fn kind(&self) -> &'static Kind {
+        &Kind {
+            name: "scan",
+            requested: "scan.requested",
+            id_field: "scanJobId",
+            consumer: "scans",
+        }
     }
 
     fn active(

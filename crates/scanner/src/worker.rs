@@ -34,14 +34,20 @@ pub enum Outcome {
     Busy,
 }
 
+/// The names of a kind of job.
+pub struct Kind {
+    /// `scan` or `discovery`: names the leases (`<name>-<id>`) and the logs.
+    pub name: &'static str,
+    /// The event type that requests a job, and the field of its data holding the job's id.
+    pub requested: &'static str,
+    pub id_field: &'static str,
+    /// The durable consumer's name after the stream's.
+    pub consumer: &'static str,
+}
+
 /// One kind of job: where its work comes from and how one job runs.
 pub trait Jobs: Send + Sync + 'static {
-    /// `scan` or `discovery`: names the leases (`<kind>-<id>`) and the logs.
-    fn kind(&self) -> &'static str;
-    /// The event type that requests a job, and the field of its data holding the job's id.
-    fn requested(&self) -> (&'static str, &'static str);
-    /// The durable consumer's name after the stream's.
-    fn consumer(&self) -> &'static str;
+    fn kind(&self) -> &'static Kind;
     /// Queued or running jobs requested at or before `before` (micros), oldest first.
     fn active(
         &self,
@@ -76,7 +82,7 @@ impl Worker {
     /// `sweep_after` ago (zero without NATS; with NATS this is the sweep behind the stream).
     pub async fn run_queue(self: Arc<Self>, sweep_after: Duration, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
-        let kind = self.jobs.kind();
+        let kind = self.jobs.kind().name;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -108,7 +114,7 @@ impl Worker {
     pub async fn run_jetstream(self: Arc<Self>, bus: BusConfig, stop: impl Future<Output = ()>) {
         use futures_util::StreamExt;
         tokio::pin!(stop);
-        let kind = self.jobs.kind();
+        let kind = self.jobs.kind().name;
         let js = match connect(&bus).await {
             Ok(js) => js,
             Err(e) => {
@@ -158,8 +164,9 @@ impl Worker {
     ) -> Result<jetstream::consumer::pull::Stream, BusError> {
         use jetstream::consumer::{pull, AckPolicy};
         let stream = ensure_stream(js, bus).await?;
-        let name = format!("{}_{}", bus.stream, self.jobs.consumer());
-        let (requested, _) = self.jobs.requested();
+        let kind = self.jobs.kind();
+        let name = format!("{}_{}", bus.stream, kind.consumer);
+        let requested = kind.requested;
         let consumer = stream
             .get_or_create_consumer(
                 &name,
@@ -188,7 +195,11 @@ impl Worker {
     }
 
     async fn take_message(self: Arc<Self>, m: jetstream::Message, permit: OwnedSemaphorePermit) {
-        let (requested, field) = self.jobs.requested();
+        let Kind {
+            requested,
+            id_field: field,
+            ..
+        } = self.jobs.kind();
         let event = serde_json::from_slice::<RecordedEvent>(&m.payload).ok();
         let job = event.as_ref().and_then(|e| {
             let id = e.data.get(field)?.as_str()?;
@@ -230,7 +241,7 @@ impl Worker {
         if !self.running.lock().expect("running").insert(job.clone()) {
             return Outcome::Busy;
         }
-        let kind = self.jobs.kind();
+        let kind = self.jobs.kind().name;
         let lease = Lease::new(
             self.db.clone(),
             format!("{kind}-{job}"),
@@ -264,7 +275,7 @@ impl Worker {
                 outcome = &mut run => return outcome,
                 _ = renew.tick() => {
                     if !matches!(lease.acquire().await, Ok(true)) {
-                        tracing::warn!(kind = self.jobs.kind(), "lease lost; another worker takes the job");
+                        tracing::warn!(kind = self.jobs.kind().name, "lease lost; another worker takes the job");
                         return Outcome::Busy;
                     }
                 }
