@@ -614,6 +614,18 @@ async fn promotion_adds_only_found_values_within_the_plan(b: Backend) {
     assert_eq!(refused.code(), "PLAN_LIMIT");
     let assets = app.get(&key, "/api/assets").await;
     assert_eq!(assets.body["total"], 3, "nothing half-added");
+    // In a new organization the refused promotion leaves no `Discovered` group behind.
+    let (fresh_org, fresh_key) = app.org(Plan::Free).await;
+    let many_job = found_job(&app, &fresh_org, &refs).await;
+    let refused = app
+        .post(
+            &fresh_key,
+            &format!("/api/discovery/jobs/{many_job}/add-assets"),
+            json!({"values": names}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(app.get(&fresh_key, "/api/groups").await.body["total"], 0);
     let missing = app
         .post(
             &key,

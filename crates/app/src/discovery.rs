@@ -340,7 +340,21 @@ impl App {
             Some(g) => g.clone(),
             None => match self.read.group_named(org_id, DISCOVERED_GROUP).await? {
                 Some(g) => g,
-                None => self.create_group(meta, org_id, DISCOVERED_GROUP).await?,
+                None => {
+                    // A promotion the plan refuses creates no group either.
+                    if let Some(max) = Limits::of(plan).assets {
+                        let held = self.log.count_reservations(org_id, ASSET_VALUES).await?;
+                        if held + items.len() as u64 > max {
+                            return Err(DomainError::PlanLimit {
+                                limit: "assets",
+                                max,
+                                plan: plan.as_str().into(),
+                            }
+                            .into());
+                        }
+                    }
+                    self.create_group(meta, org_id, DISCOVERED_GROUP).await?
+                }
             },
         };
         out.added = self

@@ -1,7 +1,7 @@
 //! Discovery jobs as the workers run them: start, run the modules over the job's domains,
 //! record names in batches and progress as they come, then complete with what else was found.
 
-use crate::discovery::{discover, DiscoveryConfig, Outcome as Found, Report};
+use crate::discovery::{discover, Discovered, DiscoveryConfig, Report};
 use crate::worker::{scanner, Jobs, Kind, Outcome, PROGRESS_EVERY};
 use easm_app::{App, CommandError};
 use easm_events::{DiscoveryCompleted, DiscoveryJobId, OrgId};
@@ -137,7 +137,7 @@ impl DiscoveryJobs {
         &self,
         org: &OrgId,
         id: &DiscoveryJobId,
-        found: Found,
+        found: Discovered,
     ) -> Result<(), CommandError> {
         let summary = DiscoveryCompleted {
             discovery_job_id: id.clone(),

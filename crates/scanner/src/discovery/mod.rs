@@ -85,7 +85,7 @@ pub enum Report {
 
 /// What a job found beyond its names (those went out as reports).
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Discovered {
     pub modules: Vec<ModuleRun>,
     pub ips: Vec<FoundAddress>,
     pub services: Vec<FoundService>,
@@ -201,7 +201,7 @@ pub async fn discover(
     domains: &[String],
     deep: bool,
     tx: mpsc::Sender<Report>,
-) -> Outcome {
+) -> Discovered {
     let modules: Vec<Module> = Module::ALL
         .into_iter()
         .filter(|m| cfg.modules.contains(m) && (deep || *m != Module::Permutations))
@@ -216,7 +216,7 @@ pub async fn discover(
             tx: tx.clone(),
         },
         wildcards: Wildcards::default(),
-        out: Outcome::default(),
+        out: Discovered::default(),
     };
     let total = modules.len().max(1);
     for (i, m) in modules.iter().enumerate() {
@@ -255,7 +255,7 @@ struct Run<'a> {
     deep: bool,
     found: Found,
     wildcards: Wildcards,
-    out: Outcome,
+    out: Discovered,
 }
 
 impl Run<'_> {
