@@ -83,12 +83,23 @@ impl std::fmt::Debug for Dns {
 
 impl Dns {
     /// Ask `upstreams` in turn (UDP, TCP on truncation or error), or the system's resolvers when
-    /// none is given.
+    /// none is given (none at all when the system has no configuration). Fails only when the
+    /// resolver cannot be built.
     pub fn new(upstreams: &[SocketAddr], timeout: Duration) -> Result<Dns, String> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if upstreams.is_empty() {
-            TokioResolver::builder(provider)
-                .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
+            match TokioResolver::builder(provider.clone()) {
+                Ok(b) => b,
+                // A server must start without resolv.conf (a container without network): its
+                // lookups fail, each with the reason, until a resolver is configured.
+                Err(e) => {
+                    tracing::warn!(error = %e, "no system DNS configuration; set EASM_SCAN_RESOLVER");
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_name_servers(vec![]),
+                        provider,
+                    )
+                }
+            }
         } else {
             let servers = upstreams
                 .iter()
