@@ -9,6 +9,7 @@ on_both_backends!(
     role_matrix,
     organizations_are_isolated,
     rate_limit_per_key_answers_429,
+    a_key_revoked_in_one_process_is_refused_by_another_at_once,
 );
 
 async fn keys_authenticate_by_header_or_bearer_and_can_be_revoked(b: Backend) {
@@ -276,4 +277,75 @@ async fn rate_limit_per_key_answers_429(b: Backend) {
         );
     }
     panic!("never rate limited");
+}
+
+/// Keys are cached in each process; a revocation through one `easm serve` reaches the other's
+/// cache as it follows the log (`EASM`'s bound: well within 100 ms; the test allows a loaded
+/// machine 1 s), and the process that revoked refuses at once.
+async fn a_key_revoked_in_one_process_is_refused_by_another_at_once(b: Backend) {
+    let store = TestStore::new(b).await;
+    let db = easm_store::Db::connect(&store.config).await.unwrap();
+    let (_, owner) = easm_api::AppState::new(db.clone())
+        .commands
+        .create_org(&system_meta(), "Two", Plan::Free)
+        .await
+        .unwrap();
+    db.close().await;
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"];
+    let (one, two) = (
+        start_easm(&store, &serve, &[]),
+        start_easm(&store, &serve, &[]),
+    );
+    let http = reqwest::Client::new();
+    let call = |url: String, key: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(url).header("X-API-Key", key).send().await.unwrap();
+            r.status()
+        }
+    };
+    let created = answer(
+        http.post(one.url("/api/keys"))
+            .header("X-API-Key", &owner.secret)
+            .json(&json!({"name": "ci", "role": "viewer"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_string();
+    // Both processes have seen (and cached) the key.
+    for p in [&one, &two] {
+        assert_eq!(
+            call(p.url("/api/assets"), key.clone()).await,
+            StatusCode::OK
+        );
+    }
+    let revoked = http
+        .delete(one.url(&format!(
+            "/api/keys/{}",
+            created.body["keyId"].as_str().unwrap()
+        )))
+        .header("X-API-Key", &owner.secret)
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let at = std::time::Instant::now();
+    assert_eq!(
+        call(one.url("/api/assets"), key.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "the revoking process refuses at once"
+    );
+    loop {
+        if call(two.url("/api/assets"), key.clone()).await == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            at.elapsed() < std::time::Duration::from_secs(1),
+            "the other process still accepts the revoked key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }

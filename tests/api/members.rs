@@ -169,6 +169,20 @@ async fn a_members_key_acts_with_at_most_the_members_role(b: Backend) {
     assert_eq!(listed["userId"], m.bob.as_str());
 
     assert_eq!(m.set_role(&m.bob, "viewer")["role"], "viewer");
+    // The CLI is another process: the server's key cache follows its change from the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while app
+        .patch(&bob_key, "/api/groups/none", json!({"name": "x"}))
+        .await
+        .status
+        != StatusCode::FORBIDDEN
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the role change never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let g = app
         .post(&bob_key, "/api/groups", json!({"name": "Again"}))
         .await;

@@ -200,9 +200,11 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
         return Err(ApiError::unauthorized("invalid or expired API key").into());
     }
     let hash = hash_key(&secret);
-    let read = app.read();
-    let store = |e: easm_store::StoreError| Refused::from(ApiError::from(e));
-    let found = read.key_by_hash(&hash).await.map_err(store)?;
+    let found = app
+        .commands
+        .authenticate(&hash)
+        .await
+        .map_err(|e| Refused::from(ApiError::from(e)))?;
     let invalid = || ApiError::unauthorized("invalid or expired API key");
     let key = found.ok_or_else(invalid)?;
     let caller = Caller {

@@ -253,6 +253,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let projector = spawn_projector(&state);
+    let (stop_keys, keys_stopped) = tokio::sync::oneshot::channel::<()>();
+    let keys = tokio::spawn({
+        let app = state.commands.clone();
+        async move {
+            app.follow_key_changes(async {
+                let _ = keys_stopped.await;
+            })
+            .await
+        }
+    });
     let result = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -260,5 +270,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     projector.abort();
+    let _ = stop_keys.send(());
+    let _ = keys.await;
     result
 }

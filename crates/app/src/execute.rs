@@ -1,6 +1,7 @@
 //! The one way a command runs: decide on loaded state, append with the versions the decision was
 //! based on and its reservations, and when anything moved meanwhile, decide again (bounded).
 
+use crate::key_cache::KEY_EVENTS;
 use crate::{App, CommandError};
 use easm_domain::{Aggregate, DomainError};
 use easm_events::{Event, EventMeta, OrgId, RecordedEvent};
@@ -125,6 +126,12 @@ impl App {
             match self.log.append(req).await {
                 Ok(events) => {
                     self.committed.notify_one();
+                    if events
+                        .iter()
+                        .any(|e| KEY_EVENTS.contains(&e.event_type.as_str()))
+                    {
+                        self.keys.clear();
+                    }
                     return Ok(events);
                 }
                 Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {}

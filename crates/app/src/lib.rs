@@ -14,6 +14,7 @@ mod error;
 mod execute;
 mod findings;
 mod groups;
+mod key_cache;
 mod keys;
 mod members;
 mod monitors;
@@ -29,6 +30,7 @@ pub use credentials::{hash_key, new_id, IssuedKey};
 pub use discovery::{Promoted, DISCOVERED_GROUP};
 pub use error::CommandError;
 pub use findings::Imported;
+pub use key_cache::FOLLOW_EVERY;
 pub use monitors::MonitorRun;
 pub use scans::ScanRequest;
 pub use webhooks::SECRET_GRACE;
@@ -47,6 +49,7 @@ pub struct App {
     read: ReadModels,
     committed: Arc<Notify>,
     groups: Arc<assets::GroupCache>,
+    keys: Arc<key_cache::KeyCache>,
 }
 
 impl App {
@@ -59,6 +62,7 @@ impl App {
             read: ReadModels::new(db),
             committed: Arc::default(),
             groups: Arc::default(),
+            keys: Arc::default(),
         }
     }
 

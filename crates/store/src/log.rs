@@ -275,6 +275,38 @@ impl EventLog {
         self.newest_first(&w, offset, limit).await
     }
 
+    /// The position up to which every event is readable now.
+    pub async fn readable_head(&self) -> Result<i64, StoreError> {
+        let horizon = match self.db.backend().horizon() {
+            Some(h) => format!("WHERE {h}"),
+            None => String::new(),
+        };
+        let sql = format!("SELECT COALESCE(MAX(position), 0) FROM events {horizon}");
+        Ok(sqlx::query_scalar(&sql).fetch_one(self.db.reader()).await?)
+    }
+
+    /// Whether an event of one of `types` became readable after `after`, and the position up to
+    /// which every event is readable now (the next `after`): how a process follows what other
+    /// processes changed without reading the events themselves.
+    pub async fn seen_after(&self, after: i64, types: &[&str]) -> Result<(i64, bool), StoreError> {
+        let horizon = match self.db.backend().horizon() {
+            Some(h) => format!("AND {h}"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT COALESCE(MAX(position), $1) AS upto, \
+             COUNT(CASE WHEN event_type IN ({}) THEN 1 END) AS seen \
+             FROM events WHERE position > $1 {horizon}",
+            placeholders(2, types.len())
+        );
+        let mut q = sqlx::query(&sql).bind(after);
+        for t in types {
+            q = q.bind(*t);
+        }
+        let row = q.fetch_one(self.db.reader()).await?;
+        Ok((row.try_get("upto")?, row.try_get::<i64, _>("seen")? > 0))
+    }
+
     /// Up to `limit` events after `position` in global order, never past the point below which
     /// every transaction has ended (on SQLite, with its one writer, every committed event).
     pub async fn read_all_after(
