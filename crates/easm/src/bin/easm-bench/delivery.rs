@@ -79,6 +79,8 @@ struct Bench {
     state: AppState,
     args: DeliveryArgs,
     arrivals: Arc<Mutex<Arrivals>>,
+    /// How long each API write took to answer, in microseconds.
+    answers: Mutex<Vec<i64>>,
     receiver: String,
     api: String,
     http: reqwest::Client,
@@ -87,6 +89,14 @@ struct Bench {
 impl Bench {
     fn reset(&self) {
         *self.arrivals.lock().expect("arrivals") = Arrivals::default();
+        self.answers.lock().expect("answers").clear();
+    }
+
+    /// The API's answer times since the last reset, sorted.
+    fn answer_times(&self) -> Vec<i64> {
+        let mut a = self.answers.lock().expect("answers").clone();
+        a.sort_unstable();
+        a
     }
 
     fn received(&self) -> usize {
@@ -111,6 +121,7 @@ impl Bench {
     }
 
     async fn write(&self, key: &str, group: &GroupId, n: usize) -> bool {
+        let sent = Instant::now();
         let res = self
             .http
             .post(format!("{}/api/groups/{group}/assets", self.api))
@@ -118,7 +129,12 @@ impl Bench {
             .json(&json!({"value": format!("a{n}-{}.example.com", uuid::Uuid::now_v7().simple()), "type": "domain"}))
             .send()
             .await;
-        matches!(res, Ok(r) if r.status().is_success())
+        let ok = matches!(res, Ok(r) if r.status().is_success());
+        if ok {
+            let took = sent.elapsed().as_micros() as i64;
+            self.answers.lock().expect("answers").push(took);
+        }
+        ok
     }
 
     /// Wait until `expected` messages arrived (or 120 s); returns (deliveries/s since `started`,
@@ -164,6 +180,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         state,
         args: delivery,
         arrivals,
+        answers: Mutex::default(),
         receiver,
         api,
         http: reqwest::Client::builder()
@@ -181,8 +198,10 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         b.args.webhook_concurrency,
         b.args.webhook_rate
     );
-    println!("| run | deliveries | deliveries/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| run | deliveries | deliveries/s | commit to receipt p50 ms | p99 ms | API answer p50 ms | p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
 
     let background = Background::start(&b.state, &b.args, &ScanArgs::disabled()).await?;
     let mut orgs = vec![];
@@ -245,12 +264,15 @@ impl Bench {
             written += t.await?;
         }
         let (rate, lat) = self.collect(written, started).await?;
+        let api = self.answer_times();
         println!(
-            "| end to end, {} clients over {} organizations | {written} | {rate:.0} | {:.1} | {:.1} |",
+            "| end to end, {} clients over {} organizations | {written} | {rate:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
             args.clients,
             args.orgs.max(1),
             ms(&lat, 0.5),
-            ms(&lat, 0.99)
+            ms(&lat, 0.99),
+            ms(&api, 0.5),
+            ms(&api, 0.99)
         );
         Ok(())
     }
@@ -275,12 +297,15 @@ impl Bench {
             written += usize::from(t.await?);
         }
         let (_, lat) = self.collect(written, started).await?;
+        let api = self.answer_times();
         println!(
-            "| end to end at {}/s | {written} | {} | {:.1} | {:.1} |",
+            "| end to end at {}/s | {written} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             args.rate,
             args.rate,
             ms(&lat, 0.5),
-            ms(&lat, 0.99)
+            ms(&lat, 0.99),
+            ms(&api, 0.5),
+            ms(&api, 0.99)
         );
         Ok(())
     }
@@ -308,7 +333,7 @@ impl Bench {
         let expected = args.fanout_events * args.fanout_endpoints;
         let (rate, _) = self.collect(expected, started).await?;
         println!(
-            "| fan-out of {} committed events to {} endpoints | {expected} | {rate:.0} | | |",
+            "| fan-out of {} committed events to {} endpoints | {expected} | {rate:.0} | | | | |",
             args.fanout_events, args.fanout_endpoints
         );
         background.stop().await;
