@@ -81,6 +81,9 @@ struct Bench {
     arrivals: Arc<Mutex<Arrivals>>,
     /// How long each API write took to answer, in microseconds.
     answers: Mutex<Vec<i64>>,
+    /// CPU milliseconds per delivered message of the full-speed run: (this process, the
+    /// machine's PostgreSQL processes).
+    cpu: Mutex<Option<(f64, f64)>>,
     receiver: String,
     api: String,
     http: reqwest::Client,
@@ -181,6 +184,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         args: delivery,
         arrivals,
         answers: Mutex::default(),
+        cpu: Mutex::default(),
         receiver,
         api,
         http: reqwest::Client::builder()
@@ -231,6 +235,12 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     b.steady(&args, &clients).await?;
     background.stop().await;
     b.fanout(&args).await?;
+    if let Some((easm, postgres)) = *b.cpu.lock().expect("cpu") {
+        println!(
+            "\nCPU per delivered message at full speed: easm {easm:.2} ms, PostgreSQL {postgres:.2} ms \
+             (PostgreSQL: every postgres process of the machine)"
+        );
+    }
     let _ = stop_api.send(());
     let _ = server.await;
     Ok(())
@@ -243,6 +253,7 @@ impl Bench {
     /// End to end, as fast as the clients go.
     async fn flat_out(self: &Arc<Self>, args: &Args, clients: &[Target]) -> Result<()> {
         self.reset();
+        let cpu_before = cpu_ticks();
         let started = Instant::now();
         let deadline = started + Duration::from_secs(args.seconds);
         let mut tasks = vec![];
@@ -264,6 +275,12 @@ impl Bench {
             written += t.await?;
         }
         let (rate, lat) = self.collect(written, started).await?;
+        if let (Some(before), Some(after)) = (cpu_before, cpu_ticks()) {
+            *self.cpu.lock().expect("cpu") = Some((
+                per_message(after.0 - before.0, written),
+                per_message(after.1 - before.1, written),
+            ));
+        }
         let api = self.answer_times();
         println!(
             "| end to end, {} clients over {} organizations | {written} | {rate:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
@@ -339,4 +356,35 @@ impl Bench {
         background.stop().await;
         Ok(())
     }
+}
+
+/// CPU time so far, in clock ticks (1/100 s on Linux): (this process, every `postgres` process
+/// of the machine). None where /proc cannot tell.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    /// utime + stime of a /proc/<pid>/stat, and its command name.
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((name.to_string(), utime + stime))
+    }
+    let own = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?.1;
+    let mut postgres = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, t)) = ticks(&stat) {
+            if name == "postgres" {
+                postgres += t;
+            }
+        }
+    }
+    Some((own, postgres))
+}
+
+/// Milliseconds of CPU per message from clock ticks of 10 ms.
+fn per_message(ticks: u64, messages: usize) -> f64 {
+    ticks as f64 * 10.0 / messages.max(1) as f64
 }
