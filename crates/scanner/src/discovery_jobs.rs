@@ -53,6 +53,14 @@ enum Recorded {
     Failed(CommandError),
 }
 
+fn record(r: Result<bool, CommandError>) -> Recorded {
+    match r {
+        Ok(true) => Recorded::Running,
+        Ok(false) => Recorded::Stopped,
+        Err(e) => Recorded::Failed(e),
+    }
+}
+
 impl DiscoveryJobs {
     async fn discovery_job(&self, org: &OrgId, id: DiscoveryJobId) -> Outcome {
         let id = &id;
@@ -90,14 +98,14 @@ impl DiscoveryJobs {
                         continue;
                     }
                     last = (Instant::now(), stage);
-                    self.record(
+                    record(
                         self.app
                             .discovery_progress(&scanner(), org, id, percent, stage)
                             .await,
                     )
                 }
                 Report::Names(names) => {
-                    self.record(self.app.discovery_found(&scanner(), org, id, &names).await)
+                    record(self.app.discovery_found(&scanner(), org, id, &names).await)
                 }
             };
             match recorded {
@@ -122,14 +130,6 @@ impl DiscoveryJobs {
                 tracing::warn!(error = %e, job = %id, "discovery results not recorded; will retry");
                 Outcome::Busy
             }
-        }
-    }
-
-    fn record(&self, r: Result<bool, CommandError>) -> Recorded {
-        match r {
-            Ok(true) => Recorded::Running,
-            Ok(false) => Recorded::Stopped,
-            Err(e) => Recorded::Failed(e),
         }
     }
 

@@ -70,14 +70,11 @@ impl LookupError {
 #[derive(Clone)]
 pub struct Dns {
     resolver: TokioResolver,
-    timeout: Duration,
 }
 
 impl std::fmt::Debug for Dns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dns")
-            .field("timeout", &self.timeout)
-            .finish()
+        f.debug_struct("Dns").finish_non_exhaustive()
     }
 }
 
@@ -129,11 +126,7 @@ impl Dns {
         let resolver = builder
             .build()
             .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
-        Ok(Dns { resolver, timeout })
-    }
-
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+        Ok(Dns { resolver })
     }
 
     /// The addresses of `host` and the CNAMEs on the way to them.
@@ -336,7 +329,7 @@ pub async fn zone_transfer(
 }
 
 /// Lowercase, without the root's dot.
-pub fn name_text(n: &Name) -> String {
+fn name_text(n: &Name) -> String {
     n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 

@@ -7,9 +7,9 @@
 //! Names go to the job in batches as they are found; a module that fails is reported and the
 //! others run on.
 
-pub mod ct;
+mod ct;
 mod wildcard;
-pub mod wordlist;
+mod wordlist;
 
 use crate::dns::{zone_transfer, Dns, Resolved};
 use easm_events::{Detection, FoundAddress, FoundName, FoundService, ModuleRun};
@@ -163,13 +163,16 @@ fn found(name: &str, source: Module, r: &Resolved) -> FoundName {
     }
 }
 
+/// A strict subdomain of `domain`.
+fn under(name: &str, domain: &str) -> bool {
+    name.strip_suffix(domain)
+        .and_then(|head| head.strip_suffix('.'))
+        .is_some_and(|label| !label.is_empty())
+}
+
 /// A strict subdomain of one of `domains`.
 fn in_scope(name: &str, domains: &[String]) -> bool {
-    domains.iter().any(|d| {
-        name.len() > d.len() + 1
-            && name.ends_with(d.as_str())
-            && name[..name.len() - d.len()].ends_with('.')
-    })
+    domains.iter().any(|d| under(name, d))
 }
 
 /// Resolve `candidates` with `concurrency` in flight; those that exist and are not a
@@ -384,9 +387,7 @@ impl Run<'_> {
         use crate::dns::Type;
         let mut names: BTreeMap<String, FoundName> = BTreeMap::new();
         for r in records {
-            if !in_scope(&r.name, std::slice::from_ref(&domain.to_string()))
-                || r.name.starts_with("*.")
-            {
+            if !under(&r.name, domain) || r.name.starts_with("*.") {
                 continue;
             }
             let entry = names.entry(r.name.clone()).or_insert_with(|| FoundName {
@@ -530,11 +531,7 @@ impl Run<'_> {
             .collect()
             .await;
         for (name, target) in dangling {
-            let Some(domain) = self
-                .domains
-                .iter()
-                .find(|d| in_scope(&name, std::slice::from_ref(d)))
-            else {
+            let Some(domain) = self.domains.iter().find(|d| under(&name, d)) else {
                 continue;
             };
             self.out
