@@ -15,6 +15,7 @@ mod discovery;
 mod dns;
 mod event_log;
 mod findings;
+mod group_commit;
 mod groups;
 mod members;
 mod monitor_alerts;

@@ -6,9 +6,7 @@
 use crate::db::Backend;
 use crate::dialect::postgres;
 use crate::error::{AppendError, StoreError};
-use crate::log::{
-    row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS, POSITIONS_PER_TX,
-};
+use crate::log::{row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS};
 use crate::open::{check_versions, open, Head};
 use crate::reservations::{reserve, Reservations};
 use crate::sql::{Query, Sql, Write, BULK_VALUES};
@@ -77,15 +75,18 @@ fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> 
 }
 
 impl EventLog {
-    pub async fn append(&self, req: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
+    /// One append in the transaction `conn` holds under the organization's lock (see
+    /// `group_commit`): its checks, its events recorded after the chain head as the
+    /// transaction has it, the read models folded. Positions start at `next_position` when an
+    /// earlier append of the transaction took the ones before it.
+    pub(crate) async fn append_in(
+        &self,
+        conn: &mut AnyConnection,
+        req: &AppendRequest,
+        next_position: Option<i64>,
+    ) -> Result<Vec<RecordedEvent>, AppendError> {
         let count: usize = req.streams.iter().map(|s| s.events.len()).sum();
-        if count as i64 >= POSITIONS_PER_TX {
-            return Err(AppendError::TooLarge(count));
-        }
         let backend = self.db.backend();
-        let mut tx = self.begin_locked(req.org_id.as_str()).await?;
-        let conn: &mut AnyConnection = &mut tx;
-
         let mut expected: BTreeMap<&str, i64> = req
             .streams
             .iter()
@@ -99,7 +100,7 @@ impl EventLog {
         let ids: Vec<&str> = expected.keys().copied().collect();
         let plan = Reservations::of(&req.constraints);
         let with_head = plan.with_head(backend).then_some(&plan);
-        let (head, opened) = open(conn, backend, req.org_id.as_str(), &ids, with_head).await?;
+        let (mut head, opened) = open(conn, backend, req.org_id.as_str(), &ids, with_head).await?;
         check_versions(&expected, &opened.versions)?;
         reserve(
             conn,
@@ -111,12 +112,13 @@ impl EventLog {
         )
         .await?;
 
-        let recorded = record(&req, &head, count);
-        if recorded.is_empty() {
-            tx.commit().await?;
-            return Ok(recorded);
+        if let Some(next) = next_position {
+            head.next_position = next;
         }
-        let last = recorded.last().expect("not empty");
+        let recorded = record(req, &head, count);
+        let Some(last) = recorded.last() else {
+            return Ok(recorded);
+        };
         let (seq, prev_hash) = (last.chain_seq, last.hash.clone());
         // The read models, when this log keeps them, are folded below in this transaction.
         let advanced = Advance {
@@ -132,7 +134,11 @@ impl EventLog {
         let writes = match &self.projection {
             None => vec![],
             Some(projection) => {
-                let events: Vec<Event> = req.streams.into_iter().flat_map(|s| s.events).collect();
+                let events: Vec<Event> = req
+                    .streams
+                    .iter()
+                    .flat_map(|s| s.events.iter().cloned())
+                    .collect();
                 // Events appended earlier by a log without read models come first.
                 let (mut earlier, mut typed_earlier) =
                     org_chain_after(conn, req.org_id.as_str(), head.projected_seq, head.last_seq)
@@ -147,8 +153,6 @@ impl EventLog {
             }
         };
         insert_events(conn, backend, &recorded, &advanced, &writes).await?;
-        tx.commit().await?;
-        self.db.log_grew(recorded.len() as u64);
         Ok(recorded)
     }
 
@@ -158,7 +162,7 @@ impl EventLog {
     /// chain order and position order agree within an organization. The shared lock lets a
     /// rebuild hold every append out before any of them locks a row. On SQLite the head's write
     /// in `open` takes the database's write lock.
-    async fn begin_locked(
+    pub(crate) async fn begin_locked(
         &self,
         org_id: &str,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {

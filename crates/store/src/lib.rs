@@ -8,6 +8,7 @@ mod deliveries;
 mod delivery_log;
 mod dialect;
 mod error;
+mod group_commit;
 mod idempotency;
 mod lease;
 mod log;
@@ -27,6 +28,7 @@ pub use deliveries::{
 };
 pub use delivery_log::{AttemptRecord, DeliveryRecord};
 pub use error::{AppendError, StoreError};
+pub use group_commit::CommitCounts;
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
 pub use log::{

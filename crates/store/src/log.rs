@@ -11,6 +11,7 @@
 use crate::append::InlineProjection;
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::group_commit::Commits;
 use crate::reservations::count_scope;
 use crate::sql::{placeholders, Filter};
 use easm_events::{
@@ -117,6 +118,8 @@ pub struct EventLog {
     pub(crate) db: Db,
     /// Read models folded in every append; without them, `project_lagging` catches up later.
     pub(crate) projection: Option<Arc<dyn InlineProjection>>,
+    /// This process's appends waiting to be committed together.
+    pub(crate) commits: Arc<Commits>,
 }
 
 /// A row of the `events` table, as [`COLUMNS`] selects it.
@@ -192,6 +195,7 @@ impl EventLog {
         EventLog {
             db,
             projection: None,
+            commits: Arc::default(),
         }
     }
 
@@ -200,6 +204,7 @@ impl EventLog {
         EventLog {
             db,
             projection: Some(projection),
+            commits: Arc::default(),
         }
     }
 

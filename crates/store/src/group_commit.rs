@@ -1,0 +1,260 @@
+//! Group commit. Appends of one organization are serialized on its chain head, so one busy
+//! organization would commit one append at a time. Instead, the appends that arrive while one of
+//! its transactions is in flight wait in this process's queue, and the next transaction commits
+//! them together: one lock, one COMMIT, each append keeping its own checks. An append whose check
+//! fails is answered with its own conflict (its claims rolled back to a savepoint) and the others
+//! commit; every caller is answered only once its transaction has committed. Across processes
+//! each batches its own appends and the organization's lock orders the batches.
+
+use crate::error::{AppendError, StoreError};
+use crate::log::{AppendRequest, EventLog, POSITIONS_PER_TX};
+use crate::reservations::Reservations;
+use easm_events::RecordedEvent;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+/// Appends per transaction. Each that reserves runs in a savepoint, a PostgreSQL subtransaction:
+/// past 64 of them a transaction's subtransactions overflow every backend's snapshot cache.
+const MAX_BATCH: usize = 48;
+
+type Answer = Result<Vec<RecordedEvent>, AppendError>;
+
+struct Pending {
+    req: AppendRequest,
+    events: usize,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// The appends waiting per organization. An organization is present while a committer runs
+/// for it: the append that finds it absent starts one.
+#[derive(Default)]
+pub(crate) struct Commits {
+    queues: Mutex<HashMap<String, VecDeque<Pending>>>,
+    appends: AtomicU64,
+    transactions: AtomicU64,
+}
+
+/// Appends committed by this process and the transactions they took: how much group commit
+/// gathers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitCounts {
+    pub appends: u64,
+    pub transactions: u64,
+}
+
+impl Commits {
+    /// Queue `p`; true when no committer runs for its organization (the caller starts one).
+    fn enqueue(&self, p: Pending) -> bool {
+        let mut queues = self.queues.lock().expect("commit queues");
+        let org = p.req.org_id.as_str();
+        match queues.get_mut(org) {
+            Some(queue) => {
+                queue.push_back(p);
+                false
+            }
+            None => {
+                queues.insert(org.to_string(), VecDeque::from([p]));
+                true
+            }
+        }
+    }
+
+    /// The next batch of `org`'s appends, as many as one transaction takes; none ends the
+    /// organization's committer.
+    fn next_batch(&self, org: &str) -> Option<Vec<Pending>> {
+        let mut queues = self.queues.lock().expect("commit queues");
+        let queue = queues.get_mut(org)?;
+        if queue.is_empty() {
+            queues.remove(org);
+            return None;
+        }
+        let mut batch = Vec::new();
+        let mut events = 0;
+        while let Some(p) = queue.front() {
+            if batch.len() == MAX_BATCH
+                || (!batch.is_empty() && events + p.events >= POSITIONS_PER_TX as usize)
+            {
+                break;
+            }
+            events += p.events;
+            batch.extend(queue.pop_front());
+        }
+        Some(batch)
+    }
+
+    /// The committer of `org` stopped without answering (it panicked): its queue goes, so that
+    /// the waiting appends are answered with an error instead of waiting for ever.
+    fn abandon(&self, org: &str) {
+        if let Ok(mut queues) = self.queues.lock() {
+            queues.remove(org);
+        }
+    }
+}
+
+/// Ends an organization's queue if its committer is dropped before it emptied it.
+struct Committing<'a> {
+    commits: &'a Commits,
+    org: &'a str,
+    done: bool,
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.commits.abandon(self.org);
+        }
+    }
+}
+
+/// Why a batch's transaction did not commit.
+enum BatchError {
+    /// The append at this index failed in a way that ended the transaction: the others are
+    /// tried again without it.
+    At(usize, AppendError),
+    /// The transaction itself failed (begin, savepoint, commit).
+    Whole(StoreError),
+}
+
+impl EventLog {
+    /// Append the events of `req` to its streams and its organization's chain, with its
+    /// constraints checked, and answer them as recorded once they are durable. Concurrent
+    /// appends of the organization are committed together (see the module's notes).
+    pub async fn append(&self, req: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
+        let events: usize = req.streams.iter().map(|s| s.events.len()).sum();
+        if events as i64 >= POSITIONS_PER_TX {
+            return Err(AppendError::TooLarge(events));
+        }
+        let org = req.org_id.as_str().to_string();
+        let (answer, answered) = oneshot::channel();
+        if self.commits.enqueue(Pending {
+            req,
+            events,
+            answer,
+        }) {
+            let log = self.clone();
+            tokio::spawn(async move { log.commit_queued(&org).await });
+        }
+        answered
+            .await
+            .map_err(|_| AppendError::Store(StoreError::CommitterLost))?
+    }
+
+    pub fn commit_counts(&self) -> CommitCounts {
+        CommitCounts {
+            appends: self.commits.appends.load(Ordering::Relaxed),
+            transactions: self.commits.transactions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commit `org`'s queued appends, batch after batch, until none waits.
+    async fn commit_queued(&self, org: &str) {
+        let mut committing = Committing {
+            commits: &self.commits,
+            org,
+            done: false,
+        };
+        while let Some(batch) = self.commits.next_batch(org) {
+            self.commit_batch(org, batch).await;
+        }
+        committing.done = true;
+    }
+
+    async fn commit_batch(&self, org: &str, mut batch: Vec<Pending>) {
+        loop {
+            match self.try_batch(org, &batch).await {
+                Ok(answers) => {
+                    for (p, a) in batch.into_iter().zip(answers) {
+                        let _ = p.answer.send(a);
+                    }
+                    return;
+                }
+                Err(BatchError::At(k, e)) => {
+                    let _ = batch.remove(k).answer.send(Err(e));
+                    if batch.is_empty() {
+                        return;
+                    }
+                }
+                Err(BatchError::Whole(e)) => {
+                    let (reason, transient) = (e.to_string(), e.is_transient());
+                    let mut batch = batch.into_iter();
+                    if let Some(first) = batch.next() {
+                        let _ = first.answer.send(Err(e.into()));
+                    }
+                    for p in batch {
+                        let failed = StoreError::BatchFailed {
+                            reason: reason.clone(),
+                            transient,
+                        };
+                        let _ = p.answer.send(Err(failed.into()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One transaction for `batch`, in order: each append on the chain as the previous one
+    /// left it; each that reserves within a savepoint, so that its failed claims go back
+    /// alone. Answers each append's outcome once the transaction committed.
+    async fn try_batch(&self, org: &str, batch: &[Pending]) -> Result<Vec<Answer>, BatchError> {
+        let mut tx = self.begin_locked(org).await.map_err(BatchError::Whole)?;
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut next_position = None;
+        for (k, p) in batch.iter().enumerate() {
+            let plan = Reservations::of(&p.req.constraints);
+            let guarded = batch.len() > 1 && (!plan.claims.is_empty() || !plan.releases.is_empty());
+            if guarded {
+                savepoint(&mut tx, "SAVEPOINT", k).await?;
+            }
+            match self.append_in(&mut tx, &p.req, next_position).await {
+                Ok(recorded) => {
+                    if let Some(last) = recorded.last() {
+                        next_position = Some(last.position + 1);
+                    }
+                    answers.push(Ok(recorded));
+                }
+                // A failed check wrote nothing but its claims.
+                Err(e @ (AppendError::Conflict { .. } | AppendError::Constraint(_))) => {
+                    if guarded {
+                        savepoint(&mut tx, "ROLLBACK TO SAVEPOINT", k).await?;
+                    }
+                    answers.push(Err(e));
+                }
+                Err(e) if guarded => {
+                    savepoint(&mut tx, "ROLLBACK TO SAVEPOINT", k).await?;
+                    answers.push(Err(e));
+                }
+                Err(e) => return Err(BatchError::At(k, e)),
+            }
+        }
+        let appended: usize = answers.iter().flatten().map(Vec::len).sum();
+        let committed = answers.iter().filter(|a| a.is_ok()).count();
+        if committed > 0 {
+            tx.commit().await.map_err(|e| BatchError::Whole(e.into()))?;
+            self.db.log_grew(appended as u64);
+            self.commits
+                .appends
+                .fetch_add(committed as u64, Ordering::Relaxed);
+            self.commits.transactions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tx.rollback()
+                .await
+                .map_err(|e| BatchError::Whole(e.into()))?;
+        }
+        Ok(answers)
+    }
+}
+
+async fn savepoint(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    verb: &str,
+    k: usize,
+) -> Result<(), BatchError> {
+    sqlx::query(&format!("{verb} append_{k}"))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| BatchError::Whole(e.into()))?;
+    Ok(())
+}
