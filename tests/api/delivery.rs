@@ -48,6 +48,46 @@ on_every_transport!(
     risk_changes_reach_their_subscribers,
 );
 
+/// PostgreSQL only (SQLite's processes are not told): a commit in one process wakes the outbox's
+/// drain in the process that holds it, with idle looks a minute apart.
+mod a_commit_in_one_process_wakes_the_outbox_of_another {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::a_commit_in_one_process_wakes_the_outbox_of_another(false).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_nats() {
+        super::a_commit_in_one_process_wakes_the_outbox_of_another(true).await
+    }
+}
+
+async fn a_commit_in_one_process_wakes_the_outbox_of_another(nats: bool) {
+    let s = Setup::start(Backend::Postgres, nats, &[("EASM_OUTBOX_POLL", "60s")]).await;
+    let receiver = Receiver::start().await;
+    // Written through the first process, which holds the outbox's lease (5 s) and renews it
+    // as it drains this commit.
+    s.webhook(&receiver.url, &["asset.added"]).await;
+    let second = start_easm(
+        &s.store,
+        &["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"],
+        &s.env,
+    );
+    let group = s.post("/api/groups", json!({"name": "told"})).await.id();
+    let written = s
+        .http
+        .post(second.url(&format!("/api/groups/{group}/assets")))
+        .header("X-API-Key", &s.key)
+        .json(&json!({"value": "told.example.com", "type": "domain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), StatusCode::CREATED);
+    // The second process cannot take the lease for seconds yet, and the first looks again in
+    // a minute: only the notice brings the event over in time.
+    let got = receiver.wait_for(1, Duration::from_secs(3)).await;
+    assert_eq!(got[0].json()["data"]["value"], "told.example.com");
+}
+
 /// JetStream only: NATS stops while events are committed and starts again; every one arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nats_outage_loses_nothing() {

@@ -107,11 +107,13 @@ impl Fanout {
     /// Embedded mode: drain the outbox into the queue while holding the outbox lease (the same
     /// one the NATS relay takes, so only one of them ever drains it). Committed rows are taken
     /// as they are, without waiting for older transactions, and exactly those rows leave.
+    /// Between rounds it waits for `committed` to be woken, or `idle` at most.
     pub async fn run_outbox(
         self,
         db: Db,
         holder: String,
         committed: Arc<Notify>,
+        idle: Duration,
         stop: impl Future<Output = ()>,
     ) {
         tokio::pin!(stop);
@@ -132,7 +134,7 @@ impl Fanout {
             };
             let pause = match round.await {
                 Ok(n) if n == BATCH => continue,
-                Ok(_) => Duration::from_millis(200),
+                Ok(_) => idle,
                 Err(e) => {
                     tracing::warn!(error = %e, "fan-out: will retry");
                     renewed = None;

@@ -10,7 +10,7 @@ use easm_scanner::discovery_jobs::DiscoveryJobs;
 use easm_scanner::scan_jobs::ScanJobs;
 use easm_scanner::scheduler::run_monitors;
 use easm_scanner::worker::{Worker as JobWorker, WorkerConfig};
-use easm_store::Lease;
+use easm_store::{relay_commits, Lease};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,11 +88,21 @@ impl Background {
                 ]
             }
         };
+        // Whichever drains the outbox here is woken by this process's commits and, told
+        // through the database, by the other processes'.
+        let committed = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(relay_commits(
+            db.clone(),
+            holder.clone(),
+            app.committed().clone(),
+            committed.clone(),
+            until_stop(),
+        )));
         match args.bus(&holder) {
             Some(bus) => {
                 let relay = Relay::connect(db.clone(), bus.clone())
                     .await?
-                    .wake_on(app.committed().clone());
+                    .wake_on(committed);
                 tasks.push(tokio::spawn(relay.run(until_stop())));
                 for w in workers {
                     // The sweep only takes what the work queue left longer than a lease.
@@ -108,7 +118,8 @@ impl Background {
                 tasks.push(tokio::spawn(fanout.run_outbox(
                     db,
                     holder,
-                    app.committed().clone(),
+                    committed,
+                    args.outbox_poll,
                     until_stop(),
                 )));
             }

@@ -125,6 +125,11 @@ pub struct DeliveryArgs {
     /// Subjects are `<prefix>.<org id>.<event type>`.
     #[arg(long, env = "EASM_NATS_SUBJECT_PREFIX", default_value = "easm.events")]
     pub nats_subject_prefix: String,
+    /// How often the process draining the outbox looks for commits it was not told of: on
+    /// PostgreSQL every process tells the others of its commits (LISTEN/NOTIFY), so this only
+    /// bounds a lost notice; SQLite's processes are not told (units ms, s, m).
+    #[arg(long, env = "EASM_OUTBOX_POLL", default_value = "200ms", value_parser = at_least(Duration::from_millis(10)))]
+    pub outbox_poll: Duration,
 }
 
 impl DeliveryArgs {
@@ -145,6 +150,7 @@ impl DeliveryArgs {
         let mut bus = BusConfig::new(url, holder);
         bus.stream = self.nats_stream.clone();
         bus.subject_prefix = self.nats_subject_prefix.clone();
+        bus.idle = self.outbox_poll;
         Some(bus)
     }
 }

@@ -3,6 +3,7 @@
 //! gap-free ordered reads; and the webhook delivery queue.
 
 mod append;
+mod commit_notices;
 mod db;
 mod deliveries;
 mod delivery_log;
@@ -21,6 +22,7 @@ mod signing;
 mod sql;
 
 pub use append::{BoxFuture, InlineProjection};
+pub use commit_notices::relay_commits;
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, DeliveryQueue, DueDelivery, Finished, NewDelivery, NextStep, QueueClaim, FAILED,
