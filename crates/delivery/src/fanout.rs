@@ -52,12 +52,16 @@ impl Fanout {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        // Appends fold their read models as they commit; this covers events a tool appended
-        // without them.
-        self.projector.catch_up().await?;
+        // Appends fold their read models as they commit; the catch-up covers events a tool
+        // appended without them. The endpoints are read meanwhile, and again only if it moved
+        // anything.
         let orgs: BTreeSet<&str> = events.iter().map(|e| e.org_id.as_str()).collect();
         let orgs: Vec<&str> = orgs.into_iter().collect();
-        let endpoints = self.read.enabled_webhooks(&orgs).await?;
+        let (caught_up, mut endpoints) =
+            tokio::try_join!(self.projector.catch_up(), self.read.enabled_webhooks(&orgs))?;
+        if caught_up > 0 {
+            endpoints = self.read.enabled_webhooks(&orgs).await?;
+        }
         let mut out = Vec::new();
         for e in events {
             let Some(hooks) = endpoints.get(e.org_id.as_str()) else {

@@ -336,7 +336,11 @@ impl Worker {
                     started += 1;
                     let me = self.clone();
                     tokio::spawn(async move {
-                        tokio::time::sleep_until(at.into()).await;
+                        // A timer rounds up to the next millisecond tick: only a start in the
+                        // future (the endpoint's rate) waits for one.
+                        if at > Instant::now() {
+                            tokio::time::sleep_until(at.into()).await;
+                        }
                         let webhook = d.webhook_id.clone();
                         let id = d.delivery_id.clone();
                         if let Err(e) = me.attempt(d).await {
