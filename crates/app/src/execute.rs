@@ -125,7 +125,7 @@ impl App {
             };
             match self.log.append(req).await {
                 Ok(events) => {
-                    self.committed.notify_one();
+                    self.feed.push(&events);
                     if events
                         .iter()
                         .any(|e| KEY_EVENTS.contains(&e.event_type.as_str()))

@@ -8,6 +8,7 @@
 mod access;
 mod alerts;
 mod assets;
+mod commit_feed;
 mod credentials;
 mod discovery;
 mod error;
@@ -26,6 +27,7 @@ mod timeline;
 mod webhooks;
 
 pub use alerts::AlertAction;
+pub use commit_feed::CommitFeed;
 pub use credentials::{hash_key, new_id, IssuedKey};
 pub use discovery::{Promoted, DISCOVERED_GROUP};
 pub use error::CommandError;
@@ -38,7 +40,6 @@ pub use webhooks::SECRET_GRACE;
 use easm_projections::{Projector, ReadModels};
 use easm_store::{Db, EventLog, WebhookSecrets};
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// The command side over one store. Cheap to clone: every part is shared.
 #[derive(Clone)]
@@ -47,7 +48,7 @@ pub struct App {
     secrets: WebhookSecrets,
     projector: Arc<Projector>,
     read: ReadModels,
-    committed: Arc<Notify>,
+    feed: Arc<CommitFeed>,
     groups: Arc<assets::GroupCache>,
     keys: Arc<key_cache::KeyCache>,
 }
@@ -60,7 +61,7 @@ impl App {
             secrets: WebhookSecrets::new(db.clone()),
             projector,
             read: ReadModels::new(db),
-            committed: Arc::default(),
+            feed: Arc::default(),
             groups: Arc::default(),
             keys: Arc::default(),
         }
@@ -83,8 +84,8 @@ impl App {
         &self.secrets
     }
 
-    /// Woken after every append of this process, so the embedded fan-out need not poll.
-    pub fn committed(&self) -> &Arc<Notify> {
-        &self.committed
+    /// The events this process commits, as they commit.
+    pub fn commit_feed(&self) -> &Arc<CommitFeed> {
+        &self.feed
     }
 }

@@ -6,6 +6,7 @@
 //! (event, endpoint), so a redelivered event queues nothing twice.
 
 use crate::Handoff;
+use easm_app::CommitFeed;
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::subscribed;
 use easm_events::{
@@ -109,14 +110,17 @@ impl Fanout {
     }
 
     /// Embedded mode: drain the outbox into the queue while holding the outbox lease (the same
-    /// one the NATS relay takes, so only one of them ever drains it). Committed rows are taken
-    /// as they are, without waiting for older transactions, and exactly those rows leave.
-    /// Between rounds it waits for `committed` to be woken, or `idle` at most.
+    /// one the NATS relay takes, so only one of them ever drains it). This process's commits come
+    /// from its feed as they commit; the outbox itself is read at the start, when another
+    /// process tells of a commit (`told`), after `idle` without one, and whenever the feed
+    /// dropped events or a round failed. Committed rows are taken as they are, without waiting
+    /// for older transactions, and exactly those rows leave.
     pub async fn run_outbox(
         self,
         db: Db,
         holder: String,
-        committed: Arc<Notify>,
+        feed: Arc<CommitFeed>,
+        told: Arc<Notify>,
         idle: Duration,
         stop: impl Future<Output = ()>,
     ) {
@@ -124,36 +128,65 @@ impl Fanout {
         let log = EventLog::new(db.clone());
         let lease = Lease::new(db, "outbox-relay", holder, Duration::from_secs(5));
         let mut renewed: Option<Instant> = None;
+        let mut read_outbox = true;
         loop {
-            let round = async {
-                if !lease.keep(&mut renewed).await? {
-                    return Ok::<_, StoreError>(0);
-                }
-                let events = log.outbox_committed(BATCH as i64).await?;
-                if !events.is_empty() {
-                    let taken: Vec<i64> = events.iter().map(|e| e.position).collect();
-                    self.queue(&events, &taken).await?;
-                }
-                Ok(events.len())
-            };
-            let pause = match round.await {
-                Ok(n) if n == BATCH => continue,
-                Ok(_) => idle,
+            let pause = match self
+                .drain(&log, &lease, &mut renewed, &feed, &mut read_outbox)
+                .await
+            {
+                Ok(true) => continue,
+                Ok(false) => idle,
                 Err(e) => {
                     tracing::warn!(error = %e, "fan-out: will retry");
                     renewed = None;
+                    read_outbox = true;
                     Duration::from_millis(500)
                 }
             };
             tokio::select! {
                 _ = &mut stop => break,
-                _ = committed.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = feed.arrived().notified() => {}
+                _ = told.notified() => read_outbox = true,
+                _ = tokio::time::sleep(pause) => read_outbox = true,
             }
         }
         if let Err(e) = lease.release().await {
             tracing::warn!(error = %e, "fan-out: could not release the lease");
         }
+    }
+
+    /// One round of [`Self::run_outbox`]: true when more is waiting.
+    async fn drain(
+        &self,
+        log: &EventLog,
+        lease: &Lease,
+        renewed: &mut Option<Instant>,
+        feed: &CommitFeed,
+        read_outbox: &mut bool,
+    ) -> Result<bool, StoreError> {
+        if !lease.keep(renewed).await? {
+            // The holder hears of this process's commits and reads them from the outbox.
+            feed.clear();
+            return Ok(false);
+        }
+        let (handed, dropped) = feed.take(BATCH);
+        *read_outbox |= dropped;
+        if !handed.is_empty() {
+            let taken: Vec<i64> = handed.iter().map(|e| e.position).collect();
+            self.queue(&handed, &taken).await?;
+            if handed.len() == BATCH {
+                return Ok(true);
+            }
+        }
+        if std::mem::take(read_outbox) {
+            let events = log.outbox_committed(BATCH as i64).await?;
+            if !events.is_empty() {
+                let taken: Vec<i64> = events.iter().map(|e| e.position).collect();
+                self.queue(&events, &taken).await?;
+            }
+            *read_outbox = events.len() == BATCH;
+        }
+        Ok(*read_outbox)
     }
 
     /// NATS mode: consume the events stream through one durable consumer shared by every

@@ -88,21 +88,25 @@ impl Background {
                 ]
             }
         };
-        // Whichever drains the outbox here is woken by this process's commits and, told
-        // through the database, by the other processes'.
-        let committed = Arc::new(tokio::sync::Notify::new());
+        // The outbox's drain here takes this process's commits from its feed and is woken,
+        // told through the database, by the other processes'.
+        let feed = app.commit_feed().clone();
+        let told = match args.bus(&holder) {
+            Some(_) => feed.arrived().clone(),
+            None => Arc::new(tokio::sync::Notify::new()),
+        };
         tasks.push(tokio::spawn(relay_commits(
             db.clone(),
             holder.clone(),
-            app.committed().clone(),
-            committed.clone(),
+            feed.to_tell().clone(),
+            told.clone(),
             until_stop(),
         )));
         match args.bus(&holder) {
             Some(bus) => {
                 let relay = Relay::connect(db.clone(), bus.clone())
                     .await?
-                    .wake_on(committed);
+                    .wake_on(feed.arrived().clone());
                 tasks.push(tokio::spawn(relay.run(until_stop())));
                 for w in workers {
                     // The sweep only takes what the work queue left longer than a lease.
@@ -118,7 +122,8 @@ impl Background {
                 tasks.push(tokio::spawn(fanout.run_outbox(
                     db,
                     holder,
-                    committed,
+                    feed,
+                    told,
                     args.outbox_poll,
                     until_stop(),
                 )));

@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 
 const CHANNEL: &str = "easm_committed";
 
-/// Until `stop`: wake `wake` after each of this process's commits (`local`), tell the other
-/// processes of them, and wake `wake` when another process tells of its own. `holder` names
-/// this process, so that it does not take its own notices for another's.
+/// Until `stop`: tell the other processes of this process's commits (`local` is woken after
+/// each), and wake `wake` when another process tells of its own. `holder` names this process,
+/// so that it does not take its own notices for another's.
 pub async fn relay_commits(
     db: Db,
     holder: String,
@@ -24,27 +24,24 @@ pub async fn relay_commits(
     wake: Arc<Notify>,
     stop: impl Future<Output = ()>,
 ) {
+    let Some(url) = db.url().filter(|_| db.backend() == Backend::Postgres) else {
+        return stop.await;
+    };
     let tell = async {
         loop {
             local.notified().await;
-            wake.notify_one();
-            if db.backend() == Backend::Postgres {
-                // Commits made meanwhile are told by the next notice.
-                let told = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(&holder)
-                    .execute(db.writer())
-                    .await;
-                if let Err(e) = told {
-                    tracing::debug!(error = %e, "could not tell other processes of a commit");
-                }
+            // Commits made meanwhile are told by the next notice.
+            let told = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&holder)
+                .execute(db.writer())
+                .await;
+            if let Err(e) = told {
+                tracing::debug!(error = %e, "could not tell other processes of a commit");
             }
         }
     };
     let hear = async {
-        let Some(url) = db.url() else {
-            return std::future::pending().await;
-        };
         loop {
             if let Err(e) = listen(url, &holder, &wake).await {
                 tracing::warn!(error = %e, "not hearing other processes' commits; listening again in 1 s");
