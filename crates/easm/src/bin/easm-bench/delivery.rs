@@ -96,6 +96,8 @@ struct Bench {
     /// CPU milliseconds per delivered message of the full-speed run: (this process, the
     /// machine's PostgreSQL processes).
     cpu: Mutex<Option<(f64, f64)>>,
+    /// Appends per transaction of the full-speed run (group commit).
+    batching: Mutex<Option<f64>>,
     receiver: String,
     api: String,
     http: reqwest::Client,
@@ -211,6 +213,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         arrivals,
         answers: Mutex::default(),
         cpu: Mutex::default(),
+        batching: Mutex::default(),
         receiver,
         api,
         http: reqwest::Client::builder()
@@ -267,6 +270,9 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
              (PostgreSQL: every postgres process of the machine)"
         );
     }
+    if let Some(batch) = *b.batching.lock().expect("batching") {
+        println!("Appends per transaction at full speed (group commit): {batch:.1}");
+    }
     let _ = stop_api.send(());
     let _ = server.await;
     Ok(())
@@ -286,6 +292,7 @@ impl Bench {
     async fn flat_out(self: &Arc<Self>, args: &Args, clients: &[Target]) -> Result<()> {
         self.reset();
         let cpu_before = cpu_ticks();
+        let commits_before = self.state.commands.log().commit_counts();
         let started = Instant::now();
         let deadline = started + Duration::from_secs(args.seconds);
         let mut tasks = vec![];
@@ -307,6 +314,11 @@ impl Bench {
             written += t.await?;
         }
         let (rate, lat) = self.collect(written, started).await?;
+        let commits = self.state.commands.log().commit_counts();
+        *self.batching.lock().expect("batching") = Some(
+            (commits.appends - commits_before.appends) as f64
+                / (commits.transactions - commits_before.transactions).max(1) as f64,
+        );
         if let (Some(before), Some(after)) = (cpu_before, cpu_ticks()) {
             *self.cpu.lock().expect("cpu") = Some((
                 per_message(after.0 - before.0, written),
