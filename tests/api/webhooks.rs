@@ -105,8 +105,10 @@ async fn a_rotated_secret_signs_beside_the_old_one_for_a_grace_period(b: Backend
         vec![new_secret.clone(), secret.clone()],
         "both sign during the grace period"
     );
+    // The organization's own feed: the global one waits for every open transaction of the
+    // cluster (other tests' too).
     let created_event = easm_store::EventLog::new(app.db.clone())
-        .read_all_after(0, 1000)
+        .org_after(&e.t.org, 0, 1000, &Default::default())
         .await
         .unwrap()
         .into_iter()

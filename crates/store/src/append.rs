@@ -1,14 +1,14 @@
-//! The append transaction: lock the organization's chain head, check expected stream versions and
-//! reservations, insert the events (a trigger queues each in the outbox), bring the read models
-//! along, advance the chain. Statements are batched so an append costs the same handful of round
-//! trips whatever it holds.
+//! The append transaction: lock the organization's chain head, check each append's expected
+//! stream versions and reservations, insert the events (a trigger queues each in the outbox),
+//! bring the read models along, advance the chain. Statements are batched so a batch of appends
+//! costs the same handful of round trips whatever it holds.
 
 use crate::db::Backend;
 use crate::dialect::postgres;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS};
 use crate::open::{check_versions, open, Head};
-use crate::reservations::{reserve, Reservations};
+use crate::reservations::{named, Ledger};
 use crate::sql::{Query, Sql, Write, BULK_VALUES};
 use easm_events::{chain_hash, from_micros, Event, RecordedEvent, Role};
 use sqlx::{AnyConnection, Row};
@@ -38,6 +38,21 @@ pub trait InlineProjection: Send + Sync {
 /// Events the sweep folds per transaction, so a tool's bulk import is not one huge transaction.
 /// (An append folds whatever backlog it finds: its caller reads its own write at once.)
 const CATCH_UP_BATCH: i64 = 5_000;
+
+/// The versions an append was decided on: of the streams it writes, and of those it only read.
+fn expected(req: &AppendRequest) -> BTreeMap<&str, i64> {
+    let mut expected: BTreeMap<&str, i64> = req
+        .streams
+        .iter()
+        .map(|s| (s.stream_id.as_str(), s.expected_version))
+        .collect();
+    for c in &req.constraints {
+        if let Constraint::StreamAt { stream_id, version } = c {
+            expected.insert(stream_id, *version);
+        }
+    }
+    expected
+}
 
 /// The events of `req` as the log records them: positions from the head's next one, chain
 /// sequences and hashes continuing the head's.
@@ -75,85 +90,90 @@ fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> 
 }
 
 impl EventLog {
-    /// One append in the transaction `conn` holds under the organization's lock (see
-    /// `group_commit`): its checks, its events recorded after the chain head as the
-    /// transaction has it, the read models folded. Positions start at `next_position` when an
-    /// earlier append of the transaction took the ones before it.
-    pub(crate) async fn append_in(
+    /// A batch of the organization's appends in the transaction `conn` holds under its lock
+    /// (see `group_commit`), in order: one opening reads what every append is checked against;
+    /// each append is checked as the ones before it left the streams and reservations, and
+    /// recorded after them on the chain; then the events, the reservations that moved, the read
+    /// models and the head's advance are written together. Answers each append's outcome.
+    pub(crate) async fn append_batch(
         &self,
         conn: &mut AnyConnection,
-        req: &AppendRequest,
-        next_position: Option<i64>,
-    ) -> Result<Vec<RecordedEvent>, AppendError> {
-        let count: usize = req.streams.iter().map(|s| s.events.len()).sum();
+        org_id: &str,
+        reqs: &[&AppendRequest],
+    ) -> Result<Vec<Result<Vec<RecordedEvent>, AppendError>>, StoreError> {
         let backend = self.db.backend();
-        let mut expected: BTreeMap<&str, i64> = req
-            .streams
-            .iter()
-            .map(|s| (s.stream_id.as_str(), s.expected_version))
-            .collect();
-        for c in &req.constraints {
-            if let Constraint::StreamAt { stream_id, version } = c {
-                expected.insert(stream_id, *version);
+        let expected: Vec<BTreeMap<&str, i64>> = reqs.iter().map(|r| expected(r)).collect();
+        let streams: BTreeSet<&str> = expected.iter().flat_map(|e| e.keys().copied()).collect();
+        let streams: Vec<&str> = streams.into_iter().collect();
+        let (keys, scopes) = named(reqs.iter().flat_map(|r| r.constraints.iter()));
+        let (head, mut opened) = open(conn, backend, org_id, &streams, &keys, &scopes).await?;
+        let mut ledger = Ledger::new(&mut opened);
+        let mut versions = opened.versions;
+
+        let mut tip = Head {
+            last_seq: head.last_seq,
+            last_hash: head.last_hash.clone(),
+            projected_seq: head.projected_seq,
+            next_position: head.next_position,
+        };
+        let mut answers = Vec::with_capacity(reqs.len());
+        let (mut recorded, mut events) = (vec![], vec![]);
+        for (req, expected) in reqs.iter().zip(&expected) {
+            let admitted =
+                check_versions(expected, &versions).and_then(|()| ledger.admit(&req.constraints));
+            if let Err(e) = admitted {
+                answers.push(Err(e));
+                continue;
+            }
+            for s in &req.streams {
+                versions.insert(
+                    s.stream_id.clone(),
+                    s.expected_version + s.events.len() as i64,
+                );
+            }
+            let count = req.streams.iter().map(|s| s.events.len()).sum();
+            let these = record(req, &tip, count);
+            if let Some(last) = these.last() {
+                tip.last_seq = last.chain_seq;
+                tip.last_hash = last.hash.clone();
+                tip.next_position = last.position + 1;
+            }
+            if self.projection.is_some() {
+                events.extend(req.streams.iter().flat_map(|s| s.events.iter().cloned()));
+            }
+            recorded.extend(these.iter().cloned());
+            answers.push(Ok(these));
+        }
+        let mut writes = ledger.writes(org_id);
+        if let Some(projection) = &self.projection {
+            if !recorded.is_empty() {
+                // Events appended earlier by a log without read models come first.
+                let (mut all, mut typed_all) =
+                    org_chain_after(conn, org_id, head.projected_seq, head.last_seq).await?;
+                all.extend(recorded.iter().cloned());
+                typed_all.extend(events);
+                writes.extend(projection.project(conn, &all, &typed_all).await?);
             }
         }
-        let ids: Vec<&str> = expected.keys().copied().collect();
-        let plan = Reservations::of(&req.constraints);
-        let with_head = plan.with_head(backend).then_some(&plan);
-        let (mut head, opened) = open(conn, backend, req.org_id.as_str(), &ids, with_head).await?;
-        check_versions(&expected, &opened.versions)?;
-        reserve(
-            conn,
-            backend,
-            req.org_id.as_str(),
-            &req.constraints,
-            &plan,
-            opened,
-        )
-        .await?;
-
-        if let Some(next) = next_position {
-            head.next_position = next;
+        if recorded.is_empty() {
+            for w in &writes {
+                w.run(conn).await?;
+            }
+            return Ok(answers);
         }
-        let recorded = record(req, &head, count);
-        let Some(last) = recorded.last() else {
-            return Ok(recorded);
-        };
-        let (seq, prev_hash) = (last.chain_seq, last.hash.clone());
-        // The read models, when this log keeps them, are folded below in this transaction.
+        // The read models, when this log keeps them, were folded above in this transaction.
         let advanced = Advance {
-            org_id: req.org_id.as_str(),
-            seq,
-            hash: &prev_hash,
+            org_id,
+            seq: tip.last_seq,
+            hash: &tip.last_hash,
             projected: if self.projection.is_some() {
-                seq
+                tip.last_seq
             } else {
                 head.projected_seq
             },
         };
-        let writes = match &self.projection {
-            None => vec![],
-            Some(projection) => {
-                let events: Vec<Event> = req
-                    .streams
-                    .iter()
-                    .flat_map(|s| s.events.iter().cloned())
-                    .collect();
-                // Events appended earlier by a log without read models come first.
-                let (mut earlier, mut typed_earlier) =
-                    org_chain_after(conn, req.org_id.as_str(), head.projected_seq, head.last_seq)
-                        .await?;
-                if earlier.is_empty() {
-                    projection.project(conn, &recorded, &events).await?
-                } else {
-                    earlier.extend(recorded.iter().cloned());
-                    typed_earlier.extend(events);
-                    projection.project(conn, &earlier, &typed_earlier).await?
-                }
-            }
-        };
         insert_events(conn, backend, &recorded, &advanced, &writes).await?;
-        Ok(recorded)
+        Ok(answers)
     }
 
     /// A write transaction holding the organization's append lock. On PostgreSQL the lock is
@@ -201,7 +221,7 @@ impl EventLog {
         for org_id in &orgs {
             loop {
                 let mut tx = self.begin_locked(org_id).await?;
-                let (head, _) = open(&mut tx, backend, org_id, &[], None).await?;
+                let (head, _) = open(&mut tx, backend, org_id, &[], &[], &[]).await?;
                 let upto = head.last_seq.min(head.projected_seq + CATCH_UP_BATCH);
                 if head.projected_seq < upto {
                     let (recorded, events) =

@@ -16,10 +16,6 @@ pub enum StoreError {
     },
     #[error("unexpected schema: {0}")]
     Schema(String),
-    /// Another append of the transaction this one was committed with (see `group_commit`)
-    /// made it fail; `transient` as that cause.
-    #[error("the transaction of this append failed: {reason}")]
-    BatchFailed { reason: String, transient: bool },
     /// The task committing this append stopped before answering.
     #[error("the append's committer stopped before answering")]
     CommitterLost,
@@ -59,7 +55,6 @@ impl StoreError {
                 matches!(code.as_ref(), "5" | "6" | "517" | "261" | "40001" | "40P01")
             }
             StoreError::Database(sqlx::Error::PoolTimedOut) => true,
-            StoreError::BatchFailed { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -1,23 +1,21 @@
 //! Group commit. Appends of one organization are serialized on its chain head, so one busy
 //! organization would commit one append at a time. Instead, the appends that arrive while one of
 //! its transactions is in flight wait in this process's queue, and the next transaction commits
-//! them together: one lock, one COMMIT, each append keeping its own checks. An append whose check
-//! fails is answered with its own conflict (its claims rolled back to a savepoint) and the others
+//! them together: one lock, one opening, one write of everything, one COMMIT, each append keeping
+//! its own checks. An append whose check fails is answered with its own conflict and the others
 //! commit; every caller is answered only once its transaction has committed. Across processes
 //! each batches its own appends and the organization's lock orders the batches.
 
 use crate::error::{AppendError, StoreError};
 use crate::log::{AppendRequest, EventLog, POSITIONS_PER_TX};
-use crate::reservations::Reservations;
 use easm_events::RecordedEvent;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 
-/// Appends per transaction. Each that reserves runs in a savepoint, a PostgreSQL subtransaction:
-/// past 64 of them a transaction's subtransactions overflow every backend's snapshot cache.
-const MAX_BATCH: usize = 48;
+/// Appends per transaction: the batch's opening reads every stream and reservation they name.
+const MAX_BATCH: usize = 256;
 
 type Answer = Result<Vec<RecordedEvent>, AppendError>;
 
@@ -108,15 +106,6 @@ impl Drop for Committing<'_> {
     }
 }
 
-/// Why a batch's transaction did not commit.
-enum BatchError {
-    /// The append at this index failed in a way that ended the transaction: the others are
-    /// tried again without it.
-    At(usize, AppendError),
-    /// The transaction itself failed (begin, savepoint, commit).
-    Whole(StoreError),
-}
-
 impl EventLog {
     /// Append the events of `req` to its streams and its organization's chain, with its
     /// constraints checked, and answer them as recorded once they are durable. Concurrent
@@ -161,100 +150,49 @@ impl EventLog {
         committing.done = true;
     }
 
-    async fn commit_batch(&self, org: &str, mut batch: Vec<Pending>) {
-        loop {
-            match self.try_batch(org, &batch).await {
-                Ok(answers) => {
-                    for (p, a) in batch.into_iter().zip(answers) {
-                        let _ = p.answer.send(a);
-                    }
-                    return;
+    async fn commit_batch(&self, org: &str, batch: Vec<Pending>) {
+        match self.try_batch(org, &batch).await {
+            Ok(answers) => {
+                for (p, a) in batch.into_iter().zip(answers) {
+                    let _ = p.answer.send(a);
                 }
-                Err(BatchError::At(k, e)) => {
-                    let _ = batch.remove(k).answer.send(Err(e));
-                    if batch.is_empty() {
-                        return;
-                    }
+            }
+            // One append may have failed the transaction (a read model it cannot fold, say):
+            // each is tried alone, so that it alone fails.
+            Err(_) if batch.len() > 1 => {
+                for p in batch {
+                    let answer = match self.try_batch(org, std::slice::from_ref(&p)).await {
+                        Ok(mut answers) => answers.remove(0),
+                        Err(e) => Err(e.into()),
+                    };
+                    let _ = p.answer.send(answer);
                 }
-                Err(BatchError::Whole(e)) => {
-                    let (reason, transient) = (e.to_string(), e.is_transient());
-                    let mut batch = batch.into_iter();
-                    if let Some(first) = batch.next() {
-                        let _ = first.answer.send(Err(e.into()));
-                    }
-                    for p in batch {
-                        let failed = StoreError::BatchFailed {
-                            reason: reason.clone(),
-                            transient,
-                        };
-                        let _ = p.answer.send(Err(failed.into()));
-                    }
-                    return;
+            }
+            Err(e) => {
+                if let Some(p) = batch.into_iter().next() {
+                    let _ = p.answer.send(Err(e.into()));
                 }
             }
         }
     }
 
-    /// One transaction for `batch`, in order: each append on the chain as the previous one
-    /// left it; each that reserves within a savepoint, so that its failed claims go back
-    /// alone. Answers each append's outcome once the transaction committed.
-    async fn try_batch(&self, org: &str, batch: &[Pending]) -> Result<Vec<Answer>, BatchError> {
-        let mut tx = self.begin_locked(org).await.map_err(BatchError::Whole)?;
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut next_position = None;
-        for (k, p) in batch.iter().enumerate() {
-            let plan = Reservations::of(&p.req.constraints);
-            let guarded = batch.len() > 1 && (!plan.claims.is_empty() || !plan.releases.is_empty());
-            if guarded {
-                savepoint(&mut tx, "SAVEPOINT", k).await?;
-            }
-            match self.append_in(&mut tx, &p.req, next_position).await {
-                Ok(recorded) => {
-                    if let Some(last) = recorded.last() {
-                        next_position = Some(last.position + 1);
-                    }
-                    answers.push(Ok(recorded));
-                }
-                // A failed check wrote nothing but its claims.
-                Err(e @ (AppendError::Conflict { .. } | AppendError::Constraint(_))) => {
-                    if guarded {
-                        savepoint(&mut tx, "ROLLBACK TO SAVEPOINT", k).await?;
-                    }
-                    answers.push(Err(e));
-                }
-                Err(e) if guarded => {
-                    savepoint(&mut tx, "ROLLBACK TO SAVEPOINT", k).await?;
-                    answers.push(Err(e));
-                }
-                Err(e) => return Err(BatchError::At(k, e)),
-            }
-        }
+    /// One transaction for `batch`; each append's outcome, once the transaction committed.
+    async fn try_batch(&self, org: &str, batch: &[Pending]) -> Result<Vec<Answer>, StoreError> {
+        let mut tx = self.begin_locked(org).await?;
+        let reqs: Vec<&AppendRequest> = batch.iter().map(|p| &p.req).collect();
+        let answers = self.append_batch(&mut tx, org, &reqs).await?;
         let appended: usize = answers.iter().flatten().map(Vec::len).sum();
         let committed = answers.iter().filter(|a| a.is_ok()).count();
         if committed > 0 {
-            tx.commit().await.map_err(|e| BatchError::Whole(e.into()))?;
+            tx.commit().await?;
             self.db.log_grew(appended as u64);
             self.commits
                 .appends
                 .fetch_add(committed as u64, Ordering::Relaxed);
             self.commits.transactions.fetch_add(1, Ordering::Relaxed);
         } else {
-            tx.rollback()
-                .await
-                .map_err(|e| BatchError::Whole(e.into()))?;
+            tx.rollback().await?;
         }
         Ok(answers)
     }
-}
-
-async fn savepoint(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    verb: &str,
-    k: usize,
-) -> Result<(), BatchError> {
-    sqlx::query(&format!("{verb} append_{k}"))
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| BatchError::Whole(e.into()))?;
-    Ok(())
 }

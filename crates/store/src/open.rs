@@ -1,16 +1,15 @@
-//! What an append finds as it opens, under its organization's lock: the chain head, the versions
-//! of the streams its decision read, and the claims it takes (the SQL of each dialect is in
-//! `dialect/`).
+//! What a batch of appends finds as it opens, under its organization's lock: the chain head, the
+//! versions of the streams its decisions read, and the reservations and counts its constraints
+//! are checked against (the SQL of each dialect is in `dialect/`).
 
 use crate::db::Backend;
 use crate::dialect::{postgres, sqlite};
 use crate::error::{AppendError, StoreError};
-use crate::reservations::{claims_sql, counts_sql, Reservations};
 use crate::sql::{placeholders, Query};
 use easm_events::GENESIS_HASH;
 use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The chain head of `$1` at the genesis hash `$2` if it has none; the conflict action follows.
 pub(crate) const CREATE_HEAD: &str = "INSERT INTO chain_heads (org_id, last_seq, last_hash) \
@@ -32,9 +31,9 @@ pub(crate) struct Head {
 #[derive(Default)]
 pub(crate) struct Opened {
     pub versions: BTreeMap<String, i64>,
-    /// (scope, key) claims taken.
-    pub claimed: BTreeSet<(String, String)>,
-    /// Counts of the scopes changed, as they now stand.
+    /// (scope, key) -> owner of the reservations looked up that are held.
+    pub held: BTreeMap<(String, String), String>,
+    /// Counts of the scopes looked up that have one.
     pub counts: BTreeMap<String, i64>,
 }
 
@@ -58,12 +57,12 @@ impl Opened {
 }
 
 /// What an opening asks for, and the values it binds: `$1` the organization, `$2` the genesis
-/// hash, then the streams, the claims (scope, key, owner) and the counts (scope, change).
+/// hash, then the streams, the reservations (scope, key) and the scopes whose counts it reads.
 pub(crate) struct Opening<'a> {
     pub org_id: &'a str,
     pub streams: &'a [&'a str],
-    pub claims: &'a [(&'a str, &'a str, &'a str)],
-    pub by_scope: BTreeMap<&'a str, i64>,
+    pub keys: &'a [(&'a str, &'a str)],
+    pub scopes: &'a [&'a str],
 }
 
 impl Opening<'_> {
@@ -72,16 +71,16 @@ impl Opening<'_> {
         versions_sql(3, self.streams.len())
     }
 
-    /// The claims, answering (scope, key) of those taken.
-    pub fn claims_sql(&self) -> String {
-        claims_sql(self.claims.len(), 3 + self.streams.len())
+    /// (scope, key, owner) of the reservations held.
+    pub fn held_sql(&self) -> String {
+        held_sql(3 + self.streams.len(), self.keys.len())
     }
 
-    /// The counters the claims move, answering (scope, count).
+    /// (scope, n) of the counted scopes.
     pub fn counts_sql(&self) -> String {
         counts_sql(
-            self.by_scope.len(),
-            3 + self.streams.len() + self.claims.len() * 3,
+            3 + self.streams.len() + 2 * self.keys.len(),
+            self.scopes.len(),
         )
     }
 
@@ -90,38 +89,82 @@ impl Opening<'_> {
         for id in self.streams {
             q = q.bind(*id);
         }
-        for (scope, key, owner) in self.claims {
-            q = q.bind(*scope).bind(*key).bind(*owner);
+        for (scope, key) in self.keys {
+            q = q.bind(*scope).bind(*key);
         }
-        for (scope, n) in &self.by_scope {
-            q = q.bind(*scope).bind(*n);
+        for scope in self.scopes {
+            q = q.bind(*scope);
         }
         q
     }
 }
 
-/// Open an append: the head, the versions of `streams`, and, when `reserve` goes with the head,
-/// its claims and the counters they move.
+/// Open a batch of appends: the head, the versions of `streams`, which of the reservations
+/// `keys` are held and by whom, and the counts of `scopes`: what its appends are checked
+/// against. Nothing is reserved here: the organization's lock keeps its reservations as read
+/// until the batch commits.
 pub(crate) async fn open(
     conn: &mut AnyConnection,
     backend: Backend,
     org_id: &str,
     streams: &[&str],
-    reserve: Option<&Reservations<'_>>,
+    keys: &[(&str, &str)],
+    scopes: &[&str],
 ) -> Result<(Head, Opened), StoreError> {
-    let (first, rest) = streams.split_at(streams.len().min(backend.chunk_rows()));
+    let rows = backend.chunk_rows();
+    let (first, rest) = streams.split_at(streams.len().min(rows));
+    let (first_keys, rest_keys) = keys.split_at(keys.len().min(rows));
+    let (first_scopes, rest_scopes) = scopes.split_at(scopes.len().min(rows));
     let opening = Opening {
         org_id,
         streams: first,
-        claims: reserve.map(|r| r.claims.as_slice()).unwrap_or_default(),
-        by_scope: reserve.map(|r| r.by_scope()).unwrap_or_default(),
+        keys: first_keys,
+        scopes: first_scopes,
     };
     let (head, mut opened) = match backend {
         Backend::Postgres => postgres::open(conn, &opening).await?,
         Backend::Sqlite => sqlite::open(conn, &opening).await?,
     };
     stream_versions(conn, backend, rest, &mut opened.versions).await?;
+    for chunk in rest_keys.chunks(rows) {
+        let sql = held_sql(2, chunk.len());
+        let mut q = sqlx::query_as::<_, (String, String, String)>(&sql).bind(org_id);
+        for (scope, key) in chunk {
+            q = q.bind(*scope).bind(*key);
+        }
+        for (scope, key, owner) in q.fetch_all(&mut *conn).await? {
+            opened.held.insert((scope, key), owner);
+        }
+    }
+    for chunk in rest_scopes.chunks(rows) {
+        let sql = counts_sql(2, chunk.len());
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(org_id);
+        for scope in chunk {
+            q = q.bind(*scope);
+        }
+        opened.counts.extend(q.fetch_all(&mut *conn).await?);
+    }
     Ok((head, opened))
+}
+
+/// (scope, key, owner) of the organization's (`$1`) reservations among `n` (scope, key) pairs
+/// from `$first`.
+fn held_sql(first: usize, n: usize) -> String {
+    let pairs: Vec<String> = (0..n)
+        .map(|i| format!("(${}, ${})", first + 2 * i, first + 2 * i + 1))
+        .collect();
+    format!(
+        "SELECT scope, key, owner FROM reservations WHERE org_id = $1 AND (scope, key) IN ({})",
+        pairs.join(", ")
+    )
+}
+
+/// (scope, n) of the organization's (`$1`) counters among `n` scopes from `$first`.
+fn counts_sql(first: usize, n: usize) -> String {
+    format!(
+        "SELECT scope, n FROM reservation_counts WHERE org_id = $1 AND scope IN ({})",
+        placeholders(first, n)
+    )
 }
 
 /// (stream_id, version) of each of `n` streams from `$first` that has events.

@@ -1,174 +1,182 @@
 //! Reservations: the invariants that span streams (unique asset values, plan limits, empty
-//! groups) as keys claimed and released in a scope, and counters per scope, checked in the
-//! append's transaction.
+//! groups) as keys claimed and released in a scope, and counters per scope. A batch of appends
+//! reads the ones its constraints name once, under the organization's lock (nothing else
+//! changes them until it commits), checks each append against them as the appends before it
+//! left them, and writes what changed with its events.
 
-use crate::db::Backend;
 use crate::error::{AppendError, StoreError};
 use crate::log::Constraint;
 use crate::open::Opened;
-use crate::sql::{placeholders, Sql};
+use crate::sql::{Sql, Val, Write};
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The claims and releases an append's constraints make.
-pub(crate) struct Reservations<'a> {
-    /// (scope, key, owner)
-    pub claims: Vec<(&'a str, &'a str, &'a str)>,
-    pub releases: BTreeMap<&'a str, Vec<&'a str>>,
+/// The (scope, key) pairs and the scopes that `constraints` name: what a batch reads.
+pub(crate) fn named<'a>(
+    constraints: impl Iterator<Item = &'a Constraint>,
+) -> (Vec<(&'a str, &'a str)>, Vec<&'a str>) {
+    let (mut keys, mut scopes) = (BTreeSet::new(), BTreeSet::new());
+    for c in constraints {
+        match c {
+            Constraint::Claim { scope, key, .. } | Constraint::Release { scope, key } => {
+                keys.insert((scope.as_str(), key.as_str()));
+                scopes.insert(scope.as_str());
+            }
+            Constraint::AtMost { scope, .. } | Constraint::Empty { scope } => {
+                scopes.insert(scope.as_str());
+            }
+            Constraint::StreamAt { .. } => {}
+        }
+    }
+    (keys.into_iter().collect(), scopes.into_iter().collect())
 }
 
-impl<'a> Reservations<'a> {
-    pub fn of(constraints: &'a [Constraint]) -> Self {
-        let mut r = Reservations {
-            claims: vec![],
-            releases: BTreeMap::new(),
+/// The reservations a batch read, as its admitted appends leave them.
+pub(crate) struct Ledger {
+    read: BTreeMap<(String, String), String>,
+    held: BTreeMap<(String, String), String>,
+    read_counts: BTreeMap<String, i64>,
+    counts: BTreeMap<String, i64>,
+}
+
+impl Ledger {
+    pub fn new(opened: &mut Opened) -> Self {
+        let held = std::mem::take(&mut opened.held);
+        let counts = std::mem::take(&mut opened.counts);
+        Ledger {
+            read: held.clone(),
+            held,
+            read_counts: counts.clone(),
+            counts,
+        }
+    }
+
+    /// Apply one append's claims, then its releases, and check its counting constraints
+    /// against the sizes they leave; all or nothing. A key claimed twice in one append is
+    /// claimed once.
+    pub fn admit(&mut self, constraints: &[Constraint]) -> Result<(), AppendError> {
+        let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut released: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
+        for c in constraints {
+            if let Constraint::Claim { scope, key, owner } = c {
+                let k = (scope.clone(), key.clone());
+                if self.held.contains_key(&k) {
+                    return Err(AppendError::Constraint(format!("{scope}/{key} is taken")));
+                }
+                if let std::collections::btree_map::Entry::Vacant(free) = claimed.entry(k) {
+                    free.insert(owner.clone());
+                    *deltas.entry(scope).or_default() += 1;
+                }
+            }
+        }
+        for c in constraints {
+            if let Constraint::Release { scope, key } = c {
+                let k = (scope.clone(), key.clone());
+                let held = claimed.remove(&k).is_some()
+                    || (self.held.contains_key(&k) && released.insert(k));
+                if held {
+                    *deltas.entry(scope).or_default() -= 1;
+                }
+            }
+        }
+        let count = |scope: &str| {
+            self.counts.get(scope).copied().unwrap_or(0) + deltas.get(scope).copied().unwrap_or(0)
         };
         for c in constraints {
-            match c {
-                Constraint::Claim { scope, key, owner } => r.claims.push((scope, key, owner)),
-                Constraint::Release { scope, key } => {
-                    r.releases.entry(scope).or_default().push(key)
-                }
-                _ => {}
+            let (scope, max) = match c {
+                Constraint::AtMost { scope, max } => (scope, *max),
+                Constraint::Empty { scope } => (scope, 0),
+                _ => continue,
+            };
+            if count(scope).max(0) as u64 > max {
+                return Err(AppendError::Constraint(match c {
+                    Constraint::Empty { .. } => format!("{scope} is not empty"),
+                    _ => format!("{scope} holds more than {max}"),
+                }));
             }
         }
-        r
-    }
-
-    /// Claims alone, few enough to go with the head's read. The counters then assume every
-    /// claim succeeds; if one does not, the append fails and its transaction rolls back.
-    pub fn with_head(&self, backend: Backend) -> bool {
-        self.releases.is_empty()
-            && !self.claims.is_empty()
-            && self.claims.len() <= backend.chunk_rows()
-    }
-
-    /// Claims per scope.
-    pub fn by_scope(&self) -> BTreeMap<&'a str, i64> {
-        let mut n = BTreeMap::new();
-        for (scope, _, _) in &self.claims {
-            *n.entry(*scope).or_default() += 1;
+        for (scope, delta) in deltas {
+            *self.counts.entry(scope.to_string()).or_default() += delta;
         }
-        n
-    }
-}
-
-/// Apply claims and releases the append's opening did not, then check the counting constraints
-/// against the sizes they leave. Each scope's count changes once per append: a thousand
-/// updates of one counter row in one transaction would leave PostgreSQL a thousand row
-/// versions to walk.
-pub(crate) async fn reserve(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    org_id: &str,
-    constraints: &[Constraint],
-    plan: &Reservations<'_>,
-    mut opened: Opened,
-) -> Result<(), AppendError> {
-    if plan.with_head(backend) {
-        require_claimed(&plan.claims, &opened.claimed)?;
-        return check_counts(conn, org_id, constraints, &opened.counts).await;
-    }
-    let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
-    for chunk in plan.claims.chunks(backend.chunk_rows()) {
-        let sql = claims_sql(chunk.len(), 2);
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(org_id);
-        for (scope, key, owner) in chunk {
-            q = q.bind(*scope).bind(*key).bind(*owner);
+        for k in released {
+            self.held.remove(&k);
         }
-        opened.claimed.extend(q.fetch_all(&mut *conn).await?);
+        self.held.extend(claimed);
+        Ok(())
     }
-    require_claimed(&plan.claims, &opened.claimed)?;
-    for (scope, n) in plan.by_scope() {
-        *deltas.entry(scope).or_default() += n;
-    }
-    for (scope, keys) in &plan.releases {
-        for chunk in keys.chunks(backend.chunk_rows()) {
-            let sql = format!(
-                "DELETE FROM reservations WHERE org_id = $1 AND scope = $2 AND key IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(org_id).bind(*scope);
-            for key in chunk {
-                q = q.bind(*key);
+
+    /// The writes that bring the organization's reservations from what was read to what the
+    /// admitted appends left: releases first, then claims, then the counters that moved.
+    pub fn writes(&self, org_id: &str) -> Vec<Write> {
+        let changed = |from: &BTreeMap<(String, String), String>,
+                       to: &BTreeMap<(String, String), String>| {
+            from.iter()
+                .filter(|(k, owner)| to.get(*k) != Some(*owner))
+                .map(|(k, owner)| (k.clone(), owner.clone()))
+                .collect::<Vec<_>>()
+        };
+        let mut writes = vec![];
+        for chunk in changed(&self.read, &self.held).chunks(WRITE_ROWS) {
+            let mut values = vec![Val::Text(org_id.into())];
+            for ((scope, key), _) in chunk {
+                values.push(Val::Text(scope.clone()));
+                values.push(Val::Text(key.clone()));
             }
-            *deltas.entry(scope).or_default() -=
-                q.execute(&mut *conn).await?.rows_affected() as i64;
+            let pairs = Sql::new("DELETE FROM reservations WHERE org_id = ")
+                .value(0)
+                .text(" AND (scope, key) IN (")
+                .rows(chunk.len(), 2, 1, &Sql::default())
+                .text(")");
+            writes.push(Write {
+                table: "reservations",
+                sql: pairs,
+                values,
+            });
         }
-    }
-    deltas.retain(|_, d| *d != 0);
-    if !deltas.is_empty() {
-        let sql = counts_sql(deltas.len(), 2);
-        let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(org_id);
-        for (scope, delta) in &deltas {
-            q = q.bind(*scope).bind(*delta);
+        for chunk in changed(&self.held, &self.read).chunks(WRITE_ROWS) {
+            let mut values = vec![Val::Text(org_id.into())];
+            for ((scope, key), owner) in chunk {
+                values.push(Val::Text(scope.clone()));
+                values.push(Val::Text(key.clone()));
+                values.push(Val::Text(owner.clone()));
+            }
+            writes.push(Write {
+                table: "reservations",
+                sql: Sql::new("INSERT INTO reservations (scope, key, owner, org_id) VALUES ").rows(
+                    chunk.len(),
+                    3,
+                    1,
+                    &Sql::new(", ").value(0),
+                ),
+                values,
+            });
         }
-        opened.counts.extend(q.fetch_all(&mut *conn).await?);
-    }
-    check_counts(conn, org_id, constraints, &opened.counts).await
-}
-
-/// Claims of `n` (scope, key, owner) from `$first` by the organization in `$1`; answers the
-/// (scope, key) of those taken.
-pub(crate) fn claims_sql(n: usize, first: usize) -> String {
-    Sql::new("INSERT INTO reservations (scope, key, owner, org_id) VALUES ")
-        .rows(n, 3, first - 1, &Sql::new(", ").value(0))
-        .text(" ON CONFLICT (org_id, scope, key) DO NOTHING RETURNING scope, key")
-        .render(0)
-}
-
-/// `n` (scope, change) pairs from `$first` added to the counters of the organization in `$1`;
-/// answers the (scope, count) they leave.
-pub(crate) fn counts_sql(n: usize, first: usize) -> String {
-    Sql::new("INSERT INTO reservation_counts (scope, n, org_id) VALUES ")
-        .rows(n, 2, first - 1, &Sql::new(", ").value(0))
-        .text(
-            " ON CONFLICT (org_id, scope) DO UPDATE SET n = reservation_counts.n + excluded.n \
-             RETURNING scope, n",
-        )
-        .render(0)
-}
-
-fn require_claimed(
-    claims: &[(&str, &str, &str)],
-    claimed: &BTreeSet<(String, String)>,
-) -> Result<(), AppendError> {
-    match claims
-        .iter()
-        .find(|(scope, key, _)| !claimed.contains(&(scope.to_string(), key.to_string())))
-    {
-        Some((scope, key, _)) => Err(AppendError::Constraint(format!("{scope}/{key} is taken"))),
-        None => Ok(()),
-    }
-}
-
-/// The counting constraints hold against `counts`, the sizes this append left (a scope it did
-/// not change is read).
-async fn check_counts(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    constraints: &[Constraint],
-    counts: &BTreeMap<String, i64>,
-) -> Result<(), AppendError> {
-    for c in constraints {
-        let (scope, max) = match c {
-            Constraint::AtMost { scope, max } => (scope, *max),
-            Constraint::Empty { scope } => (scope, 0),
-            _ => continue,
-        };
-        let n = match counts.get(scope) {
-            Some(n) => *n,
-            None => count_scope(&mut *conn, org_id, scope).await?,
-        };
-        if n.max(0) as u64 > max {
-            return Err(AppendError::Constraint(match c {
-                Constraint::Empty { .. } => format!("{scope} is not empty"),
-                _ => format!("{scope} holds more than {max}"),
-            }));
+        let moved: Vec<(&String, &i64)> = self
+            .counts
+            .iter()
+            .filter(|(scope, n)| self.read_counts.get(*scope) != Some(*n))
+            .collect();
+        for chunk in moved.chunks(WRITE_ROWS) {
+            let mut values = vec![Val::Text(org_id.into())];
+            for (scope, n) in chunk {
+                values.push(Val::Text((*scope).clone()));
+                values.push(Val::Int(**n));
+            }
+            writes.push(Write {
+                table: "reservation_counts",
+                sql: Sql::new("INSERT INTO reservation_counts (scope, n, org_id) VALUES ")
+                    .rows(chunk.len(), 2, 1, &Sql::new(", ").value(0))
+                    .text(" ON CONFLICT (org_id, scope) DO UPDATE SET n = excluded.n"),
+                values,
+            });
         }
+        writes
     }
-    Ok(())
 }
+
+/// Rows per reservation write: within SQLite's fastest binding size.
+const WRITE_ROWS: usize = 50;
 
 pub(crate) async fn count_scope(
     conn: &mut AnyConnection,

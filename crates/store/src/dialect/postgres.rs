@@ -35,57 +35,63 @@ pub(crate) fn hold_appends() -> String {
     format!("SELECT pg_advisory_xact_lock({APPENDS_LOCK})")
 }
 
-/// An append's opening as one row: the head, and as JSON the versions of the streams (an object),
-/// the claims taken (an array of pairs) and the counts they leave (an object).
+/// An opening as one row: the head, and as JSON the versions of the streams (an object), the
+/// reservations held (an array of triples) and the counts (an object).
 #[derive(sqlx::FromRow)]
 struct OpenedRow {
     #[sqlx(flatten)]
     head: Head,
     versions: Option<String>,
-    claimed: Option<String>,
+    held: Option<String>,
     counts: Option<String>,
 }
 
-/// Open an append in one statement: the head (created on the organization's first append), the
-/// versions of the streams, and the claims with the counters they move. Held by the lock, an
-/// existing head needs no row lock (nor a new row version). The select does not see the CTEs'
-/// rows: exactly one of `h` and `chain_heads` answers.
+/// Open a batch of appends in one statement: the head (created on the organization's first
+/// append), the versions of the streams, the reservations held and the counts. Held by the
+/// lock, an existing head needs no row lock (nor a new row version). The select does not see
+/// the CTE's row: exactly one of `h` and `chain_heads` answers.
 pub(crate) async fn open(
     conn: &mut AnyConnection,
     o: &Opening<'_>,
 ) -> Result<(Head, Opened), StoreError> {
-    let mut ctes = vec![format!(
-        "h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq)"
-    )];
+    let null = || "CAST(NULL AS TEXT)".to_string();
     let versions = match o.streams.len() {
-        0 => "CAST(NULL AS TEXT)".to_string(),
+        0 => null(),
         _ => format!(
             "(SELECT CAST(json_object_agg(stream_id, version) AS TEXT) FROM ({}) s)",
             o.versions_sql()
         ),
     };
-    let (claimed, counts) = if o.claims.is_empty() {
-        ("CAST(NULL AS TEXT)", "CAST(NULL AS TEXT)")
-    } else {
-        ctes.push(format!("c AS ({})", o.claims_sql()));
-        ctes.push(format!("n AS ({})", o.counts_sql()));
-        (
-            "(SELECT CAST(json_agg(json_build_array(scope, key)) AS TEXT) FROM c)",
-            "(SELECT CAST(json_object_agg(scope, n) AS TEXT) FROM n)",
-        )
+    let held = match o.keys.len() {
+        0 => null(),
+        _ => format!(
+            "(SELECT CAST(json_agg(json_build_array(scope, key, owner)) AS TEXT) FROM ({}) r)",
+            o.held_sql()
+        ),
+    };
+    let counts = match o.scopes.len() {
+        0 => null(),
+        _ => format!(
+            "(SELECT CAST(json_object_agg(scope, n) AS TEXT) FROM ({}) c)",
+            o.counts_sql()
+        ),
     };
     let sql = format!(
-        "WITH {} SELECT head.last_hash, head.last_seq, head.projected_seq, \
+        "WITH h AS ({CREATE_HEAD} DO NOTHING RETURNING last_hash, last_seq, projected_seq) \
+         SELECT head.last_hash, head.last_seq, head.projected_seq, \
          pg_current_xact_id()::text::bigint * {POSITIONS_PER_TX} AS next_position, \
-         {versions} AS versions, {claimed} AS claimed, {counts} AS counts FROM \
+         {versions} AS versions, {held} AS held, {counts} AS counts FROM \
          (SELECT last_hash, last_seq, projected_seq FROM h UNION ALL \
-         SELECT last_hash, last_seq, projected_seq FROM chain_heads WHERE org_id = $1) head",
-        ctes.join(", ")
+         SELECT last_hash, last_seq, projected_seq FROM chain_heads WHERE org_id = $1) head"
     );
     let row = OpenedRow::from_row(&o.bind(sqlx::query(&sql)).fetch_one(conn).await?)?;
+    let held: Vec<(String, String, String)> = Opened::json(o.org_id, "held", row.held)?;
     let opened = Opened {
         versions: Opened::json(o.org_id, "versions", row.versions)?,
-        claimed: Opened::json(o.org_id, "claimed", row.claimed)?,
+        held: held
+            .into_iter()
+            .map(|(scope, key, owner)| ((scope, key), owner))
+            .collect(),
         counts: Opened::json(o.org_id, "counts", row.counts)?,
     };
     Ok((row.head, opened))

@@ -16,11 +16,11 @@ pub(crate) fn hold_appends() -> String {
     "UPDATE chain_heads SET projected_seq = projected_seq".into()
 }
 
-/// Open an append in one call of several statements (SQLite cannot modify data in a CTE): the
-/// head's write first (created on the organization's first append), which takes the database's
-/// write lock before anything is read; then the versions of the streams, and the claims with the
-/// counters they move. Each statement's rows are told apart by the name of
-/// their columns and decode as their own type.
+/// Open a batch of appends in one call of several statements (SQLite cannot modify data in a
+/// CTE): the head's write first (created on the organization's first append), which takes the
+/// database's write lock before anything is read; then the versions of the streams, the
+/// reservations held and the counts. Each statement's rows are told apart by the name of their
+/// columns and decode as their own type.
 pub(crate) async fn open(
     conn: &mut AnyConnection,
     o: &Opening<'_>,
@@ -33,8 +33,10 @@ pub(crate) async fn open(
     if !o.streams.is_empty() {
         parts.push(o.versions_sql());
     }
-    if !o.claims.is_empty() {
-        parts.push(o.claims_sql());
+    if !o.keys.is_empty() {
+        parts.push(o.held_sql());
+    }
+    if !o.scopes.is_empty() {
         parts.push(o.counts_sql());
     }
     let sql = fuse(parts);
@@ -48,10 +50,11 @@ pub(crate) async fn open(
             opened
                 .versions
                 .insert(row.try_get("stream_id")?, row.try_get("version")?);
-        } else if named("key") {
-            opened
-                .claimed
-                .insert((row.try_get("scope")?, row.try_get("key")?));
+        } else if named("owner") {
+            opened.held.insert(
+                (row.try_get("scope")?, row.try_get("key")?),
+                row.try_get("owner")?,
+            );
         } else {
             opened
                 .counts
