@@ -1,12 +1,17 @@
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use easm_events::RecordedEvent;
 use easm_store::{Db, EventLog, Lease, StoreError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Events published per round; their acknowledgements are awaited together.
 const BATCH: i64 = 256;
+
+/// The pause after a failed round (whatever the idle pause: that one may be long when commits
+/// are told).
+const RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Debug)]
 pub struct BusConfig {
@@ -86,6 +91,8 @@ pub struct Relay {
     config: BusConfig,
     js: jetstream::Context,
     wake: Arc<Notify>,
+    /// Whether this process holds the lease, for the commit notices (see `relay_commits`).
+    drains_here: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -104,13 +111,15 @@ impl Relay {
             config,
             js,
             wake: Arc::default(),
+            drains_here: Arc::default(),
         })
     }
 
-    /// Start a round as soon as `wake` is notified (commits of this process) instead of
-    /// waiting out the idle pause.
-    pub fn wake_on(mut self, wake: Arc<Notify>) -> Self {
+    /// Start a round as soon as `wake` is notified (commits) instead of waiting out the idle
+    /// pause; keep `drains_here` telling whether this process holds the lease.
+    pub fn wake_on(mut self, wake: Arc<Notify>, drains_here: Arc<AtomicBool>) -> Self {
         self.wake = wake;
+        self.drains_here = drains_here;
         self
     }
 
@@ -146,7 +155,9 @@ impl Relay {
         stream_ready: &mut bool,
         renewed: &mut Option<Instant>,
     ) -> Result<usize, BusError> {
-        if !self.lease.keep(renewed).await? {
+        let held = self.lease.keep(renewed).await?;
+        self.drains_here.store(held, Ordering::Relaxed);
+        if !held {
             return Ok(0);
         }
         if !*stream_ready {
@@ -170,7 +181,7 @@ impl Relay {
                     // A NATS server that restarted empty has lost the stream: check it again.
                     stream_ready = false;
                     renewed = None;
-                    self.config.idle * 5
+                    RETRY
                 }
             };
             tokio::select! {

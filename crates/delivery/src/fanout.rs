@@ -17,9 +17,20 @@ use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, QueueClaim, St
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// What tells the outbox's drain in embedded mode that there is work, and what it tells back.
+pub struct OutboxWakes {
+    /// This process's commits.
+    pub feed: Arc<CommitFeed>,
+    /// Woken when another process tells of a commit.
+    pub told: Arc<Notify>,
+    /// Kept telling whether this process holds the outbox's lease.
+    pub drains_here: Arc<AtomicBool>,
+}
 
 /// Events taken per round from either source.
 const BATCH: usize = 256;
@@ -119,11 +130,15 @@ impl Fanout {
         self,
         db: Db,
         holder: String,
-        feed: Arc<CommitFeed>,
-        told: Arc<Notify>,
+        wakes: OutboxWakes,
         idle: Duration,
         stop: impl Future<Output = ()>,
     ) {
+        let OutboxWakes {
+            feed,
+            told,
+            drains_here,
+        } = wakes;
         tokio::pin!(stop);
         let log = EventLog::new(db.clone());
         let lease = Lease::new(db, "outbox-relay", holder, Duration::from_secs(5));
@@ -131,7 +146,14 @@ impl Fanout {
         let mut read_outbox = true;
         loop {
             let pause = match self
-                .drain(&log, &lease, &mut renewed, &feed, &mut read_outbox)
+                .drain(
+                    &log,
+                    &lease,
+                    &mut renewed,
+                    &feed,
+                    &drains_here,
+                    &mut read_outbox,
+                )
                 .await
             {
                 Ok(true) => continue,
@@ -162,9 +184,12 @@ impl Fanout {
         lease: &Lease,
         renewed: &mut Option<Instant>,
         feed: &CommitFeed,
+        drains_here: &AtomicBool,
         read_outbox: &mut bool,
     ) -> Result<bool, StoreError> {
-        if !lease.keep(renewed).await? {
+        let held = lease.keep(renewed).await?;
+        drains_here.store(held, Ordering::Relaxed);
+        if !held {
             // The holder hears of this process's commits and reads them from the outbox.
             feed.clear();
             return Ok(false);

@@ -8,7 +8,7 @@ mod sender;
 mod signature;
 mod worker;
 
-pub use fanout::Fanout;
+pub use fanout::{Fanout, OutboxWakes};
 pub use schedule::{
     classify, parse_duration, parse_retry_after, Outcome, RetrySchedule, Verdict, DEFAULT_SCHEDULE,
 };

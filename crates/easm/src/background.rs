@@ -5,12 +5,13 @@ use crate::config::{DeliveryArgs, ScanArgs};
 use anyhow::Result;
 use easm_api::AppState;
 use easm_bus::Relay;
-use easm_delivery::{Fanout, Worker};
+use easm_delivery::{Fanout, OutboxWakes, Worker};
 use easm_scanner::discovery_jobs::DiscoveryJobs;
 use easm_scanner::scan_jobs::ScanJobs;
 use easm_scanner::scheduler::run_monitors;
 use easm_scanner::worker::{Worker as JobWorker, WorkerConfig};
 use easm_store::{relay_commits, Lease};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,10 +96,12 @@ impl Background {
             Some(_) => feed.arrived().clone(),
             None => Arc::new(tokio::sync::Notify::new()),
         };
+        let drains_here = Arc::new(AtomicBool::new(false));
         tasks.push(tokio::spawn(relay_commits(
             db.clone(),
             holder.clone(),
             feed.to_tell().clone(),
+            drains_here.clone(),
             told.clone(),
             until_stop(),
         )));
@@ -106,7 +109,7 @@ impl Background {
             Some(bus) => {
                 let relay = Relay::connect(db.clone(), bus.clone())
                     .await?
-                    .wake_on(feed.arrived().clone());
+                    .wake_on(feed.arrived().clone(), drains_here);
                 tasks.push(tokio::spawn(relay.run(until_stop())));
                 for w in workers {
                     // The sweep only takes what the work queue left longer than a lease.
@@ -122,8 +125,11 @@ impl Background {
                 tasks.push(tokio::spawn(fanout.run_outbox(
                     db,
                     holder,
-                    feed,
-                    told,
+                    OutboxWakes {
+                        feed,
+                        told,
+                        drains_here,
+                    },
                     args.outbox_poll,
                     until_stop(),
                 )));

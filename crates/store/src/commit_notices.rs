@@ -1,13 +1,15 @@
 //! Commits told across processes. Only one process at a time drains the outbox (the fan-out or
 //! the NATS relay, whichever holds its lease); a commit of another process would reach it at its
-//! next idle look. On PostgreSQL each process tells the others of its commits with `NOTIFY`
-//! (after they committed, in a statement of its own: a `NOTIFY` inside the append would
-//! serialize every commit of the cluster on PostgreSQL's notification lock) and hears theirs with
-//! `LISTEN`. SQLite's processes share one file on one machine and keep to their idle looks.
+//! next idle look. On PostgreSQL each process that does not drain tells the others of its
+//! commits with `NOTIFY` (after they committed, in a statement of its own: a `NOTIFY` inside the
+//! append would serialize every commit of the cluster on PostgreSQL's notification lock) and
+//! every process hears theirs with `LISTEN`. SQLite's processes share one file on one machine
+//! and keep to their idle looks.
 
 use crate::db::{Backend, Db};
 use sqlx::postgres::PgListener;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -15,12 +17,14 @@ use tokio::sync::Notify;
 const CHANNEL: &str = "easm_committed";
 
 /// Until `stop`: tell the other processes of this process's commits (`local` is woken after
-/// each), and wake `wake` when another process tells of its own. `holder` names this process,
-/// so that it does not take its own notices for another's.
+/// each) unless this process drains the outbox itself (`drains_here`), and wake `wake` when
+/// another process tells of its own. `holder` names this process, so that it does not take its
+/// own notices for another's.
 pub async fn relay_commits(
     db: Db,
     holder: String,
     local: Arc<Notify>,
+    drains_here: Arc<AtomicBool>,
     wake: Arc<Notify>,
     stop: impl Future<Output = ()>,
 ) {
@@ -30,6 +34,9 @@ pub async fn relay_commits(
     let tell = async {
         loop {
             local.notified().await;
+            if drains_here.load(Ordering::Relaxed) {
+                continue;
+            }
             // Commits made meanwhile are told by the next notice.
             let told = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)

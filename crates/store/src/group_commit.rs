@@ -59,15 +59,24 @@ impl Commits {
         }
     }
 
-    /// The next batch of `org`'s appends, as many as one transaction takes; none ends the
-    /// organization's committer.
-    fn next_batch(&self, org: &str) -> Option<Vec<Pending>> {
+    /// Whether appends of `org` wait; when none does, the organization's committer ends.
+    fn waiting(&self, org: &str) -> bool {
         let mut queues = self.queues.lock().expect("commit queues");
-        let queue = queues.get_mut(org)?;
-        if queue.is_empty() {
-            queues.remove(org);
-            return None;
+        match queues.get(org) {
+            Some(queue) if !queue.is_empty() => true,
+            _ => {
+                queues.remove(org);
+                false
+            }
         }
+    }
+
+    /// The next batch of `org`'s appends, as many as one transaction takes.
+    fn next_batch(&self, org: &str) -> Vec<Pending> {
+        let mut queues = self.queues.lock().expect("commit queues");
+        let Some(queue) = queues.get_mut(org) else {
+            return vec![];
+        };
         let mut batch = Vec::new();
         let mut events = 0;
         while let Some(p) = queue.front() {
@@ -79,7 +88,7 @@ impl Commits {
             events += p.events;
             batch.extend(queue.pop_front());
         }
-        Some(batch)
+        batch
     }
 
     /// The committer of `org` stopped without answering (it panicked): its queue goes, so that
@@ -137,31 +146,53 @@ impl EventLog {
         }
     }
 
-    /// Commit `org`'s queued appends, batch after batch, until none waits.
+    /// Commit `org`'s queued appends, batch after batch, until none waits. The next batch's
+    /// transaction is begun while the one before it commits: it waits for the organization's
+    /// lock, and takes what has queued up meanwhile once it has it.
     async fn commit_queued(&self, org: &str) {
         let mut committing = Committing {
             commits: &self.commits,
             org,
             done: false,
         };
-        while let Some(batch) = self.commits.next_batch(org) {
-            self.commit_batch(org, batch).await;
+        while self.commits.waiting(org) {
+            let tx = self.begin_locked(org).await;
+            let batch = self.commits.next_batch(org);
+            let log = self.clone();
+            let org = org.to_string();
+            tokio::spawn(async move {
+                let answers = match tx {
+                    Ok(tx) => log.commit_batch(tx, &org, &batch).await,
+                    Err(e) => Err(e),
+                };
+                log.answer(&org, batch, answers).await;
+            });
         }
         committing.done = true;
     }
 
-    async fn commit_batch(&self, org: &str, batch: Vec<Pending>) {
-        match self.try_batch(org, &batch).await {
+    /// Answer each append of `batch` with its outcome. When the batch's transaction failed (an
+    /// append whose read models cannot be folded, say), each is tried alone, so that it alone
+    /// fails.
+    async fn answer(
+        &self,
+        org: &str,
+        batch: Vec<Pending>,
+        answers: Result<Vec<Answer>, StoreError>,
+    ) {
+        match answers {
             Ok(answers) => {
                 for (p, a) in batch.into_iter().zip(answers) {
                     let _ = p.answer.send(a);
                 }
             }
-            // One append may have failed the transaction (a read model it cannot fold, say):
-            // each is tried alone, so that it alone fails.
             Err(_) if batch.len() > 1 => {
                 for p in batch {
-                    let answer = match self.try_batch(org, std::slice::from_ref(&p)).await {
+                    let alone = match self.begin_locked(org).await {
+                        Ok(tx) => self.commit_batch(tx, org, std::slice::from_ref(&p)).await,
+                        Err(e) => Err(e),
+                    };
+                    let answer = match alone {
                         Ok(mut answers) => answers.remove(0),
                         Err(e) => Err(e.into()),
                     };
@@ -176,9 +207,13 @@ impl EventLog {
         }
     }
 
-    /// One transaction for `batch`; each append's outcome, once the transaction committed.
-    async fn try_batch(&self, org: &str, batch: &[Pending]) -> Result<Vec<Answer>, StoreError> {
-        let mut tx = self.begin_locked(org).await?;
+    /// `batch` in the transaction `tx`; each append's outcome, once the transaction committed.
+    async fn commit_batch(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        org: &str,
+        batch: &[Pending],
+    ) -> Result<Vec<Answer>, StoreError> {
         let reqs: Vec<&AppendRequest> = batch.iter().map(|p| &p.req).collect();
         let answers = self.append_batch(&mut tx, org, &reqs).await?;
         let appended: usize = answers.iter().flatten().map(Vec::len).sum();

@@ -290,18 +290,17 @@ impl EventLog {
         Ok(sqlx::query_scalar(&sql).fetch_one(self.db.reader()).await?)
     }
 
-    /// Whether an event of one of `types` became readable after `after`, and the position up to
-    /// which every event is readable now (the next `after`): how a process follows what other
-    /// processes changed without reading the events themselves.
+    /// Whether an event of one of `types` committed after `after`, and the position up to which
+    /// every event is readable now (the next `after`): how a process follows what other
+    /// processes changed without reading the events themselves. An event is seen as soon as it
+    /// is visible, before every older transaction of the cluster has ended (it is seen again
+    /// until then).
     pub async fn seen_after(&self, after: i64, types: &[&str]) -> Result<(i64, bool), StoreError> {
-        let horizon = match self.db.backend().horizon() {
-            Some(h) => format!("AND {h}"),
-            None => String::new(),
-        };
+        let readable = self.db.backend().horizon().unwrap_or("1 = 1");
         let sql = format!(
-            "SELECT COALESCE(MAX(position), $1) AS upto, \
+            "SELECT COALESCE(MAX(CASE WHEN {readable} THEN position END), $1) AS upto, \
              COUNT(CASE WHEN event_type IN ({}) THEN 1 END) AS seen \
-             FROM events WHERE position > $1 {horizon}",
+             FROM events WHERE position > $1",
             placeholders(2, types.len())
         );
         let mut q = sqlx::query(&sql).bind(after);
