@@ -9,6 +9,9 @@ use tokio::sync::Notify;
 /// Events published per round; their acknowledgements are awaited together.
 const BATCH: i64 = 256;
 
+/// The pause while committed events wait for the readable horizon (see `EventLog::outbox`).
+const HORIZON_WAIT: Duration = Duration::from_millis(10);
+
 /// The pause after a failed round (whatever the idle pause: that one may be long when commits
 /// are told).
 const RETRY: Duration = Duration::from_millis(500);
@@ -149,22 +152,32 @@ impl Relay {
         Ok(events.len())
     }
 
-    /// `renewed`: when the lease was last taken or extended (see `Lease::keep`).
+    /// One round; answers the pause before the next. `renewed`: when the lease was last taken
+    /// or extended (see `Lease::keep`).
     async fn step(
         &self,
         stream_ready: &mut bool,
         renewed: &mut Option<Instant>,
-    ) -> Result<usize, BusError> {
+    ) -> Result<Duration, BusError> {
         let held = self.lease.keep(renewed).await?;
         self.drains_here.store(held, Ordering::Relaxed);
         if !held {
-            return Ok(0);
+            return Ok(self.config.idle);
         }
         if !*stream_ready {
             ensure_stream(&self.js, &self.config).await?;
             *stream_ready = true;
         }
-        self.round().await
+        if self.round().await? > 0 {
+            return Ok(Duration::ZERO);
+        }
+        // Committed events wait for an older transaction of the cluster to end: no notice will
+        // tell when it has.
+        Ok(if self.log.outbox_waits().await? {
+            HORIZON_WAIT
+        } else {
+            self.config.idle
+        })
     }
 
     /// Relay until `stop` resolves: while holding the lease, publish; otherwise wait and retry.
@@ -174,8 +187,7 @@ impl Relay {
         let mut renewed = None;
         loop {
             let pause = match self.step(&mut stream_ready, &mut renewed).await {
-                Ok(0) => self.config.idle,
-                Ok(_) => Duration::ZERO,
+                Ok(pause) => pause,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay: will retry");
                     // A NATS server that restarted empty has lost the stream: check it again.

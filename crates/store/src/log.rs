@@ -344,6 +344,19 @@ impl EventLog {
         self.outbox_rows(&horizon, limit).await
     }
 
+    /// Whether committed events wait in the outbox that [`Self::outbox`] does not give yet,
+    /// beyond the readable horizon (never on SQLite, which has none).
+    pub async fn outbox_waits(&self) -> Result<bool, StoreError> {
+        let Some(horizon) = self.db.backend().horizon() else {
+            return Ok(false);
+        };
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox o WHERE NOT (o.{horizon}) LIMIT 1) w"
+        );
+        let n: i64 = sqlx::query_scalar(&sql).fetch_one(self.db.reader()).await?;
+        Ok(n > 0)
+    }
+
     /// The oldest committed events waiting in the outbox, without waiting for the horizon: an
     /// event that commits later with a smaller position is found by a later call. For a reader
     /// that removes exactly the rows it took (fan-out), so nothing waits on an older transaction.
