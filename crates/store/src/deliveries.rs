@@ -183,17 +183,21 @@ impl DeliveryQueue {
 
     /// A burst of fan-out can grow the queue from nothing to many thousands of rows in seconds,
     /// long before autovacuum notices; with stale statistics PostgreSQL sorts the whole queue on
-    /// every claim instead of reading the pending index in order. Refresh them as we go.
-    async fn refresh_statistics(&self, added: u64) -> Result<(), StoreError> {
+    /// every claim instead of reading the pending index in order. Refresh them as we go, on the
+    /// side: awaited here, the refresh held the fan-out (and every delivery behind it) for tens
+    /// of milliseconds each time. A failure is only logged.
+    fn refresh_statistics(&self, added: u64) {
         let before = self.queued.fetch_add(added, Ordering::Relaxed);
         if self.db.backend() == Backend::Postgres
             && before / ANALYZE_EVERY != (before + added) / ANALYZE_EVERY
         {
-            sqlx::query("ANALYZE deliveries")
-                .execute(self.db.writer())
-                .await?;
+            let pool = self.db.writer().clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("ANALYZE deliveries").execute(&pool).await {
+                    tracing::warn!(error = %e, "could not refresh the delivery queue's statistics");
+                }
+            });
         }
-        Ok(())
     }
 
     /// Queue deliveries due now; one already queued (same id) is left as it is. The outbox rows
@@ -225,7 +229,7 @@ impl DeliveryQueue {
         for r in self.run(&writes, together).await? {
             inserted.insert(r.try_get::<String, _>("delivery_id")?);
         }
-        self.refresh_statistics(rows.len() as u64).await?;
+        self.refresh_statistics(rows.len() as u64);
         if claim.is_none() {
             return Ok(vec![]);
         }
