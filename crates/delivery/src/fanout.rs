@@ -196,22 +196,25 @@ impl Fanout {
         }
         let (handed, dropped) = feed.take(BATCH);
         *read_outbox |= dropped;
-        if !handed.is_empty() {
-            let taken: Vec<i64> = handed.iter().map(|e| e.position).collect();
-            self.queue(&handed, &taken).await?;
-            if handed.len() == BATCH {
-                return Ok(true);
-            }
+        self.queue_outbox_rows(&handed).await?;
+        if handed.len() == BATCH {
+            return Ok(true);
         }
         if std::mem::take(read_outbox) {
             let events = log.outbox_committed(BATCH as i64).await?;
-            if !events.is_empty() {
-                let taken: Vec<i64> = events.iter().map(|e| e.position).collect();
-                self.queue(&events, &taken).await?;
-            }
+            self.queue_outbox_rows(&events).await?;
             *read_outbox = events.len() == BATCH;
         }
         Ok(*read_outbox)
+    }
+
+    /// Queue the deliveries of `events` and remove their outbox rows with them.
+    async fn queue_outbox_rows(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let taken: Vec<i64> = events.iter().map(|e| e.position).collect();
+        self.queue(events, &taken).await
     }
 
     /// NATS mode: consume the events stream through one durable consumer shared by every

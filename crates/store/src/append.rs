@@ -7,7 +7,7 @@ use crate::db::Backend;
 use crate::dialect::postgres;
 use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS};
-use crate::open::{check_versions, open, Head};
+use crate::open::{check_versions, open, Head, Opened};
 use crate::reservations::{named, Ledger};
 use crate::sql::{Query, Sql, Write, BULK_VALUES};
 use easm_events::{chain_hash, from_micros, Event, RecordedEvent, Role};
@@ -52,6 +52,18 @@ fn expected(req: &AppendRequest) -> BTreeMap<&str, i64> {
         }
     }
     expected
+}
+
+/// Each append's answer: its events, taken in order from `recorded`, or why it was refused.
+fn answers(
+    outcomes: Vec<Result<usize, AppendError>>,
+    recorded: Vec<RecordedEvent>,
+) -> Vec<Result<Vec<RecordedEvent>, AppendError>> {
+    let mut recorded = recorded.into_iter();
+    outcomes
+        .into_iter()
+        .map(|o| o.map(|n| recorded.by_ref().take(n).collect()))
+        .collect()
 }
 
 /// The events of `req` as the log records them: positions from the head's next one, chain
@@ -106,23 +118,23 @@ impl EventLog {
         let streams: BTreeSet<&str> = expected.iter().flat_map(|e| e.keys().copied()).collect();
         let streams: Vec<&str> = streams.into_iter().collect();
         let (keys, scopes) = named(reqs.iter().flat_map(|r| r.constraints.iter()));
-        let (head, mut opened) = open(conn, backend, org_id, &streams, &keys, &scopes).await?;
-        let mut ledger = Ledger::new(&mut opened);
-        let mut versions = opened.versions;
+        let (head, opened) = open(conn, backend, org_id, &streams, &keys, &scopes).await?;
+        let Opened {
+            mut versions,
+            held,
+            counts,
+        } = opened;
+        let mut ledger = Ledger::new(held, counts);
 
-        let mut tip = Head {
-            last_seq: head.last_seq,
-            last_hash: head.last_hash.clone(),
-            projected_seq: head.projected_seq,
-            next_position: head.next_position,
-        };
-        let mut answers = Vec::with_capacity(reqs.len());
+        let mut tip = head.clone();
+        // Each admitted append's number of events, in `recorded`; or why it was refused.
+        let mut outcomes: Vec<Result<usize, AppendError>> = Vec::with_capacity(reqs.len());
         let (mut recorded, mut events) = (vec![], vec![]);
         for (req, expected) in reqs.iter().zip(&expected) {
             let admitted =
                 check_versions(expected, &versions).and_then(|()| ledger.admit(&req.constraints));
             if let Err(e) = admitted {
-                answers.push(Err(e));
+                outcomes.push(Err(e));
                 continue;
             }
             for s in &req.streams {
@@ -141,25 +153,29 @@ impl EventLog {
             if self.projection.is_some() {
                 events.extend(req.streams.iter().flat_map(|s| s.events.iter().cloned()));
             }
-            recorded.extend(these.iter().cloned());
-            answers.push(Ok(these));
+            outcomes.push(Ok(these.len()));
+            recorded.extend(these);
         }
         let mut writes = ledger.writes(org_id);
         if let Some(projection) = &self.projection {
             if !recorded.is_empty() {
                 // Events appended earlier by a log without read models come first.
-                let (mut all, mut typed_all) =
+                let (mut earlier, mut typed_earlier) =
                     org_chain_after(conn, org_id, head.projected_seq, head.last_seq).await?;
-                all.extend(recorded.iter().cloned());
-                typed_all.extend(events);
-                writes.extend(projection.project(conn, &all, &typed_all).await?);
+                writes.extend(if earlier.is_empty() {
+                    projection.project(conn, &recorded, &events).await?
+                } else {
+                    earlier.extend(recorded.iter().cloned());
+                    typed_earlier.extend(events);
+                    projection.project(conn, &earlier, &typed_earlier).await?
+                });
             }
         }
         if recorded.is_empty() {
             for w in &writes {
                 w.run(conn).await?;
             }
-            return Ok(answers);
+            return Ok(answers(outcomes, recorded));
         }
         // The read models, when this log keeps them, were folded above in this transaction.
         let advanced = Advance {
@@ -173,7 +189,7 @@ impl EventLog {
             },
         };
         insert_events(conn, backend, &recorded, &advanced, &writes).await?;
-        Ok(answers)
+        Ok(answers(outcomes, recorded))
     }
 
     /// A write transaction holding the organization's append lock. On PostgreSQL the lock is

@@ -16,7 +16,7 @@ pub(crate) const CREATE_HEAD: &str = "INSERT INTO chain_heads (org_id, last_seq,
      VALUES ($1, 0, $2) ON CONFLICT (org_id)";
 
 /// The chain head as the append found it, locked for the rest of the transaction.
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub(crate) struct Head {
     pub last_seq: i64,
     pub last_hash: String,

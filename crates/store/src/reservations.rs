@@ -6,7 +6,6 @@
 
 use crate::error::{AppendError, StoreError};
 use crate::log::Constraint;
-use crate::open::Opened;
 use crate::sql::{Sql, Val, Write};
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,9 +39,8 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(opened: &mut Opened) -> Self {
-        let held = std::mem::take(&mut opened.held);
-        let counts = std::mem::take(&mut opened.counts);
+    /// `held` (scope, key) -> owner and `counts` as the batch's opening read them.
+    pub fn new(held: BTreeMap<(String, String), String>, counts: BTreeMap<String, i64>) -> Self {
         Ledger {
             read: held.clone(),
             held,
