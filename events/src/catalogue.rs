@@ -2,6 +2,7 @@
 //! camelCase JSON; a type's JSON Schema is in `events/schemas/<type>.v<version>.json`.
 
 pub use crate::discovery::*;
+pub use crate::endpoint_options::*;
 use crate::ids::*;
 pub use crate::monitors::*;
 use crate::names::{Plan, Role};
@@ -133,6 +134,9 @@ pub struct WebhookCreated {
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
+    /// v2: how it takes its messages; absent for a plain Standard Webhooks endpoint.
+    #[serde(default, skip_serializing_if = "EndpointOptions::is_plain")]
+    pub delivery: EndpointOptions,
 }
 
 /// Only the attributes that changed are present, with their new values.
@@ -148,6 +152,13 @@ pub struct WebhookUpdated {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// v2: the whole of the new delivery options, when any changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<EndpointOptions>,
+    /// v2: write-only values that were set, replaced or cleared (`headers.<Name>`, `token`,
+    /// `apiKey`, `tls.clientKey`); never the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -289,8 +300,8 @@ catalogue! {
     AssetAdded("asset.added", 2),
     AssetUpdated("asset.updated", 1),
     AssetRemoved("asset.removed", 1),
-    WebhookCreated("webhook.created", 1),
-    WebhookUpdated("webhook.updated", 1),
+    WebhookCreated("webhook.created", 2),
+    WebhookUpdated("webhook.updated", 2),
     WebhookDeleted("webhook.deleted", 1),
     WebhookSecretRotated("webhook.secret_rotated", 1),
     EndpointDisabled("endpoint.disabled", 1),

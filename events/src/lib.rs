@@ -5,8 +5,10 @@
 mod catalogue;
 mod chain;
 mod discovery;
+mod endpoint_options;
 mod envelope;
 mod export;
+pub mod formats;
 mod ids;
 mod monitors;
 mod names;
@@ -30,7 +32,9 @@ pub use ids::{
     AlertId, AssetId, DiscoveryJobId, FindingId, GroupId, KeyId, MonitorId, OrgId, ScanJobId,
     UserId, WebhookId,
 };
-pub use names::{FindingStatus, MonitorKind, Plan, Role, Severity};
+pub use names::{
+    DeliveryOrdering, EndpointKind, FindingStatus, MonitorKind, PayloadFormat, Plan, Role, Severity,
+};
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,
 };

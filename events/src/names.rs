@@ -140,3 +140,51 @@ impl MonitorKind {
         *self == MonitorKind::Monitor
     }
 }
+
+named! {
+    /// What receives an endpoint's messages: a webhook receiver (signed JSON over HTTPS) or a
+    /// destination spoken to natively in its own protocol.
+    #[derive(Default)]
+    EndpointKind {
+        #[default]
+        Webhook = "webhook",
+        SplunkHec = "splunk-hec",
+        Elasticsearch = "elasticsearch",
+        Syslog = "syslog",
+        Slack = "slack",
+        Teams = "teams",
+    }
+}
+
+impl EndpointKind {
+    /// Kinds whose messages travel together, several to a request or a write.
+    pub fn batches(self) -> bool {
+        matches!(
+            self,
+            EndpointKind::SplunkHec | EndpointKind::Elasticsearch | EndpointKind::Syslog
+        )
+    }
+}
+
+named! {
+    /// The shape of a message's body.
+    #[derive(Default)]
+    PayloadFormat {
+        #[default]
+        Standard = "standard",
+        CloudEvents = "cloudevents",
+        Ocsf = "ocsf",
+        Ecs = "ecs",
+        Cef = "cef",
+    }
+}
+
+named! {
+    /// Whether an endpoint's messages may overtake one another.
+    #[derive(Default)]
+    DeliveryOrdering {
+        #[default]
+        Concurrent = "concurrent",
+        Fifo = "fifo",
+    }
+}

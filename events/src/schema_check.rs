@@ -89,6 +89,35 @@ fn samples() -> Vec<Event> {
             events: vec!["finding.*".into(), "scan.completed".into()],
             description: "".into(),
             enabled: true,
+            delivery: EndpointOptions::default(),
+        }),
+        Event::WebhookCreated(WebhookCreated {
+            webhook_id: "w2".into(),
+            url: "https://hec.example.com:8088".into(),
+            events: vec!["finding.*".into()],
+            description: "".into(),
+            enabled: true,
+            delivery: EndpointOptions {
+                kind: crate::EndpointKind::SplunkHec,
+                format: crate::PayloadFormat::Ocsf,
+                headers: vec!["X-Tenant".into()],
+                filter: Some(DeliveryFilter {
+                    min_severity: Some(crate::Severity::High),
+                    group_ids: vec!["g".into()],
+                    tags: vec!["prod".into()],
+                }),
+                ordering: crate::DeliveryOrdering::Fifo,
+                tls: Some(EndpointTls {
+                    ca_bundle: Some("-----BEGIN CERTIFICATE-----".into()),
+                    client_certificate: None,
+                }),
+                proxy: Some("http://proxy.example.com:3128".into()),
+                index: Some("easm".into()),
+                sourcetype: None,
+                source: Some("easm".into()),
+                batch_size: Some(500),
+                batch_window_ms: Some(100),
+            },
         }),
         Event::WebhookUpdated(WebhookUpdated {
             webhook_id: "w".into(),
@@ -96,6 +125,20 @@ fn samples() -> Vec<Event> {
             events: None,
             description: Some("SIEM".into()),
             enabled: Some(false),
+            delivery: None,
+            credentials: vec![],
+        }),
+        Event::WebhookUpdated(WebhookUpdated {
+            webhook_id: "w".into(),
+            url: None,
+            events: None,
+            description: None,
+            enabled: None,
+            delivery: Some(EndpointOptions {
+                format: crate::PayloadFormat::CloudEvents,
+                ..Default::default()
+            }),
+            credentials: vec!["headers.Authorization".into()],
         }),
         Event::WebhookDeleted(WebhookDeleted {
             webhook_id: "w".into(),

@@ -47,6 +47,8 @@ fn upcast(event_type: &str, version: i32, data: Value) -> Result<Value, DecodeEr
             ("asset.added", 1) => upcast_asset_added_v1(data),
             // v2 made `scanJobId` optional beside `discoveryJobId`: every v1 event is a v2 one.
             ("finding.new" | "finding.redetected" | "alert.created", 1) => data,
+            // v2 added optional delivery options: a v1 endpoint is a plain webhook.
+            ("webhook.created" | "webhook.updated", 1) => data,
             _ => return Err(DecodeError::UnsupportedVersion(event_type.into(), version)),
         };
         v += 1;

@@ -11,7 +11,7 @@ pub use crate::models::monitors::{DueMonitor, MonitorView, ScanScheduleView};
 pub use crate::models::orgs::OrgView;
 pub use crate::models::scan_jobs::{ScanJobFilter, ScanJobView};
 pub use crate::models::users::UserView;
-pub use crate::models::webhooks::WebhookView;
+pub use crate::models::webhooks::{Endpoint, FilterView, TlsView, WebhookView};
 
 use easm_events::{format_timestamp, from_micros, OrgId};
 use easm_store::{AnyRow, Db, Filter, Row, StoreError};

@@ -41,6 +41,8 @@ pub struct AppState {
     pub delivery_wake: Arc<tokio::sync::Notify>,
     /// Point-in-time read models for `asOf` queries.
     pub snapshots: Arc<snapshot::Snapshots>,
+    /// What rendering messages for native destinations and chat needs (test messages).
+    pub rendering: easm_events::formats::Context,
     limiter: Arc<auth::RateLimiter>,
 }
 
@@ -53,6 +55,7 @@ impl AppState {
             deliveries: DeliveryQueue::new(db.clone()),
             delivery_wake: Arc::default(),
             snapshots: Arc::default(),
+            rendering: Default::default(),
             limiter: Arc::default(),
             db,
         }

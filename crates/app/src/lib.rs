@@ -38,7 +38,7 @@ pub use scans::ScanRequest;
 pub use webhooks::SECRET_GRACE;
 
 use easm_projections::{Projector, ReadModels};
-use easm_store::{Db, EventLog, WebhookSecrets};
+use easm_store::{Db, EventLog, WebhookCredentials, WebhookSecrets};
 use std::sync::Arc;
 
 /// The command side over one store. Cheap to clone: every part is shared.
@@ -46,6 +46,7 @@ use std::sync::Arc;
 pub struct App {
     log: EventLog,
     secrets: WebhookSecrets,
+    credentials: WebhookCredentials,
     projector: Arc<Projector>,
     read: ReadModels,
     feed: Arc<CommitFeed>,
@@ -59,6 +60,7 @@ impl App {
         App {
             log: projector.log(),
             secrets: WebhookSecrets::new(db.clone()),
+            credentials: WebhookCredentials::new(db.clone()),
             projector,
             read: ReadModels::new(db),
             feed: Arc::default(),
@@ -82,6 +84,11 @@ impl App {
 
     pub fn secrets(&self) -> &WebhookSecrets {
         &self.secrets
+    }
+
+    /// Endpoints' write-only values (header values, tokens, API keys, client keys).
+    pub fn credentials(&self) -> &WebhookCredentials {
+        &self.credentials
     }
 
     /// The events this process commits, as they commit.

@@ -37,12 +37,15 @@ impl App {
         spec: &WebhookSpec,
         allow_private: bool,
     ) -> Result<String, CommandError> {
-        let events = Webhook::create(id, spec, allow_private)?;
+        let (events, credentials) = Webhook::create(id, spec, allow_private)?;
         let secret = webhook_secret();
-        // The secret is stored before the event: a failed append leaves only an unused secret.
+        // The secret and the write-only values are stored before the event: a failed append
+        // leaves only unused ones.
         self.secrets
             .rotate_in(id, &secret, easm_store::now_micros())
             .await?;
+        self.credentials.forget(id).await?;
+        self.credentials.apply(id, &credentials).await?;
         let stream = webhook_stream(id);
         self.execute(org_id, meta, || async {
             let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
@@ -78,6 +81,7 @@ impl App {
             events: Some(vec!["audit.*".into()]),
             description: Some("audit log".into()),
             enabled,
+            delivery: Default::default(),
         };
         if !current.live() {
             let secret = self
@@ -101,8 +105,13 @@ impl App {
         spec: &WebhookSpec,
         allow_private: bool,
     ) -> Result<(), CommandError> {
-        self.on_stream(org_id, meta, webhook_stream(id), |w: &Webhook| {
-            w.update(spec, allow_private)
+        let stream = webhook_stream(id);
+        self.execute(org_id, meta, || async {
+            let (v, w) = self.load::<Webhook>(org_id, &stream).await?;
+            let (events, credentials) = w.update(spec, allow_private)?;
+            // Stored before the event, as at creation; a retried decision stores them again.
+            self.credentials.apply(id, &credentials).await?;
+            Ok(Decision::one(stream.clone(), v, events))
         })
         .await?;
         Ok(())
@@ -118,6 +127,7 @@ impl App {
         self.on_stream(org_id, meta, webhook_stream(id), Webhook::delete)
             .await?;
         self.secrets.forget(id).await?;
+        self.credentials.forget(id).await?;
         Ok(())
     }
 

@@ -8,10 +8,13 @@
 use crate::Handoff;
 use easm_app::CommitFeed;
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
-use easm_domain::subscribed;
+use easm_domain::{batching, subscribed};
+use easm_events::formats::{filtered_out, queued_body, Context, Message, Subject};
 use easm_events::{
-    audit_message_id, audit_payload, message_id, payload, RecordedEvent, WebhookId, SUBSCRIBABLE,
+    audit_message_id, audit_payload, message_id, payload, DeliveryOrdering, RecordedEvent,
+    SUBSCRIBABLE,
 };
+use easm_projections::read::Endpoint;
 use easm_projections::{Projector, ReadModels};
 use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, QueueClaim, StoreError};
 use serde_json::Value;
@@ -42,16 +45,19 @@ pub struct Fanout {
     queue: DeliveryQueue,
     /// The worker of this process, given what is queued here already claimed for it.
     handoff: Handoff,
+    /// What rendering for native destinations and chat needs of this server.
+    context: Arc<Context>,
 }
 
 impl Fanout {
     /// Deliveries are queued claimed for `worker`, the worker of this process, and handed to it.
-    pub fn new(db: Db, projector: Arc<Projector>, worker: Handoff) -> Self {
+    pub fn new(db: Db, projector: Arc<Projector>, worker: Handoff, context: Context) -> Self {
         Fanout {
             read: ReadModels::new(db.clone()),
             queue: DeliveryQueue::new(db),
             projector,
             handoff: worker,
+            context: Arc::new(context),
         }
     }
 
@@ -74,6 +80,15 @@ impl Fanout {
         if caught_up > 0 {
             endpoints = self.read.enabled_webhooks(&orgs).await?;
         }
+        // Formats, native kinds and filters read what the read models know of each event's
+        // subject; plain Standard Webhooks endpoints need nothing more than the event.
+        let enriched = endpoints.values().flatten().any(|h| !h.options.is_plain());
+        let subjects = if enriched {
+            self.read.subjects(events).await?
+        } else {
+            Default::default()
+        };
+        let none = Subject::default();
         let mut out = Vec::new();
         for e in events {
             let Some(hooks) = endpoints.get(e.org_id.as_str()) else {
@@ -81,27 +96,60 @@ impl Fanout {
             };
             let own = SUBSCRIBABLE.contains(&e.event_type.as_str());
             let audit_type = format!("audit.{}", e.event_type);
+            let subject = subjects.get(&e.position).unwrap_or(&none);
             for hook in hooks {
-                let mut push = |delivery_id: String, event_type: &str, body: Value| {
-                    out.push(NewDelivery {
-                        delivery_id,
-                        org_id: e.org_id.clone(),
-                        webhook_id: WebhookId::new(&hook.id),
-                        event_id: e.event_id.to_string(),
-                        event_type: event_type.to_string(),
-                        payload: body.to_string(),
-                        schedule_step: 0,
-                    })
-                };
                 if own && subscribed(&hook.events, &e.event_type) {
-                    push(message_id(e, &hook.id), &e.event_type, payload(e));
+                    let id = message_id(e, hook.id.as_str());
+                    out.push(self.delivery(e, hook, id, &e.event_type, payload(e), subject));
                 }
                 if subscribed(&hook.events, &audit_type) {
-                    push(audit_message_id(e, &hook.id), &audit_type, audit_payload(e));
+                    let id = audit_message_id(e, hook.id.as_str());
+                    out.push(self.delivery(e, hook, id, &audit_type, audit_payload(e), subject));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// One message of `e` to `hook`: rendered for its kind and format, or filtered out.
+    fn delivery(
+        &self,
+        e: &RecordedEvent,
+        hook: &Endpoint,
+        delivery_id: String,
+        event_type: &str,
+        body: Value,
+        subject: &Subject,
+    ) -> NewDelivery {
+        let o = &hook.options;
+        let (payload, filtered) = if o.is_plain() {
+            (body.to_string(), None)
+        } else {
+            let m = Message {
+                id: &delivery_id,
+                body: &body,
+                subject,
+            };
+            match filtered_out(o.filter.as_ref(), &m)
+                .map_or_else(|| queued_body(o, &m, &self.context), Err)
+            {
+                Ok(p) => (p, None),
+                Err(reason) => (body.to_string(), Some(reason)),
+            }
+        };
+        NewDelivery {
+            org_id: e.org_id.clone(),
+            webhook_id: hook.id.clone(),
+            event_id: e.event_id.to_string(),
+            event_type: event_type.to_string(),
+            payload,
+            schedule_step: 0,
+            position: Some(e.position),
+            fifo: o.ordering == DeliveryOrdering::Fifo,
+            batch: batching(o).map_or(0, |(size, _)| i64::from(size)),
+            filtered,
+            delivery_id,
+        }
     }
 
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {

@@ -2,16 +2,20 @@
 //! deliveries, which workers in any number of processes send signed (Standard Webhooks), retry on
 //! a persisted schedule, and log attempt by attempt.
 
+mod attempt;
+mod endpoints;
 mod fanout;
+mod native;
 mod schedule;
 mod sender;
 mod signature;
 mod worker;
 
+pub use easm_domain::parse_duration;
 pub use fanout::{Fanout, OutboxWakes};
 pub use schedule::{
-    classify, parse_duration, parse_retry_after, Outcome, RetrySchedule, Verdict, DEFAULT_SCHEDULE,
+    classify, parse_retry_after, Outcome, RetrySchedule, Verdict, DEFAULT_SCHEDULE,
 };
-pub use sender::{Sender, Signed, USER_AGENT};
+pub use sender::{Request, Route, Sender, Signed, USER_AGENT};
 pub use signature::{sign, SignError};
 pub use worker::{DeliveryConfig, Handoff, Worker};

@@ -1,6 +1,7 @@
 //! When to try again, decided in one place: which outcomes are worth a retry, the persisted
 //! schedule with jitter, and the receiver's `Retry-After`.
 
+use easm_domain::parse_duration;
 use std::time::Duration;
 
 /// The delays of the retries after the first attempt (`EASM_WEBHOOK_RETRY_SCHEDULE`).
@@ -44,27 +45,8 @@ impl Default for RetrySchedule {
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("'{s}' needs a unit (ms, s, m, h or d)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("'{s}' does not start with a number"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("'{s}': unit must be ms, s, m, h or d")),
-    };
-    Ok(Duration::from_secs(secs))
-}
-
 /// What an attempt came to.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Outcome {
     /// The receiver answered with this status; `retry_after` is its parsed `Retry-After`.
     Status {
@@ -72,6 +54,7 @@ pub enum Outcome {
         retry_after: Option<Duration>,
     },
     /// Could not connect, or no complete answer within the timeouts.
+    #[default]
     Transport,
     /// Refused before connecting (the URL or its addresses are not allowed).
     Refused,

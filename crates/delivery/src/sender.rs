@@ -1,11 +1,16 @@
-//! One HTTP attempt: signed headers, the timeouts, no redirects, a capped response read, and the
-//! SSRF guard applied to the address actually connected to.
+//! One HTTP attempt: signed headers, the endpoint's own headers, the timeouts, no redirects, a
+//! capped response read, and the SSRF guard applied to the address actually connected to (or,
+//! through a proxy, to every address of the target before the request). Endpoints that trust
+//! more CAs, present a client certificate or go through a proxy get clients of their own.
 
 use crate::schedule::{parse_retry_after, Outcome};
 use easm_domain::{is_forbidden_address, validate_webhook_url};
+use easm_events::EndpointTls;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,20 +64,40 @@ impl std::fmt::Display for ForbiddenHost {
 impl std::error::Error for ForbiddenHost {}
 
 /// What a finished attempt reports, for the attempt log and the retry decision.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Sent {
     pub outcome: Outcome,
     pub duration: Duration,
     pub status_code: Option<u16>,
     pub error: Option<String>,
+    /// What was read of the response (at most [`MAX_RESPONSE_READ`]), for answers to parse.
+    pub full: Vec<u8>,
+    /// Its first KiB, for the attempt log.
     pub response: Option<String>,
+}
+
+impl Sent {
+    fn excerpt(mut self) -> Sent {
+        if self.status_code.is_some() {
+            let n = self.full.len().min(RESPONSE_EXCERPT);
+            self.response = Some(String::from_utf8_lossy(&self.full[..n]).into_owned());
+        }
+        self
+    }
 }
 
 #[derive(Clone)]
 pub struct Sender {
     client: reqwest::Client,
     allow_private: bool,
+    /// `EASM_WEBHOOK_PROXY`: the operator's proxy, trusted wherever it is.
+    proxy: Option<String>,
+    /// Clients of endpoints with TLS material or a proxy, by what they were built from.
+    own: Arc<Mutex<HashMap<u64, reqwest::Client>>>,
 }
+
+/// Clients of their own kept at most; past it they are built again as needed.
+const MAX_OWN_CLIENTS: usize = 1000;
 
 /// The Standard Webhooks headers of one request.
 pub struct Signed<'a> {
@@ -81,46 +106,174 @@ pub struct Signed<'a> {
     pub signature: &'a str,
 }
 
-impl Sender {
-    pub fn new(allow_private: bool) -> Result<Sender, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
-            .user_agent(USER_AGENT)
-            .pool_max_idle_per_host(32);
-        if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
+/// How an endpoint's requests travel: its TLS material (the client key beside the public
+/// certificate) and its proxy.
+#[derive(Clone, Debug, Default, Hash)]
+pub struct Route {
+    pub ca_bundle: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub proxy: Option<String>,
+}
+
+impl Route {
+    pub fn new(tls: Option<&EndpointTls>, client_key: Option<&str>, proxy: Option<&str>) -> Self {
+        Route {
+            ca_bundle: tls.and_then(|t| t.ca_bundle.clone()),
+            client_certificate: tls.and_then(|t| t.client_certificate.clone()),
+            client_key: client_key.map(str::to_string),
+            proxy: proxy.map(str::to_string),
         }
-        Ok(Sender {
-            client: builder.build()?,
-            allow_private,
-        })
     }
 
-    pub async fn send(&self, url: &str, signed: &Signed<'_>, body: &str) -> Sent {
-        let started = Instant::now();
-        // Literal addresses never reach the resolver: check the URL itself again here.
-        if let Err(e) = validate_webhook_url(url, self.allow_private) {
-            return Sent {
-                outcome: Outcome::Refused,
-                duration: started.elapsed(),
-                status_code: None,
-                error: Some(format!("refused: {e}")),
-                response: None,
-            };
+    fn is_default(&self) -> bool {
+        self.ca_bundle.is_none() && self.client_certificate.is_none() && self.proxy.is_none()
+    }
+}
+
+/// One request to send.
+pub struct Request<'a> {
+    pub url: &'a str,
+    pub route: &'a Route,
+    pub content_type: &'a str,
+    /// The endpoint's own headers, and a kind's authorization.
+    pub headers: &'a [(String, String)],
+    pub signed: Option<Signed<'a>>,
+    pub body: Vec<u8>,
+}
+
+fn base_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TOTAL_TIMEOUT)
+        .user_agent(USER_AGENT)
+        .pool_max_idle_per_host(32)
+        // Proxies are configured, never taken from HTTPS_PROXY and the like.
+        .no_proxy()
+}
+
+impl Sender {
+    pub fn new(allow_private: bool, proxy: Option<String>) -> Result<Sender, reqwest::Error> {
+        let sender = Sender {
+            client: reqwest::Client::new(),
+            allow_private,
+            proxy: proxy.filter(|p| !p.is_empty()),
+            own: Arc::default(),
+        };
+        let client = sender.build(&Route::default())?;
+        Ok(Sender { client, ..sender })
+    }
+
+    fn build(&self, route: &Route) -> Result<reqwest::Client, reqwest::Error> {
+        let mut b = base_builder();
+        if let Some(ca) = &route.ca_bundle {
+            for cert in reqwest::Certificate::from_pem_bundle(ca.as_bytes())? {
+                b = b.add_root_certificate(cert);
+            }
         }
-        let result = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", signed.msg_id)
-            .header("webhook-timestamp", signed.timestamp.to_string())
-            .header("webhook-signature", signed.signature)
-            .header("idempotency-key", signed.msg_id)
-            .body(body.to_string())
-            .send()
-            .await;
+        if let (Some(cert), Some(key)) = (&route.client_certificate, &route.client_key) {
+            b = b.identity(reqwest::Identity::from_pem(
+                format!("{key}{cert}").as_bytes(),
+            )?);
+        }
+        match (&route.proxy, &self.proxy) {
+            // An endpoint's proxy is connected to through the guard: it must be public.
+            (Some(p), _) => {
+                b = b.proxy(reqwest::Proxy::all(p)?);
+                if !self.allow_private {
+                    b = b.dns_resolver(Arc::new(PublicOnly));
+                }
+            }
+            (None, Some(p)) => b = b.proxy(reqwest::Proxy::all(p)?),
+            (None, None) if !self.allow_private => b = b.dns_resolver(Arc::new(PublicOnly)),
+            (None, None) => {}
+        }
+        b.build()
+    }
+
+    /// The client for `route`, and whether it goes through a proxy.
+    fn client(&self, route: &Route) -> Result<(reqwest::Client, bool), String> {
+        let proxied = route.proxy.is_some() || self.proxy.is_some();
+        if route.is_default() {
+            return Ok((self.client.clone(), proxied));
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        route.hash(&mut h);
+        let key = h.finish();
+        if let Some(c) = self.own.lock().expect("clients").get(&key) {
+            return Ok((c.clone(), proxied));
+        }
+        let c = self.build(route).map_err(|e| {
+            format!(
+                "the endpoint's tls or proxy settings cannot be used: {}",
+                describe(&e)
+            )
+        })?;
+        let mut own = self.own.lock().expect("clients");
+        if own.len() >= MAX_OWN_CLIENTS {
+            own.clear();
+        }
+        own.insert(key, c.clone());
+        Ok((c, proxied))
+    }
+
+    /// Through a proxy the proxy resolves the target: every address of its host must be
+    /// public, checked here before the request.
+    async fn check_target(&self, url: &str) -> Result<(), String> {
+        if self.allow_private {
+            return Ok(());
+        }
+        let u = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let Some(url::Host::Domain(host)) = u.host() else {
+            return Ok(());
+        };
+        let port = u.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        match addrs.iter().find(|a| is_forbidden_address(a.ip())) {
+            Some(a) => Err(ForbiddenHost(format!("{host} ({})", a.ip())).to_string()),
+            None if addrs.is_empty() => Err(format!("cannot resolve {host}")),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn send(&self, r: Request<'_>) -> Sent {
+        let started = Instant::now();
+        let refused = |error: String| Sent {
+            outcome: Outcome::Refused,
+            duration: started.elapsed(),
+            status_code: None,
+            error: Some(format!("refused: {error}")),
+            ..Default::default()
+        };
+        // Literal addresses never reach the resolver: check the URL itself again here.
+        if let Err(e) = validate_webhook_url(r.url, self.allow_private) {
+            return refused(e.to_string());
+        }
+        let (client, proxied) = match self.client(r.route) {
+            Ok(c) => c,
+            Err(e) => return refused(e),
+        };
+        if proxied {
+            if let Err(e) = self.check_target(r.url).await {
+                return refused(e);
+            }
+        }
+        let mut req = client.post(r.url).header("content-type", r.content_type);
+        for (name, value) in r.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        if let Some(signed) = &r.signed {
+            req = req
+                .header("webhook-id", signed.msg_id)
+                .header("webhook-timestamp", signed.timestamp.to_string())
+                .header("webhook-signature", signed.signature)
+                .header("idempotency-key", signed.msg_id);
+        }
+        let result = req.body(r.body).send().await;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -133,9 +286,8 @@ impl Sender {
                         Outcome::Transport
                     },
                     duration: started.elapsed(),
-                    status_code: None,
                     error: Some(describe(&e)),
-                    response: None,
+                    ..Default::default()
                 };
             }
         };
@@ -157,7 +309,6 @@ impl Sender {
                 }
             }
         }
-        body.truncate(RESPONSE_EXCERPT);
         let error = read_error.or_else(|| {
             (!(200..300).contains(&code)).then(|| {
                 if (300..400).contains(&code) {
@@ -172,8 +323,10 @@ impl Sender {
             duration: started.elapsed(),
             status_code: Some(code),
             error,
-            response: Some(String::from_utf8_lossy(&body).into_owned()),
+            full: body,
+            response: None,
         }
+        .excerpt()
     }
 }
 

@@ -1,19 +1,20 @@
 //! The delivery worker: claims due deliveries from the shared queue, sends each (signed, with
-//! per-endpoint concurrency and rate limits so one slow receiver holds up nobody else), then logs
-//! the attempt and schedules the next one; finished attempts are written in batches, one
+//! per-endpoint concurrency and rate limits so one slow receiver holds up nobody else; for the
+//! kinds that batch, gathered into requests of up to the endpoint's batch size or window), then
+//! logs the attempt and schedules the next one; finished attempts are written in batches, one
 //! transaction each. Nothing waits in memory: a process that stops leaves every delivery in the
 //! queue, due at its persisted time (an attempt whose outcome was not written yet is made again
 //! once its claim expires: at least once).
 
-use crate::sender::{Sender, Signed};
-use crate::{classify, sign, RetrySchedule, Verdict};
+use crate::attempt::{Senders, Unsendable};
+use crate::endpoints::Endpoints;
+use crate::native::syslog::Syslog;
+use crate::sender::Sender;
+use crate::RetrySchedule;
 use easm_app::{new_id, App};
+use easm_domain::batching;
 use easm_events::{Actor, EventMeta, OrgId, WebhookId};
-use easm_projections::ReadModels;
-use easm_store::{
-    now_micros, Attempt, Db, DeliveryQueue, DueDelivery, Finished, NextStep, StoreError,
-    WebhookSecrets,
-};
+use easm_store::{now_micros, Db, DeliveryQueue, DueDelivery, Finished, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ pub struct DeliveryConfig {
     pub disable_after: Duration,
     /// `EASM_WEBHOOK_ALLOW_PRIVATE`.
     pub allow_private: bool,
+    /// `EASM_WEBHOOK_PROXY`: the proxy requests go through when their endpoint names none.
+    pub proxy: Option<String>,
     /// How often other processes' work is looked for when nothing woke us.
     pub poll: Duration,
     /// This process's name on its claims.
@@ -48,28 +51,15 @@ impl DeliveryConfig {
             max_in_flight: 256,
             disable_after: Duration::from_secs(5 * 86400),
             allow_private: false,
+            proxy: None,
             poll: Duration::from_millis(100),
             holder: holder.into(),
         }
     }
 }
 
-/// How long an endpoint's url, state and secrets are reused before they are read again: a
-/// change (disabled, deleted, new secret) reaches deliveries within this time.
-const ENDPOINT_TTL: Duration = Duration::from_secs(1);
-
 /// Attempts written per transaction at most.
 const FINISH_BATCH: usize = 512;
-
-/// What an attempt needs to know about its endpoint.
-struct Endpoint {
-    url: String,
-    enabled: bool,
-    secrets: Vec<String>,
-}
-
-/// An endpoint as read at a time (None: deleted).
-type CachedEndpoint = (Instant, Option<Arc<Endpoint>>);
 
 /// A claim outlives the longest attempt (15 s) with room to spare; a process that dies
 /// mid-attempt only delays that delivery by this much.
@@ -99,14 +89,15 @@ pub struct Handoff {
 pub struct Worker {
     config: DeliveryConfig,
     queue: DeliveryQueue,
-    read: ReadModels,
-    secrets: WebhookSecrets,
-    sender: Sender,
+    senders: Senders,
     app: App,
     slots: Mutex<Slots>,
     /// Woken by local fan-out and by finished attempts.
     wake: Arc<Notify>,
-    endpoints: Mutex<HashMap<WebhookId, CachedEndpoint>>,
+    endpoints: Endpoints,
+    /// Claimed messages of endpoints that batch, waiting for their batch to fill or its window
+    /// to pass.
+    gathering: Mutex<HashMap<WebhookId, Vec<DueDelivery>>>,
     finished: mpsc::UnboundedSender<Finished>,
     recorder: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
     handed: mpsc::UnboundedSender<Vec<DueDelivery>>,
@@ -125,13 +116,16 @@ impl Worker {
         Ok(Arc::new(Worker {
             handed,
             handed_in: Mutex::new(Some(handed_in)),
-            endpoints: Mutex::default(),
+            endpoints: Endpoints::default(),
+            gathering: Mutex::default(),
             finished,
             recorder: Mutex::new(Some(recorder)),
-            sender: Sender::new(config.allow_private)?,
+            senders: Senders {
+                http: Sender::new(config.allow_private, config.proxy.clone())?,
+                syslog: Syslog::new(config.allow_private),
+                schedule: config.schedule.clone(),
+            },
             queue: DeliveryQueue::new(db),
-            read: app.read().clone(),
-            secrets: app.secrets().clone(),
             config,
             app,
             slots: Mutex::default(),
@@ -182,7 +176,18 @@ impl Worker {
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
         }
-        // Attempts under way finish (bounded by the send timeout) so their outcome is recorded.
+        // What was gathered goes now; attempts under way finish (bounded by the send timeout)
+        // so their outcome is recorded.
+        let gathered: Vec<Vec<DueDelivery>> = self
+            .gathering
+            .lock()
+            .expect("gathering")
+            .drain()
+            .map(|(_, job)| job)
+            .collect();
+        for job in gathered {
+            self.launch(job).await;
+        }
         while self.slots.lock().expect("slots").total > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -226,7 +231,8 @@ impl Worker {
                                 .find(|f| f.delivery.webhook_id == webhook_id)
                                 .map(|f| f.delivery.org_id.clone())
                                 .unwrap_or_default();
-                            self.disable(&org, &webhook_id, since).await;
+                            let reason = "every delivery attempt failed for the configured period";
+                            self.disable(&org, &webhook_id, since, reason).await;
                         }
                     }
                 }
@@ -237,13 +243,12 @@ impl Worker {
         }
     }
 
-    /// Give up on an endpoint whose every attempt failed since `since` (epoch microseconds):
-    /// `endpoint.disabled`, as the system actor `delivery`. On failure the next failing batch
-    /// tries again.
-    async fn disable(&self, org_id: &OrgId, webhook_id: &WebhookId, since: i64) {
+    /// Give up on an endpoint whose every attempt failed since `since` (epoch microseconds), or
+    /// whose destination refuses its configuration: `endpoint.disabled`, as the system actor
+    /// `delivery`. On failure the next failing attempt tries again.
+    async fn disable(&self, org_id: &OrgId, webhook_id: &WebhookId, since: i64, reason: &str) {
         let since = easm_events::format_timestamp(&easm_events::from_micros(since));
         let meta = EventMeta::new(Actor::system_part("delivery"), new_id::<String>());
-        let reason = "every delivery attempt failed for the configured period";
         if let Err(e) = self
             .app
             .disable_webhook(&meta, org_id, webhook_id, &since, reason)
@@ -251,31 +256,6 @@ impl Worker {
         {
             tracing::warn!(error = %e, webhook = %webhook_id, "could not disable a failing endpoint");
         }
-    }
-
-    /// The endpoint as of at most [`ENDPOINT_TTL`] ago; None once it is deleted.
-    async fn endpoint(
-        &self,
-        org_id: &OrgId,
-        webhook_id: &WebhookId,
-    ) -> Result<Option<Arc<Endpoint>>, StoreError> {
-        if let Some((at, e)) = self.endpoints.lock().expect("endpoints").get(webhook_id) {
-            if at.elapsed() < ENDPOINT_TTL {
-                return Ok(e.clone());
-            }
-        }
-        let e = match self.read.webhook(org_id, webhook_id).await? {
-            None => None,
-            Some(hook) => Some(Arc::new(Endpoint {
-                url: hook.url,
-                enabled: hook.enabled,
-                secrets: self.secrets.active(webhook_id).await?,
-            })),
-        };
-        let mut cache = self.endpoints.lock().expect("endpoints");
-        cache.retain(|_, (at, _)| at.elapsed() < ENDPOINT_TTL);
-        cache.insert(webhook_id.clone(), (Instant::now(), e.clone()));
-        Ok(e)
     }
 
     /// Claim what fits and start it; returns how many attempts were started.
@@ -309,53 +289,103 @@ impl Worker {
         self.start(claimed).await
     }
 
-    /// Start attempts of claimed deliveries as slots allow; hand the rest back to the queue.
+    /// Start attempts of claimed deliveries as slots allow (hand the rest back to the queue);
+    /// messages of endpoints that batch join their endpoint's gathering, which goes when full.
+    /// Returns how many attempts were started.
     async fn start(self: &Arc<Self>, claimed: Vec<DueDelivery>) -> Result<usize, StoreError> {
-        let mut extra = Vec::new();
-        let mut started = 0;
+        let mut jobs: Vec<Vec<DueDelivery>> = vec![];
+        let mut lines: HashMap<WebhookId, Vec<DueDelivery>> = HashMap::new();
         for d in claimed {
-            let start_at = {
-                let mut s = self.slots.lock().expect("slots");
-                let full = s.total >= self.config.max_in_flight;
-                let n = s.in_flight.entry(d.webhook_id.clone()).or_default();
-                if full || *n >= self.config.concurrency {
-                    None
-                } else {
-                    *n += 1;
-                    s.total += 1;
-                    let now = Instant::now();
-                    let slot = s.next_start.entry(d.webhook_id.clone()).or_insert(now);
-                    let at = (*slot).max(now);
-                    *slot = at + Duration::from_secs_f64(1.0 / self.config.rate.max(0.001));
-                    Some(at)
-                }
-            };
-            match start_at {
-                None => extra.push(d.delivery_id),
-                Some(at) => {
-                    started += 1;
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        // A timer rounds up to the next millisecond tick: only a start in the
-                        // future (the endpoint's rate) waits for one.
-                        if at > Instant::now() {
-                            tokio::time::sleep_until(at.into()).await;
-                        }
-                        let webhook = d.webhook_id.clone();
-                        let id = d.delivery_id.clone();
-                        if let Err(e) = me.attempt(d).await {
-                            tracing::warn!(error = %e, delivery = %id, "delivery attempt not recorded; it will be retried when its claim expires");
-                        }
-                        me.release(&webhook);
-                    });
-                }
+            if d.batch <= 0 {
+                jobs.push(vec![d]);
+            } else if d.fifo {
+                // A FIFO line is claimed only when none of it is in flight: what came is its
+                // batch.
+                lines.entry(d.webhook_id.clone()).or_default().push(d);
+            } else if let Some(full) = self.gather(d) {
+                jobs.push(full);
             }
         }
-        if !extra.is_empty() {
-            self.slots.lock().expect("slots").backlog = true;
-            self.queue.unclaim(&self.config.holder, &extra).await?;
+        jobs.extend(lines.into_values());
+        let mut started = 0;
+        for job in jobs {
+            if self.launch(job).await {
+                started += 1;
+            }
         }
         Ok(started)
+    }
+
+    /// Add a message to its endpoint's gathering: the batch when it is full, else a timer sends
+    /// what gathered once the endpoint's window passed.
+    fn gather(self: &Arc<Self>, d: DueDelivery) -> Option<Vec<DueDelivery>> {
+        let size = d.batch as usize;
+        let (org, id) = (d.org_id.clone(), d.webhook_id.clone());
+        let mut g = self.gathering.lock().expect("gathering");
+        let line = g.entry(id.clone()).or_default();
+        line.push(d);
+        if line.len() >= size {
+            return Some(line.drain(..size).collect());
+        }
+        if line.len() == 1 {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let window = match me.endpoints.get(&me.app, &org, &id).await {
+                    Ok(Some(t)) => batching(&t.options).map_or(0, |(_, w)| w),
+                    _ => 0,
+                };
+                tokio::time::sleep(Duration::from_millis(u64::from(window))).await;
+                let job = me.gathering.lock().expect("gathering").remove(&id);
+                if let Some(job) = job.filter(|j| !j.is_empty()) {
+                    me.launch(job).await;
+                }
+            });
+        }
+        None
+    }
+
+    /// Start one job (a message, or a batch) in a slot of its endpoint, when the endpoint and
+    /// the process have one; otherwise hand its messages back to the queue.
+    async fn launch(self: &Arc<Self>, job: Vec<DueDelivery>) -> bool {
+        let webhook = job[0].webhook_id.clone();
+        let start_at = {
+            let mut s = self.slots.lock().expect("slots");
+            let full = s.total >= self.config.max_in_flight;
+            let n = s.in_flight.entry(webhook.clone()).or_default();
+            if full || *n >= self.config.concurrency {
+                None
+            } else {
+                *n += 1;
+                s.total += 1;
+                let now = Instant::now();
+                let slot = s.next_start.entry(webhook.clone()).or_insert(now);
+                let at = (*slot).max(now);
+                *slot = at + Duration::from_secs_f64(1.0 / self.config.rate.max(0.001));
+                Some(at)
+            }
+        };
+        let Some(at) = start_at else {
+            self.slots.lock().expect("slots").backlog = true;
+            let ids: Vec<String> = job.into_iter().map(|d| d.delivery_id).collect();
+            if let Err(e) = self.queue.unclaim(&self.config.holder, &ids).await {
+                tracing::warn!(error = %e, "delivery: messages without a slot wait for their claims to expire");
+            }
+            return false;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            // A timer rounds up to the next millisecond tick: only a start in the future (the
+            // endpoint's rate) waits for one.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            let first = job[0].delivery_id.clone();
+            if let Err(e) = me.attempt(job).await {
+                tracing::warn!(error = %e, delivery = %first, "delivery attempt not recorded; it will be retried when its claim expires");
+            }
+            me.release(&webhook);
+        });
+        true
     }
 
     /// For local fan-out: queue deliveries claimed for this worker and hand them over.
@@ -390,68 +420,34 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, d: DueDelivery) -> Result<(), StoreError> {
-        let Some(hook) = self.endpoint(&d.org_id, &d.webhook_id).await? else {
-            return self.queue.abandon(&d.delivery_id, "endpoint deleted").await;
+    async fn attempt(&self, job: Vec<DueDelivery>) -> Result<(), StoreError> {
+        let (org, webhook) = (job[0].org_id.clone(), job[0].webhook_id.clone());
+        let target = match self.endpoints.get(&self.app, &org, &webhook).await? {
+            None => Err(Unsendable("endpoint deleted")),
+            Some(t) if !t.enabled => Err(Unsendable("endpoint disabled")),
+            Some(t) => Ok(t),
         };
-        if !hook.enabled {
-            return self
-                .queue
-                .abandon(&d.delivery_id, "endpoint disabled")
-                .await;
-        }
-        let secrets = &hook.secrets;
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = match sign(secrets, &d.delivery_id, timestamp, d.payload.as_bytes()) {
-            Ok(s) if !secrets.is_empty() => s,
-            _ => {
-                return self
-                    .queue
-                    .abandon(&d.delivery_id, "endpoint has no valid signing secret")
-                    .await
-            }
+        let done = match target {
+            Ok(t) => self.senders.attempt(&t, &webhook, job.clone()).await,
+            Err(e) => Err(e),
         };
-        let started_at = now_micros();
-        let sent = self
-            .sender
-            .send(
-                &hook.url,
-                &Signed {
-                    msg_id: &d.delivery_id,
-                    timestamp,
-                    signature: &signature,
-                },
-                &d.payload,
-            )
-            .await;
-        let next = match classify(&sent.outcome) {
-            Verdict::Delivered => NextStep::Succeeded,
-            Verdict::GiveUp => NextStep::Failed,
-            Verdict::Retry { at_least } => {
-                let jitter = rand::random::<f64>() * 2.0 - 1.0;
-                match self.config.schedule.delay(d.schedule_step, jitter) {
-                    None => NextStep::Failed,
-                    Some(delay) => NextStep::RetryAt {
-                        at: now_micros()
-                            + delay.max(at_least.unwrap_or_default()).as_micros() as i64,
-                        schedule_step: d.schedule_step + 1,
-                    },
+        let done = match done {
+            Ok(done) => done,
+            Err(Unsendable(reason)) => {
+                self.senders.syslog.close(&webhook);
+                for d in &job {
+                    self.queue.abandon(&d.delivery_id, reason).await?;
                 }
+                return Ok(());
             }
         };
-        let attempt = Attempt {
-            started_at,
-            duration_ms: sent.duration.as_millis() as i64,
-            status_code: sent.status_code.map(i64::from),
-            error: sent.error,
-            response: sent.response,
-        };
-        // The recorder lives as long as the worker runs.
-        let _ = self.finished.send(Finished {
-            delivery: d,
-            attempt,
-            next,
-        });
+        if let Some(reason) = &done.disable {
+            self.disable(&org, &webhook, now_micros(), reason).await;
+        }
+        for f in done.finished {
+            // The recorder lives as long as the worker runs.
+            let _ = self.finished.send(f);
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ mod alert;
 mod asset;
 mod asset_value;
 mod discovery;
+mod duration;
 mod error;
 mod finding;
 mod group;
@@ -22,6 +23,7 @@ pub use alert::{changes, new_subdomain, Alert, AlertStatus, Change, ALERT_STATUS
 pub use asset::{add_assets, Asset, AssetPatch, Inventory, NewAsset, TagList};
 pub use asset_value::{normalize_value, AssetType, Criticality};
 pub use discovery::{validate_domains, DiscoveryJob, MAX_DOMAINS};
+pub use duration::parse_duration;
 pub use error::{DomainError, ItemError};
 pub use finding::{finding_id, validate_detection, Finding};
 pub use group::{validate_group_name, Group};
@@ -36,8 +38,11 @@ pub use scan::{
     active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, MAX_PORTS, PROFILES,
 };
 pub use webhook::{
-    audit_webhook_id, is_audit_webhook, is_forbidden_address, subscribed, validate_event_filters,
-    validate_webhook_url, Webhook, WebhookSpec,
+    audit_webhook_id, batching, credential_names, default_format, is_audit_webhook,
+    is_forbidden_address, resolve, subscribed, validate_endpoint_url, validate_event_filters,
+    validate_proxy_url, validate_webhook_url, CredentialChanges, EndpointDecision, OptionsSpec,
+    Patch, Resolved, TlsSpec, Webhook, WebhookSpec, WriteOnly, DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_WINDOW_MS, MASK,
 };
 
 /// State rebuilt from a stream: every aggregate starts empty and folds its events in order.

@@ -48,7 +48,12 @@ impl Background {
             args.delivery(&holder),
             state.delivery_wake.clone(),
         )?;
-        let fanout = Fanout::new(db.clone(), app.projector().clone(), worker.handoff());
+        let fanout = Fanout::new(
+            db.clone(),
+            app.projector().clone(),
+            worker.handoff(),
+            args.rendering(),
+        );
         let every = scan.monitor_interval;
         let scheduler = Lease::new(
             db.clone(),

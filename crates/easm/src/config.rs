@@ -104,6 +104,14 @@ pub struct DeliveryArgs {
     /// receivers on the same network). Off by default: a tenant must not reach our network.
     #[arg(long, env = "EASM_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Proxy (http or https URL) that webhook and native-destination requests go through when
+    /// their endpoint names none. Proxy variables of the environment (`HTTPS_PROXY`...) are
+    /// never used.
+    #[arg(long, env = "EASM_WEBHOOK_PROXY")]
+    pub webhook_proxy: Option<String>,
+    /// Public URL of this server: links in Slack and Teams messages start from it.
+    #[arg(long, env = "EASM_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Delays of the retries after the first attempt, comma-separated (units ms, s, m, h, d).
     #[arg(long, env = "EASM_WEBHOOK_RETRY_SCHEDULE", default_value = easm_delivery::DEFAULT_SCHEDULE, value_parser = RetrySchedule::parse)]
     pub webhook_retry_schedule: RetrySchedule,
@@ -141,7 +149,16 @@ impl DeliveryArgs {
         config.rate = self.webhook_rate;
         config.disable_after = self.webhook_disable_after;
         config.allow_private = self.webhook_allow_private;
+        config.proxy = self.webhook_proxy.clone().filter(|p| !p.is_empty());
         config
+    }
+
+    /// What rendering messages for native destinations and chat needs of this server.
+    pub fn rendering(&self) -> easm_events::formats::Context {
+        easm_events::formats::Context {
+            public_url: self.public_url.clone().filter(|u| !u.is_empty()),
+            hostname: hostname(),
+        }
     }
 
     /// The bus, when a NATS server is set (an empty `EASM_NATS_URL` means none).
@@ -322,6 +339,16 @@ fn one_of<T: Copy>(
         let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
         format!("{s}: the {what} is one of {}", names.join(", "))
     })
+}
+
+/// This machine's name, as syslog messages and HEC events name their origin.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "easm".into())
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let mut state = state;
             state.webhook_allow_private = delivery.webhook_allow_private;
+            state.rendering = delivery.rendering();
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");
             easm_api::serve(listener, state, shutdown_signal()).await?;

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub const PENDING: &str = "pending";
 pub const SUCCEEDED: &str = "succeeded";
 pub const FAILED: &str = "failed";
+/// Not sent: the endpoint's filter (or its kind) leaves the message out; kept to be counted.
+pub const FILTERED: &str = "filtered";
 
 /// A schedule step past the end of any retry schedule: the delivery gets one attempt, no retries
 /// (hand-made retries and test messages).
@@ -31,6 +33,13 @@ pub struct NewDelivery {
     pub payload: String,
     /// 0 to follow the whole retry schedule, [`ONE_ATTEMPT`] for a single attempt.
     pub schedule_step: i64,
+    /// The event's log position (none for test messages): FIFO endpoints are sent in its order.
+    pub position: Option<i64>,
+    pub fifo: bool,
+    /// Messages per request for endpoints that batch; 0 for one at a time.
+    pub batch: i64,
+    /// Why the message is not sent, when it is not.
+    pub filtered: Option<String>,
 }
 
 /// A delivery this process has claimed and must attempt.
@@ -43,6 +52,8 @@ pub struct DueDelivery {
     pub payload: String,
     pub attempts: i64,
     pub schedule_step: i64,
+    pub fifo: bool,
+    pub batch: i64,
 }
 
 /// What one attempt found.
@@ -53,6 +64,8 @@ pub struct Attempt {
     pub status_code: Option<i64>,
     pub error: Option<String>,
     pub response: Option<String>,
+    /// The request that carried several messages at once: its id and how many.
+    pub batch: Option<(String, i64)>,
 }
 
 /// A finished attempt on its way to the queue.
@@ -106,6 +119,9 @@ pub enum NextStep {
     Failed,
 }
 
+const DUE_COLUMNS: &str =
+    "delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step, fifo, batch";
+
 const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
      schedule_step = $2, claimed_by = NULL, claimed_until = NULL, updated_at = $1";
 
@@ -127,7 +143,7 @@ pub struct QueueClaim<'a> {
 
 /// Queued deliveries (each with its claim, if any) at `now`; answers the ids queued.
 fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64) -> Write {
-    let mut values = Vec::with_capacity(1 + rows.len() * 9);
+    let mut values = Vec::with_capacity(1 + rows.len() * 14);
     values.push(Val::Int(now));
     for (d, holder, until) in rows {
         values.extend([
@@ -140,10 +156,22 @@ fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64
             Val::Int(d.schedule_step),
             Val::OptText(holder.map(str::to_string)),
             Val::OptInt(*until),
+            Val::OptInt(d.position),
+            Val::Int(d.fifo as i64),
+            Val::Int(d.batch),
+            Val::Text(
+                if d.filtered.is_some() {
+                    FILTERED
+                } else {
+                    PENDING
+                }
+                .into(),
+            ),
+            Val::OptText(d.filtered.clone()),
         ]);
     }
-    // Status pending, no attempts, due, created and updated at `now` (value 0).
-    let now_thrice = Sql::new(", 'pending', 0, ")
+    // No attempts, due, created and updated at `now` (value 0).
+    let now_thrice = Sql::new(", 0, ")
         .value(0)
         .text(", ")
         .value(0)
@@ -153,10 +181,10 @@ fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64
         table: "deliveries",
         sql: Sql::new(
             "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, \
-             payload, schedule_step, claimed_by, claimed_until, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ",
+             payload, schedule_step, claimed_by, claimed_until, position, fifo, batch, status, \
+             last_error, attempts, next_attempt_at, created_at, updated_at) VALUES ",
         )
-        .rows(rows.len(), 9, 1, &now_thrice)
+        .rows(rows.len(), 14, 1, &now_thrice)
         .text(" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"),
         values,
     }
@@ -202,9 +230,10 @@ impl DeliveryQueue {
 
     /// Queue deliveries due now; one already queued (same id) is left as it is. The outbox rows
     /// at `outbox_done` are removed in the same transaction, so an event leaves the outbox
-    /// exactly when its deliveries exist. With `claim`, the first `max` new rows are queued
-    /// already claimed by `holder` for `ttl`, and returned so the holder attempts them without
-    /// claiming them from the queue (a row that was queued before is not returned).
+    /// exactly when its deliveries exist. With `claim`, the first `max` new rows to send in any
+    /// order (not filtered, not FIFO) are queued already claimed by `holder` for `ttl`, and
+    /// returned so the holder attempts them without claiming them from the queue (a row that was
+    /// queued before is not returned).
     pub async fn enqueue(
         &self,
         rows: &[NewDelivery],
@@ -212,11 +241,14 @@ impl DeliveryQueue {
         claim: Option<&QueueClaim<'_>>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_micros();
+        let mut claimable = 0;
         let rows: Vec<(&NewDelivery, Option<&str>, Option<i64>)> = rows
             .iter()
-            .enumerate()
-            .map(|(i, d)| match claim {
-                Some(c) if i < c.max => (d, Some(c.holder), Some(now + c.ttl.as_micros() as i64)),
+            .map(|d| match claim {
+                Some(c) if claimable < c.max && !d.fifo && d.filtered.is_none() => {
+                    claimable += 1;
+                    (d, Some(c.holder), Some(now + c.ttl.as_micros() as i64))
+                }
                 _ => (d, None, None),
             })
             .collect();
@@ -244,13 +276,17 @@ impl DeliveryQueue {
                 payload: d.payload.clone(),
                 attempts: 0,
                 schedule_step: d.schedule_step,
+                fifo: d.fifo,
+                batch: d.batch,
             })
             .collect())
     }
 
-    /// Claim up to `limit` due deliveries for `ttl`, at most `per_endpoint` of any one endpoint
-    /// and none of the endpoints in `skip` (already busy here), oldest due first. A claim that
-    /// expires (its process died) makes the delivery due again.
+    /// Claim up to `limit` due deliveries for `ttl`, oldest due first: of an endpoint that takes
+    /// messages in any order at most `per_endpoint` (times its batch size, if it batches) and
+    /// none of the endpoints in `skip` (already busy here); of a FIFO endpoint with nothing in
+    /// flight, its oldest pending messages in log order (one, or a batch), once the oldest is
+    /// due. A claim that expires (its process died) makes the delivery due again.
     pub async fn claim(
         &self,
         holder: &str,
@@ -268,6 +304,7 @@ impl DeliveryQueue {
         };
         let free = "status = 'pending' AND next_attempt_at <= $3 \
                     AND (claimed_until IS NULL OR claimed_until < $3)";
+        let size = "CASE WHEN batch > 1 THEN batch ELSE 1 END";
         // The outer condition is checked again on the row as another claimer left it (PostgreSQL
         // re-evaluates it after waiting for that claimer), so no delivery is claimed twice.
         // Only the oldest due candidates are ranked, so a long backlog costs an index range,
@@ -275,13 +312,13 @@ impl DeliveryQueue {
         let sql = format!(
             "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE delivery_id IN ( \
                SELECT delivery_id FROM ( \
-                 SELECT delivery_id, next_attempt_at, ROW_NUMBER() OVER \
+                 SELECT delivery_id, next_attempt_at, batch, ROW_NUMBER() OVER \
                    (PARTITION BY webhook_id ORDER BY next_attempt_at, delivery_id) AS rn \
-                 FROM (SELECT delivery_id, webhook_id, next_attempt_at FROM deliveries \
-                       WHERE {free}{skip_sql} ORDER BY next_attempt_at LIMIT $5 * 4) c) d \
-               WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $5) \
+                 FROM (SELECT delivery_id, webhook_id, next_attempt_at, batch FROM deliveries \
+                       WHERE {free} AND fifo = 0{skip_sql} ORDER BY next_attempt_at LIMIT $5 * 4) c) d \
+               WHERE rn <= $4 * {size} ORDER BY next_attempt_at LIMIT $5) \
              AND {free} \
-             RETURNING delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step"
+             RETURNING {DUE_COLUMNS}"
         );
         let mut q = sqlx::query(&sql)
             .bind(holder)
@@ -292,7 +329,33 @@ impl DeliveryQueue {
         for s in skip {
             q = q.bind(s.as_str());
         }
-        let rows = q.fetch_all(self.db.writer()).await?;
+        let mut rows = q.fetch_all(self.db.writer()).await?;
+        // FIFO endpoints: the head of each line, and what follows it up to a batch, when none of
+        // the line is claimed and the head is due. Retries keep their place at the head.
+        let fifo = format!(
+            "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE delivery_id IN ( \
+               SELECT delivery_id FROM ( \
+                 SELECT delivery_id, next_attempt_at, batch, \
+                   ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY position, delivery_id) AS rn, \
+                   FIRST_VALUE(next_attempt_at) OVER \
+                     (PARTITION BY webhook_id ORDER BY position, delivery_id) AS head_due, \
+                   MAX(CASE WHEN claimed_until >= $3 THEN 1 ELSE 0 END) OVER \
+                     (PARTITION BY webhook_id) AS busy \
+                 FROM deliveries WHERE status = 'pending' AND fifo = 1) l \
+               WHERE busy = 0 AND head_due <= $3 AND next_attempt_at <= $3 AND rn <= {size} \
+               LIMIT $4) \
+             AND {free} \
+             RETURNING {DUE_COLUMNS}"
+        );
+        rows.extend(
+            sqlx::query(&fifo)
+                .bind(holder)
+                .bind(now + ttl.as_micros() as i64)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(self.db.writer())
+                .await?,
+        );
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
@@ -303,6 +366,8 @@ impl DeliveryQueue {
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
                     schedule_step: r.try_get("schedule_step")?,
+                    fifo: r.try_get::<i64, _>("fifo")? != 0,
+                    batch: r.try_get("batch")?,
                 })
             })
             .collect()
@@ -447,8 +512,9 @@ impl DeliveryQueue {
 }
 
 fn attempts_write(chunk: &[Finished]) -> Write {
-    let mut values = Vec::with_capacity(chunk.len() * 8);
+    let mut values = Vec::with_capacity(chunk.len() * 10);
     for f in chunk {
+        let (batch_id, batch_size) = f.attempt.batch.clone().unzip();
         values.extend([
             Val::Text(f.delivery.delivery_id.clone()),
             Val::Int(f.delivery.attempts + 1),
@@ -458,15 +524,17 @@ fn attempts_write(chunk: &[Finished]) -> Write {
             Val::OptInt(f.attempt.status_code),
             Val::OptText(f.attempt.error.clone()),
             Val::OptText(f.attempt.response.clone()),
+            Val::OptText(batch_id),
+            Val::OptInt(batch_size),
         ]);
     }
     Write {
         table: "delivery_attempts",
         sql: Sql::new(
             "INSERT INTO delivery_attempts (delivery_id, attempt, webhook_id, started_at, \
-             duration_ms, status_code, error, response) VALUES ",
+             duration_ms, status_code, error, response, batch_id, batch_size) VALUES ",
         )
-        .rows(chunk.len(), 8, 0, &Sql::default())
+        .rows(chunk.len(), 10, 0, &Sql::default())
         .text(" ON CONFLICT (delivery_id, attempt) DO NOTHING"),
         values,
     }

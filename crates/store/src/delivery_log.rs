@@ -32,6 +32,9 @@ pub struct AttemptRecord {
     pub status_code: Option<i64>,
     pub error: Option<String>,
     pub response: Option<String>,
+    /// The request that carried this message with others, and how many it carried.
+    pub batch_id: Option<String>,
+    pub batch_size: Option<i64>,
 }
 
 const RECORD_COLUMNS: &str = "delivery_id, webhook_id, event_id, event_type, status, attempts, \
@@ -53,27 +56,32 @@ struct AttemptRow {
 }
 
 impl DeliveryQueue {
-    /// One page of an endpoint's deliveries, newest first, each with its attempts.
+    /// One page of an endpoint's deliveries, newest first, each with its attempts; with
+    /// `batch_id`, the messages one request carried.
     pub async fn list(
         &self,
         webhook_id: &WebhookId,
         status: Option<&str>,
+        batch_id: Option<&str>,
         page: i64,
         per_page: i64,
     ) -> Result<(Vec<DeliveryRecord>, i64), StoreError> {
-        let filter = "webhook_id = $1 AND ($2 IS NULL OR status = $2)";
+        let filter = "webhook_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR \
+             delivery_id IN (SELECT delivery_id FROM delivery_attempts WHERE batch_id = $3))";
         let total: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries WHERE {filter}"))
                 .bind(webhook_id.as_str())
                 .bind(status)
+                .bind(batch_id)
                 .fetch_one(self.db.reader())
                 .await?;
         let rows = sqlx::query(&format!(
             "SELECT {RECORD_COLUMNS} FROM deliveries WHERE {filter} \
-             ORDER BY created_at DESC, delivery_id DESC LIMIT $3 OFFSET $4"
+             ORDER BY created_at DESC, delivery_id DESC LIMIT $4 OFFSET $5"
         ))
         .bind(webhook_id.as_str())
         .bind(status)
+        .bind(batch_id)
         .bind(per_page)
         .bind((page - 1) * per_page)
         .fetch_all(self.db.reader())
@@ -106,8 +114,8 @@ impl DeliveryQueue {
         for chunk in records.chunks(50) {
             let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error, response \
-                 FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
+                "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error, response, \
+                 batch_id, batch_size FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
                 list.join(", ")
             );
             let mut q = sqlx::query_as::<_, AttemptRow>(&sql);

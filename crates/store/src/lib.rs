@@ -38,7 +38,7 @@ pub use log::{
     POSITIONS_PER_TX,
 };
 pub use log_replay::{LogSource, ReplayEvent};
-pub use secrets::WebhookSecrets;
+pub use secrets::{WebhookCredentials, WebhookSecrets};
 pub use shadow::{index_shadow, shadow_of, swap_in, Shadow, ShadowFiller};
 pub use signing::audit_signing_secret;
 pub use sql::{anonymous_rows, placeholders, Filter, Sql, Val, Write, BULK_VALUES};

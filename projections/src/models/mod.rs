@@ -10,5 +10,6 @@ pub mod keys;
 pub mod monitors;
 pub mod orgs;
 pub mod scan_jobs;
+pub mod subjects;
 pub mod users;
 pub mod webhooks;

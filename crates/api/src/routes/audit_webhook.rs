@@ -6,7 +6,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::deliveries::{page, queue_test, DeliveryQuery, DeliveryView};
+use crate::routes::deliveries::{answered, page, queue_test, DeliveryQuery, DeliveryView};
 use crate::routes::webhooks::check_destination;
 use crate::AppState;
 use axum::extract::State;
@@ -167,17 +167,19 @@ pub async fn delete_audit_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Queue a `webhook.test` message to the audit log webhook.
+/// Send a `webhook.test` message to the audit log webhook and answer what the receiver
+/// answered (`200`), or the delivery still pending after 20 seconds (`202`).
 #[utoipa::path(post, path = "/api/settings/audit-webhook/test", tag = "webhooks",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 202, body = DeliveryView), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DeliveryView), (status = 202, body = DeliveryView), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn test_audit_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     let id = allowed(&c)?;
     view(&app, &c, &id, None).await?;
-    Ok((StatusCode::ACCEPTED, Json(queue_test(&app, &c, &id).await?)))
+    let queued = queue_test(&app, &c, &id).await?;
+    answered(&app, &id, queued).await
 }
 
 /// Deliveries to the audit log webhook, newest first, with every attempt.

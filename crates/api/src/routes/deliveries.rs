@@ -9,10 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::Permission;
+use easm_events::formats::{queued_body, Message, Subject};
 use easm_events::{format_timestamp, from_micros, test_payload, WebhookId};
 use easm_projections::read::Page;
 use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
 use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 use utoipa::{IntoParams, ToSchema};
 
 fn iso(us: i64) -> String {
@@ -31,6 +33,12 @@ pub struct AttemptView {
     pub error: Option<String>,
     /// The first KiB of the response body.
     pub response: Option<String>,
+    /// The request that carried this message with others (native destinations batch them);
+    /// `GET .../deliveries?batchId=` lists its messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -41,8 +49,9 @@ pub struct DeliveryView {
     pub webhook_id: String,
     pub event_id: String,
     pub event_type: String,
-    /// `pending` (waiting for its next attempt), `succeeded`, or `failed` (no attempt left;
-    /// retry by hand or recover).
+    /// `pending` (waiting for its next attempt), `succeeded`, `failed` (no attempt left;
+    /// retry by hand or recover), or `filtered` (left out by the endpoint's filter or kind;
+    /// `lastError` says why).
     pub status: String,
     pub attempt_count: i64,
     pub next_attempt_at: Option<String>,
@@ -77,6 +86,8 @@ impl From<DeliveryRecord> for DeliveryView {
                     duration_ms: a.duration_ms,
                     error: a.error,
                     response: a.response,
+                    batch_id: a.batch_id,
+                    batch_size: a.batch_size,
                 })
                 .collect(),
         }
@@ -87,8 +98,10 @@ impl From<DeliveryRecord> for DeliveryView {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
-    /// `pending`, `succeeded` or `failed`.
+    /// `pending`, `succeeded`, `failed` or `filtered`.
     pub status: Option<String>,
+    /// The messages one request carried.
+    pub batch_id: Option<String>,
     pub page: Option<i64>,
     pub per_page: Option<i64>,
 }
@@ -144,16 +157,22 @@ pub async fn page(
 ) -> ApiResult<Page<DeliveryView>> {
     let p = page_request(q.page, q.per_page)?;
     if let Some(s) = &q.status {
-        if !["pending", "succeeded", "failed"].contains(&s.as_str()) {
+        if !["pending", "succeeded", "failed", "filtered"].contains(&s.as_str()) {
             return Err(ApiError::bad_request(
                 "status",
-                "status: must be pending, succeeded or failed",
+                "status: must be pending, succeeded, failed or filtered",
             ));
         }
     }
     let (items, total) = app
         .deliveries
-        .list(id, q.status.as_deref(), p.page, p.per_page)
+        .list(
+            id,
+            q.status.as_deref(),
+            q.batch_id.as_deref(),
+            p.page,
+            p.per_page,
+        )
         .await?;
     Ok(Page {
         items: items.into_iter().map(DeliveryView::from).collect(),
@@ -228,25 +247,77 @@ pub async fn recover(
     Ok((StatusCode::ACCEPTED, Json(Recovered { requeued })))
 }
 
-/// Queue a `webhook.test` message to the endpoint (one attempt, signed like any other); follow
-/// it in the deliveries.
+/// Send a `webhook.test` message to the endpoint, in its kind and format (one attempt, signed
+/// like any other), and answer what the receiver answered: `200` with the delivery and its
+/// attempt, or `202` with the delivery still pending if no attempt finished within 20 seconds
+/// (follow it in the deliveries).
 #[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks",
     params(("id" = String, Path)), security(("api_key" = []), ("bearer" = [])),
-    responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DeliveryView), (status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
 pub async fn test_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
     Path(id): Path<WebhookId>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     endpoint(&app, &c, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(queue_test(&app, &c, &id).await?)))
+    let queued = queue_test(&app, &c, &id).await?;
+    answered(&app, &id, queued).await
 }
 
-/// Queue a `webhook.test` message to endpoint `id` of the caller's organization.
+/// How long a test waits for its attempt: longer than one attempt can take (15 s).
+const TEST_WAIT: Duration = Duration::from_secs(20);
+
+/// The test delivery once its attempt finished (`200`), or as it stands after [`TEST_WAIT`]
+/// (`202`).
+pub async fn answered(
+    app: &AppState,
+    id: &WebhookId,
+    queued: DeliveryView,
+) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    let until = Instant::now() + TEST_WAIT;
+    let mut pause = Duration::from_millis(5);
+    while Instant::now() < until {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+        let now = delivery(app, id, &queued.id).await?;
+        if now.status != "pending" {
+            return Ok((StatusCode::OK, Json(now)));
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(delivery(app, id, &queued.id).await?),
+    ))
+}
+
+/// Queue a `webhook.test` message to endpoint `id` of the caller's organization, rendered for
+/// its kind and format.
 pub async fn queue_test(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult<DeliveryView> {
     let message = uuid::Uuid::now_v7();
     let delivery_id = format!("tst_{}_{id}", message.simple());
     let body = test_payload(&c.org_id, id, &chrono::Utc::now());
+    let endpoint = app
+        .read()
+        .endpoint(&c.org_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let payload = if endpoint.options.is_plain() {
+        body.to_string()
+    } else {
+        let subject = Subject::default();
+        let m = Message {
+            id: &delivery_id,
+            body: &body,
+            subject: &subject,
+        };
+        queued_body(&endpoint.options, &m, &app.rendering).map_err(|why| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "NOT_SENT",
+                format!("a test message is not sent: {why}"),
+            )
+        })?
+    };
     app.deliveries
         .enqueue(
             &[NewDelivery {
@@ -255,8 +326,12 @@ pub async fn queue_test(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult
                 webhook_id: id.clone(),
                 event_id: message.to_string(),
                 event_type: "webhook.test".into(),
-                payload: body.to_string(),
+                payload,
                 schedule_step: ONE_ATTEMPT,
+                position: None,
+                fifo: false,
+                batch: 0,
+                filtered: None,
             }],
             &[],
             None,

@@ -6,34 +6,184 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use easm_domain::{
-    is_audit_webhook, is_forbidden_address, validate_webhook_url, Permission, WebhookSpec,
+    is_audit_webhook, is_forbidden_address, parse_duration, validate_endpoint_url,
+    validate_proxy_url, validate_webhook_url, OptionsSpec, Patch, Permission, TlsSpec, WebhookSpec,
+    WriteOnly,
 };
-use easm_events::WebhookId;
+use easm_events::{
+    DeliveryFilter, DeliveryOrdering, EndpointKind, PayloadFormat, Severity, WebhookId,
+};
 use easm_projections::read::{Page, WebhookView};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebhookBody {
-    /// https URL of the receiver; it must not resolve to a private, loopback, link-local, CGNAT,
-    /// multicast or metadata address.
+    /// https URL of the receiver (`tcp://host:port` or `tls://host:port` for syslog); it must
+    /// not resolve to a private, loopback, link-local, CGNAT, multicast or metadata address.
     pub url: Option<String>,
     /// Event types or families, e.g. `["finding.*", "scan.completed"]`.
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    /// `webhook` (default), `splunk-hec`, `elasticsearch`, `syslog`, `slack` or `teams`.
+    #[schema(value_type = Option<String>)]
+    pub kind: Option<EndpointKind>,
+    /// `standard` (default; `ecs` for elasticsearch, `cef` for syslog), `cloudevents`, `ocsf`,
+    /// `ecs` or `cef` (syslog only).
+    #[schema(value_type = Option<String>)]
+    pub format: Option<PayloadFormat>,
+    /// Custom request headers. Values are write-only: reads show them masked, and the masked
+    /// value sent back keeps the stored one. `Host`, `Content-Length`, `Content-Type` and
+    /// `webhook-*` are the delivery's own. `null` removes them all.
+    #[serde(default, deserialize_with = "given")]
+    pub headers: Option<Option<BTreeMap<String, String>>>,
+    /// Only events that match every criterion are sent; the others are logged as `filtered`.
+    #[serde(default, deserialize_with = "given")]
+    pub filter: Option<Option<FilterBody>>,
+    /// `concurrent` (default) or `fifo`: the next message waits until the previous one was
+    /// delivered or failed for good.
+    #[schema(value_type = Option<String>)]
+    pub ordering: Option<DeliveryOrdering>,
+    #[serde(default, deserialize_with = "given")]
+    pub tls: Option<Option<TlsBody>>,
+    /// http or https proxy the requests go through (otherwise `EASM_WEBHOOK_PROXY`, if set).
+    #[serde(default, deserialize_with = "given")]
+    pub proxy: Option<Option<String>>,
+    /// splunk-hec: the HEC token (write-only).
+    pub token: Option<String>,
+    /// elasticsearch: the API key (write-only), sent as `Authorization: ApiKey <apiKey>`.
+    pub api_key: Option<String>,
+    /// splunk-hec: the index; elasticsearch: the index or data stream (required).
+    #[serde(default, deserialize_with = "given")]
+    pub index: Option<Option<String>>,
+    /// splunk-hec: the sourcetype (default `easm:<event type>`).
+    #[serde(default, deserialize_with = "given")]
+    pub sourcetype: Option<Option<String>>,
+    /// splunk-hec: the source.
+    #[serde(default, deserialize_with = "given")]
+    pub source: Option<Option<String>>,
+    /// splunk-hec, elasticsearch, syslog: messages per request, 1 to 10000 (default 100).
+    #[serde(default, deserialize_with = "given")]
+    pub batch_size: Option<Option<u32>>,
+    /// splunk-hec, elasticsearch, syslog: how long a batch waits to fill, in milliseconds or
+    /// as a duration (`"200ms"`, `"1s"`), at most 10 s (default 200 ms).
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<Object>)]
+    pub batch_window: Option<Option<BatchWindow>>,
 }
 
-impl From<WebhookBody> for WebhookSpec {
-    fn from(b: WebhookBody) -> Self {
-        WebhookSpec {
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FilterBody {
+    /// `critical`, `high`, `medium`, `low` or `info`: only events with a severity at least this
+    /// bad (findings, alerts).
+    #[schema(value_type = Option<String>)]
+    pub min_severity: Option<Severity>,
+    /// Only events about an asset in one of these groups.
+    #[serde(default)]
+    pub group_ids: Vec<String>,
+    /// Only events about an asset with one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsBody {
+    /// PEM certificates to trust beside the public roots (a corporate CA).
+    pub ca_bundle: Option<String>,
+    /// PEM certificate for mutual TLS.
+    pub client_certificate: Option<String>,
+    /// PEM private key of the client certificate (write-only).
+    pub client_key: Option<String>,
+}
+
+/// Milliseconds, or a duration such as `"200ms"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum BatchWindow {
+    Millis(u32),
+    Text(String),
+}
+
+/// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value; absent fields stay `None`.
+fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn patch<T, U>(
+    v: Option<Option<T>>,
+    f: impl FnOnce(T) -> Result<U, ApiError>,
+) -> Result<Patch<U>, ApiError> {
+    Ok(match v {
+        None => Patch::Keep,
+        Some(None) => Patch::Clear,
+        Some(Some(v)) => Patch::Set(f(v)?),
+    })
+}
+
+impl TryFrom<WebhookBody> for WebhookSpec {
+    type Error = ApiError;
+
+    fn try_from(b: WebhookBody) -> Result<Self, ApiError> {
+        let delivery = OptionsSpec {
+            kind: b.kind,
+            format: b.format,
+            headers: patch(b.headers, |h| {
+                Ok(h.into_iter()
+                    .map(|(k, v)| (k, WriteOnly::from_request(v)))
+                    .collect())
+            })?,
+            filter: patch(b.filter, |f| {
+                Ok(DeliveryFilter {
+                    min_severity: f.min_severity,
+                    group_ids: f.group_ids.into_iter().map(Into::into).collect(),
+                    tags: f.tags,
+                })
+            })?,
+            ordering: b.ordering,
+            tls: patch(b.tls, |t| {
+                Ok(TlsSpec {
+                    ca_bundle: t.ca_bundle,
+                    client_certificate: t.client_certificate,
+                    client_key: t.client_key.map(WriteOnly::from_request),
+                })
+            })?,
+            proxy: patch(b.proxy, Ok)?,
+            token: b.token.map(WriteOnly::from_request),
+            api_key: b.api_key.map(WriteOnly::from_request),
+            index: patch(b.index, Ok)?,
+            sourcetype: patch(b.sourcetype, Ok)?,
+            source: patch(b.source, Ok)?,
+            batch_size: patch(b.batch_size, Ok)?,
+            batch_window_ms: patch(b.batch_window, |w| {
+                match w {
+                BatchWindow::Millis(ms) => Ok(ms),
+                BatchWindow::Text(t) => parse_duration(&t)
+                    .ok()
+                    .and_then(|d| u32::try_from(d.as_millis()).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "batchWindow",
+                            format!("batchWindow: '{t}' is not milliseconds or a duration such as 200ms"),
+                        )
+                    }),
+            }
+            })?,
+        };
+        Ok(WebhookSpec {
             url: b.url,
             events: b.events,
             description: b.description,
             enabled: b.enabled,
-        }
+            delivery,
+        })
     }
 }
 
@@ -49,13 +199,44 @@ pub struct WebhookWithSecret {
 /// Refuse URLs whose host resolves to an address inside the server's reach. The delivery checks
 /// the address again at every connection; this answers the mistake when it is made.
 pub async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
-    let u = validate_webhook_url(url, allow_private)?;
+    check_host(
+        "url",
+        &validate_webhook_url(url, allow_private)?,
+        allow_private,
+    )
+    .await
+}
+
+/// [`check_destination`] for what a request names: the url as its endpoint's kind takes it, and
+/// a proxy's host.
+async fn check_destinations(
+    spec: &WebhookSpec,
+    kind: EndpointKind,
+    allow_private: bool,
+) -> ApiResult<()> {
+    if let Some(u) = &spec.url {
+        let u = validate_endpoint_url(u, kind, allow_private)?;
+        check_host("url", &u, allow_private).await?;
+    }
+    if let Patch::Set(p) = &spec.delivery.proxy {
+        let p = validate_proxy_url(p, allow_private)?;
+        check_host("proxy", &p, allow_private).await?;
+    }
+    Ok(())
+}
+
+async fn check_host(field: &str, u: &url::Url, allow_private: bool) -> ApiResult<()> {
     if allow_private {
         return Ok(());
     }
     let Some(url::Host::Domain(host)) = u.host() else {
         return Ok(());
     };
+    // Schemes the URL standard does not know (syslog's tcp://) keep literal addresses as text;
+    // the URL's own check judged those.
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
     let port = u.port_or_known_default().unwrap_or(443);
     let lookup = tokio::time::timeout(
         Duration::from_secs(3),
@@ -64,24 +245,19 @@ pub async fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> 
     .await;
     let addrs: Vec<_> = match lookup {
         Ok(Ok(a)) => a.collect(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "url",
-                format!("url: cannot resolve {host}"),
-            ))
-        }
+        _ => vec![],
     };
     if addrs.is_empty() {
         return Err(ApiError::bad_request(
-            "url",
-            format!("url: cannot resolve {host}"),
+            field,
+            format!("{field}: cannot resolve {host}"),
         ));
     }
     if let Some(a) = addrs.iter().find(|a| is_forbidden_address(a.ip())) {
         return Err(ApiError::bad_request(
-            "url",
+            field,
             format!(
-                "url: {host} resolves to {}, which is not a public address",
+                "{field}: {host} resolves to {}, which is not a public address",
                 a.ip()
             ),
         ));
@@ -130,17 +306,12 @@ pub async fn create_webhook(
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     c.require(Permission::Administer)?;
-    if let Some(u) = &body.url {
-        check_destination(u, app.webhook_allow_private).await?;
-    }
+    let spec = WebhookSpec::try_from(body)?;
+    let kind = spec.delivery.kind.unwrap_or_default();
+    check_destinations(&spec, kind, app.webhook_allow_private).await?;
     let (id, secret) = app
         .commands
-        .create_webhook(
-            &c.meta(),
-            &c.org_id,
-            &body.into(),
-            app.webhook_allow_private,
-        )
+        .create_webhook(&c.meta(), &c.org_id, &spec, app.webhook_allow_private)
         .await?;
     let webhook = view(&app, &c, &id).await?;
     Ok((
@@ -173,18 +344,12 @@ pub async fn update_webhook(
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> ApiResult<Json<WebhookView>> {
     c.require(Permission::Administer)?;
-    regular(&id)?;
-    if let Some(u) = &body.url {
-        check_destination(u, app.webhook_allow_private).await?;
-    }
+    let current = view(&app, &c, &id).await?;
+    let spec = WebhookSpec::try_from(body)?;
+    let kind = spec.delivery.kind.unwrap_or(current.kind);
+    check_destinations(&spec, kind, app.webhook_allow_private).await?;
     app.commands
-        .update_webhook(
-            &c.meta(),
-            &c.org_id,
-            &id,
-            &body.into(),
-            app.webhook_allow_private,
-        )
+        .update_webhook(&c.meta(), &c.org_id, &id, &spec, app.webhook_allow_private)
         .await?;
     Ok(Json(view(&app, &c, &id).await?))
 }

@@ -130,6 +130,7 @@ impl Bench {
                 events: Some(vec!["asset.added".into()]),
                 description: None,
                 enabled: None,
+                delivery: Default::default(),
             };
             app.create_webhook(&meta(), &org, &spec, true).await?;
         }

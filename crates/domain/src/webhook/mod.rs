@@ -1,10 +1,23 @@
+//! Webhook endpoints and the native destinations that share their resource: where they are,
+//! what they are sent, how; the audit log webhook among them.
+
+mod destination;
+mod options;
+
+pub use destination::{
+    is_forbidden_address, validate_endpoint_url, validate_proxy_url, validate_webhook_url,
+};
+pub use options::{
+    batching, credential_names, default_format, resolve, CredentialChanges, OptionsSpec, Patch,
+    Resolved, TlsSpec, WriteOnly, DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WINDOW_MS, MASK,
+};
+
 use crate::{error::DomainError, Aggregate};
 use easm_events::{
-    EndpointDisabled, Event, WebhookCreated, WebhookDeleted, WebhookSecretRotated, WebhookUpdated,
-    SUBSCRIBABLE,
+    EndpointDisabled, EndpointOptions, Event, WebhookCreated, WebhookDeleted, WebhookSecretRotated,
+    WebhookUpdated, SUBSCRIBABLE,
 };
 use easm_events::{OrgId, WebhookId};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A webhook endpoint (stream `webhook-<id>`).
 #[derive(Debug, Default, Clone)]
@@ -14,6 +27,7 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
+    pub options: EndpointOptions,
     pub created: bool,
     pub deleted: bool,
 }
@@ -25,89 +39,15 @@ pub struct WebhookSpec {
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    pub delivery: OptionsSpec,
 }
 
-pub const MAX_URL_LEN: usize = 2048;
+/// What a decision on an endpoint comes to: its events, and the write-only values to store or
+/// forget with them (never in the events).
+pub type EndpointDecision = (Vec<Event>, CredentialChanges);
+
 pub const MAX_DESCRIPTION_LEN: usize = 500;
 pub const MAX_FILTERS: usize = 50;
-
-/// Whether connecting to `ip` could reach the server's own network: loopback, private,
-/// link-local (which holds the cloud metadata address), CGNAT, multicast, unspecified, broadcast,
-/// documentation-reserved or unique-local ranges, including IPv4 addresses wrapped in IPv6.
-pub fn is_forbidden_address(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254 metadata
-                || (seg[0] & 0xffc0) == 0xfe80 // link-local
-                || (seg[0] == 0x64 && seg[1] == 0xff9b) // NAT64 may reach IPv4 inside
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1)
-        }
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_unspecified()
-        || ip.is_documentation()
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64.0.0/10
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
-        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
-        || o[0] >= 240 // reserved
-}
-
-/// Syntax of an endpoint URL: https (or http when private targets are allowed, for tests and
-/// local receivers), a host, no credentials, no fragment. Where the host points is checked by the
-/// caller, which can resolve names.
-pub fn validate_webhook_url(raw: &str, allow_private: bool) -> Result<url::Url, DomainError> {
-    let bad = |m: String| DomainError::validation("url", m);
-    let raw = raw.trim();
-    if raw.is_empty() || raw.len() > MAX_URL_LEN {
-        return Err(bad(format!("must be 1 to {MAX_URL_LEN} characters")));
-    }
-    let u = url::Url::parse(raw).map_err(|e| bad(format!("'{raw}' is not a URL: {e}")))?;
-    match u.scheme() {
-        "https" => {}
-        "http" if allow_private => {}
-        _ => return Err(bad("must be an https URL".into())),
-    }
-    if u.host().is_none() {
-        return Err(bad("must have a host".into()));
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(bad("must not contain credentials".into()));
-    }
-    if u.fragment().is_some() {
-        return Err(bad("must not contain a fragment".into()));
-    }
-    if !allow_private {
-        if let Some(url::Host::Ipv4(ip)) = u.host() {
-            if is_forbidden_address(IpAddr::V4(ip)) {
-                return Err(bad(format!("{ip} is not a public address")));
-            }
-        }
-        if let Some(url::Host::Ipv6(ip)) = u.host() {
-            if is_forbidden_address(IpAddr::V6(ip)) {
-                return Err(bad(format!("{ip} is not a public address")));
-            }
-        }
-    }
-    Ok(u)
-}
 
 /// Event filters: exact subscribable types, a family wildcard (`finding.*`), any `audit.` type,
 /// or `*`. Trimmed, without repeats, 1 to 50.
@@ -179,7 +119,7 @@ impl Webhook {
         id: &WebhookId,
         spec: &WebhookSpec,
         allow_private: bool,
-    ) -> Result<Vec<Event>, DomainError> {
+    ) -> Result<EndpointDecision, DomainError> {
         let url = spec
             .url
             .as_deref()
@@ -188,30 +128,47 @@ impl Webhook {
             .events
             .as_deref()
             .ok_or_else(|| DomainError::validation("events", "is required"))?;
-        Ok(vec![Event::WebhookCreated(WebhookCreated {
+        let resolved = resolve(
+            &EndpointOptions::default(),
+            url,
+            &spec.delivery,
+            allow_private,
+        )?;
+        let kind = resolved.options.kind;
+        let event = Event::WebhookCreated(WebhookCreated {
             webhook_id: id.into(),
-            url: validate_webhook_url(url, allow_private)?.to_string(),
+            url: validate_endpoint_url(url, kind, allow_private)?.to_string(),
             events: validate_event_filters(events)?,
             description: validate_description(spec.description.as_deref().unwrap_or(""))?,
             enabled: spec.enabled.unwrap_or(true),
-        })])
+            delivery: resolved.options,
+        });
+        Ok((vec![event], resolved.credentials))
     }
 
     pub fn update(
         &self,
         spec: &WebhookSpec,
         allow_private: bool,
-    ) -> Result<Vec<Event>, DomainError> {
+    ) -> Result<EndpointDecision, DomainError> {
         self.require_live()?;
+        let url = spec.url.as_deref().unwrap_or(&self.url);
+        let resolved = resolve(&self.options, url, &spec.delivery, allow_private)?;
         let mut change = WebhookUpdated {
             webhook_id: self.id.clone(),
             url: None,
             events: None,
             description: None,
             enabled: None,
+            delivery: (resolved.options != self.options).then(|| resolved.options.clone()),
+            credentials: resolved
+                .credentials
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect(),
         };
         if let Some(u) = &spec.url {
-            let u = validate_webhook_url(u, allow_private)?.to_string();
+            let u = validate_endpoint_url(u, resolved.options.kind, allow_private)?.to_string();
             change.url = (u != self.url).then_some(u);
         }
         if let Some(e) = &spec.events {
@@ -228,12 +185,15 @@ impl Webhook {
         let nothing = change.url.is_none()
             && change.events.is_none()
             && change.description.is_none()
-            && change.enabled.is_none();
-        Ok(if nothing {
+            && change.enabled.is_none()
+            && change.delivery.is_none()
+            && change.credentials.is_empty();
+        let events = if nothing {
             vec![]
         } else {
             vec![Event::WebhookUpdated(change)]
-        })
+        };
+        Ok((events, resolved.credentials))
     }
 
     pub fn delete(&self) -> Result<Vec<Event>, DomainError> {
@@ -299,6 +259,7 @@ impl Aggregate for Webhook {
                     events: e.events.clone(),
                     description: e.description.clone(),
                     enabled: e.enabled,
+                    options: e.delivery.clone(),
                     created: true,
                     deleted: false,
                 }
@@ -315,6 +276,9 @@ impl Aggregate for Webhook {
                 }
                 if let Some(en) = e.enabled {
                     self.enabled = en;
+                }
+                if let Some(o) = &e.delivery {
+                    self.options = o.clone();
                 }
             }
             Event::WebhookDeleted(_) => self.deleted = true,
@@ -341,36 +305,6 @@ mod tests {
         assert!(subscribed(&f(&["audit.*"]), "audit.group.created"));
         assert!(subscribed(&f(&["audit.group.*"]), "audit.group.created"));
         assert!(!subscribed(&f(&["audit.*"]), "group.created"));
-    }
-
-    #[test]
-    fn forbidden_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "224.0.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "::1",
-            "fe80::1",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in [
-            "93.184.216.34",
-            "1.1.1.1",
-            "2606:4700:4700::1111",
-            "100.128.0.1",
-        ] {
-            assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
-        }
     }
 
     #[test]
@@ -417,14 +351,14 @@ mod tests {
             events: Some(vec!["scan.*".into()]),
             ..Default::default()
         };
-        let w = Webhook::from_events(&Webhook::create(&"w".into(), &spec, false).unwrap());
+        let w = Webhook::from_events(&Webhook::create(&"w".into(), &spec, false).unwrap().0);
         assert!(w.enabled);
-        assert!(w.update(&spec, false).unwrap().is_empty());
+        assert!(w.update(&spec, false).unwrap().0.is_empty());
         let off = WebhookSpec {
             enabled: Some(false),
             ..Default::default()
         };
-        assert_eq!(w.update(&off, false).unwrap().len(), 1);
+        assert_eq!(w.update(&off, false).unwrap().0.len(), 1);
         let mut gone = w.clone();
         gone.apply(&w.delete().unwrap()[0]);
         assert!(matches!(

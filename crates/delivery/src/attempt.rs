@@ -1,0 +1,236 @@
+//! One attempt of a job (one message, or a batch for an endpoint that batches): sent in the
+//! endpoint's kind, and each message's outcome turned into its next step: delivered, retried on
+//! the schedule, or failed for good.
+
+use crate::endpoints::Target;
+use crate::native::syslog::Syslog;
+use crate::native::{elasticsearch, splunk_hec, Answer, ItemVerdict};
+use crate::sender::{Request, Sender, Signed};
+use crate::{sign, RetrySchedule, Verdict};
+use easm_events::{EndpointKind, PayloadFormat, WebhookId};
+use easm_store::{now_micros, Attempt, DueDelivery, Finished, NextStep};
+
+/// What sends: HTTP for webhooks, chat and the HTTP-based native kinds, connections for syslog.
+#[derive(Clone)]
+pub struct Senders {
+    pub http: Sender,
+    pub syslog: Syslog,
+    pub schedule: RetrySchedule,
+}
+
+/// What an attempt came to: each message's outcome, and a reason to disable the endpoint.
+pub struct Done {
+    pub finished: Vec<Finished>,
+    pub disable: Option<String>,
+}
+
+/// A job that cannot be attempted at all: its messages fail with this reason, no attempt made.
+pub struct Unsendable(pub &'static str);
+
+impl Senders {
+    pub async fn attempt(
+        &self,
+        target: &Target,
+        webhook_id: &WebhookId,
+        job: Vec<DueDelivery>,
+    ) -> Result<Done, Unsendable> {
+        let kind = target.options.kind;
+        if !kind.batches() {
+            let mut done = Done {
+                finished: vec![],
+                disable: None,
+            };
+            // Messages queued for a kind that batched, sent one by one after the kind changed.
+            for d in job {
+                let started_at = now_micros();
+                let answer = self.one(target, &d).await?;
+                done.finished
+                    .extend(self.outcomes(vec![d], answer, started_at, None));
+            }
+            return Ok(done);
+        }
+        let started_at = now_micros();
+        let payloads: Vec<&str> = job.iter().map(|d| d.payload.as_str()).collect();
+        let o = &target.options;
+        let answer = match kind {
+            EndpointKind::SplunkHec => {
+                let token = target
+                    .credentials
+                    .get("token")
+                    .ok_or(Unsendable("endpoint has no HEC token"))?;
+                splunk_hec::send(
+                    &self.http,
+                    &target.url,
+                    token,
+                    &target.route,
+                    &target.headers,
+                    &payloads,
+                )
+                .await
+            }
+            EndpointKind::Elasticsearch => {
+                let key = target
+                    .credentials
+                    .get("apiKey")
+                    .ok_or(Unsendable("endpoint has no API key"))?;
+                let index = o
+                    .index
+                    .as_deref()
+                    .ok_or(Unsendable("endpoint has no index"))?;
+                let docs: Vec<(&str, &str)> = job
+                    .iter()
+                    .map(|d| (d.delivery_id.as_str(), d.payload.as_str()))
+                    .collect();
+                elasticsearch::send(
+                    &self.http,
+                    &target.url,
+                    index,
+                    key,
+                    &target.route,
+                    &target.headers,
+                    &docs,
+                )
+                .await
+            }
+            _ => {
+                self.syslog
+                    .send(webhook_id, &target.url, &target.route, &payloads)
+                    .await
+            }
+        };
+        let batch = Some((uuid::Uuid::now_v7().to_string(), job.len() as i64));
+        let disable = answer.disable.clone();
+        Ok(Done {
+            finished: self.outcomes(job, answer, started_at, batch),
+            disable,
+        })
+    }
+
+    /// One signed HTTP request (webhooks, Slack, Teams).
+    async fn one(&self, target: &Target, d: &DueDelivery) -> Result<Answer, Unsendable> {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = match sign(
+            &target.secrets,
+            &d.delivery_id,
+            timestamp,
+            d.payload.as_bytes(),
+        ) {
+            Ok(s) if !target.secrets.is_empty() => s,
+            _ => return Err(Unsendable("endpoint has no valid signing secret")),
+        };
+        let content_type = match (target.options.kind, target.options.format) {
+            (EndpointKind::Webhook, PayloadFormat::CloudEvents) => "application/cloudevents+json",
+            _ => "application/json",
+        };
+        let sent = self
+            .http
+            .send(Request {
+                url: &target.url,
+                route: &target.route,
+                content_type,
+                headers: &target.headers,
+                signed: Some(Signed {
+                    msg_id: &d.delivery_id,
+                    timestamp,
+                    signature: &signature,
+                }),
+                body: d.payload.clone().into_bytes(),
+            })
+            .await;
+        Ok(Answer::all(sent, 1))
+    }
+
+    /// Each message's attempt and next step. In a FIFO line nothing overtakes a message that
+    /// will be retried: the ones after it wait with it.
+    fn outcomes(
+        &self,
+        job: Vec<DueDelivery>,
+        answer: Answer,
+        started_at: i64,
+        batch: Option<(String, i64)>,
+    ) -> Vec<Finished> {
+        let mut items = answer.items;
+        if job.iter().any(|d| d.fifo) {
+            hold_behind_retries(&mut items);
+        }
+        let sent = answer.sent;
+        job.into_iter()
+            .zip(items)
+            .map(|(d, item)| {
+                let next = self.next_step(&item.verdict, d.schedule_step);
+                Finished {
+                    attempt: Attempt {
+                        started_at,
+                        duration_ms: sent.duration.as_millis() as i64,
+                        status_code: sent.status_code.map(i64::from),
+                        error: item.error.or_else(|| sent.error.clone()),
+                        response: sent.response.clone(),
+                        batch: batch.clone(),
+                    },
+                    delivery: d,
+                    next,
+                }
+            })
+            .collect()
+    }
+
+    fn next_step(&self, verdict: &Verdict, step: i64) -> NextStep {
+        match verdict {
+            Verdict::Delivered => NextStep::Succeeded,
+            Verdict::GiveUp => NextStep::Failed,
+            Verdict::Retry { at_least } => {
+                let jitter = rand::random::<f64>() * 2.0 - 1.0;
+                match self.schedule.delay(step, jitter) {
+                    None => NextStep::Failed,
+                    Some(delay) => NextStep::RetryAt {
+                        at: now_micros()
+                            + delay.max(at_least.unwrap_or_default()).as_micros() as i64,
+                        schedule_step: step + 1,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// After the first message to be retried, delivered ones are retried with it (a destination
+/// that deduplicates, or drops what it had, takes them again in order).
+fn hold_behind_retries(items: &mut [ItemVerdict]) {
+    let Some(first) = items
+        .iter()
+        .position(|i| matches!(i.verdict, Verdict::Retry { .. }))
+    else {
+        return;
+    };
+    let held = items[first].verdict.clone();
+    for i in &mut items[first + 1..] {
+        if i.verdict == Verdict::Delivered {
+            *i = ItemVerdict::of(
+                held.clone(),
+                Some("held behind an earlier message of its FIFO line".into()),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_line_holds_behind_its_first_retry() {
+        let retry = Verdict::Retry { at_least: None };
+        let mut items = vec![
+            ItemVerdict::delivered(),
+            ItemVerdict::of(retry.clone(), None),
+            ItemVerdict::of(Verdict::GiveUp, None),
+            ItemVerdict::delivered(),
+        ];
+        hold_behind_retries(&mut items);
+        let v: Vec<_> = items.into_iter().map(|i| i.verdict).collect();
+        assert_eq!(
+            v,
+            [Verdict::Delivered, retry.clone(), Verdict::GiveUp, retry]
+        );
+    }
+}

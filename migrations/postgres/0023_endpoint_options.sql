@@ -1,0 +1,27 @@
+-- How an endpoint takes its messages (kind, format, header names, filter, ordering, TLS, proxy,
+-- batching), as the log has it: a JSON object, {} for a plain Standard Webhooks endpoint.
+ALTER TABLE rm_webhooks ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+
+-- Write-only values of endpoints (header values, tokens, API keys, client keys): like signing
+-- secrets, kept out of the immutable, exported log.
+CREATE TABLE webhook_credentials (
+    webhook_id TEXT   NOT NULL,
+    name       TEXT   NOT NULL,
+    value      TEXT   NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (webhook_id, name)
+);
+
+-- The log position of a delivery's event (none for test messages); whether its endpoint takes
+-- messages in that order, the next ones only when none is in flight (FIFO); and how many of its
+-- messages travel in one request (native destinations that batch; 0: one at a time).
+ALTER TABLE deliveries ADD COLUMN position BIGINT;
+ALTER TABLE deliveries ADD COLUMN fifo BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN batch BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_fifo ON deliveries (webhook_id, position, delivery_id)
+    WHERE status = 'pending' AND fifo = 1;
+
+-- Messages sent together (native destinations batch them) share the id of their request.
+ALTER TABLE delivery_attempts ADD COLUMN batch_id TEXT;
+ALTER TABLE delivery_attempts ADD COLUMN batch_size BIGINT;
+CREATE INDEX delivery_attempts_batch ON delivery_attempts (batch_id) WHERE batch_id IS NOT NULL;
