@@ -3,6 +3,7 @@
 //! nats-server of the test's own). Every test runs on all three.
 
 use crate::helpers::*;
+use crate::on_every_transport;
 use crate::receiver::Receiver;
 use easm_api::AppState;
 use easm_domain::Plan;
@@ -12,27 +13,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// One test per way of running: embedded on SQLite and PostgreSQL, and PostgreSQL with NATS.
-macro_rules! on_every_transport {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite, false).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(Backend::Postgres, false).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres_nats() {
-                super::$name(Backend::Postgres, true).await
-            }
-        }
-    )*};
-}
 
 on_every_transport!(
     deliveries_are_signed_retried_and_logged,
@@ -205,7 +185,7 @@ impl Setup {
 
     /// The asset `127.0.0.1` in a new group, a quick scan job of it, and `findings::NUCLEI`
     /// imported under that job; returns (asset, job).
-    async fn nuclei_results(&self) -> (String, String) {
+    pub(crate) async fn nuclei_results(&self) -> (String, String) {
         let g = self
             .post(
                 "/api/groups",
@@ -245,7 +225,7 @@ impl Setup {
     }
 
     /// `n` new assets in a new group: `n` asset.added events (and one group.created).
-    async fn assets(&self, n: usize) -> Vec<String> {
+    pub(crate) async fn assets(&self, n: usize) -> Vec<String> {
         let g = self
             .post(
                 "/api/groups",

@@ -44,6 +44,28 @@ macro_rules! on_sqlite_and_nats {
     )*};
 }
 
+/// Generates one test per transport from `async fn name(backend: Backend, nats: bool)`:
+/// SQLite, PostgreSQL, and PostgreSQL with NATS.
+#[macro_export]
+macro_rules! on_every_transport {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite, false).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres, false).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres_nats() {
+                super::$name($crate::helpers::Backend::Postgres, true).await
+            }
+        }
+    )*};
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -26,5 +26,7 @@ mod scan_results;
 mod scan_schedules;
 mod scanner;
 mod scans;
+mod siem;
+mod siem_servers;
 mod targets;
 mod webhooks;

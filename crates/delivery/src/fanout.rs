@@ -161,6 +161,10 @@ impl Fanout {
             max: h.max,
         };
         let claimed = self.queue.enqueue(&rows, outbox_done, Some(&claim)).await?;
+        // FIFO lines are claimed from the queue, head first.
+        if rows.iter().any(|r| r.fifo && r.filtered.is_none()) {
+            h.wake.notify_one();
+        }
         // A stopped worker's claims expire, and any worker takes them then.
         if !claimed.is_empty() && h.deliveries.send(claimed).is_err() {
             tracing::warn!("fan-out: no local worker to hand deliveries to");

@@ -84,6 +84,8 @@ pub struct Handoff {
     /// Attempts the worker runs at once: what a batch may claim for it.
     pub max: usize,
     pub deliveries: mpsc::UnboundedSender<Vec<DueDelivery>>,
+    /// Wakes the worker to claim what was queued unclaimed (FIFO lines).
+    pub wake: Arc<Notify>,
 }
 
 pub struct Worker {
@@ -395,6 +397,7 @@ impl Worker {
             ttl: CLAIM_TTL,
             max: self.config.max_in_flight,
             deliveries: self.handed.clone(),
+            wake: self.wake.clone(),
         }
     }
 
