@@ -21,7 +21,21 @@ ALTER TABLE deliveries ADD COLUMN batch BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_fifo ON deliveries (webhook_id, position, delivery_id)
     WHERE status = 'pending' AND fifo = 1;
 
--- Messages sent together (native destinations batch them) share the id of their request.
+-- Messages sent together (native destinations batch them): the request is recorded once, as
+-- one attempt; a message it delivered names it (last_batch_id) instead of an attempt row of its
+-- own, and a message it did not deliver gets its attempt row with the batch's id.
+CREATE TABLE delivery_batches (
+    batch_id    TEXT   PRIMARY KEY,
+    webhook_id  TEXT   NOT NULL,
+    started_at  BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    status_code BIGINT,
+    error       TEXT,
+    response    TEXT,
+    size        BIGINT NOT NULL
+);
+ALTER TABLE deliveries ADD COLUMN last_batch_id TEXT;
+CREATE INDEX deliveries_batch ON deliveries (last_batch_id) WHERE last_batch_id IS NOT NULL;
 ALTER TABLE delivery_attempts ADD COLUMN batch_id TEXT;
 ALTER TABLE delivery_attempts ADD COLUMN batch_size BIGINT;
 CREATE INDEX delivery_attempts_batch ON delivery_attempts (batch_id) WHERE batch_id IS NOT NULL;

@@ -110,6 +110,10 @@ async fn endpoint_options_are_checked_and_write_only_values_masked(b: Backend) {
         (json!({"batchWindow": "1h"}), "batchWindow"),
         (json!({"apiKey": "k"}), "apiKey"),
         (json!({"filter": {"minSeverity": "severe"}}), "filter"),
+        (
+            json!({"filter": {"groupIds": ["no-such-group"]}}),
+            "filter.groupIds",
+        ),
         (json!({"ordering": "sorted"}), "ordering"),
         (json!({"proxy": "socks5://127.0.0.1:1080"}), "proxy"),
         (

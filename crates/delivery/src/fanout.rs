@@ -9,7 +9,7 @@ use crate::Handoff;
 use easm_app::CommitFeed;
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::{batching, subscribed};
-use easm_events::formats::{filtered_out, queued_body, Context, Message, Subject};
+use easm_events::formats::{filtered_out, needs_subject, queued_body, Context, Message, Subject};
 use easm_events::{
     audit_message_id, audit_payload, message_id, payload, DeliveryOrdering, RecordedEvent,
     SUBSCRIBABLE,
@@ -36,7 +36,7 @@ pub struct OutboxWakes {
 }
 
 /// Events taken per round from either source.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 #[derive(Clone)]
 pub struct Fanout {
@@ -80,9 +80,12 @@ impl Fanout {
         if caught_up > 0 {
             endpoints = self.read.enabled_webhooks(&orgs).await?;
         }
-        // Formats, native kinds and filters read what the read models know of each event's
-        // subject; plain Standard Webhooks endpoints need nothing more than the event.
-        let enriched = endpoints.values().flatten().any(|h| !h.options.is_plain());
+        // Formats, chat and filters read what the read models know of each event's subject;
+        // Standard Webhooks bodies (in any envelope) need nothing more than the event.
+        let enriched = endpoints
+            .values()
+            .flatten()
+            .any(|h| needs_subject(&h.options));
         let subjects = if enriched {
             self.read.subjects(events).await?
         } else {

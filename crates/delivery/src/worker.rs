@@ -59,7 +59,7 @@ impl DeliveryConfig {
 }
 
 /// Attempts written per transaction at most.
-const FINISH_BATCH: usize = 512;
+const FINISH_BATCH: usize = 2048;
 
 /// A claim outlives the longest attempt (15 s) with room to spare; a process that dies
 /// mid-attempt only delays that delivery by this much.

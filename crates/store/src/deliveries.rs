@@ -8,7 +8,7 @@ use crate::{error::StoreError, now_micros};
 use easm_events::{OrgId, WebhookId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,34 @@ pub enum NextStep {
     },
     Failed,
 }
+
+/// Rows per multi-row statement: statements of a few sizes stay prepared, and SQLite binds
+/// numbered placeholders in time that grows with the square of their number.
+const CHUNK: usize = 50;
+/// PostgreSQL takes long runs of rows (batched deliveries) in statements this large.
+const LARGE_CHUNK: usize = 1000;
+
+/// `rows` in statements of few distinct sizes: on PostgreSQL runs of [`LARGE_CHUNK`] first, then
+/// [`CHUNK`]s, then the rest.
+fn chunked<T>(backend: Backend, rows: &[T]) -> Vec<&[T]> {
+    let mut out = vec![];
+    let mut rest = rows;
+    if backend == Backend::Postgres {
+        while rest.len() >= LARGE_CHUNK {
+            let (head, tail) = rest.split_at(LARGE_CHUNK);
+            out.push(head);
+            rest = tail;
+        }
+    }
+    out.extend(rest.chunks(CHUNK));
+    out
+}
+
+/// Whether this process queued FIFO messages, or a probe found some pending.
+static FIFO_QUEUED: AtomicBool = AtomicBool::new(false);
+static FIFO_PROBED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+/// How often a process that queued no FIFO message looks for another process's.
+const FIFO_PROBE: Duration = Duration::from_secs(1);
 
 const DUE_COLUMNS: &str =
     "delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step, fifo, batch";
@@ -245,8 +273,11 @@ impl DeliveryQueue {
         let rows: Vec<(&NewDelivery, Option<&str>, Option<i64>)> = rows
             .iter()
             .map(|d| match claim {
-                Some(c) if claimable < c.max && !d.fifo && d.filtered.is_none() => {
-                    claimable += 1;
+                // Messages that travel in batches hold no attempt slot each.
+                Some(c)
+                    if (claimable < c.max || d.batch > 0) && !d.fifo && d.filtered.is_none() =>
+                {
+                    claimable += usize::from(d.batch <= 0);
                     (d, Some(c.holder), Some(now + c.ttl.as_micros() as i64))
                 }
                 _ => (d, None, None),
@@ -255,13 +286,21 @@ impl DeliveryQueue {
         // The outbox rows first: on PostgreSQL the queue's insert is the statement whose rows
         // come back.
         let mut writes: Vec<Write> = outbox_done.chunks(500).map(clear_outbox).collect();
-        writes.extend(rows.chunks(50).map(|chunk| deliveries_write(chunk, now)));
-        let together = rows.len() <= 50 && outbox_done.len() <= 500;
+        let backend = self.db.backend();
+        writes.extend(
+            chunked(backend, &rows)
+                .into_iter()
+                .map(|chunk| deliveries_write(chunk, now)),
+        );
+        let together = rows.len() <= CHUNK && outbox_done.len() <= 500;
         let mut inserted = std::collections::HashSet::new();
         for r in self.run(&writes, together).await? {
             inserted.insert(r.try_get::<String, _>("delivery_id")?);
         }
         self.refresh_statistics(rows.len() as u64);
+        if rows.iter().any(|(d, _, _)| d.fifo && d.filtered.is_none()) {
+            FIFO_QUEUED.store(true, Ordering::Relaxed);
+        }
         if claim.is_none() {
             return Ok(vec![]);
         }
@@ -280,6 +319,29 @@ impl DeliveryQueue {
                 batch: d.batch,
             })
             .collect())
+    }
+
+    /// Whether FIFO lines may wait in the queue: known at once when this process queued some,
+    /// looked for (one indexed probe) every [`FIFO_PROBE`], so claims of queues without FIFO
+    /// endpoints pay nothing for them; another process's lines wait at most that long.
+    async fn fifo_lines(&self) -> Result<bool, StoreError> {
+        let due = {
+            let mut last = FIFO_PROBED.lock().expect("fifo probe");
+            let due = last.is_none_or(|t| t.elapsed() >= FIFO_PROBE);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM deliveries WHERE status = 'pending' AND fifo = 1 LIMIT 1",
+            )
+            .fetch_optional(self.db.reader())
+            .await?;
+            FIFO_QUEUED.store(found.is_some(), Ordering::Relaxed);
+        }
+        Ok(FIFO_QUEUED.load(Ordering::Relaxed))
     }
 
     /// Claim up to `limit` due deliveries for `ttl`, oldest due first: of an endpoint that takes
@@ -330,32 +392,34 @@ impl DeliveryQueue {
             q = q.bind(s.as_str());
         }
         let mut rows = q.fetch_all(self.db.writer()).await?;
-        // FIFO endpoints: the head of each line, and what follows it up to a batch, when none of
-        // the line is claimed and the head is due. Retries keep their place at the head.
-        let fifo = format!(
-            "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE delivery_id IN ( \
-               SELECT delivery_id FROM ( \
-                 SELECT delivery_id, next_attempt_at, batch, \
-                   ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY position, delivery_id) AS rn, \
-                   FIRST_VALUE(next_attempt_at) OVER \
-                     (PARTITION BY webhook_id ORDER BY position, delivery_id) AS head_due, \
-                   MAX(CASE WHEN claimed_until >= $3 THEN 1 ELSE 0 END) OVER \
-                     (PARTITION BY webhook_id) AS busy \
-                 FROM deliveries WHERE status = 'pending' AND fifo = 1) l \
-               WHERE busy = 0 AND head_due <= $3 AND next_attempt_at <= $3 AND rn <= {size} \
-               LIMIT $4) \
-             AND {free} \
-             RETURNING {DUE_COLUMNS}"
-        );
-        rows.extend(
-            sqlx::query(&fifo)
-                .bind(holder)
-                .bind(now + ttl.as_micros() as i64)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(self.db.writer())
-                .await?,
-        );
+        if self.fifo_lines().await? {
+            // FIFO lines: the head of each line, and what follows it up to a batch, when none
+            // of the line is claimed and the head is due. Retries keep their place at the head.
+            let fifo = format!(
+                "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE delivery_id IN ( \
+                   SELECT delivery_id FROM ( \
+                     SELECT delivery_id, next_attempt_at, batch, \
+                       ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY position, delivery_id) AS rn, \
+                       FIRST_VALUE(next_attempt_at) OVER \
+                         (PARTITION BY webhook_id ORDER BY position, delivery_id) AS head_due, \
+                       MAX(CASE WHEN claimed_until >= $3 THEN 1 ELSE 0 END) OVER \
+                         (PARTITION BY webhook_id) AS busy \
+                     FROM deliveries WHERE status = 'pending' AND fifo = 1) l \
+                   WHERE busy = 0 AND head_due <= $3 AND next_attempt_at <= $3 AND rn <= {size} \
+                   LIMIT $4) \
+                 AND {free} \
+                 RETURNING {DUE_COLUMNS}"
+            );
+            rows.extend(
+                sqlx::query(&fifo)
+                    .bind(holder)
+                    .bind(now + ttl.as_micros() as i64)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(self.db.writer())
+                    .await?,
+            );
+        }
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
@@ -408,7 +472,7 @@ impl DeliveryQueue {
 
     /// Hand claimed deliveries back untouched (this process has no room for them now).
     pub async fn unclaim(&self, holder: &str, ids: &[String]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(50) {
+        for chunk in ids.chunks(CHUNK) {
             let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL \
@@ -445,14 +509,32 @@ impl DeliveryQueue {
             .filter_map(|(id, since)| since.map(|s| (id.clone(), s)))
             .collect();
         let mut writes: Vec<Write> = vec![];
-        for chunk in batch.chunks(50) {
-            writes.push(attempts_write(chunk));
+        // A batch is recorded once; what it delivered names it instead of an attempt row.
+        let mut batches: Vec<&Finished> = vec![];
+        for f in batch {
+            if let Some((id, _)) = &f.attempt.batch {
+                if !batches
+                    .iter()
+                    .any(|b| b.attempt.batch.as_ref().is_some_and(|(i, _)| i == id))
+                {
+                    batches.push(f);
+                }
+            }
+        }
+        let backend = self.db.backend();
+        writes.extend(batches.chunks(CHUNK).map(batches_write));
+        let logged: Vec<&Finished> = batch
+            .iter()
+            .filter(|f| f.attempt.batch.is_none() || f.next != NextStep::Succeeded)
+            .collect();
+        writes.extend(chunked(backend, &logged).into_iter().map(attempts_write));
+        for chunk in chunked(backend, batch) {
             writes.push(outcomes_write(chunk, now));
         }
-        writes.extend(resets.chunks(50).map(resets_write));
+        writes.extend(resets.chunks(CHUNK).map(resets_write));
         // Last, so that on PostgreSQL it is the statement whose rows come back.
-        writes.extend(continues.chunks(50).map(continues_write));
-        for r in self.run(&writes, batch.len() <= 50).await? {
+        writes.extend(continues.chunks(CHUNK).map(continues_write));
+        for r in self.run(&writes, batch.len() <= CHUNK).await? {
             failing.push((
                 WebhookId::new(r.try_get::<String, _>("webhook_id")?),
                 r.try_get("failing_since")?,
@@ -511,7 +593,7 @@ impl DeliveryQueue {
     }
 }
 
-fn attempts_write(chunk: &[Finished]) -> Write {
+fn attempts_write(chunk: &[&Finished]) -> Write {
     let mut values = Vec::with_capacity(chunk.len() * 10);
     for f in chunk {
         let (batch_id, batch_size) = f.attempt.batch.clone().unzip();
@@ -540,6 +622,34 @@ fn attempts_write(chunk: &[Finished]) -> Write {
     }
 }
 
+/// One row per request that carried several messages.
+fn batches_write(chunk: &[&Finished]) -> Write {
+    let mut values = Vec::with_capacity(chunk.len() * 8);
+    for f in chunk {
+        let (id, size) = f.attempt.batch.clone().unwrap_or_default();
+        values.extend([
+            Val::Text(id),
+            Val::Text(f.delivery.webhook_id.to_string()),
+            Val::Int(f.attempt.started_at),
+            Val::Int(f.attempt.duration_ms),
+            Val::OptInt(f.attempt.status_code),
+            Val::OptText(f.attempt.error.clone()),
+            Val::OptText(f.attempt.response.clone()),
+            Val::Int(size),
+        ]);
+    }
+    Write {
+        table: "delivery_batches",
+        sql: Sql::new(
+            "INSERT INTO delivery_batches (batch_id, webhook_id, started_at, duration_ms, \
+             status_code, error, response, size) VALUES ",
+        )
+        .rows(chunk.len(), 8, 0, &Sql::default())
+        .text(" ON CONFLICT (batch_id) DO NOTHING"),
+        values,
+    }
+}
+
 /// Where each delivery of `chunk` goes next: a VALUES list joined to the queue (both dialects
 /// name its columns column1, column2, ...).
 fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
@@ -559,6 +669,13 @@ fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
             Val::Int(at),
             Val::OptInt(f.attempt.status_code),
             Val::OptText(f.attempt.error.clone()),
+            Val::OptText(
+                f.attempt
+                    .batch
+                    .as_ref()
+                    .filter(|_| f.next == NextStep::Succeeded)
+                    .map(|(id, _)| id.clone()),
+            ),
         ]);
     }
     Write {
@@ -567,11 +684,11 @@ fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
             "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
              schedule_step = v.column4, next_attempt_at = v.column5, claimed_by = NULL, \
              claimed_until = NULL, last_status = v.column6, last_error = v.column7, \
-             updated_at = ",
+             last_batch_id = v.column8, updated_at = ",
         )
         .value(0)
         .text(" FROM (VALUES ")
-        .rows(chunk.len(), 7, 1, &Sql::default())
+        .rows(chunk.len(), 8, 1, &Sql::default())
         .text(") AS v WHERE deliveries.delivery_id = v.column1"),
         values,
     }

@@ -20,6 +20,8 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The request that delivered it, when that carried several messages.
+    pub last_batch_id: Option<String>,
     #[sqlx(skip)]
     pub attempt_log: Vec<AttemptRecord>,
 }
@@ -38,7 +40,7 @@ pub struct AttemptRecord {
 }
 
 const RECORD_COLUMNS: &str = "delivery_id, webhook_id, event_id, event_type, status, attempts, \
-     next_attempt_at, last_status, last_error, created_at, updated_at";
+     next_attempt_at, last_status, last_error, created_at, updated_at, last_batch_id";
 
 /// A delivery as stored: when it is due again matters only while it is pending.
 fn record(r: &AnyRow) -> Result<DeliveryRecord, StoreError> {
@@ -55,6 +57,15 @@ struct AttemptRow {
     attempt: AttemptRecord,
 }
 
+/// A request that carried several messages, as an attempt of each.
+#[derive(sqlx::FromRow)]
+struct BatchRow {
+    #[sqlx(rename = "batch_id")]
+    id: String,
+    #[sqlx(flatten)]
+    attempt: AttemptRecord,
+}
+
 impl DeliveryQueue {
     /// One page of an endpoint's deliveries, newest first, each with its attempts; with
     /// `batch_id`, the messages one request carried.
@@ -67,6 +78,7 @@ impl DeliveryQueue {
         per_page: i64,
     ) -> Result<(Vec<DeliveryRecord>, i64), StoreError> {
         let filter = "webhook_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR \
+             last_batch_id = $3 OR \
              delivery_id IN (SELECT delivery_id FROM delivery_attempts WHERE batch_id = $3))";
         let total: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries WHERE {filter}"))
@@ -126,8 +138,36 @@ impl DeliveryQueue {
                 by_id.entry(a.delivery_id).or_default().push(a.attempt);
             }
         }
+        let batch_ids: Vec<&str> = records
+            .iter()
+            .filter_map(|r| r.last_batch_id.as_deref())
+            .collect();
+        let mut batches: HashMap<String, AttemptRecord> = HashMap::new();
+        for chunk in batch_ids.chunks(50) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT batch_id, 0 AS attempt, started_at, duration_ms, status_code, error, \
+                 response, batch_id, size AS batch_size FROM delivery_batches \
+                 WHERE batch_id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, BatchRow>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for b in q.fetch_all(self.db.reader()).await? {
+                batches.insert(b.id, b.attempt);
+            }
+        }
         for r in records {
             r.attempt_log = by_id.remove(&r.delivery_id).unwrap_or_default();
+            // The batch that delivered it is its last attempt.
+            if let Some(b) = r.last_batch_id.as_ref().and_then(|id| batches.get(id)) {
+                r.attempt_log.push(AttemptRecord {
+                    attempt: r.attempts,
+                    ..b.clone()
+                });
+            }
         }
         Ok(())
     }

@@ -16,6 +16,17 @@ pub struct Context {
     pub hostname: String,
 }
 
+/// Whether rendering or filtering for an endpoint with `o` reads what the read models know of a
+/// message's subject: Standard Webhooks bodies (in any envelope) carry only the event.
+pub fn needs_subject(o: &EndpointOptions) -> bool {
+    o.filter.is_some()
+        || o.format != PayloadFormat::Standard
+        || matches!(
+            o.kind,
+            EndpointKind::Syslog | EndpointKind::Slack | EndpointKind::Teams
+        )
+}
+
 /// Why `m` is not for an endpoint with `filter`, if it is not: every criterion must hold.
 pub fn filtered_out(filter: Option<&DeliveryFilter>, m: &Message) -> Option<String> {
     let f = filter?;

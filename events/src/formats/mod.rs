@@ -13,7 +13,7 @@ mod ocsf;
 
 pub use cef::cef_line;
 pub use chat::{slack_message, teams_message};
-pub use endpoint::{filtered_out, queued_body, syslog_message, Context};
+pub use endpoint::{filtered_out, needs_subject, queued_body, syslog_message, Context};
 
 use crate::names::{PayloadFormat, Severity};
 use serde::{Deserialize, Serialize};

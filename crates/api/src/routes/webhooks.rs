@@ -225,6 +225,21 @@ async fn check_destinations(
     Ok(())
 }
 
+/// A filter names groups of the caller's organization.
+async fn check_filter_groups(app: &AppState, c: &Caller, spec: &WebhookSpec) -> ApiResult<()> {
+    if let Patch::Set(f) = &spec.delivery.filter {
+        for g in &f.group_ids {
+            if app.read().group(&c.org_id, g).await?.is_none() {
+                return Err(ApiError::bad_request(
+                    "filter.groupIds",
+                    format!("filter.groupIds: no group {g} in this organization"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn check_host(field: &str, u: &url::Url, allow_private: bool) -> ApiResult<()> {
     if allow_private {
         return Ok(());
@@ -309,6 +324,7 @@ pub async fn create_webhook(
     let spec = WebhookSpec::try_from(body)?;
     let kind = spec.delivery.kind.unwrap_or_default();
     check_destinations(&spec, kind, app.webhook_allow_private).await?;
+    check_filter_groups(&app, &c, &spec).await?;
     let (id, secret) = app
         .commands
         .create_webhook(&c.meta(), &c.org_id, &spec, app.webhook_allow_private)
@@ -348,6 +364,7 @@ pub async fn update_webhook(
     let spec = WebhookSpec::try_from(body)?;
     let kind = spec.delivery.kind.unwrap_or(current.kind);
     check_destinations(&spec, kind, app.webhook_allow_private).await?;
+    check_filter_groups(&app, &c, &spec).await?;
     app.commands
         .update_webhook(&c.meta(), &c.org_id, &id, &spec, app.webhook_allow_private)
         .await?;

@@ -4,6 +4,7 @@
 mod audit;
 mod delivery;
 mod discovery;
+mod siem;
 mod writes;
 
 use anyhow::Result;
@@ -37,6 +38,9 @@ enum Bench {
     /// Discovery's brute force against a local authoritative DNS server with a wildcard
     /// sub-zone: names resolved per second, real names found, reflections filtered.
     Discovery(discovery::Args),
+    /// Batched delivery of committed events to a Splunk HTTP Event Collector on 127.0.0.1:
+    /// events per second from committed outbox to receiver.
+    Siem(siem::Args),
 }
 
 #[tokio::main]
@@ -49,6 +53,7 @@ async fn main() -> Result<()> {
         Bench::Delivery(args) => delivery::run(args, db.clone()).await?,
         Bench::Audit(args) => audit::run(args, db.clone()).await?,
         Bench::Discovery(args) => discovery::run(args).await?,
+        Bench::Siem(args) => siem::run(args, db.clone()).await?,
     }
     db.close().await;
     Ok(())
