@@ -601,14 +601,9 @@ fn attempts_write(chunk: &[&Finished]) -> Write {
             Val::Text(f.delivery.delivery_id.clone()),
             Val::Int(f.delivery.attempts + 1),
             Val::Text(f.delivery.webhook_id.to_string()),
-            Val::Int(f.attempt.started_at),
-            Val::Int(f.attempt.duration_ms),
-            Val::OptInt(f.attempt.status_code),
-            Val::OptText(f.attempt.error.clone()),
-            Val::OptText(f.attempt.response.clone()),
-            Val::OptText(batch_id),
-            Val::OptInt(batch_size),
         ]);
+        values.extend(attempt_values(&f.attempt));
+        values.extend([Val::OptText(batch_id), Val::OptInt(batch_size)]);
     }
     Write {
         table: "delivery_attempts",
@@ -622,21 +617,25 @@ fn attempts_write(chunk: &[&Finished]) -> Write {
     }
 }
 
+/// When an attempt started, how long it took, and what it got.
+fn attempt_values(a: &Attempt) -> [Val; 5] {
+    [
+        Val::Int(a.started_at),
+        Val::Int(a.duration_ms),
+        Val::OptInt(a.status_code),
+        Val::OptText(a.error.clone()),
+        Val::OptText(a.response.clone()),
+    ]
+}
+
 /// One row per request that carried several messages.
 fn batches_write(chunk: &[&Finished]) -> Write {
     let mut values = Vec::with_capacity(chunk.len() * 8);
     for f in chunk {
         let (id, size) = f.attempt.batch.clone().unwrap_or_default();
-        values.extend([
-            Val::Text(id),
-            Val::Text(f.delivery.webhook_id.to_string()),
-            Val::Int(f.attempt.started_at),
-            Val::Int(f.attempt.duration_ms),
-            Val::OptInt(f.attempt.status_code),
-            Val::OptText(f.attempt.error.clone()),
-            Val::OptText(f.attempt.response.clone()),
-            Val::Int(size),
-        ]);
+        values.extend([Val::Text(id), Val::Text(f.delivery.webhook_id.to_string())]);
+        values.extend(attempt_values(&f.attempt));
+        values.push(Val::Int(size));
     }
     Write {
         table: "delivery_batches",

@@ -4,9 +4,9 @@
 //! with Elasticsearch's reason otherwise (mapping errors). An API key Elasticsearch refuses
 //! disables the endpoint.
 
-use super::{Answer, ItemVerdict};
+use super::{post, Answer, ItemVerdict, Post};
 use crate::schedule::Verdict;
-use crate::sender::{Request, Route, Sender};
+use crate::sender::{Route, Sender};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -97,27 +97,16 @@ pub async fn send(
         body.push_str(doc);
         body.push('\n');
     }
-    let mut all_headers = vec![("authorization".to_string(), format!("ApiKey {api_key}"))];
-    all_headers.extend(headers.iter().cloned());
-    let sent = sender
-        .send(Request {
-            url: &format!("{}/_bulk", url.trim_end_matches('/')),
-            route,
-            content_type: "application/x-ndjson",
-            headers: &all_headers,
-            signed: None,
-            body: body.into_bytes(),
-        })
-        .await;
-    let Some(status) = sent.status_code else {
-        return Answer::all(sent, docs.len());
+    let request = Post {
+        url: format!("{}/_bulk", url.trim_end_matches('/')),
+        route,
+        authorization: format!("ApiKey {api_key}"),
+        headers,
+        content_type: "application/x-ndjson",
+        body: body.into_bytes(),
+        n: docs.len(),
     };
-    let (items, disable) = judge(status, &sent.full, docs.len(), &sent.outcome);
-    Answer {
-        sent,
-        items,
-        disable,
-    }
+    post(sender, request, judge).await
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ pub mod elasticsearch;
 pub mod splunk_hec;
 pub mod syslog;
 
-use crate::schedule::Verdict;
-use crate::sender::Sent;
+use crate::schedule::{Outcome, Verdict};
+use crate::sender::{Request, Route, Sender, Sent};
 
 /// What became of one message of a request.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,5 +50,46 @@ impl Answer {
             sent,
             disable: None,
         }
+    }
+}
+
+/// A destination's reading of its answer to a request of `n` messages: each message's verdict,
+/// and a reason to disable the endpoint.
+pub type Judge = fn(u16, &[u8], usize, &Outcome) -> (Vec<ItemVerdict>, Option<String>);
+
+/// One HTTP request carrying `n` messages.
+pub struct Post<'a> {
+    pub url: String,
+    pub route: &'a Route,
+    /// The destination's own `Authorization`, sent beside the endpoint's headers.
+    pub authorization: String,
+    pub headers: &'a [(String, String)],
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub n: usize,
+}
+
+/// Send `p` and judge the answer (a request that got none goes as its transport error says).
+pub async fn post(sender: &Sender, p: Post<'_>, judge: Judge) -> Answer {
+    let mut headers = vec![("authorization".to_string(), p.authorization)];
+    headers.extend(p.headers.iter().cloned());
+    let sent = sender
+        .send(Request {
+            url: &p.url,
+            route: p.route,
+            content_type: p.content_type,
+            headers: &headers,
+            signed: None,
+            body: p.body,
+        })
+        .await;
+    let Some(status) = sent.status_code else {
+        return Answer::all(sent, p.n);
+    };
+    let (items, disable) = judge(status, &sent.full, p.n, &sent.outcome);
+    Answer {
+        sent,
+        items,
+        disable,
     }
 }

@@ -4,9 +4,9 @@
 //! indexed, it is dead-lettered, the rest retried); server busy or failing (retry); a token or
 //! index HEC refuses (the endpoint is disabled: no retry can fix it).
 
-use super::{Answer, ItemVerdict};
+use super::{post, Answer, ItemVerdict, Post};
 use crate::schedule::{Outcome, Verdict};
-use crate::sender::{Request, Route, Sender};
+use crate::sender::{Route, Sender};
 use serde::Deserialize;
 
 pub const EVENT_PATH: &str = "/services/collector/event";
@@ -76,27 +76,16 @@ pub async fn send(
     headers: &[(String, String)],
     events: &[&str],
 ) -> Answer {
-    let mut all_headers = vec![("authorization".to_string(), format!("Splunk {token}"))];
-    all_headers.extend(headers.iter().cloned());
-    let sent = sender
-        .send(Request {
-            url: &event_url(url),
-            route,
-            content_type: "application/json",
-            headers: &all_headers,
-            signed: None,
-            body: events.join("\n").into_bytes(),
-        })
-        .await;
-    let Some(status) = sent.status_code else {
-        return Answer::all(sent, events.len());
+    let request = Post {
+        url: event_url(url),
+        route,
+        authorization: format!("Splunk {token}"),
+        headers,
+        content_type: "application/json",
+        body: events.join("\n").into_bytes(),
+        n: events.len(),
     };
-    let (items, disable) = judge(status, &sent.full, events.len(), &sent.outcome);
-    Answer {
-        sent,
-        items,
-        disable,
-    }
+    post(sender, request, judge).await
 }
 
 #[cfg(test)]
