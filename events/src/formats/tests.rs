@@ -29,6 +29,10 @@ fn finding_subject(cve: Option<&str>) -> Subject {
     }
 }
 
+fn msg<'a>(id: &'a str, body: &'a Value, subject: &'a Subject) -> Message<'a> {
+    Message { id, body, subject }
+}
+
 fn body(t: &str, data: Value) -> Value {
     json!({"type": t, "timestamp": "2026-12-06T10:00:00.000000Z", "data": data})
 }
@@ -40,11 +44,7 @@ fn cloudevents_carry_the_required_attributes() {
         json!({"findingId": "f1", "orgId": "o1", "severity": "high"}),
     );
     let s = Subject::default();
-    let m = Message {
-        id: "evt_1_w",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("evt_1_w", &b, &s);
     let r = render(crate::PayloadFormat::CloudEvents, &m);
     assert_eq!(r.content_type, "application/cloudevents+json");
     assert_eq!(r.body["specversion"], "1.0");
@@ -59,11 +59,7 @@ fn cloudevents_carry_the_required_attributes() {
 fn ocsf_classes_follow_the_event() {
     let b = body("finding.new", json!({"findingId": "f1", "orgId": "o1"}));
     let s = finding_subject(None);
-    let m = Message {
-        id: "m",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("m", &b, &s);
     let o = render(crate::PayloadFormat::Ocsf, &m).body;
     assert_eq!(o["class_uid"], 2004);
     assert_eq!(o["type_uid"], 200401);
@@ -75,11 +71,7 @@ fn ocsf_classes_follow_the_event() {
         "finding.resolved",
         json!({"findingId": "f1", "orgId": "o1"}),
     );
-    let m = Message {
-        id: "m",
-        body: &resolved,
-        subject: &s,
-    };
+    let m = msg("m", &resolved, &s);
     let o = render(crate::PayloadFormat::Ocsf, &m).body;
     assert_eq!(o["class_uid"], 2002);
     assert_eq!(o["type_uid"], 200203);
@@ -90,11 +82,7 @@ fn ocsf_classes_follow_the_event() {
                "resource": {"type": "api_key", "id": "k1"}, "details": {"keyId": "k1", "name": "ci"}}),
     );
     let none = Subject::default();
-    let m = Message {
-        id: "m",
-        body: &audit,
-        subject: &none,
-    };
+    let m = msg("m", &audit, &none);
     let o = render(crate::PayloadFormat::Ocsf, &m).body;
     assert_eq!(
         (o["class_uid"].clone(), o["activity_id"].clone()),
@@ -106,11 +94,7 @@ fn ocsf_classes_follow_the_event() {
         json!({"orgId": "o1", "action": "group.created", "actor": {"kind": "api_key", "id": "k0", "sourceIp": "203.0.113.9"},
                "resource": {"type": "group", "id": "g1"}, "details": {}}),
     );
-    let m = Message {
-        id: "m",
-        body: &group,
-        subject: &none,
-    };
+    let m = msg("m", &group, &none);
     let o = render(crate::PayloadFormat::Ocsf, &m).body;
     assert_eq!(o["class_uid"], 6003);
     assert_eq!(o["src_endpoint"]["ip"], "203.0.113.9");
@@ -120,11 +104,7 @@ fn ocsf_classes_follow_the_event() {
 fn ecs_documents_name_the_vulnerability_host_and_url() {
     let b = body("finding.new", json!({"findingId": "f1", "orgId": "o1"}));
     let s = finding_subject(Some("CVE-2024-1234"));
-    let m = Message {
-        id: "m",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("m", &b, &s);
     let d = render(crate::PayloadFormat::Ecs, &m).body;
     assert_eq!(d["@timestamp"], "2026-12-06T10:00:00.000000Z");
     assert_eq!(d["event"]["kind"], "state");
@@ -140,11 +120,7 @@ fn ecs_documents_name_the_vulnerability_host_and_url() {
 fn cef_escapes_its_separators() {
     let b = body("finding.new", json!({"findingId": "f1", "orgId": "o1"}));
     let s = finding_subject(None);
-    let m = Message {
-        id: "m",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("m", &b, &s);
     let line = cef_line(&m);
     assert!(line.starts_with("CEF:0|easm|easm|"), "{line}");
     assert!(
@@ -160,11 +136,7 @@ fn cef_escapes_its_separators() {
 fn chat_messages_are_for_people_only() {
     let b = body("finding.new", json!({"findingId": "f1", "orgId": "o1"}));
     let s = finding_subject(None);
-    let m = Message {
-        id: "m",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("m", &b, &s);
     let slack = slack_message(&m, Some("https://easm.example.com/")).unwrap();
     let text = slack["text"].as_str().unwrap();
     assert!(
@@ -178,11 +150,7 @@ fn chat_messages_are_for_people_only() {
     let teams = teams_message(&m, None).unwrap();
     assert_eq!(teams["attachments"][0]["content"]["type"], "AdaptiveCard");
     let other = body("asset.added", json!({"assetId": "a1", "orgId": "o1"}));
-    let m = Message {
-        id: "m",
-        body: &other,
-        subject: &s,
-    };
+    let m = msg("m", &other, &s);
     assert!(slack_message(&m, None).is_none());
 }
 
@@ -191,11 +159,7 @@ fn filters_need_every_criterion() {
     use crate::endpoint_options::DeliveryFilter;
     let b = body("finding.new", json!({"findingId": "f1", "orgId": "o1"}));
     let s = finding_subject(None);
-    let m = Message {
-        id: "m",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("m", &b, &s);
     let f = |min: Option<Severity>, groups: &[&str], tags: &[&str]| DeliveryFilter {
         min_severity: min,
         group_ids: groups.iter().map(|g| (*g).into()).collect(),
@@ -211,11 +175,7 @@ fn filters_need_every_criterion() {
     assert!(filtered_out(Some(&f(None, &[], &["dev"])), &m).is_some());
     let other = body("group.created", json!({"groupId": "g1", "orgId": "o1"}));
     let none = Subject::default();
-    let m = Message {
-        id: "m",
-        body: &other,
-        subject: &none,
-    };
+    let m = msg("m", &other, &none);
     assert!(filtered_out(Some(&f(Some(Severity::Info), &[], &[])), &m).is_some());
 }
 
@@ -225,11 +185,7 @@ fn native_kinds_queue_their_own_envelopes() {
     use crate::EndpointKind;
     let b = body("finding.new", json!({"findingId": "f1", "orgId": "o1"}));
     let s = finding_subject(None);
-    let m = Message {
-        id: "evt_1_w",
-        body: &b,
-        subject: &s,
-    };
+    let m = msg("evt_1_w", &b, &s);
     let ctx = Context {
         public_url: None,
         hostname: "easm-1".into(),
@@ -259,10 +215,6 @@ fn native_kinds_queue_their_own_envelopes() {
         ..Default::default()
     };
     let group = body("group.created", json!({"groupId": "g1", "orgId": "o1"}));
-    let m = Message {
-        id: "m",
-        body: &group,
-        subject: &s,
-    };
+    let m = msg("m", &group, &s);
     assert!(queued_body(&slack, &m, &ctx).is_err());
 }
