@@ -5,8 +5,8 @@
 use crate::endpoints::Target;
 use crate::native::syslog::Syslog;
 use crate::native::{elasticsearch, splunk_hec, Answer, ItemVerdict};
-use crate::sender::{Request, Sender, Signed};
-use crate::{sign, RetrySchedule, Verdict};
+use crate::sender::{Request, Sender, Sent, Signed};
+use crate::{sign, Outcome, RetrySchedule, Verdict};
 use easm_events::{EndpointKind, PayloadFormat, WebhookId};
 use easm_store::{now_micros, Attempt, DueDelivery, Finished, NextStep};
 
@@ -27,37 +27,78 @@ pub struct Done {
 /// A job that cannot be attempted at all: its messages fail with this reason, no attempt made.
 pub struct Unsendable(pub &'static str);
 
+/// How an endpoint's requests go, with what they need, checked before a job is attempted.
+pub enum Via<'a> {
+    /// Signed HTTP requests, one message each (webhooks, Slack, Teams).
+    Signed,
+    SplunkHec {
+        token: &'a str,
+    },
+    Elasticsearch {
+        api_key: &'a str,
+        index: &'a str,
+    },
+    Syslog,
+}
+
 impl Senders {
+    /// How `target` is sent to, or why it cannot be.
+    pub fn via(target: &Target) -> Result<Via<'_>, Unsendable> {
+        let credential = |name: &str, missing: &'static str| {
+            target
+                .credentials
+                .get(name)
+                .map(String::as_str)
+                .ok_or(Unsendable(missing))
+        };
+        Ok(match target.options.kind {
+            EndpointKind::SplunkHec => Via::SplunkHec {
+                token: credential("token", "endpoint has no HEC token")?,
+            },
+            EndpointKind::Elasticsearch => Via::Elasticsearch {
+                api_key: credential("apiKey", "endpoint has no API key")?,
+                index: target
+                    .options
+                    .index
+                    .as_deref()
+                    .ok_or(Unsendable("endpoint has no index"))?,
+            },
+            EndpointKind::Syslog => Via::Syslog,
+            EndpointKind::Webhook | EndpointKind::Slack | EndpointKind::Teams => {
+                // The secrets sign the same whatever the message.
+                if target.secrets.is_empty() || sign(&target.secrets, "", 0, b"").is_err() {
+                    return Err(Unsendable("endpoint has no valid signing secret"));
+                }
+                Via::Signed
+            }
+        })
+    }
+
     pub async fn attempt(
         &self,
         target: &Target,
+        via: Via<'_>,
         webhook_id: &WebhookId,
         job: Vec<DueDelivery>,
-    ) -> Result<Done, Unsendable> {
-        let kind = target.options.kind;
-        if !kind.batches() {
-            let mut done = Done {
-                finished: vec![],
-                disable: None,
-            };
-            // Messages queued for a kind that batched, sent one by one after the kind changed.
+    ) -> Done {
+        let mut done = Done {
+            finished: vec![],
+            disable: None,
+        };
+        if let Via::Signed = via {
+            // Messages queued for a kind that batched go one by one after the kind changed.
             for d in job {
                 let started_at = now_micros();
-                let answer = self.one(target, &d).await?;
+                let answer = self.one(target, &d).await;
                 done.finished
                     .extend(self.outcomes(vec![d], answer, started_at, None));
             }
-            return Ok(done);
+            return done;
         }
         let started_at = now_micros();
         let payloads: Vec<&str> = job.iter().map(|d| d.payload.as_str()).collect();
-        let o = &target.options;
-        let answer = match kind {
-            EndpointKind::SplunkHec => {
-                let token = target
-                    .credentials
-                    .get("token")
-                    .ok_or(Unsendable("endpoint has no HEC token"))?;
+        let answer = match via {
+            Via::SplunkHec { token } => {
                 splunk_hec::send(
                     &self.http,
                     &target.url,
@@ -68,15 +109,7 @@ impl Senders {
                 )
                 .await
             }
-            EndpointKind::Elasticsearch => {
-                let key = target
-                    .credentials
-                    .get("apiKey")
-                    .ok_or(Unsendable("endpoint has no API key"))?;
-                let index = o
-                    .index
-                    .as_deref()
-                    .ok_or(Unsendable("endpoint has no index"))?;
+            Via::Elasticsearch { api_key, index } => {
                 let docs: Vec<(&str, &str)> = job
                     .iter()
                     .map(|d| (d.delivery_id.as_str(), d.payload.as_str()))
@@ -85,38 +118,44 @@ impl Senders {
                     &self.http,
                     &target.url,
                     index,
-                    key,
+                    api_key,
                     &target.route,
                     &target.headers,
                     &docs,
                 )
                 .await
             }
-            _ => {
+            Via::Syslog | Via::Signed => {
                 self.syslog
                     .send(webhook_id, &target.url, &target.route, &payloads)
                     .await
             }
         };
         let batch = Some((uuid::Uuid::now_v7().to_string(), job.len() as i64));
-        let disable = answer.disable.clone();
-        Ok(Done {
-            finished: self.outcomes(job, answer, started_at, batch),
-            disable,
-        })
+        done.disable = answer.disable.clone();
+        done.finished = self.outcomes(job, answer, started_at, batch);
+        done
     }
 
     /// One signed HTTP request (webhooks, Slack, Teams).
-    async fn one(&self, target: &Target, d: &DueDelivery) -> Result<Answer, Unsendable> {
+    async fn one(&self, target: &Target, d: &DueDelivery) -> Answer {
         let timestamp = chrono::Utc::now().timestamp();
+        // `via` checked that the secrets sign.
         let signature = match sign(
             &target.secrets,
             &d.delivery_id,
             timestamp,
             d.payload.as_bytes(),
         ) {
-            Ok(s) if !target.secrets.is_empty() => s,
-            _ => return Err(Unsendable("endpoint has no valid signing secret")),
+            Ok(s) => s,
+            Err(e) => {
+                let sent = Sent {
+                    outcome: Outcome::Refused,
+                    error: Some(format!("refused: {e}")),
+                    ..Default::default()
+                };
+                return Answer::all(sent, 1);
+            }
         };
         let content_type = match (target.options.kind, target.options.format) {
             (EndpointKind::Webhook, PayloadFormat::CloudEvents) => "application/cloudevents+json",
@@ -137,7 +176,7 @@ impl Senders {
                 body: d.payload.clone().into_bytes(),
             })
             .await;
-        Ok(Answer::all(sent, 1))
+        Answer::all(sent, 1)
     }
 
     /// Each message's attempt and next step. In a FIFO line nothing overtakes a message that

@@ -126,6 +126,13 @@ impl Route {
         }
     }
 
+    /// Tells routes apart: a client or connection made for one serves only that one.
+    pub fn key(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
     fn is_default(&self) -> bool {
         self.ca_bundle.is_none() && self.client_certificate.is_none() && self.proxy.is_none()
     }
@@ -153,43 +160,47 @@ fn base_builder() -> reqwest::ClientBuilder {
         .no_proxy()
 }
 
+/// A client for `route`; `proxy` is the operator's, used when the route names none.
+fn build(
+    allow_private: bool,
+    proxy: Option<&str>,
+    route: &Route,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut b = base_builder();
+    if let Some(ca) = &route.ca_bundle {
+        for cert in reqwest::Certificate::from_pem_bundle(ca.as_bytes())? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&route.client_certificate, &route.client_key) {
+        b = b.identity(reqwest::Identity::from_pem(
+            format!("{key}{cert}").as_bytes(),
+        )?);
+    }
+    match (&route.proxy, proxy) {
+        // An endpoint's proxy is connected to through the guard: it must be public.
+        (Some(p), _) => {
+            b = b.proxy(reqwest::Proxy::all(p)?);
+            if !allow_private {
+                b = b.dns_resolver(Arc::new(PublicOnly));
+            }
+        }
+        (None, Some(p)) => b = b.proxy(reqwest::Proxy::all(p)?),
+        (None, None) if !allow_private => b = b.dns_resolver(Arc::new(PublicOnly)),
+        (None, None) => {}
+    }
+    b.build()
+}
+
 impl Sender {
     pub fn new(allow_private: bool, proxy: Option<String>) -> Result<Sender, reqwest::Error> {
-        let sender = Sender {
-            client: reqwest::Client::new(),
+        let proxy = proxy.filter(|p| !p.is_empty());
+        Ok(Sender {
+            client: build(allow_private, proxy.as_deref(), &Route::default())?,
             allow_private,
-            proxy: proxy.filter(|p| !p.is_empty()),
+            proxy,
             own: Arc::default(),
-        };
-        let client = sender.build(&Route::default())?;
-        Ok(Sender { client, ..sender })
-    }
-
-    fn build(&self, route: &Route) -> Result<reqwest::Client, reqwest::Error> {
-        let mut b = base_builder();
-        if let Some(ca) = &route.ca_bundle {
-            for cert in reqwest::Certificate::from_pem_bundle(ca.as_bytes())? {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&route.client_certificate, &route.client_key) {
-            b = b.identity(reqwest::Identity::from_pem(
-                format!("{key}{cert}").as_bytes(),
-            )?);
-        }
-        match (&route.proxy, &self.proxy) {
-            // An endpoint's proxy is connected to through the guard: it must be public.
-            (Some(p), _) => {
-                b = b.proxy(reqwest::Proxy::all(p)?);
-                if !self.allow_private {
-                    b = b.dns_resolver(Arc::new(PublicOnly));
-                }
-            }
-            (None, Some(p)) => b = b.proxy(reqwest::Proxy::all(p)?),
-            (None, None) if !self.allow_private => b = b.dns_resolver(Arc::new(PublicOnly)),
-            (None, None) => {}
-        }
-        b.build()
+        })
     }
 
     /// The client for `route`, and whether it goes through a proxy.
@@ -198,13 +209,11 @@ impl Sender {
         if route.is_default() {
             return Ok((self.client.clone(), proxied));
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        route.hash(&mut h);
-        let key = h.finish();
+        let key = route.key();
         if let Some(c) = self.own.lock().expect("clients").get(&key) {
             return Ok((c.clone(), proxied));
         }
-        let c = self.build(route).map_err(|e| {
+        let c = build(self.allow_private, self.proxy.as_deref(), route).map_err(|e| {
             format!(
                 "the endpoint's tls or proxy settings cannot be used: {}",
                 describe(&e)

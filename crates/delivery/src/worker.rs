@@ -188,7 +188,7 @@ impl Worker {
             .map(|(_, job)| job)
             .collect();
         for job in gathered {
-            self.launch(job).await;
+            self.launch_or_return(job).await;
         }
         while self.slots.lock().expect("slots").total > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -310,12 +310,30 @@ impl Worker {
         }
         jobs.extend(lines.into_values());
         let mut started = 0;
+        let mut extra = vec![];
         for job in jobs {
-            if self.launch(job).await {
-                started += 1;
+            match self.launch(job) {
+                None => started += 1,
+                Some(back) => extra.extend(back.into_iter().map(|d| d.delivery_id)),
             }
         }
+        if !extra.is_empty() {
+            self.slots.lock().expect("slots").backlog = true;
+            self.queue.unclaim(&self.config.holder, &extra).await?;
+        }
         Ok(started)
+    }
+
+    /// [`Self::launch`] outside a claim round (a gathering whose window passed, or stopping):
+    /// a job without a slot goes back to the queue at once.
+    async fn launch_or_return(self: &Arc<Self>, job: Vec<DueDelivery>) {
+        if let Some(back) = self.launch(job) {
+            self.slots.lock().expect("slots").backlog = true;
+            let ids: Vec<String> = back.into_iter().map(|d| d.delivery_id).collect();
+            if let Err(e) = self.queue.unclaim(&self.config.holder, &ids).await {
+                tracing::warn!(error = %e, "delivery: messages without a slot wait for their claims to expire");
+            }
+        }
     }
 
     /// Add a message to its endpoint's gathering: the batch when it is full, else a timer sends
@@ -339,7 +357,7 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(u64::from(window))).await;
                 let job = me.gathering.lock().expect("gathering").remove(&id);
                 if let Some(job) = job.filter(|j| !j.is_empty()) {
-                    me.launch(job).await;
+                    me.launch_or_return(job).await;
                 }
             });
         }
@@ -347,8 +365,8 @@ impl Worker {
     }
 
     /// Start one job (a message, or a batch) in a slot of its endpoint, when the endpoint and
-    /// the process have one; otherwise hand its messages back to the queue.
-    async fn launch(self: &Arc<Self>, job: Vec<DueDelivery>) -> bool {
+    /// the process have one; otherwise give the job back, to be returned to the queue.
+    fn launch(self: &Arc<Self>, job: Vec<DueDelivery>) -> Option<Vec<DueDelivery>> {
         let webhook = job[0].webhook_id.clone();
         let start_at = {
             let mut s = self.slots.lock().expect("slots");
@@ -367,12 +385,7 @@ impl Worker {
             }
         };
         let Some(at) = start_at else {
-            self.slots.lock().expect("slots").backlog = true;
-            let ids: Vec<String> = job.into_iter().map(|d| d.delivery_id).collect();
-            if let Err(e) = self.queue.unclaim(&self.config.holder, &ids).await {
-                tracing::warn!(error = %e, "delivery: messages without a slot wait for their claims to expire");
-            }
-            return false;
+            return Some(job);
         };
         let me = self.clone();
         tokio::spawn(async move {
@@ -387,7 +400,7 @@ impl Worker {
             }
             me.release(&webhook);
         });
-        true
+        None
     }
 
     /// For local fan-out: queue deliveries claimed for this worker and hand them over.
@@ -425,17 +438,14 @@ impl Worker {
 
     async fn attempt(&self, job: Vec<DueDelivery>) -> Result<(), StoreError> {
         let (org, webhook) = (job[0].org_id.clone(), job[0].webhook_id.clone());
-        let target = match self.endpoints.get(&self.app, &org, &webhook).await? {
+        let target = self.endpoints.get(&self.app, &org, &webhook).await?;
+        let ready = match target.as_deref() {
             None => Err(Unsendable("endpoint deleted")),
             Some(t) if !t.enabled => Err(Unsendable("endpoint disabled")),
-            Some(t) => Ok(t),
+            Some(t) => Senders::via(t).map(|via| (t, via)),
         };
-        let done = match target {
-            Ok(t) => self.senders.attempt(&t, &webhook, job.clone()).await,
-            Err(e) => Err(e),
-        };
-        let done = match done {
-            Ok(done) => done,
+        let (target, via) = match ready {
+            Ok(ready) => ready,
             Err(Unsendable(reason)) => {
                 self.senders.syslog.close(&webhook);
                 for d in &job {
@@ -444,6 +454,7 @@ impl Worker {
                 return Ok(());
             }
         };
+        let done = self.senders.attempt(target, via, &webhook, job).await;
         if let Some(reason) = &done.disable {
             self.disable(&org, &webhook, now_micros(), reason).await;
         }

@@ -38,11 +38,9 @@ pub use scan::{
     active_scan_key, scan_host, validate_ports, validate_profile, ScanJob, MAX_PORTS, PROFILES,
 };
 pub use webhook::{
-    audit_webhook_id, batching, credential_names, default_format, is_audit_webhook,
-    is_forbidden_address, resolve, subscribed, validate_endpoint_url, validate_event_filters,
-    validate_proxy_url, validate_webhook_url, CredentialChanges, EndpointDecision, OptionsSpec,
-    Patch, Resolved, TlsSpec, Webhook, WebhookSpec, WriteOnly, DEFAULT_BATCH_SIZE,
-    DEFAULT_BATCH_WINDOW_MS, MASK,
+    audit_webhook_id, batching, credential_names, is_audit_webhook, is_forbidden_address,
+    subscribed, validate_endpoint_url, validate_event_filters, validate_proxy_url,
+    validate_webhook_url, OptionsSpec, Patch, TlsSpec, Webhook, WebhookSpec, WriteOnly, MASK,
 };
 
 /// State rebuilt from a stream: every aggregate starts empty and folds its events in order.

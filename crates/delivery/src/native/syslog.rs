@@ -154,12 +154,7 @@ impl Syslog {
             .or_default()
             .clone();
         let mut conn = slot.lock().await;
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            route.hash(&mut h);
-            h.finish()
-        };
+        let key = route.key();
         if conn.as_ref().is_some_and(|c| c.to != url || c.route != key) {
             *conn = None;
         }

@@ -8,8 +8,8 @@ pub use destination::{
     is_forbidden_address, validate_endpoint_url, validate_proxy_url, validate_webhook_url,
 };
 pub use options::{
-    batching, credential_names, default_format, resolve, CredentialChanges, OptionsSpec, Patch,
-    Resolved, TlsSpec, WriteOnly, DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WINDOW_MS, MASK,
+    batching, credential_names, resolve, CredentialChanges, OptionsSpec, Patch, TlsSpec, WriteOnly,
+    MASK,
 };
 
 use crate::{error::DomainError, Aggregate};
