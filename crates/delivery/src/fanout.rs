@@ -3,8 +3,12 @@
 //! sources feed it with the same guarantees: the outbox itself (embedded mode, the outbox row
 //! leaves in the transaction that queues the deliveries) and a durable JetStream consumer (NATS
 //! mode, acknowledged only after the deliveries are queued). Queuing is idempotent per
-//! (event, endpoint), so a redelivered event queues nothing twice.
+//! (event, endpoint), so a redelivered event queues and sends nothing twice. From the outbox,
+//! messages sent one by one go out while their rows are written: an event fanned out again after
+//! a crash is sent again (with the same `webhook-id`), as any message whose outcome was not
+//! recorded is.
 
+use crate::worker::{Handed, Queued};
 use crate::Handoff;
 use easm_app::CommitFeed;
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
@@ -16,9 +20,11 @@ use easm_events::{
 };
 use easm_projections::read::Endpoint;
 use easm_projections::{Projector, ReadModels};
-use easm_store::{Db, DeliveryQueue, EventLog, Lease, NewDelivery, QueueClaim, StoreError};
+use easm_store::{
+    Db, DeliveryQueue, DueDelivery, EventLog, Lease, NewDelivery, QueueClaim, Queuing, StoreError,
+};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +43,48 @@ pub struct OutboxWakes {
 
 /// Events taken per round from either source.
 const BATCH: usize = 1024;
+
+/// What the outbox's drain keeps from one round to the next.
+struct Draining {
+    renewed: Option<Instant>,
+    read_outbox: bool,
+    read_back: ReadBack,
+}
+
+/// Positions lately fanned out from a read of the outbox. An event of this process read there
+/// between its commit and its arrival in the feed would otherwise be fanned out twice, and its
+/// messages sent twice (they are sent before their rows are known to be new).
+#[derive(Default)]
+struct ReadBack {
+    positions: HashSet<i64>,
+    order: VecDeque<i64>,
+}
+
+impl ReadBack {
+    /// Far more than can commit between a read of the outbox and the feed's next take.
+    const KEEP: usize = 8 * BATCH;
+
+    fn note(&mut self, events: &[RecordedEvent]) {
+        for e in events {
+            if self.positions.insert(e.position) {
+                self.order.push_back(e.position);
+            }
+        }
+        while self.order.len() > Self::KEEP {
+            if let Some(p) = self.order.pop_front() {
+                self.positions.remove(&p);
+            }
+        }
+    }
+
+    /// `events` from the feed without those already read back.
+    fn unseen(&mut self, mut events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+        if !self.positions.is_empty() {
+            events.retain(|e| !self.positions.contains(&e.position));
+        }
+        events
+    }
+}
 
 #[derive(Clone)]
 pub struct Fanout {
@@ -155,6 +203,14 @@ impl Fanout {
         }
     }
 
+    /// Queue the deliveries of `events` (removing the outbox rows at `outbox_done` with them) and
+    /// hand the worker what is queued claimed for it. From the outbox, messages sent one by one
+    /// are handed before their rows commit, so that the send does not wait for the write (see
+    /// [`Queued`]); an event comes from there once but for a crash. JetStream redelivers
+    /// whatever it is unsure was acknowledged (around an outage, say), and the queue's
+    /// idempotence keeps such copies from being sent only if nothing is sent before it: its
+    /// messages, and those that travel in batches (which wait for their batch anyway), are
+    /// handed once queued.
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
         let h = &self.handoff;
@@ -163,16 +219,39 @@ impl Fanout {
             ttl: h.ttl,
             max: h.max,
         };
-        let claimed = self.queue.enqueue(&rows, outbox_done, Some(&claim)).await?;
+        let planned = Queuing::plan(&rows, Some(&claim));
+        let from_outbox = !outbox_done.is_empty();
+        let (later, now): (Vec<DueDelivery>, Vec<DueDelivery>) = planned
+            .iter()
+            .filter_map(Queuing::claimed)
+            .partition(|d| d.batch > 0 || !from_outbox);
+        let (queued_ids, queued) = Queued::pending();
+        self.hand(now, Some(queued));
+        let inserted = Arc::new(self.queue.enqueue(&planned, outbox_done).await?);
+        let _ = queued_ids.send(Some(inserted.clone()));
         // FIFO lines are claimed from the queue, head first.
         if rows.iter().any(|r| r.fifo && r.filtered.is_none()) {
             h.wake.notify_one();
         }
-        // A stopped worker's claims expire, and any worker takes them then.
-        if !claimed.is_empty() && h.deliveries.send(claimed).is_err() {
+        let later = later
+            .into_iter()
+            .filter(|d| inserted.contains(&d.delivery_id))
+            .collect();
+        self.hand(later, None);
+        Ok(())
+    }
+
+    /// A stopped worker's claims expire, and any worker takes them then.
+    fn hand(&self, deliveries: Vec<DueDelivery>, queued: Option<Queued>) {
+        if !deliveries.is_empty()
+            && self
+                .handoff
+                .deliveries
+                .send(Handed { deliveries, queued })
+                .is_err()
+        {
             tracing::warn!("fan-out: no local worker to hand deliveries to");
         }
-        Ok(())
     }
 
     /// Embedded mode: drain the outbox into the queue while holding the outbox lease (the same
@@ -197,34 +276,30 @@ impl Fanout {
         tokio::pin!(stop);
         let log = EventLog::new(db.clone());
         let lease = Lease::new(db, "outbox-relay", holder, Duration::from_secs(5));
-        let mut renewed: Option<Instant> = None;
-        let mut read_outbox = true;
+        let mut state = Draining {
+            renewed: None,
+            read_outbox: true,
+            read_back: ReadBack::default(),
+        };
         loop {
             let pause = match self
-                .drain(
-                    &log,
-                    &lease,
-                    &mut renewed,
-                    &feed,
-                    &drains_here,
-                    &mut read_outbox,
-                )
+                .drain(&log, &lease, &feed, &drains_here, &mut state)
                 .await
             {
                 Ok(true) => continue,
                 Ok(false) => idle,
                 Err(e) => {
                     tracing::warn!(error = %e, "fan-out: will retry");
-                    renewed = None;
-                    read_outbox = true;
+                    state.renewed = None;
+                    state.read_outbox = true;
                     Duration::from_millis(500)
                 }
             };
             tokio::select! {
                 _ = &mut stop => break,
                 _ = feed.arrived().notified() => {}
-                _ = told.notified() => read_outbox = true,
-                _ = tokio::time::sleep(pause) => read_outbox = true,
+                _ = told.notified() => state.read_outbox = true,
+                _ = tokio::time::sleep(pause) => state.read_outbox = true,
             }
         }
         if let Err(e) = lease.release().await {
@@ -237,12 +312,11 @@ impl Fanout {
         &self,
         log: &EventLog,
         lease: &Lease,
-        renewed: &mut Option<Instant>,
         feed: &CommitFeed,
         drains_here: &AtomicBool,
-        read_outbox: &mut bool,
+        state: &mut Draining,
     ) -> Result<bool, StoreError> {
-        let held = lease.keep(renewed).await?;
+        let held = lease.keep(&mut state.renewed).await?;
         drains_here.store(held, Ordering::Relaxed);
         if !held {
             // The holder hears of this process's commits and reads them from the outbox.
@@ -250,17 +324,20 @@ impl Fanout {
             return Ok(false);
         }
         let (handed, dropped) = feed.take(BATCH);
-        *read_outbox |= dropped;
-        self.queue_outbox_rows(&handed).await?;
-        if handed.len() == BATCH {
+        state.read_outbox |= dropped;
+        let full = handed.len() == BATCH;
+        self.queue_outbox_rows(&state.read_back.unseen(handed))
+            .await?;
+        if full {
             return Ok(true);
         }
-        if std::mem::take(read_outbox) {
+        if std::mem::take(&mut state.read_outbox) {
             let events = log.outbox_committed(BATCH as i64).await?;
             self.queue_outbox_rows(&events).await?;
-            *read_outbox = events.len() == BATCH;
+            state.read_back.note(&events);
+            state.read_outbox = events.len() == BATCH;
         }
-        Ok(*read_outbox)
+        Ok(state.read_outbox)
     }
 
     /// Queue the deliveries of `events` and remove their outbox rows with them.
@@ -380,4 +457,54 @@ async fn consume(
         .messages()
         .await
         .map_err(nats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use easm_events::{Actor, OrgId};
+
+    fn at(position: i64) -> RecordedEvent {
+        RecordedEvent {
+            event_id: uuid::Uuid::new_v4(),
+            position,
+            stream_id: "asset-1".into(),
+            stream_version: 1,
+            event_type: "asset.added".into(),
+            schema_version: 1,
+            occurred_at: chrono::Utc::now(),
+            org_id: OrgId::new("org"),
+            actor: Actor::system_part("test"),
+            request_id: String::new(),
+            correlation_id: String::new(),
+            causation_id: None,
+            data: serde_json::json!({}),
+            chain_seq: position,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn positions(events: &[RecordedEvent]) -> Vec<i64> {
+        events.iter().map(|e| e.position).collect()
+    }
+
+    #[test]
+    fn the_feed_gives_no_event_the_outbox_read_gave_already() {
+        let mut read_back = ReadBack::default();
+        read_back.note(&[at(3), at(4)]);
+        let from_feed = read_back.unseen(vec![at(2), at(3), at(4), at(5)]);
+        assert_eq!(positions(&from_feed), vec![2, 5]);
+    }
+
+    #[test]
+    fn what_was_read_back_is_forgotten_past_its_bound() {
+        let mut read_back = ReadBack::default();
+        let read: Vec<RecordedEvent> = (0..ReadBack::KEEP as i64 + 10).map(at).collect();
+        read_back.note(&read);
+        assert_eq!(read_back.order.len(), ReadBack::KEEP);
+        assert_eq!(read_back.positions.len(), ReadBack::KEEP);
+        let from_feed = read_back.unseen(vec![at(0), at(9), at(10)]);
+        assert_eq!(positions(&from_feed), vec![0, 9]);
+    }
 }

@@ -15,11 +15,11 @@ use easm_app::{new_id, App};
 use easm_domain::batching;
 use easm_events::{Actor, EventMeta, OrgId, WebhookId};
 use easm_store::{now_micros, Db, DeliveryQueue, DueDelivery, Finished, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -75,7 +75,7 @@ struct Slots {
     backlog: bool,
 }
 
-/// Deliveries local fan-out queued already claimed for this worker, so it attempts them at once
+/// Deliveries local fan-out queues already claimed for this worker, so it attempts them at once
 /// instead of claiming them back from the queue.
 #[derive(Clone)]
 pub struct Handoff {
@@ -83,9 +83,49 @@ pub struct Handoff {
     pub ttl: Duration,
     /// Attempts the worker runs at once: what a batch may claim for it.
     pub max: usize,
-    pub deliveries: mpsc::UnboundedSender<Vec<DueDelivery>>,
+    pub deliveries: mpsc::UnboundedSender<Handed>,
     /// Wakes the worker to claim what was queued unclaimed (FIFO lines).
     pub wake: Arc<Notify>,
+}
+
+/// Claimed deliveries handed to the worker: with `queued`, before the transaction that queues
+/// their rows has committed.
+pub struct Handed {
+    pub deliveries: Vec<DueDelivery>,
+    pub queued: Option<Queued>,
+}
+
+/// What the transaction queueing handed deliveries inserted, once it ended: their ids, or
+/// nothing when it failed (the sender is dropped then).
+pub type QueuedIds = watch::Sender<Option<Arc<HashSet<String>>>>;
+
+/// Messages are sent while their rows commit (the send does not wait for the queue's write), but
+/// an attempt's outcome is recorded, and a message without a slot handed back, only once the
+/// rows are known to be queued, and only for the rows that transaction inserted. A message
+/// whose row was not queued was sent once more than needed: its transaction failed, so its
+/// event stays in the outbox and fans out again (at least once, with the same `webhook-id`), or
+/// it had been queued before.
+#[derive(Clone)]
+pub struct Queued(watch::Receiver<Option<Arc<HashSet<String>>>>);
+
+impl Queued {
+    pub fn pending() -> (QueuedIds, Queued) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Queued(rx))
+    }
+
+    /// Those of `items` whose rows were queued.
+    async fn keep<T>(&self, items: Vec<T>, id: impl Fn(&T) -> &str) -> Vec<T> {
+        let mut rx = self.0.clone();
+        let inserted = match rx.wait_for(Option::is_some).await {
+            Ok(ids) => ids.clone().unwrap_or_default(),
+            Err(_) => return vec![],
+        };
+        items
+            .into_iter()
+            .filter(|i| inserted.contains(id(i)))
+            .collect()
+    }
 }
 
 pub struct Worker {
@@ -102,8 +142,8 @@ pub struct Worker {
     gathering: Mutex<HashMap<WebhookId, Vec<DueDelivery>>>,
     finished: mpsc::UnboundedSender<Finished>,
     recorder: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
-    handed: mpsc::UnboundedSender<Vec<DueDelivery>>,
-    handed_in: Mutex<Option<mpsc::UnboundedReceiver<Vec<DueDelivery>>>>,
+    handed: mpsc::UnboundedSender<Handed>,
+    handed_in: Mutex<Option<mpsc::UnboundedReceiver<Handed>>>,
 }
 
 impl Worker {
@@ -168,8 +208,8 @@ impl Worker {
             claim = true;
             tokio::select! {
                 _ = &mut stop => break,
-                Some(batch) = handed.recv() => {
-                    if let Err(e) = self.start(batch).await {
+                Some(h) = handed.recv() => {
+                    if let Err(e) = self.start(h.deliveries, h.queued).await {
                         tracing::warn!(error = %e, "delivery: handed deliveries wait for their claims to expire");
                     }
                     claim = false;
@@ -288,13 +328,17 @@ impl Worker {
         if !busy.is_empty() || claimed.len() >= room {
             self.slots.lock().expect("slots").backlog = true;
         }
-        self.start(claimed).await
+        self.start(claimed, None).await
     }
 
     /// Start attempts of claimed deliveries as slots allow (hand the rest back to the queue);
     /// messages of endpoints that batch join their endpoint's gathering, which goes when full.
     /// Returns how many attempts were started.
-    async fn start(self: &Arc<Self>, claimed: Vec<DueDelivery>) -> Result<usize, StoreError> {
+    async fn start(
+        self: &Arc<Self>,
+        claimed: Vec<DueDelivery>,
+        queued: Option<Queued>,
+    ) -> Result<usize, StoreError> {
         let mut jobs: Vec<Vec<DueDelivery>> = vec![];
         let mut lines: HashMap<WebhookId, Vec<DueDelivery>> = HashMap::new();
         for d in claimed {
@@ -312,14 +356,26 @@ impl Worker {
         let mut started = 0;
         let mut extra = vec![];
         for job in jobs {
-            match self.launch(job) {
+            match self.launch(job, queued.clone()) {
                 None => started += 1,
                 Some(back) => extra.extend(back.into_iter().map(|d| d.delivery_id)),
             }
         }
-        if !extra.is_empty() {
-            self.slots.lock().expect("slots").backlog = true;
-            self.queue.unclaim(&self.config.holder, &extra).await?;
+        if extra.is_empty() {
+            return Ok(started);
+        }
+        self.slots.lock().expect("slots").backlog = true;
+        match queued {
+            None => self.queue.unclaim(&self.config.holder, &extra).await?,
+            Some(queued) => {
+                // Not in the worker's loop: the rows are still being written.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let extra = queued.keep(extra, String::as_str).await;
+                    me.unclaim(&extra).await;
+                    me.wake.notify_one();
+                });
+            }
         }
         Ok(started)
     }
@@ -327,12 +383,20 @@ impl Worker {
     /// [`Self::launch`] outside a claim round (a gathering whose window passed, or stopping):
     /// a job without a slot goes back to the queue at once.
     async fn launch_or_return(self: &Arc<Self>, job: Vec<DueDelivery>) {
-        if let Some(back) = self.launch(job) {
+        if let Some(back) = self.launch(job, None) {
             self.slots.lock().expect("slots").backlog = true;
             let ids: Vec<String> = back.into_iter().map(|d| d.delivery_id).collect();
-            if let Err(e) = self.queue.unclaim(&self.config.holder, &ids).await {
-                tracing::warn!(error = %e, "delivery: messages without a slot wait for their claims to expire");
-            }
+            self.unclaim(&ids).await;
+        }
+    }
+
+    /// Hand messages without a slot back to the queue outside a claim round.
+    async fn unclaim(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = self.queue.unclaim(&self.config.holder, ids).await {
+            tracing::warn!(error = %e, "delivery: messages without a slot wait for their claims to expire");
         }
     }
 
@@ -366,7 +430,11 @@ impl Worker {
 
     /// Start one job (a message, or a batch) in a slot of its endpoint, when the endpoint and
     /// the process have one; otherwise give the job back, to be returned to the queue.
-    fn launch(self: &Arc<Self>, job: Vec<DueDelivery>) -> Option<Vec<DueDelivery>> {
+    fn launch(
+        self: &Arc<Self>,
+        job: Vec<DueDelivery>,
+        queued: Option<Queued>,
+    ) -> Option<Vec<DueDelivery>> {
         let webhook = job[0].webhook_id.clone();
         let start_at = {
             let mut s = self.slots.lock().expect("slots");
@@ -395,7 +463,7 @@ impl Worker {
                 tokio::time::sleep_until(at.into()).await;
             }
             let first = job[0].delivery_id.clone();
-            if let Err(e) = me.attempt(job).await {
+            if let Err(e) = me.attempt(job, queued).await {
                 tracing::warn!(error = %e, delivery = %first, "delivery attempt not recorded; it will be retried when its claim expires");
             }
             me.release(&webhook);
@@ -436,7 +504,11 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: Vec<DueDelivery>) -> Result<(), StoreError> {
+    async fn attempt(
+        &self,
+        job: Vec<DueDelivery>,
+        queued: Option<Queued>,
+    ) -> Result<(), StoreError> {
         let (org, webhook) = (job[0].org_id.clone(), job[0].webhook_id.clone());
         let target = self.endpoints.get(&self.app, &org, &webhook).await?;
         let ready = match target.as_deref() {
@@ -448,6 +520,10 @@ impl Worker {
             Ok(ready) => ready,
             Err(Unsendable(reason)) => {
                 self.senders.syslog.close(&webhook);
+                let job = match &queued {
+                    Some(q) => q.keep(job, |d| d.delivery_id.as_str()).await,
+                    None => job,
+                };
                 for d in &job {
                     self.queue.abandon(&d.delivery_id, reason).await?;
                 }
@@ -458,10 +534,46 @@ impl Worker {
         if let Some(reason) = &done.disable {
             self.disable(&org, &webhook, now_micros(), reason).await;
         }
-        for f in done.finished {
+        let finished = match &queued {
+            Some(q) => {
+                q.keep(done.finished, |f| f.delivery.delivery_id.as_str())
+                    .await
+            }
+            None => done.finished,
+        };
+        for f in finished {
             // The recorder lives as long as the worker runs.
             let _ = self.finished.send(f);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn outcomes_wait_for_the_rows_and_keep_only_those_inserted() {
+        let (ids, queued) = Queued::pending();
+        let waiting = tokio::spawn({
+            let queued = queued.clone();
+            async move { queued.keep(vec!["a", "b", "c"], |s| s).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "nothing is kept before the rows are written"
+        );
+        let inserted: HashSet<String> = ["a".to_string(), "c".to_string()].into();
+        ids.send(Some(Arc::new(inserted))).unwrap();
+        assert_eq!(waiting.await.unwrap(), vec!["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_queue_write_keeps_nothing() {
+        let (ids, queued) = Queued::pending();
+        drop(ids);
+        assert!(queued.keep(vec!["a"], |s| s).await.is_empty());
     }
 }

@@ -8,6 +8,7 @@ use crate::{error::StoreError, now_micros};
 use easm_events::{OrgId, WebhookId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,6 +230,61 @@ fn clear_outbox(positions: &[i64]) -> Write {
     }
 }
 
+/// A row on its way into the queue, with the claim it is queued with.
+pub struct Queuing<'a> {
+    row: &'a NewDelivery,
+    holder: Option<&'a str>,
+    until: Option<i64>,
+}
+
+impl<'a> Queuing<'a> {
+    /// The rows to queue. With `claim`, the first `max` to send in any order (not filtered, not
+    /// FIFO; messages that travel in batches hold no attempt slot each and do not count) are
+    /// queued already claimed by `holder` for `ttl`, so that the holder attempts them without
+    /// claiming them from the queue.
+    pub fn plan(rows: &'a [NewDelivery], claim: Option<&QueueClaim<'a>>) -> Vec<Queuing<'a>> {
+        let now = now_micros();
+        let mut claimable = 0;
+        rows.iter()
+            .map(|row| match claim {
+                Some(c)
+                    if (claimable < c.max || row.batch > 0)
+                        && !row.fifo
+                        && row.filtered.is_none() =>
+                {
+                    claimable += usize::from(row.batch <= 0);
+                    Queuing {
+                        row,
+                        holder: Some(c.holder),
+                        until: Some(now + c.ttl.as_micros() as i64),
+                    }
+                }
+                _ => Queuing {
+                    row,
+                    holder: None,
+                    until: None,
+                },
+            })
+            .collect()
+    }
+
+    /// The delivery its holder attempts, when it is queued claimed.
+    pub fn claimed(&self) -> Option<DueDelivery> {
+        let d = self.row;
+        self.holder.map(|_| DueDelivery {
+            delivery_id: d.delivery_id.clone(),
+            org_id: d.org_id.clone(),
+            webhook_id: d.webhook_id.clone(),
+            event_type: d.event_type.clone(),
+            payload: d.payload.clone(),
+            attempts: 0,
+            schedule_step: d.schedule_step,
+            fifo: d.fifo,
+            batch: d.batch,
+        })
+    }
+}
+
 impl DeliveryQueue {
     pub fn new(db: Db) -> Self {
         DeliveryQueue {
@@ -258,31 +314,15 @@ impl DeliveryQueue {
 
     /// Queue deliveries due now; one already queued (same id) is left as it is. The outbox rows
     /// at `outbox_done` are removed in the same transaction, so an event leaves the outbox
-    /// exactly when its deliveries exist. With `claim`, the first `max` new rows to send in any
-    /// order (not filtered, not FIFO) are queued already claimed by `holder` for `ttl`, and
-    /// returned so the holder attempts them without claiming them from the queue (a row that was
-    /// queued before is not returned).
+    /// exactly when its deliveries exist. Returns the ids of the rows this inserted.
     pub async fn enqueue(
         &self,
-        rows: &[NewDelivery],
+        rows: &[Queuing<'_>],
         outbox_done: &[i64],
-        claim: Option<&QueueClaim<'_>>,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
+    ) -> Result<HashSet<String>, StoreError> {
         let now = now_micros();
-        let mut claimable = 0;
-        let rows: Vec<(&NewDelivery, Option<&str>, Option<i64>)> = rows
-            .iter()
-            .map(|d| match claim {
-                // Messages that travel in batches hold no attempt slot each.
-                Some(c)
-                    if (claimable < c.max || d.batch > 0) && !d.fifo && d.filtered.is_none() =>
-                {
-                    claimable += usize::from(d.batch <= 0);
-                    (d, Some(c.holder), Some(now + c.ttl.as_micros() as i64))
-                }
-                _ => (d, None, None),
-            })
-            .collect();
+        let rows: Vec<(&NewDelivery, Option<&str>, Option<i64>)> =
+            rows.iter().map(|q| (q.row, q.holder, q.until)).collect();
         // The outbox rows first: on PostgreSQL the queue's insert is the statement whose rows
         // come back.
         let mut writes: Vec<Write> = outbox_done.chunks(500).map(clear_outbox).collect();
@@ -293,7 +333,7 @@ impl DeliveryQueue {
                 .map(|chunk| deliveries_write(chunk, now)),
         );
         let together = rows.len() <= CHUNK && outbox_done.len() <= 500;
-        let mut inserted = std::collections::HashSet::new();
+        let mut inserted = HashSet::new();
         for r in self.run(&writes, together).await? {
             inserted.insert(r.try_get::<String, _>("delivery_id")?);
         }
@@ -301,24 +341,7 @@ impl DeliveryQueue {
         if rows.iter().any(|(d, _, _)| d.fifo && d.filtered.is_none()) {
             FIFO_QUEUED.store(true, Ordering::Relaxed);
         }
-        if claim.is_none() {
-            return Ok(vec![]);
-        }
-        Ok(rows
-            .iter()
-            .filter(|(d, holder, _)| holder.is_some() && inserted.contains(&d.delivery_id))
-            .map(|(d, _, _)| DueDelivery {
-                delivery_id: d.delivery_id.clone(),
-                org_id: d.org_id.clone(),
-                webhook_id: d.webhook_id.clone(),
-                event_type: d.event_type.clone(),
-                payload: d.payload.clone(),
-                attempts: 0,
-                schedule_step: d.schedule_step,
-                fifo: d.fifo,
-                batch: d.batch,
-            })
-            .collect())
+        Ok(inserted)
     }
 
     /// Whether FIFO lines may wait in the queue: known at once when this process queued some,

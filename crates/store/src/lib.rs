@@ -25,8 +25,8 @@ pub use append::{BoxFuture, InlineProjection};
 pub use commit_notices::relay_commits;
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
-    Attempt, DeliveryQueue, DueDelivery, Finished, NewDelivery, NextStep, QueueClaim, FAILED,
-    ONE_ATTEMPT, PENDING, SUCCEEDED,
+    Attempt, DeliveryQueue, DueDelivery, Finished, NewDelivery, NextStep, QueueClaim, Queuing,
+    FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
 };
 pub use delivery_log::{AttemptRecord, DeliveryRecord};
 pub use error::{AppendError, StoreError};

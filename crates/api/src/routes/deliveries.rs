@@ -12,7 +12,7 @@ use easm_domain::Permission;
 use easm_events::formats::{queued_body, Message, Subject};
 use easm_events::{format_timestamp, from_micros, test_payload, WebhookId};
 use easm_projections::read::Page;
-use easm_store::{DeliveryRecord, NewDelivery, ONE_ATTEMPT};
+use easm_store::{DeliveryRecord, NewDelivery, Queuing, ONE_ATTEMPT};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use utoipa::{IntoParams, ToSchema};
@@ -318,24 +318,21 @@ pub async fn queue_test(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult
             )
         })?
     };
+    let row = [NewDelivery {
+        delivery_id: delivery_id.clone(),
+        org_id: c.org_id.clone(),
+        webhook_id: id.clone(),
+        event_id: message.to_string(),
+        event_type: "webhook.test".into(),
+        payload,
+        schedule_step: ONE_ATTEMPT,
+        position: None,
+        fifo: false,
+        batch: 0,
+        filtered: None,
+    }];
     app.deliveries
-        .enqueue(
-            &[NewDelivery {
-                delivery_id: delivery_id.clone(),
-                org_id: c.org_id.clone(),
-                webhook_id: id.clone(),
-                event_id: message.to_string(),
-                event_type: "webhook.test".into(),
-                payload,
-                schedule_step: ONE_ATTEMPT,
-                position: None,
-                fifo: false,
-                batch: 0,
-                filtered: None,
-            }],
-            &[],
-            None,
-        )
+        .enqueue(&Queuing::plan(&row, None), &[])
         .await?;
     app.delivery_wake.notify_one();
     delivery(app, id, &delivery_id).await
