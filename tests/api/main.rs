@@ -20,6 +20,7 @@ mod groups;
 mod members;
 mod monitor_alerts;
 mod monitors;
+mod operability;
 mod rebuild;
 mod receiver;
 mod scan_results;

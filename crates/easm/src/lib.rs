@@ -29,6 +29,21 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// An error and its causes on one line, each said once (sqlx repeats its source's message in
+/// its own), for the one line a failed command prints.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !line.ends_with(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
 /// Logs go to standard error (standard output is for answers), filtered by `RUST_LOG`.
 pub fn init_logging() {
     tracing_subscriber::fmt()
@@ -38,4 +53,24 @@ pub fn init_logging() {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+    use anyhow::Context;
+
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let sqlx_like =
+            anyhow::Error::new(io).context("error communicating with database: connection refused");
+        let e = Err::<(), _>(sqlx_like)
+            .context("opening the database")
+            .unwrap_err();
+        assert_eq!(
+            error_line(&e),
+            "opening the database: error communicating with database: connection refused"
+        );
+    }
 }

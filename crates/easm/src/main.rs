@@ -9,7 +9,18 @@ use easm_api::AppState;
 use serde_json::json;
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("easm: {}", easm::error_line(&e));
+        // Only when asked for: anyhow captures one under RUST_BACKTRACE or RUST_LIB_BACKTRACE.
+        if e.backtrace().status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{}", e.backtrace());
+        }
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
     easm::init_logging();
     let cli = Cli::parse();
     if let Command::Audit {

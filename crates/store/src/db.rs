@@ -1,6 +1,6 @@
 use crate::error::StoreError;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +89,9 @@ impl Db {
             }
             DbConfig::Postgres { url } => {
                 let opts = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                // One connection on its own first: a server that is down, refuses us or fails
+                // TLS is named at once, where the pool would retry until its acquire timeout.
+                AnyConnection::connect_with(&opts).await?.close().await?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(32)
                     .acquire_timeout(Duration::from_secs(30))

@@ -1,0 +1,136 @@
+//! Running easm as an operator does (issue #18): PostgreSQL over TLS, and a start that fails says
+//! why in one line.
+
+use crate::helpers::{start_easm, Backend, TestStore};
+use easm_store::DbConfig;
+use sqlx::{Connection, PgConnection};
+use std::process::Command;
+
+fn pg_url(store: &TestStore) -> String {
+    match &store.config {
+        DbConfig::Postgres { url } => url.clone(),
+        DbConfig::Sqlite { .. } => unreachable!("a PostgreSQL store"),
+    }
+}
+
+/// The certificate the machine's PostgreSQL presents (Debian's self-signed one, for `localhost`):
+/// the root to trust in the verifying modes.
+async fn server_certificate(url: &str) -> String {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    let file: String = sqlx::query_scalar("SHOW ssl_cert_file")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    file
+}
+
+/// Connections of the application `name` to this database, and how many of them use TLS.
+async fn connections_of(url: &str, name: &str) -> (i64, i64) {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    let counts = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() \
+         AND a.application_name = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    counts
+}
+
+#[tokio::test]
+async fn postgres_is_reached_over_tls_in_each_mode() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let url = pg_url(&store);
+    let root = server_certificate(&url).await;
+    // The certificate names `localhost`: the verifying modes connect by that name.
+    let by_name = url.replace("@127.0.0.1:", "@localhost:");
+    let modes = [
+        ("require", format!("{url}?sslmode=require")),
+        (
+            "verify-ca",
+            format!("{by_name}?sslmode=verify-ca&sslrootcert={root}"),
+        ),
+        (
+            "verify-full",
+            format!("{by_name}?sslmode=verify-full&sslrootcert={root}"),
+        ),
+    ];
+    for (mode, with) in modes {
+        let app = format!("easm-{mode}");
+        let server = start_easm(
+            &store,
+            &["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"],
+            &[(
+                "EASM_DATABASE_URL",
+                format!("{with}&application_name={app}"),
+            )],
+        );
+        let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200, "{mode}");
+        let (all, tls) = connections_of(&url, &app).await;
+        assert!(all > 0, "{mode}: easm holds no connection");
+        assert_eq!(tls, all, "{mode}: every connection of easm uses TLS");
+    }
+}
+
+/// `easm serve` against `url`, expected to fail: its exit status and the lines it wrote to
+/// standard error other than logs.
+fn failed_start(store: &TestStore, url: &str) -> (std::process::ExitStatus, Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+        .envs(store.env())
+        .env("EASM_DATABASE_URL", url)
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains(" INFO ") && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    (out.status, lines)
+}
+
+#[tokio::test]
+async fn a_start_that_fails_says_why_in_one_line() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let url = pg_url(&store);
+    let root = server_certificate(&url).await;
+    let closed = url.replace("@127.0.0.1:5432", "@127.0.0.1:1");
+    let stranger = url.replace("postgres@", "nobody@");
+    let cases = [
+        (closed, "Connection refused"),
+        (stranger, "role \"nobody\" does not exist"),
+        (
+            // The certificate names `localhost`, not the address.
+            format!("{url}?sslmode=verify-full&sslrootcert={root}"),
+            "certificate not valid for name \"127.0.0.1\"",
+        ),
+        (
+            // A self-signed certificate is trusted only when named as the root.
+            format!("{url}?sslmode=verify-ca"),
+            "UnknownIssuer",
+        ),
+    ];
+    for (with, why) in cases {
+        let started = std::time::Instant::now();
+        let (status, lines) = failed_start(&store, &with);
+        assert!(!status.success(), "{with}: exited {status}");
+        assert_eq!(lines.len(), 1, "{with}: one line, got {lines:#?}");
+        assert!(
+            lines[0].starts_with("easm: opening the database: ") && lines[0].contains(why),
+            "{with}: {}",
+            lines[0]
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{with}: a failed start is told at once"
+        );
+    }
+}
