@@ -134,3 +134,82 @@ async fn a_start_that_fails_says_why_in_one_line() {
         );
     }
 }
+
+/// The lines `easm serve` writes to standard error up to the one saying it listens, with the
+/// log settings `env`.
+fn lines_until_listening(env: &[(&str, &str)]) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+        .env("EASM_DATA_DIR", dir.path())
+        .env_remove("EASM_DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = vec![];
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("easm listening");
+        lines.push(line);
+        if listening || lines.len() > 500 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.last().is_some_and(|l| l.contains("easm listening")),
+        "{lines:#?}"
+    );
+    lines
+}
+
+#[test]
+fn logs_are_json_lines_when_asked() {
+    let lines = lines_until_listening(&[("EASM_LOG_FORMAT", "json")]);
+    for line in &lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(entry["timestamp"].is_string(), "{line}");
+        assert!(entry["level"].is_string(), "{line}");
+        assert!(entry["message"].is_string(), "{line}");
+    }
+    let listening: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["addr"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+}
+
+#[test]
+fn text_logs_carry_no_colour_codes_into_a_pipe() {
+    for format in [None, Some("text")] {
+        let env: Vec<(&str, &str)> = format.map(|f| ("EASM_LOG_FORMAT", f)).into_iter().collect();
+        let lines = lines_until_listening(&env);
+        assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
+        assert!(lines.last().unwrap().contains(" INFO "));
+    }
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("EASM_DATA_DIR", dir.path())
+        .env("EASM_LOG_FORMAT", "xml")
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "easm: EASM_LOG_FORMAT is json or text, not \"xml\""
+    );
+}

@@ -21,7 +21,7 @@ async fn main() {
 }
 
 async fn run() -> Result<()> {
-    easm::init_logging();
+    easm::init_logging()?;
     let cli = Cli::parse();
     if let Command::Audit {
         command: audit::Audit::Verify { file, public_key },
