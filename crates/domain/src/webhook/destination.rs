@@ -9,7 +9,9 @@ pub const MAX_URL_LEN: usize = 2048;
 
 /// Whether connecting to `ip` could reach the server's own network: loopback, private,
 /// link-local (which holds the cloud metadata address), CGNAT, multicast, unspecified, broadcast,
-/// documentation-reserved or unique-local ranges, including IPv4 addresses wrapped in IPv6.
+/// documentation-reserved or unique-local ranges, including IPv4 addresses wrapped in IPv6
+/// (mapped, compatible, and those that 6to4 and Teredo relays carry to IPv4; NAT64's
+/// `64:ff9b::/96` is refused whole).
 pub fn is_forbidden_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
@@ -18,6 +20,23 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
                 return forbidden_v4(v4);
             }
             let seg = v6.segments();
+            let v4_at =
+                |i: usize| Ipv4Addr::from((u32::from(seg[i]) << 16) | u32::from(seg[i + 1]));
+            // IPv4-compatible ::a.b.c.d (deprecated, still routed by some stacks).
+            if seg[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return forbidden_v4(v4_at(6));
+            }
+            // 6to4: 2002:AABB:CCDD::/48 reaches AA.BB.CC.DD.
+            if seg[0] == 0x2002 && forbidden_v4(v4_at(1)) {
+                return true;
+            }
+            // Teredo: 2001:0::/32, the server at bits 32-63, the client inverted in the last 32.
+            if seg[0] == 0x2001
+                && seg[1] == 0
+                && (forbidden_v4(v4_at(2)) || forbidden_v4(!v4_at(6)))
+            {
+                return true;
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -175,6 +194,15 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2002:c0a8:101:1::5",
+            // Teredo to a private server, and to a client at 127.0.0.1 (inverted: 80ff:fffe).
+            "2001:0:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "64:ff9b::8.8.8.8",
         ] {
             assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }
@@ -183,6 +211,9 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "100.128.0.1",
+            "2002:5db8:d822::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "::8.8.8.8",
         ] {
             assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }
