@@ -330,12 +330,19 @@ const EXPORT_PAGE: i64 = 500;
 
 const CSV_HEADER: &str = "id,assetId,templateId,title,severity,status,category,matchedAt,cve,cwe,cvssScore,source,assignee,detectionCount,firstDetected,lastDetected\r\n";
 
-/// RFC 4180: quote a field holding a comma, quote, CR or LF, doubling quotes.
+/// RFC 4180: quote a field holding a comma, quote, CR or LF, doubling quotes. First, a field
+/// that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or CR: titles
+/// and URLs come from imported scanner output) is prefixed with `'`, which shows it as text.
 fn csv_field(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
     if v.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
-        v.to_string()
+        v
     }
 }
 
@@ -519,5 +526,21 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_fields_a_spreadsheet_would_run_are_text() {
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\",\"a\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"a\"\")\""
+        );
+        assert_eq!(csv_field("+cmd"), "'+cmd");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("\rx"), "\"'\rx\"");
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("9.8"), "9.8");
     }
 }
