@@ -213,3 +213,84 @@ fn an_unknown_log_format_is_refused_in_one_line() {
         "easm: EASM_LOG_FORMAT is json or text, not \"xml\""
     );
 }
+
+#[tokio::test]
+async fn every_request_has_an_access_log_line_without_the_key() {
+    use easm_api::AppState;
+    use easm_domain::Plan;
+    use std::io::{BufRead, BufReader};
+    let store = TestStore::new(Backend::Sqlite).await;
+    let db = easm_store::Db::connect(&store.config).await.unwrap();
+    let (_, key) = AppState::new(db.clone())
+        .commands
+        .create_org(&crate::helpers::system_meta(), "Logged", Plan::Pro)
+        .await
+        .unwrap();
+    db.close().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+        .envs(store.env())
+        .env("EASM_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or_default());
+        }
+    });
+    let wait = std::time::Duration::from_secs(10);
+    let addr = loop {
+        let entry = rx.recv_timeout(wait).expect("easm listening");
+        if entry["message"] == "easm listening" {
+            break entry["addr"].as_str().unwrap().to_string();
+        }
+    };
+    let http = reqwest::Client::new();
+    let listed = http
+        .get(format!("http://{addr}/api/assets?page=1"))
+        .header("X-API-Key", &key.secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let request_id = listed.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let refused = http
+        .get(format!("http://{addr}/api/assets/{}", "some-id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let mut access = vec![];
+    while access.len() < 2 {
+        let entry = rx.recv_timeout(wait).expect("two access lines");
+        assert!(
+            !entry.to_string().contains(&key.secret),
+            "the key itself is never logged"
+        );
+        if entry["target"] == "easm::access" {
+            access.push(entry);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(access[0]["method"], "GET");
+    assert_eq!(access[0]["route"], "/api/assets");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["request_id"], request_id.as_str());
+    assert_eq!(access[0]["key_id"], key.key_id.as_str());
+    assert!(access[0]["duration_ms"].as_f64().is_some_and(|d| d >= 0.0));
+    assert_eq!(
+        access[1]["route"], "/api/assets/{id}",
+        "the template, not the id"
+    );
+    assert_eq!(access[1]["status"], 401);
+    assert_eq!(access[1]["key_id"], "-");
+}

@@ -58,6 +58,10 @@ impl Caller {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// On a response: the key the request was made with, for the access log.
+#[derive(Clone, Debug)]
+pub struct AnsweredFor(pub KeyId);
+
 /// Echo a well-formed incoming `X-Request-Id`, or make one; it is stamped on every event.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
@@ -136,7 +140,9 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             stamp(&mut caller, &req);
             let reason = "the API key is revoked".to_string();
             record_denial(&app, &caller, (&method, &path), 401, reason).await;
-            error.into_response()
+            let mut res = error.into_response();
+            res.extensions_mut().insert(AnsweredFor(caller.key_id));
+            res
         }
         Err(Refused { error, .. }) => error.into_response(),
         Ok(mut caller) => {
@@ -152,6 +158,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 err.retry_after = Some(rate.reset_in.max(1));
                 let mut res = err.into_response();
                 rate.write(res.headers_mut());
+                res.extensions_mut().insert(AnsweredFor(caller.key_id));
                 return res;
             }
             if rate.touch {
@@ -171,6 +178,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 record_denial(&app, &caller, (&method, &path), 403, reason).await;
             }
             rate.write(res.headers_mut());
+            res.extensions_mut().insert(AnsweredFor(caller.key_id));
             res
         }
     }

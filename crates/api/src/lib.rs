@@ -1,6 +1,7 @@
 //! The easm HTTP API. `router` builds every route together with its OpenAPI description, so the
 //! document served at `/api/openapi.json` cannot leave a route out.
 
+mod access_log;
 pub mod audit_export;
 mod auth;
 pub mod error;
@@ -230,6 +231,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(middleware::from_fn(access_log::access_log))
         .layer(middleware::from_fn(auth::request_id))
         .with_state(state)
 }

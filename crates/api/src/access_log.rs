@@ -1,0 +1,39 @@
+//! One log line per request for the operator: method, route template (never the path's ids),
+//! status, duration, request id and the id of the key that made it (never the key). Filter them
+//! with `RUST_LOG=easm::access=off`.
+
+use crate::auth::{AnsweredFor, RequestId};
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::time::Instant;
+
+pub async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let res = next.run(req).await;
+    let key_id = res
+        .extensions()
+        .get::<AnsweredFor>()
+        .map_or("-", |k| k.0.as_str());
+    tracing::info!(
+        target: "easm::access",
+        method = %method,
+        route,
+        status = res.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id,
+        key_id,
+        "request"
+    );
+    res
+}
