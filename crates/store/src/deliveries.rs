@@ -171,10 +171,15 @@ pub struct QueueClaim<'a> {
 }
 
 /// Queued deliveries (each with its claim, if any) at `now`; answers the ids queued.
-fn deliveries_write(rows: &[(&NewDelivery, Option<&str>, Option<i64>)], now: i64) -> Write {
+fn deliveries_write(rows: &[Queuing<'_>], now: i64) -> Write {
     let mut values = Vec::with_capacity(1 + rows.len() * 14);
     values.push(Val::Int(now));
-    for (d, holder, until) in rows {
+    for Queuing {
+        row: d,
+        holder,
+        until,
+    } in rows
+    {
         values.extend([
             Val::Text(d.delivery_id.clone()),
             Val::Text(d.org_id.to_string()),
@@ -321,14 +326,12 @@ impl DeliveryQueue {
         outbox_done: &[i64],
     ) -> Result<HashSet<String>, StoreError> {
         let now = now_micros();
-        let rows: Vec<(&NewDelivery, Option<&str>, Option<i64>)> =
-            rows.iter().map(|q| (q.row, q.holder, q.until)).collect();
         // The outbox rows first: on PostgreSQL the queue's insert is the statement whose rows
         // come back.
         let mut writes: Vec<Write> = outbox_done.chunks(500).map(clear_outbox).collect();
         let backend = self.db.backend();
         writes.extend(
-            chunked(backend, &rows)
+            chunked(backend, rows)
                 .into_iter()
                 .map(|chunk| deliveries_write(chunk, now)),
         );
@@ -338,7 +341,7 @@ impl DeliveryQueue {
             inserted.insert(r.try_get::<String, _>("delivery_id")?);
         }
         self.refresh_statistics(rows.len() as u64);
-        if rows.iter().any(|(d, _, _)| d.fifo && d.filtered.is_none()) {
+        if rows.iter().any(|q| q.row.fifo && q.row.filtered.is_none()) {
             FIFO_QUEUED.store(true, Ordering::Relaxed);
         }
         Ok(inserted)
