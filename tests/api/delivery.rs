@@ -251,7 +251,11 @@ impl Setup {
     }
 
     /// The endpoint's deliveries once `done` holds for them (panics after a while).
-    async fn deliveries_when(&self, hook: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn deliveries_when(
+        &self,
+        hook: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + WAIT;
         loop {
             let a = self
@@ -268,7 +272,7 @@ impl Setup {
     }
 }
 
-fn all_status(items: &[Value], n: usize, status: &str) -> bool {
+pub(crate) fn all_status(items: &[Value], n: usize, status: &str) -> bool {
     items.len() == n && items.iter().all(|d| d["status"] == status)
 }
 

@@ -4,7 +4,7 @@
 //! Elasticsearch `_bulk`, rsyslog over TCP and TLS, Slack and Teams. Deliveries run in `easm
 //! serve` processes against real servers on 127.0.0.1.
 
-use crate::delivery::{Setup, WAIT};
+use crate::delivery::{all_status, Setup, WAIT};
 use crate::helpers::*;
 use crate::receiver::Receiver;
 use crate::siem_servers::*;
@@ -25,6 +25,10 @@ on_every_transport!(
     syslog_reaches_rsyslog_over_tcp_and_tls,
     a_corporate_ca_and_a_client_certificate_reach_the_receiver,
 );
+
+on_both_backends!(a_batch_under_way_when_its_process_dies_is_sent_by_the_next);
+
+on_every_transport!(messages_without_a_slot_wait_in_the_queue);
 
 on_sqlite_and_nats!(
     requests_go_through_the_configured_proxy,
@@ -906,4 +910,79 @@ async fn page(s: &Setup, path: String) -> Value {
     let a = s.get(&path).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     a.body
+}
+
+/// The values of the assets HEC indexed, each once.
+fn indexed_values(hec: &HecServer) -> Vec<String> {
+    let mut v: Vec<String> = hec
+        .indexed()
+        .iter()
+        .map(|e| e["event"]["data"]["value"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+async fn hec_endpoint(s: &Setup, hec: &HecServer, batch_size: u32) -> String {
+    let a = s
+        .post(
+            "/api/webhooks",
+            json!({"url": hec.url, "events": ["asset.added"], "kind": "splunk-hec",
+                   "token": "5b2d-hec-token", "batchSize": batch_size, "batchWindow": 0}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    a.id()
+}
+
+/// From the outbox, a batch goes out before its messages are written: the process dies while
+/// the collector holds the request, and the next process sends the events again (at least
+/// once) rather than losing them; each is then recorded once, delivered.
+async fn a_batch_under_way_when_its_process_dies_is_sent_by_the_next(b: Backend) {
+    let mut s = Setup::start(b, false, &[]).await;
+    let hec = HecServer::start("5b2d-hec-token").await;
+    hec.answer_after(Duration::from_secs(60));
+    let hook = hec_endpoint(&s, &hec, 10).await;
+    let mut values = s.assets(3).await;
+    values.sort();
+    eventually(WAIT, || (indexed_values(&hec) == values).then_some(())).await;
+    s.server.take().unwrap().kill();
+    hec.answer_after(Duration::ZERO);
+    s.restart();
+    eventually(WAIT, || (hec.requests().len() >= 2).then_some(())).await;
+    assert_eq!(indexed_values(&hec), values);
+    let items = s
+        .deliveries_when(&hook, |d| all_status(d, 3, "succeeded"))
+        .await;
+    assert!(items.iter().all(|d| d["attemptCount"] == 1), "{items:#?}");
+}
+
+/// One request at a time to the endpoint (`EASM_WEBHOOK_CONCURRENCY=1`), batches of 2: while
+/// the first is answered slowly, the other messages wait in the queue, shown pending and not yet
+/// attempted, and go once the slot is free; each is delivered once.
+async fn messages_without_a_slot_wait_in_the_queue(b: Backend, nats: bool) {
+    let s = Setup::start(b, nats, &[("EASM_WEBHOOK_CONCURRENCY", "1")]).await;
+    let hec = HecServer::start("5b2d-hec-token").await;
+    hec.answer_after(Duration::from_secs(2));
+    let hook = hec_endpoint(&s, &hec, 2).await;
+    let mut values = s.assets(6).await;
+    values.sort();
+    let waiting = s
+        .deliveries_when(&hook, |d| {
+            d.iter()
+                .filter(|m| m["status"] == "pending" && m["attemptCount"] == 0)
+                .count()
+                >= 4
+        })
+        .await;
+    assert!(hec.requests().len() <= 1, "{:?}", hec.requests());
+    assert!(waiting.len() >= 4, "{waiting:#?}");
+    hec.answer_after(Duration::ZERO);
+    let items = s
+        .deliveries_when(&hook, |d| all_status(d, 6, "succeeded"))
+        .await;
+    assert!(items.iter().all(|d| d["attemptCount"] == 1), "{items:#?}");
+    assert_eq!(hec.indexed().len(), 6, "each event indexed once");
+    assert_eq!(indexed_values(&hec), values);
 }

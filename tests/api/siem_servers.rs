@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +47,8 @@ struct Hec {
     /// Requests answered, with how many events each carried.
     requests: Mutex<Vec<usize>>,
     busy_first: AtomicUsize,
+    /// How long a request that indexed its events waits for its answer.
+    answer_after_ms: AtomicU64,
 }
 
 /// A Splunk HTTP Event Collector: `POST /services/collector/event`, `Authorization: Splunk
@@ -110,6 +112,10 @@ async fn hec(
         }
         s.indexed.lock().unwrap().push(e.clone());
     }
+    let wait = s.answer_after_ms.load(Ordering::SeqCst);
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
     answer(StatusCode::OK, json!({"text": "Success", "code": 0}))
 }
 
@@ -129,6 +135,13 @@ impl HecServer {
     /// Answer "server busy" to the next `n` requests.
     pub fn busy_first(&self, n: usize) {
         self.state.busy_first.store(n, Ordering::SeqCst);
+    }
+
+    /// Index what comes at once, but answer only after `wait` (a collector under load).
+    pub fn answer_after(&self, wait: Duration) {
+        self.state
+            .answer_after_ms
+            .store(wait.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn indexed(&self) -> Vec<Value> {

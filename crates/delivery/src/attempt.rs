@@ -198,14 +198,14 @@ impl Senders {
             .map(|(d, item)| {
                 let next = self.next_step(&item.verdict, d.schedule_step);
                 Finished {
-                    attempt: Attempt {
+                    attempt: Some(Attempt {
                         started_at,
                         duration_ms: sent.duration.as_millis() as i64,
                         status_code: sent.status_code.map(i64::from),
                         error: item.error.or_else(|| sent.error.clone()),
                         response: sent.response.clone(),
                         batch: batch.clone(),
-                    },
+                    }),
                     delivery: d,
                     next,
                 }

@@ -4,7 +4,8 @@
 //! leaves in the transaction that queues the deliveries) and a durable JetStream consumer (NATS
 //! mode, acknowledged only after the deliveries are queued). Queuing is idempotent per
 //! (event, endpoint), so a redelivered event queues and sends nothing twice. From the outbox,
-//! messages sent one by one go out while their rows are written: an event fanned out again after
+//! messages sent one by one go out while their rows are written, and messages that travel in
+//! batches before their rows exist (see [`crate::outstanding`]): an event fanned out again after
 //! a crash is sent again (with the same `webhook-id`), as any message whose outcome was not
 //! recorded is.
 
@@ -22,6 +23,7 @@ use easm_projections::read::Endpoint;
 use easm_projections::{Projector, ReadModels};
 use easm_store::{
     Db, DeliveryQueue, DueDelivery, EventLog, Lease, NewDelivery, QueueClaim, Queuing, StoreError,
+    Unwritten,
 };
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -48,6 +50,9 @@ const BATCH: usize = 1024;
 struct Draining {
     renewed: Option<Instant>,
     read_outbox: bool,
+    /// Where the read of the outbox goes on: past the rows of events whose messages are still
+    /// being sent. 0 starts a read from the oldest row.
+    after: i64,
     read_back: ReadBack,
 }
 
@@ -206,11 +211,11 @@ impl Fanout {
     /// Queue the deliveries of `events` (removing the outbox rows at `outbox_done` with them) and
     /// hand the worker what is queued claimed for it. From the outbox, messages sent one by one
     /// are handed before their rows commit, so that the send does not wait for the write (see
-    /// [`Queued`]); an event comes from there once but for a crash. JetStream redelivers
-    /// whatever it is unsure was acknowledged (around an outage, say), and the queue's
-    /// idempotence keeps such copies from being sent only if nothing is sent before it: its
-    /// messages, and those that travel in batches (which wait for their batch anyway), are
-    /// handed once queued.
+    /// [`Queued`]), and messages that travel in batches go unwritten, their events' outbox rows
+    /// kept until they are (see [`crate::outstanding`]); an event comes from there once but for
+    /// a crash. JetStream redelivers whatever it is unsure was acknowledged (around an outage,
+    /// say), and the queue's idempotence keeps such copies from being sent only if nothing is
+    /// sent before it: its messages are handed once queued.
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
         let h = &self.handoff;
@@ -219,15 +224,41 @@ impl Fanout {
             ttl: h.ttl,
             max: h.max,
         };
-        let planned = Queuing::plan(&rows, Some(&claim));
         let from_outbox = !outbox_done.is_empty();
+        let (unwritten, planned): (Vec<Queuing>, Vec<Queuing>) = Queuing::plan(&rows, Some(&claim))
+            .into_iter()
+            .partition(|q| {
+                let r = q.row();
+                from_outbox && q.is_claimed() && r.batch > 0 && r.position.is_some()
+            });
+        let unwritten: Vec<DueDelivery> = unwritten
+            .iter()
+            .filter_map(|q| {
+                let mut d = q.claimed()?;
+                d.unwritten = Some(Unwritten {
+                    event_id: q.row().event_id.clone(),
+                    position: q.row().position?,
+                });
+                Some(d)
+            })
+            .collect();
+        let held: Vec<i64> = unwritten
+            .iter()
+            .filter_map(|d| Some(d.unwritten.as_ref()?.position))
+            .collect();
+        let kept: HashSet<i64> = held.iter().copied().collect();
+        let outbox_done: Vec<i64> = outbox_done
+            .iter()
+            .copied()
+            .filter(|p| !kept.contains(p))
+            .collect();
         let (later, now): (Vec<DueDelivery>, Vec<DueDelivery>) = planned
             .iter()
             .filter_map(Queuing::claimed)
             .partition(|d| d.batch > 0 || !from_outbox);
         let (queued_ids, queued) = Queued::pending();
         self.hand(now, Some(queued));
-        let inserted = Arc::new(self.queue.enqueue(&planned, outbox_done).await?);
+        let inserted = Arc::new(self.queue.enqueue(&planned, &outbox_done).await?);
         let _ = queued_ids.send(Some(inserted.clone()));
         // FIFO lines are claimed from the queue, head first.
         if rows.iter().any(|r| r.fifo && r.filtered.is_none()) {
@@ -238,6 +269,8 @@ impl Fanout {
             .filter(|d| inserted.contains(&d.delivery_id))
             .collect();
         self.hand(later, None);
+        h.outstanding.hold(held);
+        self.hand(unwritten, None);
         Ok(())
     }
 
@@ -279,8 +312,10 @@ impl Fanout {
         let mut state = Draining {
             renewed: None,
             read_outbox: true,
+            after: 0,
             read_back: ReadBack::default(),
         };
+        let freed = self.handoff.outstanding.clone();
         loop {
             let pause = match self
                 .drain(&log, &lease, &feed, &drains_here, &mut state)
@@ -292,12 +327,14 @@ impl Fanout {
                     tracing::warn!(error = %e, "fan-out: will retry");
                     state.renewed = None;
                     state.read_outbox = true;
+                    state.after = 0;
                     Duration::from_millis(500)
                 }
             };
             tokio::select! {
                 _ = &mut stop => break,
                 _ = feed.arrived().notified() => {}
+                _ = freed.freed().notified() => {}
                 _ = told.notified() => state.read_outbox = true,
                 _ = tokio::time::sleep(pause) => state.read_outbox = true,
             }
@@ -323,6 +360,10 @@ impl Fanout {
             feed.clear();
             return Ok(false);
         }
+        if self.handoff.outstanding.full() {
+            // Woken when batches were answered and written.
+            return Ok(false);
+        }
         let (handed, dropped) = feed.take(BATCH);
         state.read_outbox |= dropped;
         let full = handed.len() == BATCH;
@@ -332,10 +373,21 @@ impl Fanout {
             return Ok(true);
         }
         if std::mem::take(&mut state.read_outbox) {
-            let events = log.outbox_committed(BATCH as i64).await?;
+            let events = log.outbox_committed(state.after, BATCH as i64).await?;
+            let more = events.len() == BATCH;
+            state.after = if more {
+                events.last().map_or(0, |e| e.position)
+            } else {
+                0
+            };
+            let outstanding = &self.handoff.outstanding;
+            let events: Vec<RecordedEvent> = events
+                .into_iter()
+                .filter(|e| !outstanding.holds(e.position))
+                .collect();
             self.queue_outbox_rows(&events).await?;
             state.read_back.note(&events);
-            state.read_outbox = events.len() == BATCH;
+            state.read_outbox = more;
         }
         Ok(state.read_outbox)
     }

@@ -6,6 +6,7 @@ mod attempt;
 mod endpoints;
 mod fanout;
 mod native;
+mod outstanding;
 mod schedule;
 mod sender;
 mod signature;

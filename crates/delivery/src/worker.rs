@@ -9,12 +9,13 @@
 use crate::attempt::{Senders, Unsendable};
 use crate::endpoints::Endpoints;
 use crate::native::syslog::Syslog;
+use crate::outstanding::Outstanding;
 use crate::sender::Sender;
 use crate::RetrySchedule;
 use easm_app::{new_id, App};
 use easm_domain::batching;
 use easm_events::{Actor, EventMeta, OrgId, WebhookId};
-use easm_store::{now_micros, Db, DeliveryQueue, DueDelivery, Finished, StoreError};
+use easm_store::{now_micros, Db, DeliveryQueue, DueDelivery, Finished, NextStep, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -86,10 +87,13 @@ pub struct Handoff {
     pub deliveries: mpsc::UnboundedSender<Handed>,
     /// Wakes the worker to claim what was queued unclaimed (FIFO lines).
     pub wake: Arc<Notify>,
+    /// The events of messages handed before their rows exist.
+    pub outstanding: Arc<Outstanding>,
 }
 
 /// Claimed deliveries handed to the worker: with `queued`, before the transaction that queues
-/// their rows has committed.
+/// their rows has committed; those marked `unwritten` have no row until their outcome is
+/// recorded.
 pub struct Handed {
     pub deliveries: Vec<DueDelivery>,
     pub queued: Option<Queued>,
@@ -144,6 +148,7 @@ pub struct Worker {
     recorder: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
     handed: mpsc::UnboundedSender<Handed>,
     handed_in: Mutex<Option<mpsc::UnboundedReceiver<Handed>>>,
+    outstanding: Arc<Outstanding>,
 }
 
 impl Worker {
@@ -156,6 +161,7 @@ impl Worker {
         let (finished, recorder) = mpsc::unbounded_channel();
         let (handed, handed_in) = mpsc::unbounded_channel();
         Ok(Arc::new(Worker {
+            outstanding: Arc::default(),
             handed,
             handed_in: Mutex::new(Some(handed_in)),
             endpoints: Endpoints::default(),
@@ -237,16 +243,19 @@ impl Worker {
         let _ = recorder.await;
     }
 
-    /// Write finished attempts in batches until `stopping`, then what is left.
+    /// Write finished attempts in batches until `stopping`, then what is left. The rows of
+    /// unwritten messages whose transaction failed go in the next one (their events' outbox rows
+    /// wait for them); other outcomes not recorded are attempted again when their claims expire.
     async fn record(
         self: Arc<Self>,
         mut records: mpsc::UnboundedReceiver<Finished>,
         stopping: Arc<Notify>,
     ) {
         let mut stop = false;
+        let mut again: Vec<Finished> = vec![];
         loop {
-            let mut batch = Vec::new();
-            if !stop {
+            let mut batch = std::mem::take(&mut again);
+            if !stop && batch.is_empty() {
                 tokio::select! {
                     got = records.recv() => match got {
                         Some(f) => batch.push(f),
@@ -264,8 +273,14 @@ impl Worker {
             if batch.is_empty() && stop {
                 return;
             }
-            match self.queue.finish(&batch).await {
+            let written: Vec<i64> = batch
+                .iter()
+                .filter_map(|f| Some(f.delivery.unwritten.as_ref()?.position))
+                .collect();
+            let outbox_done = self.outstanding.completed_by(&written);
+            match self.queue.finish(&batch, &outbox_done).await {
                 Ok(failing) => {
+                    self.outstanding.release(&written);
                     for (webhook_id, since) in failing {
                         if now_micros() - since >= self.config.disable_after.as_micros() as i64 {
                             let org = batch
@@ -279,7 +294,18 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, attempts = batch.len(), "delivery outcomes not recorded; those deliveries are attempted again when their claims expire")
+                    tracing::warn!(error = %e, attempts = batch.len(), "delivery outcomes not recorded; written again, or attempted again when their claims expire");
+                    if stop {
+                        // Their events stay in the outbox and fan out again on the next start.
+                        return;
+                    }
+                    again = batch
+                        .into_iter()
+                        .filter(|f| f.delivery.unwritten.is_some())
+                        .collect();
+                    if !again.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
             }
         }
@@ -358,13 +384,14 @@ impl Worker {
         for job in jobs {
             match self.launch(job, queued.clone()) {
                 None => started += 1,
-                Some(back) => extra.extend(back.into_iter().map(|d| d.delivery_id)),
+                Some(back) => extra.extend(self.keep_unwritten(back)),
             }
         }
         if extra.is_empty() {
             return Ok(started);
         }
         self.slots.lock().expect("slots").backlog = true;
+        let extra: Vec<String> = extra.into_iter().map(|d| d.delivery_id).collect();
         match queued {
             None => self.queue.unclaim(&self.config.holder, &extra).await?,
             Some(queued) => {
@@ -380,12 +407,41 @@ impl Worker {
         Ok(started)
     }
 
+    /// Of messages without a slot, those that have a row to hand back to: the unwritten ones are
+    /// written, due now, for a claim to take them.
+    fn keep_unwritten(&self, back: Vec<DueDelivery>) -> Vec<DueDelivery> {
+        let (unwritten, queued): (Vec<_>, Vec<_>) =
+            back.into_iter().partition(|d| d.unwritten.is_some());
+        for d in unwritten {
+            let next = NextStep::RetryAt {
+                at: now_micros(),
+                schedule_step: d.schedule_step,
+            };
+            self.record_unsent(d, next);
+        }
+        queued
+    }
+
+    /// Hand the recorder a message that was not sent.
+    fn record_unsent(&self, delivery: DueDelivery, next: NextStep) {
+        // The recorder lives as long as the worker runs.
+        let _ = self.finished.send(Finished {
+            delivery,
+            attempt: None,
+            next,
+        });
+    }
+
     /// [`Self::launch`] outside a claim round (a gathering whose window passed, or stopping):
     /// a job without a slot goes back to the queue at once.
     async fn launch_or_return(self: &Arc<Self>, job: Vec<DueDelivery>) {
         if let Some(back) = self.launch(job, None) {
             self.slots.lock().expect("slots").backlog = true;
-            let ids: Vec<String> = back.into_iter().map(|d| d.delivery_id).collect();
+            let ids: Vec<String> = self
+                .keep_unwritten(back)
+                .into_iter()
+                .map(|d| d.delivery_id)
+                .collect();
             self.unclaim(&ids).await;
         }
     }
@@ -479,6 +535,7 @@ impl Worker {
             max: self.config.max_in_flight,
             deliveries: self.handed.clone(),
             wake: self.wake.clone(),
+            outstanding: self.outstanding.clone(),
         }
     }
 
@@ -524,8 +581,8 @@ impl Worker {
                     Some(q) => q.keep(job, |d| d.delivery_id.as_str()).await,
                     None => job,
                 };
-                for d in &job {
-                    self.queue.abandon(&d.delivery_id, reason).await?;
+                for d in job {
+                    self.record_unsent(d, NextStep::Abandoned(reason));
                 }
                 return Ok(());
             }

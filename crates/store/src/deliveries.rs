@@ -55,6 +55,18 @@ pub struct DueDelivery {
     pub schedule_step: i64,
     pub fifo: bool,
     pub batch: i64,
+    /// Set when the message goes to its sender before its row exists: the row is then written
+    /// once, with what came of it (see [`DeliveryQueue::finish`]).
+    pub unwritten: Option<Unwritten>,
+}
+
+/// What a message's row needs beyond its [`DueDelivery`] when the row is written only with the
+/// message's outcome.
+#[derive(Clone, Debug)]
+pub struct Unwritten {
+    pub event_id: String,
+    /// The event's log position: its outbox row stays until every such message of it is written.
+    pub position: i64,
 }
 
 /// What one attempt found.
@@ -69,11 +81,13 @@ pub struct Attempt {
     pub batch: Option<(String, i64)>,
 }
 
-/// A finished attempt on its way to the queue.
+/// Where a message goes after an attempt, or without one, on its way to the queue.
 #[derive(Clone, Debug)]
 pub struct Finished {
     pub delivery: DueDelivery,
-    pub attempt: Attempt,
+    /// None when the message was not sent: its endpoint could not be sent to, or (for an
+    /// unwritten message) had no room for it.
+    pub attempt: Option<Attempt>,
     pub next: NextStep,
 }
 
@@ -89,10 +103,12 @@ fn failure_runs(batch: &[Finished]) -> Vec<(WebhookId, FailureRun)> {
     let mut by_endpoint: std::collections::BTreeMap<&WebhookId, Vec<(i64, bool)>> =
         Default::default();
     for f in batch {
-        by_endpoint
-            .entry(&f.delivery.webhook_id)
-            .or_default()
-            .push((f.attempt.started_at, f.next == NextStep::Succeeded));
+        if let Some(a) = &f.attempt {
+            by_endpoint
+                .entry(&f.delivery.webhook_id)
+                .or_default()
+                .push((a.started_at, f.next == NextStep::Succeeded));
+        }
     }
     by_endpoint
         .into_iter()
@@ -118,6 +134,9 @@ pub enum NextStep {
         schedule_step: i64,
     },
     Failed,
+    /// Ended without an attempt, for this reason (its endpoint was deleted or cannot be sent
+    /// to); it can be retried by hand like any failed one.
+    Abandoned(&'static str),
 }
 
 /// Rows per multi-row statement: statements of a few sizes stay prepared, and SQLite binds
@@ -170,56 +189,154 @@ pub struct QueueClaim<'a> {
     pub max: usize,
 }
 
-/// Queued deliveries (each with its claim, if any) at `now`; answers the ids queued.
-fn deliveries_write(rows: &[Queuing<'_>], now: i64) -> Write {
-    let mut values = Vec::with_capacity(1 + rows.len() * 14);
-    values.push(Val::Int(now));
-    for Queuing {
-        row: d,
-        holder,
-        until,
-    } in rows
-    {
-        values.extend([
-            Val::Text(d.delivery_id.clone()),
-            Val::Text(d.org_id.to_string()),
-            Val::Text(d.webhook_id.to_string()),
-            Val::Text(d.event_id.clone()),
-            Val::Text(d.event_type.clone()),
-            Val::Text(d.payload.clone()),
-            Val::Int(d.schedule_step),
-            Val::OptText(holder.map(str::to_string)),
-            Val::OptInt(*until),
-            Val::OptInt(d.position),
-            Val::Int(d.fifo as i64),
-            Val::Int(d.batch),
-            Val::Text(
-                if d.filtered.is_some() {
+/// A row of the queue as it is inserted: queued (with its claim, if any), or written once with
+/// the outcome of its first attempt.
+struct NewRow<'a> {
+    delivery_id: &'a str,
+    org_id: &'a OrgId,
+    webhook_id: &'a WebhookId,
+    event_id: &'a str,
+    event_type: &'a str,
+    payload: &'a str,
+    position: Option<i64>,
+    fifo: bool,
+    batch: i64,
+    claim: Option<(&'a str, i64)>,
+    state: RowState,
+}
+
+impl<'a> NewRow<'a> {
+    fn queued(q: &'a Queuing<'a>, now: i64) -> Self {
+        let d = q.row;
+        NewRow {
+            delivery_id: &d.delivery_id,
+            org_id: &d.org_id,
+            webhook_id: &d.webhook_id,
+            event_id: &d.event_id,
+            event_type: &d.event_type,
+            payload: &d.payload,
+            position: d.position,
+            fifo: d.fifo,
+            batch: d.batch,
+            claim: q.holder.zip(q.until),
+            state: RowState {
+                status: if d.filtered.is_some() {
                     FILTERED
                 } else {
                     PENDING
-                }
-                .into(),
-            ),
-            Val::OptText(d.filtered.clone()),
-        ]);
+                },
+                attempts: 0,
+                schedule_step: d.schedule_step,
+                next_attempt_at: now,
+                last_status: None,
+                last_error: d.filtered.clone(),
+                last_batch_id: None,
+            },
+        }
     }
-    // No attempts, due, created and updated at `now` (value 0).
-    let now_thrice = Sql::new(", 0, ")
-        .value(0)
-        .text(", ")
-        .value(0)
-        .text(", ")
-        .value(0);
+
+    /// The row of an unwritten message, as its outcome leaves it.
+    fn written(f: &'a Finished, u: &'a Unwritten, now: i64) -> Self {
+        let d = &f.delivery;
+        NewRow {
+            delivery_id: &d.delivery_id,
+            org_id: &d.org_id,
+            webhook_id: &d.webhook_id,
+            event_id: &u.event_id,
+            event_type: &d.event_type,
+            payload: &d.payload,
+            position: Some(u.position),
+            fifo: d.fifo,
+            batch: d.batch,
+            claim: None,
+            state: RowState::after(f, now),
+        }
+    }
+}
+
+/// The columns of a row that its attempts move on.
+struct RowState {
+    status: &'static str,
+    attempts: i64,
+    schedule_step: i64,
+    next_attempt_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    last_batch_id: Option<String>,
+}
+
+impl RowState {
+    fn after(f: &Finished, now: i64) -> Self {
+        let d = &f.delivery;
+        let (status, next_attempt_at, schedule_step) = match f.next {
+            NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
+            NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
+            NextStep::Failed | NextStep::Abandoned(_) => (FAILED, now, d.schedule_step),
+        };
+        let a = f.attempt.as_ref();
+        RowState {
+            status,
+            attempts: d.attempts + i64::from(a.is_some()),
+            schedule_step,
+            next_attempt_at,
+            last_status: a.and_then(|a| a.status_code),
+            last_error: match f.next {
+                NextStep::Abandoned(reason) => Some(reason.to_string()),
+                _ => a.and_then(|a| a.error.clone()),
+            },
+            last_batch_id: a
+                .and_then(|a| a.batch.as_ref())
+                .filter(|_| f.next == NextStep::Succeeded)
+                .map(|(id, _)| id.clone()),
+        }
+    }
+
+    fn values(&self) -> [Val; 7] {
+        [
+            Val::Text(self.status.into()),
+            Val::Int(self.attempts),
+            Val::Int(self.schedule_step),
+            Val::Int(self.next_attempt_at),
+            Val::OptInt(self.last_status),
+            Val::OptText(self.last_error.clone()),
+            Val::OptText(self.last_batch_id.clone()),
+        ]
+    }
+}
+
+/// Inserts rows of the queue, created and updated at `now`; one already there (same id) is left
+/// as it is.
+fn deliveries_write(rows: &[NewRow<'_>], now: i64) -> Write {
+    let mut values = Vec::with_capacity(1 + rows.len() * 18);
+    values.push(Val::Int(now));
+    for r in rows {
+        let (holder, until) = r.claim.unzip();
+        values.extend([
+            Val::Text(r.delivery_id.to_string()),
+            Val::Text(r.org_id.to_string()),
+            Val::Text(r.webhook_id.to_string()),
+            Val::Text(r.event_id.to_string()),
+            Val::Text(r.event_type.to_string()),
+            Val::Text(r.payload.to_string()),
+            Val::OptText(holder.map(str::to_string)),
+            Val::OptInt(until),
+            Val::OptInt(r.position),
+            Val::Int(r.fifo as i64),
+            Val::Int(r.batch),
+        ]);
+        values.extend(r.state.values());
+    }
+    let now_twice = Sql::new(", ").value(0).text(", ").value(0);
     Write {
         table: "deliveries",
         sql: Sql::new(
             "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, \
-             payload, schedule_step, claimed_by, claimed_until, position, fifo, batch, status, \
-             last_error, attempts, next_attempt_at, created_at, updated_at) VALUES ",
+             payload, claimed_by, claimed_until, position, fifo, batch, status, attempts, \
+             schedule_step, next_attempt_at, last_status, last_error, last_batch_id, \
+             created_at, updated_at) VALUES ",
         )
-        .rows(rows.len(), 14, 1, &now_thrice)
-        .text(" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"),
+        .rows(rows.len(), 18, 1, &now_twice)
+        .text(" ON CONFLICT (delivery_id) DO NOTHING"),
         values,
     }
 }
@@ -286,7 +403,16 @@ impl<'a> Queuing<'a> {
             schedule_step: d.schedule_step,
             fifo: d.fifo,
             batch: d.batch,
+            unwritten: None,
         })
+    }
+
+    pub fn row(&self) -> &NewDelivery {
+        self.row
+    }
+
+    pub fn is_claimed(&self) -> bool {
+        self.holder.is_some()
     }
 }
 
@@ -330,11 +456,12 @@ impl DeliveryQueue {
         // come back.
         let mut writes: Vec<Write> = outbox_done.chunks(500).map(clear_outbox).collect();
         let backend = self.db.backend();
-        writes.extend(
-            chunked(backend, rows)
-                .into_iter()
-                .map(|chunk| deliveries_write(chunk, now)),
-        );
+        let new_rows: Vec<NewRow> = rows.iter().map(|q| NewRow::queued(q, now)).collect();
+        writes.extend(chunked(backend, &new_rows).into_iter().map(|chunk| {
+            let mut w = deliveries_write(chunk, now);
+            w.sql = w.sql.text(" RETURNING delivery_id");
+            w
+        }));
         let together = rows.len() <= CHUNK && outbox_done.len() <= 500;
         let mut inserted = HashSet::new();
         for r in self.run(&writes, together).await? {
@@ -458,6 +585,7 @@ impl DeliveryQueue {
                     schedule_step: r.try_get("schedule_step")?,
                     fifo: r.try_get::<i64, _>("fifo")? != 0,
                     batch: r.try_get("batch")?,
+                    unwritten: None,
                 })
             })
             .collect()
@@ -514,10 +642,15 @@ impl DeliveryQueue {
         Ok(())
     }
 
-    /// Log attempts and move their deliveries on, all in one transaction (one commit for a whole
-    /// batch of attempts), and a batch of up to 50 in one round trip. Returns the endpoints whose
-    /// every attempt failed since a time (epoch microseconds), as that run now stands.
-    pub async fn finish(&self, batch: &[Finished]) -> Result<Vec<(WebhookId, i64)>, StoreError> {
+    /// Log attempts and move their deliveries on (write the rows of unwritten ones), and remove
+    /// the outbox rows at `outbox_done`, all in one transaction (one commit for a whole batch of
+    /// attempts), and a batch of up to 50 in one round trip. Returns the endpoints whose every
+    /// attempt failed since a time (epoch microseconds), as that run now stands.
+    pub async fn finish(
+        &self,
+        batch: &[Finished],
+        outbox_done: &[i64],
+    ) -> Result<Vec<(WebhookId, i64)>, StoreError> {
         if batch.is_empty() {
             return Ok(vec![]);
         }
@@ -534,54 +667,53 @@ impl DeliveryQueue {
             .iter()
             .filter_map(|(id, since)| since.map(|s| (id.clone(), s)))
             .collect();
-        let mut writes: Vec<Write> = vec![];
+        let mut writes: Vec<Write> = outbox_done.chunks(500).map(clear_outbox).collect();
         // A batch is recorded once; what it delivered names it instead of an attempt row.
-        let mut batches: Vec<&Finished> = vec![];
+        let mut batches: Vec<(&Attempt, &WebhookId)> = vec![];
+        let mut logged: Vec<(&Finished, &Attempt)> = vec![];
         for f in batch {
-            if let Some((id, _)) = &f.attempt.batch {
+            let Some(a) = &f.attempt else { continue };
+            if let Some((id, _)) = &a.batch {
                 if !batches
                     .iter()
-                    .any(|b| b.attempt.batch.as_ref().is_some_and(|(i, _)| i == id))
+                    .any(|(b, _)| b.batch.as_ref().is_some_and(|(i, _)| i == id))
                 {
-                    batches.push(f);
+                    batches.push((a, &f.delivery.webhook_id));
                 }
+            }
+            if a.batch.is_none() || f.next != NextStep::Succeeded {
+                logged.push((f, a));
             }
         }
         let backend = self.db.backend();
         writes.extend(batches.chunks(CHUNK).map(batches_write));
-        let logged: Vec<&Finished> = batch
-            .iter()
-            .filter(|f| f.attempt.batch.is_none() || f.next != NextStep::Succeeded)
-            .collect();
         writes.extend(chunked(backend, &logged).into_iter().map(attempts_write));
-        for chunk in chunked(backend, batch) {
+        let (unwritten, written): (Vec<&Finished>, Vec<&Finished>) =
+            batch.iter().partition(|f| f.delivery.unwritten.is_some());
+        let new_rows: Vec<NewRow> = unwritten
+            .iter()
+            .filter_map(|f| Some(NewRow::written(f, f.delivery.unwritten.as_ref()?, now)))
+            .collect();
+        writes.extend(
+            chunked(backend, &new_rows)
+                .into_iter()
+                .map(|chunk| deliveries_write(chunk, now)),
+        );
+        for chunk in chunked(backend, &written) {
             writes.push(outcomes_write(chunk, now));
         }
         writes.extend(resets.chunks(CHUNK).map(resets_write));
         // Last, so that on PostgreSQL it is the statement whose rows come back.
         writes.extend(continues.chunks(CHUNK).map(continues_write));
-        for r in self.run(&writes, batch.len() <= CHUNK).await? {
+        let together = batch.len() <= CHUNK && outbox_done.len() <= 500;
+        for r in self.run(&writes, together).await? {
             failing.push((
                 WebhookId::new(r.try_get::<String, _>("webhook_id")?),
                 r.try_get("failing_since")?,
             ));
         }
+        self.refresh_statistics(new_rows.len() as u64);
         Ok(failing)
-    }
-
-    /// End a delivery without an attempt (its endpoint was deleted or disabled meanwhile); it can
-    /// be retried by hand like any failed one.
-    pub async fn abandon(&self, delivery_id: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'failed', claimed_by = NULL, claimed_until = NULL, \
-             last_error = $1, updated_at = $2 WHERE delivery_id = $3",
-        )
-        .bind(reason)
-        .bind(now_micros())
-        .bind(delivery_id)
-        .execute(self.db.writer())
-        .await?;
-        Ok(())
     }
 
     /// Send one delivery again (one attempt), whether it failed or succeeded; false if it is
@@ -619,16 +751,16 @@ impl DeliveryQueue {
     }
 }
 
-fn attempts_write(chunk: &[&Finished]) -> Write {
+fn attempts_write(chunk: &[(&Finished, &Attempt)]) -> Write {
     let mut values = Vec::with_capacity(chunk.len() * 10);
-    for f in chunk {
-        let (batch_id, batch_size) = f.attempt.batch.clone().unzip();
+    for (f, a) in chunk {
+        let (batch_id, batch_size) = a.batch.clone().unzip();
         values.extend([
             Val::Text(f.delivery.delivery_id.clone()),
             Val::Int(f.delivery.attempts + 1),
             Val::Text(f.delivery.webhook_id.to_string()),
         ]);
-        values.extend(attempt_values(&f.attempt));
+        values.extend(attempt_values(a));
         values.extend([Val::OptText(batch_id), Val::OptInt(batch_size)]);
     }
     Write {
@@ -655,12 +787,12 @@ fn attempt_values(a: &Attempt) -> [Val; 5] {
 }
 
 /// One row per request that carried several messages.
-fn batches_write(chunk: &[&Finished]) -> Write {
+fn batches_write(chunk: &[(&Attempt, &WebhookId)]) -> Write {
     let mut values = Vec::with_capacity(chunk.len() * 8);
-    for f in chunk {
-        let (id, size) = f.attempt.batch.clone().unwrap_or_default();
-        values.extend([Val::Text(id), Val::Text(f.delivery.webhook_id.to_string())]);
-        values.extend(attempt_values(&f.attempt));
+    for (a, webhook_id) in chunk {
+        let (id, size) = a.batch.clone().unwrap_or_default();
+        values.extend([Val::Text(id), Val::Text(webhook_id.to_string())]);
+        values.extend(attempt_values(a));
         values.push(Val::Int(size));
     }
     Write {
@@ -677,31 +809,11 @@ fn batches_write(chunk: &[&Finished]) -> Write {
 
 /// Where each delivery of `chunk` goes next: a VALUES list joined to the queue (both dialects
 /// name its columns column1, column2, ...).
-fn outcomes_write(chunk: &[Finished], now: i64) -> Write {
+fn outcomes_write(chunk: &[&Finished], now: i64) -> Write {
     let mut values = vec![Val::Int(now)];
     for f in chunk {
-        let d = &f.delivery;
-        let (status, at, step) = match f.next {
-            NextStep::Succeeded => (SUCCEEDED, now, d.schedule_step),
-            NextStep::RetryAt { at, schedule_step } => (PENDING, at, schedule_step),
-            NextStep::Failed => (FAILED, now, d.schedule_step),
-        };
-        values.extend([
-            Val::Text(d.delivery_id.clone()),
-            Val::Text(status.into()),
-            Val::Int(d.attempts + 1),
-            Val::Int(step),
-            Val::Int(at),
-            Val::OptInt(f.attempt.status_code),
-            Val::OptText(f.attempt.error.clone()),
-            Val::OptText(
-                f.attempt
-                    .batch
-                    .as_ref()
-                    .filter(|_| f.next == NextStep::Succeeded)
-                    .map(|(id, _)| id.clone()),
-            ),
-        ]);
+        values.push(Val::Text(f.delivery.delivery_id.clone()));
+        values.extend(RowState::after(f, now).values());
     }
     Write {
         table: "deliveries",

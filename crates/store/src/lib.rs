@@ -26,7 +26,7 @@ pub use commit_notices::relay_commits;
 pub use db::{Backend, Db, DbConfig};
 pub use deliveries::{
     Attempt, DeliveryQueue, DueDelivery, Finished, NewDelivery, NextStep, QueueClaim, Queuing,
-    FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
+    Unwritten, FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
 };
 pub use delivery_log::{AttemptRecord, DeliveryRecord};
 pub use error::{AppendError, StoreError};

@@ -338,10 +338,10 @@ impl EventLog {
     /// one it published).
     pub async fn outbox(&self, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
         let horizon = match self.db.backend().horizon() {
-            Some(h) => format!("WHERE o.{h}"),
+            Some(h) => format!(" AND o.{h}"),
             None => String::new(),
         };
-        self.outbox_rows(&horizon, limit).await
+        self.outbox_rows(i64::MIN, &horizon, limit).await
     }
 
     /// Whether committed events wait in the outbox that [`Self::outbox`] does not give yet,
@@ -357,28 +357,37 @@ impl EventLog {
         Ok(n > 0)
     }
 
-    /// The oldest committed events waiting in the outbox, without waiting for the horizon: an
-    /// event that commits later with a smaller position is found by a later call. For a reader
-    /// that removes exactly the rows it took (fan-out), so nothing waits on an older transaction.
-    pub async fn outbox_committed(&self, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.outbox_rows("", limit).await
+    /// The oldest committed events waiting in the outbox after position `after`, without
+    /// waiting for the horizon: an event that commits later with a smaller position is found by
+    /// a later call. For a reader that removes exactly the rows it took (fan-out), so nothing
+    /// waits on an older transaction; `after` lets it page past rows it still holds.
+    pub async fn outbox_committed(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.outbox_rows(after, "", limit).await
     }
 
-    /// The events of the first `limit` outbox rows passing `filter`. Looked up by position
-    /// from the rows taken: a join of the two tables lets PostgreSQL's planner (misled by the
-    /// outbox's churn) walk the whole events index to find a few rows.
+    /// The events of the first `limit` outbox rows after position `after` passing `filter`.
+    /// Looked up by position from the rows taken: a join of the two tables lets PostgreSQL's
+    /// planner (misled by the outbox's churn) walk the whole events index to find a few rows.
     async fn outbox_rows(
         &self,
+        after: i64,
         filter: &str,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let taken =
-            format!("SELECT o.position FROM outbox o {filter} ORDER BY o.position LIMIT $1");
+        let taken = format!(
+            "SELECT o.position FROM outbox o WHERE o.position > $2{filter} \
+             ORDER BY o.position LIMIT $1"
+        );
         let wanted = self.db.backend().position_in(&taken);
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE {wanted} ORDER BY position"
         ))
         .bind(limit)
+        .bind(after)
         .fetch_all(self.db.reader())
         .await?;
         rows.iter().map(row_to_event).collect()
