@@ -1,10 +1,13 @@
-//! Running easm as an operator does (issue #18): PostgreSQL over TLS, and a start that fails says
-//! why in one line.
+//! Running easm as an operator does (issue #18): PostgreSQL over TLS, a start that fails says
+//! why in one line, logs, and a stop that ends streams and finishes the work under way.
 
+use crate::delivery::{all_status, Setup, WAIT};
 use crate::helpers::{start_easm, Backend, TestStore};
+use crate::receiver::Receiver;
 use easm_store::DbConfig;
 use sqlx::{Connection, PgConnection};
 use std::process::Command;
+use std::time::Duration;
 
 fn pg_url(store: &TestStore) -> String {
     match &store.config {
@@ -129,7 +132,7 @@ async fn a_start_that_fails_says_why_in_one_line() {
             lines[0]
         );
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(10),
             "{with}: a failed start is told at once"
         );
     }
@@ -243,7 +246,7 @@ async fn every_request_has_an_access_log_line_without_the_key() {
             let _ = tx.send(serde_json::from_str(&line).unwrap_or_default());
         }
     });
-    let wait = std::time::Duration::from_secs(10);
+    let wait = Duration::from_secs(10);
     let addr = loop {
         let entry = rx.recv_timeout(wait).expect("easm listening");
         if entry["message"] == "easm listening" {
@@ -293,4 +296,57 @@ async fn every_request_has_an_access_log_line_without_the_key() {
     );
     assert_eq!(access[1]["status"], 401);
     assert_eq!(access[1]["key_id"], "-");
+}
+
+crate::on_every_transport!(sigterm_ends_streams_finishes_deliveries_and_releases_leases);
+
+/// `easm serve` asked to stop (SIGTERM) with an event stream open and a delivery in flight: the
+/// stream ends, the delivery's answer is awaited and recorded (not sent again), every lease is
+/// released for another process to take at once, and the process exits 0.
+async fn sigterm_ends_streams_finishes_deliveries_and_releases_leases(b: Backend, nats: bool) {
+    let mut s = Setup::start(b, nats, &[("EASM_SHUTDOWN_TIMEOUT", "20s")]).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_after(Duration::from_secs(2));
+    let (hook, _) = s.webhook(&receiver.url, &["asset.added"]).await;
+    let stream = s
+        .http
+        .get(s.server.as_ref().unwrap().url("/api/events"))
+        .header("X-API-Key", &s.key)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), reqwest::StatusCode::OK);
+    s.assets(1).await;
+    receiver.wait_for(1, WAIT).await;
+    let child = s.server.take().unwrap().into_child();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let streamed = tokio::time::timeout(WAIT, stream.text())
+        .await
+        .expect("the event stream ends when the server stops")
+        .unwrap();
+    assert!(streamed.contains("event: asset.added"), "{streamed}");
+    let exited = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.status.success(), "{:?}", exited.status);
+    let db = easm_store::Db::connect(&s.store.config).await.unwrap();
+    let held: Vec<String> = sqlx::query_scalar("SELECT name FROM leases")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    db.close().await;
+    assert!(held.is_empty(), "leases left: {held:?}");
+    s.restart();
+    let items = s
+        .deliveries_when(&hook, |d| all_status(d, 1, "succeeded"))
+        .await;
+    assert_eq!(items[0]["attemptCount"], 1, "{items:#?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "not sent again");
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub snapshots: Arc<snapshot::Snapshots>,
     /// What rendering messages for native destinations and chat needs (test messages).
     pub rendering: easm_events::formats::Context,
+    /// Set when the server stops: event streams end then, instead of holding it open.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     limiter: Arc<auth::RateLimiter>,
 }
 
@@ -57,6 +59,7 @@ impl AppState {
             delivery_wake: Arc::default(),
             snapshots: Arc::default(),
             rendering: Default::default(),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
             limiter: Arc::default(),
             db,
         }
@@ -251,13 +254,15 @@ pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves, then end event streams and the requests under way (the
+/// caller bounds how long those may take).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let projector = spawn_projector(&state);
+    let state_stopping = state.stopping.clone();
     let (stop_keys, keys_stopped) = tokio::sync::oneshot::channel::<()>();
     let keys = tokio::spawn({
         let app = state.commands.clone();
@@ -272,7 +277,13 @@ pub async fn serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown({
+        let stopping = state_stopping;
+        async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        }
+    })
     .await;
     projector.abort();
     let _ = stop_keys.send(());

@@ -7,7 +7,7 @@ use easm_events::RecordedEvent;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// Events the feed holds before it drops new ones.
 const CAPACITY: usize = 4_096;
@@ -21,6 +21,8 @@ pub struct CommitFeed {
     dropped: AtomicBool,
     arrived: Arc<Notify>,
     to_tell: Arc<Notify>,
+    /// Counts this process's commits, for any number of watchers (live event streams).
+    committed: watch::Sender<u64>,
 }
 
 impl CommitFeed {
@@ -36,6 +38,12 @@ impl CommitFeed {
         }
         self.arrived.notify_one();
         self.to_tell.notify_one();
+        self.committed.send_modify(|n| *n += 1);
+    }
+
+    /// Changes with each commit of this process.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Woken after each commit of this process: its outbox's drain.

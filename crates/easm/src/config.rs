@@ -41,6 +41,8 @@ pub enum Command {
         delivery: DeliveryArgs,
         #[command(flatten)]
         scan: ScanArgs,
+        #[command(flatten)]
+        stopping: StopArgs,
     },
     /// Run only the background side (relay, fan-out, delivery and scan workers), to scale it
     /// apart from the API.
@@ -49,6 +51,8 @@ pub enum Command {
         delivery: DeliveryArgs,
         #[command(flatten)]
         scan: ScanArgs,
+        #[command(flatten)]
+        stopping: StopArgs,
     },
     /// Organizations, members and API keys.
     Admin {
@@ -95,6 +99,15 @@ impl StoreArgs {
         let config = DbConfig::from_settings(self.database_url.as_deref(), &self.data_dir);
         Db::connect(&config).await.context("opening the database")
     }
+}
+
+/// How `serve` and `deliver` stop (SIGTERM, SIGINT).
+#[derive(clap::Args, Clone)]
+pub struct StopArgs {
+    /// How long requests, delivery attempts and scan jobs under way are given to finish once the
+    /// process is asked to stop; event streams end at once (units ms, s, m).
+    #[arg(long, env = "EASM_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// Webhook delivery and the event bus, for `serve` and `deliver` alike.

@@ -9,7 +9,7 @@ pub mod replay;
 pub mod zone_server;
 
 /// Ends when the process is asked to stop (Ctrl-C, SIGTERM).
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -27,6 +27,57 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// When the process was asked to stop, once it was: what still runs then is given the grace
+/// (`EASM_SHUTDOWN_TIMEOUT`) from that moment, then cut short.
+#[derive(Clone)]
+pub struct Shutdown {
+    asked: tokio::sync::watch::Receiver<Option<std::time::Instant>>,
+    grace: std::time::Duration,
+}
+
+impl Shutdown {
+    /// Listens for the signal from now on.
+    pub fn listen(grace: std::time::Duration) -> Shutdown {
+        let (tx, asked) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(Some(std::time::Instant::now()));
+        });
+        Shutdown { asked, grace }
+    }
+
+    /// Resolves once the process is asked to stop.
+    pub fn asked(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut asked = self.asked.clone();
+        async move {
+            let _ = asked.wait_for(Option::is_some).await;
+        }
+    }
+
+    async fn deadline(&self) {
+        let mut asked = self.asked.clone();
+        let Ok(at) = asked.wait_for(Option::is_some).await.map(|at| *at) else {
+            return std::future::pending().await;
+        };
+        if let Some(at) = at {
+            tokio::time::sleep_until((at + self.grace).into()).await;
+        }
+    }
+
+    /// `work` to its end, or until the grace after the signal passed (then `None`: it is cut
+    /// short, and `what` says what was).
+    pub async fn bounded<T>(&self, what: &str, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            done = work => Some(done),
+            _ = self.deadline() => {
+                tracing::warn!(what, grace_ms = self.grace.as_millis() as u64, "cut short: EASM_SHUTDOWN_TIMEOUT passed");
+                None
+            }
+        }
+    }
 }
 
 /// An error and its causes on one line, each said once (sqlx repeats its source's message in

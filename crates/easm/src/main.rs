@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use easm::background::Background;
 use easm::config::{Cli, Command, Projections};
-use easm::{admin, audit, replay, shutdown_signal};
+use easm::{admin, audit, replay, Shutdown};
 use easm_api::AppState;
 use serde_json::json;
 
@@ -41,7 +41,9 @@ async fn run() -> Result<()> {
             no_bootstrap,
             delivery,
             scan,
+            stopping,
         } => {
+            let stop = Shutdown::listen(stopping.shutdown_timeout);
             if !no_bootstrap {
                 admin::bootstrap(&app, &listen).await?;
             }
@@ -55,16 +57,32 @@ async fn run() -> Result<()> {
             state.rendering = delivery.rendering();
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");
-            easm_api::serve(listener, state, shutdown_signal()).await?;
-            background.stop().await;
+            let served = easm_api::serve(listener, state, stop.asked());
+            if let Some(served) = stop.bounded("requests under way", served).await {
+                served?;
+            }
+            stop.bounded("background work under way", background.stop())
+                .await;
+            stop.bounded("closing the database", db.close()).await;
+            tracing::info!("stopped");
+            return Ok(());
         }
-        Command::Deliver { delivery, scan } => {
+        Command::Deliver {
+            delivery,
+            scan,
+            stopping,
+        } => {
+            let stop = Shutdown::listen(stopping.shutdown_timeout);
             let projector = easm_api::spawn_projector(&state);
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm delivering");
-            shutdown_signal().await;
-            background.stop().await;
+            stop.asked().await;
+            stop.bounded("background work under way", background.stop())
+                .await;
             projector.abort();
+            stop.bounded("closing the database", db.close()).await;
+            tracing::info!("stopped");
+            return Ok(());
         }
         Command::Admin { command } => admin::run(&app, command).await?,
         Command::Audit { command } => audit::run(&db, command).await?,

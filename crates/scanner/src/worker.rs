@@ -85,7 +85,7 @@ impl Worker {
         let kind = self.jobs.kind().name;
         loop {
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => return self.wait_running().await,
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
             let before = now_micros() - sweep_after.as_micros() as i64;
@@ -108,6 +108,14 @@ impl Worker {
         }
     }
 
+    /// On stop: jobs under way run on (a stopping process is given `EASM_SHUTDOWN_TIMEOUT` for
+    /// them; one it cuts short lapses its lease and is resumed by another process).
+    async fn wait_running(&self) {
+        while !self.running.lock().expect("running").is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The JetStream work queue: the kind's durable consumer of its requests. A message is
     /// acknowledged when its job ended, and kept in progress while it runs, so a job whose
     /// process died is delivered again.
@@ -124,18 +132,18 @@ impl Worker {
         };
         loop {
             let opened = tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => return self.wait_running().await,
                 r = self.consume(&js, &bus) => r,
             };
             match opened {
                 Err(e) => tracing::warn!(error = %e, kind, "work queue: will retry"),
                 Ok(mut messages) => loop {
                     let permit = tokio::select! {
-                        _ = &mut stop => return,
+                        _ = &mut stop => return self.wait_running().await,
                         p = self.slots.clone().acquire_owned() => p.expect("open semaphore"),
                     };
                     let next = tokio::select! {
-                        _ = &mut stop => return,
+                        _ = &mut stop => return self.wait_running().await,
                         m = messages.next() => m,
                     };
                     match next {
@@ -151,7 +159,7 @@ impl Worker {
                 },
             }
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => return self.wait_running().await,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }

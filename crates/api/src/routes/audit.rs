@@ -114,10 +114,12 @@ pub async fn events(
     }
     let log = app.log().clone();
     let org = c.org_id.clone();
-    // State: the cursor, and events read but not sent yet.
+    // Woken by this process's commits; another process's are read within a second.
+    let commits = app.commands.commit_feed().commits();
+    // State: the cursor, events read but not sent yet, and the commits seen.
     let live = futures_util::stream::unfold(
-        (after, std::collections::VecDeque::new()),
-        move |(mut after, mut queued)| {
+        (after, std::collections::VecDeque::new(), commits),
+        move |(mut after, mut queued, mut commits)| {
             let (log, org, filter) = (log.clone(), org.clone(), filter.clone());
             async move {
                 loop {
@@ -127,14 +129,21 @@ pub async fn events(
                             .id(e.position.to_string())
                             .event(e.event_type.clone())
                             .data(export_line(&e));
-                        return Some((Ok::<_, std::convert::Infallible>(sse), (after, queued)));
+                        let state = (after, queued, commits);
+                        return Some((Ok::<_, std::convert::Infallible>(sse), state));
                     }
+                    commits.borrow_and_update();
                     match log.org_after(&org, after, limit, &filter).await {
                         Ok(events) if !events.is_empty() => {
                             after = events.last().map_or(after, |e| e.position);
                             queued.extend(events);
                         }
-                        Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                        Ok(_) => {
+                            tokio::select! {
+                                Ok(()) = commits.changed() => {}
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "event stream: read failed; retrying");
                             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -144,6 +153,11 @@ pub async fn events(
             }
         },
     );
+    // A stopping server ends its streams: clients resume from `Last-Event-ID`.
+    let mut stopping = app.stopping.subscribe();
+    let live = futures_util::StreamExt::take_until(live, async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    });
     Ok(Sse::new(live)
         .keep_alive(KeepAlive::default())
         .into_response())
