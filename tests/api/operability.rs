@@ -2,7 +2,7 @@
 //! why in one line, logs, and a stop that ends streams and finishes the work under way.
 
 use crate::delivery::{all_status, Setup, WAIT};
-use crate::helpers::{start_easm, Backend, TestStore};
+use crate::helpers::{spawn_configured, start_easm, Backend, TestStore};
 use crate::receiver::Receiver;
 use easm_store::DbConfig;
 use sqlx::{Connection, PgConnection};
@@ -349,4 +349,66 @@ async fn sigterm_ends_streams_finishes_deliveries_and_releases_leases(b: Backend
     assert_eq!(items[0]["attemptCount"], 1, "{items:#?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1, "not sent again");
+}
+
+crate::on_both_backends!(forwarded_addresses_count_only_from_trusted_proxies);
+
+/// Behind a trusted proxy (here the test client's own address), the client named by
+/// `X-Forwarded-For` or `Forwarded` is the source address of the events a request causes, the
+/// nearest untrusted hop and not what the client wrote itself; without the setting, the same
+/// headers change nothing.
+async fn forwarded_addresses_count_only_from_trusted_proxies(b: Backend) {
+    for (trusted, header, value, source) in [
+        ("127.0.0.1", "x-forwarded-for", "203.0.113.7", "203.0.113.7"),
+        (
+            "127.0.0.0/8, 10.0.0.0/8",
+            "x-forwarded-for",
+            "1.2.3.4, 198.51.100.9, 10.1.2.3",
+            "198.51.100.9",
+        ),
+        (
+            "127.0.0.1",
+            "forwarded",
+            r#"for="[2001:db8::17]:4711";proto=https"#,
+            "2001:db8::17",
+        ),
+        ("", "x-forwarded-for", "203.0.113.7", "127.0.0.1"),
+        ("10.0.0.0/8", "x-forwarded-for", "203.0.113.7", "127.0.0.1"),
+    ] {
+        let proxies: easm_api::TrustedProxies = trusted.parse().unwrap();
+        let app = spawn_configured(TestStore::new(b).await, |s| s.trusted_proxies = proxies).await;
+        let (_, key) = app.org(easm_domain::Plan::Pro).await;
+        let made = app
+            .client
+            .post(app.url("/api/groups"))
+            .header("X-API-Key", &key)
+            .header(header, value)
+            .json(&serde_json::json!({"name": "behind a proxy"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 201);
+        let log = app.get(&key, "/api/audit-log?action=group.created").await;
+        assert_eq!(
+            log.body["items"][0]["actor"]["sourceIp"], source,
+            "{trusted} / {header}: {value}: {}",
+            log.body
+        );
+    }
+}
+
+#[test]
+fn a_malformed_trusted_proxies_setting_is_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_easm"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("EASM_TRUSTED_PROXIES", "10.0.0.0/33")
+        .env("EASM_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'10.0.0.0/33': the prefix length must be 0 to 32"),
+        "{err}"
+    );
 }

@@ -88,15 +88,16 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Request id, source address and user agent of the request, for the events it causes.
-fn stamp(caller: &mut Caller, req: &Request) {
+/// Request id, source address (the client's, behind trusted proxies) and user agent of the
+/// request, for the events it causes.
+fn stamp(caller: &mut Caller, req: &Request, proxies: &crate::TrustedProxies) {
     if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
         caller.request_id = id.clone();
     }
     caller.source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string());
+        .map(|ConnectInfo(peer)| proxies.client(peer.ip(), req.headers()).to_string());
     caller.user_agent = req
         .headers()
         .get(axum::http::header::USER_AGENT)
@@ -137,7 +138,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             error,
             revoked: Some(mut caller),
         }) => {
-            stamp(&mut caller, &req);
+            stamp(&mut caller, &req, &app.trusted_proxies);
             let reason = "the API key is revoked".to_string();
             record_denial(&app, &caller, (&method, &path), 401, reason).await;
             let mut res = error.into_response();
@@ -170,7 +171,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                     tracing::warn!(error = %e, "could not record key use");
                 }
             }
-            stamp(&mut caller, &req);
+            stamp(&mut caller, &req, &app.trusted_proxies);
             req.extensions_mut().insert(caller.clone());
             let mut res = next.run(req).await;
             if res.status() == axum::http::StatusCode::FORBIDDEN {

@@ -6,9 +6,12 @@ pub mod audit_export;
 mod auth;
 pub mod error;
 mod extract;
+mod forwarded;
 mod idempotency;
 mod routes;
 pub mod snapshot;
+
+pub use forwarded::TrustedProxies;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -44,6 +47,8 @@ pub struct AppState {
     pub snapshots: Arc<snapshot::Snapshots>,
     /// What rendering messages for native destinations and chat needs (test messages).
     pub rendering: easm_events::formats::Context,
+    /// `EASM_TRUSTED_PROXIES`: whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
     /// Set when the server stops: event streams end then, instead of holding it open.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     limiter: Arc<auth::RateLimiter>,
@@ -59,6 +64,7 @@ impl AppState {
             delivery_wake: Arc::default(),
             snapshots: Arc::default(),
             rendering: Default::default(),
+            trusted_proxies: TrustedProxies::default(),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             limiter: Arc::default(),
             db,

@@ -12,6 +12,7 @@ use easm_scanner::ScanConfig;
 use easm_store::{Db, DbConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// `easm`: the server, the delivery and scan side alone, and the tools over the same store.
@@ -37,6 +38,10 @@ pub enum Command {
         /// Do not create the `default` organization on an empty store.
         #[arg(long)]
         no_bootstrap: bool,
+        /// Reverse proxies (addresses and CIDR networks, comma-separated) whose `Forwarded` or
+        /// `X-Forwarded-For` headers give the client's address; from others they are ignored.
+        #[arg(long, env = "EASM_TRUSTED_PROXIES", default_value = "", value_parser = easm_api::TrustedProxies::from_str)]
+        trusted_proxies: easm_api::TrustedProxies,
         #[command(flatten)]
         delivery: DeliveryArgs,
         #[command(flatten)]

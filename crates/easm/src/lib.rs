@@ -68,7 +68,11 @@ impl Shutdown {
 
     /// `work` to its end, or until the grace after the signal passed (then `None`: it is cut
     /// short, and `what` says what was).
-    pub async fn bounded<T>(&self, what: &str, work: impl std::future::Future<Output = T>) -> Option<T> {
+    pub async fn bounded<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
         tokio::select! {
             biased;
             done = work => Some(done),

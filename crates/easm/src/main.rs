@@ -39,6 +39,7 @@ async fn run() -> Result<()> {
         Command::Serve {
             listen,
             no_bootstrap,
+            trusted_proxies,
             delivery,
             scan,
             stopping,
@@ -54,6 +55,7 @@ async fn run() -> Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let mut state = state;
             state.webhook_allow_private = delivery.webhook_allow_private;
+            state.trusted_proxies = trusted_proxies;
             state.rendering = delivery.rendering();
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");
