@@ -412,3 +412,160 @@ fn a_malformed_trusted_proxies_setting_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// `/metrics` as Prometheus's own client library parses it: each series and its labels,
+/// one JSON line per sample.
+async fn scrape(s: &Setup) -> Vec<serde_json::Value> {
+    let text = reqwest::get(s.server.as_ref().unwrap().url("/metrics"))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        print(json.dumps({"type": family.type, "name": s.name, "labels": s.labels, "value": s.value}))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Scrapes until `done` holds (the count of an attempt moves once its answer is in).
+async fn scrape_until(
+    s: &Setup,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let samples = scrape(s).await;
+        if done(&samples) || std::time::Instant::now() > deadline {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the sample `name` whose labels include `labels` (0 when there is none).
+fn sample(samples: &[serde_json::Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}
+
+/// Requests, commands, events, deliveries and the shared depths are exported as Prometheus text
+/// that its client library parses, by route template (never an id), and they move with traffic;
+/// `EASM_METRICS=false` turns the route off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_are_exported_for_prometheus_and_move_with_traffic() {
+    let mut s = Setup::start(Backend::Sqlite, false, &[]).await;
+    let receiver = Receiver::start().await;
+    s.webhook(&receiver.url, &["asset.added"]).await;
+    s.assets(3).await;
+    receiver.wait_for(3, WAIT).await;
+    let delivered = [("kind", "webhook"), ("outcome", "delivered")];
+    let before = scrape_until(&s, |m| {
+        sample(m, "easm_delivery_attempts_total", &delivered) >= 3.0
+    })
+    .await;
+    let bulk = [("route", "/api/groups/{id}/assets/bulk"), ("status", "201")];
+    assert_eq!(sample(&before, "easm_http_requests_total", &bulk), 1.0);
+    assert!(
+        sample(
+            &before,
+            "easm_http_request_duration_seconds_count",
+            &[("route", "/api/groups/{id}/assets/bulk")]
+        ) == 1.0
+    );
+    assert!(before
+        .iter()
+        .any(|x| x["name"] == "easm_http_request_duration_seconds_bucket"
+            && x["labels"]["le"] == "0.005"));
+    assert_eq!(
+        sample(
+            &before,
+            "easm_events_appended_total",
+            &[("type", "asset.added")]
+        ),
+        3.0
+    );
+    assert!(sample(&before, "easm_commands_total", &[("outcome", "committed")]) >= 3.0);
+    assert_eq!(
+        sample(&before, "easm_delivery_attempts_total", &delivered),
+        3.0
+    );
+    for gauge in [
+        "easm_outbox_depth",
+        "easm_outbox_oldest_age_seconds",
+        "easm_projection_lag_events",
+        "easm_delivery_queue_depth",
+        "easm_webhook_endpoints_disabled",
+        "easm_jobs",
+        "easm_db_pool_connections",
+    ] {
+        assert!(
+            before
+                .iter()
+                .any(|x| x["name"] == gauge && x["type"] == "gauge"),
+            "{gauge} missing"
+        );
+    }
+    assert!(sample(&before, "easm_db_pool_connections", &[("state", "open")]) >= 1.0);
+    // No label names a tenant.
+    let org = s.org.to_string();
+    assert!(before
+        .iter()
+        .all(|x| !x["labels"].to_string().contains(&org)));
+
+    s.assets(2).await;
+    receiver.wait_for(5, WAIT).await;
+    let after = scrape_until(&s, |m| {
+        sample(m, "easm_delivery_attempts_total", &delivered) >= 5.0
+    })
+    .await;
+    assert_eq!(sample(&after, "easm_http_requests_total", &bulk), 2.0);
+    assert_eq!(
+        sample(
+            &after,
+            "easm_events_appended_total",
+            &[("type", "asset.added")]
+        ),
+        5.0
+    );
+
+    s.env.push(("EASM_METRICS", "false".into()));
+    s.server.take().unwrap().kill();
+    s.restart();
+    let off = reqwest::get(s.server.as_ref().unwrap().url("/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 404);
+}

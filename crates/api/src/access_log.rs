@@ -1,6 +1,7 @@
 //! One log line per request for the operator: method, route template (never the path's ids),
 //! status, duration, request id and the id of the key that made it (never the key). Filter them
-//! with `RUST_LOG=easm::access=off`.
+//! with `RUST_LOG=easm::access=off`. The same request is counted for `/metrics`, by method,
+//! route template and status, with its duration.
 
 use crate::auth::{AnsweredFor, RequestId};
 use axum::extract::{MatchedPath, Request};
@@ -21,6 +22,15 @@ pub async fn access_log(req: Request, next: Next) -> Response {
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("easm_http_requests_total", &labels).increment(1);
+    metrics::histogram!("easm_http_request_duration_seconds", &labels[..2]).record(seconds);
     let key_id = res
         .extensions()
         .get::<AnsweredFor>()
@@ -29,8 +39,8 @@ pub async fn access_log(req: Request, next: Next) -> Response {
         target: "easm::access",
         method = %method,
         route,
-        status = res.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        status,
+        duration_ms = seconds * 1000.0,
         request_id,
         key_id,
         "request"

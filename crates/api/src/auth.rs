@@ -151,6 +151,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 .limiter
                 .hit(&caller.key_id, Limits::of(caller.plan).requests_per_minute);
             if rate.remaining.is_none() {
+                metrics::counter!("easm_rate_limited_total").increment(1);
                 let mut err = ApiError::new(
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
                     "RATE_LIMITED",

@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod forwarded;
 mod idempotency;
+pub mod metrics;
 mod routes;
 pub mod snapshot;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub snapshots: Arc<snapshot::Snapshots>,
     /// What rendering messages for native destinations and chat needs (test messages).
     pub rendering: easm_events::formats::Context,
+    /// The Prometheus recorder's handle, when `/metrics` is served (`EASM_METRICS`).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// `EASM_TRUSTED_PROXIES`: whose forwarding headers name the client.
     pub trusted_proxies: TrustedProxies,
     /// Set when the server stops: event streams end then, instead of holding it open.
@@ -65,6 +68,7 @@ impl AppState {
             snapshots: Arc::default(),
             rendering: Default::default(),
             trusted_proxies: TrustedProxies::default(),
+            metrics: None,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             limiter: Arc::default(),
             db,
@@ -204,6 +208,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics::scrape))
 }
 
 /// The full document: public routes and authenticated ones.

@@ -106,6 +106,34 @@ impl App {
         &self,
         org_id: &OrgId,
         meta: &EventMeta,
+        decide: F,
+    ) -> Result<Vec<RecordedEvent>, CommandError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Decision, CommandError>>,
+    {
+        let done = self.decide_and_append(org_id, meta, decide).await;
+        let outcome = match &done {
+            Ok(events) if events.is_empty() => "unchanged",
+            Ok(events) => {
+                for e in events {
+                    metrics::counter!("easm_events_appended_total", "type" => e.event_type.clone())
+                        .increment(1);
+                }
+                "committed"
+            }
+            Err(CommandError::Domain(_)) => "refused",
+            Err(CommandError::Contention(_)) => "contention",
+            Err(CommandError::Store(_)) => "failed",
+        };
+        metrics::counter!("easm_commands_total", "outcome" => outcome).increment(1);
+        done
+    }
+
+    async fn decide_and_append<F, Fut>(
+        &self,
+        org_id: &OrgId,
+        meta: &EventMeta,
         mut decide: F,
     ) -> Result<Vec<RecordedEvent>, CommandError>
     where
@@ -134,8 +162,14 @@ impl App {
                     }
                     return Ok(events);
                 }
-                Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {}
-                Err(AppendError::Store(e)) if e.is_transient() => {}
+                Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {
+                    metrics::counter!("easm_append_retries_total", "reason" => "conflict")
+                        .increment(1);
+                }
+                Err(AppendError::Store(e)) if e.is_transient() => {
+                    metrics::counter!("easm_append_retries_total", "reason" => "transient")
+                        .increment(1);
+                }
                 Err(AppendError::Store(e)) => return Err(e.into()),
                 Err(AppendError::TooLarge(n)) => {
                     return Err(

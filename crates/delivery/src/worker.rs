@@ -323,6 +323,8 @@ impl Worker {
             .await
         {
             tracing::warn!(error = %e, webhook = %webhook_id, "could not disable a failing endpoint");
+        } else {
+            metrics::counter!("easm_webhook_endpoints_disabled_total").increment(1);
         }
     }
 
@@ -587,7 +589,17 @@ impl Worker {
                 return Ok(());
             }
         };
+        let kind = target.options.kind.as_str();
         let done = self.senders.attempt(target, via, &webhook, job).await;
+        for f in &done.finished {
+            let outcome = match f.next {
+                NextStep::Succeeded => "delivered",
+                NextStep::RetryAt { .. } => "retry",
+                NextStep::Failed | NextStep::Abandoned(_) => "failed",
+            };
+            metrics::counter!("easm_delivery_attempts_total", "kind" => kind, "outcome" => outcome)
+                .increment(1);
+        }
         if let Some(reason) = &done.disable {
             self.disable(&org, &webhook, now_micros(), reason).await;
         }

@@ -42,6 +42,9 @@ pub enum Command {
         /// `X-Forwarded-For` headers give the client's address; from others they are ignored.
         #[arg(long, env = "EASM_TRUSTED_PROXIES", default_value = "", value_parser = easm_api::TrustedProxies::from_str)]
         trusted_proxies: easm_api::TrustedProxies,
+        /// Serve `GET /metrics` (Prometheus text, no API key: keep it inside the network).
+        #[arg(long, env = "EASM_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+        metrics: bool,
         #[command(flatten)]
         delivery: DeliveryArgs,
         #[command(flatten)]

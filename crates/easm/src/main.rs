@@ -40,6 +40,7 @@ async fn run() -> Result<()> {
             listen,
             no_bootstrap,
             trusted_proxies,
+            metrics,
             delivery,
             scan,
             stopping,
@@ -56,6 +57,9 @@ async fn run() -> Result<()> {
             let mut state = state;
             state.webhook_allow_private = delivery.webhook_allow_private;
             state.trusted_proxies = trusted_proxies;
+            if metrics {
+                state.metrics = Some(easm_api::metrics::install().map_err(anyhow::Error::msg)?);
+            }
             state.rendering = delivery.rendering();
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");

@@ -9,6 +9,7 @@ mod deliveries;
 mod delivery_log;
 mod dialect;
 mod error;
+mod gauges;
 mod group_commit;
 mod idempotency;
 mod lease;
@@ -30,6 +31,7 @@ pub use deliveries::{
 };
 pub use delivery_log::{AttemptRecord, DeliveryRecord};
 pub use error::{AppendError, StoreError};
+pub use gauges::Gauges;
 pub use group_commit::CommitCounts;
 pub use idempotency::{Claim, IdempotencyStore};
 pub use lease::Lease;
