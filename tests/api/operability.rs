@@ -569,3 +569,56 @@ async fn metrics_are_exported_for_prometheus_and_move_with_traffic() {
         .unwrap();
     assert_eq!(off.status(), 404);
 }
+
+/// `GET /docs` in headless Chromium: the page, its script and styles all come from the server (no
+/// CDN is reachable here), load the OpenAPI document and render its operations. The screenshot is
+/// left in the test's output directory.
+#[tokio::test]
+async fn the_api_reference_renders_in_a_browser() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let url = app.url("/docs/");
+    let profile = tempfile::tempdir().unwrap();
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("docs-page.png");
+    let chromium = move |extra: &[String]| {
+        let out = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=15000",
+                "--window-size=1280,1600",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium (the Debian package) runs the browser test");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = tokio::task::spawn_blocking(move || {
+        let dom = chromium(&["--dump-dom".into()]);
+        chromium(&[format!("--screenshot={}", shot.display())]);
+        assert!(shot.exists(), "no screenshot at {}", shot.display());
+        println!("screenshot of /docs: {}", shot.display());
+        dom
+    })
+    .await
+    .unwrap();
+    for path in [
+        "/api/groups",
+        "/api/webhooks/{id}/deliveries",
+        "/api/findings",
+    ] {
+        assert!(
+            dom.contains(&format!("data-path=\"{path}\"")),
+            "{path} not rendered: {}",
+            &dom[..dom.len().min(2000)]
+        );
+    }
+    assert!(!dom.contains("Failed to load API definition"), "{dom}");
+}

@@ -86,7 +86,7 @@ impl AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "easm API", description = "External Attack Surface Management: assets, groups and API keys over an event-sourced log."),
+    info(title = "easm API", description = "External Attack Surface Management: assets, discovery, scans and findings, monitors and alerts, webhooks and SIEM delivery, over an append-only, hash-chained event log."),
     modifiers(&Security),
     tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "discovery"), (name = "monitors"), (name = "webhooks"), (name = "health"))
 )]
@@ -113,6 +113,14 @@ impl Modify for Security {
     responses((status = 200, description = "OpenAPI 3.1 document")))]
 async fn openapi_json() -> impl IntoResponse {
     Json(openapi())
+}
+
+/// `GET /docs`: Swagger UI over `/api/openapi.json`, its assets served from the binary.
+fn docs() -> Router<AppState> {
+    use utoipa_swagger_ui::{Config, SwaggerUi};
+    SwaggerUi::new("/docs")
+        .config(Config::from("/api/openapi.json").try_it_out_enabled(true))
+        .into()
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -234,6 +242,7 @@ pub fn router(state: AppState) -> Router {
     let (public, _) = public_routes().split_for_parts();
     public
         .merge(api)
+        .merge(docs())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
         })
