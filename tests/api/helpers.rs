@@ -534,3 +534,32 @@ impl Tenant {
         self.app.key(&self.org, role).await
     }
 }
+
+/// Runs a Python snippet (clients written by others: parsers, SDKs) with `stdin` as its input;
+/// answers the lines it printed, and fails the test when it fails.
+pub fn run_python(script: &str, stdin: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

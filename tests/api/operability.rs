@@ -2,7 +2,7 @@
 //! why in one line, logs, and a stop that ends streams and finishes the work under way.
 
 use crate::delivery::{all_status, Setup, WAIT};
-use crate::helpers::{spawn_configured, start_easm, Backend, TestStore};
+use crate::helpers::{run_python, spawn_configured, start_easm, Backend, TestStore};
 use crate::receiver::Receiver;
 use easm_store::DbConfig;
 use sqlx::{Connection, PgConnection};
@@ -431,28 +431,8 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     for s in family.samples:
         print(json.dumps({"type": family.type, "name": s.name, "labels": s.labels, "value": s.value}))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    run_python(script, &text)
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }

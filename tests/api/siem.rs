@@ -197,29 +197,8 @@ async fn endpoint_options_are_checked_and_write_only_values_masked(b: Backend) {
 
 /// Runs a Python snippet over JSON lines on stdin; the snippet prints one result per line.
 fn python(script: &str, input: &[Value]) -> Vec<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for v in input {
-        writeln!(stdin, "{v}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let lines: String = input.iter().map(|v| format!("{v}\n")).collect();
+    run_python(script, &lines)
 }
 
 /// CloudEvents structured mode as the `cloudevents` SDK parses it from HTTP.
