@@ -442,6 +442,29 @@ async fn findings_export_in_four_formats(b: Backend) {
     assert_eq!(results[0]["ruleId"], "CVE-2021-41773");
     assert_eq!(results[0]["level"], "error");
     assert_eq!(results[1]["level"], "note");
+    // Each result names its rule by index; the rules carry what dashboards rank and link by.
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(sarif["runs"][0]["tool"]["driver"]["name"], "easm");
+    for r in results {
+        let rule = &rules[r["ruleIndex"].as_u64().unwrap() as usize];
+        assert_eq!(rule["id"], r["ruleId"]);
+        let score: f64 = rule["properties"]["security-severity"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..=10.0).contains(&score), "{rule}");
+    }
+    let cve = rules.iter().find(|r| r["id"] == "CVE-2021-41773").unwrap();
+    // The finding's own CVSS score, and where to read about the CVE.
+    assert_eq!(cve["properties"]["security-severity"], "7.5", "{cve}");
+    assert_eq!(
+        cve["helpUri"], "https://nvd.nist.gov/vuln/detail/CVE-2021-41773",
+        "{cve}"
+    );
     let (status, _, _) = s.export("?format=xml").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

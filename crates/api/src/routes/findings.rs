@@ -3,6 +3,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{page_request, ApiJson, ApiQuery};
+use crate::routes::sarif;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -407,33 +408,40 @@ pub async fn export_findings(
     let filter = q.filter()?;
     let read = app.read().clone();
     let org = c.org_id.clone();
-    // State: the next page to read, or None once the last one went out.
-    let pages = futures_util::stream::unfold(Some(1i64), move |next| {
-        let (read, org, filter) = (read.clone(), org.clone(), filter.clone());
-        async move {
-            let page = next?;
-            let p = PageRequest {
-                page,
-                per_page: EXPORT_PAGE,
-            };
-            let items = match read.findings(&org, &filter, p).await {
-                Ok(found) => found.items,
-                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
-            };
-            let last = (items.len() as i64) < EXPORT_PAGE;
-            let mut chunk = String::new();
-            if page == 1 {
-                chunk.push_str(format.head());
+    // State: the next page to read (None once the last one went out), and the SARIF rules met.
+    let pages = futures_util::stream::unfold(
+        (Some(1i64), sarif::Rules::default()),
+        move |(next, mut rules)| {
+            let (read, org, filter) = (read.clone(), org.clone(), filter.clone());
+            async move {
+                let page = next?;
+                let p = PageRequest {
+                    page,
+                    per_page: EXPORT_PAGE,
+                };
+                let items = match read.findings(&org, &filter, p).await {
+                    Ok(found) => found.items,
+                    Err(e) => {
+                        let failed = Err(std::io::Error::other(e.to_string()));
+                        return Some((failed, (None, rules)));
+                    }
+                };
+                let last = (items.len() as i64) < EXPORT_PAGE;
+                let mut chunk = String::new();
+                if page == 1 {
+                    chunk.push_str(format.head());
+                }
+                for (i, f) in items.iter().enumerate() {
+                    chunk.push_str(&format.item(f, page == 1 && i == 0, &mut rules));
+                }
+                if last {
+                    chunk.push_str(&format.tail(&rules));
+                }
+                let next = (!last).then_some(page + 1);
+                Some((Ok::<_, std::io::Error>(chunk), (next, rules)))
             }
-            for (i, f) in items.iter().enumerate() {
-                chunk.push_str(&format.item(f, page == 1 && i == 0));
-            }
-            if last {
-                chunk.push_str(format.tail());
-            }
-            Some((Ok::<_, std::io::Error>(chunk), (!last).then_some(page + 1)))
-        }
-    });
+        },
+    );
     Response::builder()
         .header(header::CONTENT_TYPE, format.content_type())
         .body(Body::from_stream(pages))
@@ -464,56 +472,27 @@ impl Export {
             Export::Csv => CSV_HEADER,
             Export::Json => "[",
             Export::Ndjson => "",
-            Export::Sarif => concat!(
-                r#"{"version":"2.1.0","$schema":"https://json.schemastore.org/sarif-2.1.0.json","#,
-                r#""runs":[{"tool":{"driver":{"name":"easm","version":""#,
-                env!("CARGO_PKG_VERSION"),
-                r#""}},"results":["#
-            ),
+            Export::Sarif => sarif::HEAD,
         }
     }
 
-    fn tail(self) -> &'static str {
+    fn tail(self, rules: &sarif::Rules) -> String {
         match self {
-            Export::Json => "]",
-            Export::Sarif => "]}]}",
-            Export::Csv | Export::Ndjson => "",
+            Export::Json => "]".into(),
+            Export::Sarif => rules.tail(),
+            Export::Csv | Export::Ndjson => String::new(),
         }
     }
 
-    fn item(self, f: &FindingView, first: bool) -> String {
+    fn item(self, f: &FindingView, first: bool, rules: &mut sarif::Rules) -> String {
         let comma = if first { "" } else { "," };
         match self {
             Export::Csv => csv_row(f),
             Export::Json => format!("{comma}{}", serde_json::to_string(f).unwrap_or_default()),
             Export::Ndjson => format!("{}\n", serde_json::to_string(f).unwrap_or_default()),
-            Export::Sarif => format!("{comma}{}", sarif_result(f)),
+            Export::Sarif => format!("{comma}{}", rules.result(f)),
         }
     }
-}
-
-fn sarif_result(f: &FindingView) -> serde_json::Value {
-    let level = match f.severity.as_str() {
-        "critical" | "high" => "error",
-        "medium" => "warning",
-        _ => "note",
-    };
-    serde_json::json!({
-        "ruleId": f.template_id,
-        "level": level,
-        "message": {"text": f.title},
-        "locations": [{"physicalLocation": {"artifactLocation": {"uri": f.matched_at}}}],
-        "partialFingerprints": {"easmFindingId": f.id},
-        "properties": {
-            "severity": f.severity,
-            "status": f.status,
-            "assetId": f.asset_id,
-            "cve": f.cve,
-            "cwe": f.cwe,
-            "cvssScore": f.cvss_score,
-            "lastDetected": f.last_detected,
-        },
-    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod health;
 pub mod keys;
 pub mod monitors;
 pub mod org;
+mod sarif;
 pub mod scan_schedules;
 pub mod scans;
 pub mod webhooks;
