@@ -1,6 +1,6 @@
-//! Every event the code can emit validates against its published JSON Schema in `events/schemas`.
-//! The schemas use a small subset of JSON Schema (object, string, array, enum, required, lengths,
-//! additionalProperties), which this test checks directly.
+//! Every event the code can emit validates against its published JSON Schema in `events/schemas`,
+//! checked by a complete JSON Schema implementation (the `jsonschema` crate), so that patterns,
+//! ranges and formats the schemas state hold too.
 
 use crate::catalogue::*;
 use crate::{FindingStatus, Plan, Role};
@@ -406,56 +406,20 @@ fn samples() -> Vec<Event> {
     ]
 }
 
+/// `v` against `schema` with a complete JSON Schema validator (types, enums, patterns, lengths,
+/// ranges, formats as assertions where the draft says so); every error, by its location.
 fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
-    if let Some(options) = schema["enum"].as_array() {
-        if !options.contains(v) {
-            return Err(format!("{path}: {v} not in {options:?}"));
-        }
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| format!("{path}: bad schema: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{path}{}: {e}", e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
-    match schema["type"].as_str() {
-        Some("object") => {
-            let obj = v.as_object().ok_or(format!("{path}: not an object"))?;
-            let props = schema["properties"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            for r in schema["required"].as_array().into_iter().flatten() {
-                let r = r.as_str().unwrap();
-                if !obj.contains_key(r) {
-                    return Err(format!("{path}: missing {r}"));
-                }
-            }
-            for (k, val) in obj {
-                match props.get(k) {
-                    Some(s) => validate(s, val, &format!("{path}.{k}"))?,
-                    None if schema["additionalProperties"] == Value::Bool(false) => {
-                        return Err(format!("{path}: unexpected {k}"))
-                    }
-                    None => {}
-                }
-            }
-        }
-        Some("string") => {
-            let s = v.as_str().ok_or(format!("{path}: not a string"))?;
-            let n = s.chars().count() as u64;
-            if schema["minLength"].as_u64().is_some_and(|m| n < m)
-                || schema["maxLength"].as_u64().is_some_and(|m| n > m)
-            {
-                return Err(format!("{path}: length {n} out of bounds"));
-            }
-        }
-        Some("boolean") if !v.is_boolean() => return Err(format!("{path}: not a boolean")),
-        Some("integer") if !v.is_i64() => return Err(format!("{path}: not an integer")),
-        Some("number") if !v.is_number() => return Err(format!("{path}: not a number")),
-        Some("array") => {
-            let a = v.as_array().ok_or(format!("{path}: not an array"))?;
-            for (i, item) in a.iter().enumerate() {
-                validate(&schema["items"], item, &format!("{path}[{i}]"))?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 fn schema(event_type: &str, version: i32) -> Value {
@@ -494,6 +458,27 @@ fn the_checker_rejects_what_a_schema_forbids() {
     let mut extra = samples()[6].data();
     extra["surprise"] = 1.into();
     assert!(validate(&s, &extra, "x").is_err());
+    // What the subset checker this replaced let through: a pattern, a range.
+    let key = schema("api_key.created", 1);
+    let mut short_hash = samples()[1].data();
+    short_hash["keyHash"] = "abc".into();
+    let why = validate(&key, &short_hash, "key").unwrap_err();
+    assert!(why.contains("/keyHash"), "{why}");
+    let done = schema("discovery.completed", 1);
+    let sample = samples()
+        .into_iter()
+        .find(|e| e.event_type() == "discovery.completed")
+        .unwrap();
+    let mut negative = sample.data();
+    let field = done["properties"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, p)| p["minimum"] == 0 && negative.get(k.as_str()).is_some())
+        .map(|(k, _)| k.clone())
+        .expect("a counted field");
+    negative[&field] = (-1).into();
+    assert!(validate(&done, &negative, "done").is_err(), "{field}");
 }
 
 #[test]
