@@ -189,3 +189,63 @@ async fn serve_bootstraps_once(b: Backend) {
     let out = stop(server);
     assert!(!out.contains("ag_sk_"), "{out}");
 }
+
+/// Long work shows its progress on a terminal (run here under `script`, which gives the command a
+/// pseudo-terminal) and nothing when standard error is a pipe, while the output itself is the
+/// same.
+#[tokio::test]
+async fn long_commands_show_progress_on_a_terminal_only() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let app = spawn_on(store).await;
+    let (org, _) = app.org(easm_domain::Plan::Pro).await;
+    let store = app.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (piped_file, tty_file) = (
+        dir.path().join("piped.ndjson"),
+        dir.path().join("tty.ndjson"),
+    );
+    let export = |out: &std::path::Path| {
+        vec![
+            env!("CARGO_BIN_EXE_easm").to_string(),
+            "audit".into(),
+            "export".into(),
+            "--org".into(),
+            org.to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    };
+    let piped = Command::new(&export(&piped_file)[0])
+        .args(&export(&piped_file)[1..])
+        .envs(store.env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("exporting"),
+        "no progress into a pipe: {}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let shell_line = export(&tty_file)
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tty = Command::new("script")
+        .args(["-qec", &shell_line, "/dev/null"])
+        .envs(store.env())
+        .env("RUST_LOG", "warn")
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    assert!(tty.status.success(), "{tty:?}");
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        screen.contains("exporting the audit log") && screen.contains("lines"),
+        "progress on the terminal: {screen}"
+    );
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert!(lines(&tty_file) > 1);
+    assert_eq!(lines(&tty_file), lines(&piped_file));
+}

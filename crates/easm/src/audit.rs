@@ -1,6 +1,7 @@
 //! `easm audit`: export an organization's log with a signed digest, verify such a file offline,
 //! and print the public key that verifies exports.
 
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use easm_api::audit_export::{export_lines, Range};
 use easm_events::OrgId;
@@ -91,10 +92,14 @@ pub async fn run(db: &Db, command: Audit) -> Result<()> {
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut lines = std::pin::pin!(export_lines(log, org, range, secret));
+            let progress = Progress::counting("exporting the audit log", "lines");
             while let Some(chunk) = lines.next().await {
-                sink.write_all(chunk?.as_bytes())?;
+                let chunk = chunk?;
+                sink.write_all(chunk.as_bytes())?;
+                progress.add(chunk.matches('\n').count() as u64);
             }
             sink.flush()?;
+            progress.finish();
         }
         Audit::PublicKey => {
             println!(

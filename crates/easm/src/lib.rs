@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod background;
 pub mod config;
+pub mod progress;
 pub mod replay;
 pub mod zone_server;
 

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use easm::background::Background;
 use easm::config::{Cli, Command, Projections};
+use easm::progress::Progress;
 use easm::{admin, audit, replay, Shutdown};
 use easm_api::AppState;
 use serde_json::json;
@@ -92,11 +93,17 @@ async fn run() -> Result<()> {
         }
         Command::Admin { command } => admin::run(&app, command).await?,
         Command::Audit { command } => audit::run(&db, command).await?,
-        Command::Replay(args) => replay::replay(&app, args).await?,
+        Command::Replay(args) => {
+            let progress = Progress::working("replaying the log");
+            replay::replay(&app, args).await?;
+            progress.finish();
+        }
         Command::Projections {
             command: Projections::Verify,
         } => {
+            let progress = Progress::working("comparing the read models with a replay of the log");
             let agree = replay::verify(&app).await?;
+            progress.finish();
             db.close().await;
             if !agree {
                 std::process::exit(1);
@@ -107,7 +114,9 @@ async fn run() -> Result<()> {
             command: Projections::Rebuild,
         } => {
             let started = std::time::Instant::now();
+            let progress = Progress::working("rebuilding the read models from the log");
             let n = app.projector().rebuild().await?;
+            progress.finish();
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "{}",
