@@ -32,8 +32,10 @@ impl Gauges {
             sqlx::query_scalar("SELECT created_at FROM outbox ORDER BY position LIMIT 1")
                 .fetch_optional(r)
                 .await?;
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1 AND next_attempt_at <= $2",
+        // One read of the pending index for both counts.
+        let (pending, due): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN next_attempt_at <= $2 THEN 1 ELSE 0 END), 0) \
+             AS BIGINT) FROM deliveries WHERE status = $1",
         )
         .bind(PENDING)
         .bind(now)
@@ -57,8 +59,7 @@ impl Gauges {
                 "SELECT CAST(COALESCE(SUM(last_seq - projected_seq), 0) AS BIGINT) FROM chain_heads",
             )
             .await?,
-            deliveries_pending: count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
-                .await?,
+            deliveries_pending: pending,
             deliveries_due: due,
             endpoints_disabled: count("SELECT COUNT(*) FROM rm_webhooks WHERE enabled = 0").await?,
             scan_jobs: by_status("rm_scan_jobs").await?,
