@@ -15,7 +15,43 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
-def canonical(obj):
+def jcs(v):
+    """RFC 8785 (JCS) text of a parsed JSON value."""
+    if v is None or isinstance(v, bool):
+        return json.dumps(v)
+    if isinstance(v, (int, float)):
+        return es_number(float(v)) if isinstance(v, float) or abs(v) > 2 ** 53 else str(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ",".join(jcs(x) for x in v) + "]"
+    keys = sorted(v, key=lambda k: k.encode("utf-16-be"))
+    return "{" + ",".join(jcs(k) + ":" + jcs(v[k]) for k in keys) + "}"
+
+
+def es_number(x):
+    """A double as ECMAScript's Number.prototype.toString writes it (JCS section 3.2.2.3)."""
+    if x == 0:
+        return "0"
+    sign, mantissa, _, exp = ("-" if x < 0 else ""), *repr(abs(x)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits, point = whole + frac, len(whole) + int(exp or 0)
+    while digits.startswith("0"):
+        digits, point = digits[1:], point - 1
+    digits = digits.rstrip("0")
+    k, n = len(digits), point
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    return sign + digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e))
+
+
+def legacy(obj):
+    """How events were hashed before the encoding was named JCS: only numbers differ."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -36,8 +72,9 @@ def verify(lines, trusted_key=None):
         except KeyError:
             return n, "not an exported event"
         fields = {k: v for k, v in item.items() if k not in ("position", "prevHash", "hash")}
-        computed = hashlib.sha256((prev + "\n" + canonical(fields)).encode("utf-8")).hexdigest()
-        if computed != digest:
+        computed = [hashlib.sha256((prev + "\n" + text(fields)).encode("utf-8")).hexdigest()
+                    for text in (jcs, legacy)]
+        if digest not in computed:
             return n, "modified: the event does not hash to its hash"
         if last is None:
             first_prev = prev
@@ -62,7 +99,7 @@ def check_digest(n, d, hashes, first_prev, last, trusted_key):
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(trusted_key or d.get("publicKey", "")))
         unsigned = {k: v for k, v in d.items() if k != "signature"}
-        key.verify(base64.b64decode(d.get("signature", "")), canonical(unsigned).encode("utf-8"))
+        key.verify(base64.b64decode(d.get("signature", "")), jcs(unsigned).encode("utf-8"))
     except (ValueError, InvalidSignature):
         return n, "digest: the signature does not match"
     if first_prev is not None and first_prev != d.get("firstPrevHash"):

@@ -1,7 +1,12 @@
 //! The per-organization hash chain. Each event's hash is
 //! `hex(SHA-256(prev_hash_hex || "\n" || canonical_encoding(event)))`, starting from
-//! [`GENESIS_HASH`]. The canonical encoding is specified in `events/README.md`; a third party can
-//! recompute it from an exported event without this code.
+//! [`GENESIS_HASH`]. The canonical encoding is RFC 8785 (JSON Canonicalization Scheme), as
+//! `events/README.md` states, so a third party recomputes it with any JCS implementation.
+//!
+//! Events recorded before the encoding was named JCS were hashed as serde_json writes the sorted
+//! object ([`legacy_encoding`]): the same bytes except for numbers, which JCS writes as
+//! ECMAScript does (`10` where serde_json wrote `10.0`). Verifiers accept either; the content
+//! hashed is the same, so that admits no other event.
 
 use crate::envelope::{format_timestamp, RecordedEvent};
 use serde_json::{json, Value};
@@ -10,10 +15,20 @@ use sha2::{Digest, Sha256};
 /// The `prev_hash` of an organization's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The bytes that are hashed: a JSON object of the envelope (without `position`, `prevHash` and
-/// `hash`, which the chain itself provides) with keys sorted, no insignificant white space, and
-/// strings escaped as serde_json does (`"`, `\` and control characters only; UTF-8 otherwise).
+/// The bytes that are hashed: the JCS form of the envelope without `position`, `prevHash` and
+/// `hash` (the chain itself provides them) and `traceparent` (operational).
 pub fn canonical_encoding(e: &RecordedEvent) -> Vec<u8> {
+    jcs(&canonical_value(e))
+}
+
+/// RFC 8785 text of a JSON value.
+pub(crate) fn jcs(v: &Value) -> Vec<u8> {
+    // A `Value` always serializes: its keys are strings and its numbers finite.
+    serde_jcs::to_vec(v).unwrap_or_default()
+}
+
+/// How events were hashed before JCS: sorted keys, serde_json's rendering.
+fn legacy_encoding(e: &RecordedEvent) -> Vec<u8> {
     canonical_value(e).to_string().into_bytes()
 }
 
@@ -52,10 +67,19 @@ pub(crate) fn sorted(v: Value) -> Value {
 }
 
 pub fn chain_hash(prev_hash: &str, e: &RecordedEvent) -> String {
+    link_hash(prev_hash, &canonical_encoding(e))
+}
+
+/// Whether `e.hash` is the hash of `e` after `prev_hash`, in either encoding.
+pub fn hash_holds(prev_hash: &str, e: &RecordedEvent) -> bool {
+    chain_hash(prev_hash, e) == e.hash || link_hash(prev_hash, &legacy_encoding(e)) == e.hash
+}
+
+pub(crate) fn link_hash(prev_hash: &str, encoded: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
-    h.update(canonical_encoding(e));
+    h.update(encoded);
     hex::encode(h.finalize())
 }
 
@@ -90,6 +114,7 @@ mod tests {
             chain_seq: 1,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
+            trace_parent: None,
         }
     }
 
@@ -105,6 +130,36 @@ mod tests {
         assert_eq!(
             chain_hash(GENESIS_HASH, &moved),
             chain_hash(GENESIS_HASH, &sample())
+        );
+    }
+
+    /// The numbers RFC 8785 writes as ECMAScript does (its appendix B), and a key order by
+    /// UTF-16 code units, where serde_json's rendering and byte order differ.
+    #[test]
+    fn the_encoding_is_jcs() {
+        let mut e = sample();
+        e.data = json!({"cvssScore": 10.0, "tiny": 1e-7, "huge": 1e21, "half": 0.5, "big": 1e16,
+                        "\u{e000}": 1, "\u{1f600}": 2});
+        let s = String::from_utf8(canonical_encoding(&e)).unwrap();
+        assert!(
+            s.contains("\"data\":{\"big\":10000000000000000,\"cvssScore\":10,\"half\":0.5,\"huge\":1e+21,\"tiny\":1e-7,\"\u{1f600}\":2,\"\u{e000}\":1}"),
+            "{s}"
+        );
+        let legacy = String::from_utf8(legacy_encoding(&e)).unwrap();
+        assert!(legacy.contains(r#""cvssScore":10.0"#), "{legacy}");
+    }
+
+    #[test]
+    fn an_event_hashed_before_jcs_still_verifies() {
+        let mut e = sample();
+        e.data = json!({"cvssScore": 10.0});
+        e.hash = link_hash(GENESIS_HASH, &legacy_encoding(&e));
+        assert_ne!(e.hash, chain_hash(GENESIS_HASH, &e));
+        assert!(hash_holds(GENESIS_HASH, &e));
+        e.data = json!({"cvssScore": 9.0});
+        assert!(
+            !hash_holds(GENESIS_HASH, &e),
+            "the content is still what is hashed"
         );
     }
 

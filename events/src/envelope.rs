@@ -73,6 +73,8 @@ pub struct EventMeta {
     pub request_id: String,
     pub correlation_id: String,
     pub causation_id: Option<String>,
+    /// The W3C `traceparent` of the span that appends the events, when tracing is on.
+    pub trace_parent: Option<String>,
 }
 
 impl EventMeta {
@@ -83,6 +85,7 @@ impl EventMeta {
             correlation_id: request_id.clone(),
             request_id,
             causation_id: None,
+            trace_parent: None,
         }
     }
 }
@@ -110,6 +113,14 @@ pub struct RecordedEvent {
     pub chain_seq: i64,
     pub prev_hash: String,
     pub hash: String,
+    /// The W3C `traceparent` of the append that recorded the event, when tracing was on:
+    /// operational, like `position`, so outside the hashed envelope.
+    #[serde(
+        rename = "traceparent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trace_parent: Option<String>,
 }
 
 /// The one timestamp format of the contract: RFC 3339, UTC, microseconds, `Z`.

@@ -3,13 +3,12 @@
 //! The format and the checks are specified in `events/README.md` so that anyone can write a
 //! verifier; [`verify`] is ours.
 
-use crate::chain::{canonical_value, sorted};
+use crate::chain::{canonical_value, jcs, link_hash, sorted};
 use crate::envelope::RecordedEvent;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde_json::{json, Map, Value};
-use sha2::{Digest as _, Sha256};
 
 pub const DIGEST_FORMAT: &str = "easm-audit-export/v1";
 
@@ -63,11 +62,11 @@ pub fn public_key(secret: &[u8; 32]) -> String {
     B64.encode(SigningKey::from_bytes(secret).verifying_key().as_bytes())
 }
 
-/// The digest line, signed: the signature covers the line's canonical JSON without `signature`.
+/// The digest line, signed: the signature covers the line's JCS form without `signature`.
 pub fn digest_line(facts: &DigestFacts, secret: &[u8; 32]) -> String {
     let key = SigningKey::from_bytes(secret);
     let mut v = facts.unsigned(&public_key(secret));
-    let signature = key.sign(v.to_string().as_bytes());
+    let signature = key.sign(&jcs(&v));
     v.as_object_mut()
         .expect("an object")
         .insert("signature".into(), json!(B64.encode(signature.to_bytes())));
@@ -89,16 +88,15 @@ pub struct Verified {
     pub public_key: String,
 }
 
-fn hash_of(fields: &Map<String, Value>, prev_hash: &str) -> String {
+/// Whether an exported event hashes to `hash`: JCS, or the encoding of events hashed before it.
+fn hash_holds(fields: &Map<String, Value>, prev_hash: &str, hash: &str) -> bool {
     let mut canonical = fields.clone();
     for k in ["position", "prevHash", "hash"] {
         canonical.remove(k);
     }
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(sorted(Value::Object(canonical)).to_string().as_bytes());
-    hex::encode(h.finalize())
+    let canonical = Value::Object(canonical);
+    link_hash(prev_hash, &jcs(&canonical)) == hash
+        || link_hash(prev_hash, sorted(canonical).to_string().as_bytes()) == hash
 }
 
 /// Check an export line by line: every event's hash, the links and sequence numbers between
@@ -133,7 +131,7 @@ pub fn verify<I: IntoIterator<Item = String>>(
                 "not an exported event (prevHash, hash, chainSeq, orgId)".into(),
             );
         };
-        if hash_of(&m, &prev) != hash {
+        if !hash_holds(&m, &prev, &hash) {
             return fail(n, "modified: the event does not hash to its hash".into());
         }
         match &last {
@@ -211,8 +209,8 @@ fn check_digest(
         .map(|b| Signature::from_bytes(&b));
     let mut unsigned = m.clone();
     unsigned.remove("signature");
-    let message = sorted(Value::Object(unsigned)).to_string();
-    if signature.is_none_or(|s| key.verify(message.as_bytes(), &s).is_err()) {
+    let message = jcs(&Value::Object(unsigned));
+    if signature.is_none_or(|s| key.verify(&message, &s).is_err()) {
         return fail(
             "digest: the signature does not match (wrong key, or the digest was edited)".into(),
         );
@@ -289,6 +287,7 @@ mod tests {
             chain_seq: seq,
             prev_hash: prev.into(),
             hash: String::new(),
+            trace_parent: None,
         };
         e.hash = chain_hash(prev, &e);
         e

@@ -20,7 +20,7 @@ mod upcast;
 mod schema_check;
 
 pub use catalogue::*;
-pub use chain::{canonical_encoding, chain_hash, GENESIS_HASH};
+pub use chain::{canonical_encoding, chain_hash, hash_holds, GENESIS_HASH};
 pub use envelope::{
     format_timestamp, from_micros, parse_timestamp, Actor, ActorKind, EventMeta, RecordedEvent,
 };

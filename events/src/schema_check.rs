@@ -510,6 +510,7 @@ fn delivered_bodies_validate_against_their_schemas() {
             chain_seq: 1,
             prev_hash: String::new(),
             hash: String::new(),
+            trace_parent: None,
         };
         validate(&schema("payload", 1), &payload(&r), "payload").unwrap();
         let audit = audit_payload(&r);

@@ -16,6 +16,7 @@ on_both_backends!(
     the_feed_streams_live_and_resumes_from_the_last_event_id,
     an_export_holds_every_event_and_a_signed_digest,
     every_edit_of_an_export_is_named_by_its_line,
+    a_stock_jcs_implementation_recomputes_every_hash,
     a_range_exported_from_the_cli_verifies,
     as_of_queries_answer_as_the_read_models_were_then,
     a_replay_writes_the_read_models_of_a_moment_to_a_file,
@@ -292,6 +293,55 @@ async fn an_export_holds_every_event_and_a_signed_digest(b: Backend) {
     let (ok, report) = e.verify(&e.lines);
     assert!(ok, "{report}");
     assert_eq!(report["events"], e.everything.len());
+}
+
+/// The chain's encoding is RFC 8785: the `jcs` package (a stock implementation, not ours)
+/// recomputes the hash of every exported event, a finding with a CVSS score of 10.0 among them,
+/// which serde_json writes `10.0` and JCS `10`; both of our verifiers agree.
+async fn a_stock_jcs_implementation_recomputes_every_hash(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, owner) = app.org(Plan::Enterprise).await;
+    let g = app.group(&owner, "JCS ✓ \u{1f600} \u{e000}").await;
+    let asset = app.asset(&owner, &g, "127.0.0.1", "ip").await;
+    let job = crate::findings::new_job(&app, &owner, &asset, "quick").await;
+    let results = crate::findings::NUCLEI.replace(r#""cvss-score":7.5"#, r#""cvss-score":10.0"#);
+    let imported = crate::findings::import(&app, &owner, &job, &results).await;
+    assert!(imported.status.is_success(), "{}", imported.body);
+    let key = app.get(&owner, "/api/settings/audit-signing-key").await;
+    let public = key.body["publicKey"].as_str().unwrap().to_string();
+    let export = app
+        .client
+        .get(app.url("/api/audit-log/export"))
+        .header("X-API-Key", &owner)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(export.contains(r#""cvssScore":10.0"#), "{export}");
+    let checked = run_python(
+        r#"
+import hashlib, json, sys
+import jcs
+n = 0
+for line in sys.stdin:
+    item = json.loads(line)
+    if "digest" in item:
+        continue
+    digest, prev = item.pop("hash"), item.pop("prevHash")
+    item.pop("position")
+    computed = hashlib.sha256(prev.encode() + b"\n" + jcs.canonicalize(item)).hexdigest()
+    assert computed == digest, line
+    n += 1
+print(n)
+"#,
+        &export,
+    );
+    let lines: Vec<String> = export.lines().map(str::to_string).collect();
+    assert_eq!(checked, [(lines.len() - 1).to_string()]);
+    let (ok, report) = verify_both(&app.store, &lines, &public);
+    assert!(ok, "{report}");
 }
 
 async fn every_edit_of_an_export_is_named_by_its_line(b: Backend) {

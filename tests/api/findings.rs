@@ -30,7 +30,7 @@ this is not json
 "#;
 
 /// A new scan job of `asset` with `profile`; its id.
-async fn new_job(app: &TestApp, key: &str, asset: &str, profile: &str) -> String {
+pub(crate) async fn new_job(app: &TestApp, key: &str, asset: &str, profile: &str) -> String {
     app.post(
         key,
         "/api/scan-jobs",

@@ -30,4 +30,5 @@ mod scans;
 mod siem;
 mod siem_servers;
 mod targets;
+mod traces;
 mod webhooks;

@@ -1,13 +1,16 @@
 //! One log line per request for the operator: method, route template (never the path's ids),
 //! status, duration, request id and the id of the key that made it (never the key). Filter them
 //! with `RUST_LOG=easm::access=off`. The same request is counted for `/metrics`, by method,
-//! route template and status, with its duration.
+//! route template and status, with its duration, and is a span (`request`, a server span named
+//! `METHOD /route`) continuing the trace of the client's `traceparent`, if it sent one.
 
 use crate::auth::{AnsweredFor, RequestId};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use easm_app::trace_context;
 use std::time::Instant;
+use tracing::Instrument;
 
 pub async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -21,8 +24,20 @@ pub async fn access_log(req: Request, next: Next) -> Response {
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    let res = next.run(req).await;
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        request_id,
+    );
+    let traceparent = req.headers().get("traceparent");
+    trace_context::continue_from(&span, traceparent.and_then(|v| v.to_str().ok()));
+    let res = next.run(req).instrument(span.clone()).await;
     let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
     let seconds = started.elapsed().as_secs_f64();
     let labels = [
         ("method", method.to_string()),

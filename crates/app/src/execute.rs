@@ -2,12 +2,14 @@
 //! based on and its reservations, and when anything moved meanwhile, decide again (bounded).
 
 use crate::key_cache::KEY_EVENTS;
+use crate::trace_context;
 use crate::{App, CommandError};
 use easm_domain::{Aggregate, DomainError};
 use easm_events::{Event, EventMeta, OrgId, RecordedEvent};
 use easm_store::{AppendError, AppendRequest, Constraint, StreamAppend};
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How many times a command is decided again after losing a race, before answering 409.
 const MAX_ATTEMPTS: u32 = 8;
@@ -101,7 +103,8 @@ impl App {
     }
 
     /// Decide and append, deciding again when the state moved underneath. `decide` is re-run
-    /// from scratch on every attempt; once committed, the read models hold the events.
+    /// from scratch on every attempt; once committed, the read models hold the events. A span
+    /// (`command`) covers it all, with what came of it and the types of the events recorded.
     pub(crate) async fn execute<F, Fut>(
         &self,
         org_id: &OrgId,
@@ -112,7 +115,15 @@ impl App {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Decision, CommandError>>,
     {
-        let done = self.decide_and_append(org_id, meta, decide).await;
+        let span = tracing::info_span!(
+            "command",
+            outcome = tracing::field::Empty,
+            events = tracing::field::Empty
+        );
+        let done = self
+            .decide_and_append(org_id, meta, decide)
+            .instrument(span.clone())
+            .await;
         let outcome = match &done {
             Ok(events) if events.is_empty() => "unchanged",
             Ok(events) => {
@@ -127,6 +138,11 @@ impl App {
             Err(CommandError::Store(_)) => "failed",
         };
         metrics::counter!("easm_commands_total", "outcome" => outcome).increment(1);
+        span.record("outcome", outcome);
+        if let Ok(events) = &done {
+            let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+            span.record("events", types.join(",").as_str());
+        }
         done
     }
 
@@ -145,13 +161,19 @@ impl App {
             if d.is_empty() {
                 return Ok(vec![]);
             }
+            // The events keep the append's trace context: what they cause later (deliveries)
+            // joins the trace of the request that caused them.
+            let span = tracing::info_span!("append", attempt);
             let req = AppendRequest {
                 org_id: org_id.clone(),
-                meta: meta.clone(),
+                meta: EventMeta {
+                    trace_parent: trace_context::traceparent(&span),
+                    ..meta.clone()
+                },
                 streams: d.streams,
                 constraints: d.constraints,
             };
-            match self.log.append(req).await {
+            match self.log.append(req).instrument(span).await {
                 Ok(events) => {
                     self.feed.push(&events);
                     if events

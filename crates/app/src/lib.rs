@@ -24,6 +24,7 @@ mod risk;
 mod scans;
 pub mod streams;
 mod timeline;
+pub mod trace_context;
 mod webhooks;
 
 pub use alerts::AlertAction;

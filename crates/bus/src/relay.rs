@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Events published per round; their acknowledgements are awaited together.
 const BATCH: i64 = 256;
@@ -126,14 +127,24 @@ impl Relay {
         self
     }
 
-    /// Publish one batch from the outbox; returns how many events went out.
+    /// Publish one batch from the outbox; returns how many events went out. Each event carries
+    /// its `traceparent` in its JSON; the batch is a span (`relay batch`) of its own.
     pub async fn round(&self) -> Result<usize, BusError> {
         let events = self.log.outbox(BATCH).await?;
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             return Ok(0);
+        }
+        let span = tracing::info_span!("relay batch", events = events.len());
+        self.publish(&events).instrument(span).await?;
+        Ok(events.len())
+    }
+
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), BusError> {
+        let Some(last) = events.last() else {
+            return Ok(());
         };
         let mut acks = Vec::with_capacity(events.len());
-        for e in &events {
+        for e in events {
             let payload = serde_json::to_vec(e).map_err(nats)?;
             let publish = PublishMessage::build()
                 .message_id(e.event_id.to_string())
@@ -149,7 +160,7 @@ impl Relay {
             ack.await.map_err(nats)?;
         }
         self.log.outbox_done(last.position).await?;
-        Ok(events.len())
+        Ok(())
     }
 
     /// One round; answers the pause before the next. `renewed`: when the lease was last taken

@@ -7,8 +7,10 @@ use crate::native::syslog::Syslog;
 use crate::native::{elasticsearch, splunk_hec, Answer, ItemVerdict};
 use crate::sender::{Request, Sender, Sent, Signed};
 use crate::{sign, Outcome, RetrySchedule, Verdict};
+use easm_app::trace_context;
 use easm_events::{EndpointKind, PayloadFormat, WebhookId};
 use easm_store::{now_micros, Attempt, DueDelivery, Finished, NextStep};
+use tracing::{Instrument, Span};
 
 /// What sends: HTTP for webhooks, chat and the HTTP-based native kinds, connections for syslog.
 #[derive(Clone)]
@@ -22,6 +24,29 @@ pub struct Senders {
 pub struct Done {
     pub finished: Vec<Finished>,
     pub disable: Option<String>,
+}
+
+/// The span of one request to an endpoint (a client span), `messages` in it; `attempt` counts
+/// the message's attempts (1 for a batch, whose messages may each be at another).
+fn attempt_span(target: &Target, messages: usize, attempt: i64) -> Span {
+    tracing::info_span!(
+        "delivery attempt",
+        otel.kind = "client",
+        endpoint.kind = target.options.kind.as_str(),
+        messages,
+        attempt,
+        http.response.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
+}
+
+fn record_answer(span: &Span, answer: &Answer) {
+    if let Some(code) = answer.sent.status_code {
+        span.record("http.response.status_code", code);
+    }
+    if let Some(error) = &answer.sent.error {
+        span.record("error", error.as_str());
+    }
 }
 
 /// A job that cannot be attempted at all: its messages fail with this reason, no attempt made.
@@ -89,7 +114,10 @@ impl Senders {
             // Messages queued for a kind that batched go one by one after the kind changed.
             for d in job {
                 let started_at = now_micros();
-                let answer = self.one(target, &d).await;
+                let span = attempt_span(target, 1, d.attempts + 1);
+                trace_context::continue_from(&span, d.trace_parent.as_deref());
+                let answer = self.one(target, &d).instrument(span.clone()).await;
+                record_answer(&span, &answer);
                 done.finished
                     .extend(self.outcomes(vec![d], answer, started_at, None));
             }
@@ -97,40 +125,48 @@ impl Senders {
         }
         let started_at = now_micros();
         let payloads: Vec<&str> = job.iter().map(|d| d.payload.as_str()).collect();
-        let answer = match via {
-            Via::SplunkHec { token } => {
-                splunk_hec::send(
-                    &self.http,
-                    &target.url,
-                    token,
-                    &target.route,
-                    &target.headers,
-                    &payloads,
-                )
-                .await
-            }
-            Via::Elasticsearch { api_key, index } => {
-                let docs: Vec<(&str, &str)> = job
-                    .iter()
-                    .map(|d| (d.delivery_id.as_str(), d.payload.as_str()))
-                    .collect();
-                elasticsearch::send(
-                    &self.http,
-                    &target.url,
-                    index,
-                    api_key,
-                    &target.route,
-                    &target.headers,
-                    &docs,
-                )
-                .await
-            }
-            Via::Syslog | Via::Signed => {
-                self.syslog
-                    .send(webhook_id, &target.url, &target.route, &payloads)
+        // A batch serves many traces: its span links to each message's.
+        let span = attempt_span(target, job.len(), 1);
+        trace_context::link_to(&span, job.iter().map(|d| d.trace_parent.as_deref()));
+        let answer = async {
+            match via {
+                Via::SplunkHec { token } => {
+                    splunk_hec::send(
+                        &self.http,
+                        &target.url,
+                        token,
+                        &target.route,
+                        &target.headers,
+                        &payloads,
+                    )
                     .await
+                }
+                Via::Elasticsearch { api_key, index } => {
+                    let docs: Vec<(&str, &str)> = job
+                        .iter()
+                        .map(|d| (d.delivery_id.as_str(), d.payload.as_str()))
+                        .collect();
+                    elasticsearch::send(
+                        &self.http,
+                        &target.url,
+                        index,
+                        api_key,
+                        &target.route,
+                        &target.headers,
+                        &docs,
+                    )
+                    .await
+                }
+                Via::Syslog | Via::Signed => {
+                    self.syslog
+                        .send(webhook_id, &target.url, &target.route, &payloads)
+                        .await
+                }
             }
-        };
+        }
+        .instrument(span.clone())
+        .await;
+        record_answer(&span, &answer);
         let batch = Some((uuid::Uuid::now_v7().to_string(), job.len() as i64));
         done.disable = answer.disable.clone();
         done.finished = self.outcomes(job, answer, started_at, batch);

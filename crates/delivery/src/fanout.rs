@@ -11,7 +11,7 @@
 
 use crate::worker::{Handed, Queued};
 use crate::Handoff;
-use easm_app::CommitFeed;
+use easm_app::{trace_context, CommitFeed};
 use easm_bus::{ensure_stream, jetstream, nats, BusConfig, BusError};
 use easm_domain::{batching, subscribed};
 use easm_events::formats::{filtered_out, needs_subject, queued_body, Context, Message, Subject};
@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// What tells the outbox's drain in embedded mode that there is work, and what it tells back.
 pub struct OutboxWakes {
@@ -205,6 +206,7 @@ impl Fanout {
             batch: batching(o).map_or(0, |(size, _)| i64::from(size)),
             filtered,
             delivery_id,
+            trace_parent: e.trace_parent.clone(),
         }
     }
 
@@ -216,7 +218,20 @@ impl Fanout {
     /// a crash. JetStream redelivers whatever it is unsure was acknowledged (around an outage,
     /// say), and the queue's idempotence keeps such copies from being sent only if nothing is
     /// sent before it: its messages are handed once queued.
+    /// A batch is a span (`fan-out`) linked to the trace of each of its events.
     async fn queue(&self, events: &[RecordedEvent], outbox_done: &[i64]) -> Result<(), StoreError> {
+        let span = tracing::info_span!("fan-out", events = events.len());
+        trace_context::link_to(&span, events.iter().map(|e| e.trace_parent.as_deref()));
+        self.queue_traced(events, outbox_done)
+            .instrument(span)
+            .await
+    }
+
+    async fn queue_traced(
+        &self,
+        events: &[RecordedEvent],
+        outbox_done: &[i64],
+    ) -> Result<(), StoreError> {
         let rows = self.deliveries(events).await?;
         let h = &self.handoff;
         let claim = QueueClaim {
@@ -534,6 +549,7 @@ mod tests {
             chain_seq: position,
             prev_hash: String::new(),
             hash: String::new(),
+            trace_parent: None,
         }
     }
 

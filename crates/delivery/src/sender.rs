@@ -275,6 +275,10 @@ impl Sender {
         for (name, value) in r.headers {
             req = req.header(name.as_str(), value.as_str());
         }
+        // The attempt's span: the receiver's own spans join the trace that caused the message.
+        if let Some(traceparent) = easm_app::trace_context::current() {
+            req = req.header("traceparent", traceparent);
+        }
         if let Some(signed) = &r.signed {
             req = req
                 .header("webhook-id", signed.msg_id)

@@ -7,6 +7,7 @@ pub mod background;
 pub mod config;
 pub mod progress;
 pub mod replay;
+pub mod telemetry;
 pub mod zone_server;
 
 /// Ends when the process is asked to stop (Ctrl-C, SIGTERM).
@@ -98,27 +99,6 @@ pub fn error_line(e: &anyhow::Error) -> String {
         }
     }
     line
-}
-
-/// Logs go to standard error (standard output is for answers), filtered by `RUST_LOG`: as text,
-/// coloured only on a terminal (and not under `NO_COLOR`), or with `EASM_LOG_FORMAT=json` one
-/// JSON object per line for log collectors.
-pub fn init_logging() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr);
-    match std::env::var("EASM_LOG_FORMAT").as_deref() {
-        Ok("json") => logs.json().flatten_event(true).init(),
-        Ok("text") | Ok("") | Err(_) => logs
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .init(),
-        Ok(other) => anyhow::bail!("EASM_LOG_FORMAT is json or text, not {other:?}"),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,20 +9,30 @@ use easm::{admin, audit, replay, Shutdown};
 use easm_api::AppState;
 use serde_json::json;
 
-#[tokio::main]
-async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("easm: {}", easm::error_line(&e));
-        // Only when asked for: anyhow captures one under RUST_BACKTRACE or RUST_LIB_BACKTRACE.
-        if e.backtrace().status() == std::backtrace::BacktraceStatus::Captured {
-            eprintln!("{}", e.backtrace());
-        }
-        std::process::exit(1);
+fn main() {
+    // Before the runtime: the span exporter has a blocking client of its own.
+    let telemetry = easm::telemetry::init().unwrap_or_else(|e| fail(&e));
+    let runtime = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .unwrap_or_else(|e| fail(&e));
+    let done = runtime.block_on(run());
+    telemetry.flush();
+    if let Err(e) = done {
+        fail(&e);
     }
 }
 
+/// The one line a failed command prints, and its exit status.
+fn fail(e: &anyhow::Error) -> ! {
+    eprintln!("easm: {}", easm::error_line(e));
+    // Only when asked for: anyhow captures one under RUST_BACKTRACE or RUST_LIB_BACKTRACE.
+    if e.backtrace().status() == std::backtrace::BacktraceStatus::Captured {
+        eprintln!("{}", e.backtrace());
+    }
+    std::process::exit(1);
+}
+
 async fn run() -> Result<()> {
-    easm::init_logging()?;
     let cli = Cli::parse();
     if let Command::Audit {
         command: audit::Audit::Verify { file, public_key },

@@ -92,6 +92,7 @@ fn record(req: &AppendRequest, head: &Head, count: usize) -> Vec<RecordedEvent> 
                 chain_seq: seq,
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),
+                trace_parent: req.meta.trace_parent.clone(),
             };
             e.hash = chain_hash(&prev_hash, &e);
             prev_hash = e.hash.clone();
@@ -293,7 +294,7 @@ async fn insert_events(
     head: &Advance<'_>,
     writes: &[Write],
 ) -> Result<(), sqlx::Error> {
-    const WIDTH: usize = 20;
+    const WIDTH: usize = 21;
     let chunks: Vec<&[RecordedEvent]> = events.chunks(backend.chunk_rows()).collect();
     let Some((last, earlier)) = chunks.split_last() else {
         return Ok(());
@@ -358,7 +359,8 @@ fn bind_events<'q>(mut q: Query<'q>, events: &'q [RecordedEvent]) -> Query<'q> {
             .bind(e.chain_seq)
             .bind(&e.prev_hash)
             .bind(&e.hash)
-            .bind(&e.actor.user_agent);
+            .bind(&e.actor.user_agent)
+            .bind(&e.trace_parent);
     }
     q
 }

@@ -41,6 +41,8 @@ pub struct NewDelivery {
     pub batch: i64,
     /// Why the message is not sent, when it is not.
     pub filtered: Option<String>,
+    /// The event's `traceparent`: its attempts are spans of the trace that caused it.
+    pub trace_parent: Option<String>,
 }
 
 /// A delivery this process has claimed and must attempt.
@@ -58,6 +60,7 @@ pub struct DueDelivery {
     /// Set when the message goes to its sender before its row exists: the row is then written
     /// once, with what came of it (see [`DeliveryQueue::finish`]).
     pub unwritten: Option<Unwritten>,
+    pub trace_parent: Option<String>,
 }
 
 /// What a message's row needs beyond its [`DueDelivery`] when the row is written only with the
@@ -168,7 +171,8 @@ static FIFO_PROBED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mu
 const FIFO_PROBE: Duration = Duration::from_secs(1);
 
 const DUE_COLUMNS: &str =
-    "delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step, fifo, batch";
+    "delivery_id, org_id, webhook_id, event_type, payload, attempts, schedule_step, fifo, batch, \
+     traceparent";
 
 const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
      schedule_step = $2, claimed_by = NULL, claimed_until = NULL, updated_at = $1";
@@ -202,6 +206,7 @@ struct NewRow<'a> {
     fifo: bool,
     batch: i64,
     claim: Option<(&'a str, i64)>,
+    trace_parent: Option<&'a str>,
     state: RowState,
 }
 
@@ -219,6 +224,7 @@ impl<'a> NewRow<'a> {
             fifo: d.fifo,
             batch: d.batch,
             claim: q.holder.zip(q.until),
+            trace_parent: d.trace_parent.as_deref(),
             state: RowState {
                 status: if d.filtered.is_some() {
                     FILTERED
@@ -249,6 +255,7 @@ impl<'a> NewRow<'a> {
             fifo: d.fifo,
             batch: d.batch,
             claim: None,
+            trace_parent: d.trace_parent.as_deref(),
             state: RowState::after(f, now),
         }
     }
@@ -307,7 +314,7 @@ impl RowState {
 /// Inserts rows of the queue, created and updated at `now`; one already there (same id) is left
 /// as it is.
 fn deliveries_write(rows: &[NewRow<'_>], now: i64) -> Write {
-    let mut values = Vec::with_capacity(1 + rows.len() * 18);
+    let mut values = Vec::with_capacity(1 + rows.len() * 19);
     values.push(Val::Int(now));
     for r in rows {
         let (holder, until) = r.claim.unzip();
@@ -323,6 +330,7 @@ fn deliveries_write(rows: &[NewRow<'_>], now: i64) -> Write {
             Val::OptInt(r.position),
             Val::Int(r.fifo as i64),
             Val::Int(r.batch),
+            Val::OptText(r.trace_parent.map(str::to_string)),
         ]);
         values.extend(r.state.values());
     }
@@ -331,11 +339,11 @@ fn deliveries_write(rows: &[NewRow<'_>], now: i64) -> Write {
         table: "deliveries",
         sql: Sql::new(
             "INSERT INTO deliveries (delivery_id, org_id, webhook_id, event_id, event_type, \
-             payload, claimed_by, claimed_until, position, fifo, batch, status, attempts, \
-             schedule_step, next_attempt_at, last_status, last_error, last_batch_id, \
+             payload, claimed_by, claimed_until, position, fifo, batch, traceparent, status, \
+             attempts, schedule_step, next_attempt_at, last_status, last_error, last_batch_id, \
              created_at, updated_at) VALUES ",
         )
-        .rows(rows.len(), 18, 1, &now_twice)
+        .rows(rows.len(), 19, 1, &now_twice)
         .text(" ON CONFLICT (delivery_id) DO NOTHING"),
         values,
     }
@@ -404,6 +412,7 @@ impl<'a> Queuing<'a> {
             fifo: d.fifo,
             batch: d.batch,
             unwritten: None,
+            trace_parent: d.trace_parent.clone(),
         })
     }
 
@@ -586,6 +595,7 @@ impl DeliveryQueue {
                     fifo: r.try_get::<i64, _>("fifo")? != 0,
                     batch: r.try_get("batch")?,
                     unwritten: None,
+                    trace_parent: r.try_get("traceparent")?,
                 })
             })
             .collect()

@@ -111,7 +111,7 @@ pub struct AppendRequest {
 pub(crate) const COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, \
      occurred_at, org_id, actor_kind, actor_id, actor_role, actor_ip, request_id, correlation_id, \
-     causation_id, data, chain_seq, prev_hash, hash, actor_agent";
+     causation_id, data, chain_seq, prev_hash, hash, actor_agent, traceparent";
 
 #[derive(Clone)]
 pub struct EventLog {
@@ -145,6 +145,7 @@ struct EventRow {
     prev_hash: String,
     hash: String,
     actor_agent: Option<String>,
+    traceparent: Option<String>,
 }
 
 pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
@@ -178,6 +179,7 @@ pub(crate) fn row_to_event(r: &AnyRow) -> Result<RecordedEvent, StoreError> {
         chain_seq: r.chain_seq,
         prev_hash: r.prev_hash,
         hash: r.hash,
+        trace_parent: r.traceparent,
     })
 }
 

@@ -330,6 +330,7 @@ pub async fn queue_test(app: &AppState, c: &Caller, id: &WebhookId) -> ApiResult
         fifo: false,
         batch: 0,
         filtered: None,
+        trace_parent: easm_app::trace_context::current(),
     }];
     app.deliveries
         .enqueue(&Queuing::plan(&row, None), &[])

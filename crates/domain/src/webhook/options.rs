@@ -28,6 +28,7 @@ const OWNED_HEADERS: &[&str] = &[
     "transfer-encoding",
     "connection",
     "idempotency-key",
+    "traceparent",
 ];
 
 /// A change to one optional setting: left as it is, removed, or given a value.
@@ -592,6 +593,7 @@ mod tests {
             "Content-Type",
             "webhook-signature",
             "Webhook-Id",
+            "TraceParent",
         ] {
             let s = OptionsSpec {
                 headers: Patch::Set(vec![(owned.into(), WriteOnly::Set("x".into()))]),

@@ -45,7 +45,7 @@ enum Bench {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    easm::init_logging()?;
+    let _logs = easm::telemetry::init()?;
     let cli = Cli::parse();
     let db = cli.store.open().await?;
     match cli.command {
