@@ -437,6 +437,19 @@ async fn findings_export_in_four_formats(b: Backend) {
     assert_eq!(ct, "application/sarif+json");
     let sarif: Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
+    // The schema's `language` pattern has a bare `]` (a literal in most dialects) that the
+    // validator's ECMA-262 regex check refuses: it is escaped, meaning the same.
+    let schema: Value = serde_json::from_str(
+        &include_str!("fixtures/sarif-schema-2.1.0.json")
+            .replace("{2}-[a-zA-Z]{2}]?$", "{2}-[a-zA-Z]{2}\\\\]?$"),
+    )
+    .unwrap();
+    let invalid: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&sarif)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(invalid.is_empty(), "not SARIF 2.1.0: {invalid:#?}");
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["ruleId"], "CVE-2021-41773");
