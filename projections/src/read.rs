@@ -39,8 +39,8 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    fn offset(&self) -> i64 {
-        (self.page - 1) * self.per_page
+    pub fn offset(&self) -> i64 {
+        (self.page - 1).saturating_mul(self.per_page)
     }
 
     pub fn wrap<T>(&self, items: Vec<T>, total: i64) -> Page<T> {

@@ -10,6 +10,7 @@ on_both_backends!(
     a_body_over_the_limit_is_refused_and_changes_nothing,
     unknown_routes_methods_and_filters_are_named_as_such,
     pagination_is_bounded,
+    bodies_are_objects_and_whole_numbers_are_integers,
     health_and_readiness,
 );
 
@@ -236,6 +237,60 @@ async fn pagination_is_bounded(b: Backend) {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
         assert!(!r.body["field"].as_str().unwrap().is_empty());
     }
+    // A page far past the end is empty, however far: its offset does not overflow.
+    for path in ["/api/assets", "/api/audit-log", "/api/org/members"] {
+        let far = app
+            .get(&key, &format!("{path}?page=184467440737095518&perPage=100"))
+            .await;
+        assert_eq!(far.status, StatusCode::OK, "{path} {}", far.body);
+        assert_eq!(far.body["items"], json!([]), "{path}");
+    }
+}
+
+/// Bodies are JSON objects (serde would take a struct's fields from an array), and a number
+/// without a fraction is an integer wherever one is asked for, as JSON Schema counts it.
+async fn bodies_are_objects_and_whole_numbers_are_integers(b: Backend) {
+    let app = spawn_app(b).await;
+    let (_, key) = app.org(Plan::Enterprise).await;
+    for body in [json!(["a", "b"]), json!("G"), json!(7)] {
+        let r = app.post(&key, "/api/groups", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.code(), "INVALID_JSON", "{body}");
+    }
+    let g = app.group(&key, "Whole numbers").await;
+    let schedule = app
+        .post(
+            &key,
+            "/api/scan-schedules",
+            json!({"groupId": g, "frequencyDays": 45.0}),
+        )
+        .await;
+    assert_eq!(schedule.status, StatusCode::CREATED, "{}", schedule.body);
+    let fraction = app
+        .post(
+            &key,
+            "/api/scan-schedules",
+            json!({"groupId": g, "frequencyDays": 45.5}),
+        )
+        .await;
+    assert_eq!(
+        fraction.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        fraction.body
+    );
+    assert_eq!(fraction.body["field"], "frequencyDays");
+    // An action's optional body may be `null`, as the document states it.
+    let acked = app
+        .client
+        .post(app.url("/api/monitors/alerts/00000000-0000-0000-0000-000000000000/acknowledge"))
+        .header("X-API-Key", &key)
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), StatusCode::NOT_FOUND, "parsed as no body");
 }
 
 async fn health_and_readiness(b: Backend) {
@@ -296,13 +351,43 @@ async fn openapi_documents_every_served_route() {
             r.text().await.unwrap()
         );
         let op_doc = &paths[path][method.to_lowercase()];
-        assert!(
-            op_doc["responses"]
-                .as_object()
-                .is_some_and(|r| !r.is_empty()),
-            "{op} documents its answers"
-        );
+        let answers = op_doc["responses"].as_object().unwrap();
+        // What the layers around every handler can answer is stated for each operation.
+        if op_doc["security"].as_array().is_some_and(|s| !s.is_empty()) {
+            for status in ["401", "403", "429", "503"] {
+                assert!(answers.contains_key(status), "{op} documents {status}");
+            }
+        }
+        if path.contains('{') {
+            assert!(answers.contains_key("404"), "{op} documents 404");
+        }
+        if op_doc.get("requestBody").is_some() {
+            assert!(answers.contains_key("400"), "{op} documents 400");
+            assert!(answers.contains_key("413"), "{op} documents 413");
+        }
     }
+    // What the server checks is stated: bounds, enumerations, and the rules of bodies whose one
+    // type serves creating and changing.
+    let schemas = &doc["components"]["schemas"];
+    let per_page = paths["/api/assets"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "perPage")
+        .unwrap();
+    assert_eq!(per_page["schema"]["minimum"], 1, "{per_page}");
+    assert_eq!(
+        schemas["RoleName"]["enum"],
+        json!(["viewer", "analyst", "admin", "owner"])
+    );
+    assert_eq!(
+        schemas["BulkStatusBody"]["properties"]["ids"]["maxItems"],
+        500
+    );
+    let new_monitor =
+        &paths["/api/monitors"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert!(new_monitor["allOf"][1]["oneOf"].is_array(), "{new_monitor}");
+    assert_eq!(schemas["AssetInput"]["oneOf"].as_array().unwrap().len(), 6);
     // And the API's required surface is all in the document.
     for op in [
         "GET /api/groups",

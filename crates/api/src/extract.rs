@@ -41,29 +41,67 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        parse_json(&bytes).map(OptionalJson)
+        // `null` is no body too, as the document states an optional body.
+        match json_value(&bytes)? {
+            serde_json::Value::Null => Ok(OptionalJson(T::default())),
+            value => from_json_object(value).map(OptionalJson),
+        }
+    }
+}
+
+/// JSON Schema's `integer` is any number without a fraction: `45.0` is one, as the document
+/// promises, so it reaches integer fields as `45`.
+fn integral_numbers_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if f.abs() < 9_007_199_254_740_992.0 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
     }
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
+        return Err(not_an_object());
+    }
+    from_json_object(json_value(bytes)?)
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "INVALID_JSON",
+        "request body must be a JSON object",
+    )
+}
+
+fn json_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "INVALID_JSON",
-            "request body must be a JSON object",
-        ));
+            format!("malformed JSON: {e}"),
+        )
+    })
+}
+
+/// Every body is an object: serde would read a struct from an array of its fields too.
+fn from_json_object<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(not_an_object());
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    integral_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "INVALID_JSON",
-                format!("malformed JSON: {inner}"),
-            )
-        } else if path == "." {
+        if path == "." {
             ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "VALIDATION_ERROR",
@@ -114,8 +152,10 @@ fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
     /// Items per page (default 50, at most 100).
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 

@@ -9,15 +9,17 @@ mod extract;
 mod forwarded;
 mod idempotency;
 pub mod metrics;
+mod openapi;
 mod routes;
+mod schema_types;
 pub mod snapshot;
 
 pub use forwarded::TrustedProxies;
+pub use openapi::openapi;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::{middleware, Json, Router};
+use axum::{middleware, Router};
 use easm_app::App;
 use easm_projections::ReadModels;
 use easm_store::{Db, DeliveryQueue, EventLog, IdempotencyStore};
@@ -29,8 +31,6 @@ use routes::{
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(Clone)]
@@ -84,37 +84,6 @@ impl AppState {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "easm API", description = "External Attack Surface Management: assets, discovery, scans and findings, monitors and alerts, webhooks and SIEM delivery, over an append-only, hash-chained event log."),
-    modifiers(&Security),
-    tags((name = "assets"), (name = "groups"), (name = "keys"), (name = "organization"), (name = "scans"), (name = "findings"), (name = "discovery"), (name = "monitors"), (name = "webhooks"), (name = "health"))
-)]
-struct ApiDoc;
-
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let c = doc.components.get_or_insert_with(Default::default);
-        c.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
-        c.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// The OpenAPI 3.1 document of this API.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "health",
-    responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi_json() -> impl IntoResponse {
-    Json(openapi())
-}
-
 /// `GET /docs`: Swagger UI over `/api/openapi.json`, its assets served from the binary.
 fn docs() -> Router<AppState> {
     use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -123,7 +92,7 @@ fn docs() -> Router<AppState> {
         .into()
 }
 
-fn api_routes() -> OpenApiRouter<AppState> {
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(org::get_org, org::delete_org))
         .routes(routes!(org::list_members, org::invite_member))
@@ -211,21 +180,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_webhook::audit_webhook_deliveries))
 }
 
-fn public_routes() -> OpenApiRouter<AppState> {
+pub(crate) fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(openapi_json))
+        .routes(routes!(openapi::openapi_json))
         .routes(routes!(metrics::scrape))
-}
-
-/// The full document: public routes and authenticated ones.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(public_routes())
-        .merge(api_routes())
-        .split_for_parts();
-    doc
 }
 
 pub fn router(state: AppState) -> Router {

@@ -95,7 +95,7 @@ impl DeliveryQueue {
         .bind(status)
         .bind(batch_id)
         .bind(per_page)
-        .bind((page - 1) * per_page)
+        .bind((page - 1).saturating_mul(per_page))
         .fetch_all(self.db.reader())
         .await?;
         let mut out = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;

@@ -17,11 +17,13 @@ use utoipa::{IntoParams, ToSchema};
 pub struct AssetInput {
     /// Normalized per type: lowercase IDNA hostnames, canonical IPs and CIDRs.
     pub value: String,
-    /// domain, subdomain, ip, cidr, url or cloud_resource.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::schema_types::AssetTypeName)]
     pub asset_type: String,
+    #[schema(max_items = 50, value_type = Option<Vec<crate::schema_types::Tag>>)]
     pub tags: Option<Vec<String>>,
-    /// low, medium (default), high or critical.
+    /// medium by default.
+    #[schema(value_type = Option<crate::schema_types::CriticalityName>)]
     pub criticality: Option<String>,
 }
 
@@ -47,10 +49,12 @@ pub struct BulkAdded {
 pub struct AssetPatchBody {
     /// Move the asset to this group.
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub group_id: Option<String>,
     /// Replaces the asset's tags.
+    #[schema(max_items = 50, value_type = Option<Vec<crate::schema_types::Tag>>)]
     pub tags: Option<Vec<String>>,
+    #[schema(value_type = Option<crate::schema_types::CriticalityName>)]
     pub criticality: Option<String>,
 }
 
@@ -58,19 +62,23 @@ pub struct AssetPatchBody {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct AssetQuery {
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
     /// Asset type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<crate::schema_types::AssetTypeName>)]
     pub asset_type: Option<String>,
     pub group_id: Option<String>,
     pub tag: Option<String>,
+    #[param(value_type = Option<crate::schema_types::CriticalityName>)]
     pub criticality: Option<String>,
     /// Case-insensitive substring of the value.
     pub q: Option<String>,
     /// A time (RFC 3339, or a date for its start UTC): the assets as they were at that moment,
     /// replayed from the log.
+    #[param(value_type = Option<crate::schema_types::Moment>)]
     pub as_of: Option<String>,
 }
 
@@ -193,7 +201,7 @@ pub async fn asset_timeline(
     let p = q.resolve()?;
     let (events, total) = app
         .commands
-        .asset_timeline(&c.org_id, &id, (p.page - 1) * p.per_page, p.per_page)
+        .asset_timeline(&c.org_id, &id, p.offset(), p.per_page)
         .await?
         .ok_or_else(|| ApiError::not_found("asset"))?;
     let items = events

@@ -26,10 +26,13 @@ const MAX_LIMIT: i64 = 1000;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Events after this position (0, or absent: from the start).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Event types, comma-separated.
     #[serde(rename = "type")]
@@ -239,15 +242,19 @@ pub struct AuditQuery {
     pub resource: Option<String>,
     /// Resource id.
     pub resource_id: Option<String>,
-    /// `api`, `cli`, `system` or `mcp`.
+    #[param(value_type = Option<crate::schema_types::AuditCategoryName>)]
     pub category: Option<String>,
-    /// `success` or `denied`.
+    #[param(value_type = Option<crate::schema_types::AuditOutcomeName>)]
     pub outcome: Option<String>,
     /// A time (RFC 3339, or a date for its start UTC), included.
+    #[param(value_type = Option<crate::schema_types::Moment>)]
     pub since: Option<String>,
     /// A time (RFC 3339, or a date for its start UTC), included.
+    #[param(value_type = Option<crate::schema_types::Moment>)]
     pub until: Option<String>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 
@@ -346,7 +353,7 @@ pub async fn audit_log(
     let filter = q.filter()?;
     let log = app.log();
     let (events, total) = log
-        .audit_page(&c.org_id, &filter, (p.page - 1) * p.per_page, p.per_page)
+        .audit_page(&c.org_id, &filter, p.offset(), p.per_page)
         .await?;
     let prefixes = app.read().key_prefixes(&c.org_id).await?;
     let mut items = Vec::with_capacity(events.len());

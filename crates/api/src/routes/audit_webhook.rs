@@ -21,7 +21,12 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuditWebhookBody {
-    /// https URL of the receiver; required the first time.
+    /// https URL of the receiver; required the first time (404 without it).
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^\\s*https?://[^\\s/?#@]+(/\\S*)?\\s*$"
+    )]
     pub url: Option<String>,
     pub enabled: Option<bool>,
     /// Replace the signing secret (the old one keeps signing for 24 hours).
@@ -122,17 +127,25 @@ pub async fn get_audit_webhook(
 /// new signing secret once, in `secret`.
 #[utoipa::path(put, path = "/api/settings/audit-webhook", tag = "webhooks",
     request_body = AuditWebhookBody, security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = AuditWebhookView), (status = 201, body = AuditWebhookView), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AuditWebhookView), (status = 201, body = AuditWebhookView), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_audit_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiJson(body): ApiJson<AuditWebhookBody>,
 ) -> ApiResult<(StatusCode, Json<AuditWebhookView>)> {
     let id = allowed(&c)?;
-    if let Some(u) = &body.url {
-        check_destination(u, app.webhook_allow_private).await?;
-    }
     let existed = app.read().webhook(&c.org_id, &id).await?.is_some();
+    match &body.url {
+        Some(u) => check_destination(u, app.webhook_allow_private).await?,
+        None if !existed => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "there is no audit webhook yet: the first PUT gives its url",
+            ))
+        }
+        None => {}
+    }
     let secret = app
         .commands
         .put_audit_webhook(

@@ -98,11 +98,13 @@ impl From<DeliveryRecord> for DeliveryView {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
-    /// `pending`, `succeeded`, `failed` or `filtered`.
+    #[param(value_type = Option<crate::schema_types::DeliveryStatusName>)]
     pub status: Option<String>,
     /// The messages one request carried.
     pub batch_id: Option<String>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryRunBody {
     /// Root domains, 1 to 20, validated and normalised like domain assets.
+    #[schema(min_items = 1, max_items = 20)]
     pub domains: Vec<String>,
     /// A larger wordlist, permutations of the labels found, and more ports for certificates.
     #[serde(default)]
@@ -27,22 +28,25 @@ pub struct DiscoveryRunBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DiscoveryJobQuery {
-    /// queued, running, completed, failed or cancelled.
+    #[param(value_type = Option<crate::schema_types::JobStatusName>)]
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
     #[serde(rename = "perPage")]
     #[param(rename = "perPage")]
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddAssetsBody {
-    /// Found subdomains or addresses to add as assets.
+    /// Found subdomains or addresses to add as assets, 1 to 1000.
+    #[schema(min_items = 1, max_items = 1000)]
     pub values: Vec<String>,
     /// The group to add them to; a group named `Discovered` (created on first use) otherwise.
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub group_id: Option<String>,
 }
 
@@ -97,14 +101,7 @@ pub async fn list_discovery_jobs(
 ) -> ApiResult<Json<Page<DiscoveryJobView>>> {
     c.require(Permission::Read)?;
     let p = page_request(q.page, q.per_page)?;
-    if let Some(s) = q.status.as_deref() {
-        if easm_domain::JobStatus::parse(s).is_none() {
-            return Err(ApiError::bad_request(
-                "status",
-                "status: must be queued, running, completed, failed or cancelled",
-            ));
-        }
-    }
+    super::scans::check_job_status(q.status.as_deref())?;
     let filter = DiscoveryJobFilter { status: q.status };
     Ok(Json(
         app.read().discovery_jobs(&c.org_id, &filter, p).await?,

@@ -22,8 +22,9 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct FindingQuery {
     /// One or more of critical, high, medium, low, info, comma-separated.
+    #[param(pattern = "^(critical|high|medium|low|info)(,(critical|high|medium|low|info))*$")]
     pub severity: Option<String>,
-    /// open, acknowledged, resolved or ignored.
+    #[param(value_type = Option<crate::schema_types::FindingStatusName>)]
     pub status: Option<String>,
     pub asset_id: Option<String>,
     pub scan_job_id: Option<String>,
@@ -31,22 +32,28 @@ pub struct FindingQuery {
     #[param(rename = "templateId")]
     pub template_id: Option<String>,
     /// Last detected at or after this time (RFC 3339, or a date for its start UTC).
+    #[param(value_type = Option<crate::schema_types::Moment>)]
     pub since: Option<String>,
     /// Last detected at or before this time (RFC 3339, or a date for its start UTC).
+    #[param(value_type = Option<crate::schema_types::Moment>)]
     pub until: Option<String>,
     /// Case-insensitive substring of title, templateId or matchedAt.
     pub q: Option<String>,
     /// lastDetected (default, newest first), firstDetected or severity.
+    #[param(value_type = Option<crate::schema_types::FindingSortName>)]
     pub sort: Option<String>,
     /// Export only: csv (default, RFC 4180), json (an array), ndjson or sarif (2.1.0).
+    #[param(value_type = Option<crate::schema_types::ExportFormatName>)]
     pub format: Option<String>,
     /// List only, RFC 3339: the findings as they were at that moment, replayed from the log.
     #[serde(rename = "asOf")]
-    #[param(rename = "asOf")]
+    #[param(rename = "asOf", value_type = Option<crate::schema_types::Moment>)]
     pub as_of: Option<String>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
     #[serde(rename = "perPage")]
     #[param(rename = "perPage")]
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 
@@ -278,9 +285,11 @@ pub async fn triage_finding(
 #[serde(deny_unknown_fields)]
 pub struct BulkStatusBody {
     /// 1 to 500 finding ids.
+    #[schema(min_items = 1, max_items = 500)]
     pub ids: Vec<String>,
-    /// open, acknowledged, resolved or ignored.
+    #[schema(value_type = crate::schema_types::FindingStatusName)]
     pub status: String,
+    #[schema(max_length = 4096)]
     pub notes: Option<String>,
 }
 

@@ -15,6 +15,11 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupName {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
 }
 
@@ -22,6 +27,7 @@ pub struct GroupName {
 #[serde(deny_unknown_fields)]
 pub struct BulkAssets {
     /// At most 1000 items; all are added or none.
+    #[schema(min_items = 1, max_items = 1000)]
     pub assets: Vec<AssetInput>,
 }
 

@@ -15,9 +15,14 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// A label for people.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// `viewer`, `analyst`, `admin` or `owner`; at most the caller's own role.
-    #[schema(value_type = String, example = "analyst")]
+    #[schema(value_type = crate::schema_types::RoleName, example = "analyst")]
     pub role: Role,
 }
 

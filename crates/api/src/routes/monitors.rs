@@ -20,16 +20,19 @@ use utoipa::{IntoParams, ToSchema};
 pub struct MonitorBody {
     /// The asset to watch; or `groupId`, to watch every asset of a group.
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub asset_id: Option<String>,
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub group_id: Option<String>,
     /// Hours between runs, 1 to 720 (default 24).
+    #[schema(minimum = 1, maximum = 720)]
     pub frequency_hours: Option<i64>,
     /// Profile of its scans: quick (default), standard or deep.
+    #[schema(value_type = Option<crate::schema_types::ProfileName>)]
     pub profile: Option<String>,
     /// Ports to probe instead of the profile's list; fixed at creation.
+    #[schema(min_items = 1, max_items = 1000, value_type = Option<Vec<crate::schema_types::Port>>)]
     pub ports: Option<Vec<i64>>,
     pub enabled: Option<bool>,
 }
@@ -224,9 +227,9 @@ pub async fn run_monitor(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
-    /// open, acknowledged or resolved.
+    #[param(value_type = Option<crate::schema_types::AlertStatusName>)]
     pub status: Option<String>,
-    /// critical, high, medium, low or info.
+    #[param(value_type = Option<crate::schema_types::SeverityName>)]
     pub severity: Option<String>,
     /// `monitor_id` is accepted too.
     pub monitor_id: Option<String>,
@@ -238,7 +241,9 @@ pub struct AlertQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub alert_type: Option<String>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 
@@ -288,6 +293,7 @@ pub async fn get_alert(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AlertActionBody {
+    #[schema(max_length = 5000)]
     pub notes: Option<String>,
 }
 

@@ -20,16 +20,19 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScanScheduleBody {
     /// `asset` or `group`, naming which of `assetId` and `groupId` is given.
+    #[schema(value_type = Option<crate::schema_types::ScheduleTypeName>)]
     pub schedule_type: Option<String>,
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub asset_id: Option<String>,
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub group_id: Option<String>,
     /// quick (default), standard or deep.
+    #[schema(value_type = Option<crate::schema_types::ProfileName>)]
     pub profile: Option<String>,
     /// Days between runs, 1 to 90 (default 7).
+    #[schema(minimum = 1, maximum = 90)]
     pub frequency_days: Option<i64>,
     pub enabled: Option<bool>,
 }

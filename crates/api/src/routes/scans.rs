@@ -21,28 +21,32 @@ use utoipa::{IntoParams, ToSchema};
 pub struct ScanJobBody {
     /// The asset to scan (`assetId` is accepted too).
     #[serde(default, deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub asset_id: Option<String>,
     #[serde(default, rename = "assetId", deserialize_with = "super::id_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::IdValue>)]
     pub asset_id_camel: Option<String>,
     /// `quick` (top 20 ports), `standard` (top 100) or `deep` (top 1000).
+    #[schema(value_type = Option<crate::schema_types::ProfileName>)]
     pub profile: Option<String>,
     /// Ports to probe instead of the profile's list (1 to 1000 of them).
+    #[schema(min_items = 1, max_items = 1000, value_type = Option<Vec<crate::schema_types::Port>>)]
     pub ports: Option<Vec<i64>>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScanJobQuery {
-    /// queued, running, completed, failed or cancelled.
+    #[param(value_type = Option<crate::schema_types::JobStatusName>)]
     pub status: Option<String>,
     pub asset_id: Option<String>,
-    /// quick, standard or deep.
+    #[param(value_type = Option<crate::schema_types::ProfileName>)]
     pub profile: Option<String>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub page: Option<i64>,
     #[serde(rename = "perPage")]
     #[param(rename = "perPage")]
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub per_page: Option<i64>,
 }
 
@@ -100,12 +104,28 @@ pub async fn list_scan_jobs(
 ) -> ApiResult<Json<Page<ScanJobView>>> {
     c.require(Permission::Read)?;
     let p = page_request(q.page, q.per_page)?;
+    check_job_status(q.status.as_deref())?;
     let filter = ScanJobFilter {
         status: q.status,
         asset_id: q.asset_id,
-        profile: q.profile,
+        profile: q
+            .profile
+            .as_deref()
+            .map(easm_domain::validate_profile)
+            .transpose()?,
     };
     Ok(Json(app.read().scan_jobs(&c.org_id, &filter, p).await?))
+}
+
+/// A job status filter names a status (scan and discovery jobs alike).
+pub(super) fn check_job_status(status: Option<&str>) -> ApiResult<()> {
+    match status {
+        Some(s) if easm_domain::JobStatus::parse(s).is_none() => Err(ApiError::bad_request(
+            "status",
+            "status: must be queued, running, completed, failed or cancelled",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One scan job: status, progress, times, counts by severity, the error if it failed.

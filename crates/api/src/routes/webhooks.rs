@@ -24,17 +24,19 @@ use utoipa::ToSchema;
 pub struct WebhookBody {
     /// https URL of the receiver (`tcp://host:port` or `tls://host:port` for syslog); it must
     /// not resolve to a private, loopback, link-local, CGNAT, multicast or metadata address.
+    #[schema(min_length = 1, max_length = 2048)]
     pub url: Option<String>,
     /// Event types or families, e.g. `["finding.*", "scan.completed"]`.
     pub events: Option<Vec<String>>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     pub enabled: Option<bool>,
     /// `webhook` (default), `splunk-hec`, `elasticsearch`, `syslog`, `slack` or `teams`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::EndpointKindName>)]
     pub kind: Option<EndpointKind>,
     /// `standard` (default; `ecs` for elasticsearch, `cef` for syslog), `cloudevents`, `ocsf`,
     /// `ecs` or `cef` (syslog only).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::PayloadFormatName>)]
     pub format: Option<PayloadFormat>,
     /// Custom request headers. Values are write-only: reads show them masked, and the masked
     /// value sent back keeps the stored one. `Host`, `Content-Length`, `Content-Type` and
@@ -46,7 +48,7 @@ pub struct WebhookBody {
     pub filter: Option<Option<FilterBody>>,
     /// `concurrent` (default) or `fifo`: the next message waits until the previous one was
     /// delivered or failed for good.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::OrderingName>)]
     pub ordering: Option<DeliveryOrdering>,
     #[serde(default, deserialize_with = "given")]
     pub tls: Option<Option<TlsBody>>,
@@ -68,11 +70,12 @@ pub struct WebhookBody {
     pub source: Option<Option<String>>,
     /// splunk-hec, elasticsearch, syslog: messages per request, 1 to 10000 (default 100).
     #[serde(default, deserialize_with = "given")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub batch_size: Option<Option<u32>>,
     /// splunk-hec, elasticsearch, syslog: how long a batch waits to fill, in milliseconds or
     /// as a duration (`"200ms"`, `"1s"`), at most 10 s (default 200 ms).
     #[serde(default, deserialize_with = "given")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::schema_types::BatchWindowValue>)]
     pub batch_window: Option<Option<BatchWindow>>,
 }
 
@@ -81,7 +84,7 @@ pub struct WebhookBody {
 pub struct FilterBody {
     /// `critical`, `high`, `medium`, `low` or `info`: only events with a severity at least this
     /// bad (findings, alerts).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema_types::SeverityName>)]
     pub min_severity: Option<Severity>,
     /// Only events about an asset in one of these groups.
     #[serde(default)]
