@@ -480,6 +480,11 @@ async fn findings_export_in_four_formats(b: Backend) {
     );
     let (status, _, _) = s.export("?format=xml").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // An export is of the findings now, whole: a moment or a page is the list's.
+    for q in ["?asOf=2026-01-01", "?page=2"] {
+        let (status, _, body) = s.export(q).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q} {body}");
+    }
 }
 
 async fn a_deleted_job_takes_its_findings_out_of_the_read_models(b: Backend) {

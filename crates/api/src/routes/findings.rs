@@ -18,43 +18,94 @@ use easm_projections::ReadModels;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize, IntoParams, Default)]
-#[into_params(parameter_in = Query)]
-pub struct FindingQuery {
-    /// One or more of critical, high, medium, low, info, comma-separated.
-    #[param(pattern = "^(critical|high|medium|low|info)(,(critical|high|medium|low|info))*$")]
-    pub severity: Option<String>,
-    #[param(value_type = Option<crate::schema_types::FindingStatusName>)]
-    pub status: Option<String>,
-    pub asset_id: Option<String>,
-    pub scan_job_id: Option<String>,
-    #[serde(rename = "templateId")]
-    #[param(rename = "templateId")]
-    pub template_id: Option<String>,
-    /// Last detected at or after this time (RFC 3339, or a date for its start UTC).
-    #[param(value_type = Option<crate::schema_types::Moment>)]
-    pub since: Option<String>,
-    /// Last detected at or before this time (RFC 3339, or a date for its start UTC).
-    #[param(value_type = Option<crate::schema_types::Moment>)]
-    pub until: Option<String>,
-    /// Case-insensitive substring of title, templateId or matchedAt.
-    pub q: Option<String>,
-    /// lastDetected (default, newest first), firstDetected or severity.
-    #[param(value_type = Option<crate::schema_types::FindingSortName>)]
-    pub sort: Option<String>,
-    /// Export only: csv (default, RFC 4180), json (an array), ndjson or sarif (2.1.0).
-    #[param(value_type = Option<crate::schema_types::ExportFormatName>)]
-    pub format: Option<String>,
-    /// List only, RFC 3339: the findings as they were at that moment, replayed from the log.
-    #[serde(rename = "asOf")]
-    #[param(rename = "asOf", value_type = Option<crate::schema_types::Moment>)]
-    pub as_of: Option<String>,
-    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
-    pub page: Option<i64>,
-    #[serde(rename = "perPage")]
-    #[param(rename = "perPage")]
-    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
-    pub per_page: Option<i64>,
+/// A query of findings: the filters every one takes, and the parameters of its own (the list's
+/// page and moment, the export's format), so that each states only what it reads.
+macro_rules! finding_query {
+    ($(#[$doc:meta])* $name:ident { $($own:tt)* }) => {
+        #[derive(Deserialize, IntoParams, Default)]
+        #[into_params(parameter_in = Query)]
+        $(#[$doc])*
+        pub struct $name {
+            /// One or more of critical, high, medium, low, info, comma-separated.
+            #[param(pattern = "^(critical|high|medium|low|info)(,(critical|high|medium|low|info))*$")]
+            pub severity: Option<String>,
+            #[param(value_type = Option<crate::schema_types::FindingStatusName>)]
+            pub status: Option<String>,
+            pub asset_id: Option<String>,
+            pub scan_job_id: Option<String>,
+            #[serde(rename = "templateId")]
+            #[param(rename = "templateId")]
+            pub template_id: Option<String>,
+            /// Last detected at or after this time (RFC 3339, or a date for its start UTC).
+            #[param(value_type = Option<crate::schema_types::Moment>)]
+            pub since: Option<String>,
+            /// Last detected at or before this time (RFC 3339, or a date for its start UTC).
+            #[param(value_type = Option<crate::schema_types::Moment>)]
+            pub until: Option<String>,
+            /// Case-insensitive substring of title, templateId or matchedAt.
+            pub q: Option<String>,
+            /// lastDetected (default, newest first), firstDetected or severity.
+            #[param(value_type = Option<crate::schema_types::FindingSortName>)]
+            pub sort: Option<String>,
+            $($own)*
+        }
+
+        impl $name {
+            pub fn filter(self) -> ApiResult<FindingFilter> {
+                filter_of(FilterParams {
+                    severity: self.severity,
+                    status: self.status,
+                    asset_id: self.asset_id,
+                    scan_job_id: self.scan_job_id,
+                    template_id: self.template_id,
+                    since: self.since,
+                    until: self.until,
+                    q: self.q,
+                    sort: self.sort,
+                })
+            }
+        }
+    };
+}
+
+finding_query!(
+    /// The parameters of a page of findings.
+    FindingQuery {
+        /// RFC 3339: the findings as they were at that moment, replayed from the log.
+        #[serde(rename = "asOf")]
+        #[param(rename = "asOf", value_type = Option<crate::schema_types::Moment>)]
+        pub as_of: Option<String>,
+        #[param(minimum = 1, maximum = 9223372036854775807_i64)]
+        pub page: Option<i64>,
+        #[serde(rename = "perPage")]
+        #[param(rename = "perPage")]
+        #[param(minimum = 1, maximum = 9223372036854775807_i64)]
+        pub per_page: Option<i64>,
+    }
+);
+
+finding_query!(
+    /// The parameters of an export of findings: every one under the filters, as they are now
+    /// (`asOf` and pages are the list's: refused here).
+    #[serde(deny_unknown_fields)]
+    FindingExportQuery {
+        /// csv (default, RFC 4180), json (an array), ndjson or sarif (2.1.0).
+        #[param(value_type = Option<crate::schema_types::ExportFormatName>)]
+        pub format: Option<String>,
+    }
+);
+
+/// The filters as a query gives them, before they are checked.
+struct FilterParams {
+    severity: Option<String>,
+    status: Option<String>,
+    asset_id: Option<String>,
+    scan_job_id: Option<String>,
+    template_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    q: Option<String>,
+    sort: Option<String>,
 }
 
 /// A time parameter (`since`, `until`, `asOf`) as epoch microseconds.
@@ -73,51 +124,49 @@ pub(crate) fn time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-impl FindingQuery {
-    pub fn filter(self) -> ApiResult<FindingFilter> {
-        let severities: Vec<String> = self
-            .severity
-            .as_deref()
-            .map(|s| {
-                s.split(',')
-                    .map(|x| x.trim().to_ascii_lowercase())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(bad) = severities.iter().find(|s| Severity::parse(s).is_none()) {
+fn filter_of(f: FilterParams) -> ApiResult<FindingFilter> {
+    let severities: Vec<String> = f
+        .severity
+        .as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(bad) = severities.iter().find(|s| Severity::parse(s).is_none()) {
+        return Err(ApiError::bad_request(
+            "severity",
+            format!("severity: '{bad}' is not one of critical, high, medium, low, info"),
+        ));
+    }
+    if let Some(s) = &f.status {
+        if FindingStatus::parse(s).is_none() {
             return Err(ApiError::bad_request(
-                "severity",
-                format!("severity: '{bad}' is not one of critical, high, medium, low, info"),
+                "status",
+                "status: must be open, acknowledged, resolved or ignored",
             ));
         }
-        if let Some(s) = &self.status {
-            if FindingStatus::parse(s).is_none() {
-                return Err(ApiError::bad_request(
-                    "status",
-                    "status: must be open, acknowledged, resolved or ignored",
-                ));
-            }
-        }
-        if let Some(s) = &self.sort {
-            if !["lastDetected", "firstDetected", "severity"].contains(&s.as_str()) {
-                return Err(ApiError::bad_request(
-                    "sort",
-                    "sort: must be lastDetected, firstDetected or severity",
-                ));
-            }
-        }
-        Ok(FindingFilter {
-            severities,
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
-            status: self.status,
-            asset_id: self.asset_id,
-            scan_job_id: self.scan_job_id,
-            template_id: self.template_id,
-            q: self.q,
-            sort: self.sort,
-        })
     }
+    if let Some(s) = &f.sort {
+        if !["lastDetected", "firstDetected", "severity"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(
+                "sort",
+                "sort: must be lastDetected, firstDetected or severity",
+            ));
+        }
+    }
+    Ok(FindingFilter {
+        severities,
+        since: time("since", &f.since)?,
+        until: time("until", &f.until)?,
+        status: f.status,
+        asset_id: f.asset_id,
+        scan_job_id: f.scan_job_id,
+        template_id: f.template_id,
+        q: f.q,
+        sort: f.sort,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -387,21 +436,15 @@ fn csv_row(f: &FindingView) -> String {
 
 /// Every finding under the filters, not paginated, streamed page by page as it is read, as CSV,
 /// JSON, NDJSON or SARIF 2.1.0.
-#[utoipa::path(get, path = "/api/findings/export", tag = "findings", params(FindingQuery),
+#[utoipa::path(get, path = "/api/findings/export", tag = "findings", params(FindingExportQuery),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "text/csv, application/json, application/x-ndjson or application/sarif+json"), (status = 400, body = ErrorBody)))]
 pub async fn export_findings(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,
-    ApiQuery(mut q): ApiQuery<FindingQuery>,
+    ApiQuery(mut q): ApiQuery<FindingExportQuery>,
 ) -> ApiResult<Response> {
     c.require(Permission::Read)?;
-    if q.as_of.is_some() {
-        return Err(ApiError::bad_request(
-            "asOf",
-            "asOf: lists answer it; exports read the current findings",
-        ));
-    }
     let format = match q.format.take().as_deref().unwrap_or("csv") {
         "csv" => Export::Csv,
         "json" => Export::Json,
