@@ -122,8 +122,13 @@ async fn an_asset_moves_and_is_retagged_at_once(b: Backend) {
     let bad_group =
         s.t.patch(&format!("/api/assets/{}", s.ids[0]), json!({"groupId": 42}))
             .await;
-    assert_eq!(bad_group.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad_group.body["field"], "groupId");
+    assert_eq!(
+        bad_group.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        bad_group.body
+    );
+    assert_eq!(bad_group.body["error"], "group not found");
 }
 
 /// A removed asset is gone, once; its value is free again.

@@ -219,7 +219,7 @@ async fn organizations_are_isolated(b: Backend) {
         .await;
     assert_eq!(
         steal.status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
         "A's group is invisible to B"
     );
     assert_eq!(app.get(&b_key, "/api/assets").await.body["total"], 1);

@@ -3,6 +3,7 @@
 //! limit, idempotency, the store), added here once instead of on each route.
 
 use crate::{api_routes, public_routes, AppState};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
@@ -49,13 +50,20 @@ impl Modify for Security {
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",
     responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub(crate) async fn openapi_json() -> impl IntoResponse {
-    static DOC: OnceLock<Value> = OnceLock::new();
-    Json(DOC.get_or_init(openapi).clone())
+pub(crate) async fn openapi_json(State(app): State<AppState>) -> impl IntoResponse {
+    // The server's one setting that changes what it accepts: http and private webhook targets.
+    static DOCS: [OnceLock<Value>; 2] = [OnceLock::new(), OnceLock::new()];
+    let allow_private = app.webhook_allow_private;
+    Json(
+        DOCS[usize::from(allow_private)]
+            .get_or_init(|| openapi(allow_private))
+            .clone(),
+    )
 }
 
-/// The full document: public routes and authenticated ones.
-pub fn openapi() -> Value {
+/// The full document: public routes and authenticated ones, for a server that takes http and
+/// private webhook targets (`EASM_WEBHOOK_ALLOW_PRIVATE`) or not.
+pub fn openapi(allow_private: bool) -> Value {
     let (_, mut doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(public_routes())
         .merge(api_routes())
@@ -75,11 +83,13 @@ pub fn openapi() -> Value {
         }
     }
     let mut doc = serde_json::to_value(doc).expect("the document serializes");
-    for (path, method, rule) in body_rules() {
+    let url = http_url(allow_private);
+    for (path, method, rule) in body_rules(&url) {
         narrow_body(&mut doc["paths"][path][method], rule);
     }
     let schemas = &mut doc["components"]["schemas"];
     schemas["AssetInput"]["oneOf"] = asset_values();
+    schemas["AuditWebhookBody"]["properties"]["url"]["pattern"] = json!(url);
     schemas["DiscoveryRunBody"]["properties"]["domains"]["items"] =
         json!({"type": "string", "maxLength": 253, "pattern": DOMAIN});
     doc
@@ -92,6 +102,17 @@ const DOMAIN: &str = concat!(
     r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?\s*$"
 );
 
+const HOST: &str =
+    "([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+const PORT: &str = "([1-9][0-9]{0,3}|[1-5][0-9]{4})";
+
+/// An https URL, or http too where it is allowed, with an ASCII hostname (the server takes
+/// Unicode ones too, as IDNA), no credentials and no fragment.
+fn http_url(allow_http: bool) -> String {
+    let scheme = if allow_http { "https?" } else { "https" };
+    format!("^\\s*{scheme}://{HOST}(:{PORT})?(/[^\\s#]*)?\\s*$")
+}
+
 /// What an asset's value must be for each type, as the domain normalizes them: hostnames in
 /// ASCII (the server takes Unicode too, and writes it as IDNA), addresses, networks, http(s)
 /// URLs, and cloud resource names without white space.
@@ -101,7 +122,6 @@ fn asset_values() -> Value {
     let ipv6 = "([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}";
     let of =
         |ty: &str, value: Value| json!({"properties": {"type": {"const": ty}, "value": value}});
-    let host = format!("({LABEL}\\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?");
     json!([
         of(
             "domain",
@@ -128,9 +148,7 @@ fn asset_values() -> Value {
         ),
         of(
             "url",
-            json!({"type": "string", "maxLength": 2048, "pattern": format!(
-                "^\\s*https?://{host}(:([1-9][0-9]{{0,3}}|[1-5][0-9]{{4}}))?(/[^\\s#]*)?\\s*$"
-            )})
+            json!({"type": "string", "maxLength": 2048, "pattern": http_url(true)})
         ),
         of(
             "cloud_resource",
@@ -142,7 +160,7 @@ fn asset_values() -> Value {
 
 /// What bodies whose one type serves creating and changing must hold, or must not, beyond
 /// that type, for each operation; ids are given there (`null` is no id).
-fn body_rules() -> Vec<(&'static str, &'static str, Value)> {
+fn body_rules(url: &str) -> Vec<(&'static str, &'static str, Value)> {
     let id = json!({"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": i64::MAX}]});
     let exactly_one = |a: &str, b: &str| {
         json!({"oneOf": [
@@ -155,12 +173,8 @@ fn body_rules() -> Vec<(&'static str, &'static str, Value)> {
     schedule["oneOf"][0]["properties"]["scheduleType"] = json!({"const": "asset"});
     schedule["oneOf"][1]["properties"]["scheduleType"] = json!({"const": "group"});
     vec![
-        (
-            "/api/webhooks",
-            "post",
-            json!({"required": ["url", "events"],
-                   "properties": {"url": {"type": "string"}, "events": {"type": "array"}}}),
-        ),
+        ("/api/webhooks", "post", new_endpoint(url)),
+        ("/api/webhooks/{id}", "patch", changed_endpoint(url)),
         (
             "/api/scan-jobs",
             "post",
@@ -186,6 +200,181 @@ fn body_rules() -> Vec<(&'static str, &'static str, Value)> {
             none_of(&["scheduleType", "assetId", "groupId"]),
         ),
     ]
+}
+
+/// Text without control characters (tabs neither), `max` characters at most.
+fn printable(min: usize, max: usize) -> Value {
+    json!({"type": "string", "minLength": min, "maxLength": max,
+           "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"})
+}
+
+/// PEM text of `format`: a name of this API's own (`x-pem-certificates`, `x-pem-private-key`)
+/// that generators of test data can be given, since no pattern says that PEM decodes.
+fn pem(format: &str) -> Value {
+    json!({"anyOf": [{"type": "null"}, {"type": "string", "format": format, "maxLength": 65536}]})
+}
+
+/// When `field` is given (not `null`), `other` is too.
+fn given_with(field: &str, other: &str) -> Value {
+    json!({
+        "if": {"required": [field], "properties": {field: {"type": "string"}}},
+        "then": {"required": [other], "properties": {other: {"type": "string"}}},
+    })
+}
+
+/// A header name the delivery does not write itself (any case): a token, not `webhook-*`.
+fn header_name() -> Value {
+    let owned: Vec<String> = easm_domain::OWNED_HEADERS
+        .iter()
+        .map(|h| any_case(h))
+        .collect();
+    json!({"pattern": format!(
+        "^(?!({})$)(?!{})[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,100}}$",
+        owned.join("|"),
+        any_case("webhook-")
+    )})
+}
+
+/// A pattern matching `name` in any case (patterns have no flags).
+fn any_case(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'a'..='z' => format!("[{}{c}]", c.to_ascii_uppercase()),
+            c => regex_literal(c),
+        })
+        .collect()
+}
+
+fn regex_literal(c: char) -> String {
+    if "\\.+*?()|[]{}^$-".contains(c) {
+        format!("\\{c}")
+    } else {
+        c.to_string()
+    }
+}
+
+/// What any endpoint's fields must be, whatever its kind.
+fn endpoint_fields(http: &str) -> Value {
+    let families: std::collections::BTreeSet<String> = easm_events::SUBSCRIBABLE
+        .iter()
+        .filter_map(|t| t.split_once('.').map(|(f, _)| format!("{f}.*")))
+        .collect();
+    let mut filters: Vec<Value> = easm_events::SUBSCRIBABLE.iter().map(|t| json!(t)).collect();
+    filters.extend(families.into_iter().map(Value::from));
+    filters.push(json!("*"));
+    json!({
+        "events": {"type": "array", "minItems": 1, "maxItems": 50, "items": {"anyOf": [
+            {"enum": filters},
+            {"type": "string", "pattern": "^audit\\.[a-z_.]{1,64}$"},
+        ]}},
+        "description": {"anyOf": [printable(0, 500), {"type": "null"}]},
+        "headers": {"anyOf": [{"type": "null"}, {
+            "type": "object", "maxProperties": 20, "propertyNames": header_name(),
+            "additionalProperties": {"type": "string", "pattern": "^[\\t -~]{1,4096}$"},
+        }]},
+        "proxy": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": http}]},
+        "filter": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {
+            "groupIds": {"type": "array", "maxItems": 100, "items": printable(1, 100)},
+            "tags": {"type": "array", "maxItems": 100, "items": printable(1, 64)},
+        }}]},
+        "tls": {"anyOf": [{"type": "null"}, {
+            "type": "object",
+            "properties": {
+                "caBundle": pem("x-pem-certificates"),
+                "clientCertificate": pem("x-pem-certificates"),
+                "clientKey": pem("x-pem-private-key"),
+            },
+            // A client certificate goes with its key (`null` is none).
+            "allOf": [
+                given_with("clientCertificate", "clientKey"),
+                given_with("clientKey", "clientCertificate"),
+            ],
+        }]},
+    })
+}
+
+/// A change of an endpoint: what its kind takes depends on the endpoint as it is, so only the
+/// fields themselves are stated (a `url` is one of the kinds' forms).
+fn changed_endpoint(http: &str) -> Value {
+    let mut fields = endpoint_fields(http);
+    let syslog = format!("^\\s*(tcp|tls)://{HOST}:{PORT}/?\\s*$");
+    fields["url"] = json!({"anyOf": [{"type": "null"}, {"type": "string", "pattern": http},
+                                     {"type": "string", "pattern": syslog}]});
+    fields["events"] = json!({"anyOf": [{"type": "null"}, fields["events"].take()]});
+    json!({"properties": fields})
+}
+
+/// A new endpoint: `url` and `events` always, and what each kind takes or needs (the token of a
+/// Splunk HEC, the API key and index of Elasticsearch, batching for the kinds that batch, a
+/// syslog `tcp://` or `tls://` address with its port).
+fn new_endpoint(http: &str) -> Value {
+    let nothing = |fields: &[&str]| -> Value {
+        fields
+            .iter()
+            .map(|f| (f.to_string(), json!({"type": "null"})))
+            .collect::<serde_json::Map<String, Value>>()
+            .into()
+    };
+    let syslog_at = |scheme: &str| format!("^\\s*{scheme}://{HOST}:{PORT}/?\\s*$");
+    let (syslog_tcp, syslog_tls) = (syslog_at("tcp"), syslog_at("tls"));
+    // A write-only value: the mask that reads show means "keep", which a new endpoint cannot.
+    let secret = json!({"type": "string", "pattern": "^(?!\\*{8}$)[!-~]{1,1024}$"});
+    let es_index = json!({"type": "string", "maxLength": 255,
+        "pattern": "^(?![-_+])(?!\\.\\.?$)[^A-Z\\s\\\\/*?\"<>|,#:]+$"});
+    let kind = |names: &[&str], url: &str, mut properties: Value, required: &[&str]| {
+        let mut kinds: Vec<Value> = names.iter().map(|k| json!(k)).collect();
+        if names.contains(&"webhook") {
+            kinds.push(Value::Null);
+        }
+        properties["kind"] = json!({"enum": kinds});
+        properties["url"] = json!({"type": "string", "pattern": url});
+        json!({"properties": properties, "required": required})
+    };
+    let http_only = ["token", "apiKey", "index", "sourcetype", "source"];
+    let mut webhook = nothing(&http_only);
+    webhook["batchSize"] = json!({"type": "null"});
+    webhook["batchWindow"] = json!({"type": "null"});
+    webhook["format"] = json!({"enum": ["standard", "cloudevents", "ocsf", "ecs", null]});
+    let mut chat = webhook.clone();
+    chat["format"] = json!({"enum": ["standard", null]});
+    // These kinds send the token or API key as `Authorization`.
+    let no_authorization = json!({"anyOf": [{"type": "null"}, {"type": "object",
+        "propertyNames": {"not": {"pattern": format!("^{}$", any_case("authorization"))}}}]});
+    let mut splunk = nothing(&["apiKey"]);
+    splunk["headers"] = no_authorization.clone();
+    splunk["token"] = secret.clone();
+    splunk["index"] = printable(1, 255);
+    splunk["sourcetype"] = printable(1, 255);
+    splunk["source"] = printable(1, 255);
+    splunk["format"] = json!({"enum": ["standard", "cloudevents", "ocsf", "ecs", null]});
+    let mut elastic = nothing(&["token", "sourcetype", "source"]);
+    elastic["headers"] = no_authorization;
+    elastic["apiKey"] = secret;
+    elastic["index"] = es_index;
+    elastic["format"] = json!({"enum": ["ecs", null]});
+    let mut syslog = nothing(&["token", "apiKey", "index", "sourcetype", "source", "proxy"]);
+    syslog["format"] = json!({"enum": ["cef", "standard", "cloudevents", "ocsf", "ecs", null]});
+    syslog["headers"] =
+        json!({"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]});
+    // TLS settings need a tls:// address.
+    let mut syslog_plain = syslog.clone();
+    syslog_plain["tls"] = json!({"type": "null"});
+    let kinds = json!([
+        kind(&["webhook"], http, webhook, &[]),
+        kind(&["slack", "teams"], http, chat, &["kind"]),
+        kind(&["splunk-hec"], http, splunk, &["kind", "token"]),
+        kind(
+            &["elasticsearch"],
+            http,
+            elastic,
+            &["kind", "apiKey", "index"]
+        ),
+        kind(&["syslog"], &syslog_tcp, syslog_plain, &["kind"]),
+        kind(&["syslog"], &syslog_tls, syslog, &["kind"]),
+    ]);
+    let mut rule = json!({"required": ["url", "events"], "oneOf": kinds});
+    rule["properties"] = endpoint_fields(http);
+    rule
 }
 
 /// The operation's JSON body must hold `rule` as well as its type.

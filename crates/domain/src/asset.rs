@@ -227,11 +227,9 @@ impl Asset {
             criticality: None,
         };
         if let Some(g) = &patch.group_id {
+            // Like any id that names nothing: 404, the body being well formed.
             if !target_group.is_some_and(|t| t.live() && &t.id == g) {
-                return Err(DomainError::validation(
-                    "groupId",
-                    format!("group '{g}' does not exist"),
-                ));
+                return Err(DomainError::NotFound { resource: "group" });
             }
             if *g != self.group_id {
                 change.group_id = Some(g.clone());
@@ -405,7 +403,7 @@ mod tests {
         };
         assert!(matches!(
             a.update(&bad_group, None),
-            Err(DomainError::Validation { .. })
+            Err(DomainError::NotFound { resource: "group" })
         ));
         let bad = AssetPatch {
             criticality: Some("extreme".into()),

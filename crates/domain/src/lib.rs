@@ -41,6 +41,7 @@ pub use webhook::{
     audit_webhook_id, batching, credential_names, is_audit_webhook, is_forbidden_address,
     subscribed, validate_endpoint_url, validate_event_filters, validate_proxy_url,
     validate_webhook_url, OptionsSpec, Patch, TlsSpec, Webhook, WebhookSpec, WriteOnly, MASK,
+    OWNED_HEADERS,
 };
 
 /// State rebuilt from a stream: every aggregate starts empty and folds its events in order.

@@ -112,7 +112,8 @@ pub struct DeliveryQuery {
 #[into_params(parameter_in = Query)]
 pub struct RecoverQuery {
     /// A time (RFC 3339, or a date for its start UTC): failed deliveries created at or after
-    /// it are sent again.
+    /// it are sent again. Required.
+    #[param(required = true, value_type = crate::schema_types::Moment)]
     pub since: Option<String>,
 }
 

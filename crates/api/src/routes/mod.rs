@@ -27,9 +27,12 @@ pub fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
         S(String),
         N(u64),
     }
-    Ok(match Option::<Id>::deserialize(d)? {
-        None => None,
-        Some(Id::S(s)) => Some(s),
-        Some(Id::N(n)) => Some(n.to_string()),
-    })
+    match Option::<Id>::deserialize(d)? {
+        None => Ok(None),
+        Some(Id::S(s)) => Ok(Some(s)),
+        Some(Id::N(n)) if i64::try_from(n).is_ok() => Ok(Some(n.to_string())),
+        Some(Id::N(n)) => Err(serde::de::Error::custom(format!(
+            "{n} is not an id (numbers go up to 2^63 - 1)"
+        ))),
+    }
 }

@@ -233,8 +233,10 @@ async fn check_filter_groups(app: &AppState, c: &Caller, spec: &WebhookSpec) -> 
     if let Patch::Set(f) = &spec.delivery.filter {
         for g in &f.group_ids {
             if app.read().group(&c.org_id, g).await?.is_none() {
-                return Err(ApiError::bad_request(
-                    "filter.groupIds",
+                // Like any id that names nothing: 404, the body being well formed.
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
                     format!("filter.groupIds: no group {g} in this organization"),
                 ));
             }
@@ -317,7 +319,7 @@ pub async fn list_webhooks(
 /// Create a webhook endpoint. The answer holds the signing secret once, in `secret`.
 #[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", request_body = WebhookBody,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, body = WebhookWithSecret), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = WebhookWithSecret), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "A group of `filter.groupIds` is not in the organization.")))]
 pub async fn create_webhook(
     State(app): State<AppState>,
     Extension(c): Extension<Caller>,

@@ -9,7 +9,7 @@ pub use destination::{
 };
 pub use options::{
     batching, credential_names, resolve, CredentialChanges, OptionsSpec, Patch, TlsSpec, WriteOnly,
-    MASK,
+    MASK, OWNED_HEADERS,
 };
 
 use crate::{error::DomainError, Aggregate};

@@ -21,7 +21,7 @@ const MAX_BATCH_SIZE: u32 = 10_000;
 const MAX_BATCH_WINDOW_MS: u32 = 10_000;
 
 /// Headers the delivery writes itself.
-const OWNED_HEADERS: &[&str] = &[
+pub const OWNED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",
