@@ -208,6 +208,17 @@ fn printable(min: usize, max: usize) -> Value {
            "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"})
 }
 
+/// `schema`, or `null`.
+fn nullable(schema: &mut Value) {
+    if schema["type"] != "null"
+        && !schema["anyOf"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!({"type": "null"})))
+    {
+        *schema = json!({"anyOf": [{"type": "null"}, schema.take()]});
+    }
+}
+
 /// PEM text of `format`: a name of this API's own (`x-pem-certificates`, `x-pem-private-key`)
 /// that generators of test data can be given, since no pattern says that PEM decodes.
 fn pem(format: &str) -> Value {
@@ -293,15 +304,35 @@ fn endpoint_fields(http: &str) -> Value {
     })
 }
 
-/// A change of an endpoint: what its kind takes depends on the endpoint as it is, so only the
-/// fields themselves are stated (a `url` is one of the kinds' forms).
+/// A change of an endpoint: the fields given fit one kind of endpoint (what the kind needs may
+/// be held already, so nothing is required). One that fits another kind than the endpoint's
+/// conflicts with it (409).
 fn changed_endpoint(http: &str) -> Value {
-    let mut fields = endpoint_fields(http);
-    let syslog = format!("^\\s*(tcp|tls)://{HOST}:{PORT}/?\\s*$");
-    fields["url"] = json!({"anyOf": [{"type": "null"}, {"type": "string", "pattern": http},
-                                     {"type": "string", "pattern": syslog}]});
+    let mut rule = new_endpoint(http);
+    let mut fields = rule["properties"].take();
+    fields["url"] = json!({"anyOf": [{"type": "null"}, {"type": "string"}]});
     fields["events"] = json!({"anyOf": [{"type": "null"}, fields["events"].take()]});
-    json!({"properties": fields})
+    let mut kinds = rule["oneOf"].take();
+    for kind in kinds.as_array_mut().into_iter().flatten() {
+        // `null` keeps a write-only value; an index Elasticsearch cannot go without.
+        let elastic = kind["properties"]["kind"]["enum"] == json!(["elasticsearch"]);
+        for (name, schema) in kind["properties"].as_object_mut().into_iter().flatten() {
+            if !(elastic && name == "index") && name != "kind" && name != "url" {
+                nullable(schema);
+            }
+        }
+        kind["required"] = json!([]);
+        // `null` keeps the kind, whichever it is.
+        if let Some(kinds) = kind["properties"]["kind"]["enum"].as_array_mut() {
+            if !kinds.contains(&Value::Null) {
+                kinds.push(Value::Null);
+            }
+        }
+        // The url is given or kept: only a given one must be of the kind's form.
+        let url = kind["properties"]["url"].take();
+        kind["properties"]["url"] = json!({"anyOf": [{"type": "null"}, url]});
+    }
+    json!({"properties": fields, "anyOf": kinds})
 }
 
 /// A new endpoint: `url` and `events` always, and what each kind takes or needs (the token of a
@@ -325,6 +356,12 @@ fn new_endpoint(http: &str) -> Value {
         let mut kinds: Vec<Value> = names.iter().map(|k| json!(k)).collect();
         if names.contains(&"webhook") {
             kinds.push(Value::Null);
+        }
+        // A setting not required may be `null`: none.
+        for (name, schema) in properties.as_object_mut().into_iter().flatten() {
+            if !required.contains(&name.as_str()) {
+                nullable(schema);
+            }
         }
         properties["kind"] = json!({"enum": kinds});
         properties["url"] = json!({"type": "string", "pattern": url});
@@ -358,7 +395,10 @@ fn new_endpoint(http: &str) -> Value {
         json!({"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]});
     // TLS settings need a tls:// address.
     let mut syslog_plain = syslog.clone();
-    syslog_plain["tls"] = json!({"type": "null"});
+    let none = json!({"type": "null"});
+    syslog_plain["tls"] = json!({"anyOf": [none, {"type": "object", "properties": {
+        "caBundle": none, "clientCertificate": none, "clientKey": none,
+    }}]});
     let kinds = json!([
         kind(&["webhook"], http, webhook, &[]),
         kind(&["slack", "teams"], http, chat, &["kind"]),

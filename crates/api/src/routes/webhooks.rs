@@ -217,9 +217,12 @@ async fn check_destinations(
     kind: EndpointKind,
     allow_private: bool,
 ) -> ApiResult<()> {
-    if let Some(u) = &spec.url {
-        let u = validate_endpoint_url(u, kind, allow_private)?;
-        check_host("url", &u, allow_private).await?;
+    // A url that is not one of the kind's forms is the command's to refuse: a change can
+    // conflict with the endpoint it changes rather than be invalid.
+    if let Some(u) = spec.url.as_deref() {
+        if let Ok(u) = validate_endpoint_url(u, kind, allow_private) {
+            check_host("url", &u, allow_private).await?;
+        }
     }
     if let Patch::Set(p) = &spec.delivery.proxy {
         let p = validate_proxy_url(p, allow_private)?;

@@ -17,7 +17,7 @@ use easm_events::{
     EndpointDisabled, EndpointOptions, Event, WebhookCreated, WebhookDeleted, WebhookSecretRotated,
     WebhookUpdated, SUBSCRIBABLE,
 };
-use easm_events::{OrgId, WebhookId};
+use easm_events::{EndpointKind, OrgId, WebhookId};
 
 /// A webhook endpoint (stream `webhook-<id>`).
 #[derive(Debug, Default, Clone)]
@@ -146,6 +146,48 @@ impl Webhook {
         Ok((vec![event], resolved.credentials))
     }
 
+    /// A change refused only because of what this endpoint is (its kind, its url) conflicts
+    /// with its state (409): an endpoint of some kind, holding what that kind needs (its token,
+    /// API key, index), would take the same fields. One that none would take stays invalid (400).
+    fn conflict_if_another_would_take(
+        &self,
+        refused: DomainError,
+        spec: &WebhookSpec,
+        allow_private: bool,
+    ) -> DomainError {
+        let DomainError::Validation { field, message } = &refused else {
+            return refused;
+        };
+        let kinds: Vec<EndpointKind> = match spec.delivery.kind {
+            Some(k) => vec![k],
+            None => EndpointKind::ALL.to_vec(),
+        };
+        let taken = kinds.into_iter().any(|kind| {
+            let url = spec.url.as_deref().unwrap_or(match kind {
+                EndpointKind::Syslog => "tcp://siem.example.com:514",
+                _ => "https://receiver.example.com/",
+            });
+            let held = EndpointOptions {
+                kind,
+                format: options::default_format(kind),
+                index: (kind == EndpointKind::Elasticsearch).then(|| "easm".to_string()),
+                ..EndpointOptions::default()
+            };
+            resolve(&held, url, &spec.delivery, allow_private).is_ok()
+        });
+        if taken {
+            DomainError::Conflict {
+                message: format!(
+                    "{field}: {message} (the endpoint is a {} endpoint at {})",
+                    self.options.kind, self.url
+                ),
+                existing_id: None,
+            }
+        } else {
+            refused
+        }
+    }
+
     pub fn update(
         &self,
         spec: &WebhookSpec,
@@ -153,7 +195,8 @@ impl Webhook {
     ) -> Result<EndpointDecision, DomainError> {
         self.require_live()?;
         let url = spec.url.as_deref().unwrap_or(&self.url);
-        let resolved = resolve(&self.options, url, &spec.delivery, allow_private)?;
+        let resolved = resolve(&self.options, url, &spec.delivery, allow_private)
+            .map_err(|e| self.conflict_if_another_would_take(e, spec, allow_private))?;
         let mut change = WebhookUpdated {
             webhook_id: self.id.clone(),
             url: None,
