@@ -91,26 +91,31 @@ pub fn openapi(allow_private: bool) -> Value {
     schemas["AssetInput"]["oneOf"] = asset_values();
     schemas["AuditWebhookBody"]["properties"]["url"]["pattern"] = json!(url);
     schemas["DiscoveryRunBody"]["properties"]["domains"]["items"] =
-        json!({"type": "string", "maxLength": 253, "pattern": DOMAIN});
+        json!({"type": "string", "maxLength": 253, "pattern": hostname(2)});
     doc
 }
 
 const LABEL: &str = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
-/// A hostname of two labels or more whose last is not a number (an address is no domain).
-const DOMAIN: &str = concat!(
-    r"^\s*([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+",
-    r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?\s*$"
-);
-
-const HOST: &str =
-    "([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+/// The last label starts with a letter: a name ending in a number is an address, not a host.
+const TOP: &str = "[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 const PORT: &str = "([1-9][0-9]{0,3}|[1-5][0-9]{4})";
+
+/// A hostname with `labels` (a regex quantifier) before its last label.
+fn host(labels: &str) -> String {
+    format!("({LABEL}\\.){labels}{TOP}")
+}
+
+/// A whole value that is a hostname with at least `min` labels, as the domain trims it (white
+/// space around, a trailing dot).
+fn hostname(min: usize) -> String {
+    format!("^\\s*{}\\.?\\s*$", host(&format!("{{{},}}", min - 1)))
+}
 
 /// An https URL, or http too where it is allowed, with an ASCII hostname (the server takes
 /// Unicode ones too, as IDNA), no credentials and no fragment.
 fn http_url(allow_http: bool) -> String {
     let scheme = if allow_http { "https?" } else { "https" };
-    format!("^\\s*{scheme}://{HOST}(:{PORT})?(/[^\\s#]*)?\\s*$")
+    format!("^\\s*{scheme}://{}(:{PORT})?(/[^\\s#]*)?\\s*$", host("*"))
 }
 
 /// What an asset's value must be for each type, as the domain normalizes them: hostnames in
@@ -125,13 +130,11 @@ fn asset_values() -> Value {
     json!([
         of(
             "domain",
-            json!({"type": "string", "maxLength": 253, "pattern": DOMAIN})
+            json!({"type": "string", "maxLength": 253, "pattern": hostname(2)})
         ),
         of(
             "subdomain",
-            json!({"type": "string", "maxLength": 253, "pattern": format!(
-                "^\\s*({LABEL}\\.){{2,}}[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\\.?\\s*$"
-            )})
+            json!({"type": "string", "maxLength": 253, "pattern": hostname(3)})
         ),
         of(
             "ip",
@@ -346,7 +349,7 @@ fn new_endpoint(http: &str) -> Value {
             .collect::<serde_json::Map<String, Value>>()
             .into()
     };
-    let syslog_at = |scheme: &str| format!("^\\s*{scheme}://{HOST}:{PORT}/?\\s*$");
+    let syslog_at = |scheme: &str| format!("^\\s*{scheme}://{}:{PORT}/?\\s*$", host("*"));
     let (syslog_tcp, syslog_tls) = (syslog_at("tcp"), syslog_at("tls"));
     // A write-only value: the mask that reads show means "keep", which a new endpoint cannot.
     let secret = json!({"type": "string", "pattern": "^(?!\\*{8}$)[!-~]{1,1024}$"});

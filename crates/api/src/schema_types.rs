@@ -6,22 +6,32 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::RefOr;
 
-/// A schema-only type: a string that is one of `$values`.
-macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident, $values:expr) => {
+/// A schema-only type: a unit struct whose schema is `$schema`.
+macro_rules! schema_type {
+    ($(#[$doc:meta])* $name:ident, $schema:expr) => {
         $(#[$doc])*
         pub struct $name;
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> RefOr<Schema> {
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some($values.iter().copied()))
-                    .into()
+                $schema.into()
             }
         }
 
         impl utoipa::ToSchema for $name {}
+    };
+}
+
+/// A schema-only type: a string that is one of `$values`.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $values:expr) => {
+        schema_type!(
+            $(#[$doc])*
+            $name,
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some($values.iter().copied()))
+        );
     };
 }
 
@@ -127,26 +137,19 @@ string_enum!(
     ["csv", "json", "ndjson", "sarif"]
 );
 
-/// A TCP port.
-pub struct Port;
+schema_type!(
+    /// A TCP port.
+    Port,
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(65535))
+);
 
-impl utoipa::PartialSchema for Port {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(1))
-            .maximum(Some(65535))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for Port {}
-
-/// A moment as the API reads one: an RFC 3339 time, or a date meaning its start UTC.
-pub struct Moment;
-
-impl utoipa::PartialSchema for Moment {
-    fn schema() -> RefOr<Schema> {
+schema_type!(
+    /// A moment as the API reads one: an RFC 3339 time, or a date meaning its start UTC.
+    Moment,
+    {
         let as_string = |format: KnownFormat| {
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -155,70 +158,49 @@ impl utoipa::PartialSchema for Moment {
         AnyOfBuilder::new()
             .item(as_string(KnownFormat::DateTime))
             .item(as_string(KnownFormat::Date))
-            .into()
     }
-}
-
-impl utoipa::ToSchema for Moment {}
+);
 
 /// Text people read (names, tags): not blank, no control characters.
 const READABLE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
-/// An asset tag.
-pub struct Tag;
+schema_type!(
+    /// An asset tag.
+    Tag,
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(easm_domain::TagList::MAX_TAG_LEN))
+        .pattern(Some(READABLE))
+);
 
-impl utoipa::PartialSchema for Tag {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(easm_domain::TagList::MAX_TAG_LEN))
-            .pattern(Some(READABLE))
-            .into()
-    }
-}
+schema_type!(
+    /// A batch's wait: milliseconds, or a duration such as `200ms` or `1s`, at most 10 s.
+    BatchWindowValue,
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(10_000)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^([0-9]{1,4}ms|10000ms|[0-9]s|10s)$")),
+        )
+);
 
-impl utoipa::ToSchema for Tag {}
-
-/// A batch's wait: milliseconds, or a duration such as `200ms` or `1s`, at most 10 s.
-pub struct BatchWindowValue;
-
-impl utoipa::PartialSchema for BatchWindowValue {
-    fn schema() -> RefOr<Schema> {
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(0))
-                    .maximum(Some(10_000)),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some("^([0-9]{1,4}ms|10000ms|[0-9]s|10s)$")),
-            )
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for BatchWindowValue {}
-
-/// An id in a body: a string, or a number for clients whose ids are numeric (it is read as its
-/// decimal text).
-pub struct IdValue;
-
-impl utoipa::PartialSchema for IdValue {
-    fn schema() -> RefOr<Schema> {
-        OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::String))
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(0))
-                    .maximum(Some(i64::MAX)),
-            )
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for IdValue {}
+schema_type!(
+    /// An id in a body: a string, or a number for clients whose ids are numeric (it is read as its
+    /// decimal text).
+    IdValue,
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(i64::MAX)),
+        )
+);
