@@ -5,7 +5,7 @@ pub use crate::discovery::*;
 pub use crate::endpoint_options::*;
 use crate::ids::*;
 pub use crate::monitors::*;
-use crate::names::{Plan, Role};
+use crate::names::{KeyKind, Plan, Role};
 pub use crate::scans::*;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,12 @@ pub struct ApiKeyCreated {
     /// keys of the organization itself (made with the command line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
+    /// `mcp` for a key of the MCP server; absent for REST keys.
+    #[serde(default, skip_serializing_if = "KeyKind::is_rest")]
+    pub kind: KeyKind,
+    /// An MCP key that may use the write tools its role allows; absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_writes: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,6 +208,21 @@ pub struct AccessDenied {
     pub reason: String,
 }
 
+/// An MCP key called a tool: what an assistant read (or changed) is on the audit trail with
+/// the arguments it asked with. The actor is the key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpToolCalled {
+    pub key_id: KeyId,
+    pub tool: String,
+    /// The call's arguments as the client sent them (an object).
+    pub arguments: serde_json::Value,
+    /// `success`, or `error` when the tool answered an error.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// An asset's risk score or grade moved because its unresolved findings changed (score and
 /// grade as `GET /api/assets/{id}/risk` computes them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -319,6 +340,7 @@ catalogue! {
     FindingStatusChanged("finding.status_changed", 1),
     FindingUpdated("finding.updated", 1),
     AccessDenied("access.denied", 1),
+    McpToolCalled("mcp.tool_called", 1),
     RiskChanged("risk.changed", 1),
     MonitorCreated("monitor.created", 1),
     MonitorUpdated("monitor.updated", 1),

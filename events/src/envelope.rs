@@ -26,6 +26,8 @@ pub struct Actor {
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     ApiKey,
+    /// A key of the MCP server (category `mcp` on the audit trail).
+    McpKey,
     User,
     System,
 }
@@ -51,6 +53,7 @@ impl ActorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ActorKind::ApiKey => "api_key",
+            ActorKind::McpKey => "mcp_key",
             ActorKind::User => "user",
             ActorKind::System => "system",
         }
@@ -59,6 +62,7 @@ impl ActorKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "api_key" => Some(ActorKind::ApiKey),
+            "mcp_key" => Some(ActorKind::McpKey),
             "user" => Some(ActorKind::User),
             "system" => Some(ActorKind::System),
             _ => None,

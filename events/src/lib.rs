@@ -33,7 +33,8 @@ pub use ids::{
     UserId, WebhookId,
 };
 pub use names::{
-    DeliveryOrdering, EndpointKind, FindingStatus, MonitorKind, PayloadFormat, Plan, Role, Severity,
+    DeliveryOrdering, EndpointKind, FindingStatus, KeyKind, MonitorKind, PayloadFormat, Plan, Role,
+    Severity,
 };
 pub use payload::{
     audit_message_id, audit_payload, message_id, payload, test_payload, PAYLOAD_VERSION,

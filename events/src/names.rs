@@ -119,6 +119,31 @@ named! {
 }
 
 named! {
+    /// Which surface a key opens: the REST API (`ag_sk_` keys) or the MCP server (`mcp_sk_`
+    /// keys). Neither opens the other. Keys written before MCP existed have no kind: REST.
+    #[derive(Default)]
+    KeyKind {
+        #[default]
+        Rest = "rest",
+        Mcp = "mcp",
+    }
+}
+
+impl KeyKind {
+    /// The prefix of this kind's secrets.
+    pub fn secret_prefix(self) -> &'static str {
+        match self {
+            KeyKind::Rest => "ag_sk_",
+            KeyKind::Mcp => "mcp_sk_",
+        }
+    }
+
+    pub fn is_rest(&self) -> bool {
+        *self == KeyKind::Rest
+    }
+}
+
+named! {
     /// An organization's plan (its limits are the domain's).
     Plan { Free = "free", Pro = "pro", Enterprise = "enterprise" }
 }

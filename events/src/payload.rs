@@ -62,6 +62,7 @@ pub fn audit_payload(event: &RecordedEvent) -> Value {
         "finding" => "findingId",
         "monitor" => "monitorId",
         "alert" => "alertId",
+        "mcp" => "tool",
         _ => "orgId",
     };
     let resource_id = event

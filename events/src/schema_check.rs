@@ -3,7 +3,7 @@
 //! ranges and formats the schemas state hold too.
 
 use crate::catalogue::*;
-use crate::{FindingStatus, Plan, Role};
+use crate::{FindingStatus, KeyKind, Plan, Role};
 use serde_json::Value;
 
 fn samples() -> Vec<Event> {
@@ -20,6 +20,8 @@ fn samples() -> Vec<Event> {
             key_hash: "ab".repeat(32),
             prefix: "ag_sk_abcdef".into(),
             user_id: None,
+            kind: KeyKind::Rest,
+            allow_writes: false,
         }),
         Event::ApiKeyCreated(ApiKeyCreated {
             key_id: "k2".into(),
@@ -28,6 +30,18 @@ fn samples() -> Vec<Event> {
             key_hash: "cd".repeat(32),
             prefix: "ag_sk_ghijkl".into(),
             user_id: Some("u".into()),
+            kind: KeyKind::Rest,
+            allow_writes: false,
+        }),
+        Event::ApiKeyCreated(ApiKeyCreated {
+            key_id: "k3".into(),
+            name: "claude".into(),
+            role: Role::Analyst,
+            key_hash: "ef".repeat(32),
+            prefix: "mcp_sk_mnopq".into(),
+            user_id: Some("u".into()),
+            kind: KeyKind::Mcp,
+            allow_writes: true,
         }),
         Event::ApiKeyRevoked(ApiKeyRevoked { key_id: "k".into() }),
         Event::UserAdded(UserAdded {
@@ -166,6 +180,20 @@ fn samples() -> Vec<Event> {
             path: "/api/groups/g".into(),
             status: 403,
             reason: "the viewer role may not do this".into(),
+        }),
+        Event::McpToolCalled(McpToolCalled {
+            key_id: "k3".into(),
+            tool: "list_findings".into(),
+            arguments: serde_json::json!({"severity": "critical"}),
+            outcome: "success".into(),
+            error: None,
+        }),
+        Event::McpToolCalled(McpToolCalled {
+            key_id: "k3".into(),
+            tool: "get_finding".into(),
+            arguments: serde_json::json!({"id": "f"}),
+            outcome: "error".into(),
+            error: Some("no finding f".into()),
         }),
         Event::EndpointDisabled(EndpointDisabled {
             webhook_id: "w".into(),

@@ -3,10 +3,11 @@
 
 pub use crate::models::alerts::{AlertFilter, AlertView};
 pub use crate::models::assets::{added_assets, AssetFilter, AssetRelated, AssetView};
+pub use crate::models::dashboard::{AssetCounts, DashboardStats, MonitorCounts, RecentJobs};
 pub use crate::models::discovery::{DiscoveryJobFilter, DiscoveryJobView, SubdomainView};
-pub use crate::models::findings::{FindingFilter, FindingView};
+pub use crate::models::findings::{FindingCounts, FindingFilter, FindingView};
 pub use crate::models::groups::{GroupSummary, GroupView, RecentScans};
-pub use crate::models::keys::{ApiKeyView, KeyAuth};
+pub use crate::models::keys::{ApiKeyView, KeyAuth, McpKeyView};
 pub use crate::models::monitors::{DueMonitor, MonitorView, ScanScheduleView};
 pub use crate::models::orgs::OrgView;
 pub use crate::models::scan_jobs::{ScanJobFilter, ScanJobView};

@@ -181,9 +181,7 @@ async fn the_audit_webhook_is_for_owners_on_plans_with_the_audit_log(b: Backend,
         .create_key(
             &system_meta(),
             &h.s.org,
-            Some(easm_domain::Role::Admin),
-            "admin",
-            None,
+            easm_app::KeyOrder::rest(Some(easm_domain::Role::Admin), "admin", None),
         )
         .await
         .unwrap();

@@ -213,7 +213,7 @@ pub async fn spawn_configured(store: TestStore, configure: impl FnOnce(&mut AppS
     let server = tokio::spawn({
         let state = state.clone();
         async move {
-            easm_api::serve(listener, state, async {
+            easm_api::serve(listener, None, state, async {
                 let _ = rx.await;
             })
             .await
@@ -254,7 +254,11 @@ impl TestApp {
     pub async fn key(&self, org: &OrgId, role: easm_domain::Role) -> String {
         self.state
             .commands
-            .create_key(&system_meta(), org, Some(role), "test key", None)
+            .create_key(
+                &system_meta(),
+                org,
+                easm_app::KeyOrder::rest(Some(role), "test key", None),
+            )
             .await
             .unwrap()
             .secret

@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use easm_app::hash_key;
 use easm_domain::{Grants, Limits, Permission, Plan, Role};
-use easm_events::{Actor, ActorKind, EventMeta, KeyId, OrgId, UserId};
+use easm_events::{Actor, ActorKind, EventMeta, KeyId, KeyKind, OrgId, UserId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -27,6 +27,10 @@ pub struct Caller {
     pub request_id: String,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The surface the key opens: the REST API or the MCP server.
+    pub kind: KeyKind,
+    /// An MCP key allowed the write tools (those its role allows).
+    pub allow_writes: bool,
 }
 
 impl Caller {
@@ -44,7 +48,10 @@ impl Caller {
     pub fn meta(&self) -> EventMeta {
         EventMeta::new(
             Actor {
-                kind: ActorKind::ApiKey,
+                kind: match self.kind {
+                    KeyKind::Rest => ActorKind::ApiKey,
+                    KeyKind::Mcp => ActorKind::McpKey,
+                },
                 id: self.key_id.to_string(),
                 role: Some(self.role),
                 source_ip: self.source_ip.clone(),
@@ -90,7 +97,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 /// Request id, source address (the client's, behind trusted proxies) and user agent of the
 /// request, for the events it causes.
-fn stamp(caller: &mut Caller, req: &Request, proxies: &crate::TrustedProxies) {
+pub(crate) fn stamp(caller: &mut Caller, req: &Request, proxies: &crate::TrustedProxies) {
     if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
         caller.request_id = id.clone();
     }
@@ -106,7 +113,7 @@ fn stamp(caller: &mut Caller, req: &Request, proxies: &crate::TrustedProxies) {
 }
 
 /// Record a refused request of a known key; the answer goes out whether or not this works.
-async fn record_denial(
+pub(crate) async fn record_denial(
     app: &AppState,
     caller: &Caller,
     req: (&str, &str),
@@ -133,7 +140,7 @@ async fn record_denial(
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = presented_key(req.headers()).map(str::to_string);
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
-    match identify(&app, presented).await {
+    match identify(&app, presented, KeyKind::Rest).await {
         Err(Refused {
             error,
             revoked: Some(mut caller),
@@ -188,9 +195,9 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
 
 /// Why a request is not let in; `revoked` holds the caller when the key is known but revoked,
 /// so the attempt is recorded.
-struct Refused {
-    error: ApiError,
-    revoked: Option<Caller>,
+pub(crate) struct Refused {
+    pub error: ApiError,
+    pub revoked: Option<Caller>,
 }
 
 impl From<ApiError> for Refused {
@@ -202,11 +209,37 @@ impl From<ApiError> for Refused {
     }
 }
 
-async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, Refused> {
-    let secret = presented.filter(|k| !k.is_empty()).ok_or_else(|| {
-        ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
-    })?;
-    if !secret.starts_with("ag_sk_") || secret.len() > 200 {
+/// The caller a presented key of `kind` stands for. A key of the other kind is refused as if
+/// unknown, with a hint: each opens one surface only.
+pub(crate) async fn identify(
+    app: &AppState,
+    presented: Option<String>,
+    kind: KeyKind,
+) -> Result<Caller, Refused> {
+    let secret = presented
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| match kind {
+            KeyKind::Rest => {
+                ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
+            }
+            KeyKind::Mcp => {
+                ApiError::unauthorized("missing MCP key: send Authorization: Bearer mcp_sk_...")
+            }
+        })?;
+    let other = match kind {
+        KeyKind::Rest => KeyKind::Mcp,
+        KeyKind::Mcp => KeyKind::Rest,
+    };
+    if secret.starts_with(other.secret_prefix()) {
+        return Err(ApiError::unauthorized(match kind {
+            KeyKind::Rest => "MCP keys (mcp_sk_) open only the MCP endpoint, not the REST API",
+            KeyKind::Mcp => {
+                "REST API keys (ag_sk_) are not accepted here: use an MCP key (mcp_sk_)"
+            }
+        })
+        .into());
+    }
+    if !secret.starts_with(kind.secret_prefix()) || secret.len() > 200 {
         return Err(ApiError::unauthorized("invalid or expired API key").into());
     }
     let hash = hash_key(&secret);
@@ -216,7 +249,7 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
         .await
         .map_err(|e| Refused::from(ApiError::from(e)))?;
     let invalid = || ApiError::unauthorized("invalid or expired API key");
-    let key = found.ok_or_else(invalid)?;
+    let key = found.filter(|k| k.kind == kind).ok_or_else(invalid)?;
     let caller = Caller {
         role: key.user_role.map_or(key.role, |m| m.min(key.role)),
         user_id: key.user_id,
@@ -227,6 +260,8 @@ async fn identify(app: &AppState, presented: Option<String>) -> Result<Caller, R
         request_id: String::new(),
         source_ip: None,
         user_agent: None,
+        kind: key.kind,
+        allow_writes: key.allow_writes,
     };
     if key.revoked {
         return Err(Refused {
@@ -260,6 +295,16 @@ pub struct RateState {
 }
 
 impl RateState {
+    /// Whether this hit is past the limit.
+    pub fn exceeded(&self) -> bool {
+        self.remaining.is_none()
+    }
+
+    /// Whether to record the key's last use now.
+    pub fn touch(&self) -> bool {
+        self.touch
+    }
+
     fn write(&self, h: &mut HeaderMap) {
         let set = |h: &mut HeaderMap, name: &'static str, v: String| {
             if let Ok(v) = HeaderValue::from_str(&v) {

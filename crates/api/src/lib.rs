@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod forwarded;
 mod idempotency;
+mod mcp;
 pub mod metrics;
 mod openapi;
 mod routes;
@@ -15,6 +16,7 @@ mod schema_types;
 pub mod snapshot;
 
 pub use forwarded::TrustedProxies;
+pub use mcp::{tools_markdown, CALLS_PER_MINUTE};
 pub use openapi::openapi;
 
 use axum::extract::DefaultBodyLimit;
@@ -25,8 +27,8 @@ use easm_projections::ReadModels;
 use easm_store::{Db, DeliveryQueue, EventLog, IdempotencyStore};
 use error::ApiError;
 use routes::{
-    assets, audit, audit_webhook, deliveries, discovery, findings, groups, health, keys, monitors,
-    org, scan_schedules, scans, webhooks,
+    assets, audit, audit_webhook, dashboard, deliveries, discovery, findings, groups, health, keys,
+    monitors, org, scan_schedules, scans, webhooks,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,8 +100,11 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(org::list_members, org::invite_member))
         .routes(routes!(org::change_member_role, org::remove_member))
         .routes(routes!(org::change_plan))
+        .routes(routes!(dashboard::dashboard))
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::list_mcp_keys, keys::create_mcp_key))
+        .routes(routes!(keys::revoke_mcp_key))
         .routes(routes!(groups::list_groups, groups::create_group))
         .routes(routes!(
             groups::get_group,
@@ -142,6 +147,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(discovery::add_discovered_assets))
         .routes(routes!(findings::list_findings))
         .routes(routes!(findings::export_findings))
+        .routes(routes!(findings::count_findings))
         .routes(routes!(findings::bulk_status))
         .routes(routes!(findings::get_finding, findings::triage_finding))
         .routes(routes!(monitors::list_monitors, monitors::create_monitor))
@@ -200,8 +206,10 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ));
     let (public, _) = public_routes().split_for_parts();
+    let mcp = mcp::routes(&state, false);
     public
         .merge(api)
+        .merge(mcp)
         .merge(docs())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
@@ -214,6 +222,17 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(middleware::from_fn(access_log::access_log))
+        .layer(middleware::from_fn(auth::request_id))
+        .with_state(state)
+}
+
+/// The MCP server alone, for an address of its own (`--mcp-listen`): `/mcp`, and `/` too.
+pub fn mcp_router(state: AppState) -> Router {
+    mcp::routes(&state, true)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
+        })
         .layer(middleware::from_fn(access_log::access_log))
         .layer(middleware::from_fn(auth::request_id))
         .with_state(state)
@@ -235,13 +254,26 @@ pub fn spawn_projector(state: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Serve until `shutdown` resolves, then end event streams and the requests under way (the
-/// caller bounds how long those may take).
+/// caller bounds how long those may take). With `mcp`, the MCP server on that address too.
 pub async fn serve(
     listener: TcpListener,
+    mcp: Option<TcpListener>,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let projector = spawn_projector(&state);
+    let mcp = mcp.map(|listener| {
+        let mut stopping = state.stopping.subscribe();
+        let app =
+            mcp_router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                })
+                .await
+        })
+    });
     let state_stopping = state.stopping.clone();
     let (stop_keys, keys_stopped) = tokio::sync::oneshot::channel::<()>();
     let keys = tokio::spawn({
@@ -268,5 +300,11 @@ pub async fn serve(
     projector.abort();
     let _ = stop_keys.send(());
     let _ = keys.await;
+    if let Some(mcp) = mcp {
+        match mcp.await {
+            Ok(served) => served?,
+            Err(e) => tracing::warn!(error = %e, "the MCP server stopped abnormally"),
+        }
+    }
     result
 }

@@ -2,7 +2,7 @@
 //! secrets (Standard Webhooks' `whsec_` form).
 
 use base64::Engine;
-use easm_events::KeyId;
+use easm_events::{KeyId, KeyKind};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -12,18 +12,20 @@ pub fn new_id<T: From<String>>() -> T {
     T::from(Uuid::now_v7().to_string())
 }
 
-/// A new API key: `ag_sk_` + base64url of 32 random bytes. Only its SHA-256 is kept.
+/// A new key (REST or MCP). Only its SHA-256 is kept.
 pub struct IssuedKey {
     pub key_id: KeyId,
     pub secret: String,
 }
 
 impl IssuedKey {
-    pub(crate) fn generate() -> Self {
+    /// `ag_sk_` (REST) or `mcp_sk_` (MCP) and 32 random bytes, base64url.
+    pub(crate) fn generate(kind: KeyKind) -> Self {
         IssuedKey {
             key_id: new_id(),
             secret: format!(
-                "ag_sk_{}",
+                "{}{}",
+                kind.secret_prefix(),
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes())
             ),
         }
@@ -33,9 +35,10 @@ impl IssuedKey {
         hash_key(&self.secret)
     }
 
-    /// The first characters of the key, so people can tell keys apart.
+    /// The kind's prefix and six characters of the key, so people can tell keys apart.
     pub(crate) fn prefix(&self) -> String {
-        self.secret.chars().take(12).collect()
+        let kind = self.secret.find("_sk_").map_or(0, |at| at + 4);
+        self.secret.chars().take(kind + 6).collect()
     }
 }
 

@@ -118,6 +118,8 @@ mod tests {
             revoked: false,
             user_role: None,
             user_id: None,
+            kind: easm_events::KeyKind::Rest,
+            allow_writes: false,
         }
     }
 

@@ -34,6 +34,7 @@ pub use discovery::{Promoted, DISCOVERED_GROUP};
 pub use error::CommandError;
 pub use findings::Imported;
 pub use key_cache::FOLLOW_EVERY;
+pub use keys::KeyOrder;
 pub use monitors::MonitorRun;
 pub use scans::ScanRequest;
 pub use webhooks::SECRET_GRACE;

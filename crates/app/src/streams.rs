@@ -52,6 +52,11 @@ pub(crate) fn access_stream(id: &str) -> String {
     format!("access-{id}")
 }
 
+/// A tool call of an MCP key, on a stream of its own like a refused request.
+pub(crate) fn mcp_call_stream(id: &str) -> String {
+    format!("mcp-{id}")
+}
+
 /// Reservation scope of the organization's asset values: unique, and counted for the plan.
 pub const ASSET_VALUES: &str = "asset_values";
 

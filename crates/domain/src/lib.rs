@@ -30,7 +30,7 @@ pub use group::{validate_group_name, Group};
 pub use job::{DetectedBy, JobStatus};
 pub use monitor::{Monitor, MonitorScope, MonitorSpec};
 pub use nuclei::{NucleiReader, Parsed};
-pub use organization::{create_org, validate_name, Organization};
+pub use organization::{create_org, validate_name, NewKey, Organization};
 pub use plans::{Limits, Plan};
 pub use risk::{risk_score, AssetRisk};
 pub use roles::{Grants, Permission, Role};

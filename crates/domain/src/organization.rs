@@ -2,7 +2,7 @@ use crate::{error::DomainError, plans::Plan, roles::Role, Aggregate};
 use easm_events::{
     ApiKeyCreated, ApiKeyRevoked, Event, OrgCreated, UserAdded, UserRemoved, UserRoleChanged,
 };
-use easm_events::{KeyId, OrgId, UserId};
+use easm_events::{KeyId, KeyKind, OrgId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
 /// An organization, its members and its API keys (stream `org-<id>`).
@@ -21,6 +21,21 @@ pub struct KeyState {
     pub role: Role,
     pub revoked: bool,
     pub user_id: Option<UserId>,
+    pub kind: KeyKind,
+}
+
+/// A key about to be made: its secret is already drawn (only its hash and prefix are kept).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub key_id: KeyId,
+    pub name: String,
+    pub role: Role,
+    pub key_hash: String,
+    pub prefix: String,
+    pub user_id: Option<UserId>,
+    pub kind: KeyKind,
+    /// Only MCP keys may be allowed the write tools.
+    pub allow_writes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,40 +105,40 @@ impl Organization {
 
     /// A key for the organization, or for one of its members (`user_id`): a member's key never
     /// holds more than the member's role, now or after the member's role changes.
-    pub fn create_key(
-        &self,
-        key_id: &KeyId,
-        name: &str,
-        role: Role,
-        key_hash: &str,
-        prefix: &str,
-        user_id: Option<&UserId>,
-    ) -> Result<Vec<Event>, DomainError> {
+    pub fn create_key(&self, key: NewKey) -> Result<Vec<Event>, DomainError> {
         if !self.exists() {
             return Err(DomainError::NotFound {
                 resource: "organization",
             });
         }
-        if let Some(user_id) = user_id {
+        if let Some(user_id) = &key.user_id {
             let user = self.user(user_id)?;
-            if role > user.role {
+            if key.role > user.role {
                 return Err(DomainError::validation(
                     "role",
                     format!(
                         "a key of a {} cannot be {}",
                         user.role.as_str(),
-                        role.as_str()
+                        key.role.as_str()
                     ),
                 ));
             }
         }
+        if key.allow_writes && key.kind.is_rest() {
+            return Err(DomainError::validation(
+                "allowWrites",
+                "only MCP keys are allowed or refused writes",
+            ));
+        }
         Ok(vec![Event::ApiKeyCreated(ApiKeyCreated {
-            key_id: key_id.into(),
-            name: validate_name("name", name)?,
-            role,
-            key_hash: key_hash.into(),
-            prefix: prefix.into(),
-            user_id: user_id.cloned(),
+            name: validate_name("name", &key.name)?,
+            key_id: key.key_id,
+            role: key.role,
+            key_hash: key.key_hash,
+            prefix: key.prefix,
+            user_id: key.user_id,
+            kind: key.kind,
+            allow_writes: key.allow_writes,
         })])
     }
 
@@ -218,16 +233,28 @@ impl Organization {
     }
 
     /// Revoking a revoked key changes nothing and succeeds: the caller's intent already holds.
-    pub fn revoke_key(&self, key_id: &KeyId) -> Result<Vec<Event>, DomainError> {
+    /// A key is revoked where it is listed: a REST key with the REST keys, an MCP key with the
+    /// MCP keys.
+    pub fn revoke_key(&self, key_id: &KeyId, kind: KeyKind) -> Result<Vec<Event>, DomainError> {
         match self.keys.get(key_id) {
+            Some(k) if k.kind != kind => Err(DomainError::NotFound {
+                resource: kind_resource(kind),
+            }),
             None => Err(DomainError::NotFound {
-                resource: "API key",
+                resource: kind_resource(kind),
             }),
             Some(k) if k.revoked => Ok(vec![]),
             Some(_) => Ok(vec![Event::ApiKeyRevoked(ApiKeyRevoked {
                 key_id: key_id.into(),
             })]),
         }
+    }
+}
+
+fn kind_resource(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Rest => "API key",
+        KeyKind::Mcp => "MCP key",
     }
 }
 
@@ -246,6 +273,7 @@ impl Aggregate for Organization {
                         role: e.role,
                         revoked: false,
                         user_id: e.user_id.clone(),
+                        kind: e.kind,
                     },
                 );
             }
@@ -280,23 +308,65 @@ impl Aggregate for Organization {
 mod tests {
     use super::*;
 
+    fn new_key(id: &str, name: &str, role: Role, user: Option<&str>, kind: KeyKind) -> NewKey {
+        NewKey {
+            key_id: id.into(),
+            name: name.into(),
+            role,
+            key_hash: "h".into(),
+            prefix: "p".into(),
+            user_id: user.map(UserId::from),
+            kind,
+            allow_writes: false,
+        }
+    }
+
     #[test]
     fn keys_are_created_and_revoked_once() {
         let mut org =
             Organization::from_events(&create_org(&"o".into(), "Acme", Plan::Free).unwrap());
         let created = org
-            .create_key(&"k".into(), "ci", Role::Analyst, "h", "ag_sk_ab", None)
+            .create_key(new_key("k", "ci", Role::Analyst, None, KeyKind::Rest))
             .unwrap();
         org.apply(&created[0]);
-        let revoked = org.revoke_key(&"k".into()).unwrap();
+        let revoked = org.revoke_key(&"k".into(), KeyKind::Rest).unwrap();
         assert_eq!(revoked.len(), 1);
         org.apply(&revoked[0]);
-        assert!(org.revoke_key(&"k".into()).unwrap().is_empty());
+        assert!(org
+            .revoke_key(&"k".into(), KeyKind::Rest)
+            .unwrap()
+            .is_empty());
         assert!(matches!(
-            org.revoke_key(&"x".into()),
+            org.revoke_key(&"x".into(), KeyKind::Rest),
             Err(DomainError::NotFound { .. })
         ));
         assert!(create_org(&"o".into(), "  ", Plan::Free).is_err());
+    }
+
+    #[test]
+    fn mcp_keys_are_revoked_with_the_mcp_keys_only_and_only_they_take_writes() {
+        let mut org =
+            Organization::from_events(&create_org(&"o".into(), "Acme", Plan::Free).unwrap());
+        let mut writer = new_key("m", "claude", Role::Analyst, None, KeyKind::Mcp);
+        writer.allow_writes = true;
+        let created = org.create_key(writer).unwrap();
+        assert!(
+            matches!(&created[0], Event::ApiKeyCreated(k) if k.kind == KeyKind::Mcp && k.allow_writes)
+        );
+        org.apply(&created[0]);
+        let mut rest = new_key("r", "ci", Role::Analyst, None, KeyKind::Rest);
+        rest.allow_writes = true;
+        assert!(matches!(
+            org.create_key(rest),
+            Err(DomainError::Validation { .. })
+        ));
+        assert!(matches!(
+            org.revoke_key(&"m".into(), KeyKind::Rest),
+            Err(DomainError::NotFound {
+                resource: "API key"
+            })
+        ));
+        assert_eq!(org.revoke_key(&"m".into(), KeyKind::Mcp).unwrap().len(), 1);
     }
 
     #[test]
@@ -338,31 +408,29 @@ mod tests {
         apply(&mut org, bob);
         // Keys of a member never exceed the member's role.
         assert!(org
-            .create_key(&"k0".into(), "x", Role::Admin, "h", "p", Some(&"u2".into()))
+            .create_key(new_key("k0", "x", Role::Admin, Some("u2"), KeyKind::Rest))
             .is_err());
         assert!(org
-            .create_key(
-                &"k0".into(),
+            .create_key(new_key(
+                "k0",
                 "x",
                 Role::Viewer,
-                "h",
-                "p",
-                Some(&"nobody".into())
-            )
+                Some("nobody"),
+                KeyKind::Rest
+            ))
             .is_err());
         let key = org
-            .create_key(
-                &"k1".into(),
+            .create_key(new_key(
+                "k1",
                 "ci",
                 Role::Analyst,
-                "h",
-                "p",
-                Some(&"u2".into()),
-            )
+                Some("u2"),
+                KeyKind::Rest,
+            ))
             .unwrap();
         apply(&mut org, key);
         let other = org
-            .create_key(&"k2".into(), "ci", Role::Viewer, "h", "p", None)
+            .create_key(new_key("k2", "ci", Role::Viewer, None, KeyKind::Rest))
             .unwrap();
         apply(&mut org, other);
 

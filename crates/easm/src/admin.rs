@@ -1,11 +1,11 @@
 //! `easm admin`: organizations, members and API keys from the command line, as the system actor
 //! `cli` (account actions are never callable with an API key). Each prints one JSON object.
 
-use crate::config::{parse_plan, parse_role};
+use crate::config::{parse_key_kind, parse_plan, parse_role};
 use anyhow::{bail, Context, Result};
-use easm_app::{new_id, App};
+use easm_app::{new_id, App, KeyOrder};
 use easm_domain::{Plan, Role};
-use easm_events::{Actor, EventMeta, KeyId, OrgId, UserId};
+use easm_events::{Actor, EventMeta, KeyId, KeyKind, OrgId, UserId};
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
@@ -17,8 +17,9 @@ pub enum Admin {
         #[arg(long, default_value = "free", value_parser = parse_plan)]
         plan: Plan,
     },
-    /// Create an API key; prints {"keyId","key"}. With --user the key is the member's: it acts
-    /// with at most the member's current role (their role when --role is left out).
+    /// Create an API key (`--kind mcp`: a key of the MCP server); prints {"keyId","key"}. With
+    /// --user the key is the member's: it acts with at most the member's current role (their
+    /// role when --role is left out).
     CreateKey {
         #[arg(long)]
         org: OrgId,
@@ -29,6 +30,12 @@ pub enum Admin {
         /// The member (user id) the key belongs to.
         #[arg(long)]
         user: Option<UserId>,
+        /// `rest` (an `ag_sk_` key of the REST API) or `mcp` (an `mcp_sk_` key of the MCP server).
+        #[arg(long, default_value = "rest", value_parser = parse_key_kind)]
+        kind: KeyKind,
+        /// An MCP key that may use the write tools its role allows.
+        #[arg(long)]
+        allow_writes: bool,
     },
     /// Add a member to an organization; prints {"userId","email","role"}.
     AddUser {
@@ -53,7 +60,7 @@ pub enum Admin {
         #[arg(long)]
         user_id: UserId,
     },
-    /// Revoke an API key.
+    /// Revoke an API key or an MCP key.
     RevokeKey {
         #[arg(long)]
         key_id: KeyId,
@@ -77,10 +84,17 @@ pub async fn run(app: &App, command: Admin) -> Result<()> {
             role,
             name,
             user,
+            kind,
+            allow_writes,
         } => {
-            let key = app
-                .create_key(&meta, &org, role, &name, user.as_ref())
-                .await?;
+            let order = KeyOrder {
+                kind,
+                role,
+                name: &name,
+                user_id: user.as_ref(),
+                allow_writes,
+            };
+            let key = app.create_key(&meta, &org, order).await?;
             json!({"keyId": key.key_id, "key": key.secret})
         }
         Admin::AddUser {
@@ -103,10 +117,10 @@ pub async fn run(app: &App, command: Admin) -> Result<()> {
             json!({"userId": user_id, "removed": true, "revokedKeys": revoked})
         }
         Admin::RevokeKey { key_id } => {
-            let Some(org) = app.read().key_org(&key_id).await? else {
+            let Some((org, kind)) = app.read().key_owner(&key_id).await? else {
                 bail!("no API key with id {key_id}");
             };
-            app.revoke_key(&meta, &org, &key_id).await?;
+            app.revoke_key(&meta, &org, &key_id, kind).await?;
             json!({"keyId": key_id, "revoked": true})
         }
     };

@@ -6,6 +6,7 @@ use anyhow::Context;
 use easm_bus::BusConfig;
 use easm_delivery::{parse_duration, DeliveryConfig, RetrySchedule};
 use easm_domain::{Plan, Role};
+use easm_events::KeyKind;
 use easm_scanner::discovery::{DiscoveryConfig, Module};
 use easm_scanner::dns::{self, Dns};
 use easm_scanner::ScanConfig;
@@ -35,6 +36,10 @@ pub enum Command {
     Serve {
         #[arg(long, env = "EASM_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Serve the MCP server (`/mcp`, and `/`) on this address too; it is always at `/mcp` of
+        /// the API's address.
+        #[arg(long, env = "EASM_MCP_LISTEN")]
+        mcp_listen: Option<String>,
         /// Do not create the `default` organization on an empty store.
         #[arg(long)]
         no_bootstrap: bool,
@@ -74,6 +79,18 @@ pub enum Command {
     },
     /// Replay one organization's log up to a moment into a SQLite snapshot of its read models.
     Replay(crate::replay::ReplayArgs),
+    /// The stdio bridge of the MCP server, for clients that only launch local commands (Claude
+    /// Desktop): speaks MCP over stdin/stdout and forwards every message to the HTTP endpoint.
+    Mcp {
+        /// The MCP endpoint, e.g. https://easm.example.com/mcp.
+        #[arg(long)]
+        url: String,
+        /// The MCP key (mcp_sk_...).
+        #[arg(long, env = "EASM_MCP_KEY", hide_env_values = true)]
+        key: String,
+    },
+    /// Print docs/mcp-tools.md: every MCP tool with its input schema, from the tool registry.
+    McpToolsDoc,
     /// Read models.
     Projections {
         #[command(subcommand)]
@@ -347,6 +364,10 @@ pub fn parse_plan(s: &str) -> Result<Plan, String> {
 
 pub fn parse_role(s: &str) -> Result<Role, String> {
     one_of("role", s, Role::ALL, Role::as_str)
+}
+
+pub fn parse_key_kind(s: &str) -> Result<KeyKind, String> {
+    one_of("kind", s, KeyKind::ALL, KeyKind::as_str)
 }
 
 /// The value of `all` named `s`, or an error listing their names.

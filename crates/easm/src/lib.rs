@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod background;
 pub mod config;
+pub mod mcp_bridge;
 pub mod progress;
 pub mod replay;
 pub mod telemetry;

@@ -42,6 +42,15 @@ async fn run() -> Result<()> {
         let intact = audit::verify(file, public_key.as_deref())?;
         std::process::exit(if intact { 0 } else { 1 });
     }
+    // Neither opens a database: the bridge only forwards, the catalogue is the binary's own.
+    match &cli.command {
+        Command::Mcp { url, key } => return easm::mcp_bridge::run(url, key).await,
+        Command::McpToolsDoc => {
+            print!("{}", easm_api::tools_markdown());
+            return Ok(());
+        }
+        _ => {}
+    }
     let db = cli.store.open().await?;
     let state = AppState::new(db.clone());
     let app = state.commands.clone();
@@ -49,6 +58,7 @@ async fn run() -> Result<()> {
     match cli.command {
         Command::Serve {
             listen,
+            mcp_listen,
             no_bootstrap,
             trusted_proxies,
             metrics,
@@ -65,6 +75,14 @@ async fn run() -> Result<()> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
+            let mcp_listener = match &mcp_listen {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("binding {addr} (EASM_MCP_LISTEN)"))?,
+                ),
+                None => None,
+            };
             let mut state = state;
             state.webhook_allow_private = delivery.webhook_allow_private;
             state.trusted_proxies = trusted_proxies;
@@ -74,7 +92,10 @@ async fn run() -> Result<()> {
             state.rendering = delivery.rendering();
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");
-            let served = easm_api::serve(listener, state, stop.asked());
+            if let Some(l) = &mcp_listener {
+                tracing::info!(addr = %l.local_addr()?, "MCP server listening");
+            }
+            let served = easm_api::serve(listener, mcp_listener, state, stop.asked());
             if let Some(served) = stop.bounded("requests under way", served).await {
                 served?;
             }
@@ -101,6 +122,8 @@ async fn run() -> Result<()> {
             tracing::info!("stopped");
             return Ok(());
         }
+        // Answered before the store was opened.
+        Command::Mcp { .. } | Command::McpToolsDoc => {}
         Command::Admin { command } => admin::run(&app, command).await?,
         Command::Audit { command } => audit::run(&db, command).await?,
         Command::Replay(args) => {

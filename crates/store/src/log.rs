@@ -499,6 +499,7 @@ impl EventLog {
             Some("api") => w.push("actor_kind IN ('api_key', 'user')"),
             Some("cli") => w.push("actor_kind = 'system' AND actor_id = 'cli'"),
             Some("system") => w.push("actor_kind = 'system' AND actor_id <> 'cli'"),
+            Some("mcp") => w.push("actor_kind = 'mcp_key'"),
             Some(_) => w.push("1 = 0"),
             None => {}
         }

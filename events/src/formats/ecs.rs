@@ -43,6 +43,8 @@ fn categorize(m: &Message) -> (&'static str, &'static str, &'static str) {
                 _ => "change",
             },
         ),
+        // A tool call reads (or writes through) the API: an access of it.
+        (_, "mcp") => ("event", "web", "access"),
         (_, "scan" | "discovery") => (
             "event",
             "host",

@@ -7,10 +7,11 @@ use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
 use easm_events::{
     AssetId, Detection, DiscoveryJobId, Event, FindingId, FindingStatus, OrgId, ScanJobId,
-    SeverityCounts,
+    Severity, SeverityCounts,
 };
 use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -291,6 +292,22 @@ pub struct FindingFilter {
     pub sort: Option<String>,
 }
 
+/// Findings counted under filters.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingCounts {
+    pub total: i64,
+    /// critical, high, medium, low, info: each present.
+    pub by_severity: BTreeMap<String, i64>,
+    /// open, acknowledged, resolved, ignored: each present.
+    pub by_status: BTreeMap<String, i64>,
+}
+
+/// A count of zero for each name.
+pub(crate) fn zeros<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, i64> {
+    names.into_iter().map(|n| (n.to_string(), 0)).collect()
+}
+
 const SEVERITY_ORDER: &str = "CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
      WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, f.last_detected DESC, f.finding_id";
 
@@ -430,6 +447,40 @@ impl ReadModels {
             )
             .await?;
         Ok(found.filter(|f| !f.scan_job_ids.is_empty() || !f.discovery_job_ids.is_empty()))
+    }
+
+    /// How many findings the filters select, in all, per severity and per status (every
+    /// severity and status present, zero where none).
+    pub async fn finding_counts(
+        &self,
+        org_id: &OrgId,
+        f: &FindingFilter,
+    ) -> Result<FindingCounts, StoreError> {
+        let w = finding_filter(org_id, f);
+        let sql = format!(
+            "SELECT f.severity AS severity, f.status AS status, COUNT(*) AS n \
+             FROM rm_findings f WHERE {} GROUP BY f.severity, f.status",
+            w.sql()
+        );
+        let mut q = sqlx::query(&sql);
+        for b in w.binds() {
+            q = q.bind(b);
+        }
+        let mut counts = FindingCounts {
+            total: 0,
+            by_severity: zeros(Severity::NAMES.iter().copied()),
+            by_status: zeros(FindingStatus::NAMES.iter().copied()),
+        };
+        for r in q.fetch_all(self.db.reader()).await? {
+            let n: i64 = r.try_get("n")?;
+            counts.total += n;
+            *counts
+                .by_severity
+                .entry(r.try_get("severity")?)
+                .or_default() += n;
+            *counts.by_status.entry(r.try_get("status")?).or_default() += n;
+        }
+        Ok(counts)
     }
 
     /// Unresolved (open or acknowledged) findings of an asset per severity.

@@ -1,12 +1,12 @@
-//! API keys: role, prefix, hash (for authentication), revocation, the member they belong to;
-//! their last use is kept beside them (`api_key_usage`), outside the log.
+//! API keys and MCP keys: kind, role, prefix, hash (for authentication), revocation, the member
+//! they belong to; their last use is kept beside them (`api_key_usage`), outside the log.
 
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, opt_id, ReadModel, Table};
 use easm_domain::{Plan, Role};
-use easm_events::{Event, KeyId, OrgId, UserId};
-use easm_store::{AnyRow, Row, StoreError, Val};
+use easm_events::{Event, KeyId, KeyKind, OrgId, UserId};
+use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
 use std::collections::HashMap;
 use utoipa::ToSchema;
@@ -21,6 +21,8 @@ pub struct KeyRow {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub user_id: Option<UserId>,
+    pub kind: KeyKind,
+    pub allow_writes: bool,
 }
 
 pub(crate) struct Keys;
@@ -39,6 +41,8 @@ impl ReadModel for Keys {
             "created_at",
             "revoked_at",
             "user_id",
+            "kind",
+            "allow_writes",
         ],
     };
 
@@ -61,6 +65,8 @@ impl ReadModel for Keys {
                 created_at: origin.at,
                 revoked_at: None,
                 user_id: k.user_id.clone(),
+                kind: k.kind,
+                allow_writes: k.allow_writes,
             }),
             Event::ApiKeyRevoked(k) => {
                 if let Some(row) = live(rows, &k.key_id) {
@@ -81,6 +87,8 @@ impl ReadModel for Keys {
             Val::Int(row.created_at),
             Val::OptInt(row.revoked_at),
             Val::OptText(row.user_id.as_ref().map(ToString::to_string)),
+            Val::Text(row.kind.as_str().into()),
+            Val::Int(row.allow_writes.into()),
         ]
     }
 
@@ -94,6 +102,8 @@ impl ReadModel for Keys {
             created_at: r.try_get("created_at")?,
             revoked_at: r.try_get("revoked_at")?,
             user_id: opt_id(r, "user_id")?,
+            kind: Self::TABLE.named(r, "kind", KeyKind::parse)?,
+            allow_writes: r.try_get::<i64, _>("allow_writes")? != 0,
         })
     }
 }
@@ -113,6 +123,22 @@ pub struct ApiKeyView {
     pub user_id: Option<String>,
 }
 
+/// An MCP key as listed: an API key's fields, and whether it may use the write tools.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct McpKeyView {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    pub allow_writes: bool,
+}
+
+fn mcp_key_view(r: &AnyRow) -> Result<McpKeyView, StoreError> {
+    Ok(McpKeyView {
+        key: api_key(r)?,
+        allow_writes: r.try_get::<i64, _>("allow_writes")? != 0,
+    })
+}
+
 fn api_key(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
     Ok(ApiKeyView {
         id: r.try_get("key_id")?,
@@ -126,6 +152,10 @@ fn api_key(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
     })
 }
 
+const KEY_COLUMNS: &str = "k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, \
+     k.user_id, k.kind, k.allow_writes, u.last_used_at";
+const KEYS_FROM: &str = "rm_api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.key_id";
+
 /// An API key as authentication needs it.
 #[derive(Debug, Clone)]
 pub struct KeyAuth {
@@ -138,13 +168,15 @@ pub struct KeyAuth {
     /// The role of the member the key belongs to, if it belongs to one.
     pub user_role: Option<Role>,
     pub user_id: Option<UserId>,
+    pub kind: KeyKind,
+    pub allow_writes: bool,
 }
 
 impl ReadModels {
     pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyAuth>, StoreError> {
         let row = sqlx::query(
-            "SELECT k.key_id, k.org_id, k.role, k.prefix, k.revoked_at, k.user_id, o.plan, \
-             m.role AS user_role \
+            "SELECT k.key_id, k.org_id, k.role, k.prefix, k.revoked_at, k.user_id, k.kind, \
+             k.allow_writes, o.plan, m.role AS user_role \
              FROM rm_api_keys k JOIN rm_orgs o ON o.org_id = k.org_id \
              LEFT JOIN rm_users m ON m.user_id = k.user_id WHERE k.key_hash = $1",
         )
@@ -161,6 +193,8 @@ impl ReadModels {
                 revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
                 user_role: Keys::TABLE.opt_named(&r, "user_role", Role::parse)?,
                 user_id: opt_id(&r, "user_id")?,
+                kind: Keys::TABLE.named(&r, "kind", KeyKind::parse)?,
+                allow_writes: r.try_get::<i64, _>("allow_writes")? != 0,
             })
         })
         .transpose()
@@ -180,15 +214,19 @@ impl ReadModels {
             .collect()
     }
 
-    /// The organization a key belongs to.
-    pub async fn key_org(&self, key_id: &KeyId) -> Result<Option<OrgId>, StoreError> {
-        Ok(
-            sqlx::query_scalar::<_, String>("SELECT org_id FROM rm_api_keys WHERE key_id = $1")
-                .bind(key_id.as_str())
-                .fetch_optional(self.db.reader())
-                .await?
-                .map(OrgId::new),
-        )
+    /// The organization a key belongs to, and the key's kind.
+    pub async fn key_owner(&self, key_id: &KeyId) -> Result<Option<(OrgId, KeyKind)>, StoreError> {
+        let row = sqlx::query("SELECT org_id, kind FROM rm_api_keys WHERE key_id = $1")
+            .bind(key_id.as_str())
+            .fetch_optional(self.db.reader())
+            .await?;
+        row.map(|r| {
+            Ok((
+                id(&r, "org_id")?,
+                Keys::TABLE.named(&r, "kind", KeyKind::parse)?,
+            ))
+        })
+        .transpose()
     }
 
     pub async fn touch_key(&self, key_id: &KeyId, at: i64) -> Result<(), StoreError> {
@@ -203,20 +241,57 @@ impl ReadModels {
         Ok(())
     }
 
+    /// The REST keys of an organization.
     pub async fn keys(
         &self,
         org_id: &OrgId,
         p: PageRequest,
     ) -> Result<Page<ApiKeyView>, StoreError> {
-        self.org_page(
-            "k.key_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, k.user_id, \
-             u.last_used_at",
-            "rm_api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.key_id",
-            "k",
+        self.keys_of(KeyKind::Rest, org_id, p, api_key).await
+    }
+
+    /// The MCP keys of an organization.
+    pub async fn mcp_keys(
+        &self,
+        org_id: &OrgId,
+        p: PageRequest,
+    ) -> Result<Page<McpKeyView>, StoreError> {
+        self.keys_of(KeyKind::Mcp, org_id, p, mcp_key_view).await
+    }
+
+    /// One MCP key of an organization.
+    pub async fn mcp_key(
+        &self,
+        org_id: &OrgId,
+        key_id: &KeyId,
+    ) -> Result<Option<McpKeyView>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM {KEYS_FROM} \
+             WHERE k.org_id = $1 AND k.key_id = $2 AND k.kind = 'mcp'"
+        ))
+        .bind(org_id.as_str())
+        .bind(key_id.as_str())
+        .fetch_optional(self.db.reader())
+        .await?;
+        row.as_ref().map(mcp_key_view).transpose()
+    }
+
+    async fn keys_of<T>(
+        &self,
+        kind: KeyKind,
+        org_id: &OrgId,
+        p: PageRequest,
+        view: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let mut w = Filter::by("k.org_id", org_id.as_str());
+        w.eq("k.kind", Some(kind.as_str()));
+        self.filtered_page(
+            KEY_COLUMNS,
+            KEYS_FROM,
             "k.created_at, k.key_id",
-            org_id,
+            &w,
             p,
-            api_key,
+            view,
         )
         .await
     }

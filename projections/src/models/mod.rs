@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod assets;
+pub mod dashboard;
 pub mod discovery;
 pub mod findings;
 pub mod groups;

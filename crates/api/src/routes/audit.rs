@@ -266,7 +266,7 @@ pub struct AuditRecord {
     pub timestamp: String,
     /// The event type, e.g. `asset.updated`, `access.denied`.
     pub action: String,
-    /// `api`, `cli` or `system`.
+    /// `api`, `cli`, `system` or `mcp` (calls and changes of MCP keys).
     pub category: String,
     /// `success` or `denied`.
     pub outcome: String,
@@ -291,6 +291,7 @@ fn category(e: &easm_events::RecordedEvent) -> &'static str {
     match (e.actor.kind, e.actor.id.as_str()) {
         (easm_events::ActorKind::System, "cli") => "cli",
         (easm_events::ActorKind::System, _) => "system",
+        (easm_events::ActorKind::McpKey, _) => "mcp",
         _ => "api",
     }
 }

@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 use easm_app::streams::finding_stream;
 use easm_domain::Permission;
 use easm_events::{FindingId, FindingStatus, Severity};
-use easm_projections::read::{FindingFilter, FindingView, Page, PageRequest};
+use easm_projections::read::{FindingCounts, FindingFilter, FindingView, Page, PageRequest};
 use easm_projections::ReadModels;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -95,6 +95,12 @@ finding_query!(
     }
 );
 
+finding_query!(
+    /// The filters of a count of findings (pages and moments are the list's: refused here).
+    #[serde(deny_unknown_fields)]
+    FindingCountQuery {}
+);
+
 /// The filters as a query gives them, before they are checked.
 struct FilterParams {
     severity: Option<String>,
@@ -172,7 +178,7 @@ fn filter_of(f: FilterParams) -> ApiResult<FindingFilter> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriageBody {
-    /// open, acknowledged, resolved or ignored.
+    #[schema(value_type = Option<crate::schema_types::FindingStatusName>)]
     pub status: Option<String>,
     /// Who handles it; an empty string clears it.
     pub assignee: Option<String>,
@@ -210,6 +216,20 @@ pub async fn list_findings(
 ) -> ApiResult<Json<Page<FindingView>>> {
     c.require(Permission::Read)?;
     Ok(Json(page(&app, &c, q).await?))
+}
+
+/// How many findings the filters select: in all, per severity and per status.
+#[utoipa::path(get, path = "/api/findings/count", tag = "findings", params(FindingCountQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = FindingCounts), (status = 400, body = ErrorBody)))]
+pub async fn count_findings(
+    State(app): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiQuery(q): ApiQuery<FindingCountQuery>,
+) -> ApiResult<Json<FindingCounts>> {
+    c.require(Permission::Read)?;
+    let filter = q.filter()?;
+    Ok(Json(app.read().finding_counts(&c.org_id, &filter).await?))
 }
 
 async fn view(app: &AppState, c: &Caller, id: &FindingId) -> ApiResult<FindingView> {

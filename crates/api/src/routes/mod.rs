@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod audit;
 pub mod audit_webhook;
+pub mod dashboard;
 pub mod deliveries;
 pub mod discovery;
 pub mod findings;

@@ -203,7 +203,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api = format!("http://{}", api_listener.local_addr()?);
     let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(easm_api::serve(api_listener, state.clone(), async {
+    let server = tokio::spawn(easm_api::serve(api_listener, None, state.clone(), async {
         let _ = stopped.await;
     }));
     let mut delivery = args.delivery.clone();
@@ -255,7 +255,11 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
             let issued = b
                 .state
                 .commands
-                .create_key(&meta(), org, Some(Role::Analyst), &name, None)
+                .create_key(
+                    &meta(),
+                    org,
+                    easm_app::KeyOrder::rest(Some(Role::Analyst), &name, None),
+                )
                 .await?;
             issued.secret
         };

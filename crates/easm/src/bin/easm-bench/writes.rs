@@ -83,7 +83,11 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     // log leaves them to the server's sweep. The probe polls every millisecond with a key of its
     // own: one the write runs used may be past its rate limit (429) for the rest of the minute.
     let probe = app
-        .create_key(&meta(), &orgs[0].org, Some(Role::Owner), "lag probe", None)
+        .create_key(
+            &meta(),
+            &orgs[0].org,
+            easm_app::KeyOrder::rest(Some(Role::Owner), "lag probe", None),
+        )
         .await?;
     let key = &probe.secret;
     let lag = commit_to_read_model_lag(app.log(), &args, &http, key).await?;
@@ -216,7 +220,11 @@ async fn add_assets_until(
         // being measured.
         if i.is_multiple_of(KEY_REQUESTS) {
             let fresh = app
-                .create_key(&meta(), &client.org, Some(Role::Owner), "bench", None)
+                .create_key(
+                    &meta(),
+                    &client.org,
+                    easm_app::KeyOrder::rest(Some(Role::Owner), "bench", None),
+                )
                 .await?;
             key = fresh.secret;
         }

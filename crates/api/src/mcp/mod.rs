@@ -1,0 +1,91 @@
+//! The MCP server: the organization's attack surface for AI assistants (Claude Desktop, Cursor,
+//! agents) over Streamable HTTP at `POST /mcp`, with the official Rust SDK. Stateless: any
+//! process answers any request, so several share the work as they do the REST API's.
+//!
+//! Only MCP keys (`mcp_sk_`) open it, and they open nothing else. Each tool runs a REST operation
+//! in this process with the key as caller (same filters, checks and answers; see
+//! [`tools`]), at most [`CALLS_PER_MINUTE`] calls a minute per key, each on the audit trail.
+
+mod server;
+mod tools;
+
+pub use tools::tools_markdown;
+
+use crate::auth::{identify, record_denial, stamp, RateLimiter, Refused};
+use crate::{api_routes, AppState};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use easm_events::KeyKind;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use server::McpServer;
+use std::sync::Arc;
+
+/// Tool calls (and resource reads) each key may make a minute.
+pub const CALLS_PER_MINUTE: u32 = 60;
+
+/// `/mcp` (and `/` when `root` is set, for an address of its own), authenticated with MCP keys.
+pub(crate) fn routes(state: &AppState, root: bool) -> Router<AppState> {
+    let (rest, _) = api_routes().split_for_parts();
+    let handler = McpServer {
+        app: state.clone(),
+        rest: rest.with_state(state.clone()),
+        limiter: Arc::new(RateLimiter::default()),
+    };
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        // Every request carries a key, which a page rebinding a name cannot send.
+        .disable_allowed_hosts();
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    let mut router = Router::new().route_service("/mcp", service.clone());
+    if root {
+        router = router.route_service("/", service);
+    }
+    router.layer(middleware::from_fn_with_state(state.clone(), authenticate))
+}
+
+/// Let in MCP keys only. Refusals are HTTP 401 with a plain `{"error"}`, as the transport's
+/// clients expect; a revoked key's attempt is recorded.
+async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string());
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    match identify(&app, presented, KeyKind::Mcp).await {
+        Ok(mut caller) => {
+            stamp(&mut caller, &req, &app.trusted_proxies);
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(Refused { error, .. }) if error.status != StatusCode::UNAUTHORIZED => {
+            error.into_response()
+        }
+        Err(Refused { error, revoked }) => {
+            if let Some(mut caller) = revoked {
+                stamp(&mut caller, &req, &app.trusted_proxies);
+                let reason = "the MCP key is revoked".to_string();
+                record_denial(&app, &caller, (&method, &path), 401, reason).await;
+            }
+            let mut res = (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": error.body.error})),
+            )
+                .into_response();
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res
+        }
+    }
+}
