@@ -19,6 +19,7 @@ on_sqlite_and_nats!(
     the_audit_webhook_forwards_every_accepted_command,
     the_audit_webhook_rotates_is_tested_and_keeps_its_log_when_removed,
     the_audit_webhook_is_for_owners_on_plans_with_the_audit_log,
+    mcp_tool_calls_reach_the_audit_webhook,
 );
 
 const PATH: &str = "/api/settings/audit-webhook";
@@ -205,4 +206,26 @@ async fn the_audit_webhook_is_for_owners_on_plans_with_the_audit_log(b: Backend,
         .await;
         assert_eq!(a.status, status, "{}", a.body);
     }
+}
+
+async fn mcp_tool_calls_reach_the_audit_webhook(b: Backend, nats: bool) {
+    let h = AuditHook::new(b, nats).await;
+    let made = h.s.post("/api/mcp-keys", json!({"name": "claude"})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let url = h.s.server.as_ref().unwrap().url("/mcp");
+    let mcp = crate::mcp::Mcp::new(url, made.body["key"].as_str().unwrap());
+    let answer = mcp
+        .call("count_findings", json!({"severity": "high"}))
+        .await;
+    assert!(answer["result"].is_object(), "{answer}");
+    let audit = h.message("audit.mcp.tool_called").await;
+    let data = &audit.json()["data"];
+    assert_eq!(data["actor"]["kind"], "mcp_key");
+    assert_eq!(data["actor"]["id"], made.id().as_str());
+    assert_eq!(
+        data["resource"],
+        json!({"type": "mcp", "id": "count_findings"})
+    );
+    assert_eq!(data["details"]["arguments"], json!({"severity": "high"}));
+    assert_eq!(data["details"]["outcome"], "success");
 }

@@ -17,6 +17,7 @@ mod event_log;
 mod findings;
 mod group_commit;
 mod groups;
+mod mcp;
 mod members;
 mod monitor_alerts;
 mod monitors;

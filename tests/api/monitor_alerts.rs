@@ -17,6 +17,7 @@ on_sqlite_and_nats!(
     a_monitor_runs_on_its_schedule_and_alerts_on_what_changed,
     alerts_reach_webhooks_signed,
     an_alert_is_acknowledged_then_resolved_once_and_audited,
+    an_assistant_allowed_writes_acknowledges_an_alert_over_mcp,
 );
 
 /// A monitor of an IP that ran on schedule while a web server answered on `open`, then by hand
@@ -254,4 +255,37 @@ async fn an_alert_is_acknowledged_then_resolved_once_and_audited(b: Backend, nat
         audit.body["items"][0]["resource"],
         json!({"type": "alert", "id": new_port["id"]})
     );
+}
+
+async fn an_assistant_allowed_writes_acknowledges_an_alert_over_mcp(b: Backend, nats: bool) {
+    let w = Watched::new(b, nats).await;
+    let s = &w.s;
+    let alert = w.alert("new_port").await;
+    let made = s
+        .post(
+            "/api/mcp-keys",
+            json!({"name": "claude", "role": "analyst", "allowWrites": true}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let url = s.server.as_ref().unwrap().url("/mcp");
+    let mcp = crate::mcp::Mcp::new(url, made.body["key"].as_str().unwrap());
+    let args = json!({"id": alert["id"], "notes": "expected: new bastion"});
+    let done = mcp.call("acknowledge_alert", args.clone()).await;
+    assert_eq!(done["result"]["isError"], false, "{done}");
+    assert_eq!(
+        done["result"]["structuredContent"]["status"],
+        "acknowledged"
+    );
+    assert_eq!(
+        done["result"]["structuredContent"]["acknowledgedBy"],
+        made.id().as_str()
+    );
+    // A second time is the REST conflict, as a tool error.
+    let again = mcp.call("acknowledge_alert", args).await;
+    assert_eq!(again["result"]["isError"], true, "{again}");
+    let audit = s.get("/api/audit-log?action=alert.acknowledged").await;
+    assert_eq!(audit.body["total"], 1, "{}", audit.body);
+    assert_eq!(audit.body["items"][0]["category"], "mcp");
+    assert_eq!(audit.body["items"][0]["actor"]["kind"], "mcp_key");
 }

@@ -8,6 +8,7 @@ use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, request::Parts, Method, Request, StatusCode};
 use axum::Router;
+use easm_domain::{Grants, Permission};
 use easm_events::McpToolCalled;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
@@ -162,9 +163,9 @@ impl McpServer {
             .map_err(|e| internal("the call could not be recorded", e))
     }
 
-    /// A tool the key may call: write tools exist only for keys allowed writes.
+    /// A tool the key may call.
     fn tool_for(caller: &Caller, name: &str) -> Option<&'static Tool> {
-        find(name).filter(|t| !t.def.writes || caller.allow_writes)
+        find(name).filter(|t| offered(caller, t))
     }
 }
 
@@ -217,6 +218,11 @@ fn operation(
 fn internal(what: &str, e: impl std::fmt::Display) -> McpError {
     tracing::error!(error = %e, "MCP: {what}");
     McpError::internal_error(what.to_string(), None)
+}
+
+/// Write tools exist only for keys allowed writes whose role may write.
+fn offered(caller: &Caller, tool: &Tool) -> bool {
+    !tool.def.writes || (caller.allow_writes && caller.role.can(Permission::Write))
 }
 
 /// The key the `/mcp` request was authenticated with.
@@ -292,7 +298,7 @@ impl ServerHandler for McpServer {
         Ok(ListToolsResult::with_all_items(
             registry()
                 .iter()
-                .filter(|t| !t.def.writes || caller.allow_writes)
+                .filter(|t| offered(&caller, t))
                 .map(|t| listed(t, structured))
                 .collect(),
         ))

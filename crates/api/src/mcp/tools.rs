@@ -154,10 +154,14 @@ fn build(doc: &Value, def: ToolDef) -> Tool {
         "required": required,
         "additionalProperties": false,
     });
-    let output = resolve(
+    let mut output = resolve(
         doc,
         &op["responses"]["200"]["content"]["application/json"]["schema"],
     );
+    // Every answer is an object; MCP wants that said at the root (an `allOf` does not).
+    if let Some(o) = output.as_object_mut() {
+        o.entry("type").or_insert_with(|| json!("object"));
+    }
     let validator = jsonschema::validator_for(&input).expect("a tool's input schema compiles");
     Tool {
         def,
