@@ -445,19 +445,35 @@ async fn calls_are_limited_to_sixty_a_minute_per_key(b: Backend) {
     if second > 40 {
         tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
     }
+    // Counted for the key wherever it calls: here, and in another process on the same store.
+    let elsewhere = start_easm(
+        &t.app.store,
+        &["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"],
+        &[],
+    );
+    let there = Mcp::new(elsewhere.url("/mcp"), &key);
     for i in 0..easm_api::CALLS_PER_MINUTE {
-        let answer = mcp.call("get_org_info", json!({})).await;
+        let server = if i % 2 == 0 { &mcp } else { &there };
+        let answer = server.call("get_org_info", json!({})).await;
         assert!(answer["result"].is_object(), "call {i}: {answer}");
     }
-    let over = mcp.call("get_org_info", json!({})).await;
-    assert_eq!(over["error"]["code"], -32000, "{over}");
-    assert_eq!(over["error"]["message"], "rate limit: 60 calls/min");
+    for server in [&mcp, &there] {
+        let over = server.call("get_org_info", json!({})).await;
+        assert_eq!(over["error"]["code"], -32000, "{over}");
+        assert_eq!(over["error"]["message"], "rate limit: 60 calls/min");
+    }
     // Listing is not a call, and other keys have budgets of their own.
     assert_eq!(mcp.tool_names().await.len(), 14);
     let calm = Mcp::new(t.app.url("/mcp"), &other);
     assert!(calm.call("get_org_info", json!({})).await["result"].is_object());
     let audit = t.get("/api/audit-log?category=mcp").await;
     assert_eq!(audit.body["total"], 61, "refused calls are not run");
+    let listed = t.get("/api/mcp-keys").await;
+    assert!(
+        listed.body["items"][0]["lastUsedAt"].is_string(),
+        "{}",
+        listed.body
+    );
 }
 
 async fn write_tools_need_a_key_allowed_writes_and_a_role_that_may(b: Backend) {
@@ -585,6 +601,45 @@ async fn errors_are_json_rpc_errors_and_revisions_are_negotiated(b: Backend) {
         t.org.as_str()
     );
 
+    // JSON for clients taking it (or anything, as plain curl does), an event stream for those
+    // taking only that.
+    let listing = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}).to_string();
+    for (accept, streamed) in [
+        (None, false),
+        (Some("*/*"), false),
+        (Some("application/json"), false),
+        (Some("text/event-stream"), true),
+    ] {
+        let mut req = mcp
+            .http
+            .post(&mcp.url)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(listing.clone());
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{accept:?}");
+        let kind = res.headers()["content-type"].to_str().unwrap().to_string();
+        let body = res.text().await.unwrap();
+        let message: Value = match streamed {
+            false => serde_json::from_str(&body).unwrap(),
+            true => {
+                assert!(kind.starts_with("text/event-stream"), "{kind}");
+                let data = body
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .find(|d| !d.is_empty())
+                    .unwrap_or_else(|| panic!("no event in {body}"));
+                serde_json::from_str(data).unwrap()
+            }
+        };
+        assert_eq!(message["id"], 7, "{accept:?}: {body}");
+        assert_eq!(message["result"]["tools"].as_array().unwrap().len(), 14);
+    }
+
     for (method, params, code) in [
         ("prompts/get", json!({"name": "x"}), -32601),
         ("no/such/method", json!({}), -32601),
@@ -640,6 +695,16 @@ async fn errors_are_json_rpc_errors_and_revisions_are_negotiated(b: Backend) {
         .as_str()
         .unwrap()
         .contains("limit"));
+    // With the database gone (the key is still known to the process), an internal error that
+    // tells nothing of its cause.
+    t.app.db.close().await;
+    let broken = mcp.call("get_org_info", json!({})).await;
+    assert_eq!(broken["error"]["code"], -32603, "{broken}");
+    let message = broken["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("pool") && !message.contains("sqlx"),
+        "{message}"
+    );
 }
 
 /// `easm admin create-key --kind mcp` makes a key `easm serve --mcp-listen` takes, at `/` and

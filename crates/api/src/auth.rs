@@ -295,16 +295,6 @@ pub struct RateState {
 }
 
 impl RateState {
-    /// Whether this hit is past the limit.
-    pub fn exceeded(&self) -> bool {
-        self.remaining.is_none()
-    }
-
-    /// Whether to record the key's last use now.
-    pub fn touch(&self) -> bool {
-        self.touch
-    }
-
     fn write(&self, h: &mut HeaderMap) {
         let set = |h: &mut HeaderMap, name: &'static str, v: String| {
             if let Ok(v) = HeaderValue::from_str(&v) {

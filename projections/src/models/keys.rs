@@ -229,6 +229,28 @@ impl ReadModels {
         .transpose()
     }
 
+    /// Count one more MCP call of the key in `minute` (epoch minutes); how many it has made in
+    /// it, this one included. The key's earlier minutes are forgotten as a new one starts.
+    pub async fn count_mcp_call(&self, key_id: &KeyId, minute: i64) -> Result<i64, StoreError> {
+        let calls: i64 = sqlx::query_scalar(
+            "INSERT INTO mcp_key_calls (key_id, minute, calls) VALUES ($1, $2, 1) \
+             ON CONFLICT (key_id, minute) DO UPDATE SET calls = mcp_key_calls.calls + 1 \
+             RETURNING calls",
+        )
+        .bind(key_id.as_str())
+        .bind(minute)
+        .fetch_one(self.db.writer())
+        .await?;
+        if calls == 1 {
+            sqlx::query("DELETE FROM mcp_key_calls WHERE key_id = $1 AND minute < $2")
+                .bind(key_id.as_str())
+                .bind(minute)
+                .execute(self.db.writer())
+                .await?;
+        }
+        Ok(calls)
+    }
+
     pub async fn touch_key(&self, key_id: &KeyId, at: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_key_usage (key_id, last_used_at) VALUES ($1, $2) \

@@ -11,18 +11,20 @@ mod tools;
 
 pub use tools::tools_markdown;
 
-use crate::auth::{identify, record_denial, stamp, RateLimiter, Refused};
+use crate::auth::{identify, record_denial, stamp, Refused};
 use crate::{api_routes, AppState};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use axum::{Json, Router};
 use easm_events::KeyKind;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use server::McpServer;
 use std::sync::Arc;
+use tower::Service;
 
 /// Tool calls (and resource reads) each key may make a minute.
 pub const CALLS_PER_MINUTE: u32 = 60;
@@ -33,23 +35,90 @@ pub(crate) fn routes(state: &AppState, root: bool) -> Router<AppState> {
     let handler = McpServer {
         app: state.clone(),
         rest: rest.with_state(state.clone()),
-        limiter: Arc::new(RateLimiter::default()),
     };
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        // Every request carries a key, which a page rebinding a name cannot send.
-        .disable_allowed_hosts();
-    let service = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(NeverSessionManager::default()),
-        config,
-    );
-    let mut router = Router::new().route_service("/mcp", service.clone());
+    let transport = |json: bool| {
+        let handler = handler.clone();
+        let config = StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(json)
+            // Every request carries a key, which a page rebinding a name cannot send.
+            .disable_allowed_hosts();
+        StreamableHttpService::new(
+            move || Ok(handler.clone()),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        )
+    };
+    let transports = Transports {
+        json: transport(true),
+        sse: transport(false),
+    };
+    let endpoint = move |req: Request| {
+        let transports = transports.clone();
+        async move { transports.answer(req).await }
+    };
+    let mut router = Router::new().route("/mcp", any(endpoint.clone()));
     if root {
-        router = router.route_service("/", service);
+        router = router.route("/", any(endpoint));
     }
     router.layer(middleware::from_fn_with_state(state.clone(), authenticate))
+}
+
+type Transport = StreamableHttpService<McpServer, NeverSessionManager>;
+
+/// The transport answering in JSON, and the one answering with an event stream.
+#[derive(Clone)]
+struct Transports {
+    json: Transport,
+    sse: Transport,
+}
+
+impl Transports {
+    /// A client that takes only event streams gets one; any other (one taking both, as the
+    /// transport asks, or JSON, or anything, as plain `curl` does) gets JSON.
+    async fn answer(self, mut req: Request) -> Response {
+        let mut transport = self.json;
+        if req.method() == Method::POST {
+            let (json, sse) = accepted(req.headers());
+            if sse && !json {
+                transport = self.sse;
+            }
+            req.headers_mut().insert(
+                header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            );
+        }
+        match transport.call(req).await {
+            Ok(res) => res.map(axum::body::Body::new),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Whether `Accept` takes JSON (`*/*` and no header do) and whether it takes event streams.
+fn accepted(headers: &HeaderMap) -> (bool, bool) {
+    let mut types = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .peekable();
+    if types.peek().is_none() {
+        return (true, false);
+    }
+    types.fold((false, false), |(json, sse), t| {
+        (
+            json || ["application/json", "application/*", "*/*"].contains(&t.as_str()),
+            sse || t == "text/event-stream",
+        )
+    })
 }
 
 /// Let in MCP keys only. Refusals are HTTP 401 with a plain `{"error"}`, as the transport's

@@ -3,7 +3,7 @@
 
 use super::tools::{find, registry, Tool};
 use super::CALLS_PER_MINUTE;
-use crate::auth::{record_denial, Caller, RateLimiter};
+use crate::auth::{record_denial, Caller};
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, request::Parts, Method, Request, StatusCode};
@@ -21,7 +21,6 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
-use std::sync::Arc;
 use tower::ServiceExt;
 
 /// The revisions this server speaks: from 2025-03-26 (the first with Streamable HTTP) on.
@@ -46,7 +45,6 @@ pub(crate) struct McpServer {
     pub app: AppState,
     /// The REST operations, without their authentication: the MCP key authenticated already.
     pub rest: Router,
-    pub limiter: Arc<RateLimiter>,
 }
 
 /// What a REST operation answered that is not a success.
@@ -117,20 +115,21 @@ impl McpServer {
         }))
     }
 
-    /// Count a call against the key's budget; past it the call is refused with -32000.
+    /// Count a call against the key's budget for this minute, kept in the database so that it
+    /// holds across processes; past it the call is refused with -32000.
     async fn spend(&self, caller: &Caller) -> Result<(), McpError> {
-        let rate = self.limiter.hit(&caller.key_id, CALLS_PER_MINUTE);
-        if rate.touch() {
-            if let Err(e) = self
-                .app
-                .read()
-                .touch_key(&caller.key_id, easm_store::now_micros())
-                .await
-            {
+        let now = easm_store::now_micros();
+        let read = self.app.read();
+        let calls = read
+            .count_mcp_call(&caller.key_id, now / 60_000_000)
+            .await
+            .map_err(|e| internal("the call could not be counted", e))?;
+        if calls == 1 {
+            if let Err(e) = read.touch_key(&caller.key_id, now).await {
                 tracing::warn!(error = %e, "could not record key use");
             }
         }
-        if rate.exceeded() {
+        if calls > i64::from(CALLS_PER_MINUTE) {
             metrics::counter!("easm_rate_limited_total").increment(1);
             return Err(McpError::new(
                 ErrorCode(-32000),
