@@ -302,9 +302,26 @@ async fn the_python_sdk_reads_one_organization_over_http_and_stdio(b: Backend) {
         "the bridge adds nothing and loses nothing"
     );
 
+    // The 2026-07-28 revision starts with server/discover and keeps no session at all.
+    let modern = python_client(json!({
+        "transport": "http",
+        "modern": true,
+        "url": s.t.app.url("/mcp"),
+        "key": key,
+        "calls": [["get_org_info", {}]],
+    }));
+    assert_eq!(modern[0]["initialized"], "2026-07-28");
+    assert_eq!(modern[1]["tools"], json!(READ_TOOLS));
+    assert_eq!(
+        modern[3]["structured"]["id"],
+        s.t.org.as_str(),
+        "{}",
+        modern[3]
+    );
+
     // Every call and read is on the audit trail, category mcp, with its arguments.
     let audit = s.t.get("/api/audit-log?category=mcp&perPage=100").await;
-    assert_eq!(audit.body["total"], 2 * (16 + 2), "{}", audit.body);
+    assert_eq!(audit.body["total"], 2 * (16 + 2) + 1, "{}", audit.body);
     let items = audit.body["items"].as_array().unwrap();
     let tools: HashSet<&str> = items
         .iter()
@@ -312,7 +329,7 @@ async fn the_python_sdk_reads_one_organization_over_http_and_stdio(b: Backend) {
         .collect();
     assert!(READ_TOOLS.iter().all(|t| tools.contains(t)));
     assert!(tools.contains("resources/read"));
-    let first = items.last().unwrap();
+    let first = &items[items.len() - 1];
     assert_eq!(first["action"], "mcp.tool_called");
     assert_eq!(first["category"], "mcp");
     assert_eq!(first["actor"]["kind"], "mcp_key");
@@ -695,10 +712,13 @@ async fn errors_are_json_rpc_errors_and_revisions_are_negotiated(b: Backend) {
         .as_str()
         .unwrap()
         .contains("limit"));
-    // With the database gone (the key is still known to the process), an internal error that
-    // tells nothing of its cause.
-    t.app.db.close().await;
-    let broken = mcp.call("get_org_info", json!({})).await;
+    // A read model gone (the key, the call counts and the log still work): an internal error
+    // that tells nothing of its cause.
+    sqlx::query("DROP TABLE rm_alerts")
+        .execute(t.app.db.writer())
+        .await
+        .unwrap();
+    let broken = mcp.call("get_dashboard_stats", json!({})).await;
     assert_eq!(broken["error"]["code"], -32603, "{broken}");
     let message = broken["error"]["message"].as_str().unwrap();
     assert!(

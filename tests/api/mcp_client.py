@@ -1,8 +1,9 @@
 """An MCP client built on the official Python SDK (`mcp`), driven by the integration tests.
 
 Reads a plan from stdin: {"transport": "http" | "stdio", "url", "key", "easm" (the binary, for
-stdio), "calls": [[tool, arguments], ...], "resources": [uri, ...]}. Connects over Streamable HTTP
-(the key as a bearer token) or launches `easm mcp --url --key` and speaks stdio to it, initializes,
+stdio), "modern" (start with server/discover, the 2026-07-28 revision, instead of initialize),
+"calls": [[tool, arguments], ...], "resources": [uri, ...]}. Connects over Streamable HTTP (the
+key as a bearer token) or launches `easm mcp --url --key` and speaks stdio to it, initializes,
 lists tools and resource templates, makes the calls and prints one JSON object per line.
 """
 
@@ -22,8 +23,12 @@ def out(**fields):
 
 
 async def drive(session, plan):
-    init = await session.initialize()
-    out(initialized=init.protocol_version, server=init.server_info.name)
+    if plan.get("modern"):
+        found = await session.discover()
+        out(initialized=max(found.supported_versions), tools=bool(found.capabilities.tools))
+    else:
+        init = await session.initialize()
+        out(initialized=init.protocol_version, server=init.server_info.name)
     tools = await session.list_tools()
     out(tools=[t.name for t in tools.tools],
         schemas={t.name: t.input_schema for t in tools.tools},
