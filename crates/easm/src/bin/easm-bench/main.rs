@@ -4,6 +4,7 @@
 mod audit;
 mod delivery;
 mod discovery;
+mod findings;
 mod siem;
 mod writes;
 
@@ -38,6 +39,9 @@ enum Bench {
     /// Discovery's brute force against a local authoritative DNS server with a wildcard
     /// sub-zone: names resolved per second, real names found, reflections filtered.
     Discovery(discovery::Args),
+    /// Findings at scale: N findings imported over M assets, then filtered pages, deep pages,
+    /// counts, risk, group summary and a full export timed (p50/p99).
+    Findings(findings::Args),
     /// Batched delivery of committed events to a Splunk HTTP Event Collector on 127.0.0.1:
     /// events per second from committed outbox to receiver.
     Siem(siem::Args),
@@ -54,6 +58,7 @@ async fn main() -> Result<()> {
         Bench::Audit(args) => audit::run(args, db.clone()).await?,
         Bench::Discovery(args) => discovery::run(args).await?,
         Bench::Siem(args) => siem::run(args, db.clone()).await?,
+        Bench::Findings(args) => findings::run(args, db.clone()).await?,
     }
     db.close().await;
     Ok(())

@@ -1,0 +1,272 @@
+//! `easm-bench findings`: findings at scale, through the API of a server in this process. Seeds
+//! N findings over M assets (one scan job per asset, its nuclei JSONL imported in one request)
+//! with a spread of severities, templates and triage statuses, then times the reads integrations
+//! make all day: filtered pages, deep pages, counts, risk, group summary and a full export.
+//! See BENCHMARKS.md.
+
+use anyhow::{bail, Context, Result};
+use easm_api::AppState;
+use easm_app::App;
+use easm_domain::Plan;
+use easm_events::{Actor, EventMeta};
+use easm_store::Db;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Findings to import.
+    #[arg(long, default_value_t = 200_000)]
+    findings: usize,
+    /// Assets they are spread over (one scan job and one import each).
+    #[arg(long, default_value_t = 2_000)]
+    assets: usize,
+    /// Requests timed per query.
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
+}
+
+/// Severities, worst first, and how many findings in a hundred have each.
+const SEVERITIES: [(&str, usize); 5] = [
+    ("critical", 3),
+    ("high", 12),
+    ("medium", 20),
+    ("low", 25),
+    ("info", 40),
+];
+
+/// Distinct templates the findings come from.
+const TEMPLATES: usize = 300;
+
+struct Bench {
+    http: reqwest::Client,
+    api: String,
+    key: String,
+}
+
+impl Bench {
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let res = req.header("X-API-Key", &self.key).send().await?;
+        let status = res.status();
+        let text = res.text().await?;
+        if !status.is_success() {
+            bail!("{status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.api)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.api)).json(&body))
+            .await
+    }
+}
+
+fn meta() -> EventMeta {
+    EventMeta::new(Actor::system_part("bench"), easm_app::new_id::<String>())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// The severity of the `i`th finding, in the proportions of [`SEVERITIES`].
+fn severity(i: usize) -> &'static str {
+    let mut n = (i * 7919) % 100;
+    for (s, share) in SEVERITIES {
+        if n < share {
+            return s;
+        }
+        n -= share;
+    }
+    "info"
+}
+
+pub async fn run(args: Args, db: Db) -> Result<()> {
+    let state = AppState::new(db.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(easm_api::serve(listener, None, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let app: &App = &state.commands;
+    let (_, owner) = app
+        .create_org(&meta(), "bench-findings", Plan::Enterprise)
+        .await?;
+    let b = Bench {
+        http: reqwest::Client::new(),
+        api,
+        key: owner.secret,
+    };
+    println!(
+        "backend: {:?}; {} findings over {} assets",
+        db.backend(),
+        args.findings,
+        args.assets
+    );
+    let group = b.post("/api/groups", json!({"name": "bench"})).await?["id"]
+        .as_str()
+        .context("a group id")?
+        .to_string();
+    let mut assets = Vec::with_capacity(args.assets);
+    for start in (0..args.assets).step_by(1000) {
+        let batch: Vec<Value> = (start..(start + 1000).min(args.assets))
+            .map(|i| json!({"value": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256), "type": "ip"}))
+            .collect();
+        let added = b
+            .post(
+                &format!("/api/groups/{group}/assets/bulk"),
+                json!({"assets": batch}),
+            )
+            .await?;
+        for a in added["items"].as_array().context("added assets")? {
+            assets.push(a["id"].as_str().context("an asset id")?.to_string());
+        }
+    }
+
+    let per_asset = args.findings.div_ceil(args.assets.max(1));
+    let import_start = chrono::Utc::now();
+    let started = Instant::now();
+    let mut imported = 0usize;
+    for (a, asset) in assets.iter().enumerate() {
+        let job = b
+            .post(
+                "/api/scan-jobs",
+                json!({"asset_id": asset, "profile": "quick"}),
+            )
+            .await?["id"]
+            .as_str()
+            .context("a job id")?
+            .to_string();
+        let mut body = String::new();
+        for k in 0..per_asset.min(args.findings - imported) {
+            let i = imported + k;
+            let t = (i * 31) % TEMPLATES;
+            body.push_str(
+                &json!({
+                    "template-id": format!("bench-template-{t}"),
+                    "info": {"name": format!("Bench template {t}"), "severity": severity(i)},
+                    "matched-at": format!("https://10.0.0.{}/{a}/{k}", a % 256),
+                })
+                .to_string(),
+            );
+            body.push('\n');
+        }
+        let report = b
+            .send(
+                b.http
+                    .post(format!("{}/api/scan-jobs/{job}/results", b.api))
+                    .header("content-type", "application/x-ndjson")
+                    .body(body),
+            )
+            .await?;
+        imported += report["new"].as_u64().context("an import report")? as usize;
+        if imported >= args.findings {
+            break;
+        }
+    }
+    let import_secs = started.elapsed().as_secs_f64();
+    println!(
+        "import: {imported} findings in {import_secs:.1} s = {:.0} findings/s",
+        imported as f64 / import_secs.max(1e-9)
+    );
+
+    // Triage a spread: every 5th acknowledged, every 10th resolved, every 20th ignored.
+    let started = Instant::now();
+    let mut page = 1;
+    let mut triaged = 0;
+    loop {
+        let listed = b
+            .get(&format!(
+                "/api/findings?perPage=100&page={page}&sort=firstDetected"
+            ))
+            .await?;
+        let ids: Vec<String> = listed["items"]
+            .as_array()
+            .context("a page")?
+            .iter()
+            .filter_map(|f| f["id"].as_str().map(str::to_string))
+            .collect();
+        if ids.is_empty() || page * 100 >= args.findings / 4 {
+            break;
+        }
+        for (status, every) in [("acknowledged", 5), ("resolved", 10), ("ignored", 20)] {
+            let chosen: Vec<&String> = ids.iter().step_by(every).collect();
+            b.post(
+                "/api/findings/bulk-status",
+                json!({"ids": chosen, "status": status}),
+            )
+            .await?;
+            triaged += chosen.len();
+        }
+        page += 1;
+    }
+    println!(
+        "triage: {triaged} status changes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Half of the findings were last detected after this.
+    let since = easm_events::format_timestamp(
+        &(import_start + chrono::Duration::milliseconds((import_secs * 500.0) as i64)),
+    );
+    let asset = &assets[assets.len() / 2];
+    let queries = [
+        "/api/findings?perPage=50".to_string(),
+        "/api/findings?severity=high&status=open".to_string(),
+        "/api/findings?severity=critical&page=50".to_string(),
+        format!("/api/findings?asset_id={asset}&severity=low"),
+        format!("/api/findings?status=open&since={since}&perPage=100"),
+        "/api/findings?sort=severity&perPage=50".to_string(),
+        "/api/findings?templateId=bench-template-7".to_string(),
+        "/api/findings?page=1000&perPage=100".to_string(),
+        "/api/findings/count?status=open".to_string(),
+        "/api/dashboard".to_string(),
+        format!("/api/assets/{asset}/risk"),
+        format!("/api/groups/{group}/summary"),
+    ];
+    println!("| query | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    for q in &queries {
+        let mut took = Vec::with_capacity(args.samples);
+        for _ in 0..args.samples {
+            let t = Instant::now();
+            b.get(q).await?;
+            took.push(t.elapsed());
+        }
+        took.sort_unstable();
+        let shown = q
+            .replace(asset.as_str(), "{asset}")
+            .replace(&group, "{group}");
+        let shown = shown.replace(&since, "{since}");
+        println!(
+            "| `{shown}` | {:.1} | {:.1} |",
+            percentile(&took, 0.5),
+            percentile(&took, 0.99)
+        );
+    }
+
+    let started = Instant::now();
+    let res = b
+        .http
+        .get(format!("{}/api/findings/export?format=csv", b.api))
+        .header("X-API-Key", &b.key)
+        .send()
+        .await?;
+    let csv = res.bytes().await?;
+    println!(
+        "export: {} CSV lines ({} MB) in {:.1} s",
+        csv.iter().filter(|c| **c == b'\n').count() - 1,
+        csv.len() / 1_000_000,
+        started.elapsed().as_secs_f64()
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}
