@@ -31,6 +31,14 @@ pub struct FindingRow {
     pub updated_at: i64,
 }
 
+impl FindingRow {
+    /// Some live scan job or a discovery job detected it: the API shows it. Kept as a column
+    /// of its own (`visible`), which every query filters on and the indexes lead with.
+    pub fn visible(&self) -> bool {
+        !self.scan_job_ids.is_empty() || !self.discovery_job_ids.is_empty()
+    }
+}
+
 pub(crate) struct Findings;
 
 impl ReadModel for Findings {
@@ -64,6 +72,7 @@ impl ReadModel for Findings {
             "last_detected",
             "updated_at",
             "discovery_job_ids",
+            "visible",
         ],
     };
 
@@ -177,6 +186,7 @@ impl ReadModel for Findings {
             Val::Int(row.last_detected),
             Val::Int(row.updated_at),
             Val::Text(to_json(&row.discovery_job_ids)),
+            Val::Int(row.visible().into()),
         ]
     }
 
@@ -273,7 +283,7 @@ fn set_status(
 
 /// Findings some live scan job or a discovery job detected; the others left with their deleted
 /// scan jobs.
-const DETECTED: &str = "(f.scan_job_ids <> '[]' OR f.discovery_job_ids <> '[]')";
+const DETECTED: &str = "f.visible = 1";
 
 #[derive(Clone, Debug, Default)]
 pub struct FindingFilter {
