@@ -17,6 +17,7 @@ pub use crate::models::webhooks::{Endpoint, FilterView, TlsView, WebhookView};
 use easm_events::{format_timestamp, from_micros, OrgId};
 use easm_store::{AnyRow, Db, Filter, Row, StoreError};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 pub(crate) fn iso(us: i64) -> String {
@@ -73,6 +74,11 @@ pub struct ReadModels {
     pub(crate) db: Db,
 }
 
+/// A count of zero for each name, for counts that name every value.
+pub(crate) fn zeros<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, i64> {
+    names.into_iter().map(|n| (n.to_string(), 0)).collect()
+}
+
 impl ReadModels {
     pub fn new(db: Db) -> Self {
         ReadModels { db }
@@ -93,6 +99,19 @@ impl ReadModels {
         let filter = Filter::by(&format!("{alias}.org_id"), org_id.as_str());
         self.filtered_page(columns, from, order, &filter, p, parse)
             .await
+    }
+
+    /// The `(name, count)` rows of a grouping query whose one parameter is `value`.
+    pub(crate) async fn grouped(
+        &self,
+        sql: &str,
+        value: &str,
+    ) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+            .bind(value)
+            .fetch_all(self.db.reader())
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// One row of an organization's `from` (alias `alias`) by its key column `pk`.

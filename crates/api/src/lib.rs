@@ -211,9 +211,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(mcp)
         .merge(docs())
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
-        })
+        .fallback(no_route)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -227,12 +225,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
+}
+
 /// The MCP server alone, for an address of its own (`--mcp-listen`): `/mcp`, and `/` too.
 pub fn mcp_router(state: AppState) -> Router {
     mcp::routes(&state, true)
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
-        })
+        .fallback(no_route)
         .layer(middleware::from_fn(access_log::access_log))
         .layer(middleware::from_fn(auth::request_id))
         .with_state(state)

@@ -51,14 +51,15 @@ impl Modify for Security {
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",
     responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub(crate) async fn openapi_json(State(app): State<AppState>) -> impl IntoResponse {
+    Json(document(app.webhook_allow_private).clone())
+}
+
+/// [`openapi`], built once per setting: the document served, and what the MCP tools read their
+/// schemas from.
+pub(crate) fn document(allow_private: bool) -> &'static Value {
     // The server's one setting that changes what it accepts: http and private webhook targets.
     static DOCS: [OnceLock<Value>; 2] = [OnceLock::new(), OnceLock::new()];
-    let allow_private = app.webhook_allow_private;
-    Json(
-        DOCS[usize::from(allow_private)]
-            .get_or_init(|| openapi(allow_private))
-            .clone(),
-    )
+    DOCS[usize::from(allow_private)].get_or_init(|| openapi(allow_private))
 }
 
 /// The full document: public routes and authenticated ones, for a server that takes http and

@@ -236,10 +236,7 @@ impl Organization {
     /// A key is revoked where it is listed: a REST key with the REST keys, an MCP key with the
     /// MCP keys.
     pub fn revoke_key(&self, key_id: &KeyId, kind: KeyKind) -> Result<Vec<Event>, DomainError> {
-        match self.keys.get(key_id) {
-            Some(k) if k.kind != kind => Err(DomainError::NotFound {
-                resource: kind_resource(kind),
-            }),
+        match self.keys.get(key_id).filter(|k| k.kind == kind) {
             None => Err(DomainError::NotFound {
                 resource: kind_resource(kind),
             }),

@@ -4,12 +4,14 @@
 use crate::models::alerts::Alerts;
 use crate::models::findings::Findings;
 use crate::models::scan_jobs::ScanJobs;
-use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
+use crate::read::{iso, like_pattern, zeros, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, ReadState, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
+use easm_domain::{AssetType, Criticality};
 use easm_events::{AlertId, AssetId, Event, FindingId, GroupId, OrgId, RecordedEvent, ScanJobId};
 use easm_store::{AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,6 +199,26 @@ pub fn added_assets(recorded: &[RecordedEvent]) -> Result<Vec<AssetView>, StoreE
 }
 
 impl ReadModels {
+    /// Assets per type and per criticality (each present, zero where none) whose `column`
+    /// (`org_id` or `group_id`) is `value`.
+    pub(crate) async fn asset_breakdown(
+        &self,
+        column: &str,
+        value: &str,
+    ) -> Result<(BTreeMap<String, i64>, BTreeMap<String, i64>), StoreError> {
+        let mut by_type = zeros(AssetType::ALL.iter().map(|t| t.as_str()));
+        let mut by_criticality = zeros(Criticality::ALL.iter().map(|c| c.as_str()));
+        for (key, map) in [
+            ("asset_type", &mut by_type),
+            ("criticality", &mut by_criticality),
+        ] {
+            let sql =
+                format!("SELECT {key}, COUNT(*) FROM rm_assets WHERE {column} = $1 GROUP BY {key}");
+            map.extend(self.grouped(&sql, value).await?);
+        }
+        Ok((by_type, by_criticality))
+    }
+
     pub async fn assets(
         &self,
         org_id: &OrgId,

@@ -2,9 +2,9 @@
 //! discovery jobs, monitors, alerts), for `GET /api/dashboard` and the MCP tool
 //! `get_dashboard_stats`.
 
-use crate::models::findings::{zeros, FindingCounts, FindingFilter};
-use crate::read::{iso, ReadModels};
-use easm_domain::{AssetType, Criticality, JobStatus, ALERT_STATUSES};
+use crate::models::findings::{FindingCounts, FindingFilter};
+use crate::read::{iso, zeros, ReadModels};
+use easm_domain::{JobStatus, ALERT_STATUSES};
 use easm_events::{FindingStatus, OrgId};
 use easm_store::StoreError;
 use serde::Serialize;
@@ -62,20 +62,7 @@ pub struct MonitorCounts {
 
 impl ReadModels {
     pub async fn dashboard(&self, org_id: &OrgId) -> Result<DashboardStats, StoreError> {
-        let mut by_type = zeros(AssetType::ALL.iter().map(|t| t.as_str()));
-        let mut by_criticality = zeros(Criticality::ALL.iter().map(|c| c.as_str()));
-        for (column, map) in [
-            ("asset_type", &mut by_type),
-            ("criticality", &mut by_criticality),
-        ] {
-            map.extend(
-                self.grouped(
-                    &format!("SELECT {column}, COUNT(*) FROM rm_assets WHERE org_id = $1 GROUP BY {column}"),
-                    org_id,
-                )
-                .await?,
-            );
-        }
+        let (by_type, by_criticality) = self.asset_breakdown("org_id", org_id.as_str()).await?;
         let findings = self
             .finding_counts(org_id, &FindingFilter::default())
             .await?;
@@ -95,7 +82,7 @@ impl ReadModels {
         let kinds = self
             .grouped(
                 "SELECT kind, COUNT(*) FROM rm_monitors WHERE org_id = $1 GROUP BY kind",
-                org_id,
+                org_id.as_str(),
             )
             .await?;
         let enabled: i64 = sqlx::query_scalar(
@@ -108,7 +95,7 @@ impl ReadModels {
         alerts.extend(
             self.grouped(
                 "SELECT status, COUNT(*) FROM rm_alerts WHERE org_id = $1 GROUP BY status",
-                org_id,
+                org_id.as_str(),
             )
             .await?,
         );
@@ -161,18 +148,5 @@ impl ReadModels {
             total: by_status.values().sum(),
             by_status,
         })
-    }
-
-    /// `(name, count)` rows of a query of one organization.
-    async fn grouped(
-        &self,
-        sql: &str,
-        org_id: &OrgId,
-    ) -> Result<BTreeMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
-            .bind(org_id.as_str())
-            .fetch_all(self.db.reader())
-            .await?;
-        Ok(rows.into_iter().collect())
     }
 }

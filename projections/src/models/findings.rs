@@ -2,7 +2,7 @@
 //! jobs that detected them (a finding no live job detected is hidden, keeping its row so a later
 //! detection shows it again with its history).
 
-use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
+use crate::read::{iso, like_pattern, zeros, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
 use easm_events::{
@@ -311,11 +311,6 @@ pub struct FindingCounts {
     pub by_severity: BTreeMap<String, i64>,
     /// open, acknowledged, resolved, ignored: each present.
     pub by_status: BTreeMap<String, i64>,
-}
-
-/// A count of zero for each name.
-pub(crate) fn zeros<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, i64> {
-    names.into_iter().map(|n| (n.to_string(), 0)).collect()
 }
 
 const SEVERITY_ORDER: &str = "CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \

@@ -184,28 +184,7 @@ impl ReadModels {
         let Some(g) = self.group(org_id, group_id).await? else {
             return Ok(None);
         };
-        let mut by_type: BTreeMap<String, i64> = easm_domain::AssetType::ALL
-            .iter()
-            .map(|t| (t.as_str().to_string(), 0))
-            .collect();
-        let mut by_criticality: BTreeMap<String, i64> = easm_domain::Criticality::ALL
-            .iter()
-            .map(|c| (c.as_str().to_string(), 0))
-            .collect();
-        for (column, map) in [
-            ("asset_type", &mut by_type),
-            ("criticality", &mut by_criticality),
-        ] {
-            let rows = sqlx::query(&format!(
-                "SELECT {column} AS k, COUNT(*) AS n FROM rm_assets WHERE group_id = $1 GROUP BY {column}"
-            ))
-            .bind(group_id.as_str())
-            .fetch_all(self.db.reader())
-            .await?;
-            for r in rows {
-                map.insert(r.try_get("k")?, r.try_get("n")?);
-            }
-        }
+        let (by_type, by_criticality) = self.asset_breakdown("group_id", group_id.as_str()).await?;
         let (scanned_assets, recent_scans, last_scan_at) = self.group_scans(group_id).await?;
         Ok(Some(GroupSummary {
             id: g.id,

@@ -11,7 +11,7 @@ mod tools;
 
 pub use tools::tools_markdown;
 
-use crate::auth::{identify, record_denial, stamp, Refused};
+use crate::auth::{bearer_token, identify, record_denial, stamp, Refused};
 use crate::{api_routes, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -124,13 +124,7 @@ fn accepted(headers: &HeaderMap) -> (bool, bool) {
 /// Let in MCP keys only. Refusals are HTTP 401 with a plain `{"error"}`, as the transport's
 /// clients expect; a revoked key's attempt is recorded.
 async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string());
+    let presented = bearer_token(req.headers()).map(str::to_string);
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     match identify(&app, presented, KeyKind::Mcp).await {
         Ok(mut caller) => {

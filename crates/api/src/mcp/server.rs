@@ -162,9 +162,103 @@ impl McpServer {
             .map_err(|e| internal("the call could not be recorded", e))
     }
 
-    /// A tool the key may call.
-    fn tool_for(caller: &Caller, name: &str) -> Option<&'static Tool> {
-        find(name).filter(|t| offered(caller, t))
+    /// What a tool call answers: the tool's operation run, or why it was not.
+    async fn tool_answer(
+        &self,
+        caller: &Caller,
+        name: &str,
+        args: &Map<String, Value>,
+        structured: bool,
+    ) -> Result<Answer<CallToolResponse>, McpError> {
+        let Some(tool) = find(name).filter(|t| offered(caller, t)) else {
+            let error = McpError::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("unknown tool: {name}"),
+                None,
+            );
+            return Ok(Answer::failed("unknown tool".into(), error));
+        };
+        if let Some(why) = tool.invalid(&Value::Object(args.clone())) {
+            return Ok(Answer::invalid(why));
+        }
+        let (method, path) = (tool.def.method.clone(), tool.def.path);
+        Ok(
+            match self.run(caller, method, path, args, &tool.body).await? {
+                Ok(v) => {
+                    let mut result = CallToolResult::success(vec![text_of(&v)]);
+                    if structured {
+                        result.structured_content = Some(v);
+                    }
+                    Answer::done(result.into())
+                }
+                Err(Refusal::Invalid(why)) => Answer::invalid(why),
+                Err(Refusal::Refused(status, body)) => Answer {
+                    failure: Some(refused(status, &body)),
+                    result: Ok(CallToolResult::error(vec![text_of(&body)]).into()),
+                },
+            },
+        )
+    }
+
+    /// What reading `uri` answers: the finding or asset it names, as JSON.
+    async fn resource_answer(
+        &self,
+        caller: &Caller,
+        uri: &str,
+    ) -> Result<Answer<ReadResourceResponse>, McpError> {
+        let not_found = |why: String| {
+            let error = McpError::resource_not_found(why.clone(), Some(json!({"uri": uri})));
+            Answer::failed(why, error)
+        };
+        let target = TEMPLATES.iter().find_map(|(template, _, path)| {
+            let prefix = template.trim_end_matches("{id}");
+            uri.strip_prefix(prefix)
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+                .map(|id| format!("{path}{id}"))
+        });
+        let Some(path) = target else {
+            return Ok(not_found("no such resource".into()));
+        };
+        Ok(
+            match self
+                .run(caller, Method::GET, &path, &Map::new(), &[])
+                .await?
+            {
+                Ok(v) => {
+                    let contents = ResourceContents::text(v.to_string(), uri)
+                        .with_mime_type("application/json");
+                    Answer::done(ReadResourceResult::new(vec![contents]).into())
+                }
+                Err(refusal) => not_found(refusal.reason()),
+            },
+        )
+    }
+}
+
+/// A call's answer, and what went wrong with it for the audit trail (`None` when nothing did).
+struct Answer<T> {
+    result: Result<T, McpError>,
+    failure: Option<String>,
+}
+
+impl<T> Answer<T> {
+    fn done(answer: T) -> Self {
+        Answer {
+            result: Ok(answer),
+            failure: None,
+        }
+    }
+
+    fn failed(why: String, error: McpError) -> Self {
+        Answer {
+            result: Err(error),
+            failure: Some(why),
+        }
+    }
+
+    fn invalid(why: String) -> Self {
+        let error = McpError::invalid_params(format!("invalid arguments: {why}"), None);
+        Answer::failed(why, error)
     }
 }
 
@@ -312,53 +406,11 @@ impl ServerHandler for McpServer {
         self.spend(&caller).await?;
         let name = request.name.to_string();
         let args = request.arguments.unwrap_or_default();
-        let Some(tool) = Self::tool_for(&caller, &name) else {
-            self.audit(&caller, &name, &args, Some("unknown tool".into()))
-                .await?;
-            return Err(McpError::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                format!("unknown tool: {name}"),
-                None,
-            ));
-        };
-        if let Some(why) = tool.invalid(&Value::Object(args.clone())) {
-            self.audit(&caller, &name, &args, Some(why.clone())).await?;
-            return Err(McpError::invalid_params(
-                format!("invalid arguments: {why}"),
-                None,
-            ));
-        }
         let answer = self
-            .run(
-                &caller,
-                tool.def.method.clone(),
-                tool.def.path,
-                &args,
-                &tool.body,
-            )
+            .tool_answer(&caller, &name, &args, structured(&cx))
             .await?;
-        match answer {
-            Ok(v) => {
-                self.audit(&caller, &name, &args, None).await?;
-                let mut result = CallToolResult::success(vec![text_of(&v)]);
-                if structured(&cx) {
-                    result.structured_content = Some(v);
-                }
-                Ok(result.into())
-            }
-            Err(Refusal::Invalid(why)) => {
-                self.audit(&caller, &name, &args, Some(why.clone())).await?;
-                Err(McpError::invalid_params(
-                    format!("invalid arguments: {why}"),
-                    None,
-                ))
-            }
-            Err(Refusal::Refused(status, body)) => {
-                self.audit(&caller, &name, &args, Some(refused(status, &body)))
-                    .await?;
-                Ok(CallToolResult::error(vec![text_of(&body)]).into())
-            }
-        }
+        self.audit(&caller, &name, &args, answer.failure).await?;
+        answer.result
     }
 
     async fn on_custom_request(
@@ -396,10 +448,7 @@ impl ServerHandler for McpServer {
         cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let caller = caller(&cx)?;
-        let page = json!({"perPage": LISTED})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let page = Map::from_iter([("perPage".to_string(), json!(LISTED))]);
         let mut resources = Vec::new();
         for (kind, path, label) in [
             ("findings", "/api/findings", "title"),
@@ -429,44 +478,10 @@ impl ServerHandler for McpServer {
         let caller = caller(&cx)?;
         self.spend(&caller).await?;
         let uri = request.uri;
-        let args = json!({"uri": uri}).as_object().cloned().unwrap_or_default();
-        let target = TEMPLATES.iter().find_map(|(template, _, path)| {
-            let prefix = template.trim_end_matches("{id}");
-            uri.strip_prefix(prefix)
-                .filter(|id| !id.is_empty() && !id.contains('/'))
-                .map(|id| format!("{path}{id}"))
-        });
-        let not_found =
-            |why: &str| McpError::resource_not_found(why.to_string(), Some(json!({"uri": uri})));
-        let Some(path) = target else {
-            self.audit(
-                &caller,
-                "resources/read",
-                &args,
-                Some("no such resource".into()),
-            )
+        let args = Map::from_iter([("uri".to_string(), json!(uri))]);
+        let answer = self.resource_answer(&caller, &uri).await?;
+        self.audit(&caller, "resources/read", &args, answer.failure)
             .await?;
-            return Err(not_found("no such resource"));
-        };
-        match self
-            .run(&caller, Method::GET, &path, &Map::new(), &[])
-            .await?
-        {
-            Ok(v) => {
-                self.audit(&caller, "resources/read", &args, None).await?;
-                Ok(ReadResourceResult::new(vec![ResourceContents::text(
-                    serde_json::to_string(&v).unwrap_or_default(),
-                    uri.clone(),
-                )
-                .with_mime_type("application/json")])
-                .into())
-            }
-            Err(refusal) => {
-                let why = refusal.reason();
-                self.audit(&caller, "resources/read", &args, Some(why.clone()))
-                    .await?;
-                Err(not_found(&why))
-            }
-        }
+        answer.result
     }
 }

@@ -104,10 +104,11 @@ impl Tool {
 pub(crate) fn registry() -> &'static [Tool] {
     static TOOLS: OnceLock<Vec<Tool>> = OnceLock::new();
     TOOLS.get_or_init(|| {
-        let doc = openapi::openapi(false);
+        // Tools take no webhook URLs: the setting that changes the document does not matter.
+        let doc = openapi::document(false);
         definitions()
             .into_iter()
-            .map(|def| build(&doc, def))
+            .map(|def| build(doc, def))
             .collect()
     })
 }
