@@ -3,6 +3,7 @@
 //! chain head records how far its read models go, so a crash can neither skip nor double-apply
 //! an event.
 
+use crate::models::finding_totals::Tally;
 use crate::replay::Replay;
 use crate::state::{tables, ReadState, Touched};
 use easm_events::{Event, RecordedEvent};
@@ -42,10 +43,13 @@ impl Projector {
         let touched = Touched::by(conn, recorded, events).await?;
         let size = self.db.backend().chunk_rows();
         let mut state = ReadState::load(conn, size, &touched).await?;
+        let findings_before = state.findings.clone();
         for (r, e) in recorded.iter().zip(events) {
             state.fold(r.into(), e);
         }
-        Ok(state.writes(size, &touched))
+        let mut writes = state.writes(size, &touched);
+        Tally::change(&findings_before, &state.findings).writes(size, &mut writes);
+        Ok(writes)
     }
 
     /// Empty the read models and fold the whole log into them again, in one transaction: readers

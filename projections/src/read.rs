@@ -5,7 +5,9 @@ pub use crate::models::alerts::{AlertFilter, AlertView};
 pub use crate::models::assets::{added_assets, AssetFilter, AssetRelated, AssetView};
 pub use crate::models::dashboard::{AssetCounts, DashboardStats, MonitorCounts, RecentJobs};
 pub use crate::models::discovery::{DiscoveryJobFilter, DiscoveryJobView, SubdomainView};
-pub use crate::models::findings::{FindingCounts, FindingFilter, FindingView};
+pub use crate::models::findings::{
+    FindingCounts, FindingCursor, FindingFilter, FindingSort, FindingView, TOTAL_CAP,
+};
 pub use crate::models::groups::{GroupSummary, GroupView, RecentScans};
 pub use crate::models::keys::{ApiKeyView, KeyAuth, McpKeyView};
 pub use crate::models::monitors::{DueMonitor, MonitorView, ScanScheduleView};
@@ -30,8 +32,17 @@ pub(crate) fn iso(us: i64) -> String {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
-    pub page: i64,
+    /// The total stopped counting here: the filters select more (lists that count from kept
+    /// totals, such as findings, stop only for filters those do not cover).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub total_capped: bool,
+    /// Absent on a page asked for `after` a cursor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<i64>,
     pub per_page: i64,
+    /// Where the next page starts (`?after=`), on lists paged by cursor; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,8 +60,10 @@ impl PageRequest {
         Page {
             items,
             total,
-            page: self.page,
+            total_capped: false,
+            page: Some(self.page),
             per_page: self.per_page,
+            next_cursor: None,
         }
     }
 }
@@ -185,6 +198,10 @@ impl ReadModels {
             ("rm_scan_jobs", "scan_job_id"),
             ("rm_findings", "finding_id"),
             ("rm_finding_jobs", "finding_id, scan_job_id"),
+            (
+                "rm_finding_totals",
+                "org_id, scope, scope_id, severity, status",
+            ),
             ("rm_monitors", "monitor_id"),
             ("rm_alerts", "alert_id"),
             ("rm_discovery_jobs", "discovery_job_id"),

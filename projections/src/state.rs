@@ -7,6 +7,7 @@ use crate::models::{
     alerts::Alerts,
     assets::Assets,
     discovery::{DiscoveredNames, DiscoveryJobs},
+    finding_totals::{Tally, TOTALS},
     findings::Findings,
     groups::Groups,
     keys::Keys,
@@ -104,10 +105,11 @@ macro_rules! read_models {
                 out
             }
 
-            /// Every live row, table by table.
+            /// Every live row, table by table, and the finding totals they make.
             pub(crate) fn rows(&self) -> Vec<Rows> {
                 let mut out = vec![];
                 $(out.extend(Rows::of::<$model>(&self.$field));)*
+                out.push(Tally::of(&self.findings).rows());
                 out
             }
         }
@@ -140,13 +142,15 @@ macro_rules! read_models {
             }
         }
 
-        /// Every read model's tables, its own and its child tables: what a rebuild refills.
+        /// Every read model's tables, its own and its child tables, and the finding totals:
+        /// what a rebuild refills.
         pub(crate) fn tables() -> Vec<&'static str> {
             let mut out = vec![];
             $(
                 out.push(<$model>::TABLE.name);
                 out.extend(<$model>::CHILD.map(|c| c.name));
             )*
+            out.push(TOTALS);
             out
         }
     };

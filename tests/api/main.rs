@@ -15,6 +15,7 @@ mod discovery;
 mod dns;
 mod event_log;
 mod findings;
+mod findings_at_scale;
 mod group_commit;
 mod groups;
 mod mcp;

@@ -1,6 +1,6 @@
 """What Schemathesis needs to speak to easm beyond its OpenAPI document: generators for the PEM
-formats the document names (no pattern says that PEM decodes), and the NDJSON body of scan
-result imports. Loaded with SCHEMATHESIS_HOOKS=schemathesis_hooks."""
+formats the document names (no pattern says that PEM decodes) and for list cursors, and the
+NDJSON body of scan result imports. Loaded with SCHEMATHESIS_HOOKS=schemathesis_hooks."""
 import datetime
 import json
 
@@ -38,6 +38,11 @@ def _certificate_and_key():
 CERTIFICATE, KEY = _certificate_and_key()
 schemathesis.openapi.format("x-pem-certificates", st.just(CERTIFICATE))
 schemathesis.openapi.format("x-pem-private-key", st.just(KEY))
+# A cursor of the findings list (`after`): opaque, the hex of `sort:keys:id`.
+schemathesis.openapi.format(
+    "x-easm-cursor",
+    st.sampled_from(["lastDetected:0:f", "severity:4:0:f"]).map(lambda c: c.encode().hex()),
+)
 
 
 @schemathesis.serializer("application/x-ndjson")

@@ -215,6 +215,23 @@ impl App {
         Ok((version, A::from_events(&events)))
     }
 
+    /// The states of many aggregates of one kind and the versions they were read at, in the
+    /// order of `streams`, read in few round trips.
+    pub(crate) async fn load_many<A: Aggregate>(
+        &self,
+        org_id: &OrgId,
+        streams: &[&str],
+    ) -> Result<Vec<(i64, A)>, CommandError> {
+        let mut found = self.log.load_many(org_id, streams).await?;
+        Ok(streams
+            .iter()
+            .map(|s| match found.remove(*s) {
+                Some((version, events)) => (version, A::from_events(&events)),
+                None => (0, A::from_events(&[])),
+            })
+            .collect())
+    }
+
     /// A command on one stream that needs nothing but that stream's state; answers the events
     /// it recorded.
     pub(crate) async fn on_stream<A: Aggregate>(

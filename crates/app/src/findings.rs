@@ -9,8 +9,9 @@ use easm_events::{AssetId, Detection, Event, EventMeta, FindingId, OrgId, ScanJo
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-/// Findings decided and appended together when results are imported.
-const IMPORT_CHUNK: usize = 200;
+/// Findings decided (their streams read together) and appended together when results are
+/// imported.
+const IMPORT_CHUNK: usize = 1000;
 
 /// What an import of results did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -100,9 +101,10 @@ impl App {
             self.execute(org_id, meta, || async {
                 let mut counted = Imported::default();
                 let mut d = Decision::none();
-                for (id, detection) in chunk {
-                    let stream = finding_stream(id);
-                    let (v, f) = self.load::<Finding>(org_id, &stream).await?;
+                let streams: Vec<String> = chunk.iter().map(|(id, _)| finding_stream(id)).collect();
+                let names: Vec<&str> = streams.iter().map(String::as_str).collect();
+                let found = self.load_many::<Finding>(org_id, &names).await?;
+                for (((id, detection), stream), (v, f)) in chunk.iter().zip(streams).zip(found) {
                     let events = f.detect(id, asset_id, by, profile, detection)?;
                     counted.count(&events);
                     d.push(stream, v, events);

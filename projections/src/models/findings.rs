@@ -2,12 +2,12 @@
 //! jobs that detected them (a finding no live job detected is hidden, keeping its row so a later
 //! detection shows it again with its history).
 
-use crate::read::{iso, like_pattern, zeros, Page, PageRequest, ReadModels};
+use crate::models::finding_totals::empty_counts;
+use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
 use easm_events::{
-    AssetId, Detection, DiscoveryJobId, Event, FindingId, FindingStatus, OrgId, ScanJobId,
-    Severity, SeverityCounts,
+    AssetId, Detection, DiscoveryJobId, Event, FindingId, FindingStatus, OrgId, ScanJobId, Severity,
 };
 use easm_store::{AnyConnection, AnyRow, Filter, Row, StoreError, Val};
 use serde::Serialize;
@@ -73,6 +73,7 @@ impl ReadModel for Findings {
             "updated_at",
             "discovery_job_ids",
             "visible",
+            "severity_rank",
         ],
     };
 
@@ -187,6 +188,7 @@ impl ReadModel for Findings {
             Val::Int(row.updated_at),
             Val::Text(to_json(&row.discovery_job_ids)),
             Val::Int(row.visible().into()),
+            Val::Int(severity_rank(&d.severity)),
         ]
     }
 
@@ -285,6 +287,143 @@ fn set_status(
 /// scan jobs.
 const DETECTED: &str = "f.visible = 1";
 
+/// A severity as a number that sorts worst highest (`severity_rank`), so that sorting by
+/// severity descends one index like the other sorts; an unknown severity ranks with info.
+fn severity_rank(severity: &str) -> i64 {
+    let worst_first = Severity::ALL.iter().position(|s| s.as_str() == severity);
+    (Severity::ALL.len() - 1 - worst_first.unwrap_or(Severity::ALL.len() - 1)) as i64
+}
+
+/// How a list of findings is ordered: every key descending and the finding's id breaking ties,
+/// so that one index serves the first page, a numbered page and a cursor alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FindingSort {
+    #[default]
+    LastDetected,
+    FirstDetected,
+    Severity,
+}
+
+impl FindingSort {
+    pub const NAMES: [&'static str; 3] = ["lastDetected", "firstDetected", "severity"];
+    const ALL: [FindingSort; 3] = [
+        FindingSort::LastDetected,
+        FindingSort::FirstDetected,
+        FindingSort::Severity,
+    ];
+
+    pub fn parse(name: &str) -> Option<FindingSort> {
+        let at = Self::NAMES.iter().position(|n| *n == name)?;
+        Some(Self::ALL[at])
+    }
+
+    fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The columns ordered by, before the finding's id.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            FindingSort::LastDetected => &["last_detected"],
+            FindingSort::FirstDetected => &["first_detected"],
+            FindingSort::Severity => &["severity_rank", "last_detected"],
+        }
+    }
+
+    fn order(self) -> String {
+        let mut by: Vec<String> = self.keys().iter().map(|k| format!("f.{k} DESC")).collect();
+        by.push("f.finding_id DESC".into());
+        by.join(", ")
+    }
+}
+
+/// Where the page after another starts: the sort keys and the id of that page's last finding.
+/// Opaque to clients (the hex of `sort:keys:id`); rows inserted before it never move it, so
+/// cursor pages return every finding once at a constant cost whatever their depth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingCursor {
+    sort: FindingSort,
+    keys: Vec<i64>,
+    id: String,
+}
+
+impl FindingCursor {
+    pub fn encode(&self) -> String {
+        let mut text = self.sort.as_str().to_string();
+        for k in &self.keys {
+            text.push_str(&format!(":{k}"));
+        }
+        text.push(':');
+        text.push_str(&self.id);
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A cursor [`FindingCursor::encode`] made, or nothing.
+    pub fn parse(hex: &str) -> Option<FindingCursor> {
+        if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+            .collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let mut parts = text.splitn(2, ':');
+        let sort = FindingSort::parse(parts.next()?)?;
+        let mut rest = parts.next()?;
+        let mut keys = vec![];
+        for _ in sort.keys() {
+            let (key, tail) = rest.split_once(':')?;
+            keys.push(key.parse().ok()?);
+            rest = tail;
+        }
+        (!rest.is_empty()).then(|| FindingCursor {
+            sort,
+            keys,
+            id: rest.to_string(),
+        })
+    }
+
+    pub fn sort(&self) -> FindingSort {
+        self.sort
+    }
+
+    /// The cursor after the finding of `r` (a row of [`FINDING_COLUMNS`]).
+    fn after(sort: FindingSort, r: &AnyRow) -> Result<FindingCursor, StoreError> {
+        let keys = sort
+            .keys()
+            .iter()
+            .map(|k| r.try_get::<i64, _>(*k))
+            .collect::<Result<_, _>>()?;
+        Ok(FindingCursor {
+            sort,
+            keys,
+            id: r.try_get("finding_id")?,
+        })
+    }
+
+    /// Rows after this cursor in its order.
+    fn condition(&self, w: &mut Filter) {
+        let mut columns: Vec<String> = self.sort.keys().iter().map(|k| format!("f.{k}")).collect();
+        columns.push("f.finding_id".into());
+        let mut values: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| format!("CAST({} AS BIGINT)", w.bind(k.to_string())))
+            .collect();
+        values.push(w.bind(self.id.as_str()));
+        w.push(format!(
+            "({}) < ({})",
+            columns.join(", "),
+            values.join(", ")
+        ));
+    }
+}
+
+/// How far a list's total is counted when no kept total answers its filters; beyond it the
+/// total says `totalCapped` and clients page with cursors.
+pub const TOTAL_CAP: i64 = 10_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct FindingFilter {
     /// Any of these severities.
@@ -298,8 +437,7 @@ pub struct FindingFilter {
     pub until: Option<i64>,
     /// Case-insensitive substring of title, templateId or matchedAt.
     pub q: Option<String>,
-    /// `lastDetected` (default, newest first), `firstDetected` or `severity`.
-    pub sort: Option<String>,
+    pub sort: FindingSort,
 }
 
 /// Findings counted under filters.
@@ -312,9 +450,6 @@ pub struct FindingCounts {
     /// open, acknowledged, resolved, ignored: each present.
     pub by_status: BTreeMap<String, i64>,
 }
-
-const SEVERITY_ORDER: &str = "CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
-     WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, f.last_detected DESC, f.finding_id";
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -353,7 +488,8 @@ const FINDING_COLUMNS: &str =
     "f.finding_id, f.org_id, f.asset_id, f.template_id, f.title, f.severity, \
      f.category, f.description, f.evidence, f.remediation, f.refs, f.cve, f.cwe, f.cvss_score, \
      f.matched_at, f.matcher_name, f.source, f.status, f.assignee, f.notes, f.scan_job_ids, \
-     f.detection_count, f.first_detected, f.last_detected, f.updated_at, f.discovery_job_ids";
+     f.detection_count, f.first_detected, f.last_detected, f.updated_at, f.discovery_job_ids, \
+     f.severity_rank";
 
 fn finding(r: &AnyRow) -> Result<FindingView, StoreError> {
     let row = Findings::parse(r)?;
@@ -419,20 +555,92 @@ fn finding_filter(org_id: &OrgId, f: &FindingFilter) -> Filter {
 }
 
 impl ReadModels {
+    /// A page of the findings `f` selects: numbered (`p`), or the one after `after`.
     pub async fn findings(
         &self,
         org_id: &OrgId,
         f: &FindingFilter,
         p: PageRequest,
+        after: Option<&FindingCursor>,
     ) -> Result<Page<FindingView>, StoreError> {
-        let w = finding_filter(org_id, f);
-        let order = match f.sort.as_deref() {
-            Some("severity") => SEVERITY_ORDER,
-            Some("firstDetected") => "f.first_detected DESC, f.finding_id",
-            _ => "f.last_detected DESC, f.finding_id",
+        let (total, capped) = self.findings_total(org_id, f).await?;
+        let offset = if after.is_some() { 0 } else { p.offset() };
+        let (items, next) = self
+            .finding_run(org_id, f, after, offset, p.per_page)
+            .await?;
+        let mut page = p.wrap(items, total);
+        page.page = after.is_none().then_some(p.page);
+        page.next_cursor = next.map(|c| c.encode());
+        page.total_capped = capped;
+        Ok(page)
+    }
+
+    /// Up to `limit` findings `f` selects in its order, from `offset` or after `after`; with the
+    /// cursor after the last of them when more follow.
+    pub async fn finding_run(
+        &self,
+        org_id: &OrgId,
+        f: &FindingFilter,
+        after: Option<&FindingCursor>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<FindingView>, Option<FindingCursor>), StoreError> {
+        let mut w = finding_filter(org_id, f);
+        if let Some(cursor) = after {
+            cursor.condition(&mut w);
+        }
+        let n = w.next();
+        let sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM rm_findings f WHERE {} ORDER BY {} \
+             LIMIT ${n} OFFSET ${}",
+            w.sql(),
+            f.sort.order(),
+            n + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for b in w.binds() {
+            q = q.bind(b);
+        }
+        // One row more than asked tells whether another follows.
+        let rows = q
+            .bind(limit + 1)
+            .bind(offset)
+            .fetch_all(self.db.reader())
+            .await?;
+        let shown = rows.len().min(limit as usize);
+        let next = match rows.len() > shown {
+            true => Some(FindingCursor::after(f.sort, &rows[shown - 1])?),
+            false => None,
         };
-        self.filtered_page(FINDING_COLUMNS, "rm_findings f", order, &w, p, finding)
-            .await
+        let items = rows[..shown]
+            .iter()
+            .map(finding)
+            .collect::<Result<_, _>>()?;
+        Ok((items, next))
+    }
+
+    /// How many findings `f` selects, from the kept totals where they answer it, otherwise
+    /// counted up to [`TOTAL_CAP`] (true when the count stopped there).
+    async fn findings_total(
+        &self,
+        org_id: &OrgId,
+        f: &FindingFilter,
+    ) -> Result<(i64, bool), StoreError> {
+        if let Some(kept) = self.kept_finding_counts(org_id, f).await? {
+            return Ok((kept.total, false));
+        }
+        let w = finding_filter(org_id, f);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM rm_findings f WHERE {} LIMIT {}) AS selected",
+            w.sql(),
+            TOTAL_CAP + 1
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for b in w.binds() {
+            q = q.bind(b);
+        }
+        let n = q.fetch_one(self.db.reader()).await?;
+        Ok((n.min(TOTAL_CAP), n > TOTAL_CAP))
     }
 
     pub async fn finding(
@@ -461,6 +669,9 @@ impl ReadModels {
         org_id: &OrgId,
         f: &FindingFilter,
     ) -> Result<FindingCounts, StoreError> {
+        if let Some(kept) = self.kept_finding_counts(org_id, f).await? {
+            return Ok(kept);
+        }
         let w = finding_filter(org_id, f);
         let sql = format!(
             "SELECT f.severity AS severity, f.status AS status, COUNT(*) AS n \
@@ -471,11 +682,7 @@ impl ReadModels {
         for b in w.binds() {
             q = q.bind(b);
         }
-        let mut counts = FindingCounts {
-            total: 0,
-            by_severity: zeros(Severity::NAMES.iter().copied()),
-            by_status: zeros(FindingStatus::NAMES.iter().copied()),
-        };
+        let mut counts = empty_counts();
         for r in q.fetch_all(self.db.reader()).await? {
             let n: i64 = r.try_get("n")?;
             counts.total += n;
@@ -486,30 +693,6 @@ impl ReadModels {
             *counts.by_status.entry(r.try_get("status")?).or_default() += n;
         }
         Ok(counts)
-    }
-
-    /// Unresolved (open or acknowledged) findings of an asset per severity.
-    pub async fn unresolved_by_severity(
-        &self,
-        org_id: &OrgId,
-        asset_id: &AssetId,
-    ) -> Result<SeverityCounts, StoreError> {
-        let rows = sqlx::query(
-            &format!(
-                "SELECT severity, COUNT(*) AS n FROM rm_findings f WHERE org_id = $1 AND asset_id = $2 \
-                 AND status IN ('open', 'acknowledged') AND {DETECTED} GROUP BY severity"
-            ),
-        )
-        .bind(org_id.as_str())
-        .bind(asset_id.as_str())
-        .fetch_all(self.db.reader())
-        .await?;
-        let mut c = SeverityCounts::default();
-        for r in rows {
-            let n = r.try_get::<i64, _>("n")? as u32;
-            c.add(&r.try_get::<String, _>("severity")?, n);
-        }
-        Ok(c)
     }
 
     /// Open or acknowledged findings of an asset: those a completed scan may auto-resolve.
@@ -531,12 +714,13 @@ impl ReadModels {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::state::given;
     use easm_events::{FindingRedetected, FindingResolved, ScanDeleted};
 
-    fn new_finding(job: &str) -> Event {
+    /// A high finding `f1` of asset `a1` (template `tls.expired-cert`) detected by `job`.
+    pub(crate) fn new_finding(job: &str) -> Event {
         Event::FindingNew(easm_events::FindingNew {
             finding_id: "f1".into(),
             asset_id: "a1".into(),
@@ -559,6 +743,39 @@ mod tests {
             evidence: "again".into(),
             profile: None,
         })
+    }
+
+    #[test]
+    fn cursors_read_back_what_they_wrote_and_nothing_else() {
+        let c = FindingCursor {
+            sort: FindingSort::Severity,
+            keys: vec![4, 1_700_000_000_000_000],
+            id: "f:1".into(),
+        };
+        assert_eq!(FindingCursor::parse(&c.encode()), Some(c.clone()));
+        let hex = |t: &str| t.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        for bad in [
+            "",
+            "zz",
+            "abc",
+            &hex("severity:4:f1"),
+            &hex("lastDetected:x:f1"),
+        ] {
+            assert_eq!(FindingCursor::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            FindingCursor::parse(&hex("lastDetected:5:f1")).map(|c| c.sort()),
+            Some(FindingSort::LastDetected)
+        );
+    }
+
+    #[test]
+    fn severities_rank_worst_highest() {
+        let ranks: Vec<i64> = ["critical", "high", "medium", "low", "info", "unknown"]
+            .iter()
+            .map(|s| severity_rank(s))
+            .collect();
+        assert_eq!(ranks, vec![4, 3, 2, 1, 0, 0]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Asset groups: name, and (at query time) how many assets they hold.
 
+use crate::models::findings::FindingCounts;
 use crate::read::{iso, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, ReadModel, Table};
@@ -104,6 +105,8 @@ pub struct GroupSummary {
     pub recent_scans: RecentScans,
     /// When the last completed scan of one of the group's assets finished.
     pub last_scan_at: Option<String>,
+    /// The findings of the group's assets the API shows, per severity and per status.
+    pub findings: FindingCounts,
 }
 
 /// How far back a group's summary counts its scans.
@@ -195,6 +198,7 @@ impl ReadModels {
             scanned_assets,
             recent_scans,
             last_scan_at,
+            findings: self.group_finding_counts(group_id).await?,
         }))
     }
 

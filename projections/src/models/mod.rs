@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod assets;
 pub mod dashboard;
 pub mod discovery;
+pub mod finding_totals;
 pub mod findings;
 pub mod groups;
 pub mod keys;

@@ -217,12 +217,7 @@ pub async fn asset_timeline(
             data: e.data,
         })
         .collect();
-    Ok(Json(Page {
-        items,
-        total,
-        page: p.page,
-        per_page: p.per_page,
-    }))
+    Ok(Json(p.wrap(items, total)))
 }
 
 #[derive(Serialize, ToSchema)]

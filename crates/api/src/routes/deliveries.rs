@@ -177,12 +177,7 @@ pub async fn page(
             p.per_page,
         )
         .await?;
-    Ok(Page {
-        items: items.into_iter().map(DeliveryView::from).collect(),
-        total,
-        page: p.page,
-        per_page: p.per_page,
-    })
+    Ok(p.wrap(items.into_iter().map(DeliveryView::from).collect(), total))
 }
 
 /// One delivery with its attempts.

@@ -13,7 +13,9 @@ use axum::{Extension, Json};
 use easm_app::streams::finding_stream;
 use easm_domain::Permission;
 use easm_events::{FindingId, FindingStatus, Severity};
-use easm_projections::read::{FindingCounts, FindingFilter, FindingView, Page, PageRequest};
+use easm_projections::read::{
+    FindingCounts, FindingCursor, FindingFilter, FindingSort, FindingView, Page,
+};
 use easm_projections::ReadModels;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -77,6 +79,11 @@ finding_query!(
         pub as_of: Option<String>,
         #[param(minimum = 1, maximum = 9223372036854775807_i64)]
         pub page: Option<i64>,
+        /// The `nextCursor` of the page before: pages that stay in place while findings are
+        /// added, at the same cost at any depth. It carries the order of its pages: `page` and
+        /// `sort` are not read with it.
+        #[param(format = "x-easm-cursor")]
+        pub after: Option<String>,
         #[serde(rename = "perPage")]
         #[param(rename = "perPage")]
         #[param(minimum = 1, maximum = 9223372036854775807_i64)]
@@ -154,14 +161,15 @@ fn filter_of(f: FilterParams) -> ApiResult<FindingFilter> {
             ));
         }
     }
-    if let Some(s) = &f.sort {
-        if !["lastDetected", "firstDetected", "severity"].contains(&s.as_str()) {
-            return Err(ApiError::bad_request(
+    let sort = match f.sort.as_deref() {
+        None => FindingSort::default(),
+        Some(s) => FindingSort::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
                 "sort",
-                "sort: must be lastDetected, firstDetected or severity",
-            ));
-        }
-    }
+                format!("sort: must be {}", FindingSort::NAMES.join(", ")),
+            )
+        })?,
+    };
     Ok(FindingFilter {
         severities,
         since: time("since", &f.since)?,
@@ -171,7 +179,7 @@ fn filter_of(f: FilterParams) -> ApiResult<FindingFilter> {
         scan_job_id: f.scan_job_id,
         template_id: f.template_id,
         q: f.q,
-        sort: f.sort,
+        sort,
     })
 }
 
@@ -198,11 +206,24 @@ pub(crate) async fn read_as_of(
     })
 }
 
-pub async fn page(app: &AppState, c: &Caller, q: FindingQuery) -> ApiResult<Page<FindingView>> {
+pub async fn page(app: &AppState, c: &Caller, mut q: FindingQuery) -> ApiResult<Page<FindingView>> {
     let p = page_request(q.page, q.per_page)?;
     let read = read_as_of(app, c, &q.as_of).await?;
-    let filter = q.filter()?;
-    Ok(read.findings(&c.org_id, &filter, p).await?)
+    let after = q
+        .after
+        .take()
+        .map(|text| {
+            FindingCursor::parse(&text).ok_or_else(|| {
+                ApiError::bad_request("after", "after: not a cursor this API answered")
+            })
+        })
+        .transpose()?;
+    let mut filter = q.filter()?;
+    // A cursor carries its page's order.
+    if let Some(cursor) = &after {
+        filter.sort = cursor.sort();
+    }
+    Ok(read.findings(&c.org_id, &filter, p, after.as_ref()).await?)
 }
 
 /// Findings, newest detection first unless sorted otherwise.
@@ -480,37 +501,36 @@ pub async fn export_findings(
     let filter = q.filter()?;
     let read = app.read().clone();
     let org = c.org_id.clone();
-    // State: the next page to read (None once the last one went out), and the SARIF rules met.
+    // State: where the next page starts (None once the last one went out: `Some(None)` is the
+    // first), and the SARIF rules met.
     let pages = futures_util::stream::unfold(
-        (Some(1i64), sarif::Rules::default()),
+        (Some(None), sarif::Rules::default()),
         move |(next, mut rules)| {
             let (read, org, filter) = (read.clone(), org.clone(), filter.clone());
             async move {
-                let page = next?;
-                let p = PageRequest {
-                    page,
-                    per_page: EXPORT_PAGE,
-                };
-                let items = match read.findings(&org, &filter, p).await {
-                    Ok(found) => found.items,
+                let after: Option<FindingCursor> = next?;
+                let first = after.is_none();
+                let run = read
+                    .finding_run(&org, &filter, after.as_ref(), 0, EXPORT_PAGE)
+                    .await;
+                let (items, next) = match run {
+                    Ok(found) => found,
                     Err(e) => {
                         let failed = Err(std::io::Error::other(e.to_string()));
                         return Some((failed, (None, rules)));
                     }
                 };
-                let last = (items.len() as i64) < EXPORT_PAGE;
                 let mut chunk = String::new();
-                if page == 1 {
+                if first {
                     chunk.push_str(format.head());
                 }
                 for (i, f) in items.iter().enumerate() {
-                    chunk.push_str(&format.item(f, page == 1 && i == 0, &mut rules));
+                    chunk.push_str(&format.item(f, first && i == 0, &mut rules));
                 }
-                if last {
+                if next.is_none() {
                     chunk.push_str(&format.tail(&rules));
                 }
-                let next = (!last).then_some(page + 1);
-                Some((Ok::<_, std::io::Error>(chunk), (next, rules)))
+                Some((Ok::<_, std::io::Error>(chunk), (next.map(Some), rules)))
             }
         },
     );

@@ -24,6 +24,36 @@ pub struct Args {
     /// Requests timed per query.
     #[arg(long, default_value_t = 100)]
     samples: usize,
+    /// Lines of a single results file imported first, in one streamed request, to one more
+    /// asset: its rate and the process's peak memory are printed on their own.
+    #[arg(long, default_value_t = 0)]
+    one_file: usize,
+}
+
+/// The nuclei JSONL line of the `i`th finding, of asset number `a` (its `k`th).
+fn line(i: usize, a: usize, k: usize) -> String {
+    let t = (i * 31) % TEMPLATES;
+    let mut l = json!({
+        "template-id": format!("bench-template-{t}"),
+        "info": {"name": format!("Bench template {t}"), "severity": severity(i)},
+        "matched-at": format!("https://10.0.0.{}/{a}/{k}", a % 256),
+    })
+    .to_string();
+    l.push('\n');
+    l
+}
+
+/// This process's resident memory now and at its peak (MiB), from /proc.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Severities, worst first, and how many findings in a hundred have each.
@@ -87,6 +117,56 @@ fn severity(i: usize) -> &'static str {
     "info"
 }
 
+/// One scan job of a new asset, `lines` results imported to it in one request whose body is
+/// made as it is sent: the import's rate and the memory it took.
+async fn one_file(b: &Bench, group: &str, lines: usize) -> Result<()> {
+    let added = b
+        .post(
+            &format!("/api/groups/{group}/assets/bulk"),
+            json!({"assets": [{"value": "10.255.255.254", "type": "ip"}]}),
+        )
+        .await?;
+    let asset = added["items"][0]["id"].as_str().context("an asset id")?;
+    let job = b
+        .post(
+            "/api/scan-jobs",
+            json!({"asset_id": asset, "profile": "quick"}),
+        )
+        .await?["id"]
+        .as_str()
+        .context("a job id")?
+        .to_string();
+    let before = memory();
+    let chunks = futures_util::stream::iter((0..lines).step_by(1000).map(move |start| {
+        let text: String = (start..(start + 1000).min(lines))
+            .map(|i| line(i, 65_535, i))
+            .collect();
+        Ok::<_, std::io::Error>(text)
+    }));
+    let started = Instant::now();
+    let report = b
+        .send(
+            b.http
+                .post(format!("{}/api/scan-jobs/{job}/results", b.api))
+                .header("content-type", "application/x-ndjson")
+                .body(reqwest::Body::wrap_stream(chunks)),
+        )
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let new = report["new"].as_u64().context("an import report")?;
+    let after = memory();
+    println!(
+        "one file: {new} of {lines} lines new in {secs:.1} s = {:.0} findings/s; \
+         RSS {} MiB before, {} MiB after, peak {} MiB (was {} MiB)",
+        new as f64 / secs.max(1e-9),
+        before.0,
+        after.0,
+        after.1,
+        before.1
+    );
+    Ok(())
+}
+
 pub async fn run(args: Args, db: Db) -> Result<()> {
     let state = AppState::new(db.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -115,6 +195,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         .context("a group id")?
         .to_string();
     let mut assets = Vec::with_capacity(args.assets);
+    let started = Instant::now();
     for start in (0..args.assets).step_by(1000) {
         let batch: Vec<Value> = (start..(start + 1000).min(args.assets))
             .map(|i| json!({"value": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256), "type": "ip"}))
@@ -128,6 +209,16 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         for a in added["items"].as_array().context("added assets")? {
             assets.push(a["id"].as_str().context("an asset id")?.to_string());
         }
+    }
+
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "assets: {} added in bulk (1,000 a request) in {secs:.1} s = {:.0} assets/s",
+        assets.len(),
+        assets.len() as f64 / secs.max(1e-9)
+    );
+    if args.one_file > 0 {
+        one_file(&b, &group, args.one_file).await?;
     }
 
     let per_asset = args.findings.div_ceil(args.assets.max(1));
@@ -144,19 +235,11 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
             .as_str()
             .context("a job id")?
             .to_string();
-        let mut body = String::new();
-        for k in 0..per_asset.min(args.findings - imported) {
-            let i = imported + k;
-            let t = (i * 31) % TEMPLATES;
-            body.push_str(
-                &json!({
-                    "template-id": format!("bench-template-{t}"),
-                    "info": {"name": format!("Bench template {t}"), "severity": severity(i)},
-                    "matched-at": format!("https://10.0.0.{}/{a}/{k}", a % 256),
-                })
-                .to_string(),
-            );
-            body.push('\n');
+        let body: String = (0..per_asset.min(args.findings - imported))
+            .map(|k| line(imported + k, a, k))
+            .collect();
+        if body.is_empty() {
+            break;
         }
         let report = b
             .send(
@@ -217,6 +300,17 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         &(import_start + chrono::Duration::milliseconds((import_secs * 500.0) as i64)),
     );
     let asset = &assets[assets.len() / 2];
+    // Where the middle page of the default order ends: a cursor as deep as pages go.
+    let total = b.get("/api/findings/count").await?["total"]
+        .as_u64()
+        .context("a count")?;
+    let middle = (total / 200).max(1);
+    let deep = b
+        .get(&format!("/api/findings?perPage=100&page={middle}"))
+        .await?["nextCursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let queries = [
         "/api/findings?perPage=50".to_string(),
         "/api/findings?severity=high&status=open".to_string(),
@@ -226,6 +320,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         "/api/findings?sort=severity&perPage=50".to_string(),
         "/api/findings?templateId=bench-template-7".to_string(),
         "/api/findings?page=1000&perPage=100".to_string(),
+        format!("/api/findings?perPage=100&after={deep}"),
         "/api/findings/count?status=open".to_string(),
         "/api/dashboard".to_string(),
         format!("/api/assets/{asset}/risk"),
@@ -245,6 +340,10 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
             .replace(asset.as_str(), "{asset}")
             .replace(&group, "{group}");
         let shown = shown.replace(&since, "{since}");
+        let shown = match deep.is_empty() {
+            true => shown,
+            false => shown.replace(&deep, &format!("{{cursor after page {middle}}}")),
+        };
         println!(
             "| `{shown}` | {:.1} | {:.1} |",
             percentile(&took, 0.5),
