@@ -9,7 +9,7 @@ use crate::error::{AppendError, StoreError};
 use crate::log::{row_to_event, typed, AppendRequest, Constraint, EventLog, COLUMNS};
 use crate::open::{check_versions, open, Head, Opened};
 use crate::reservations::{named, Ledger};
-use crate::sql::{Query, Sql, Write, BULK_VALUES};
+use crate::sql::{anonymous_rows, Query, Sql, Write, BULK_VALUES};
 use easm_events::{chain_hash, from_micros, Event, RecordedEvent, Role};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -295,6 +295,9 @@ async fn insert_events(
     writes: &[Write],
 ) -> Result<(), sqlx::Error> {
     const WIDTH: usize = 21;
+    if backend == Backend::Sqlite {
+        return run_each(conn, events, head, writes).await;
+    }
     let chunks: Vec<&[RecordedEvent]> = events.chunks(backend.chunk_rows()).collect();
     let Some((last, earlier)) = chunks.split_last() else {
         return Ok(());
@@ -332,6 +335,34 @@ async fn insert_events(
     }
     q.execute(&mut *conn).await?;
     for w in &writes[fused..] {
+        w.run(conn).await?;
+    }
+    Ok(())
+}
+
+/// SQLite's [`insert_events`]: it runs in this process, so one statement at a time costs no
+/// round trips, and each statement's values are bound by position (see
+/// [`Sql::render_positional`]).
+async fn run_each(
+    conn: &mut AnyConnection,
+    events: &[RecordedEvent],
+    head: &Advance<'_>,
+    writes: &[Write],
+) -> Result<(), sqlx::Error> {
+    const WIDTH: usize = 21;
+    for chunk in events.chunks(BULK_VALUES / WIDTH) {
+        let sql = format!(
+            "INSERT INTO events ({COLUMNS}) VALUES {}",
+            anonymous_rows(chunk.len(), WIDTH)
+        );
+        bind_events(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?;
+    }
+    head.bind(sqlx::query(ADVANCE_HEAD))
+        .execute(&mut *conn)
+        .await?;
+    for w in writes {
         w.run(conn).await?;
     }
     Ok(())

@@ -68,6 +68,25 @@ impl Sql {
         self
     }
 
+    /// The text with anonymous `?` placeholders, if each value appears once and in order:
+    /// SQLite binds those without looking each number up among all the statement's (in time
+    /// that grows with the square of their number: a quarter of a bulk import's time).
+    pub fn render_positional(&self) -> Option<String> {
+        let mut out = String::new();
+        let mut next = 0;
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Value(i) if *i == next => {
+                    out.push('?');
+                    next += 1;
+                }
+                Piece::Value(_) => return None,
+            }
+        }
+        Some(out)
+    }
+
     /// The text, value `i` numbered `$(after + i + 1)`: after the `after` values of the
     /// statements sent before it.
     pub fn render(&self, after: usize) -> String {
@@ -210,9 +229,12 @@ impl Write {
     }
 
     pub async fn run(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        self.bind(sqlx::query(&self.sql.render(0)))
-            .execute(conn)
-            .await?;
+        let positional = match conn.backend_name() {
+            "SQLite" => self.sql.render_positional(),
+            _ => None,
+        };
+        let sql = positional.unwrap_or_else(|| self.sql.render(0));
+        self.bind(sqlx::query(&sql)).execute(conn).await?;
         Ok(())
     }
 }

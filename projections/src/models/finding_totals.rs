@@ -255,9 +255,9 @@ impl ReadModels {
         group_id: &GroupId,
     ) -> Result<FindingCounts, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
-            "SELECT t.severity, t.status, t.n FROM rm_assets a JOIN {TOTALS} t \
+            "SELECT t.severity, t.status, CAST(SUM(t.n) AS BIGINT) FROM rm_assets a JOIN {TOTALS} t \
              ON t.org_id = a.org_id AND t.scope = 'asset' AND t.scope_id = a.asset_id \
-             WHERE a.group_id = $1"
+             WHERE a.group_id = $1 GROUP BY t.severity, t.status"
         ))
         .bind(group_id.as_str())
         .fetch_all(self.db.reader())
