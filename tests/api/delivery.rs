@@ -186,6 +186,30 @@ impl Setup {
     /// The asset `127.0.0.1` in a new group, a quick scan job of it, and `findings::NUCLEI`
     /// imported under that job; returns (asset, job).
     pub(crate) async fn nuclei_results(&self) -> (String, String) {
+        let (asset, job) = self.scan_job("quick").await;
+        let imported = self.import(&job, crate::findings::NUCLEI.to_string()).await;
+        assert!(imported.status().is_success());
+        (asset, job)
+    }
+
+    /// Results imported under `job`: the server's answer.
+    pub(crate) async fn import(&self, job: &str, results: String) -> reqwest::Response {
+        let url = self
+            .server
+            .as_ref()
+            .unwrap()
+            .url(&format!("/api/scan-jobs/{job}/results"));
+        self.http
+            .post(url)
+            .header("X-API-Key", &self.key)
+            .body(results)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The asset `127.0.0.1` in a new group and a scan job of it with `profile`: (asset, job).
+    pub(crate) async fn scan_job(&self, profile: &str) -> (String, String) {
         let g = self
             .post(
                 "/api/groups",
@@ -203,24 +227,10 @@ impl Setup {
         let job = self
             .post(
                 "/api/scan-jobs",
-                json!({"asset_id": asset, "profile": "quick"}),
+                json!({"asset_id": asset, "profile": profile}),
             )
             .await
             .id();
-        let url = self
-            .server
-            .as_ref()
-            .unwrap()
-            .url(&format!("/api/scan-jobs/{job}/results"));
-        let imported = self
-            .http
-            .post(url)
-            .header("X-API-Key", &self.key)
-            .body(crate::findings::NUCLEI)
-            .send()
-            .await
-            .unwrap();
-        assert!(imported.status().is_success());
         (asset, job)
     }
 

@@ -261,34 +261,8 @@ async fn a_large_import_announces_every_new_finding_once(b: Backend, nats: bool)
     let s = Setup::start(b, nats, &[("EASM_WEBHOOK_RATE", "100000")]).await;
     let receiver = Receiver::start().await;
     s.webhook(&receiver.url, &["finding.new"]).await;
-    let group = s.post("/api/groups", json!({"name": "Large"})).await.id();
-    let asset = s
-        .post(
-            &format!("/api/groups/{group}/assets"),
-            json!({"value": "127.0.0.1", "type": "ip"}),
-        )
-        .await
-        .id();
-    let job = s
-        .post(
-            "/api/scan-jobs",
-            json!({"asset_id": asset, "profile": "deep"}),
-        )
-        .await
-        .id();
-    let url = s
-        .server
-        .as_ref()
-        .unwrap()
-        .url(&format!("/api/scan-jobs/{job}/results"));
-    let report = s
-        .http
-        .post(url)
-        .header("X-API-Key", &s.key)
-        .body(results("large", LARGE))
-        .send()
-        .await
-        .unwrap();
+    let (_, job) = s.scan_job("deep").await;
+    let report = s.import(&job, results("large", LARGE)).await;
     assert_eq!(report.status(), StatusCode::OK);
     let report: Value = report.json().await.unwrap();
     assert_eq!(report["new"], LARGE, "{report}");

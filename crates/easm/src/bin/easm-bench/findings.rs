@@ -94,6 +94,13 @@ impl Bench {
         self.send(self.http.post(format!("{}{path}", self.api)).json(&body))
             .await
     }
+
+    /// A quick scan job of `asset`: its id.
+    async fn new_job(&self, asset: &str) -> Result<String> {
+        let job = json!({"asset_id": asset, "profile": "quick"});
+        let created = self.post("/api/scan-jobs", job).await?;
+        Ok(created["id"].as_str().context("a job id")?.to_string())
+    }
 }
 
 fn meta() -> EventMeta {
@@ -127,15 +134,7 @@ async fn one_file(b: &Bench, group: &str, lines: usize) -> Result<()> {
         )
         .await?;
     let asset = added["items"][0]["id"].as_str().context("an asset id")?;
-    let job = b
-        .post(
-            "/api/scan-jobs",
-            json!({"asset_id": asset, "profile": "quick"}),
-        )
-        .await?["id"]
-        .as_str()
-        .context("a job id")?
-        .to_string();
+    let job = b.new_job(asset).await?;
     let before = memory();
     let chunks = futures_util::stream::iter((0..lines).step_by(1000).map(move |start| {
         let text: String = (start..(start + 1000).min(lines))
@@ -226,15 +225,7 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
     let started = Instant::now();
     let mut imported = 0usize;
     for (a, asset) in assets.iter().enumerate() {
-        let job = b
-            .post(
-                "/api/scan-jobs",
-                json!({"asset_id": asset, "profile": "quick"}),
-            )
-            .await?["id"]
-            .as_str()
-            .context("a job id")?
-            .to_string();
+        let job = b.new_job(asset).await?;
         let body: String = (0..per_asset.min(args.findings - imported))
             .map(|k| line(imported + k, a, k))
             .collect();
