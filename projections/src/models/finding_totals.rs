@@ -41,8 +41,8 @@ impl Scope {
     /// The one scope whose totals answer `f` exactly, if one does: filters on severity and
     /// status within an organization, an asset or a template.
     fn of(f: &FindingFilter) -> Option<Scope> {
-        let beyond = f.scan_job_id.is_some() || f.q.is_some() || f.since.is_some();
-        if beyond || f.until.is_some() {
+        let uncounted = [&f.scan_job_id, &f.q].iter().any(|v| v.is_some());
+        if uncounted || f.since.is_some() || f.until.is_some() {
             return None;
         }
         match (&f.asset_id, &f.template_id) {
