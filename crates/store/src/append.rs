@@ -329,7 +329,10 @@ async fn insert_events(
     }
     parts.push(ADVANCE_HEAD.to_string());
     let sql = backend.fuse(parts);
-    let mut q = bind_events(head.bind(sqlx::query(&sql)), last);
+    // Not kept prepared: sqlx's `Any` driver types a NULL as an integer, so a statement first
+    // prepared with a NULL (a finding without a CVSS score) refused the same text's next call
+    // with a value there ("incorrect binary data format").
+    let mut q = bind_events(head.bind(sqlx::query(&sql).persistent(false)), last);
     for w in &writes[..fused] {
         q = w.bind(q);
     }

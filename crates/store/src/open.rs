@@ -148,13 +148,17 @@ pub(crate) async fn open(
 }
 
 /// (scope, key, owner) of the organization's (`$1`) reservations among `n` (scope, key) pairs
-/// from `$first`.
+/// from `$first`. Joined to the pairs, so that each is looked up by the key's index: PostgreSQL
+/// reads `(scope, key) IN (...)` as a filter over every reservation of the scope (100 ms for a
+/// bulk add of 1,000 assets to an organization of 20,000).
 fn held_sql(first: usize, n: usize) -> String {
     let pairs: Vec<String> = (0..n)
         .map(|i| format!("(${}, ${})", first + 2 * i, first + 2 * i + 1))
         .collect();
     format!(
-        "SELECT scope, key, owner FROM reservations WHERE org_id = $1 AND (scope, key) IN ({})",
+        "SELECT held.scope, held.key, held.owner FROM reservations held \
+         JOIN (VALUES {}) AS wanted \
+         ON held.scope = wanted.column1 AND held.key = wanted.column2 WHERE held.org_id = $1",
         pairs.join(", ")
     )
 }

@@ -234,7 +234,10 @@ impl Write {
             _ => None,
         };
         let sql = positional.unwrap_or_else(|| self.sql.render(0));
-        self.bind(sqlx::query(&sql)).execute(conn).await?;
+        // Not kept prepared, for the NULLs of its values (see `insert_events`).
+        self.bind(sqlx::query(&sql).persistent(false))
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }
