@@ -270,6 +270,9 @@ struct Advance<'a> {
     projected: i64,
 }
 
+/// Values of an event row (the columns of [`COLUMNS`]).
+const WIDTH: usize = 21;
+
 const ADVANCE_HEAD: &str =
     "UPDATE chain_heads SET last_seq = $1, last_hash = $2, projected_seq = $3 WHERE org_id = $4";
 
@@ -294,7 +297,6 @@ async fn insert_events(
     head: &Advance<'_>,
     writes: &[Write],
 ) -> Result<(), sqlx::Error> {
-    const WIDTH: usize = 21;
     if backend == Backend::Sqlite {
         return run_each(conn, events, head, writes).await;
     }
@@ -352,7 +354,6 @@ async fn run_each(
     head: &Advance<'_>,
     writes: &[Write],
 ) -> Result<(), sqlx::Error> {
-    const WIDTH: usize = 21;
     for chunk in events.chunks(BULK_VALUES / WIDTH) {
         let sql = format!(
             "INSERT INTO events ({COLUMNS}) VALUES {}",

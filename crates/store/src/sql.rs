@@ -229,13 +229,11 @@ impl Write {
     }
 
     pub async fn run(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        let positional = match conn.backend_name() {
-            "SQLite" => self.sql.render_positional(),
-            _ => None,
-        };
+        let sqlite = conn.backend_name() == "SQLite";
+        let positional = sqlite.then(|| self.sql.render_positional()).flatten();
         let sql = positional.unwrap_or_else(|| self.sql.render(0));
-        // Not kept prepared, for the NULLs of its values (see `insert_events`).
-        self.bind(sqlx::query(&sql).persistent(false))
+        // Not kept prepared on PostgreSQL, for the NULLs of its values (see `insert_events`).
+        self.bind(sqlx::query(&sql).persistent(sqlite))
             .execute(conn)
             .await?;
         Ok(())

@@ -145,8 +145,7 @@ impl Tally {
                 values: chunk.to_vec(),
             });
         }
-        let emptied: Vec<Val> = self
-            .values()
+        let emptied: Vec<Val> = values
             .chunks(width)
             .filter(|row| matches!(row[5], Val::Int(n) if n < 0))
             .flat_map(|row| row[..5].to_vec())
@@ -176,7 +175,7 @@ impl Tally {
 }
 
 /// Counts with every severity and status present, each zero.
-pub(crate) fn empty_counts() -> FindingCounts {
+fn empty_counts() -> FindingCounts {
     FindingCounts {
         total: 0,
         by_severity: zeros(Severity::NAMES.iter().copied()),
@@ -185,7 +184,7 @@ pub(crate) fn empty_counts() -> FindingCounts {
 }
 
 /// `(severity, status, n)` rows summed into counts, those `f` leaves out skipped.
-fn counts_of(rows: Vec<(String, String, i64)>, f: &FindingFilter) -> FindingCounts {
+pub(crate) fn counts_of(rows: Vec<(String, String, i64)>, f: &FindingFilter) -> FindingCounts {
     let mut counts = empty_counts();
     for (severity, status, n) in rows {
         let severity_wanted = f.severities.is_empty() || f.severities.contains(&severity);

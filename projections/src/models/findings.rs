@@ -2,7 +2,7 @@
 //! jobs that detected them (a finding no live job detected is hidden, keeping its row so a later
 //! detection shows it again with its history).
 
-use crate::models::finding_totals::empty_counts;
+use crate::models::finding_totals::counts_of;
 use crate::read::{iso, like_pattern, Page, PageRequest, ReadModels};
 use crate::state::{create, live, Origin, RowMap};
 use crate::table::{id, to_json, ChildTable, ReadModel, Table};
@@ -674,25 +674,17 @@ impl ReadModels {
         }
         let w = finding_filter(org_id, f);
         let sql = format!(
-            "SELECT f.severity AS severity, f.status AS status, COUNT(*) AS n \
-             FROM rm_findings f WHERE {} GROUP BY f.severity, f.status",
+            "SELECT f.severity, f.status, COUNT(*) FROM rm_findings f WHERE {} \
+             GROUP BY f.severity, f.status",
             w.sql()
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
         for b in w.binds() {
             q = q.bind(b);
         }
-        let mut counts = empty_counts();
-        for r in q.fetch_all(self.db.reader()).await? {
-            let n: i64 = r.try_get("n")?;
-            counts.total += n;
-            *counts
-                .by_severity
-                .entry(r.try_get("severity")?)
-                .or_default() += n;
-            *counts.by_status.entry(r.try_get("status")?).or_default() += n;
-        }
-        Ok(counts)
+        // The query applied the filters: the rows are summed as they are.
+        let rows = q.fetch_all(self.db.reader()).await?;
+        Ok(counts_of(rows, &FindingFilter::default()))
     }
 
     /// Open or acknowledged findings of an asset: those a completed scan may auto-resolve.
