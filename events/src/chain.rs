@@ -9,6 +9,7 @@
 //! hashed is the same, so that admits no other event.
 
 use crate::envelope::{format_timestamp, RecordedEvent};
+use crate::jcs::Object;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -17,14 +18,36 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The bytes that are hashed: the JCS form of the envelope without `position`, `prevHash` and
 /// `hash` (the chain itself provides them) and `traceparent` (operational).
+/// Written member by member (the same bytes as `jcs(&canonical_value(e))`), without copying the
+/// event's data into a map first.
 pub fn canonical_encoding(e: &RecordedEvent) -> Vec<u8> {
-    jcs(&canonical_value(e))
+    // An actor always serializes: its fields are strings.
+    let actor = serde_json::to_value(&e.actor).unwrap_or_default();
+    let mut out = Vec::with_capacity(512);
+    let mut o = Object::new(&mut out);
+    o.member("actor", &actor);
+    match &e.causation_id {
+        Some(c) => o.string("causationId", c),
+        None => o.member("causationId", &Value::Null),
+    };
+    o.number("chainSeq", e.chain_seq)
+        .string("correlationId", &e.correlation_id)
+        .member("data", &e.data)
+        .string("eventId", &e.event_id.to_string())
+        .string("occurredAt", &format_timestamp(&e.occurred_at))
+        .string("orgId", e.org_id.as_str())
+        .string("requestId", &e.request_id)
+        .number("schemaVersion", i64::from(e.schema_version))
+        .string("streamId", &e.stream_id)
+        .number("streamVersion", e.stream_version)
+        .string("type", &e.event_type)
+        .end();
+    out
 }
 
 /// RFC 8785 text of a JSON value.
 pub(crate) fn jcs(v: &Value) -> Vec<u8> {
-    // A `Value` always serializes: its keys are strings and its numbers finite.
-    serde_jcs::to_vec(v).unwrap_or_default()
+    crate::jcs::to_vec(v)
 }
 
 /// How events were hashed before JCS: sorted keys, serde_json's rendering.
@@ -147,6 +170,23 @@ mod tests {
         );
         let legacy = String::from_utf8(legacy_encoding(&e)).unwrap();
         assert!(legacy.contains(r#""cvssScore":10.0"#), "{legacy}");
+    }
+
+    /// The envelope written member by member is what an independent RFC 8785 implementation
+    /// makes of the whole object.
+    #[test]
+    fn the_envelope_encodes_as_serde_jcs_encodes_it() {
+        let mut e = sample();
+        e.causation_id = Some("c\u{1}\"".into());
+        e.actor.source_ip = Some("203.0.113.9".into());
+        e.actor.user_agent = Some("curl/8 é".into());
+        e.data = json!({"b": [1.5, {"é": null}], "a": "x"});
+        for e in [sample(), e] {
+            assert_eq!(
+                canonical_encoding(&e),
+                serde_jcs::to_vec(&canonical_value(&e)).unwrap()
+            );
+        }
     }
 
     #[test]

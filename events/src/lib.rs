@@ -10,6 +10,7 @@ mod envelope;
 mod export;
 pub mod formats;
 mod ids;
+mod jcs;
 mod monitors;
 mod names;
 mod payload;

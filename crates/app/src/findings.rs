@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 /// Findings decided (their streams read together) and appended together when results are
 /// imported.
-const IMPORT_CHUNK: usize = 1000;
+const IMPORT_CHUNK: usize = 2000;
 
 /// What an import of results did.
 #[derive(Debug, Default, PartialEq, Eq)]

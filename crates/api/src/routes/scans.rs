@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use easm_app::ScanRequest;
+use easm_app::{CommandError, Imported, ScanRequest};
 use easm_domain::Permission;
 use easm_domain::{DomainError, NucleiReader, Parsed};
 use easm_events::{AssetId, Detection, ScanJobId};
@@ -209,13 +209,15 @@ pub struct ImportReport {
 
 /// Largest results body: it is read as it arrives, never held whole (but for the array form).
 pub const MAX_RESULTS: usize = 256 << 20;
-/// Detections recorded per batch while the body streams in.
-const IMPORT_BATCH: usize = 1000;
+/// Detections recorded per batch while the body streams in: large enough that a commit's fixed
+/// cost (the index pages it rewrites) is shared by many findings, small enough that two batches
+/// in memory stay a few tens of MiB.
+const IMPORT_BATCH: usize = 2000;
 
 /// Import results of an external scanner (nuclei `-jsonl` output, or a JSON array of the same
-/// objects) into findings under this scan job, recorded in batches as the body streams in. A
-/// bad line is reported by number and does not stop the others; sending the same results
-/// again records nothing twice.
+/// objects) into findings under this scan job, recorded in batches as the body streams in (one
+/// batch is recorded while the next is read). A bad line is reported by number and does not stop
+/// the others; sending the same results again records nothing twice.
 #[utoipa::path(post, path = "/api/scan-jobs/{id}/results", tag = "scans", params(("id" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson"),
     security(("api_key" = []), ("bearer" = [])),
@@ -237,14 +239,23 @@ pub async fn import_results(
     let mut report = ImportReport::default();
     let mut reader = NucleiReader::default();
     let mut batch = vec![];
+    let mut recording = Recording::default();
     let mut size = 0;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("body", format!("the body could not be read: {e}"))
-        })?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                recording.settle(&mut report).await?;
+                return Err(ApiError::bad_request(
+                    "body",
+                    format!("the body could not be read: {e}"),
+                ));
+            }
+        };
         size += chunk.len();
         if size > MAX_RESULTS {
+            recording.settle(&mut report).await?;
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
@@ -256,11 +267,14 @@ pub async fn import_results(
         }
         sort(reader.push(&chunk), &mut batch, &mut report);
         if batch.len() >= IMPORT_BATCH {
-            record(&app, &c, &id, &mut batch, &mut report).await?;
+            recording.settle(&mut report).await?;
+            recording.start(&app, &c, &id, std::mem::take(&mut batch));
         }
     }
     sort(reader.finish(), &mut batch, &mut report);
-    record(&app, &c, &id, &mut batch, &mut report).await?;
+    recording.settle(&mut report).await?;
+    recording.start(&app, &c, &id, batch);
+    recording.settle(&mut report).await?;
     Ok(Json(report))
 }
 
@@ -273,24 +287,37 @@ fn sort(parsed: Parsed, batch: &mut Vec<Detection>, report: &mut ImportReport) {
     }
 }
 
-async fn record(
-    app: &AppState,
-    c: &Caller,
-    id: &ScanJobId,
-    batch: &mut Vec<Detection>,
-    report: &mut ImportReport,
-) -> ApiResult<()> {
-    let outcome = app
-        .commands
-        .import_results(&c.meta(), &c.org_id, id, batch)
-        .await?;
-    report.imported += batch.len();
-    report.new += outcome.new;
-    report.redetected += outcome.redetected;
-    report.reopened += outcome.reopened;
-    report.unchanged += outcome.unchanged;
-    batch.clear();
-    Ok(())
+/// The batch being recorded, in a task of its own so that the body is read on meanwhile.
+#[derive(Default)]
+struct Recording(Option<tokio::task::JoinHandle<(usize, Result<Imported, CommandError>)>>);
+
+impl Recording {
+    fn start(&mut self, app: &AppState, c: &Caller, id: &ScanJobId, batch: Vec<Detection>) {
+        let (commands, meta, org_id, id) =
+            (app.commands.clone(), c.meta(), c.org_id.clone(), id.clone());
+        self.0 = Some(tokio::spawn(async move {
+            let outcome = commands.import_results(&meta, &org_id, &id, &batch).await;
+            (batch.len(), outcome)
+        }));
+    }
+
+    /// Wait for the batch being recorded, and count it in `report`.
+    async fn settle(&mut self, report: &mut ImportReport) -> ApiResult<()> {
+        let Some(task) = self.0.take() else {
+            return Ok(());
+        };
+        let (read, outcome) = task.await.map_err(|e| {
+            tracing::error!(error = %e, "an import batch's task ended without an answer");
+            ApiError::internal()
+        })?;
+        let outcome = outcome?;
+        report.imported += read;
+        report.new += outcome.new;
+        report.redetected += outcome.redetected;
+        report.reopened += outcome.reopened;
+        report.unchanged += outcome.unchanged;
+        Ok(())
+    }
 }
 
 /// The findings a scan job detected (the filters of GET /api/findings apply).
