@@ -14,6 +14,7 @@ mod delivery;
 mod discovery;
 mod dns;
 mod event_log;
+mod faults;
 mod findings;
 mod findings_at_scale;
 mod group_commit;

@@ -147,17 +147,30 @@ impl From<CommandError> for ApiError {
 
 impl From<easm_store::StoreError> for ApiError {
     fn from(e: easm_store::StoreError) -> Self {
-        if e.is_transient() {
-            let mut err = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+        use easm_store::Unavailable;
+        let Some(why) = e.unavailable() else {
+            tracing::error!(error = %e, "store error");
+            return ApiError::internal();
+        };
+        tracing::warn!(error = %e, "store unavailable");
+        // 503 with Retry-After: the request was not applied (or, for a lost connection, its
+        // outcome is unknown) and the same request is safe to send again.
+        let (code, message, retry_after) = match why {
+            Unavailable::Busy => ("UNAVAILABLE", "the database is busy; retry shortly", 1),
+            Unavailable::Disconnected => (
                 "UNAVAILABLE",
-                "the database is busy; retry shortly",
-            );
-            err.retry_after = Some(1);
-            return err;
-        }
-        tracing::error!(error = %e, "store error");
-        ApiError::internal()
+                "the database cannot be reached; retry shortly",
+                1,
+            ),
+            Unavailable::StorageFull => (
+                "STORAGE_FULL",
+                "the database's disk is full: nothing was written; reads still work",
+                30,
+            ),
+        };
+        let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        err.retry_after = Some(retry_after);
+        err
     }
 }
 

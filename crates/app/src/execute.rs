@@ -156,6 +156,8 @@ impl App {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Decision, CommandError>>,
     {
+        // A store still busy on the last attempt is said as such, not as contention.
+        let mut busy = None;
         for attempt in 1..=MAX_ATTEMPTS {
             let d = decide().await?;
             if d.is_empty() {
@@ -187,10 +189,12 @@ impl App {
                 Err(AppendError::Conflict { .. } | AppendError::Constraint(_)) => {
                     metrics::counter!("easm_append_retries_total", "reason" => "conflict")
                         .increment(1);
+                    busy = None;
                 }
                 Err(AppendError::Store(e)) if e.is_transient() => {
                     metrics::counter!("easm_append_retries_total", "reason" => "transient")
                         .increment(1);
+                    busy = Some(e);
                 }
                 Err(AppendError::Store(e)) => return Err(e.into()),
                 Err(AppendError::TooLarge(n)) => {
@@ -202,7 +206,10 @@ impl App {
             let jitter = rand::random::<u64>() % (2 << attempt.min(6));
             tokio::time::sleep(Duration::from_millis(jitter)).await;
         }
-        Err(CommandError::Contention(MAX_ATTEMPTS))
+        Err(match busy {
+            Some(e) => e.into(),
+            None => CommandError::Contention(MAX_ATTEMPTS),
+        })
     }
 
     /// An aggregate's state and the version it was read at.

@@ -30,7 +30,7 @@ pub use deliveries::{
     Unwritten, FAILED, ONE_ATTEMPT, PENDING, SUCCEEDED,
 };
 pub use delivery_log::{AttemptRecord, DeliveryRecord};
-pub use error::{AppendError, StoreError};
+pub use error::{AppendError, StoreError, Unavailable};
 pub use gauges::Gauges;
 pub use group_commit::CommitCounts;
 pub use idempotency::{Claim, IdempotencyStore};
