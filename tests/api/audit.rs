@@ -199,7 +199,7 @@ fn easm(store: &TestStore, args: &[&str]) -> std::process::Output {
 }
 
 /// (exit code, report) of both verifiers, which must agree.
-fn verify_both(store: &TestStore, lines: &[String], key: &str) -> (bool, Value) {
+pub(crate) fn verify_both(store: &TestStore, lines: &[String], key: &str) -> (bool, Value) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.ndjson");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();

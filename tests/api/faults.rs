@@ -1,6 +1,8 @@
-//! Faults answered as faults: a database that goes away under load is a 503 with Retry-After,
-//! never a 500, and nothing acknowledged is lost.
+//! Faults answered as faults: a database that goes away under load, or a disk that fills up, is
+//! a 503 with Retry-After, never a 500, and nothing acknowledged is lost.
 
+use crate::audit::verify_both;
+use crate::cli::easm;
 use crate::helpers::*;
 use easm_domain::Plan;
 use easm_store::DbConfig;
@@ -8,6 +10,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,4 +152,110 @@ async fn terminated_connections_answer_503_and_lose_nothing() {
         "the load went on: {} created",
         created.len()
     );
+}
+
+/// Unmounts the small file system a test filled, whatever became of the test (lazily: the
+/// server may still hold its files open).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fill the file system of `dir` but for `spare` bytes, with a file that is returned.
+fn fill(dir: &Path, spare: u64) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    while f.write_all(&chunk).is_ok() {}
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(spare)).unwrap();
+    filler
+}
+
+/// The embedded default on a 16 MiB file system that fills up: writes answer 503
+/// `STORAGE_FULL` with nothing half-applied, reads go on, and once space is back writes resume
+/// over a store that is whole (SQLite's integrity check, the read models against the log, a
+/// verified audit export).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_cleanly_and_they_resume() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let dir = store.dir.path().to_path_buf();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "the test mounts a tmpfs of its own: it runs as root, as CI does"
+    );
+    let _mounted = Mounted(dir.clone());
+    let t = spawn_on(store).await;
+    let (_, key) = t.org(Plan::Enterprise).await;
+    let signing = t.get(&key, "/api/settings/audit-signing-key").await;
+    let public = signing.body["publicKey"].as_str().unwrap().to_string();
+    let group = t.group(&key, "full").await;
+    let filler = fill(&dir, 1 << 20);
+
+    let mut acknowledged = 0;
+    let mut refused = None;
+    for request in 0..500 {
+        let assets: Vec<_> = (0..200)
+            .map(|i| json!({"value": format!("r{request}-{i}.full.test"), "type": "subdomain"}))
+            .collect();
+        let a = t
+            .post(
+                &key,
+                &format!("/api/groups/{group}/assets/bulk"),
+                json!({ "assets": assets }),
+            )
+            .await;
+        if a.status.is_success() {
+            acknowledged += 200;
+            continue;
+        }
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+        assert_eq!(a.code(), "STORAGE_FULL", "{}", a.body);
+        assert!(a.headers.contains_key("retry-after"));
+        refused = Some(a);
+        break;
+    }
+    assert!(refused.is_some(), "the disk filled up");
+    let total = |a: &Answer| a.body["total"].as_u64().unwrap();
+    let read = t.get(&key, "/api/assets?perPage=5").await;
+    assert_eq!(read.status, StatusCode::OK, "reads go on: {}", read.body);
+    assert_eq!(total(&read), acknowledged, "nothing half-applied");
+
+    std::fs::remove_file(&filler).unwrap();
+    // Writes resume (the helper asserts the 201).
+    t.asset(&key, &group, "after.full.test", "subdomain").await;
+    let read = t.get(&key, "/api/assets?perPage=5").await;
+    assert_eq!(total(&read), acknowledged + 1);
+
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(t.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    easm(&t.store, &["projections", "verify"]);
+    let res = t
+        .client
+        .get(t.url("/api/audit-log/export"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let lines: Vec<String> = res
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let (verified, report) = verify_both(&t.store, &lines, &public);
+    assert!(verified, "{report}");
 }
