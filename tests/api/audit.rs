@@ -226,6 +226,21 @@ pub(crate) fn verify_both(store: &TestStore, lines: &[String], key: &str) -> (bo
     (ours.status.success(), report)
 }
 
+/// The organization's audit export through the API, line by line.
+pub(crate) async fn export_lines(app: &TestApp, key: &str) -> Vec<String> {
+    let res = app
+        .client
+        .get(app.url("/api/audit-log/export"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let text = res.text().await.unwrap();
+    text.lines().map(str::to_string).collect()
+}
+
 /// An enterprise organization with a group whose name needs escaping and three assets, its
 /// export through the API (`lines`), its events as the feed gives them, and the server's public
 /// key.
@@ -252,17 +267,7 @@ impl Exported {
         let analyst = app.key(&org, Role::Analyst).await;
         let denied = app.get(&analyst, "/api/audit-log/export").await;
         assert_eq!(denied.status, StatusCode::FORBIDDEN);
-        let res = app
-            .client
-            .get(app.url("/api/audit-log/export"))
-            .header("X-API-Key", &owner)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
-        let text = res.text().await.unwrap();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let lines = export_lines(&app, &owner).await;
         let (everything, _) = follow(&app, &owner, 0, "").await;
         Exported {
             app,

@@ -1,7 +1,7 @@
 //! Faults answered as faults: a database that goes away under load, or a disk that fills up, is
 //! a 503 with Retry-After, never a 500, and nothing acknowledged is lost.
 
-use crate::audit::verify_both;
+use crate::audit::{export_lines, verify_both};
 use crate::cli::easm;
 use crate::helpers::*;
 use easm_domain::Plan;
@@ -241,21 +241,7 @@ async fn a_full_disk_refuses_writes_cleanly_and_they_resume() {
         .unwrap();
     assert_eq!(integrity, "ok");
     easm(&t.store, &["projections", "verify"]);
-    let res = t
-        .client
-        .get(t.url("/api/audit-log/export"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let lines: Vec<String> = res
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let lines = export_lines(&t, &key).await;
     let (verified, report) = verify_both(&t.store, &lines, &public);
     assert!(verified, "{report}");
 }
