@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The bytes that are hashed: the JCS form of the envelope without `position`, `prevHash` and
-/// `hash` (the chain itself provides them) and `traceparent` (operational).
-/// Written member by member (the same bytes as `jcs(&canonical_value(e))`), without copying the
-/// event's data into a map first.
+/// `hash` (the chain itself provides them) and `traceparent` (operational). Written member by
+/// member (the same bytes as the JCS of [`canonical_value`]), without copying the event's data
+/// into a map first.
 pub fn canonical_encoding(e: &RecordedEvent) -> Vec<u8> {
     // An actor always serializes: its fields are strings.
     let actor = serde_json::to_value(&e.actor).unwrap_or_default();
@@ -43,11 +43,6 @@ pub fn canonical_encoding(e: &RecordedEvent) -> Vec<u8> {
         .string("type", &e.event_type)
         .end();
     out
-}
-
-/// RFC 8785 text of a JSON value.
-pub(crate) fn jcs(v: &Value) -> Vec<u8> {
-    crate::jcs::to_vec(v)
 }
 
 /// How events were hashed before JCS: sorted keys, serde_json's rendering.

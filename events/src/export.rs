@@ -3,8 +3,9 @@
 //! The format and the checks are specified in `events/README.md` so that anyone can write a
 //! verifier; [`verify`] is ours.
 
-use crate::chain::{canonical_value, jcs, link_hash, sorted};
+use crate::chain::{canonical_value, link_hash, sorted};
 use crate::envelope::RecordedEvent;
+use crate::jcs;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -66,7 +67,7 @@ pub fn public_key(secret: &[u8; 32]) -> String {
 pub fn digest_line(facts: &DigestFacts, secret: &[u8; 32]) -> String {
     let key = SigningKey::from_bytes(secret);
     let mut v = facts.unsigned(&public_key(secret));
-    let signature = key.sign(&jcs(&v));
+    let signature = key.sign(&jcs::to_vec(&v));
     v.as_object_mut()
         .expect("an object")
         .insert("signature".into(), json!(B64.encode(signature.to_bytes())));
@@ -95,7 +96,7 @@ fn hash_holds(fields: &Map<String, Value>, prev_hash: &str, hash: &str) -> bool 
         canonical.remove(k);
     }
     let canonical = Value::Object(canonical);
-    link_hash(prev_hash, &jcs(&canonical)) == hash
+    link_hash(prev_hash, &jcs::to_vec(&canonical)) == hash
         || link_hash(prev_hash, sorted(canonical).to_string().as_bytes()) == hash
 }
 
@@ -209,7 +210,7 @@ fn check_digest(
         .map(|b| Signature::from_bytes(&b));
     let mut unsigned = m.clone();
     unsigned.remove("signature");
-    let message = jcs(&Value::Object(unsigned));
+    let message = jcs::to_vec(&Value::Object(unsigned));
     if signature.is_none_or(|s| key.verify(&message, &s).is_err()) {
         return fail(
             "digest: the signature does not match (wrong key, or the digest was edited)".into(),
