@@ -299,9 +299,20 @@ async fn health_and_readiness(b: Backend) {
         let r = app.client.get(app.url(p)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{p}");
     }
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready: Value = r.json().await.unwrap();
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "dependencies": {"database": "ok"}})
+    );
     app.db.close().await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let down: Value = r.json().await.unwrap();
+    assert_eq!(down["code"], "UNAVAILABLE");
+    assert_eq!(down["error"], "database unreachable", "names what is down");
+    assert_eq!(down["dependencies"]["database"], "unreachable");
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }

@@ -56,7 +56,17 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     /// Set when the server stops: event streams end then, instead of holding it open.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// What `/readyz` checks besides the database.
+    pub dependencies: Vec<Dependency>,
     limiter: Arc<auth::RateLimiter>,
+}
+
+/// A dependency besides the database that `/readyz` reports on (the bus, in NATS mode). The
+/// binary says how to tell it is up, so the API holds no client of its own.
+#[derive(Clone)]
+pub struct Dependency {
+    pub name: &'static str,
+    pub up: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl AppState {
@@ -72,6 +82,7 @@ impl AppState {
             trusted_proxies: TrustedProxies::default(),
             metrics: None,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            dependencies: vec![],
             limiter: Arc::default(),
             db,
         }

@@ -6,4 +6,6 @@
 
 mod relay;
 
-pub use relay::{ensure_stream, jetstream, nats, subject, BusConfig, BusError, Relay};
+pub use relay::{
+    ensure_stream, jetstream, nats, subject, BusConfig, BusError, Reachability, Relay,
+};

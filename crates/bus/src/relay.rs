@@ -74,6 +74,29 @@ pub async fn jetstream(config: &BusConfig) -> Result<jetstream::Context, BusErro
     Ok(js)
 }
 
+/// Whether NATS is reachable, told by a connection of its own that keeps reconnecting: what
+/// `/readyz` reports for the bus.
+#[derive(Clone)]
+pub struct Reachability(async_nats::Client);
+
+impl Reachability {
+    pub async fn connect(config: &BusConfig) -> Result<Reachability, BusError> {
+        Ok(Reachability(
+            async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connection_timeout(Duration::from_secs(2))
+                .name("easm readiness")
+                .connect(&config.url)
+                .await
+                .map_err(nats)?,
+        ))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.0.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
 /// The events stream, created if missing (also after a NATS server restarted empty).
 pub async fn ensure_stream(
     js: &jetstream::Context,

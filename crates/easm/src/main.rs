@@ -8,6 +8,7 @@ use easm::progress::Progress;
 use easm::{admin, audit, replay, Shutdown};
 use easm_api::AppState;
 use serde_json::json;
+use std::sync::Arc;
 
 fn main() {
     // Before the runtime: the span exporter has a blocking client of its own.
@@ -90,6 +91,13 @@ async fn run() -> Result<()> {
                 state.metrics = Some(easm_api::metrics::install().map_err(anyhow::Error::msg)?);
             }
             state.rendering = delivery.rendering();
+            if let Some(bus) = delivery.bus("readiness") {
+                let nats = easm_bus::Reachability::connect(&bus).await?;
+                state.dependencies.push(easm_api::Dependency {
+                    name: "nats",
+                    up: Arc::new(move || nats.is_up()),
+                });
+            }
             let background = Background::start(&state, &delivery, &scan).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), nats = delivery.nats_url.is_some(), "easm listening");
             if let Some(l) = &mcp_listener {

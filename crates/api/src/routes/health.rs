@@ -1,9 +1,16 @@
-use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long `/readyz` waits for the database: a load balancer's probe must get an answer even
+/// while connections cannot be had.
+const DATABASE_WAIT: Duration = Duration::from_secs(2);
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health",
@@ -12,17 +19,70 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers.
+/// What `/readyz` answers: each dependency's state, and on 503 which one is down.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// `UNAVAILABLE` when a dependency is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    /// Names the dependencies that are down, e.g. `nats unreachable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// `database`, and `nats` when the bus is NATS: `ok` or `unreachable`.
+    #[schema(value_type = BTreeMap<String, String>)]
+    dependencies: BTreeMap<&'static str, &'static str>,
+}
+
+/// Every dependency answers: the database, and the bus when it is NATS.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Database unreachable", body = crate::error::ErrorBody)))]
-pub async fn readyz(State(app): State<AppState>) -> ApiResult<Json<Value>> {
-    app.db.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "database unreachable",
-        )
-    })?;
-    Ok(Json(json!({"status": "ready"})))
+    responses((status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency is unreachable; `error` names it", body = Readiness)))]
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    let database = match tokio::time::timeout(DATABASE_WAIT, app.db.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer in time");
+            false
+        }
+    };
+    let mut dependencies = BTreeMap::from([("database", database)]);
+    for d in &app.dependencies {
+        dependencies.insert(d.name, (d.up)());
+    }
+    let down: Vec<&str> = dependencies
+        .iter()
+        .filter(|(_, up)| !**up)
+        .map(|(name, _)| *name)
+        .collect();
+    let dependencies = dependencies
+        .into_iter()
+        .map(|(name, up)| (name, if up { "ok" } else { "unreachable" }))
+        .collect();
+    if down.is_empty() {
+        let ready = Readiness {
+            status: "ready",
+            code: None,
+            error: None,
+            dependencies,
+        };
+        return Json(ready).into_response();
+    }
+    let body = Readiness {
+        status: "unavailable",
+        code: Some("UNAVAILABLE"),
+        error: Some(format!("{} unreachable", down.join(", "))),
+        dependencies,
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        Json(body),
+    )
+        .into_response()
 }

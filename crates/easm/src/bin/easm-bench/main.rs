@@ -6,6 +6,7 @@ mod delivery;
 mod discovery;
 mod findings;
 mod siem;
+mod soak;
 mod writes;
 
 use anyhow::Result;
@@ -45,6 +46,9 @@ enum Bench {
     /// Batched delivery of committed events to a Splunk HTTP Event Collector on 127.0.0.1:
     /// events per second from committed outbox to receiver.
     Siem(siem::Args),
+    /// `easm serve` as a process of its own under a steady command rate with webhook
+    /// deliveries for a long time, sampled every minute: RSS, descriptors, connections, p99.
+    Soak(soak::Args),
 }
 
 #[tokio::main]
@@ -59,6 +63,7 @@ async fn main() -> Result<()> {
         Bench::Discovery(args) => discovery::run(args).await?,
         Bench::Siem(args) => siem::run(args, db.clone()).await?,
         Bench::Findings(args) => findings::run(args, db.clone()).await?,
+        Bench::Soak(args) => soak::run(args, db.clone(), cli.store.clone()).await?,
     }
     db.close().await;
     Ok(())
