@@ -2,12 +2,13 @@
 //! appended to the log in batches), then times the verifiable export, its offline verification and
 //! a point-in-time replay of the whole organization. See BENCHMARKS.md.
 
+use crate::meta;
 use anyhow::Result;
 use easm_api::audit_export::{export_lines, Range};
 use easm_api::snapshot::{replay_org, Until};
 use easm_app::App;
 use easm_domain::Plan;
-use easm_events::{Actor, AssetAdded, AssetId, Event, EventMeta, GroupId, OrgId};
+use easm_events::{AssetAdded, AssetId, Event, GroupId, OrgId};
 use easm_store::{audit_signing_secret, AppendRequest, Db, StreamAppend};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -81,10 +82,6 @@ pub async fn run(args: Args, db: Db) -> Result<()> {
         })
     );
     Ok(())
-}
-
-fn meta() -> EventMeta {
-    EventMeta::new(Actor::system_part("bench"), easm_app::new_id::<String>())
 }
 
 /// `args.events` valid `asset.added` events appended straight to the log in batches, hash-chained

@@ -4,13 +4,14 @@
 //! second and the latency from commit to receipt, for API writes and for the fan-out of already
 //! committed events to many endpoints.
 
+use crate::{meta, ms};
 use anyhow::{bail, Result};
 use axum::extract::State;
 use easm::background::Background;
 use easm::config::{DeliveryArgs, ScanArgs};
 use easm_api::AppState;
 use easm_domain::{NewAsset, Plan, Role, WebhookSpec};
-use easm_events::{Actor, EventMeta, GroupId, OrgId};
+use easm_events::{GroupId, OrgId};
 use easm_store::Db;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -74,17 +75,6 @@ async fn receive(State(a): State<Arc<Mutex<Arrivals>>>, body: String) -> axum::h
     }
     a.last = Some(arrived);
     axum::http::StatusCode::NO_CONTENT
-}
-
-fn meta() -> EventMeta {
-    EventMeta::new(Actor::system_part("bench"), "bench")
-}
-
-fn ms(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
 struct Bench {

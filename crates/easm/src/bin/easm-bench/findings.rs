@@ -4,14 +4,14 @@
 //! make all day: filtered pages, deep pages, counts, risk, group summary and a full export.
 //! See BENCHMARKS.md.
 
+use crate::{meta, percentile};
 use anyhow::{bail, Context, Result};
 use easm_api::AppState;
 use easm_app::App;
 use easm_domain::Plan;
-use easm_events::{Actor, EventMeta};
 use easm_store::Db;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -101,15 +101,6 @@ impl Bench {
         let created = self.post("/api/scan-jobs", job).await?;
         Ok(created["id"].as_str().context("a job id")?.to_string())
     }
-}
-
-fn meta() -> EventMeta {
-    EventMeta::new(Actor::system_part("bench"), easm_app::new_id::<String>())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// The severity of the `i`th finding, in the proportions of [`SEVERITIES`].

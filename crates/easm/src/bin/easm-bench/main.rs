@@ -12,6 +12,8 @@ mod writes;
 use anyhow::Result;
 use clap::Parser;
 use easm::config::StoreArgs;
+use easm_events::{Actor, EventMeta};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +51,23 @@ enum Bench {
     /// `easm serve` as a process of its own under a steady command rate with webhook
     /// deliveries for a long time, sampled every minute: RSS, descriptors, connections, p99.
     Soak(soak::Args),
+}
+
+/// What the benchmarks command carries: a system actor of their own, a request id per command.
+fn meta() -> EventMeta {
+    EventMeta::new(Actor::system_part("bench"), easm_app::new_id::<String>())
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds.
+fn ms(sorted: &[i64], p: f64) -> f64 {
+    let i = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).map_or(0.0, |&us| us as f64 / 1000.0)
+}
+
+/// The `p` quantile of sorted durations, in milliseconds.
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]

@@ -4,13 +4,14 @@
 //! latency and the delivery latency. A leak shows as growth after warm-up; the figure kept is
 //! the growth of RSS between minute 5 and the last minute.
 
+use crate::{meta, ms};
 use anyhow::{bail, Context, Result};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use easm::config::StoreArgs;
 use easm_app::App;
 use easm_domain::{Plan, WebhookSpec};
-use easm_events::{Actor, EventMeta, GroupId, OrgId};
+use easm_events::{GroupId, OrgId};
 use easm_store::{Backend, Db};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -42,24 +43,13 @@ pub struct Args {
 /// Requests in flight at most; a tick that finds them all busy is counted as late, not sent.
 const IN_FLIGHT: usize = 256;
 
-fn meta() -> EventMeta {
-    EventMeta::new(Actor::system_part("bench"), "bench")
-}
-
-fn ms(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
-}
-
 /// What happened since the last sample: answer and delivery latencies in microseconds.
 #[derive(Default)]
 struct Window {
-    answers: Vec<u64>,
+    answers: Vec<i64>,
     errors: u64,
     late: u64,
-    deliveries: Vec<u64>,
+    deliveries: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -90,7 +80,7 @@ async fn receive(
             .lock()
             .expect("window")
             .deliveries
-            .push(lag.max(0) as u64);
+            .push(lag.max(0));
     }
     axum::http::StatusCode::NO_CONTENT
 }
@@ -380,7 +370,7 @@ pub async fn run(args: Args, db: Db, store: StoreArgs) -> Result<()> {
             let ok = command(&http, &url, &t, i).await;
             let mut w = s.window.lock().expect("window");
             match ok {
-                true => w.answers.push(sent.elapsed().as_micros() as u64),
+                true => w.answers.push(sent.elapsed().as_micros() as i64),
                 false => w.errors += 1,
             }
             drop(permit);

@@ -2,10 +2,11 @@
 //! concurrencies, the raw single-row INSERT ceiling of the same PostgreSQL (pgbench), the lag from
 //! a commit by another process to the server's read models, and rebuild speed.
 
+use crate::{meta, percentile};
 use anyhow::{bail, Context, Result};
 use easm_app::App;
 use easm_domain::{NewAsset, Plan, Role};
-use easm_events::{Actor, Event, EventMeta, GroupCreated, GroupId, OrgId};
+use easm_events::{Event, GroupCreated, GroupId, OrgId};
 use easm_store::{AppendRequest, Backend, Db, EventLog, StreamAppend};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -39,18 +40,6 @@ pub struct Args {
 
 /// Requests per key before a client takes a new one (enterprise keys allow 6,000 a minute).
 const KEY_REQUESTS: u64 = 2_000;
-
-fn meta() -> EventMeta {
-    EventMeta::new(Actor::system(), "bench")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
 
 pub async fn run(args: Args, db: Db) -> Result<()> {
     let app = App::new(db.clone());
