@@ -76,11 +76,7 @@ async fn receive(
         .unwrap_or_default()
         .to_string();
     if s.seen.lock().expect("seen").insert(id) {
-        s.window
-            .lock()
-            .expect("window")
-            .deliveries
-            .push(lag.max(0));
+        s.window.lock().expect("window").deliveries.push(lag.max(0));
     }
     axum::http::StatusCode::NO_CONTENT
 }
