@@ -52,7 +52,6 @@ struct Window {
     deliveries: Vec<i64>,
 }
 
-#[derive(Default)]
 struct Shared {
     window: Mutex<Window>,
     /// Webhook ids received, to count each delivery once.
@@ -295,7 +294,14 @@ async fn last_position(db: &Db) -> Result<i64> {
 }
 
 pub async fn run(args: Args, db: Db, store: StoreArgs) -> Result<()> {
-    let shared = Arc::new(Shared::default());
+    // Sized for the whole run up front: growing a set of a few hundred thousand ids rehashes
+    // it under the lock every delivery waits on, a stall of the bench's, not the server's.
+    let shared = Arc::new(Shared {
+        window: Mutex::default(),
+        seen: Mutex::new(HashSet::with_capacity(
+            (args.rate * args.minutes * 60 * 11 / 10) as usize,
+        )),
+    });
     let receiver_app = axum::Router::new()
         .fallback(axum::routing::post(receive))
         .with_state(shared.clone());
