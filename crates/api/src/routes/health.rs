@@ -51,34 +51,22 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
             false
         }
     };
-    let mut dependencies = BTreeMap::from([("database", database)]);
-    for d in &app.dependencies {
-        dependencies.insert(d.name, (d.up)());
-    }
-    let down: Vec<&str> = dependencies
-        .iter()
-        .filter(|(_, up)| !**up)
-        .map(|(name, _)| *name)
-        .collect();
-    let dependencies = dependencies
-        .into_iter()
-        .map(|(name, up)| (name, if up { "ok" } else { "unreachable" }))
-        .collect();
-    if down.is_empty() {
-        let ready = Readiness {
-            status: "ready",
-            code: None,
-            error: None,
-            dependencies,
-        };
-        return Json(ready).into_response();
-    }
+    let mut up = vec![("database", database)];
+    up.extend(app.dependencies.iter().map(|d| (d.name, (d.up)())));
+    let down: Vec<&str> = up.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    let ready = down.is_empty();
     let body = Readiness {
-        status: "unavailable",
-        code: Some("UNAVAILABLE"),
-        error: Some(format!("{} unreachable", down.join(", "))),
-        dependencies,
+        status: if ready { "ready" } else { "unavailable" },
+        code: (!ready).then_some("UNAVAILABLE"),
+        error: (!ready).then(|| format!("{} unreachable", down.join(", "))),
+        dependencies: up
+            .into_iter()
+            .map(|(name, ok)| (name, if ok { "ok" } else { "unreachable" }))
+            .collect(),
     };
+    if ready {
+        return Json(body).into_response();
+    }
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],
