@@ -3,7 +3,7 @@
 //! chain head records how far its read models go, so a crash can neither skip nor double-apply
 //! an event.
 
-use crate::models::finding_totals::Tally;
+use crate::models::finding_totals::Change;
 use crate::replay::Replay;
 use crate::state::{tables, ReadState, Touched};
 use easm_events::{Event, RecordedEvent};
@@ -43,12 +43,13 @@ impl Projector {
         let touched = Touched::by(conn, recorded, events).await?;
         let size = self.db.backend().chunk_rows();
         let mut state = ReadState::load(conn, size, &touched).await?;
-        let findings_before = state.findings.clone();
+        let (findings, assets) = (state.findings.clone(), state.assets.clone());
         for (r, e) in recorded.iter().zip(events) {
             state.fold(r.into(), e);
         }
         let mut writes = state.writes(size, &touched);
-        Tally::change(&findings_before, &state.findings).writes(size, &mut writes);
+        let change = Change::of((&findings, &state.findings), (&assets, &state.assets));
+        change.writes(size, &mut writes);
         Ok(writes)
     }
 

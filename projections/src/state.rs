@@ -109,7 +109,7 @@ macro_rules! read_models {
             pub(crate) fn rows(&self) -> Vec<Rows> {
                 let mut out = vec![];
                 $(out.extend(Rows::of::<$model>(&self.$field));)*
-                out.push(Tally::of(&self.findings).rows());
+                out.push(Tally::of(&self.findings, &self.assets).rows());
                 out
             }
         }

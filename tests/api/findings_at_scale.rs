@@ -10,7 +10,7 @@ use crate::{on_both_backends, on_every_transport};
 use easm_domain::Plan;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 on_both_backends!(
@@ -70,17 +70,31 @@ async fn assert_totals_exact(t: &Tenant, assets: &[String], step: &str) {
         assert_eq!(page.body["total"], kept.body["total"], "{step}: {q}");
         assert!(page.body.get("totalCapped").is_none(), "{}", page.body);
     }
-    // A group's findings are its assets'.
-    let summary = t.get(&format!("/api/groups/{}/summary", t.group)).await;
-    let mut total = 0;
+    // A group's findings are its live assets', wherever they moved.
+    let mut groups = BTreeMap::new();
     for a in assets {
-        let kept = t.get(&format!("/api/findings/count?asset_id={a}")).await;
         let live = t.get(&format!("/api/assets/{a}")).await;
         if live.status == StatusCode::OK {
-            total += kept.body["total"].as_i64().unwrap();
+            let kept = t.get(&format!("/api/findings/count?asset_id={a}")).await;
+            let group = live.body["groupId"].as_str().unwrap().to_string();
+            *groups.entry(group).or_insert(0) += kept.body["total"].as_i64().unwrap();
         }
     }
-    assert_eq!(summary.body["findings"]["total"], total, "{step}");
+    for group in [&t.group, &other_group(t).await] {
+        let summary = t.get(&format!("/api/groups/{group}/summary")).await;
+        let total = groups.get(group).copied().unwrap_or(0);
+        assert_eq!(summary.body["findings"]["total"], total, "{step}: {group}");
+    }
+}
+
+/// The tenant's second group, made on first use.
+async fn other_group(t: &Tenant) -> String {
+    let groups = t.get("/api/groups?perPage=100").await;
+    let items = groups.body["items"].as_array().expect("a page");
+    match items.iter().find(|g| g["name"] == "Other") {
+        Some(g) => g["id"].as_str().unwrap().to_string(),
+        None => t.app.group(&t.key, "Other").await,
+    }
 }
 
 async fn totals_stay_exact_through_triage_hiding_removal_and_rebuild(b: Backend) {
@@ -133,9 +147,44 @@ async fn totals_stay_exact_through_triage_hiding_removal_and_rebuild(b: Backend)
     assert_totals_exact(&t, &assets, "detected again").await;
     assert_eq!(t.get("/api/findings/count").await.body["total"], 75);
 
+    // Moved to another group and back, with a status change between.
+    let other = other_group(&t).await;
+    let moved = t
+        .patch(
+            &format!("/api/assets/{}", assets[1]),
+            json!({"groupId": other}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    assert_totals_exact(&t, &assets, "asset moved").await;
+    let other_total = t.get(&format!("/api/groups/{other}/summary")).await;
+    assert_eq!(other_total.body["findings"]["total"], 25);
+    let of_moved = ids(&t
+        .get(&format!("/api/findings?asset_id={}&perPage=3", assets[1]))
+        .await);
+    let bulk = t
+        .post(
+            "/api/findings/bulk-status",
+            json!({"ids": of_moved, "status": "ignored"}),
+        )
+        .await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.body);
+    assert_totals_exact(&t, &assets, "moved asset triaged").await;
+    let back = t
+        .patch(
+            &format!("/api/assets/{}", assets[0]),
+            json!({"groupId": other}),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert_totals_exact(&t, &assets, "second asset moved").await;
+
     let removed = t.delete(&format!("/api/assets/{}", assets[2])).await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
     assert_totals_exact(&t, &assets, "asset removed").await;
+    let removed = t.delete(&format!("/api/assets/{}", assets[1])).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    assert_totals_exact(&t, &assets, "moved asset removed").await;
 
     let before = t.app.state.read().dump().await.unwrap();
     t.app.state.commands.projector().rebuild().await.unwrap();

@@ -269,12 +269,13 @@ impl ReadModels {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::state::given;
     use easm_events::{AssetAdded, AssetRemoved, AssetUpdated};
 
-    fn added(id: &str) -> Event {
+    /// Asset `id` added to group `g1`.
+    pub(crate) fn added(id: &str) -> Event {
         Event::AssetAdded(AssetAdded {
             asset_id: id.into(),
             group_id: "g1".into(),

@@ -198,7 +198,7 @@ impl ReadModels {
             scanned_assets,
             recent_scans,
             last_scan_at,
-            findings: self.group_finding_counts(group_id).await?,
+            findings: self.group_finding_counts(org_id, group_id).await?,
         }))
     }
 
