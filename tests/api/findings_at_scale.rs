@@ -147,21 +147,23 @@ async fn totals_stay_exact_through_triage_hiding_removal_and_rebuild(b: Backend)
     assert_totals_exact(&t, &assets, "detected again").await;
     assert_eq!(t.get("/api/findings/count").await.body["total"], 75);
 
-    // Moved to another group and back, with a status change between.
+    // Moved to another group one after the other, with a status change between.
     let other = other_group(&t).await;
-    let moved = t
-        .patch(
-            &format!("/api/assets/{}", assets[1]),
-            json!({"groupId": other}),
-        )
-        .await;
-    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let move_to_other = |asset: &String| {
+        let path = format!("/api/assets/{asset}");
+        let t = &t;
+        let other = other.clone();
+        async move {
+            let moved = t.patch(&path, json!({"groupId": other})).await;
+            assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+        }
+    };
+    move_to_other(&assets[1]).await;
     assert_totals_exact(&t, &assets, "asset moved").await;
     let other_total = t.get(&format!("/api/groups/{other}/summary")).await;
     assert_eq!(other_total.body["findings"]["total"], 25);
-    let of_moved = ids(&t
-        .get(&format!("/api/findings?asset_id={}&perPage=3", assets[1]))
-        .await);
+    let of_moved = format!("/api/findings?asset_id={}&perPage=3", assets[1]);
+    let of_moved = ids(&t.get(&of_moved).await);
     let bulk = t
         .post(
             "/api/findings/bulk-status",
@@ -170,13 +172,7 @@ async fn totals_stay_exact_through_triage_hiding_removal_and_rebuild(b: Backend)
         .await;
     assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.body);
     assert_totals_exact(&t, &assets, "moved asset triaged").await;
-    let back = t
-        .patch(
-            &format!("/api/assets/{}", assets[0]),
-            json!({"groupId": other}),
-        )
-        .await;
-    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    move_to_other(&assets[0]).await;
     assert_totals_exact(&t, &assets, "second asset moved").await;
 
     let removed = t.delete(&format!("/api/assets/{}", assets[2])).await;
